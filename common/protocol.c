@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "protocol.h"
+
+static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
+        [PROTOCOL_ERROR_INVALID_JSON] = "invalid_json",
+        [PROTOCOL_ERROR_INVALID_REQUEST] = "invalid_request",
+        [PROTOCOL_ERROR_LINE_TOO_LONG] = "line_too_long",
+        [PROTOCOL_ERROR_UNKNOWN_METHOD] = "unknown_method",
+        [PROTOCOL_ERROR_INVALID_PARAMS] = "invalid_params",
+        [PROTOCOL_ERROR_UNKNOWN_VERSION] = "unknown_version",
+        [PROTOCOL_ERROR_IRREVERSIBLE] = "irreversible",
+        [PROTOCOL_ERROR_CHECKSUM_MISMATCH] = "checksum_mismatch",
+        [PROTOCOL_ERROR_MISSING_MIGRATION] = "missing_migration",
+        [PROTOCOL_ERROR_DIRECTORY_INVALID] = "directory_invalid",
+        [PROTOCOL_ERROR_MIGRATION_FAILED] = "migration_failed",
+        [PROTOCOL_ERROR_FOREIGN_KEY_VIOLATION] = "foreign_key_violation",
+        [PROTOCOL_ERROR_BUSY] = "busy",
+        [PROTOCOL_ERROR_QUEUE_FULL] = "queue_full",
+        [PROTOCOL_ERROR_SHUTTING_DOWN] = "shutting_down",
+        [PROTOCOL_ERROR_INTERRUPTED] = "interrupted",
+        [PROTOCOL_ERROR_PERMISSION_DENIED] = "permission_denied",
+        [PROTOCOL_ERROR_DATABASE] = "database_error",
+        [PROTOCOL_ERROR_INTERNAL] = "internal",
+};
+
+const char *protocol_error_code_to_string(protocol_error_code c) {
+        if ((unsigned) c >= _PROTOCOL_ERROR_MAX)
+                return "internal";
+        return error_codes[c];
+}
+
+int protocol_error_code_from_string(const char *s) {
+        for (int i = 0; i < _PROTOCOL_ERROR_MAX; i++)
+                if (s && streq(error_codes[i], s))
+                        return i;
+        return -1;
+}
+
+void protocol_request_done(protocol_request *r) {
+        json_decref(r->root);
+        memset(r, 0, sizeof(*r));
+}
+
+static int fail(protocol_error_code code, char **ret_message, const char *fmt, ...) _printf_(3, 4);
+static int fail(protocol_error_code code, char **ret_message, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(ret_message, fmt, ap) < 0)
+                *ret_message = NULL;
+        va_end(ap);
+        return (int) code + 1;
+}
+
+static bool id_is_valid(json_t *id) {
+        if (json_is_integer(id))
+                return json_integer_value(id) >= 0 && json_integer_value(id) < PROTOCOL_ID_INT_MAX;
+        if (json_is_string(id))
+                return json_string_length(id) >= 1 && json_string_length(id) <= PROTOCOL_ID_STRING_MAX;
+        return false;
+}
+
+int protocol_decode_request(const char *line, size_t size, protocol_request *ret, char **ret_message) {
+        json_error_t jerr;
+        json_t *root, *id, *method, *params;
+        const char *key;
+        json_t *value;
+
+        memset(ret, 0, sizeof(*ret));
+        if (size > PROTOCOL_LINE_MAX)
+                return fail(PROTOCOL_ERROR_LINE_TOO_LONG, ret_message, "request longer than %d bytes",
+                            PROTOCOL_LINE_MAX);
+        /* JSON_REJECT_DUPLICATES: {"id":1,"id":2} is ambiguous, refuse it. NUL bytes in the line or
+         * in strings, trailing garbage and nesting deeper than jansson's limit are errors too. */
+        root = json_loadb(line, size, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root)
+                return fail(PROTOCOL_ERROR_INVALID_JSON, ret_message, "invalid JSON at column %d: %s", jerr.column,
+                            jerr.text);
+        ret->root = root;
+        if (!json_is_object(root))
+                return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "a request must be a JSON object");
+
+        id = json_object_get(root, "id");
+        if (id && id_is_valid(id))
+                ret->id = id;
+
+        json_object_foreach(root, key, value)
+                if (!streq(key, "id") && !streq(key, "method") && !streq(key, "params"))
+                        return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "unknown field \"%s\"", key);
+        if (!id)
+                return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "missing field \"id\"");
+        if (!ret->id)
+                return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message,
+                            "\"id\" must be an integer in [0, 2^53) or a string of 1..%d bytes",
+                            PROTOCOL_ID_STRING_MAX);
+        method = json_object_get(root, "method");
+        if (!method)
+                return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "missing field \"method\"");
+        if (!json_is_string(method) || json_string_length(method) == 0)
+                return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "\"method\" must be a non-empty string");
+        params = json_object_get(root, "params");
+        if (params && !json_is_object(params))
+                return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "\"params\" must be an object");
+        if (!params) {
+                params = json_object();
+                if (!params || json_object_set_new(root, "params", params) < 0)
+                        return fail(PROTOCOL_ERROR_INTERNAL, ret_message, "out of memory");
+        }
+        ret->method = json_string_value(method);
+        ret->params = params;
+        return 0;
+}
+
+static const char *param_type_name(param_type t) {
+        switch (t) {
+        case PARAM_INT: return "an integer";
+        case PARAM_BOOL: return "a boolean";
+        default: return "a string";
+        }
+}
+
+int protocol_check_params(json_t *params, const param_spec *specs, size_t n_specs, char **ret_message) {
+        const char *key;
+        json_t *value;
+
+        json_object_foreach(params, key, value) {
+                const param_spec *s = NULL;
+                for (size_t i = 0; i < n_specs; i++)
+                        if (streq(specs[i].name, key))
+                                s = &specs[i];
+                if (!s)
+                        return fail(PROTOCOL_ERROR_INVALID_PARAMS, ret_message, "unknown parameter \"%s\"", key);
+                switch (s->type) {
+                case PARAM_INT:
+                        if (!json_is_integer(value))
+                                break;
+                        if (json_integer_value(value) < s->min || json_integer_value(value) > s->max)
+                                return fail(PROTOCOL_ERROR_INVALID_PARAMS, ret_message,
+                                            "parameter \"%s\" must be between %lld and %lld", key,
+                                            (long long) s->min, (long long) s->max);
+                        continue;
+                case PARAM_BOOL:
+                        if (json_is_boolean(value))
+                                continue;
+                        break;
+                case PARAM_STRING:
+                        if (!json_is_string(value))
+                                break;
+                        if ((json_int_t) json_string_length(value) > s->max)
+                                return fail(PROTOCOL_ERROR_INVALID_PARAMS, ret_message,
+                                            "parameter \"%s\" is longer than %lld bytes", key, (long long) s->max);
+                        continue;
+                }
+                return fail(PROTOCOL_ERROR_INVALID_PARAMS, ret_message, "parameter \"%s\" must be %s", key,
+                            param_type_name(s->type));
+        }
+        return 0;
+}
+
+/* Serializes a reply object compactly, on one line. Steals obj. */
+static char *encode_line(json_t *obj) {
+        char *s, *line;
+        size_t n;
+
+        if (!obj)
+                return NULL;
+        s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+        json_decref(obj);
+        if (!s)
+                return NULL;
+        n = strlen(s);
+        line = realloc(s, n + 2);
+        if (!line) {
+                free(s);
+                return NULL;
+        }
+        line[n] = '\n';
+        line[n + 1] = '\0';
+        return line;
+}
+
+static json_t *reply_base(json_t *id) {
+        json_t *o = json_object();
+
+        if (o && json_object_set(o, "id", id ?: json_null()) < 0)
+                o = (json_decref(o), NULL);
+        return o;
+}
+
+char *protocol_encode_result(json_t *id, json_t *result) {
+        json_t *o = reply_base(id);
+
+        if (!o || json_object_set_new(o, "result", result ?: json_object()) < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return encode_line(o);
+}
+
+char *protocol_encode_error(json_t *id, protocol_error_code code, const char *message, json_t *extra) {
+        json_t *o = reply_base(id), *e = extra ?: json_object();
+
+        if (!o || !e || json_object_set_new(e, "code", json_string(protocol_error_code_to_string(code))) < 0 ||
+            json_object_set_new(e, "message", json_string(message ?: "")) < 0 ||
+            json_object_set_new(o, "error", e) < 0) {
+                json_decref(o);
+                json_decref(e);
+                return NULL;
+        }
+        return encode_line(o);
+}
+
+char *protocol_encode_event(json_t *id, const char *event, json_t *fields) {
+        json_t *o = fields ?: json_object();
+
+        if (!o || json_object_set(o, "id", id ?: json_null()) < 0 ||
+            json_object_set_new(o, "event", json_string(event)) < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return encode_line(o);
+}
+
+char *protocol_encode_request(json_t *id, const char *method, json_t *params) {
+        json_t *o = reply_base(id);
+
+        if (!o || json_object_set_new(o, "method", json_string(method)) < 0 ||
+            json_object_set_new(o, "params", params ?: json_object()) < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return encode_line(o);
+}
+
+int protocol_decode_reply(const char *line, size_t size, protocol_reply_kind *ret_kind, json_t **ret_root,
+                          json_t **ret_body) {
+        json_t *root, *body;
+
+        root = json_loadb(line, size, 0, NULL);
+        if (!json_is_object(root)) {
+                json_decref(root);
+                return -EBADMSG;
+        }
+        if ((body = json_object_get(root, "result")) && json_is_object(body))
+                *ret_kind = PROTOCOL_REPLY_RESULT;
+        else if ((body = json_object_get(root, "error")) && json_is_object(body))
+                *ret_kind = PROTOCOL_REPLY_ERROR;
+        else if (json_is_string(json_object_get(root, "event"))) {
+                *ret_kind = PROTOCOL_REPLY_EVENT;
+                body = root;
+        } else {
+                json_decref(root);
+                return -EBADMSG;
+        }
+        *ret_root = root;
+        *ret_body = body;
+        return 0;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The socket protocol, version 1: one JSON object per line over a Unix stream socket.
+ *
+ *   request:  {"id": 7, "method": "up", "params": {"to": 5}}
+ *   event:    {"id": 7, "event": "migration", ...}            zero or more
+ *   result:   {"id": 7, "result": {...}}                      exactly one of these two
+ *   error:    {"id": 7, "error": {"code": "busy", "message": "...", ...}}
+ *
+ * id is an integer in [0, 2^53) or a string of 1..64 bytes; params is an object and may be left
+ * out. Decoding is strict: unknown fields, wrong types, duplicate keys, trailing bytes and lines
+ * longer than PROTOCOL_LINE_MAX are errors, answered with id null when the id is not known.
+ * Bump MIGRATED_PROTOCOL_VERSION on any incompatible change; additions are announced in hello's
+ * "capabilities". */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MIGRATED_PROTOCOL_VERSION 1
+#define PROTOCOL_LINE_MAX (64 * 1024)
+#define PROTOCOL_ID_STRING_MAX 64
+#define PROTOCOL_ID_INT_MAX ((json_int_t) 1 << 53)
+#define PROTOCOL_DEFAULT_SOCKET "/run/migrated/migrated.sock"
+
+/* Stable machine-readable error codes. Append only: clients map them to exit codes. */
+typedef enum protocol_error_code {
+        PROTOCOL_ERROR_INVALID_JSON,      /* the line is not a JSON object */
+        PROTOCOL_ERROR_INVALID_REQUEST,   /* missing/unknown/mistyped top-level field */
+        PROTOCOL_ERROR_LINE_TOO_LONG,     /* line longer than PROTOCOL_LINE_MAX */
+        PROTOCOL_ERROR_UNKNOWN_METHOD,
+        PROTOCOL_ERROR_INVALID_PARAMS,    /* a parameter is unknown, mistyped or out of range */
+        PROTOCOL_ERROR_UNKNOWN_VERSION,   /* --to names a version that does not exist */
+        PROTOCOL_ERROR_IRREVERSIBLE,      /* down across a migration without a down file */
+        PROTOCOL_ERROR_CHECKSUM_MISMATCH, /* an applied migration's file was edited */
+        PROTOCOL_ERROR_MISSING_MIGRATION, /* an applied version has no file any more */
+        PROTOCOL_ERROR_DIRECTORY_INVALID, /* the migrations directory has problems */
+        PROTOCOL_ERROR_MIGRATION_FAILED,  /* a statement failed; rolled back */
+        PROTOCOL_ERROR_FOREIGN_KEY_VIOLATION,
+        PROTOCOL_ERROR_BUSY,              /* another writer held the database past busy_timeout */
+        PROTOCOL_ERROR_QUEUE_FULL,
+        PROTOCOL_ERROR_SHUTTING_DOWN,
+        PROTOCOL_ERROR_INTERRUPTED,
+        PROTOCOL_ERROR_PERMISSION_DENIED,
+        PROTOCOL_ERROR_DATABASE,          /* the database could not be read or written */
+        PROTOCOL_ERROR_INTERNAL,
+        _PROTOCOL_ERROR_MAX,
+} protocol_error_code;
+
+const char *protocol_error_code_to_string(protocol_error_code c);
+int protocol_error_code_from_string(const char *s); /* -1 when unknown */
+
+typedef struct protocol_request {
+        json_t *id;     /* integer or string; NULL when it could not be recovered */
+        const char *method;
+        json_t *params; /* always an object */
+        json_t *root;   /* owns everything above */
+} protocol_request;
+
+void protocol_request_done(protocol_request *r);
+
+/* Decodes one request line (without its newline). Returns 0, or a positive protocol_error_code + 1
+ * with *ret_message set (malloc'd); ret->id is filled whenever the id could be read, so that the
+ * error can be answered on it. */
+int protocol_decode_request(const char *line, size_t size, protocol_request *ret, char **ret_message);
+
+/* Parameter checking for a method, strictly: unknown keys and wrong types are refused. */
+typedef enum param_type {
+        PARAM_INT,
+        PARAM_BOOL,
+        PARAM_STRING,
+} param_type;
+
+typedef struct param_spec {
+        const char *name;
+        param_type type;
+        json_int_t min, max; /* PARAM_INT: inclusive range; PARAM_STRING: max length */
+} param_spec;
+
+/* Returns 0, or PROTOCOL_ERROR_INVALID_PARAMS + 1 with *ret_message set. */
+int protocol_check_params(json_t *params, const param_spec *specs, size_t n_specs, char **ret_message);
+
+/* Encoders return a malloc'd line ending in '\n', or NULL on OOM. They steal the json_t passed
+ * as payload. */
+char *protocol_encode_result(json_t *id, json_t *result);
+char *protocol_encode_error(json_t *id, protocol_error_code code, const char *message, json_t *extra);
+char *protocol_encode_event(json_t *id, const char *event, json_t *fields);
+char *protocol_encode_request(json_t *id, const char *method, json_t *params);
+
+typedef enum protocol_reply_kind {
+        PROTOCOL_REPLY_EVENT,
+        PROTOCOL_REPLY_RESULT,
+        PROTOCOL_REPLY_ERROR,
+} protocol_reply_kind;
+
+/* Client side: classifies one reply line. *ret_root owns the document; *ret_body points at the
+ * result object, the error object, or the event line itself. Returns 0 or -EBADMSG. */
+int protocol_decode_reply(const char *line, size_t size, protocol_reply_kind *ret_kind, json_t **ret_root,
+                          json_t **ret_body);
