@@ -27,6 +27,7 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_PERMISSION_DENIED] = "permission_denied",
         [PROTOCOL_ERROR_DATABASE] = "database_error",
         [PROTOCOL_ERROR_INTERNAL] = "internal",
+        [PROTOCOL_ERROR_OUT_OF_ORDER] = "out_of_order",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

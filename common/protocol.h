@@ -45,6 +45,7 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_PERMISSION_DENIED,
         PROTOCOL_ERROR_DATABASE,          /* the database could not be read or written */
         PROTOCOL_ERROR_INTERNAL,
+        PROTOCOL_ERROR_OUT_OF_ORDER,      /* a pending migration is older than the newest applied one */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "plan.h"
+
+void applied_set_clear(applied_set *a) {
+        for (size_t i = 0; i < a->n; i++) {
+                free(a->items[i].name);
+                free(a->items[i].applied_at);
+        }
+        free(a->items);
+        a->items = NULL;
+        a->n = 0;
+}
+
+int64_t applied_set_current(const applied_set *a) {
+        return a && a->n > 0 ? a->items[a->n - 1].version : 0;
+}
+
+const applied_migration *applied_set_find(const applied_set *a, int64_t version) {
+        for (size_t i = 0; a && i < a->n; i++)
+                if (a->items[i].version == version)
+                        return &a->items[i];
+        return NULL;
+}
+
+void plan_error_clear(plan_error *e) {
+        if (!e)
+                return;
+        free(e->message);
+        free(e->file);
+        memset(e, 0, sizeof(*e));
+}
+
+static int refuse(plan_error *e, protocol_error_code code, const migration *m, const char *fmt, ...) _printf_(4, 5);
+static int refuse(plan_error *e, protocol_error_code code, const migration *m, const char *fmt, ...) {
+        va_list ap;
+
+        if (!e)
+                return PLAN_REFUSED;
+        plan_error_clear(e);
+        e->code = code;
+        va_start(ap, fmt);
+        if (vasprintf(&e->message, fmt, ap) < 0)
+                e->message = NULL;
+        va_end(ap);
+        if (m) {
+                e->version = m->version;
+                e->file = strdup(m->up.file);
+        }
+        return e->message ? PLAN_REFUSED : -ENOMEM;
+}
+
+size_t plan_check_applied(const migration_set *set, const applied_set *applied, plan_error *ret_error) {
+        size_t problems = 0;
+
+        for (size_t i = 0; i < applied->n; i++) {
+                const applied_migration *a = &applied->items[i];
+                const migration *m = migration_set_find(set, a->version);
+
+                if (!m) {
+                        if (problems++ == 0 && ret_error) {
+                                refuse(ret_error, PROTOCOL_ERROR_MISSING_MIGRATION, NULL,
+                                       "migration %" PRId64 " (%s) is applied but its file is missing from %s; "
+                                       "restore the file, or point migrated at the right directory",
+                                       a->version, a->name, set->dir);
+                                ret_error->version = a->version;
+                        }
+                        continue;
+                }
+                if (!streq(m->checksum, a->checksum)) {
+                        if (problems++ == 0 && ret_error) {
+                                refuse(ret_error, PROTOCOL_ERROR_CHECKSUM_MISMATCH, m,
+                                       "%s was edited after it was applied (recorded sha256 %s, file now %s); "
+                                       "restore the original file and put the change in a new migration "
+                                       "(migratectl new NAME)",
+                                       m->up.file, a->checksum, m->checksum);
+                                memcpy(ret_error->expected, a->checksum, SHA256_HEX_SIZE);
+                                memcpy(ret_error->actual, m->checksum, SHA256_HEX_SIZE);
+                        }
+                }
+        }
+        return problems;
+}
+
+static int plan_add(plan *p, const migration *m, bool up) {
+        plan_step *s = &p->steps[p->n++];
+
+        s->migration = m;
+        s->script = up ? &m->up : &m->down;
+        s->transaction = !(s->script->flags & MIGRATION_NO_TRANSACTION);
+        if (!s->transaction)
+                p->atomic = false;
+        return 0;
+}
+
+static int plan_up(const migration_set *set, const applied_set *applied, const plan_request *req, plan *p,
+                   plan_error *e) {
+        int64_t current = applied_set_current(applied);
+        int64_t target = req->to == PLAN_NO_TARGET ? migration_set_latest(set) : req->to;
+
+        if (req->steps != 0)
+                return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL, "\"steps\" applies to down only");
+        if (req->to != PLAN_NO_TARGET && req->to != 0 && !migration_set_find(set, req->to))
+                return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
+                              "there is no migration %" PRId64 " in %s", req->to, set->dir);
+        if (target < current)
+                return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
+                              "target %" PRId64 " is older than the current version %" PRId64 "; use down --to %" PRId64,
+                              target, current, target);
+        for (size_t i = 0; i < set->n; i++) {
+                const migration *m = &set->items[i];
+                if (m->version < current && !applied_set_find(applied, m->version))
+                        return refuse(e, PROTOCOL_ERROR_OUT_OF_ORDER, m,
+                                      "%s is pending but older than the current version %" PRId64
+                                      "; give it a version above %" PRId64 " (rename the file)",
+                                      m->up.file, current, current);
+        }
+        for (size_t i = 0; i < set->n; i++) {
+                const migration *m = &set->items[i];
+                if (m->version > current && m->version <= target)
+                        plan_add(p, m, true);
+        }
+        p->to_version = p->n > 0 ? p->steps[p->n - 1].migration->version : current;
+        return 0;
+}
+
+static int plan_down(const migration_set *set, const applied_set *applied, const plan_request *req, plan *p,
+                     plan_error *e) {
+        int64_t current = applied_set_current(applied);
+        size_t count;
+
+        if (req->to != PLAN_NO_TARGET && req->steps != 0)
+                return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL, "give either \"to\" or \"steps\", not both");
+        if (req->to != PLAN_NO_TARGET) {
+                if (req->to > current)
+                        return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
+                                      "target %" PRId64 " is newer than the current version %" PRId64 "; use up --to %" PRId64,
+                                      req->to, current, req->to);
+                if (req->to != 0 && !applied_set_find(applied, req->to))
+                        return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
+                                      "version %" PRId64 " is not applied; down --to takes 0 or an applied version",
+                                      req->to);
+                count = 0;
+                for (size_t i = 0; i < applied->n; i++)
+                        if (applied->items[i].version > req->to)
+                                count++;
+        } else {
+                int64_t steps = req->steps == 0 ? 1 : req->steps;
+                if (steps < 0 || (uint64_t) steps > applied->n)
+                        return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL,
+                                      "cannot revert %" PRId64 " migrations: %zu applied", steps, applied->n);
+                count = (size_t) steps;
+        }
+        /* Check every step before planning any, so a refusal names the first blocker. */
+        for (size_t k = 0; k < count; k++) {
+                const applied_migration *a = &applied->items[applied->n - 1 - k];
+                const migration *m = migration_set_find(set, a->version);
+                if (!m)
+                        return refuse(e, PROTOCOL_ERROR_MISSING_MIGRATION, NULL,
+                                      "migration %" PRId64 " (%s) is applied but its files are missing", a->version,
+                                      a->name);
+                if (!m->down.file)
+                        return refuse(e, PROTOCOL_ERROR_IRREVERSIBLE, m,
+                                      "%s is irreversible (it has no down file); nothing was changed", m->up.file);
+                plan_add(p, m, false);
+        }
+        p->to_version = count < applied->n ? applied->items[applied->n - 1 - count].version : 0;
+        return 0;
+}
+
+int plan_build(const migration_set *set, const applied_set *applied, const plan_request *req, plan **ret,
+               plan_error *ret_error) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        plan_error scratch = {};
+        int r;
+
+        if (plan_check_applied(set, applied, ret_error ?: &scratch) > 0) {
+                plan_error_clear(&scratch);
+                return PLAN_REFUSED;
+        }
+        p = calloc(1, sizeof(*p));
+        if (!p || !(p->steps = calloc(set->n + applied->n + 1, sizeof(plan_step))))
+                return -ENOMEM;
+        p->direction = req->direction;
+        p->from_version = applied_set_current(applied);
+        p->atomic = true;
+        r = req->direction == PLAN_UP ? plan_up(set, applied, req, p, ret_error)
+                                      : plan_down(set, applied, req, p, ret_error);
+        if (r != 0)
+                return r;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+plan *plan_free(plan *p) {
+        if (!p)
+                return NULL;
+        free(p->steps);
+        free(p);
+        return NULL;
+}
+
+void plan_freep(plan **p) {
+        plan_free(*p);
+}
