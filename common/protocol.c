@@ -171,7 +171,7 @@ static char *encode_line(json_t *obj) {
 
         if (!obj)
                 return NULL;
-        s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+        s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
         json_decref(obj);
         if (!s)
                 return NULL;
@@ -218,13 +218,16 @@ char *protocol_encode_error(json_t *id, protocol_error_code code, const char *me
 }
 
 char *protocol_encode_event(json_t *id, const char *event, json_t *fields) {
-        json_t *o = fields ?: json_object();
+        json_t *o = reply_base(id);
 
-        if (!o || json_object_set(o, "id", id ?: json_null()) < 0 ||
-            json_object_set_new(o, "event", json_string(event)) < 0) {
+        /* id and event first, so a person reading the stream sees what a line is at once */
+        if (!o || json_object_set_new(o, "event", json_string(event)) < 0 ||
+            (fields && json_object_update(o, fields) < 0)) {
                 json_decref(o);
+                json_decref(fields);
                 return NULL;
         }
+        json_decref(fields);
         return encode_line(o);
 }
 

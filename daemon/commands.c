@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "config.h"
+#include "jobs.h"
+#include "log.h"
+#include "macro.h"
+
+typedef struct request {
+        server *server;
+        peer peer;
+        json_t *id;     /* owned reference */
+        json_t *params; /* owned reference */
+} request;
+
+typedef void (*command_fn)(request *rq);
+
+typedef struct command {
+        const char *method;
+        command_fn run;
+        const param_spec *params;
+        size_t n_params;
+        bool privileged; /* changes the database: root or the daemon's own user only */
+} command;
+
+static void request_free(request *rq) {
+        json_decref(rq->id);
+        json_decref(rq->params);
+        free(rq);
+}
+
+static int64_t param_int(request *rq, const char *key, int64_t dflt) {
+        json_t *v = json_object_get(rq->params, key);
+
+        return json_is_integer(v) ? (int64_t) json_integer_value(v) : dflt;
+}
+
+static bool param_bool(request *rq, const char *key) {
+        return json_is_true(json_object_get(rq->params, key));
+}
+
+/* "uid=1000 pid=4242 comm=migratectl": who asked, for history and the journal. */
+static char *describe_peer(const peer *p) {
+        char path[64], comm[64] = "?", *s;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int) p->pid);
+        f = fopen(path, "re");
+        if (f) {
+                if (fgets(comm, sizeof(comm), f))
+                        comm[strcspn(comm, "\n")] = '\0';
+                fclose(f);
+        }
+        if (asprintf(&s, "uid=%u pid=%d comm=%s", (unsigned) p->uid, (int) p->pid, comm) < 0)
+                return NULL;
+        return s;
+}
+
+static void cmd_hello(request *rq);
+
+/* Read-only methods run on the reader thread with its own connection, so they never wait behind
+ * a job, and never block the loop. */
+typedef enum read_kind {
+        READ_STATUS,
+        READ_PLAN,
+        READ_HISTORY,
+        READ_VERIFY,
+} read_kind;
+
+typedef struct read_task {
+        request *rq;
+        read_kind kind;
+        plan_request plan;
+        bool dry_run;
+        unsigned limit;
+        int r;
+        json_t *result;
+        engine_error err;
+} read_task;
+
+static void read_run(void *userdata) {
+        read_task *t = userdata;
+        engine *e = t->rq->server->read_engine;
+
+        switch (t->kind) {
+        case READ_STATUS: t->r = engine_status(e, &t->result, &t->err); break;
+        case READ_PLAN: t->r = engine_plan(e, &t->plan, &t->result, &t->err); break;
+        case READ_HISTORY: t->r = engine_history(e, t->limit, &t->result, &t->err); break;
+        case READ_VERIFY: t->r = engine_verify(e, &t->result, &t->err); break;
+        }
+}
+
+static void read_done(void *userdata) {
+        read_task *t = userdata;
+        request *rq = t->rq;
+        server *s = rq->server;
+
+        if (t->r == 0 && t->kind == READ_STATUS) {
+                server_set_snapshot(s, json_incref(t->result));
+                json_decref(t->result);
+                t->result = server_status(s);
+        }
+        if (t->r == 0 && t->dry_run)
+                json_object_set_new(t->result, "dry_run", json_true());
+        if (t->r == 0)
+                server_reply_result(s, rq->peer.conn_id, rq->id, TAKE_PTR(t->result));
+        else if (t->r > 0)
+                server_reply_error(s, rq->peer.conn_id, rq->id, t->err.code, t->err.message, TAKE_PTR(t->err.extra));
+        else
+                server_reply_error(s, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INTERNAL, strerror(-t->r), NULL);
+        engine_error_clear(&t->err);
+        json_decref(t->result);
+        request_free(rq);
+        free(t);
+}
+
+static void submit_read(request *rq, read_task *t) {
+        t->rq = rq;
+        if (worker_submit(rq->server->reader, read_run, read_done, t) < 0) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_SHUTTING_DOWN,
+                                   "migrated is shutting down", NULL);
+                request_free(rq);
+                free(t);
+        }
+}
+
+static read_task *read_task_new(request *rq, read_kind kind) {
+        read_task *t = calloc(1, sizeof(*t));
+
+        if (!t) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INTERNAL, "out of memory",
+                                   NULL);
+                request_free(rq);
+                return NULL;
+        }
+        t->kind = kind;
+        return t;
+}
+
+/* While a job runs the database is changing under the writer's transaction: answer from the
+ * snapshot the job worker published, plus the job's live progress. */
+static void cmd_status(request *rq) {
+        read_task *t;
+
+        if (jobs_busy(rq->server->jobs) && rq->server->snapshot) {
+                server_reply_result(rq->server, rq->peer.conn_id, rq->id, server_status(rq->server));
+                request_free(rq);
+                return;
+        }
+        t = read_task_new(rq, READ_STATUS);
+        if (t)
+                submit_read(rq, t);
+}
+
+static void plan_from_params(request *rq, plan_request *p, plan_direction dir) {
+        p->direction = dir;
+        p->to = param_int(rq, "to", PLAN_NO_TARGET);
+        p->steps = param_int(rq, "steps", 0);
+}
+
+static void cmd_plan(request *rq) {
+        const char *dir = json_string_value(json_object_get(rq->params, "direction"));
+        read_task *t;
+
+        if (dir && !streq(dir, "up") && !streq(dir, "down")) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "parameter \"direction\" must be \"up\" or \"down\"", NULL);
+                request_free(rq);
+                return;
+        }
+        t = read_task_new(rq, READ_PLAN);
+        if (!t)
+                return;
+        plan_from_params(rq, &t->plan, dir && streq(dir, "down") ? PLAN_DOWN : PLAN_UP);
+        submit_read(rq, t);
+}
+
+static void cmd_history(request *rq) {
+        read_task *t = read_task_new(rq, READ_HISTORY);
+
+        if (!t)
+                return;
+        t->limit = (unsigned) param_int(rq, "limit", 50);
+        submit_read(rq, t);
+}
+
+static void cmd_verify(request *rq) {
+        read_task *t = read_task_new(rq, READ_VERIFY);
+
+        if (t)
+                submit_read(rq, t);
+}
+
+/* up and down: a dry run is only a plan; anything else is a job in the queue. */
+static void submit_job(request *rq, plan_direction dir) {
+        _cleanup_free_ char *who = NULL;
+        engine_job spec = {};
+        read_task *t;
+
+        if (param_bool(rq, "dry_run")) {
+                t = read_task_new(rq, READ_PLAN);
+                if (!t)
+                        return;
+                plan_from_params(rq, &t->plan, dir);
+                t->dry_run = true;
+                submit_read(rq, t);
+                return;
+        }
+        plan_from_params(rq, &spec.request, dir);
+        spec.per_migration = param_bool(rq, "per_migration");
+        who = describe_peer(&rq->peer);
+        spec.requested_by = who;
+        jobs_submit(rq->server->jobs, &spec, rq->peer.conn_id, rq->id);
+        request_free(rq);
+}
+
+static void cmd_up(request *rq) {
+        submit_job(rq, PLAN_UP);
+}
+
+static void cmd_down(request *rq) {
+        if (json_object_get(rq->params, "to") && json_object_get(rq->params, "steps")) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "give either \"to\" or \"steps\", not both", NULL);
+                request_free(rq);
+                return;
+        }
+        submit_job(rq, PLAN_DOWN);
+}
+
+#define VERSION_MAX ((json_int_t) INT64_MAX)
+
+static const param_spec plan_params[] = {
+        { "direction", PARAM_STRING, 0, 4 },
+        { "to", PARAM_INT, 0, VERSION_MAX },
+        { "steps", PARAM_INT, 1, 1000000 },
+};
+static const param_spec up_params[] = {
+        { "to", PARAM_INT, 0, VERSION_MAX },
+        { "dry_run", PARAM_BOOL, 0, 0 },
+        { "per_migration", PARAM_BOOL, 0, 0 },
+};
+static const param_spec down_params[] = {
+        { "to", PARAM_INT, 0, VERSION_MAX },
+        { "steps", PARAM_INT, 1, 1000000 },
+        { "dry_run", PARAM_BOOL, 0, 0 },
+};
+static const param_spec history_params[] = {
+        { "limit", PARAM_INT, 1, 10000 },
+};
+
+static const command commands[] = {
+        { "hello", cmd_hello, NULL, 0, false },
+        { "status", cmd_status, NULL, 0, false },
+        { "plan", cmd_plan, plan_params, ELEMENTSOF(plan_params), false },
+        { "history", cmd_history, history_params, ELEMENTSOF(history_params), false },
+        { "verify", cmd_verify, NULL, 0, false },
+        { "up", cmd_up, up_params, ELEMENTSOF(up_params), true },
+        { "down", cmd_down, down_params, ELEMENTSOF(down_params), true },
+};
+static const size_t n_commands = ELEMENTSOF(commands);
+
+static void cmd_hello(request *rq) {
+        json_t *methods = json_array();
+
+        for (size_t i = 0; i < n_commands; i++)
+                json_array_append_new(methods, json_string(commands[i].method));
+        server_reply_result(rq->server, rq->peer.conn_id, rq->id,
+                            json_pack("{s:i,s:s,s:s,s:o,s:[sss],s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
+                                      "server", "migrated", "version", PROJECT_VERSION, "methods", methods,
+                                      "capabilities", "events", "coalescing", "dry_run", "pid", (json_int_t) getpid()));
+        request_free(rq);
+}
+
+static bool peer_may_change(const peer *p) {
+        return p->uid == 0 || p->uid == geteuid();
+}
+
+void commands_dispatch(server *s, const peer *p, const char *line, size_t size) {
+        protocol_request req;
+        const command *cmd = NULL;
+        _cleanup_free_ char *msg = NULL;
+        request *rq;
+        int r;
+
+        r = protocol_decode_request(line, size, &req, &msg);
+        if (r > 0) {
+                server_reply_error(s, p->conn_id, req.id, (protocol_error_code) (r - 1), msg, NULL);
+                protocol_request_done(&req);
+                return;
+        }
+        for (size_t i = 0; i < n_commands; i++)
+                if (streq(commands[i].method, req.method))
+                        cmd = &commands[i];
+        if (!cmd) {
+                free(msg);
+                msg = NULL;
+                if (asprintf(&msg, "unknown method \"%.64s\"", req.method) < 0)
+                        msg = NULL;
+                server_reply_error(s, p->conn_id, req.id, PROTOCOL_ERROR_UNKNOWN_METHOD, msg, NULL);
+                protocol_request_done(&req);
+                return;
+        }
+        r = protocol_check_params(req.params, cmd->params, cmd->n_params, &msg);
+        if (r > 0) {
+                server_reply_error(s, p->conn_id, req.id, (protocol_error_code) (r - 1), msg, NULL);
+                protocol_request_done(&req);
+                return;
+        }
+        if (cmd->privileged && !peer_may_change(p)) {
+                log_warning("Refused %s from uid %u pid %d: not permitted", cmd->method, (unsigned) p->uid, (int) p->pid);
+                server_reply_error(s, p->conn_id, req.id, PROTOCOL_ERROR_PERMISSION_DENIED,
+                                   "only root or migrated's own user may change the database", NULL);
+                protocol_request_done(&req);
+                return;
+        }
+        rq = calloc(1, sizeof(*rq));
+        if (!rq) {
+                server_reply_error(s, p->conn_id, req.id, PROTOCOL_ERROR_INTERNAL, "out of memory", NULL);
+                protocol_request_done(&req);
+                return;
+        }
+        rq->server = s;
+        rq->peer = *p;
+        rq->id = json_incref(req.id);
+        rq->params = json_incref(req.params);
+        protocol_request_done(&req);
+        cmd->run(rq);
+}

@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+#include "macro.h"
+#include "protocol.h"
+
+typedef struct connection {
+        control *owner;
+        uint64_t id;
+        struct bufferevent *bev;
+        peer peer;
+        unsigned outstanding; /* requests without their final reply yet */
+        bool read_eof;        /* the client shut down its sending side */
+        bool closing; /* no more input; freed once the output is flushed */
+        bool dead;    /* freed from a deferred callback, never from its own */
+        struct connection *prev, *next;
+} connection;
+
+struct control {
+        struct event_base *base;
+        struct evconnlistener *listener;
+        control_request_fn on_request;
+        void *userdata;
+        connection *conns;
+        size_t n_conns;
+        uint64_t next_id;
+        struct event *reaper; /* frees dead connections outside their callbacks */
+};
+
+int control_listen_path(const char *path) {
+        _cleanup_close_ int fd = -1;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (lstat(path, &st) == 0) {
+                _cleanup_close_ int probe = -1;
+                if (!S_ISSOCK(st.st_mode))
+                        return -EEXIST;
+                /* A socket file nobody listens on is left over from a crash; a live one is not ours. */
+                probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (probe >= 0 && connect(probe, (struct sockaddr *) &sa, sizeof(sa)) == 0)
+                        return -EADDRINUSE;
+                (void) unlink(path);
+        }
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        /* Anyone who can connect may read; changes are checked per request against the peer. */
+        if (chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
+                int r = -errno;
+                (void) unlink(path);
+                return r;
+        }
+        return TAKE_FD(fd);
+}
+
+static connection *find(control *c, uint64_t id) {
+        for (connection *k = c->conns; k; k = k->next)
+                if (k->id == id && !k->dead)
+                        return k;
+        return NULL;
+}
+
+static void reap(evutil_socket_t fd, short what, void *userdata) {
+        control *c = userdata;
+        connection *k = c->conns, *next;
+
+        for (; k; k = next) {
+                next = k->next;
+                if (!k->dead)
+                        continue;
+                if (k->prev)
+                        k->prev->next = k->next;
+                else
+                        c->conns = k->next;
+                if (k->next)
+                        k->next->prev = k->prev;
+                bufferevent_free(k->bev);
+                c->n_conns--;
+                free(k);
+        }
+}
+
+static void kill_connection(connection *k) {
+        if (k->dead)
+                return;
+        k->dead = true;
+        bufferevent_disable(k->bev, EV_READ | EV_WRITE);
+        event_active(k->owner->reaper, EV_TIMEOUT, 0);
+}
+
+/* Framing: every complete line goes to the dispatcher; an over-long line is answered and the
+ * connection closed, since there is no way to find where the next request starts. */
+static void on_read(struct bufferevent *bev, void *userdata) {
+        connection *k = userdata;
+        struct evbuffer *in = bufferevent_get_input(bev);
+
+        while (!k->closing && !k->dead) {
+                struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+                size_t len;
+                char *line;
+
+                if (eol.pos < 0) {
+                        if (evbuffer_get_length(in) > PROTOCOL_LINE_MAX) {
+                                char *msg = protocol_encode_error(NULL, PROTOCOL_ERROR_LINE_TOO_LONG,
+                                                                  "request line longer than 65536 bytes; closing",
+                                                                  NULL);
+                                control_send(k->owner, k->id, msg, false);
+                                k->closing = true;
+                                evbuffer_drain(in, evbuffer_get_length(in));
+                        }
+                        break;
+                }
+                len = (size_t) eol.pos;
+                if (len > PROTOCOL_LINE_MAX) {
+                        char *msg = protocol_encode_error(NULL, PROTOCOL_ERROR_LINE_TOO_LONG,
+                                                          "request line longer than 65536 bytes; closing", NULL);
+                        control_send(k->owner, k->id, msg, false);
+                        k->closing = true;
+                        evbuffer_drain(in, evbuffer_get_length(in));
+                        break;
+                }
+                line = malloc(len + 1);
+                if (!line) {
+                        kill_connection(k);
+                        break;
+                }
+                evbuffer_remove(in, line, len + 1);
+                line[len] = '\0';
+                if (len > 0 && line[len - 1] == '\r')
+                        line[--len] = '\0';
+                if (len > 0) {
+                        k->outstanding++;
+                        k->owner->on_request(k->owner->userdata, &k->peer, line, len);
+                }
+                free(line);
+        }
+        if (k->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+                kill_connection(k);
+}
+
+static void on_write(struct bufferevent *bev, void *userdata) {
+        connection *k = userdata;
+
+        if (k->closing)
+                kill_connection(k);
+}
+
+/* A client may shut down its sending side right after its request (echo ... | socat): it still
+ * gets its replies. An error, or EOF with nothing outstanding, ends the connection; jobs it asked
+ * for go on and their replies are dropped. */
+static void on_event(struct bufferevent *bev, short what, void *userdata) {
+        connection *k = userdata;
+
+        if (what & BEV_EVENT_ERROR)
+                kill_connection(k);
+        else if (what & BEV_EVENT_EOF) {
+                struct evbuffer *in = bufferevent_get_input(bev);
+                k->read_eof = true;
+                on_read(bev, k);
+                /* a last request without its newline still counts: printf '{...}' | socat */
+                if (!k->closing && !k->dead && evbuffer_get_length(in) > 0) {
+                        size_t len = evbuffer_get_length(in);
+                        char *line = malloc(len + 1);
+                        if (line) {
+                                evbuffer_remove(in, line, len);
+                                line[len] = '\0';
+                                k->outstanding++;
+                                k->owner->on_request(k->owner->userdata, &k->peer, line, len);
+                                free(line);
+                        }
+                }
+                if (k->outstanding == 0 && !k->closing)
+                        kill_connection(k);
+        }
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen,
+                      void *userdata) {
+        control *c = userdata;
+        struct ucred cred = {};
+        socklen_t len = sizeof(cred);
+        connection *k;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_errno(errno, "Failed to read peer credentials, refusing connection: %m");
+                close(fd);
+                return;
+        }
+        k = calloc(1, sizeof(*k));
+        if (k)
+                k->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!k || !k->bev) {
+                free(k);
+                close(fd);
+                return;
+        }
+        k->owner = c;
+        k->id = ++c->next_id;
+        k->peer = (peer) { .conn_id = k->id, .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
+        bufferevent_setcb(k->bev, on_read, on_write, on_event, k);
+        bufferevent_enable(k->bev, EV_READ | EV_WRITE);
+        k->next = c->conns;
+        if (c->conns)
+                c->conns->prev = k;
+        c->conns = k;
+        c->n_conns++;
+}
+
+int control_new(struct event_base *base, int listen_fd, control_request_fn on_request, void *userdata,
+                control **ret) {
+        control *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return -ENOMEM;
+        c->base = base;
+        c->on_request = on_request;
+        c->userdata = userdata;
+        c->reaper = event_new(base, -1, 0, reap, c);
+        evutil_make_socket_nonblocking(listen_fd);
+        c->listener = evconnlistener_new(base, on_accept, c, LEV_OPT_CLOSE_ON_FREE, -1, listen_fd);
+        if (!c->reaper || !c->listener) {
+                control_free(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+control *control_free(control *c) {
+        if (!c)
+                return NULL;
+        for (connection *k = c->conns; k; k = k->next)
+                k->dead = true;
+        reap(-1, 0, c);
+        if (c->listener)
+                evconnlistener_free(c->listener);
+        if (c->reaper)
+                event_free(c->reaper);
+        free(c);
+        return NULL;
+}
+
+int control_send(control *c, uint64_t conn_id, char *line, bool final) {
+        connection *k = find(c, conn_id);
+        int r = 0;
+
+        if (!k) {
+                free(line);
+                return -ENOENT;
+        }
+        if (final && k->outstanding > 0)
+                k->outstanding--;
+        if (!line)
+                r = -ENOMEM;
+        else if (bufferevent_write(k->bev, line, strlen(line)) < 0)
+                r = -ENOMEM;
+        free(line);
+        if (final && k->read_eof && k->outstanding == 0)
+                k->closing = true; /* on_write frees it once the reply is out */
+        return r;
+}
+
+void control_stop_accepting(control *c) {
+        if (c->listener)
+                evconnlistener_disable(c->listener);
+}
+
+size_t control_pending_output(control *c) {
+        size_t n = 0;
+
+        for (connection *k = c->conns; k; k = k->next)
+                if (!k->dead)
+                        n += evbuffer_get_length(bufferevent_get_output(k->bev));
+        return n;
+}
+
+size_t control_connection_count(control *c) {
+        return c->n_conns;
+}

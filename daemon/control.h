@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The only code that touches client sockets: listening, accepting, peer credentials, line
+ * framing, buffered output. Connections are named by a 64-bit id, never by pointer, so a reply
+ * for a client that has gone away is simply dropped. */
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct control control;
+
+typedef struct peer {
+        uint64_t conn_id;
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+} peer;
+
+/* Called for each complete request line (without its '\n'). */
+typedef void (*control_request_fn)(void *userdata, const peer *p, const char *line, size_t size);
+
+/* Creates, binds and listens on a Unix socket at path, replacing a stale socket file but never a
+ * live one. Returns the fd or -errno. */
+int control_listen_path(const char *path);
+
+int control_new(struct event_base *base, int listen_fd, control_request_fn on_request, void *userdata,
+                control **ret);
+control *control_free(control *c);
+
+/* Queues line (which must end in '\n') for the connection. Takes ownership of line, also on
+ * failure. final marks the one reply that ends a request: a client that has shut down its
+ * sending side is closed once all its requests have their final reply. Returns -ENOENT when the
+ * connection is gone. */
+int control_send(control *c, uint64_t conn_id, char *line, bool final);
+
+/* Stops accepting new connections (shutdown). */
+void control_stop_accepting(control *c);
+
+/* Bytes queued on all connections and not yet written. */
+size_t control_pending_output(control *c);
+
+size_t control_connection_count(control *c);

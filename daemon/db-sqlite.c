@@ -1,0 +1,618 @@
+/* SPDX-License-Identifier: MIT */
+/* The SQLite backend: the only file that calls sqlite3. */
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "db.h"
+#include "macro.h"
+
+typedef struct db_sqlite {
+        db base;
+        sqlite3 *conn;
+        char *path;
+        unsigned busy_timeout_ms;
+        atomic_bool *cancel;
+} db_sqlite;
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
+#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
+
+static const char bookkeeping_sql[] =
+        "CREATE TABLE IF NOT EXISTS migrated_schema (\n"
+        "        version INTEGER PRIMARY KEY,\n"
+        "        name TEXT NOT NULL,\n"
+        "        checksum TEXT NOT NULL,\n"
+        "        applied_at TEXT NOT NULL,\n"
+        "        duration_ms INTEGER NOT NULL\n"
+        ");\n"
+        "CREATE TABLE IF NOT EXISTS migrated_attempts (\n"
+        "        id INTEGER PRIMARY KEY,\n"
+        "        job_id INTEGER NOT NULL,\n"
+        "        direction TEXT NOT NULL CHECK (direction IN ('up', 'down')),\n"
+        "        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted', 'cancelled')),\n"
+        "        from_version INTEGER NOT NULL,\n"
+        "        to_version INTEGER NOT NULL,\n"
+        "        versions TEXT NOT NULL,\n"
+        "        error TEXT,\n"
+        "        error_file TEXT,\n"
+        "        error_line INTEGER,\n"
+        "        started_at TEXT NOT NULL,\n"
+        "        finished_at TEXT,\n"
+        "        requested_by TEXT\n"
+        ");\n";
+
+static const char recover_sql[] =
+        "UPDATE migrated_attempts SET status = 'interrupted', finished_at = ?1, "
+        "error = 'migrated stopped during this attempt; SQLite rolled back its open transaction' "
+        "WHERE status = 'running'";
+
+void db_failure_clear(db_failure *f) {
+        if (!f)
+                return;
+        free(f->message);
+        memset(f, 0, sizeof(*f));
+}
+
+void db_timestamp(char buf[32]) {
+        struct timespec ts;
+        struct tm tm;
+
+        size_t n;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(buf + n, 32 - n, ".%03dZ", (int) (ts.tv_nsec / 1000000));
+}
+
+static db_sqlite *to_sqlite(db *d) {
+        return (db_sqlite *) d;
+}
+
+/* Maps an SQLite result code to a failure the user can act on. */
+static int fail_rc(db_sqlite *s, int rc, db_failure *f, const char *what) {
+        int primary = rc & 0xff;
+
+        if (!f)
+                return DB_FAILED;
+        db_failure_clear(f);
+        switch (primary) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                f->code = PROTOCOL_ERROR_BUSY;
+                if (asprintf(&f->message,
+                             "%s: the database is locked by another writer and stayed locked for longer than the "
+                             "busy timeout (%u ms); find the holder with: migratectl lock-check",
+                             what, s->busy_timeout_ms) < 0)
+                        f->message = NULL;
+                break;
+        case SQLITE_INTERRUPT:
+                f->code = PROTOCOL_ERROR_INTERRUPTED;
+                f->message = strdup("interrupted: the open transaction was rolled back");
+                break;
+        case SQLITE_FULL:
+                f->code = PROTOCOL_ERROR_DATABASE;
+                if (asprintf(&f->message, "%s: the disk is full (%s)", what, sqlite3_errmsg(s->conn)) < 0)
+                        f->message = NULL;
+                break;
+        default:
+                f->code = PROTOCOL_ERROR_DATABASE;
+                if (asprintf(&f->message, "%s: %s", what, sqlite3_errmsg(s->conn)) < 0)
+                        f->message = NULL;
+        }
+        return f->message ? DB_FAILED : -ENOMEM;
+}
+
+/* Runs SQL without results; for our own bookkeeping statements. */
+static int exec_simple(db_sqlite *s, const char *sql, db_failure *f, const char *what) {
+        int rc = sqlite3_exec(s->conn, sql, NULL, NULL, NULL);
+
+        return rc == SQLITE_OK ? 0 : fail_rc(s, rc, f, what);
+}
+
+static bool table_exists(db_sqlite *s, const char *name, int *ret_rc) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &st,
+                                NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st);
+        }
+        *ret_rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+        return rc == SQLITE_ROW;
+}
+
+/* sqlite3_interrupt() only reaches statements already running; polling the flag from the progress
+ * handler also stops one that starts a moment later. */
+static int progress_handler(void *userdata) {
+        db_sqlite *s = userdata;
+
+        return s->cancel && atomic_load(s->cancel);
+}
+
+static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
+        _cleanup_free_ db_sqlite *s = NULL;
+        struct stat st;
+        bool fresh;
+        int rc, flags;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->path = strdup(o->path);
+        if (!s->path)
+                return -ENOMEM;
+        s->base.backend = &db_sqlite_backend;
+        s->busy_timeout_ms = o->busy_timeout_ms;
+        fresh = stat(o->path, &st) < 0 || st.st_size == 0;
+
+        /* The reader opens read-write too (a read-only connection cannot recover a WAL database nor
+         * create its -shm), and is kept from writing by query_only. */
+        flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+        rc = sqlite3_open_v2(o->path, &s->conn, flags, NULL);
+        if (rc != SQLITE_OK) {
+                rc = fail_rc(s, rc, f, "cannot open the database");
+                sqlite3_close(s->conn);
+                free(s->path);
+                return rc;
+        }
+        sqlite3_extended_result_codes(s->conn, 1);
+        sqlite3_busy_timeout(s->conn, (int) o->busy_timeout_ms);
+        s->cancel = o->cancel;
+        if (s->cancel)
+                sqlite3_progress_handler(s->conn, 1000, progress_handler, s);
+        /* Foreign keys stay off on our connection: table rebuilds need it, and every transaction runs
+         * PRAGMA foreign_key_check before commit instead. Never exclusive locking mode: the services
+         * must get the database back after each job. */
+        rc = sqlite3_exec(s->conn, "PRAGMA foreign_keys = OFF; PRAGMA locking_mode = NORMAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK && fresh && !o->read_only)
+                rc = sqlite3_exec(s->conn, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK && o->read_only)
+                rc = sqlite3_exec(s->conn, "PRAGMA query_only = ON", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                rc = fail_rc(s, rc, f, "cannot set up the database connection");
+                sqlite3_close(s->conn);
+                free(s->path);
+                return rc;
+        }
+        *ret = &TAKE_PTR(s)->base;
+        return 0;
+}
+
+static void sqlite_close(db *d) {
+        db_sqlite *s = to_sqlite(d);
+
+        sqlite3_close(s->conn);
+        free(s->path);
+        free(s);
+}
+
+static void sqlite_interrupt(db *d) {
+        sqlite3_interrupt(to_sqlite(d)->conn);
+}
+
+static int sqlite_journal_mode(db *d, char **ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        char *m;
+
+        if (sqlite3_prepare_v2(s->conn, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW)
+                return -EIO;
+        m = strdup((const char *) sqlite3_column_text(st, 0) ?: "unknown");
+        if (!m)
+                return -ENOMEM;
+        *ret = m;
+        return 0;
+}
+
+static int sqlite_load_applied(db *d, applied_set *ret, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        applied_set a = {};
+        int rc;
+
+        if (!table_exists(s, "migrated_schema", &rc)) {
+                if (rc != SQLITE_OK)
+                        return fail_rc(s, rc, f, "cannot read the applied migrations");
+                *ret = a;
+                return 0;
+        }
+        rc = sqlite3_prepare_v2(s->conn,
+                                "SELECT version, name, checksum, applied_at, duration_ms FROM migrated_schema "
+                                "ORDER BY version", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return fail_rc(s, rc, f, "cannot read the applied migrations");
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                applied_migration *m = realloc(a.items, (a.n + 1) * sizeof(*m));
+                if (!m) {
+                        applied_set_clear(&a);
+                        return -ENOMEM;
+                }
+                a.items = m;
+                m = &a.items[a.n++];
+                memset(m, 0, sizeof(*m));
+                m->version = sqlite3_column_int64(st, 0);
+                m->name = strdup((const char *) sqlite3_column_text(st, 1) ?: "");
+                snprintf(m->checksum, sizeof(m->checksum), "%s", (const char *) sqlite3_column_text(st, 2) ?: "");
+                m->applied_at = strdup((const char *) sqlite3_column_text(st, 3) ?: "");
+                m->duration_ms = sqlite3_column_int64(st, 4);
+                if (!m->name || !m->applied_at) {
+                        applied_set_clear(&a);
+                        return -ENOMEM;
+                }
+        }
+        if (rc != SQLITE_DONE) {
+                applied_set_clear(&a);
+                return fail_rc(s, rc, f, "cannot read the applied migrations");
+        }
+        *ret = a;
+        return 0;
+}
+
+/* BEGIN IMMEDIATE takes the write lock up front, waiting up to busy_timeout, so that a busy
+ * database is found before the first statement runs rather than halfway through. */
+static int sqlite_begin(db *d, db_failure *f) {
+        return exec_simple(to_sqlite(d), "BEGIN IMMEDIATE", f, "cannot start a write transaction");
+}
+
+static int sqlite_commit(db *d, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        int r = exec_simple(s, "COMMIT", f, "cannot commit");
+
+        if (r != 0 && !sqlite3_get_autocommit(s->conn))
+                sqlite3_exec(s->conn, "ROLLBACK", NULL, NULL, NULL);
+        return r;
+}
+
+static void sqlite_rollback(db *d) {
+        db_sqlite *s = to_sqlite(d);
+
+        if (!sqlite3_get_autocommit(s->conn))
+                sqlite3_exec(s->conn, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static unsigned line_of(const char *sql, const char *at) {
+        unsigned line = 1;
+
+        for (const char *p = sql; p < at; p++)
+                if (*p == '\n')
+                        line++;
+        return line;
+}
+
+/* Skips white space and SQL comments, to find where a statement really starts. */
+static const char *skip_blank(const char *p, const char *end) {
+        while (p < end) {
+                if (isspace((unsigned char) *p))
+                        p++;
+                else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+                        while (p < end && *p != '\n')
+                                p++;
+                } else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
+                        const char *c = p + 2;
+                        while (c + 1 < end && !(c[0] == '*' && c[1] == '/'))
+                                c++;
+                        p = c + 1 < end ? c + 2 : end;
+                } else
+                        break;
+        }
+        return p;
+}
+
+static bool keyword_is(const char *p, const char *end, const char *kw) {
+        size_t n = strlen(kw);
+
+        return (size_t) (end - p) >= n && strncasecmp(p, kw, n) == 0 &&
+               ((size_t) (end - p) == n || !(isalnum((unsigned char) p[n]) || p[n] == '_'));
+}
+
+/* Statements that would end or nest our transaction: a migration must not contain them. */
+static bool is_transaction_control(const char *p, const char *end) {
+        if (keyword_is(p, end, "BEGIN") || keyword_is(p, end, "COMMIT") || keyword_is(p, end, "END"))
+                return true;
+        if (keyword_is(p, end, "ROLLBACK")) {
+                const char *q = skip_blank(p + 8, end);
+                return !keyword_is(q, end, "TO");
+        }
+        return false;
+}
+
+static int script_fail(db_failure *f, protocol_error_code code, unsigned line, const char *fmt, ...) _printf_(4, 5);
+static int script_fail(db_failure *f, protocol_error_code code, unsigned line, const char *fmt, ...) {
+        va_list ap;
+
+        db_failure_clear(f);
+        f->code = code;
+        f->line = line;
+        va_start(ap, fmt);
+        if (vasprintf(&f->message, fmt, ap) < 0)
+                f->message = NULL;
+        va_end(ap);
+        return f->message ? DB_FAILED : -ENOMEM;
+}
+
+/* Runs a script statement by statement, so a failure can name its line. */
+static int sqlite_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        const char *p = sql, *end = sql + size;
+
+        while (p < end) {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                const char *tail = NULL, *start = skip_blank(p, end);
+                int rc;
+
+                if (start >= end)
+                        break;
+                rc = sqlite3_prepare_v2(s->conn, p, (int) (end - p), &st, &tail);
+                if (rc != SQLITE_OK) {
+                        int off = sqlite3_error_offset(s->conn);
+                        unsigned line = line_of(sql, off >= 0 ? p + off : start);
+                        if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_INTERRUPT)
+                                return fail_rc(s, rc, f, "cannot prepare a statement");
+                        return script_fail(f, PROTOCOL_ERROR_MIGRATION_FAILED, line, "%s", sqlite3_errmsg(s->conn));
+                }
+                if (!st) /* only comments or white space were left */
+                        break;
+                if (in_transaction && is_transaction_control(start, end))
+                        return script_fail(f, PROTOCOL_ERROR_MIGRATION_FAILED, line_of(sql, start),
+                                           "transaction control statements are not allowed in a migration: "
+                                           "migrated runs it in its own transaction (use '-- migrated: "
+                                           "no-transaction' to run it outside one)");
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                        ;
+                if (rc != SQLITE_DONE) {
+                        int primary = rc & 0xff;
+                        if (primary == SQLITE_BUSY || primary == SQLITE_INTERRUPT || primary == SQLITE_FULL) {
+                                int r = fail_rc(s, rc, f, "statement failed");
+                                f->line = line_of(sql, start);
+                                return r;
+                        }
+                        return script_fail(f, PROTOCOL_ERROR_MIGRATION_FAILED, line_of(sql, start), "%s",
+                                           sqlite3_errmsg(s->conn));
+                }
+                if (in_transaction && sqlite3_get_autocommit(s->conn))
+                        return script_fail(f, PROTOCOL_ERROR_MIGRATION_FAILED, line_of(sql, start),
+                                           "this statement ended migrated's transaction");
+                p = tail;
+        }
+        return 0;
+}
+
+static int sqlite_check_foreign_keys(db *d, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->conn, "PRAGMA foreign_key_check", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return fail_rc(s, rc, f, "cannot check foreign keys");
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                db_failure_clear(f);
+                f->code = PROTOCOL_ERROR_FOREIGN_KEY_VIOLATION;
+                if (asprintf(&f->message,
+                             "foreign key violation: a row of table %s (rowid %lld) refers to a missing row of %s",
+                             (const char *) sqlite3_column_text(st, 0) ?: "?", sqlite3_column_int64(st, 1),
+                             (const char *) sqlite3_column_text(st, 2) ?: "?") < 0)
+                        return -ENOMEM;
+                return DB_FAILED;
+        }
+        return rc == SQLITE_DONE ? 0 : fail_rc(s, rc, f, "cannot check foreign keys");
+}
+
+static int sqlite_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        char now[32];
+        int rc;
+
+        db_timestamp(now);
+        rc = sqlite3_prepare_v2(s->conn,
+                                "INSERT INTO migrated_schema (version, name, checksum, applied_at, duration_ms) "
+                                "VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, m->version);
+                sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 3, m->checksum, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 5, duration_ms);
+                rc = sqlite3_step(st);
+        }
+        return rc == SQLITE_DONE ? 0 : fail_rc(s, rc, f, "cannot record the applied migration");
+}
+
+static int sqlite_remove_applied(db *d, int64_t version, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->conn, "DELETE FROM migrated_schema WHERE version = ?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, version);
+                rc = sqlite3_step(st);
+        }
+        return rc == SQLITE_DONE ? 0 : fail_rc(s, rc, f, "cannot record the reverted migration");
+}
+
+/* Records the attempt as running in a transaction of its own, committed before the migration
+ * starts, so that a crash leaves a trace that the next start turns into "interrupted". */
+static int sqlite_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL, *rec = NULL;
+        db_sqlite *s = to_sqlite(d);
+        char now[32];
+        int rc, r;
+
+        r = exec_simple(s, "BEGIN IMMEDIATE", f, "cannot start a write transaction");
+        if (r != 0)
+                return r;
+        db_timestamp(now);
+        rc = sqlite3_exec(s->conn, bookkeeping_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(s->conn, recover_sql, -1, &rec, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_text(rec, 1, now, -1, SQLITE_STATIC);
+                rc = sqlite3_step(rec) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
+        }
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(s->conn,
+                                        "INSERT INTO migrated_attempts (job_id, direction, status, from_version, "
+                                        "to_version, versions, started_at, requested_by) "
+                                        "VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7)", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) a->job_id);
+                sqlite3_bind_text(st, 2, a->direction, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 3, a->from_version);
+                sqlite3_bind_int64(st, 4, a->to_version);
+                sqlite3_bind_text(st, 5, a->versions, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 7, a->requested_by, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
+        }
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(s->conn, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                r = fail_rc(s, rc, f, "cannot record the attempt");
+                sqlite_rollback(d);
+                return r;
+        }
+        *ret_id = sqlite3_last_insert_rowid(s->conn);
+        return 0;
+}
+
+static int sqlite_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
+                                 unsigned error_line, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        char now[32];
+        int rc;
+
+        db_timestamp(now);
+        rc = sqlite3_prepare_v2(s->conn,
+                                "UPDATE migrated_attempts SET status = ?2, error = ?3, error_file = ?4, "
+                                "error_line = ?5, finished_at = ?6 WHERE id = ?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, id);
+                sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 4, error_file, -1, SQLITE_STATIC);
+                if (error_line > 0)
+                        sqlite3_bind_int64(st, 5, error_line);
+                sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st);
+        }
+        return rc == SQLITE_DONE ? 0 : fail_rc(s, rc, f, "cannot record the attempt's outcome");
+}
+
+static int json_set_column(json_t *o, const char *key, sqlite3_stmt *st, int col) {
+        json_t *v;
+
+        switch (sqlite3_column_type(st, col)) {
+        case SQLITE_INTEGER:
+                v = json_integer(sqlite3_column_int64(st, col));
+                break;
+        case SQLITE_NULL:
+                v = json_null();
+                break;
+        default:
+                v = json_string((const char *) sqlite3_column_text(st, col));
+        }
+        return json_object_set_new(o, key, v);
+}
+
+static int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f) {
+        static const char *const cols[] = { "id", "job_id", "direction", "status", "from_version", "to_version",
+                                            "versions", "error", "error_file", "error_line", "started_at",
+                                            "finished_at", "requested_by" };
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        json_t *arr = json_array();
+        int rc;
+
+        if (!arr)
+                return -ENOMEM;
+        if (!table_exists(s, "migrated_attempts", &rc)) {
+                if (rc != SQLITE_OK) {
+                        json_decref(arr);
+                        return fail_rc(s, rc, f, "cannot read the history");
+                }
+                *ret = arr;
+                return 0;
+        }
+        rc = sqlite3_prepare_v2(s->conn,
+                                "SELECT id, job_id, direction, status, from_version, to_version, versions, error, "
+                                "error_file, error_line, started_at, finished_at, requested_by "
+                                "FROM migrated_attempts ORDER BY id DESC LIMIT ?1", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                sqlite3_bind_int64(st, 1, limit);
+        while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                json_t *row = json_object(), *versions;
+                if (!row || json_array_append_new(arr, row) < 0) {
+                        json_decref(arr);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < ELEMENTSOF(cols); i++)
+                        json_set_column(row, cols[i], st, (int) i);
+                /* versions is stored as JSON array text; hand it out as an array */
+                versions = json_loads((const char *) sqlite3_column_text(st, 6) ?: "[]", 0, NULL);
+                json_object_set_new(row, "versions", versions ?: json_array());
+                rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+                json_decref(arr);
+                return fail_rc(s, rc, f, "cannot read the history");
+        }
+        *ret = arr;
+        return 0;
+}
+
+static int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        char now[32];
+        int rc;
+
+        *ret_count = 0;
+        if (!table_exists(s, "migrated_attempts", &rc))
+                return rc == SQLITE_OK ? 0 : fail_rc(s, rc, f, "cannot read the history");
+        db_timestamp(now);
+        rc = sqlite3_prepare_v2(s->conn, recover_sql, -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st);
+        }
+        if (rc != SQLITE_DONE)
+                return fail_rc(s, rc, f, "cannot mark interrupted attempts");
+        *ret_count = (unsigned) sqlite3_changes(s->conn);
+        return 0;
+}
+
+const db_backend db_sqlite_backend = {
+        .name = "sqlite",
+        .open = sqlite_open,
+        .close = sqlite_close,
+        .interrupt = sqlite_interrupt,
+        .journal_mode = sqlite_journal_mode,
+        .load_applied = sqlite_load_applied,
+        .begin = sqlite_begin,
+        .commit = sqlite_commit,
+        .rollback = sqlite_rollback,
+        .exec_script = sqlite_exec_script,
+        .check_foreign_keys = sqlite_check_foreign_keys,
+        .record_applied = sqlite_record_applied,
+        .remove_applied = sqlite_remove_applied,
+        .attempt_begin = sqlite_attempt_begin,
+        .attempt_finish = sqlite_attempt_finish,
+        .history = sqlite_history,
+        .recover_interrupted = sqlite_recover_interrupted,
+};

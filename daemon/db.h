@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The database interface. Every SQL-dialect and locking detail lives behind it, so that a
+ * PostgreSQL backend can follow the SQLite one: the engine only says "begin", "run this script",
+ * "record this", "commit". One db handle belongs to one thread; only db_interrupt() may be called
+ * from another. */
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migdir.h"
+#include "plan.h"
+#include "protocol.h"
+
+typedef struct db db;
+
+/* An expected failure, described for the user. Functions return DB_FAILED with it filled. */
+typedef struct db_failure {
+        protocol_error_code code; /* MIGRATION_FAILED, BUSY, INTERRUPTED, FOREIGN_KEY_VIOLATION, DATABASE */
+        char *message;
+        unsigned line; /* exec_script: 1-based line of the failure in the script, 0 if unknown */
+} db_failure;
+
+enum {
+        DB_FAILED = 1,
+};
+
+void db_failure_clear(db_failure *f);
+
+typedef struct db_options {
+        const char *path;
+        unsigned busy_timeout_ms;
+        bool read_only;
+        /* When set, long statements poll it and stop (rolled back) once it turns true. */
+        atomic_bool *cancel;
+} db_options;
+
+typedef struct db_attempt {
+        uint64_t job_id;
+        const char *direction; /* "up" / "down" */
+        int64_t from_version;
+        int64_t to_version;
+        const char *versions; /* JSON array text of the planned versions */
+        const char *requested_by;
+} db_attempt;
+
+typedef struct db_backend {
+        const char *name;
+        int (*open)(const db_options *o, db **ret, db_failure *f);
+        void (*close)(db *d);
+        void (*interrupt)(db *d);
+        int (*journal_mode)(db *d, char **ret);
+        int (*load_applied)(db *d, applied_set *ret, db_failure *f);
+        int (*begin)(db *d, db_failure *f);
+        int (*commit)(db *d, db_failure *f);
+        void (*rollback)(db *d);
+        int (*exec_script)(db *d, const char *sql, size_t size, bool in_transaction, db_failure *f);
+        int (*check_foreign_keys)(db *d, db_failure *f);
+        int (*record_applied)(db *d, const migration *m, int64_t duration_ms, db_failure *f);
+        int (*remove_applied)(db *d, int64_t version, db_failure *f);
+        int (*attempt_begin)(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
+        int (*attempt_finish)(db *d, int64_t id, const char *status, const char *error, const char *error_file,
+                              unsigned error_line, db_failure *f);
+        int (*history)(db *d, unsigned limit, json_t **ret, db_failure *f);
+        int (*recover_interrupted)(db *d, unsigned *ret_count, db_failure *f);
+} db_backend;
+
+struct db {
+        const db_backend *backend;
+};
+
+extern const db_backend db_sqlite_backend;
+
+static inline void db_close(db *d) {
+        if (d)
+                d->backend->close(d);
+}
+
+static inline void db_closep(db **d) {
+        db_close(*d);
+}
+
+/* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
+void db_timestamp(char buf[32]);

@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "log.h"
+#include "macro.h"
+#include "report.h"
+
+struct engine {
+        char *database;
+        char *migrations_dir;
+        db *db;
+        migration_set *set;      /* the last good scan, reused to skip unchanged files */
+        migdir_errors dir_errors; /* problems of the last scan */
+        int dir_errno;            /* the directory itself could not be read */
+        atomic_bool interrupted;
+};
+
+void engine_error_clear(engine_error *e) {
+        if (!e)
+                return;
+        free(e->message);
+        json_decref(e->extra);
+        memset(e, 0, sizeof(*e));
+}
+
+static int engine_fail(engine_error *err, protocol_error_code code, json_t *extra, const char *fmt, ...)
+        _printf_(4, 5);
+static int engine_fail(engine_error *err, protocol_error_code code, json_t *extra, const char *fmt, ...) {
+        va_list ap;
+
+        engine_error_clear(err);
+        err->code = code;
+        err->extra = extra;
+        va_start(ap, fmt);
+        if (vasprintf(&err->message, fmt, ap) < 0)
+                err->message = NULL;
+        va_end(ap);
+        return err->message ? ENGINE_FAILED : -ENOMEM;
+}
+
+static int fail_db(engine_error *err, db_failure *f, json_t *extra) {
+        int r = engine_fail(err, f->code, extra, "%s", f->message ?: "database error");
+
+        db_failure_clear(f);
+        return r;
+}
+
+int engine_new(const engine_options *o, engine **ret, engine_error *err) {
+        _cleanup_free_ engine *e = NULL;
+        db_failure f = {};
+        int r;
+
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        db_options dbo = { .path = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
+                           .cancel = &e->interrupted };
+        e->database = strdup(o->database);
+        e->migrations_dir = strdup(o->migrations_dir);
+        if (!e->database || !e->migrations_dir) {
+                free(e->database);
+                free(e->migrations_dir);
+                return -ENOMEM;
+        }
+        r = db_sqlite_backend.open(&dbo, &e->db, &f);
+        if (r != 0) {
+                free(e->database);
+                free(e->migrations_dir);
+                return r < 0 ? r : fail_db(err, &f, NULL);
+        }
+        *ret = TAKE_PTR(e);
+        return 0;
+}
+
+engine *engine_free(engine *e) {
+        if (!e)
+                return NULL;
+        db_close(e->db);
+        migration_set_free(e->set);
+        migdir_errors_clear(&e->dir_errors);
+        free(e->database);
+        free(e->migrations_dir);
+        free(e);
+        return NULL;
+}
+
+void engine_interrupt(engine *e) {
+        atomic_store(&e->interrupted, true);
+        e->db->backend->interrupt(e->db);
+}
+
+int engine_recover(engine *e, engine_error *err) {
+        db_failure f = {};
+        unsigned n = 0;
+        int r;
+
+        r = e->db->backend->recover_interrupted(e->db, &n, &f);
+        if (r != 0)
+                return r < 0 ? r : fail_db(err, &f, NULL);
+        return (int) n;
+}
+
+/* Rescans the directory. Keeps the previous good set when the new scan is invalid, but reports
+ * the problems: read views still answer, jobs refuse. */
+static int engine_scan(engine *e) {
+        migration_set *s = NULL;
+        int r;
+
+        migdir_errors_clear(&e->dir_errors);
+        e->dir_errno = 0;
+        r = migdir_load(e->migrations_dir, e->set, &s, &e->dir_errors);
+        if (r < 0 && r != -ENOMEM) {
+                e->dir_errno = -r;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                migration_set_free(e->set);
+                e->set = s;
+        }
+        return 0;
+}
+
+static int scan_and_load(engine *e, applied_set *applied, engine_error *err) {
+        db_failure f = {};
+        int r;
+
+        r = engine_scan(e);
+        if (r < 0)
+                return r;
+        r = e->db->backend->load_applied(e->db, applied, &f);
+        if (r != 0)
+                return r < 0 ? r : fail_db(err, &f, NULL);
+        return 0;
+}
+
+/* Jobs need a directory that is readable and valid right now. */
+static int require_valid_directory(engine *e, engine_error *err) {
+        if (e->dir_errno != 0)
+                return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID, NULL,
+                                   "cannot read the migrations directory %s: %s", e->migrations_dir,
+                                   strerror(e->dir_errno));
+        if (e->dir_errors.n > 0)
+                return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID,
+                                   json_pack("{s:o}", "errors", report_dir_errors(&e->dir_errors)),
+                                   "the migrations directory %s has %zu problem%s; first: %s", e->migrations_dir,
+                                   e->dir_errors.n, e->dir_errors.n == 1 ? "" : "s", e->dir_errors.messages[0]);
+        if (!e->set)
+                return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID, NULL, "the migrations directory %s was not read",
+                                   e->migrations_dir);
+        return 0;
+}
+
+int engine_status(engine *e, json_t **ret, engine_error *err) {
+        _cleanup_free_ char *mode = NULL, *dir_problem = NULL;
+        applied_set applied = {};
+        migdir_errors extra = {};
+        const migdir_errors *errors = &e->dir_errors;
+        json_t *o;
+        int r;
+
+        r = scan_and_load(e, &applied, err);
+        if (r != 0)
+                return r;
+        (void) e->db->backend->journal_mode(e->db, &mode);
+        if (e->dir_errno != 0) {
+                if (asprintf(&dir_problem, "cannot read the migrations directory %s: %s", e->migrations_dir,
+                             strerror(e->dir_errno)) < 0)
+                        dir_problem = NULL;
+                extra.messages = &dir_problem;
+                extra.n = dir_problem ? 1 : 0;
+                errors = &extra;
+        }
+        o = report_status(e->database, e->set, &applied, mode, errors);
+        if (!e->set)
+                json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
+        applied_set_clear(&applied);
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+static int plan_refused(engine_error *err, plan_error *pe) {
+        int r = engine_fail(err, pe->code, report_plan_error(pe), "%s", pe->message ?: "refused");
+
+        plan_error_clear(pe);
+        return r;
+}
+
+int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        applied_set applied = {};
+        plan_error pe = {};
+        int r;
+
+        r = scan_and_load(e, &applied, err);
+        if (r == 0)
+                r = require_valid_directory(e, err);
+        if (r == 0) {
+                r = plan_build(e->set, &applied, req, &p, &pe);
+                if (r == PLAN_REFUSED)
+                        r = plan_refused(err, &pe);
+        }
+        applied_set_clear(&applied);
+        if (r != 0)
+                return r;
+        *ret = report_plan(p);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err) {
+        db_failure f = {};
+        json_t *attempts = NULL;
+        int r;
+
+        r = e->db->backend->history(e->db, limit, &attempts, &f);
+        if (r != 0)
+                return r < 0 ? r : fail_db(err, &f, NULL);
+        *ret = json_pack("{s:o}", "attempts", attempts);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int engine_verify(engine *e, json_t **ret, engine_error *err) {
+        applied_set applied = {};
+        json_t *problems;
+        int r;
+
+        r = scan_and_load(e, &applied, err);
+        if (r != 0)
+                return r;
+        if (e->dir_errno != 0) {
+                applied_set_clear(&applied);
+                return require_valid_directory(e, err);
+        }
+        problems = report_problems(e->set, &applied, &e->dir_errors);
+        *ret = json_pack("{s:b,s:I,s:o}", "ok", json_array_size(problems) == 0, "checked", (json_int_t) applied.n,
+                         "problems", problems);
+        applied_set_clear(&applied);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What one run of a plan has done so far, for progress and the final report. */
+typedef struct run_state {
+        engine *e;
+        const engine_job *job;
+        const plan *p;
+        engine_progress_fn progress;
+        void *userdata;
+        int64_t attempt_id;
+        int64_t reached;     /* committed version */
+        json_t *done;        /* [{version, name, duration_ms}] committed */
+        json_t *pending_done; /* done in the open transaction, not yet committed */
+        const plan_step *failed_step;
+        db_failure failure;
+} run_state;
+
+static void emit(run_state *s, const char *event, json_t *fields) {
+        if (s->progress)
+                s->progress(s->userdata, event, fields);
+        else
+                json_decref(fields);
+}
+
+/* The end of the group starting at i: a transaction holds consecutive transactional steps (all
+ * of them, unless per_migration); a no-transaction step is a group of its own. */
+static size_t group_end(const plan *p, size_t i, bool per_migration) {
+        size_t j = i + 1;
+
+        if (!p->steps[i].transaction || per_migration)
+                return j;
+        while (j < p->n && p->steps[j].transaction)
+                j++;
+        return j;
+}
+
+static int apply_step(run_state *s, size_t k, bool in_transaction) {
+        const plan_step *st = &s->p->steps[k];
+        db *d = s->e->db;
+        int64_t t0 = now_ms(), ms;
+        int r;
+
+        emit(s, "migration", json_pack("{s:s,s:I,s:I,s:I,s:s}", "phase",
+                                       s->p->direction == PLAN_UP ? "applying" : "reverting", "index",
+                                       (json_int_t) k + 1, "total", (json_int_t) s->p->n, "version",
+                                       (json_int_t) st->migration->version, "name", st->migration->name));
+        if (atomic_load(&s->e->interrupted)) {
+                s->failed_step = st;
+                s->failure.code = PROTOCOL_ERROR_INTERRUPTED;
+                s->failure.message = strdup("interrupted before the migration started");
+                return s->failure.message ? DB_FAILED : -ENOMEM;
+        }
+        r = d->backend->exec_script(d, st->script->sql, st->script->size, in_transaction, &s->failure);
+        if (r != 0) {
+                s->failed_step = st;
+                return r;
+        }
+        ms = now_ms() - t0;
+        r = s->p->direction == PLAN_UP ? d->backend->record_applied(d, st->migration, ms, &s->failure)
+                                       : d->backend->remove_applied(d, st->migration->version, &s->failure);
+        if (r != 0) {
+                s->failed_step = st;
+                return r;
+        }
+        json_array_append_new(s->pending_done, json_pack("{s:I,s:s,s:I}", "version",
+                                                         (json_int_t) st->migration->version, "name",
+                                                         st->migration->name, "duration_ms", (json_int_t) ms));
+        emit(s, "migration", json_pack("{s:s,s:I,s:I,s:I,s:s,s:I}", "phase",
+                                       s->p->direction == PLAN_UP ? "applied" : "reverted", "index",
+                                       (json_int_t) k + 1, "total", (json_int_t) s->p->n, "version",
+                                       (json_int_t) st->migration->version, "name", st->migration->name,
+                                       "duration_ms", (json_int_t) ms));
+        return 0;
+}
+
+/* Runs steps [i, j) and commits them. The last group also marks the attempt succeeded inside its
+ * transaction, so that history and schema can never disagree. */
+static int run_group(run_state *s, size_t i, size_t j) {
+        db *d = s->e->db;
+        bool txn = s->p->steps[i].transaction, last = j == s->p->n;
+        int r;
+
+        if (txn) {
+                r = d->backend->begin(d, &s->failure);
+                if (r != 0)
+                        return r;
+        }
+        for (size_t k = i; k < j; k++) {
+                r = apply_step(s, k, txn);
+                if (r != 0)
+                        goto rollback;
+        }
+        if (!txn) { /* the script ran in autocommit; record it in a transaction of its own */
+                r = d->backend->begin(d, &s->failure);
+                if (r != 0)
+                        return r;
+        }
+        r = d->backend->check_foreign_keys(d, &s->failure);
+        if (r == 0 && last)
+                r = d->backend->attempt_finish(d, s->attempt_id, "succeeded", NULL, NULL, 0, &s->failure);
+        if (r == 0)
+                r = d->backend->commit(d, &s->failure);
+        if (r != 0)
+                goto rollback;
+        s->reached = s->p->steps[j - 1].migration->version;
+        if (s->p->direction == PLAN_DOWN)
+                s->reached = j < s->p->n ? s->p->steps[j].migration->version : s->p->to_version;
+        json_array_extend(s->done, s->pending_done);
+        json_array_clear(s->pending_done);
+        emit(s, "committed", json_pack("{s:I}", "version", (json_int_t) s->reached));
+        return 0;
+rollback:
+        d->backend->rollback(d);
+        json_array_clear(s->pending_done);
+        return r;
+}
+
+static int run_failed(run_state *s, json_t **ret_result, engine_error *err) {
+        const plan_step *st = s->failed_step;
+        db *d = s->e->db;
+        db_failure ignored = {};
+        _cleanup_free_ char *message = NULL;
+        const char *status = s->failure.code == PROTOCOL_ERROR_INTERRUPTED ? "interrupted" : "failed";
+        json_t *extra;
+
+        if (st && st->script->file && s->failure.line > 0) {
+                if (asprintf(&message, "%s:%u: %s", st->script->file, s->failure.line, s->failure.message ?: "") < 0)
+                        return -ENOMEM;
+        } else if (st) {
+                if (asprintf(&message, "%s: %s", st->script->file, s->failure.message ?: "") < 0)
+                        return -ENOMEM;
+        } else if (!(message = strdup(s->failure.message ?: "failed")))
+                return -ENOMEM;
+        if (d->backend->attempt_finish(d, s->attempt_id, status, message, st ? st->script->file : NULL,
+                                       s->failure.line, &ignored) != 0) {
+                log_warning("Failed to record the outcome of attempt %" PRId64 ": %s", s->attempt_id,
+                            ignored.message ?: "?");
+                db_failure_clear(&ignored);
+        }
+        emit(s, "rolled_back", json_pack("{s:I}", "version", (json_int_t) s->reached));
+        extra = json_pack("{s:I,s:I,s:O}", "job_id", (json_int_t) s->job->id, "reached_version",
+                          (json_int_t) s->reached, s->p->direction == PLAN_UP ? "applied" : "reverted", s->done);
+        if (st) {
+                json_object_set_new(extra, "version", json_integer(st->migration->version));
+                json_object_set_new(extra, "name", json_string(st->migration->name));
+                json_object_set_new(extra, "file", json_string(st->script->file));
+                if (s->failure.line > 0)
+                        json_object_set_new(extra, "line", json_integer(s->failure.line));
+                json_object_set_new(extra, "db_message", json_string(s->failure.message ?: ""));
+        }
+        *ret_result = NULL;
+        return engine_fail(err, s->failure.code, extra, "%s%s", message,
+                           s->reached != s->p->from_version
+                                   ? " (the steps before it were committed: this plan was not atomic)"
+                                   : "; the database is unchanged");
+}
+
+static json_t *versions_json(const plan *p) {
+        json_t *v = json_array();
+
+        for (size_t i = 0; i < p->n; i++)
+                json_array_append_new(v, json_integer(p->steps[i].migration->version));
+        return v;
+}
+
+int engine_run(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t **ret_result,
+               engine_error *err) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_free_ char *versions = NULL;
+        applied_set applied = {};
+        plan_error pe = {};
+        run_state s = { .e = e, .job = job, .progress = progress, .userdata = userdata };
+        const char *done_key = job->request.direction == PLAN_UP ? "applied" : "reverted";
+        int64_t t0 = now_ms();
+        int r;
+
+        atomic_store(&e->interrupted, false);
+        r = scan_and_load(e, &applied, err);
+        if (r == 0)
+                r = require_valid_directory(e, err);
+        if (r == 0) {
+                r = plan_build(e->set, &applied, &job->request, &p, &pe);
+                if (r == PLAN_REFUSED)
+                        r = plan_refused(err, &pe);
+        }
+        applied_set_clear(&applied);
+        if (r != 0)
+                return r;
+        if (p->n == 0) {
+                *ret_result = json_pack("{s:I,s:s,s:I,s:I,s:[],s:I}", "job_id", (json_int_t) job->id, "status",
+                                        "current", "from_version", (json_int_t) p->from_version, "to_version",
+                                        (json_int_t) p->to_version, done_key, "duration_ms", (json_int_t) 0);
+                return *ret_result ? 0 : -ENOMEM;
+        }
+
+        json_t *vj = versions_json(p);
+        versions = json_dumps(vj, JSON_COMPACT);
+        json_decref(vj);
+        db_attempt a = { .job_id = job->id, .direction = job->request.direction == PLAN_UP ? "up" : "down",
+                         .from_version = p->from_version, .to_version = p->to_version,
+                         .versions = versions ?: "[]", .requested_by = job->requested_by };
+        r = e->db->backend->attempt_begin(e->db, &a, &s.attempt_id, &s.failure);
+        if (r != 0)
+                return r < 0 ? r : fail_db(err, &s.failure, NULL);
+
+        s.p = p;
+        s.reached = p->from_version;
+        s.done = json_array();
+        s.pending_done = json_array();
+        emit(&s, "started", json_pack("{s:s,s:I,s:I,s:I,s:b}", "kind", a.direction, "from_version",
+                                      (json_int_t) p->from_version, "to_version", (json_int_t) p->to_version, "total",
+                                      (json_int_t) p->n, "atomic", p->atomic && !job->per_migration));
+        for (size_t i = 0, j; i < p->n; i = j) {
+                j = group_end(p, i, job->per_migration);
+                r = run_group(&s, i, j);
+                if (r != 0)
+                        break;
+        }
+        if (r > 0)
+                r = run_failed(&s, ret_result, err);
+        else if (r == 0)
+                *ret_result = json_pack("{s:I,s:s,s:I,s:I,s:O,s:I}", "job_id", (json_int_t) job->id, "status",
+                                        job->request.direction == PLAN_UP ? "applied" : "reverted", "from_version",
+                                        (json_int_t) p->from_version, "to_version", (json_int_t) s.reached, done_key,
+                                        s.done, "duration_ms", (json_int_t) (now_ms() - t0));
+        db_failure_clear(&s.failure);
+        json_decref(s.done);
+        json_decref(s.pending_done);
+        return r;
+}

@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h" /* build configuration: PROJECT_VERSION, DEFAULT_SOCKET */
+#include "settings.h"
+#include "macro.h"
+#include "protocol.h"
+
+#define DEFAULT_BUSY_TIMEOUT_MS 5000u
+#define DEFAULT_MAX_QUEUE 64u
+
+void config_clear(config *c) {
+        free(c->database);
+        free(c->migrations_dir);
+        free(c->socket_path);
+        free(c->config_file);
+        memset(c, 0, sizeof(*c));
+}
+
+static int parse_bool(const char *v, bool *ret) {
+        if (streq(v, "true") || streq(v, "yes") || streq(v, "on") || streq(v, "1"))
+                *ret = true;
+        else if (streq(v, "false") || streq(v, "no") || streq(v, "off") || streq(v, "0"))
+                *ret = false;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret) {
+        char *end;
+        unsigned long long n;
+
+        if (!*v || *v == '-' || *v == '+')
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(v, &end, 10);
+        if (errno != 0 || *end || n < min || n > max)
+                return -EINVAL;
+        *ret = (unsigned) n;
+        return 0;
+}
+
+static int set_string(char **dst, const char *v) {
+        char *s;
+
+        if (!*v)
+                return -EINVAL;
+        s = strdup(v);
+        if (!s)
+                return -ENOMEM;
+        free(*dst);
+        *dst = s;
+        return 0;
+}
+
+typedef struct ini_state {
+        config *c;
+        char *error; /* the first problem, for the message */
+} ini_state;
+
+static int ini_error(ini_state *st, const char *section, const char *key, const char *why) {
+        if (!st->error && asprintf(&st->error, "[%s] %s: %s", section, key, why) < 0)
+                st->error = NULL;
+        return 0; /* inih: 0 = error, it reports the line */
+}
+
+static int on_ini_entry(void *userdata, const char *section, const char *key, const char *value) {
+        ini_state *st = userdata;
+        config *c = st->c;
+
+        if (streq(section, "database")) {
+                if (streq(key, "path"))
+                        return set_string(&c->database, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
+                if (streq(key, "busy_timeout_ms"))
+                        return parse_uint(value, 0, 3600000, &c->busy_timeout_ms) == 0 ? 1 : ini_error(st, section, key, "must be milliseconds, 0..3600000");
+        } else if (streq(section, "migrations")) {
+                if (streq(key, "directory"))
+                        return set_string(&c->migrations_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
+                if (streq(key, "auto_up"))
+                        return parse_bool(value, &c->auto_up) == 0 ? 1 : ini_error(st, section, key, "must be true or false");
+        } else if (streq(section, "daemon")) {
+                if (streq(key, "socket"))
+                        return set_string(&c->socket_path, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
+                if (streq(key, "max_queue"))
+                        return parse_uint(value, 1, 100000, &c->max_queue) == 0 ? 1 : ini_error(st, section, key, "must be 1..100000");
+        } else
+                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon)");
+        return ini_error(st, section, key, "unknown key");
+}
+
+int config_parse_file(const char *path, config *c, char **ret_message) {
+        ini_state st = { .c = c };
+        FILE *f;
+        int line;
+
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        line = ini_parse_file(f, on_ini_entry, &st);
+        fclose(f);
+        if (line == 0)
+                return 0;
+        if (asprintf(ret_message, "%s:%d: %s", path, line, st.error ?: "syntax error") < 0)
+                *ret_message = NULL;
+        free(st.error);
+        return -EINVAL;
+}
+
+/* Relative paths are resolved against the working directory at start, so that status and
+ * history show where things really are. */
+static int make_absolute(char **path) {
+        _cleanup_free_ char *cwd = NULL;
+        char *abs;
+
+        if (!*path || (*path)[0] == '/')
+                return 0;
+        cwd = getcwd(NULL, 0);
+        if (!cwd)
+                return -errno;
+        if (asprintf(&abs, "%s/%s", cwd, streq(*path, ".") ? "" : *path) < 0)
+                return -ENOMEM;
+        free(*path);
+        *path = abs;
+        return 0;
+}
+
+static void help(void) {
+        printf("Usage: migrated --database PATH --migrations DIR [OPTIONS]\n"
+               "\n"
+               "The single writer of schema changes for one SQLite database: applies the\n"
+               "migrations of DIR on request over a Unix socket, one job at a time.\n"
+               "\n"
+               "  -d, --database PATH       the SQLite database (created if missing)\n"
+               "  -m, --migrations DIR      the migrations directory (NNNN_name.up.sql ...)\n"
+               "  -s, --socket PATH         the control socket (default %s)\n"
+               "  -c, --config FILE         an INI file with the same settings; flags win\n"
+               "      --auto-up             apply pending migrations at start\n"
+               "      --busy-timeout MS     how long to wait for other writers (default %u)\n"
+               "  -h, --help                show this help\n"
+               "      --version             show the version\n",
+               DEFAULT_SOCKET, DEFAULT_BUSY_TIMEOUT_MS);
+}
+
+enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION };
+
+/* Flags are collected first and applied after the file, so that they win over it. */
+typedef struct cli {
+        const char *database, *migrations, *socket, *config;
+        bool auto_up;
+        bool busy_timeout_set;
+        unsigned busy_timeout_ms;
+} cli;
+
+static int parse_cli(int argc, char **argv, cli *a) {
+        static const struct option options[] = {
+                { "database", required_argument, NULL, 'd' },
+                { "migrations", required_argument, NULL, 'm' },
+                { "socket", required_argument, NULL, 's' },
+                { "config", required_argument, NULL, 'c' },
+                { "auto-up", no_argument, NULL, ARG_AUTO_UP },
+                { "busy-timeout", required_argument, NULL, ARG_BUSY_TIMEOUT },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "d:m:s:c:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'd': a->database = optarg; break;
+                case 'm': a->migrations = optarg; break;
+                case 's': a->socket = optarg; break;
+                case 'c': a->config = optarg; break;
+                case ARG_AUTO_UP: a->auto_up = true; break;
+                case ARG_BUSY_TIMEOUT:
+                        if (parse_uint(optarg, 0, 3600000, &a->busy_timeout_ms) < 0) {
+                                fprintf(stderr, "migrated: --busy-timeout takes milliseconds, 0..3600000: %s\n", optarg);
+                                return CONFIG_EXIT_USAGE;
+                        }
+                        a->busy_timeout_set = true;
+                        break;
+                case 'h': help(); return CONFIG_EXIT_OK;
+                case ARG_VERSION: printf("migrated %s\n", PROJECT_VERSION); return CONFIG_EXIT_OK;
+                default:
+                        fprintf(stderr, "Try 'migrated --help'.\n");
+                        return CONFIG_EXIT_USAGE;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "migrated: unexpected argument '%s'\nTry 'migrated --help'.\n", argv[optind]);
+                return CONFIG_EXIT_USAGE;
+        }
+        return CONFIG_RUN;
+}
+
+int config_load(int argc, char **argv, config *c) {
+        cli a = {};
+        int r;
+
+        memset(c, 0, sizeof(*c));
+        c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
+        c->max_queue = DEFAULT_MAX_QUEUE;
+        r = parse_cli(argc, argv, &a);
+        if (r != CONFIG_RUN)
+                return r;
+        if (a.config) {
+                _cleanup_free_ char *msg = NULL;
+                c->config_file = strdup(a.config);
+                r = config_parse_file(a.config, c, &msg);
+                if (r == -EINVAL) {
+                        fprintf(stderr, "migrated: %s\n", msg ?: "invalid configuration");
+                        return CONFIG_EXIT_USAGE;
+                }
+                if (r < 0) {
+                        fprintf(stderr, "migrated: cannot read %s: %s\n", a.config, strerror(-r));
+                        return CONFIG_EXIT_USAGE;
+                }
+        }
+        if ((a.database && set_string(&c->database, a.database) < 0) ||
+            (a.migrations && set_string(&c->migrations_dir, a.migrations) < 0) ||
+            (a.socket && set_string(&c->socket_path, a.socket) < 0)) {
+                fprintf(stderr, "migrated: empty or invalid path argument\n");
+                return CONFIG_EXIT_USAGE;
+        }
+        if (a.auto_up)
+                c->auto_up = true;
+        if (a.busy_timeout_set)
+                c->busy_timeout_ms = a.busy_timeout_ms;
+        if (!c->socket_path && !(c->socket_path = strdup(DEFAULT_SOCKET)))
+                return CONFIG_EXIT_USAGE;
+        if (!c->database || !c->migrations_dir) {
+                fprintf(stderr, "migrated: %s is required (flag or config file)\nTry 'migrated --help'.\n",
+                        !c->database ? "--database" : "--migrations");
+                return CONFIG_EXIT_USAGE;
+        }
+        if (make_absolute(&c->database) < 0 || make_absolute(&c->migrations_dir) < 0 ||
+            make_absolute(&c->socket_path) < 0) {
+                fprintf(stderr, "migrated: cannot resolve relative paths: %s\n", strerror(errno));
+                return CONFIG_EXIT_USAGE;
+        }
+        return CONFIG_RUN;
+}

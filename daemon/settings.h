@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The daemon's settings: an INI file (one per database) overlaid with command-line flags, which
+ * win. Unknown sections and keys are errors: a misspelt key must not silently do nothing. */
+
+#include <stdbool.h>
+
+typedef struct config {
+        char *database;
+        char *migrations_dir;
+        char *socket_path;
+        char *config_file;
+        bool auto_up;
+        unsigned busy_timeout_ms;
+        unsigned max_queue;
+} config;
+
+enum {
+        CONFIG_RUN = 0,
+        CONFIG_EXIT_OK = 1,    /* --help or --version was printed */
+        CONFIG_EXIT_USAGE = 2, /* an error was printed; exit with 2 */
+};
+
+/* Parses argv and the config file it names. Prints errors itself. */
+int config_load(int argc, char **argv, config *ret);
+void config_clear(config *c);
+
+/* Reads one INI file into c (used by config_load; exposed for tests and fuzzing). Returns 0, or
+ * -EINVAL with *ret_message describing file, line and key, or -errno when the file is unreadable. */
+int config_parse_file(const char *path, config *c, char **ret_message);
