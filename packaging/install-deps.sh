@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs the Debian 12 packages migrated needs: "build" to build and run it, "test" to run the
+# whole test suite as well. Installs only what is missing, so a second run needs no network.
+set -eu
+
+build_pkgs="gcc pkg-config meson ninja-build libsqlite3-dev libsystemd-dev libevent-dev libjansson-dev
+libinih-dev libssl-dev sqlite3"
+test_pkgs="$build_pkgs libcmocka-dev python3 socat systemd dbus-user-session util-linux procps psmisc"
+
+case "${1:-build}" in
+build) pkgs=$build_pkgs ;;
+test) pkgs=$test_pkgs ;;
+*) echo "usage: $0 [build|test]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+        echo "missing packages:$missing; run this as root (sudo $0 $*)" >&2
+        exit 1
+fi
+echo "Installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
