@@ -205,15 +205,18 @@ char *protocol_encode_result(json_t *id, json_t *result) {
 }
 
 char *protocol_encode_error(json_t *id, protocol_error_code code, const char *message, json_t *extra) {
-        json_t *o = reply_base(id), *e = extra ?: json_object();
+        json_t *o = reply_base(id), *e = json_object();
 
+        /* code and message first; the details for scripts after them */
         if (!o || !e || json_object_set_new(e, "code", json_string(protocol_error_code_to_string(code))) < 0 ||
             json_object_set_new(e, "message", json_string(message ?: "")) < 0 ||
-            json_object_set_new(o, "error", e) < 0) {
+            (extra && json_object_update_missing(e, extra) < 0) || json_object_set_new(o, "error", e) < 0) {
                 json_decref(o);
                 json_decref(e);
+                json_decref(extra);
                 return NULL;
         }
+        json_decref(extra);
         return encode_line(o);
 }
 
