@@ -1,0 +1,266 @@
+# SPDX-License-Identifier: MIT
+"""Daemon behaviour: the database lock, signals (SIGTERM during a migration, SIGHUP rescans),
+clients that go away, --auto-up."""
+
+import os
+import signal
+import threading
+import time
+
+import harness
+from harness import Conn, Daemon, applied_versions, current_version
+
+
+def slow_set(directory):
+    return harness.write_migrations(directory, {
+        1: ("quick", "CREATE TABLE quick (id INTEGER PRIMARY KEY);\n", "DROP TABLE quick;\n"),
+        2: ("slow_fill", harness.slow_sql(), "DROP TABLE big;\n"),
+    })
+
+
+class DaemonTest(harness.TestCase):
+
+    def wait_running_version(self, d, version, timeout=15):
+        def check():
+            st = d.status()
+            return st if st["state"] == "running" and (st.get("job") or {}).get("version") == version else None
+        return harness.wait_until(check, timeout, what="job to run version %d" % version)
+
+    def test_second_daemon_on_same_database_refuses(self):
+        mig = slow_set(self.path("migrations"))
+        db = self.path("db.sqlite")
+        d1 = self.daemon(db, mig)
+        self.assertTrue(os.path.exists(db + "-migrated.lock"))
+        d2 = self.daemon(db, mig, start=False)
+        t0 = time.monotonic()
+        d2.start(wait=False)
+        rc = d2.wait(10)
+        self.assertNotEqual(rc, 0, "a second migrated on the same database must refuse to run")
+        self.assertLess(time.monotonic() - t0, 5, "the second daemon must exit at once")
+        self.assertIn(str(d1.pid), d2.log(), "the message must name the holder's pid")
+        self.assertFalse(os.path.exists(d2.socket) and d2.socket != d1.socket)
+        # The first one is unharmed.
+        self.assertTrue(d1.alive())
+        self.assertEqual(d1.call("hello")["protocol"], 1)
+        # Same database through another path (a symlink to its directory): still refused.
+        link = self.path("link")
+        os.symlink(self.tmp, link)
+        d3 = self.daemon(os.path.join(link, "db.sqlite"), mig, start=False)
+        d3.start(wait=False)
+        self.assertNotEqual(d3.wait(10), 0)
+        self.assertIn(str(d1.pid), d3.log())
+
+    def test_lock_released_at_exit(self):
+        mig = slow_set(self.path("migrations"))
+        db = self.path("db.sqlite")
+        d1 = self.daemon(db, mig)
+        self.assertEqual(d1.stop(), 0)
+        d2 = self.daemon(db, mig)
+        self.assertEqual(d2.call("hello")["protocol"], 1)
+        # After a crash (SIGKILL) too, on the same socket path.
+        d2.kill()
+        d3 = self.daemon(db, mig, socket_path=d2.socket)
+        self.assertEqual(d3.call("hello")["protocol"], 1)
+
+    def test_sigterm_during_slow_migration_rolls_back(self):
+        mig = slow_set(self.path("migrations"))
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        self.assertCtl(d.ctl("up", "--to", 1), 0)
+        n_before = len(harness.attempts(db))
+
+        running = Conn(d.socket, 60)
+        self.addCleanup(running.close)
+        running.send("up", {}, id="running")
+        self.wait_running_version(d, 2)
+        waiting = Conn(d.socket, 60)
+        self.addCleanup(waiting.close)
+        waiting.send("down", {"steps": 1}, id="waiting")
+        harness.wait_until(lambda: d.status()["queue_length"] == 1, 5, what="the down to wait")
+
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        rc = d.wait(20)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(rc, 0, "SIGTERM must end the daemon with status 0")
+
+        # The database is where it started, the attempt interrupted.
+        self.assertEqual(applied_versions(db), [1])
+        self.assertNotIn("big", harness.tables(db))
+        rows = harness.attempts(db)[n_before:]
+        self.assertEqual([a["status"] for a in rows], ["interrupted"], rows)
+        self.assertEqual(rows[0]["direction"], "up")
+        self.assertEqual(rows[0]["from_version"], 1)
+        self.assertTrue(rows[0]["finished_at"])
+        self.assertLess(elapsed, 10, "the migration must be interrupted, not waited for")
+
+        # Both clients got an error line.
+        _, final = running.read_reply("running", 10)
+        self.assertEqual(final["id"], "running")
+        self.assertIn(final.get("error", {}).get("code"), ("interrupted", "shutting_down"), final)
+        _, final = waiting.read_reply("waiting", 10)
+        self.assertEqual(final["id"], "waiting")
+        self.assertIn(final.get("error", {}).get("code"), ("shutting_down", "interrupted"), final)
+
+        # A new daemon reports it in history, and can do the job.
+        d2 = self.daemon(db, mig)
+        hist = d2.call("history")["attempts"]
+        self.assertEqual(hist[0]["status"], "interrupted")
+        self.assertEqual(d2.status()["current_version"], 1)
+        self.assertEqual(d2.status()["state"], "idle")
+
+    def test_sigterm_when_idle_exits_zero(self):
+        mig = slow_set(self.path("migrations"))
+        d = self.daemon(self.path("db.sqlite"), mig)
+        self.assertEqual(d.call("hello")["protocol"], 1)
+        self.assertEqual(d.stop(5), 0)
+
+    def test_client_disconnect_during_job(self):
+        mig = slow_set(self.path("migrations"))
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        c = Conn(d.socket, 30)
+        c.send("up", {}, id=1)
+        self.wait_running_version(d, 2)
+        c.close()
+        # Others keep being served during the job, and the job completes.
+        self.assertEqual(d.call("hello")["protocol"], 1)
+        st = d.wait_idle(120)
+        self.assertTrue(d.alive(), d.log())
+        self.assertEqual(st["current_version"], 2)
+        self.assertEqual(st["pending"], [])
+        self.assertEqual(applied_versions(db), [1, 2])
+        self.assertEqual(harness.attempts(db)[-1]["status"], "succeeded")
+        self.assertEqual(d.call("hello")["protocol"], 1)
+
+    def test_client_disconnect_right_after_request_and_reset(self):
+        mig = slow_set(self.path("migrations"))
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        # A client that sends up and leaves at once, with unread data (RST on close).
+        import socket as socketmod
+        s = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(d.socket)
+        s.sendall(b'{"id":1,"method":"up","params":{"to":1}}\n')
+        s.close()
+        # Many clients reading events slowly: never reading at all while the job streams.
+        idle_clients = []
+        for i in range(5):
+            c = Conn(d.socket, 30)
+            self.addCleanup(c.close)
+            c.send("status", id=i)
+            idle_clients.append(c)
+        st = d.wait_idle(60)
+        self.assertTrue(d.alive(), d.log())
+        self.assertEqual(d.call("hello")["protocol"], 1)
+        # The up either ran or did not; it did not crash anything, and the DB is coherent.
+        self.assertIn(applied_versions(db), ([], [1]))
+        self.assertEqual(st["current_version"] or 0, current_version(db))
+
+    def test_sighup_rescans_directory(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", "DROP TABLE one;\n"),
+        })
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(d.status()["pending"], [])
+
+        harness.write_migrations(mig, {2: ("two", "CREATE TABLE two (id INTEGER PRIMARY KEY);\n", None)})
+        d.signal(signal.SIGHUP)
+        st = harness.wait_until(lambda: (lambda s: s if s["pending"] else None)(d.status()), 5,
+                                what="the new migration to show as pending")
+        self.assertEqual([(p["version"], p["name"], p["reversible"]) for p in st["pending"]], [(2, "two", False)])
+        self.assertEqual(st["latest_version"], 2)
+        self.assertCtl(d.ctl("status", "--check"), 4)
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(applied_versions(db), [1, 2])
+
+        # A broken directory after SIGHUP: reported, the daemon lives on, jobs refused.
+        with open(os.path.join(mig, "0003-Bad Name.sql"), "w") as f:
+            f.write("SELECT 1;\n")
+        harness.write_migrations(mig, {4: ("four", "CREATE TABLE four (id INTEGER);\n", None)})
+        d.signal(signal.SIGHUP)
+
+        def directory_problem():
+            st = d.status()
+            probs = [p for p in st["problems"] if p.get("kind") == "directory"]
+            return probs or None
+        probs = harness.wait_until(directory_problem, 5, what="a directory problem")
+        self.assertIn("0003-Bad Name.sql", str(probs))
+        self.assertTrue(d.alive())
+        _, final = d.rpc("up")
+        self.assertError(final, "directory_invalid")
+        self.assertNotIn("four", harness.tables(db))
+
+        os.unlink(os.path.join(mig, "0003-Bad Name.sql"))
+        d.signal(signal.SIGHUP)
+        harness.wait_until(lambda: not d.status()["problems"], 5, what="problems to clear")
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(applied_versions(db), [1, 2, 4])
+
+    def test_auto_up(self):
+        examples = harness.example_migrations()
+        db = self.path("db.sqlite")
+        d = self.daemon(db, harness.MIGRATIONS_DIR, extra_args=["--auto-up"])
+        st = harness.wait_until(lambda: (lambda s: s if s["state"] == "idle" and s["current_version"] ==
+                                         examples[-1][0] else None)(d.status()), 30,
+                                what="auto-up to reach the latest version")
+        self.assertEqual(st["pending"], [])
+        self.assertEqual(applied_versions(db), [m[0] for m in examples])
+        rows = harness.attempts(db)
+        self.assertEqual([(a["direction"], a["status"]) for a in rows], [("up", "succeeded")])
+        self.assertEqual(harness.journal_mode(db), "wal")
+        # Restarting with --auto-up on a current database changes nothing.
+        self.assertEqual(d.stop(), 0)
+        d2 = self.daemon(db, harness.MIGRATIONS_DIR, extra_args=["--auto-up"])
+        d2.wait_idle(30)
+        self.assertEqual(len([a for a in harness.attempts(db) if a["from_version"] != a["to_version"]]), 1)
+
+    def test_auto_up_is_the_first_job(self):
+        # A client connecting right away with a down sees the auto-up's result first: the down
+        # runs after it and reverts the last migration.
+        mig = slow_set(self.path("migrations"))
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig, extra_args=["--auto-up"])
+        _, final = d.rpc("down", {"steps": 1}, timeout=120)
+        res = self.assertResult(final)
+        self.assertEqual(res["status"], "reverted")
+        self.assertEqual(res["from_version"], 2)
+        self.assertEqual(applied_versions(db), [1])
+
+    def test_database_created_in_missing_file(self):
+        mig = slow_set(self.path("migrations"))
+        db = self.path("fresh.sqlite")
+        self.assertFalse(os.path.exists(db))
+        d = self.daemon(db, mig)
+        self.assertTrue(os.path.exists(db))
+        self.assertEqual(harness.journal_mode(db), "wal")
+        self.assertEqual(d.status()["journal_mode"], "wal")
+
+    def test_bad_command_line_exits_2(self):
+        d = self.daemon(start=False, args=["--no-such-flag"])
+        d.start(wait=False)
+        self.assertEqual(d.wait(10), 2, d.log())
+        d = self.daemon(start=False, args=["--migrations", self.path()])
+        d.start(wait=False)
+        self.assertNotEqual(d.wait(10), 0, "no database given: must refuse")
+
+    def test_unusable_migrations_directory(self):
+        d = self.daemon(self.path("db.sqlite"), self.path("does-not-exist"), start=False)
+        d.start(wait=False)
+        try:
+            rc = d.wait(10)
+        except AssertionError:
+            # Still running: then it must report the problem rather than pretend all is well.
+            d.wait_ready()
+            st = d.status()
+            self.assertTrue(st["problems"], st)
+            return
+        self.assertNotEqual(rc, 0)
+        self.assertIn("does-not-exist", d.log())
+
+
+if __name__ == "__main__":
+    harness.main()
