@@ -90,6 +90,27 @@ class WriterTest(harness.TestCase):
         self.assertCtl(r, 0)
         self.assertEqual(applied_versions(db), [1, 2])
 
+    def test_status_fast_while_job_waits_for_lock(self):
+        mig = harness.write_migrations(self.path("migrations"), SIMPLE)
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig, extra_args=["--busy-timeout", "3000"])
+        h = self.helper(harness.HOLDER_SCRIPT, [db, 3600], "holder")
+        h.expect_line("locked")
+        p = self.spawn([harness.MIGRATECTL_BIN, "--socket", d.socket, "--json", "up"])
+        harness.wait_until(lambda: d.status()["state"] == "running", 5, what="the job to start")
+        times = []
+        with Conn(d.socket, 5) as c:
+            for i in range(10):
+                t0 = time.perf_counter()
+                _, final = c.call("status", id=i, timeout=5)
+                times.append(time.perf_counter() - t0)
+                self.assertEqual(final["result"]["state"], "running")
+        self.assertLess(statistics.median(times), 0.010, times)
+        self.assertLess(max(times), 0.050, times)
+        out, err = p.communicate(timeout=20)
+        self.assertEqual(p.returncode, 6, (out, err))
+        self.assertEqual(json.loads(out)["error"]["code"], "busy")
+
     def test_default_busy_timeout_is_five_seconds(self):
         mig = harness.write_migrations(self.path("migrations"), SIMPLE)
         db = self.path("db.sqlite")
@@ -273,6 +294,32 @@ class SlowJobTest(harness.TestCase):
         self.assertIn("committed", [p[0] for p in phases])
         self.assertEqual(applied_versions(self.db), [1, 2])
         self.assertEqual(self.d.status()["state"], "idle")
+
+    def test_other_requests_during_job_do_not_delay_status(self):
+        t, box = self.start_up({"to": 2})
+        self.wait_running_version(2)
+        # Requests that read the database, sent and not awaited.
+        others = []
+        for i, (method, params) in enumerate((("history", {}), ("verify", {}), ("plan", {"direction": "up"}),
+                                              ("history", {"limit": 1}))):
+            c = Conn(self.d.socket, 120)
+            self.addCleanup(c.close)
+            c.send(method, params, id=i)
+            others.append((method, c, i))
+        times = []
+        with Conn(self.d.socket, 5) as c:
+            for i in range(10):
+                t0 = time.perf_counter()
+                _, final = c.call("status", id=i, timeout=5)
+                times.append(time.perf_counter() - t0)
+                self.assertEqual(final["result"]["state"], "running")
+        self.assertLess(statistics.median(times), 0.010, times)
+        self.assertLess(max(times), 0.050, times)
+        for method, c, i in others:
+            _, final = c.read_reply(i, 120)
+            self.assertIn("result", final, (method, final))
+        t.join(120)
+        self.assertEqual(self.assertResult(box["final"])["status"], "applied")
 
     def test_identical_waiting_ups_coalesce(self):
         t, box = self.start_up({"to": 2})

@@ -109,6 +109,48 @@ class DaemonTest(harness.TestCase):
         self.assertEqual(d2.status()["current_version"], 1)
         self.assertEqual(d2.status()["state"], "idle")
 
+    def test_sigterm_while_job_waits_for_the_write_lock(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", "DROP TABLE one;\n"),
+        })
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig, extra_args=["--busy-timeout", "60000"])
+        h = self.helper(harness.HOLDER_SCRIPT, [db, 3600], "holder")
+        h.expect_line("locked")
+        c = Conn(d.socket, 30)
+        self.addCleanup(c.close)
+        c.send("up", {}, id=1)
+        harness.wait_until(lambda: d.status()["state"] == "running", 5, what="the job to start")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait(15), 0)
+        self.assertLess(time.monotonic() - t0, 10, "SIGTERM must not wait out a 60 s busy timeout")
+        _, final = c.read_reply(1, 10)
+        self.assertIn("error", final)
+        h.kill()
+        # No attempt row is asserted: the holder kept the database locked, so none could be written.
+        self.assertEqual(applied_versions(db), [])
+
+    def test_sighup_during_job(self):
+        mig = slow_set(self.path("migrations"))
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        c = Conn(d.socket, 60)
+        self.addCleanup(c.close)
+        c.send("up", {}, id=1)
+        self.wait_running_version(d, 2)
+        harness.write_migrations(mig, {3: ("three", "CREATE TABLE three (id INTEGER);\n", "DROP TABLE three;\n")})
+        d.signal(signal.SIGHUP)
+        _, final = c.read_reply(1, 60)
+        res = self.assertResult(final)
+        self.assertEqual([a["version"] for a in res["applied"]], [1, 2])
+        st = harness.wait_until(lambda: (lambda s: s if s["pending"] else None)(d.status()), 5,
+                                what="0003 to show as pending")
+        self.assertEqual([p["version"] for p in st["pending"]], [3])
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(applied_versions(db), [1, 2, 3])
+
     def test_sigterm_when_idle_exits_zero(self):
         mig = slow_set(self.path("migrations"))
         d = self.daemon(self.path("db.sqlite"), mig)
@@ -246,6 +288,10 @@ class DaemonTest(harness.TestCase):
         d = self.daemon(start=False, args=["--migrations", self.path()])
         d.start(wait=False)
         self.assertNotEqual(d.wait(10), 0, "no database given: must refuse")
+        for bad in ("soon", "-1"):
+            d = self.daemon(self.path("db.sqlite"), self.path(), extra_args=["--busy-timeout", bad], start=False)
+            d.start(wait=False)
+            self.assertEqual(d.wait(10), 2, d.log())
 
     def test_unusable_migrations_directory(self):
         d = self.daemon(self.path("db.sqlite"), self.path("does-not-exist"), start=False)

@@ -169,6 +169,49 @@ class FailingMigrationTest(harness.TestCase):
         self.assertEqual(applied_versions(self.db), [1, 2, 3, 4])
 
 
+class ConstraintAndOrderTest(harness.TestCase):
+
+    def test_foreign_key_violation_rolls_back(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("parents", "CREATE TABLE parent (id INTEGER PRIMARY KEY);\n"
+                           "CREATE TABLE child (id INTEGER PRIMARY KEY,\n"
+                           "        parent_id INTEGER NOT NULL REFERENCES parent (id));\n", "DROP TABLE child;\nDROP TABLE parent;\n"),
+            2: ("orphan", "CREATE TABLE other (id INTEGER);\nINSERT INTO child (parent_id) VALUES (42);\n",
+                "DELETE FROM child;\nDROP TABLE other;\n"),
+        })
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        self.assertCtl(d.ctl("up", "--to", 1), 0)
+        before = schema(db)
+        _, final = d.rpc("up")
+        self.assertError(final, "foreign_key_violation")
+        self.assertEqual(applied_versions(db), [1])
+        self.assertEqual(schema(db), before)
+        c = harness.db_connect(db)
+        self.assertEqual(c.execute("SELECT count(*) FROM child").fetchone()[0], 0)
+        c.close()
+        self.assertEqual(harness.attempts(db)[-1]["status"], "failed")
+        self.assertCtl(d.ctl("up"), 1)
+
+    def test_out_of_order_pending_migration_refused(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("one", "CREATE TABLE one (id INTEGER);\n", "DROP TABLE one;\n"),
+            3: ("three", "CREATE TABLE three (id INTEGER);\n", "DROP TABLE three;\n"),
+        })
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(d.stop(), 0)
+        # A branch merged late: 0002 is older than the newest applied migration.
+        harness.write_migrations(mig, {2: ("two", "CREATE TABLE two (id INTEGER);\n", "DROP TABLE two;\n")})
+        d = self.daemon(db, mig)
+        before = schema(db)
+        _, final = d.rpc("up")
+        self.assertError(final, "out_of_order")
+        self.assertEqual(applied_versions(db), [1, 3])
+        self.assertEqual(schema(db), before)
+
+
 class TamperedMigrationTest(harness.TestCase):
 
     def setUp(self):

@@ -187,6 +187,48 @@ class LifecycleTest(harness.TestCase):
         self.assertEqual(r.json["attempts"][0]["to_version"], self.latest)
         self.assertEqual(r.json["attempts"][1]["to_version"], 3)
 
+    def test_event_stream_of_an_up(self):
+        db = self.path("db.sqlite")
+        d = self.daemon(db, harness.MIGRATIONS_DIR)
+        self.assertCtl(d.ctl("up", "--to", 2), 0)
+        events, final = d.rpc("up", {"to": 4}, id="ev")
+        res = self.assertResult(final)
+        self.assertEqual(final["id"], "ev")
+        self.assertTrue(all(e["id"] == "ev" for e in events), events)
+        kinds = [e["event"] for e in events]
+        self.assertEqual(kinds[0], "queued", events)
+        self.assertEqual(kinds[1], "started", events)
+        self.assertEqual(kinds[-1], "committed", events)
+        started = events[1]
+        self.assertEqual((started["kind"], started["from_version"], started["to_version"], started["total"]),
+                         ("up", 2, 4, 2))
+        steps = [(e["phase"], e["version"], e["index"], e["total"]) for e in events if e["event"] == "migration"]
+        self.assertEqual(steps, [("applying", 3, 1, 2), ("applied", 3, 1, 2),
+                                 ("applying", 4, 2, 2), ("applied", 4, 2, 2)])
+        self.assertEqual(events[-1]["version"], 4)
+        self.assertEqual(len({e["job_id"] for e in events} | {res["job_id"]}), 1)
+
+    def test_no_transaction_migration(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", "DROP TABLE one;\n"),
+            2: ("vacuum", "-- migrated: no-transaction\n-- VACUUM cannot run inside a transaction.\nVACUUM;\n",
+                "-- migrated: no-transaction\nVACUUM;\n"),
+            3: ("three", "CREATE TABLE three (id INTEGER PRIMARY KEY);\n", "DROP TABLE three;\n"),
+        })
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        st = d.status()
+        self.assertEqual([p["transaction"] for p in st["pending"]], [True, False, True])
+        plan = d.call("plan")
+        self.assertEqual([s["transaction"] for s in plan["steps"]], [True, False, True])
+        self.assertIs(plan["atomic"], False, "a plan with a no-transaction migration cannot be atomic")
+        r = d.ctl("up")
+        self.assertCtl(r, 0)
+        self.assertEqual(applied_versions(db), [1, 2, 3])
+        self.assertCtl(d.ctl("down", "--to", 0), 0)
+        self.assertEqual(applied_versions(db), [])
+        self.assertEqual(schema(db), [])
+
     def test_existing_database_keeps_its_journal_mode(self):
         db = self.path("delete-mode.sqlite")
         c = harness.db_connect(db)
