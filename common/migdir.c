@@ -175,7 +175,8 @@ static int read_script(int dir_fd, const char *file, const migration_set *previo
         unsigned flags = 0;
         int r;
 
-        fd = openat(dir_fd, file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO or device in the directory must not hang the scan; it is refused below. */
+        fd = openat(dir_fd, file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0)
                 return errors_add(errors, "%s: cannot read: %s", file, strerror(errno)) ?: 1;
         if (!S_ISREG(st.st_mode))

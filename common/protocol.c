@@ -164,25 +164,26 @@ int protocol_check_params(json_t *params, const param_spec *specs, size_t n_spec
         return 0;
 }
 
-/* Serializes a reply object compactly, on one line. Steals obj. */
+/* Serializes a reply object compactly, on one line, into a malloc'd buffer of our own (never one
+ * from jansson's allocator, which may be replaced). Steals obj. */
 static char *encode_line(json_t *obj) {
-        char *s, *line;
+        const size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER;
         size_t n;
+        char *line = NULL;
 
         if (!obj)
                 return NULL;
-        s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
-        json_decref(obj);
-        if (!s)
-                return NULL;
-        n = strlen(s);
-        line = realloc(s, n + 2);
-        if (!line) {
-                free(s);
-                return NULL;
+        n = json_dumpb(obj, NULL, 0, flags);
+        if (n > 0 && (line = malloc(n + 2))) {
+                if (json_dumpb(obj, line, n, flags) != n) {
+                        free(line);
+                        line = NULL;
+                } else {
+                        line[n] = '\n';
+                        line[n + 1] = '\0';
+                }
         }
-        line[n] = '\n';
-        line[n + 1] = '\0';
+        json_decref(obj);
         return line;
 }
 
@@ -197,7 +198,12 @@ static json_t *reply_base(json_t *id) {
 char *protocol_encode_result(json_t *id, json_t *result) {
         json_t *o = reply_base(id);
 
-        if (!o || json_object_set_new(o, "result", result ?: json_object()) < 0) {
+        if (!result)
+                result = json_object();
+        /* json_object_set_new() consumes result even when it fails */
+        if (!o || !result || json_object_set_new(o, "result", result) < 0) {
+                if (!o)
+                        json_decref(result);
                 json_decref(o);
                 return NULL;
         }
@@ -210,13 +216,17 @@ char *protocol_encode_error(json_t *id, protocol_error_code code, const char *me
         /* code and message first; the details for scripts after them */
         if (!o || !e || json_object_set_new(e, "code", json_string(protocol_error_code_to_string(code))) < 0 ||
             json_object_set_new(e, "message", json_string(message ?: "")) < 0 ||
-            (extra && json_object_update_missing(e, extra) < 0) || json_object_set_new(o, "error", e) < 0) {
+            (extra && json_object_update_missing(e, extra) < 0)) {
                 json_decref(o);
                 json_decref(e);
                 json_decref(extra);
                 return NULL;
         }
         json_decref(extra);
+        if (json_object_set_new(o, "error", e) < 0) { /* consumed e */
+                json_decref(o);
+                return NULL;
+        }
         return encode_line(o);
 }
 
@@ -237,8 +247,19 @@ char *protocol_encode_event(json_t *id, const char *event, json_t *fields) {
 char *protocol_encode_request(json_t *id, const char *method, json_t *params) {
         json_t *o = reply_base(id);
 
-        if (!o || json_object_set_new(o, "method", json_string(method)) < 0 ||
-            json_object_set_new(o, "params", params ?: json_object()) < 0) {
+        if (!params)
+                params = json_object();
+        if (!o || !params) {
+                json_decref(o);
+                json_decref(params);
+                return NULL;
+        }
+        if (json_object_set_new(o, "method", json_string(method)) < 0) {
+                json_decref(o);
+                json_decref(params);
+                return NULL;
+        }
+        if (json_object_set_new(o, "params", params) < 0) { /* consumed params */
                 json_decref(o);
                 return NULL;
         }

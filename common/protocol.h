@@ -26,8 +26,8 @@
 
 /* Stable machine-readable error codes. Append only: clients map them to exit codes. */
 typedef enum protocol_error_code {
-        PROTOCOL_ERROR_INVALID_JSON,      /* the line is not a JSON object */
-        PROTOCOL_ERROR_INVALID_REQUEST,   /* missing/unknown/mistyped top-level field */
+        PROTOCOL_ERROR_INVALID_JSON,      /* the line is not valid JSON */
+        PROTOCOL_ERROR_INVALID_REQUEST,   /* not an object, or a missing/unknown/mistyped top-level field */
         PROTOCOL_ERROR_LINE_TOO_LONG,     /* line longer than PROTOCOL_LINE_MAX */
         PROTOCOL_ERROR_UNKNOWN_METHOD,
         PROTOCOL_ERROR_INVALID_PARAMS,    /* a parameter is unknown, mistyped or out of range */

@@ -84,6 +84,8 @@ static int fail_rc(db_sqlite *s, int rc, db_failure *f, const char *what) {
         if (!f)
                 return DB_FAILED;
         db_failure_clear(f);
+        if ((primary == SQLITE_BUSY || primary == SQLITE_LOCKED) && s->cancel && atomic_load(s->cancel))
+                primary = SQLITE_INTERRUPT; /* the busy handler gave up because the job was stopped */
         switch (primary) {
         case SQLITE_BUSY:
         case SQLITE_LOCKED:
@@ -140,6 +142,26 @@ static int progress_handler(void *userdata) {
         return s->cancel && atomic_load(s->cancel);
 }
 
+/* Our own busy handler rather than sqlite3_busy_timeout(): the same waiting, in short sleeps, but
+ * it gives up at once when the job is cancelled, so SIGTERM never waits out a foreign writer. */
+static int busy_handler(void *userdata, int count) {
+        db_sqlite *s = userdata;
+        struct timespec now, pause = { 0, 5 * 1000 * 1000 };
+        static __thread struct timespec first;
+        int64_t waited_ms;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (count == 0)
+                first = now;
+        if (s->cancel && atomic_load(s->cancel))
+                return 0;
+        waited_ms = (int64_t) (now.tv_sec - first.tv_sec) * 1000 + (now.tv_nsec - first.tv_nsec) / 1000000;
+        if (waited_ms >= (int64_t) s->busy_timeout_ms)
+                return 0;
+        nanosleep(&pause, NULL);
+        return 1;
+}
+
 static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
         _cleanup_free_ db_sqlite *s = NULL;
         struct stat st;
@@ -167,8 +189,8 @@ static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
                 return rc;
         }
         sqlite3_extended_result_codes(s->conn, 1);
-        sqlite3_busy_timeout(s->conn, (int) o->busy_timeout_ms);
         s->cancel = o->cancel;
+        sqlite3_busy_handler(s->conn, busy_handler, s);
         if (s->cancel)
                 sqlite3_progress_handler(s->conn, 1000, progress_handler, s);
         /* Foreign keys stay off on our connection: table rebuilds need it, and every transaction runs

@@ -96,6 +96,39 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
         return ini_error(st, section, key, "unknown key");
 }
 
+static bool section_is_known(const char *name, size_t len) {
+        static const char *const known[] = { "database", "migrations", "daemon" };
+
+        for (size_t i = 0; i < ELEMENTSOF(known); i++)
+                if (strlen(known[i]) == len && strneq(known[i], name, len))
+                        return true;
+        return false;
+}
+
+/* inih only reports sections that have keys; an unknown section must be an error even when it is
+ * empty (a commented-out block under a misspelt header would otherwise pass unnoticed). */
+static int check_sections(FILE *f, ini_state *st) {
+        char buf[1024];
+        int line = 0;
+
+        while (fgets(buf, sizeof(buf), f)) {
+                const char *p = buf, *end;
+                line++;
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (*p != '[' || !(end = strchr(p, ']')))
+                        continue;
+                if (!section_is_known(p + 1, (size_t) (end - p - 1))) {
+                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon)",
+                                     (int) (end - p - 1), p + 1) < 0)
+                                st->error = NULL;
+                        return line;
+                }
+        }
+        rewind(f);
+        return 0;
+}
+
 int config_parse_file(const char *path, config *c, char **ret_message) {
         ini_state st = { .c = c };
         FILE *f;
@@ -104,7 +137,9 @@ int config_parse_file(const char *path, config *c, char **ret_message) {
         f = fopen(path, "re");
         if (!f)
                 return -errno;
-        line = ini_parse_file(f, on_ini_entry, &st);
+        line = check_sections(f, &st);
+        if (line == 0)
+                line = ini_parse_file(f, on_ini_entry, &st);
         fclose(f);
         if (line == 0)
                 return 0;
