@@ -172,6 +172,15 @@ class LifecycleTest(harness.TestCase):
 
         self.assertCtl(d.ctl("up"), 0)
         self.assertCtl(d.ctl("status", "--check"), 0)
+        st = d.status()
+        self.assertEqual(st["current_version"], self.latest)
+        self.assertEqual(st["pending"], [])
+        self.assertEqual([a["version"] for a in st["applied"]], self.versions)
+        for a, (v, name, up, _) in zip(st["applied"], self.examples):
+            self.assertEqual(a["name"], name)
+            self.assertEqual(a["checksum"], harness.sha256_file(os.path.join(harness.MIGRATIONS_DIR, up)))
+            self.assertIsInstance(a["applied_at"], str)
+            self.assertIsInstance(a["duration_ms"], int)
         self.assertCtl(d.ctl("verify"), 0)
         r = d.ctl("verify")
         self.assertIs(r.json["ok"], True)

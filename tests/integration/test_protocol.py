@@ -19,6 +19,7 @@ BAD_LINES = [
     ("trailing garbage", b'{"id":1,"method":"hello"} x', "invalid_json", None),
     ("two objects on one line", b'{"id":1,"method":"hello"}{"id":2,"method":"hello"}', "invalid_json", None),
     ("duplicate key", b'{"id":1,"id":2,"method":"hello"}', "invalid_json", None),
+    ("duplicate key inside params", b'{"id":1,"method":"up","params":{"to":1,"to":1}}', "invalid_json", None),
     ("raw NUL byte inside a string", b'{"id":1,"method":"hel\x00lo"}', "invalid_json", None),
     ("raw NUL byte after the object", b'{"id":1,"method":"hello"}\x00', "invalid_json", None),
     ("invalid UTF-8", b'{"id":1,"method":"hel\xfflo"}', "invalid_json", None),
