@@ -69,7 +69,21 @@ class Conn:
         self.timeout = timeout
         self.buf = b""
         self.eof = False
-        self.sock.connect(sock_path)
+        # A socket with a timeout is non-blocking inside: a full listen backlog gives EAGAIN at
+        # once rather than waiting. Retry until the deadline, as a blocking client would wait.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(sock_path)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.sock.close()
+                    raise TimeoutError("connect to %s: backlog full until the deadline" % sock_path)
+                time.sleep(0.005)
+            except BaseException:
+                self.sock.close()
+                raise
 
     def close(self):
         try:

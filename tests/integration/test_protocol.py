@@ -154,6 +154,35 @@ class ProtocolTest(harness.TestCase):
         self.assertIsNone(reply["id"], reply)
         self.assertHello()
 
+    def test_line_length_boundary(self):
+        # 65536 bytes (without the newline) is the longest line decoded; one more is too long.
+        base = json.dumps({"id": 3, "method": "hello", "params": {"pad": ""}})
+        for size, code, id in ((65536, "invalid_params", 3), (65537, "line_too_long", None)):
+            with self.subTest(size=size):
+                line = json.dumps({"id": 3, "method": "hello", "params": {"pad": "B" * (size - len(base))}}).encode()
+                self.assertEqual(len(line), size)
+                reply = send_raw_line(self.d.socket, line)
+                self.assertEqual(reply.get("error", {}).get("code"), code, reply)
+                self.assertEqual(reply["id"], id)
+        self.assertHello()
+
+    def test_many_connections(self):
+        conns = []
+        try:
+            for i in range(300):
+                conns.append(Conn(self.d.socket, 20))
+            for i, c in enumerate(conns):
+                c.send("hello", id=i)
+            for i, c in enumerate(conns):
+                _, final = c.read_reply(i, 20)
+                self.assertEqual(final["id"], i)
+                self.assertEqual(final["result"]["protocol"], 1)
+            self.assertHello()
+        finally:
+            for c in conns:
+                c.close()
+        self.assertHello()
+
     def test_line_just_under_limit_is_decoded(self):
         # 65000 bytes is within 64 KiB: decoded normally, refused for its unknown parameter.
         base = json.dumps({"id": 3, "method": "hello", "params": {"pad": ""}})
