@@ -103,6 +103,46 @@ class ConfigTest(harness.TestCase):
         st = d.wait_idle(30)
         self.assertEqual(st["current_version"], 2)
 
+    def test_max_queue(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("slow_fill", harness.slow_sql(), "DROP TABLE big;\n"),
+            2: ("two", "CREATE TABLE two (id INTEGER PRIMARY KEY);\n", "DROP TABLE two;\n"),
+        })
+        db, sock = self.path("db.sqlite"), self.path("q.sock")
+        conf = self.write_config("""\
+            [database]
+            path = %s
+            [migrations]
+            directory = %s
+            [daemon]
+            socket = %s
+            max_queue = 1
+            """ % (db, mig, sock))
+        d = self.daemon(args=["--config", conf], socket_path=sock)
+        running = harness.Conn(sock, 60)
+        self.addCleanup(running.close)
+        running.send("up", {"to": 1}, id="run")
+        harness.wait_until(lambda: d.status()["state"] == "running", 10, what="the slow job")
+        waiting = harness.Conn(sock, 60)
+        self.addCleanup(waiting.close)
+        waiting.send("up", {}, id="wait")
+        harness.wait_until(lambda: d.status()["queue_length"] == 1, 5, what="one waiting job")
+        # An identical up joins the waiting one; a different request finds the queue full.
+        joining = harness.Conn(sock, 60)
+        self.addCleanup(joining.close)
+        joining.send("up", {}, id="join")
+        _, final = d.rpc("down", {"steps": 1}, id="full", timeout=10)
+        self.assertError(final, "queue_full")
+        self.assertEqual(final["id"], "full")
+        self.assertEqual(d.status()["queue_length"], 1)
+        _, final = running.read_reply("run", 60)
+        self.assertEqual(self.assertResult(final)["status"], "applied")
+        _, w = waiting.read_reply("wait", 60)
+        _, j = joining.read_reply("join", 60)
+        self.assertEqual(self.assertResult(w)["status"], "applied")
+        self.assertEqual(self.assertResult(j)["job_id"], w["result"]["job_id"])
+        self.assertEqual(applied_versions(db), [1, 2])
+
     def assertConfigError(self, conf, lines, word):
         d, rc = self.start_failing("--config", conf)
         log = d.log()
