@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* migratectl's exit codes, the contract scripts rely on (README "Exit codes of migratectl").
+ * Defined here and nowhere else. */
+
+#include <stddef.h>
+#include <string.h>
+
+enum {
+        EXIT_OK = 0,          /* success */
+        EXIT_FAILED = 1,      /* the operation failed; the message says why */
+        EXIT_USAGE = 2,       /* usage error */
+        EXIT_UNREACHABLE = 3, /* the daemon is unreachable */
+        EXIT_PENDING = 4,     /* status --check: migrations are pending */
+        EXIT_CHECKSUM = 5,    /* an applied migration's file was edited */
+        EXIT_BUSY = 6,        /* another writer held the database past the busy timeout */
+};
+
+#define EXIT_CODE_MAX EXIT_BUSY
+
+/* The meaning of each exit code, for --help; NULL past the last one. */
+static inline const char *exit_code_meaning(int code) {
+        switch (code) {
+        case EXIT_OK:
+                return "success";
+        case EXIT_FAILED:
+                return "the operation failed (the message says why)";
+        case EXIT_USAGE:
+                return "usage error";
+        case EXIT_UNREACHABLE:
+                return "the daemon is unreachable";
+        case EXIT_PENDING:
+                return "status --check: migrations are pending";
+        case EXIT_CHECKSUM:
+                return "checksum mismatch: an applied migration's file was edited (status --check, verify, up)";
+        case EXIT_BUSY:
+                return "the database is busy: another writer held it past the busy timeout";
+        default:
+                return NULL;
+        }
+}
+
+/* Maps a protocol error code ("busy", "checksum_mismatch", ...) to the exit code that tells a
+ * script what to do next; every code without a dedicated exit code is a plain failure. */
+static inline int exit_code_from_error(const char *code) {
+        if (!code)
+                return EXIT_FAILED;
+        if (strcmp(code, "checksum_mismatch") == 0)
+                return EXIT_CHECKSUM;
+        if (strcmp(code, "busy") == 0)
+                return EXIT_BUSY;
+        return EXIT_FAILED;
+}

@@ -1,0 +1,513 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conn.h"
+#include "exit-codes.h"
+#include "macro.h"
+#include "new.h"
+#include "output.h"
+#include "render.h"
+
+/* A verb handler parses its own arguments and returns an exit code. */
+typedef struct verb verb;
+struct verb {
+        const char *name;
+        int (*run)(const verb *v, int argc, char **argv);
+        const char *usage;
+        const char *help;
+};
+
+/* Long-only options, shared by the global and the per-verb parsers. */
+enum {
+        ARG_SOCKET = 0x100,
+        ARG_JSON,
+        ARG_VERSION,
+        ARG_CHECK,
+        ARG_TO,
+        ARG_STEPS,
+        ARG_DRY_RUN,
+        ARG_PER_MIGRATION,
+        ARG_LIMIT,
+        ARG_MIGRATIONS,
+};
+
+#define CONTINUE (-1)
+#define COMMON_OPTIONS                                              \
+        { "json", no_argument, NULL, ARG_JSON },                    \
+        { "help", no_argument, NULL, 'h' }
+
+static const char *arg_socket = NULL;
+static bool arg_json = false;
+
+static const verb verbs[];
+
+/* The full help: every verb from the verb table, the options, the exit codes. */
+static int help(void) {
+        _cleanup_(table_freep) table *verbs_table = table_new(2), *codes = table_new(2);
+        int r = verbs_table && codes ? 0 : -ENOMEM;
+
+        for (const verb *v = verbs; r >= 0 && v->name; v++)
+                r = table_addf(verbs_table, "%s %s", v->name, v->usage) ?: table_add(verbs_table, v->help);
+        for (int c = 0; r >= 0 && c <= EXIT_CODE_MAX; c++)
+                r = table_addf(codes, "%d", c) ?: table_add(codes, exit_code_meaning(c));
+        if (r < 0)
+                return r;
+
+        printf("migratectl [--socket PATH] [--json] COMMAND [ARGS]\n\n"
+               "Client of migrated, the daemon that applies schema migrations to one database.\n\n"
+               "Commands:\n");
+        table_print(verbs_table, stdout, "  ");
+        printf("\nOptions:\n"
+               "  --socket PATH  the daemon's socket (default: $MIGRATED_SOCKET, else %s)\n"
+               "  --json         print one JSON document on stdout instead of text\n"
+               "  -h --help      show this help (after a command: that command's usage)\n"
+               "  --version      show the version\n"
+               "\nExit codes:\n",
+               DEFAULT_SOCKET);
+        table_print(codes, stdout, "  ");
+        return EXIT_OK;
+}
+
+static int usage_error(const verb *v, const char *fmt, ...) _printf_(2, 3);
+static int usage_error(const verb *v, const char *fmt, ...) {
+        va_list ap;
+
+        fputs("migratectl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        if (v)
+                fprintf(stderr, "\nUsage: migratectl %s %s", v->name, v->usage);
+        fprintf(stderr, "\nTry 'migratectl --help' for more information.\n");
+        return EXIT_USAGE;
+}
+
+/* Options every verb takes, and getopt's complaints. Returns CONTINUE or an exit code. */
+static int common_option(const verb *v, int c, char **argv) {
+        switch (c) {
+        case ARG_JSON:
+                arg_json = true;
+                return CONTINUE;
+        case 'h':
+                printf("Usage: migratectl %s %s\n  %s\n", v->name, v->usage, v->help);
+                return EXIT_OK;
+        case ':':
+                return usage_error(v, "option '%s' needs an argument", argv[optind - 1]);
+        default:
+                if (optopt > 0 && optopt < 0x100)
+                        return usage_error(v, "unknown option '-%c'", optopt);
+                return usage_error(v, "unknown option '%s'", argv[optind - 1]);
+        }
+}
+
+/* Strict: digits only, the whole string, no sign, no overflow. Returns 0 or -EINVAL. */
+static int parse_number(const char *s, int64_t *ret) {
+        char *end;
+        long long n;
+
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        n = strtoll(s, &end, 10);
+        if (errno != 0 || *end != '\0')
+                return -EINVAL;
+        *ret = (int64_t) n;
+        return 0;
+}
+
+/* What the verbs' options ask of the daemon; only what was given goes into the request. */
+typedef struct request_args {
+        int64_t to, steps, limit;
+        bool has_to, has_steps, has_limit, dry_run, per_migration, check;
+        const char *migrations;
+} request_args;
+
+static int number_option(const verb *v, const char *option, int64_t *ret, bool *ret_given) {
+        if (parse_number(optarg, ret) < 0)
+                return usage_error(v, "invalid number for %s: '%s' (expected a whole number >= 0)", option, optarg);
+        *ret_given = true;
+        return CONTINUE;
+}
+
+/* The one getopt loop of the verbs; each verb's options table says which options it takes.
+ * Returns CONTINUE with optind at the first positional argument, or an exit code. */
+static int parse_verb_options(const verb *v, int argc, char **argv, const struct option *options, request_args *a) {
+        int c, r;
+
+        optind = 0; /* glibc: start over for this argv */
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_TO:
+                        r = number_option(v, "--to", &a->to, &a->has_to);
+                        break;
+                case ARG_STEPS:
+                        r = number_option(v, "--steps", &a->steps, &a->has_steps);
+                        break;
+                case ARG_LIMIT:
+                        r = number_option(v, "--limit", &a->limit, &a->has_limit);
+                        break;
+                case ARG_DRY_RUN:
+                        a->dry_run = true;
+                        continue;
+                case ARG_PER_MIGRATION:
+                        a->per_migration = true;
+                        continue;
+                case ARG_CHECK:
+                        a->check = true;
+                        continue;
+                case ARG_MIGRATIONS:
+                        a->migrations = optarg;
+                        continue;
+                default:
+                        r = common_option(v, c, argv);
+                }
+                if (r != CONTINUE)
+                        return r;
+        }
+        return CONTINUE;
+}
+
+/* Builds params from the given options only, so the daemon's defaults apply to the rest. */
+static json_t *request_params(const request_args *a) {
+        json_t *p = json_object();
+
+        if (!p)
+                return NULL;
+        if ((a->has_to && json_object_set_new(p, "to", json_integer((json_int_t) a->to)) < 0) ||
+            (a->has_steps && json_object_set_new(p, "steps", json_integer((json_int_t) a->steps)) < 0) ||
+            (a->has_limit && json_object_set_new(p, "limit", json_integer((json_int_t) a->limit)) < 0) ||
+            (a->dry_run && json_object_set_new(p, "dry_run", json_true()) < 0) ||
+            (a->per_migration && json_object_set_new(p, "per_migration", json_true()) < 0)) {
+                json_decref(p);
+                return NULL;
+        }
+        return p;
+}
+
+/* Reports a failed exchange; the daemon was reached, so this is a failed operation. */
+static int call_failed(const char *path, int r) {
+        if (r == CONN_EOF || r == -ECONNRESET || r == -EPIPE)
+                fprintf(stderr, "migratectl: error: daemon closed the connection\n");
+        else if (r == CONN_BAD_REPLY)
+                fprintf(stderr, "migratectl: error: the daemon's reply is not protocol v%d\n",
+                        MIGRATED_PROTOCOL_VERSION);
+        else if (r == -EMSGSIZE)
+                fprintf(stderr, "migratectl: error: a reply line is longer than %d bytes\n", CONN_LINE_MAX);
+        else
+                fprintf(stderr, "migratectl: error: talking to %s: %s\n", path, strerror(-r));
+        return EXIT_FAILED;
+}
+
+/* Prints a daemon error as the mode asks and maps its code to the exit code. */
+static int reply_error(json_t *error) {
+        json_auto_t *doc = NULL;
+
+        if (arg_json) {
+                doc = json_pack("{s:O}", "error", error);
+                if (!doc || output_json(doc) < 0)
+                        return EXIT_FAILED;
+        } else
+                render_error(error);
+        return exit_code_from_error(json_get_str(error, "code"));
+}
+
+/* One request, start to end: connect, send, show progress, print the final line. On success
+ * *ret_result (if given) gets a reference to the result for the verb's own exit code. */
+static int call_daemon(const char *method, json_t *params, int (*render)(json_t *), json_t **ret_result) {
+        _cleanup_(conn_freep) conn *c = NULL;
+        json_auto_t *root = NULL;
+        const char *path = conn_socket_path(arg_socket);
+        progress p = { .tty = isatty(STDERR_FILENO) };
+        protocol_reply_kind kind;
+        json_t *body;
+        int r;
+
+        r = conn_open(path, &c);
+        if (r < 0) {
+                json_decref(params);
+                fprintf(stderr, "migratectl: error: cannot connect to %s: %s\n"
+                        "  is migrated running? start it or pass --socket\n", path, strerror(-r));
+                return EXIT_UNREACHABLE;
+        }
+        r = conn_call(c, method, params, arg_json ? NULL : render_event, &p, &kind, &root, &body);
+        progress_end(&p);
+        if (r != 0)
+                return call_failed(path, r);
+        if (kind == PROTOCOL_REPLY_ERROR)
+                return reply_error(body);
+
+        r = arg_json ? output_json(body) : render(body);
+        if (r < 0) {
+                fprintf(stderr, "migratectl: error: cannot print the result: %s\n", strerror(-r));
+                return EXIT_FAILED;
+        }
+        if (ret_result)
+                *ret_result = json_incref(body);
+        return EXIT_OK;
+}
+
+static bool has_checksum_mismatch(json_t *result) {
+        json_t *problems = json_get_array(result, "problems"), *p;
+        size_t i;
+
+        json_array_foreach(problems, i, p) {
+                const char *kind = json_get_str(p, "kind");
+                if (kind && streq(kind, "checksum_mismatch"))
+                        return true;
+        }
+        return false;
+}
+
+static int verb_status(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, { "check", no_argument, NULL, ARG_CHECK }, {} };
+        json_auto_t *result = NULL;
+        request_args a = {};
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+
+        r = call_daemon("status", NULL, render_status, &result);
+        if (r != EXIT_OK || !a.check)
+                return r;
+        if (has_checksum_mismatch(result))
+                return EXIT_CHECKSUM;
+        return json_get_array_size(result, "pending") > 0 ? EXIT_PENDING : EXIT_OK;
+}
+
+/* up and down: the same request shape, the same rendering. */
+static int run_job(const verb *v, int argc, char **argv, const struct option *options) {
+        request_args a = {};
+        json_t *params;
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        if (a.has_steps && a.has_to)
+                return usage_error(v, "--steps and --to exclude each other");
+        params = request_params(&a);
+        if (!params)
+                return -ENOMEM;
+        return call_daemon(v->name, params, render_job, NULL);
+}
+
+static int verb_up(const verb *v, int argc, char **argv) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "to", required_argument, NULL, ARG_TO },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "per-migration", no_argument, NULL, ARG_PER_MIGRATION },
+                {}
+        };
+
+        return run_job(v, argc, argv, options);
+}
+
+static int verb_down(const verb *v, int argc, char **argv) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "steps", required_argument, NULL, ARG_STEPS },
+                { "to", required_argument, NULL, ARG_TO },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                {}
+        };
+
+        return run_job(v, argc, argv, options);
+}
+
+static int render_plan_result(json_t *result) {
+        return render_plan(result, false);
+}
+
+static int verb_plan(const verb *v, int argc, char **argv) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "to", required_argument, NULL, ARG_TO },
+                { "steps", required_argument, NULL, ARG_STEPS },
+                {}
+        };
+        const char *direction = "up";
+        request_args a = {};
+        json_t *params;
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind < argc)
+                direction = argv[optind++];
+        if (!streq(direction, "up") && !streq(direction, "down"))
+                return usage_error(v, "the direction must be 'up' or 'down', not '%s'", direction);
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        params = request_params(&a);
+        if (!params || json_object_set_new(params, "direction", json_string(direction)) < 0) {
+                json_decref(params);
+                return -ENOMEM;
+        }
+        return call_daemon("plan", params, render_plan_result, NULL);
+}
+
+static int verb_history(const verb *v, int argc, char **argv) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "limit", required_argument, NULL, ARG_LIMIT },
+                {}
+        };
+        request_args a = {};
+        json_t *params;
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        params = request_params(&a);
+        if (!params)
+                return -ENOMEM;
+        return call_daemon("history", params, render_history, NULL);
+}
+
+/* Exit 5 for an edited applied migration, 1 for any other problem. */
+static int verb_verify(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        json_auto_t *result = NULL;
+        request_args a = {};
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        r = call_daemon("verify", NULL, render_verify, &result);
+        if (r != EXIT_OK)
+                return r;
+        if (has_checksum_mismatch(result))
+                return EXIT_CHECKSUM;
+        if (json_get_array_size(result, "problems") > 0 || !json_get_bool(result, "ok", true))
+                return EXIT_FAILED;
+        return EXIT_OK;
+}
+
+static int verb_new(const verb *v, int argc, char **argv) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "migrations", required_argument, NULL, ARG_MIGRATIONS },
+                {}
+        };
+        request_args a = {};
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind >= argc)
+                return usage_error(v, "missing the migration's NAME");
+        if (optind + 1 < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind + 1]);
+        return new_migration(a.migrations ?: new_default_dir(), argv[optind], arg_json);
+}
+
+static const verb verbs[] = {
+        { "status", verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
+        { "up", verb_up, "[--to V] [--dry-run] [--per-migration]", "Apply pending migrations, all or nothing" },
+        { "down", verb_down, "[--steps N | --to V] [--dry-run]", "Revert migrations (default: the last one)" },
+        { "plan", verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do; change nothing" },
+        { "history", verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
+        { "verify", verb_verify, "", "Check applied migrations against their files" },
+        { "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
+        {}
+};
+
+static const verb *verb_find(const char *name) {
+        for (const verb *v = verbs; v->name; v++)
+                if (streq(v->name, name))
+                        return v;
+        return NULL;
+}
+
+/* Global options stop at the command; the command's own options follow it. Returns CONTINUE or
+ * an exit code. */
+static int parse_global_options(int argc, char **argv) {
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, ARG_SOCKET },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {}
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_SOCKET:
+                        arg_socket = optarg;
+                        break;
+                case ARG_JSON:
+                        arg_json = true;
+                        break;
+                case 'h':
+                        return help();
+                case ARG_VERSION:
+                        printf("migratectl %s\n", PROJECT_VERSION);
+                        return EXIT_OK;
+                case ':':
+                        return usage_error(NULL, "option '%s' needs an argument", argv[optind - 1]);
+                default:
+                        if (optopt > 0 && optopt < 0x100)
+                                return usage_error(NULL, "unknown option '-%c'", optopt);
+                        return usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+                }
+        return CONTINUE;
+}
+
+/* Parses up to the command and runs it. Returns an exit code or -errno. */
+static int run(int argc, char **argv) {
+        const verb *v;
+        int r;
+
+        opterr = 0; /* our messages name the command */
+        r = parse_global_options(argc, argv);
+        if (r != CONTINUE)
+                return r;
+        if (optind >= argc)
+                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, new)");
+        v = verb_find(argv[optind]);
+        if (!v)
+                return usage_error(NULL, "unknown command '%s'", argv[optind]);
+        return v->run(v, argc - optind, argv + optind);
+}
+
+int main(int argc, char **argv) {
+        int r;
+
+        output_setup();
+        r = run(argc, argv);
+        if (r < 0) {
+                fprintf(stderr, "migratectl: error: %s\n", strerror(-r));
+                r = EXIT_FAILED;
+        }
+        /* a full disk or a closed pipe must not pass for success */
+        if (fflush(stdout) != 0 && r == EXIT_OK) {
+                fprintf(stderr, "migratectl: error: cannot write the output: %m\n");
+                r = EXIT_FAILED;
+        }
+        return r;
+}

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "output.h"
+
+struct table {
+        size_t n_columns;
+        char **cells;
+        size_t n_cells, allocated;
+};
+
+static bool utf8 = false;
+
+table *table_new(size_t n_columns) {
+        table *t;
+
+        if (n_columns == 0)
+                return NULL;
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return NULL;
+        t->n_columns = n_columns;
+        return t;
+}
+
+table *table_free(table *t) {
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < t->n_cells; i++)
+                free(t->cells[i]);
+        free(t->cells);
+        free(t);
+        return NULL;
+}
+
+int table_add(table *t, const char *cell) {
+        char *c;
+
+        if (t->n_cells == t->allocated) {
+                size_t n = t->allocated ? t->allocated * 2 : 16;
+                char **m = realloc(t->cells, n * sizeof(*m));
+                if (!m)
+                        return -ENOMEM;
+                t->cells = m;
+                t->allocated = n;
+        }
+        c = strdup(cell ?: "-");
+        if (!c)
+                return -ENOMEM;
+        t->cells[t->n_cells++] = c;
+        return 0;
+}
+
+int table_addf(table *t, const char *fmt, ...) {
+        _cleanup_free_ char *s = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                s = NULL;
+                return -ENOMEM;
+        }
+        return table_add(t, s);
+}
+
+size_t table_rows(const table *t) {
+        return t->n_cells / t->n_columns - (t->n_cells >= t->n_columns ? 1 : 0);
+}
+
+/* Display width of a UTF-8 string: code points, which is right for the ASCII and the few
+ * one-column glyphs that migratectl prints. */
+static size_t text_width(const char *s) {
+        size_t w = 0;
+
+        for (; *s; s++)
+                if (((unsigned char) *s & 0xC0) != 0x80)
+                        w++;
+        return w;
+}
+
+/* Pads every column but the last to its widest cell, two spaces apart, no trailing blanks. */
+void table_print(const table *t, FILE *f, const char *indent) {
+        size_t n = t->n_columns, *width = calloc(n, sizeof(size_t));
+
+        if (!width)
+                return;
+        for (size_t i = 0; i < t->n_cells; i++) {
+                size_t w = text_width(t->cells[i]);
+                if (w > width[i % n])
+                        width[i % n] = w;
+        }
+        for (size_t i = 0; i < t->n_cells; i++) {
+                size_t col = i % n;
+                bool last = true;
+
+                /* the last non-empty cell of a row ends the line, without padding */
+                for (size_t j = i + 1; j < t->n_cells && j % n != 0; j++)
+                        if (t->cells[j][0] != '\0')
+                                last = false;
+
+                if (col == 0)
+                        fputs(indent ?: "", f);
+                fputs(t->cells[i], f);
+                if (last) {
+                        fputc('\n', f);
+                        i += n - 1 - col; /* skip the empty rest of the row */
+                        continue;
+                }
+                for (size_t w = text_width(t->cells[i]); w < width[col] + 2; w++)
+                        fputc(' ', f);
+        }
+        free(width);
+}
+
+int output_json(json_t *doc) {
+        if (json_dumpf(doc, stdout, JSON_INDENT(2)) < 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+                return -EIO;
+        return 0;
+}
+
+void output_setup(void) {
+        const char *cs;
+
+        if (!setlocale(LC_CTYPE, ""))
+                return;
+        cs = nl_langinfo(CODESET);
+        utf8 = cs && (strcasecmp(cs, "UTF-8") == 0 || strcasecmp(cs, "utf8") == 0);
+}
+
+const char *glyph_arrow(void) {
+        return utf8 ? "\xe2\x86\x92" : "->";
+}
+
+const char *glyph_ellipsis(void) {
+        return utf8 ? "\xe2\x80\xa6" : "...";
+}
+
+const char *json_get_str(json_t *o, const char *key) {
+        return json_string_value(json_object_get(o, key));
+}
+
+bool json_get_int(json_t *o, const char *key, int64_t *ret) {
+        json_t *v = json_object_get(o, key);
+
+        if (!json_is_integer(v))
+                return false;
+        *ret = (int64_t) json_integer_value(v);
+        return true;
+}
+
+bool json_get_bool(json_t *o, const char *key, bool def) {
+        json_t *v = json_object_get(o, key);
+
+        return json_is_boolean(v) ? json_is_true(v) : def;
+}
+
+json_t *json_get_array(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+
+        return json_is_array(v) ? v : NULL;
+}
+
+size_t json_get_array_size(json_t *o, const char *key) {
+        return json_array_size(json_get_array(o, key));
+}
+
+const char *fmt_version(json_t *o, const char *key, char buf[static 24]) {
+        int64_t v;
+
+        if (!json_get_int(o, key, &v))
+                return "none";
+        snprintf(buf, 24, "%" PRId64, v);
+        return buf;
+}
+
+char *fmt_field(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+        char *s = NULL;
+
+        if (!v) /* json_typeof() does not take NULL */
+                return strdup("-");
+        switch (json_typeof(v)) {
+        case JSON_STRING:
+                return strdup(json_string_value(v));
+        case JSON_INTEGER:
+                if (asprintf(&s, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) < 0)
+                        return NULL;
+                return s;
+        case JSON_REAL:
+                if (asprintf(&s, "%g", json_real_value(v)) < 0)
+                        return NULL;
+                return s;
+        case JSON_TRUE:
+                return strdup("yes");
+        case JSON_FALSE:
+                return strdup("no");
+        case JSON_OBJECT:
+        case JSON_ARRAY:
+                return json_dumps(v, JSON_COMPACT);
+        default:
+                return strdup("-");
+        }
+}
+
+const char *fmt_count(int64_t n, const char *noun, char buf[static 64]) {
+        snprintf(buf, 64, "%" PRId64 " %s%s", n, noun, n == 1 ? "" : "s");
+        return buf;
+}

@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "output.h"
+#include "render.h"
+
+#define SHORT_CHECKSUM 12
+
+/* A migration as people see it in file names: "0003 add_vitals". */
+static void print_migration(FILE *f, json_t *o) {
+        int64_t v;
+
+        if (json_get_int(o, "version", &v))
+                fprintf(f, "%04" PRId64, v);
+        else
+                fputs("?", f);
+        if (json_get_str(o, "name"))
+                fprintf(f, " %s", json_get_str(o, "name"));
+}
+
+/* "from → to" of a job or plan. */
+static void print_span(FILE *f, json_t *o) {
+        char a[24], b[24];
+
+        fprintf(f, "%s %s %s", fmt_version(o, "from_version", a), glyph_arrow(), fmt_version(o, "to_version", b));
+}
+
+/* Event names are snake_case identifiers; show "rolled_back" as "rolled back". */
+static void print_words(FILE *f, const char *s) {
+        for (; s && *s; s++)
+                fputc(*s == '_' ? ' ' : *s, f);
+}
+
+static bool phase_in_progress(const char *phase) {
+        size_t n = phase ? strlen(phase) : 0;
+
+        return n > 3 && streq(phase + n - 3, "ing");
+}
+
+/* "[1/3] applying 0003 add_vitals …" or "[1/3] applied 0003 add_vitals (4 ms)". */
+static void render_migration_event(progress *p, json_t *ev) {
+        const char *phase = json_get_str(ev, "phase") ?: "migration";
+        int64_t index = 0, total = 0, ms;
+
+        json_get_int(ev, "index", &index);
+        json_get_int(ev, "total", &total);
+        if (p->open_line && p->tty && index == p->open_index && !phase_in_progress(phase))
+                fputs("\r\033[K", stderr);
+        else
+                progress_end(p);
+        p->open_line = false;
+
+        fprintf(stderr, "[%" PRId64 "/%" PRId64 "] %s ", index, total, phase);
+        print_migration(stderr, ev);
+        if (json_get_int(ev, "duration_ms", &ms))
+                fprintf(stderr, " (%" PRId64 " ms)", ms);
+        if (json_get_str(ev, "message"))
+                fprintf(stderr, ": %s", json_get_str(ev, "message"));
+        if (phase_in_progress(phase)) {
+                fprintf(stderr, " %s", glyph_ellipsis());
+                if (p->tty) {
+                        p->open_line = true;
+                        p->open_index = index;
+                        fflush(stderr);
+                        return;
+                }
+        }
+        fputc('\n', stderr);
+}
+
+/* "stopping units: a.service, b.service" */
+static void render_units_event(json_t *ev) {
+        json_t *units = json_get_array(ev, "units"), *u;
+        size_t i;
+
+        fprintf(stderr, "%s units", json_get_str(ev, "phase") ?: "handling");
+        json_array_foreach(units, i, u)
+                fprintf(stderr, "%s%s", i == 0 ? ": " : ", ", json_string_value(u) ?: "?");
+        fputc('\n', stderr);
+}
+
+/* "stopped a.service (12 ms, killed)"; a result other than "done" is worth showing. */
+static void render_unit_event(json_t *ev) {
+        const char *result = json_get_str(ev, "result");
+        int64_t ms;
+
+        fprintf(stderr, "%s %s", json_get_str(ev, "action") ?: "unit", json_get_str(ev, "unit") ?: "?");
+        if (json_get_int(ev, "duration_ms", &ms))
+                fprintf(stderr, " (%" PRId64 " ms)", ms);
+        if (json_get_bool(ev, "killed", false))
+                fputs(", killed after the stop timeout", stderr);
+        if (result && !streq(result, "done"))
+                fprintf(stderr, ", result: %s", result);
+        fputc('\n', stderr);
+}
+
+/* Events this client does not know (the daemon may add steps) still show, as name: fields. */
+static void render_other_event(const char *event, json_t *ev) {
+        const char *key;
+        json_t *v;
+        bool first = true;
+
+        print_words(stderr, event);
+        if (json_get_str(ev, "message")) {
+                fprintf(stderr, ": %s\n", json_get_str(ev, "message"));
+                return;
+        }
+        json_object_foreach(ev, key, v) {
+                _cleanup_free_ char *s = NULL;
+
+                if (streq(key, "id") || streq(key, "event") || streq(key, "job_id"))
+                        continue;
+                s = fmt_field(ev, key);
+                fprintf(stderr, "%s %s=%s", first ? ":" : ",", key, s ?: "?");
+                first = false;
+        }
+        fputc('\n', stderr);
+}
+
+int render_event(json_t *ev, void *userdata) {
+        progress *p = userdata;
+        const char *event = json_get_str(ev, "event") ?: "event";
+        char a[24], b[64];
+        int64_t job = 0, n = 0;
+
+        if (streq(event, "migration")) {
+                render_migration_event(p, ev);
+                return 0;
+        }
+        progress_end(p);
+        json_get_int(ev, "job_id", &job);
+        if (streq(event, "queued")) {
+                fprintf(stderr, "queued: job %" PRId64 ", position %s\n", job, fmt_version(ev, "position", a));
+        } else if (streq(event, "started")) {
+                json_get_int(ev, "total", &n);
+                fprintf(stderr, "started job %" PRId64 ": %s ", job, json_get_str(ev, "kind") ?: "job");
+                print_span(stderr, ev);
+                fprintf(stderr, " (%s)\n", fmt_count(n, "migration", b));
+        } else if (streq(event, "committed")) {
+                fprintf(stderr, "committed at version %s\n", fmt_version(ev, "version", a));
+        } else if (streq(event, "rolled_back")) {
+                fprintf(stderr, "rolled back to version %s\n", fmt_version(ev, "version", a));
+        } else if (streq(event, "units"))
+                render_units_event(ev);
+        else if (streq(event, "unit"))
+                render_unit_event(ev);
+        else
+                render_other_event(event, ev);
+        return 0;
+}
+
+void progress_end(progress *p) {
+        if (p && p->open_line) {
+                fputc('\n', stderr);
+                p->open_line = false;
+        }
+}
+
+/* The message first, then the details a person needs to act: where it failed, which checksums. */
+void render_error(json_t *error) {
+        const char *code = json_get_str(error, "code"), *file = json_get_str(error, "file");
+        const char *message = json_get_str(error, "message");
+        int64_t line;
+
+        fprintf(stderr, "migratectl: error: %s\n", message && *message ? message : code ?: "unknown error");
+        if (file && json_get_int(error, "line", &line))
+                fprintf(stderr, "  at %s:%" PRId64 "\n", file, line);
+        else if (file)
+                fprintf(stderr, "  in %s\n", file);
+        if (code && streq(code, "checksum_mismatch")) {
+                if (json_get_str(error, "expected"))
+                        fprintf(stderr, "  recorded checksum: %s\n", json_get_str(error, "expected"));
+                if (json_get_str(error, "actual"))
+                        fprintf(stderr, "  file checksum now: %s\n", json_get_str(error, "actual"));
+        }
+        for (size_t i = 0; i < json_get_array_size(error, "problems"); i++) {
+                json_t *p = json_array_get(json_get_array(error, "problems"), i);
+                fprintf(stderr, "  %s\n", json_get_str(p, "message") ?: json_get_str(p, "kind") ?: "problem");
+        }
+}
+
+/* "CHECKSUM MISMATCH 0003_x.up.sql: recorded 0123456789ab…, file now 456789abcdef…" */
+static void render_problem(FILE *f, json_t *p) {
+        const char *kind = json_get_str(p, "kind") ?: "problem", *file = json_get_str(p, "file");
+        const char *message = json_get_str(p, "message");
+
+        fputs("  ", f);
+        for (const char *k = kind; *k; k++)
+                fputc(*k == '_' ? ' ' : toupper((unsigned char) *k), f);
+        fputc(' ', f);
+        if (file)
+                fputs(file, f);
+        else
+                print_migration(f, p);
+        if (streq(kind, "checksum_mismatch") && json_get_str(p, "expected") && json_get_str(p, "actual"))
+                fprintf(f, ": recorded %.*s%s, file now %.*s%s\n", SHORT_CHECKSUM, json_get_str(p, "expected"),
+                        glyph_ellipsis(), SHORT_CHECKSUM, json_get_str(p, "actual"), glyph_ellipsis());
+        else
+                fprintf(f, ": %s\n", message ?: "-");
+}
+
+static void render_problems(json_t *problems) {
+        if (json_array_size(problems) == 0)
+                return;
+        printf("\nProblems (%zu):\n", json_array_size(problems));
+        for (size_t i = 0; i < json_array_size(problems); i++)
+                render_problem(stdout, json_array_get(problems, i));
+}
+
+static int table_add_version(table *t, json_t *o) {
+        int64_t v;
+
+        if (!json_get_int(o, "version", &v))
+                return table_add(t, NULL);
+        return table_addf(t, "%04" PRId64, v);
+}
+
+static int render_applied(json_t *applied) {
+        _cleanup_(table_freep) table *t = table_new(4);
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        if (json_array_size(applied) == 0) {
+                printf("\nApplied: none\n");
+                return 0;
+        }
+        r = table_add(t, "VERSION") ?: table_add(t, "NAME") ?: table_add(t, "APPLIED AT") ?: table_add(t, "CHECKSUM");
+        for (size_t i = 0; r >= 0 && i < json_array_size(applied); i++) {
+                json_t *m = json_array_get(applied, i);
+                const char *sum = json_get_str(m, "checksum");
+
+                r = table_add_version(t, m) ?: table_add(t, json_get_str(m, "name")) ?:
+                    table_add(t, json_get_str(m, "applied_at")) ?:
+                    (sum ? table_addf(t, "%.*s", SHORT_CHECKSUM, sum) : table_add(t, NULL));
+        }
+        if (r < 0)
+                return r;
+        printf("\nApplied (%zu):\n", json_array_size(applied));
+        table_print(t, stdout, "  ");
+        return 0;
+}
+
+static int render_pending(json_t *pending) {
+        _cleanup_(table_freep) table *t = table_new(3);
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        if (json_array_size(pending) == 0) {
+                printf("\nPending: none\n");
+                return 0;
+        }
+        r = table_add(t, "VERSION") ?: table_add(t, "NAME") ?: table_add(t, "NOTES");
+        for (size_t i = 0; r >= 0 && i < json_array_size(pending); i++) {
+                json_t *m = json_array_get(pending, i);
+                bool irreversible = !json_get_bool(m, "reversible", true);
+                bool no_tx = !json_get_bool(m, "transaction", true);
+
+                r = table_add_version(t, m) ?: table_add(t, json_get_str(m, "name")) ?:
+                    table_addf(t, "%s%s%s", irreversible ? "irreversible" : "", irreversible && no_tx ? ", " : "",
+                               no_tx ? "no-transaction" : "");
+        }
+        if (r < 0)
+                return r;
+        printf("\nPending (%zu):\n", json_array_size(pending));
+        table_print(t, stdout, "  ");
+        return 0;
+}
+
+/* "idle", or "running job 3: up 2/3 0004 add_x". */
+static int format_daemon_state(json_t *result, char **ret) {
+        const char *state = json_get_str(result, "state");
+        json_t *job = json_object_get(result, "job");
+        int64_t id = 0, index = 0, total = 0;
+        char *s = NULL;
+        size_t size;
+        FILE *f;
+
+        f = open_memstream(&s, &size);
+        if (!f)
+                return -ENOMEM;
+        fputs(state ?: "-", f);
+        if (json_is_object(job)) {
+                json_get_int(job, "id", &id);
+                json_get_int(job, "index", &index);
+                json_get_int(job, "total", &total);
+                fprintf(f, " job %" PRId64 ": %s %" PRId64 "/%" PRId64 " ", id, json_get_str(job, "kind") ?: "job",
+                        index, total);
+                print_migration(f, job);
+        }
+        if (fclose(f) != 0) {
+                free(s);
+                return -ENOMEM;
+        }
+        *ret = s;
+        return 0;
+}
+
+/* The header block of status: where, what, who is working. */
+static int render_status_header(json_t *result) {
+        _cleanup_(table_freep) table *t = table_new(2);
+        _cleanup_free_ char *daemon = NULL;
+        char a[24], b[24], c[64];
+        int64_t queue = 0;
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        r = format_daemon_state(result, &daemon);
+        if (r < 0)
+                return r;
+        json_get_int(result, "queue_length", &queue);
+        r = table_add(t, "Database:") ?: table_add(t, json_get_str(result, "database")) ?:
+            table_add(t, "Migrations:") ?: table_add(t, json_get_str(result, "migrations_dir")) ?:
+            table_add(t, "Journal mode:") ?: table_add(t, json_get_str(result, "journal_mode")) ?:
+            table_add(t, "Daemon:") ?: table_add(t, daemon) ?:
+            table_add(t, "Queue:") ?: table_addf(t, "%s waiting", fmt_count(queue, "job", c)) ?:
+            table_add(t, "Version:") ?:
+            table_addf(t, "%s (latest %s, %zu pending)", fmt_version(result, "current_version", a),
+                       fmt_version(result, "latest_version", b), json_get_array_size(result, "pending"));
+        if (r < 0)
+                return r;
+        table_print(t, stdout, NULL);
+        return 0;
+}
+
+int render_status(json_t *result) {
+        int r;
+
+        r = render_status_header(result);
+        if (r < 0)
+                return r;
+        r = render_applied(json_get_array(result, "applied"));
+        if (r < 0)
+                return r;
+        r = render_pending(json_get_array(result, "pending"));
+        if (r < 0)
+                return r;
+        render_problems(json_get_array(result, "problems"));
+        return 0;
+}
+
+/* A plan, from `plan` or a dry run: the span, whether it is all-or-nothing, then its steps. */
+int render_plan(json_t *result, bool dry_run) {
+        _cleanup_(table_freep) table *t = table_new(4);
+        json_t *steps = json_get_array(result, "steps");
+        char a[24], b[64];
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        if (dry_run)
+                printf("Dry run, nothing was changed.\n");
+        if (json_array_size(steps) == 0) {
+                printf("Nothing to do: the database is at version %s.\n", fmt_version(result, "from_version", a));
+                return 0;
+        }
+        printf("Plan: %s ", json_get_str(result, "direction") ?: "up");
+        print_span(stdout, result);
+        printf(", %s, %s\n", fmt_count((int64_t) json_array_size(steps), "migration", b),
+               json_get_bool(result, "atomic", false) ? "atomic (one transaction, all or nothing)"
+                                                       : "not atomic (committed one by one)");
+        r = table_add(t, "VERSION") ?: table_add(t, "NAME") ?: table_add(t, "FILE") ?: table_add(t, "TRANSACTION");
+        for (size_t i = 0; r >= 0 && i < json_array_size(steps); i++) {
+                json_t *s = json_array_get(steps, i);
+
+                r = table_add_version(t, s) ?: table_add(t, json_get_str(s, "name")) ?:
+                    table_add(t, json_get_str(s, "file")) ?:
+                    table_add(t, json_get_bool(s, "transaction", true) ? "yes" : "no");
+        }
+        if (r < 0)
+                return r;
+        table_print(t, stdout, "  ");
+        return 0;
+}
+
+/* The outcome of up or down in one sentence: "Applied 3 migrations: 2 → 5 in 12 ms". */
+int render_job(json_t *result) {
+        const char *status = json_get_str(result, "status") ?: "";
+        size_t n = json_get_array_size(result, streq(status, "reverted") ? "reverted" : "applied");
+        char a[24], b[64];
+        int64_t ms;
+
+        if (json_get_bool(result, "dry_run", false))
+                return render_plan(result, true);
+        if (streq(status, "current")) {
+                printf("Already current at version %s\n", fmt_version(result, "to_version", a));
+                return 0;
+        }
+        if (streq(status, "applied"))
+                printf("Applied %s: ", fmt_count((int64_t) n, "migration", b));
+        else if (streq(status, "reverted"))
+                printf("Reverted %s: ", fmt_count((int64_t) n, "migration", b));
+        else
+                printf("Finished (%s): ", *status ? status : "unknown status");
+        print_span(stdout, result);
+        if (json_get_int(result, "duration_ms", &ms))
+                printf(" in %" PRId64 " ms", ms);
+        if (json_get_int(result, "downtime_ms", &ms))
+                printf(" (services down %" PRId64 " ms)", ms);
+        putchar('\n');
+        return 0;
+}
+
+/* One attempt's error column: "message (file:line)". */
+static int table_add_attempt_error(table *t, json_t *a) {
+        const char *error = json_get_str(a, "error"), *file = json_get_str(a, "error_file");
+        int64_t line;
+
+        if (!error)
+                return table_add(t, "");
+        if (file && strstr(error, file)) /* the message names the place already */
+                return table_add(t, error);
+        if (file && json_get_int(a, "error_line", &line))
+                return table_addf(t, "%s (%s:%" PRId64 ")", error, file, line);
+        if (file)
+                return table_addf(t, "%s (%s)", error, file);
+        return table_add(t, error);
+}
+
+int render_history(json_t *result) {
+        _cleanup_(table_freep) table *t = table_new(7);
+        json_t *attempts = json_get_array(result, "attempts");
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        if (json_array_size(attempts) == 0) {
+                printf("No migration attempts recorded.\n");
+                return 0;
+        }
+        r = table_add(t, "ID") ?: table_add(t, "STARTED") ?: table_add(t, "DIRECTION") ?: table_add(t, "STATUS") ?:
+            table_add(t, "CHANGE") ?: table_add(t, "BY") ?: table_add(t, "ERROR");
+        for (size_t i = 0; r >= 0 && i < json_array_size(attempts); i++) {
+                json_t *a = json_array_get(attempts, i);
+                _cleanup_free_ char *id = fmt_field(a, "id"), *by = fmt_field(a, "requested_by");
+                char x[24], y[24];
+
+                r = table_add(t, id) ?: table_add(t, json_get_str(a, "started_at")) ?:
+                    table_add(t, json_get_str(a, "direction")) ?: table_add(t, json_get_str(a, "status")) ?:
+                    table_addf(t, "%s %s %s", fmt_version(a, "from_version", x), glyph_arrow(),
+                               fmt_version(a, "to_version", y)) ?:
+                    table_add(t, by) ?: table_add_attempt_error(t, a);
+        }
+        if (r < 0)
+                return r;
+        table_print(t, stdout, NULL);
+        return 0;
+}
+
+int render_verify(json_t *result) {
+        json_t *problems = json_get_array(result, "problems");
+        char b[64];
+        int64_t checked = 0;
+
+        json_get_int(result, "checked", &checked);
+        if (json_get_bool(result, "ok", false) && json_array_size(problems) == 0) {
+                printf("OK: %s verified\n", fmt_count(checked, "applied migration", b));
+                return 0;
+        }
+        printf("FAILED: %s checked\n", fmt_count(checked, "applied migration", b));
+        render_problems(problems);
+        return 0;
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Human rendering of the daemon's replies: progress events on stderr, results on stdout, errors
+ * on stderr. Every function is tolerant of missing or mistyped fields. */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct progress {
+        bool tty;          /* stderr is a terminal: an "applying" line is finished in place */
+        bool open_line;    /* such a line is on screen without its newline */
+        int64_t open_index;
+} progress;
+
+/* conn_event_fn for human mode; userdata is a progress. */
+int render_event(json_t *event, void *userdata);
+/* Terminates a line left open by render_event. */
+void progress_end(progress *p);
+
+void render_error(json_t *error);
+int render_status(json_t *result);
+int render_job(json_t *result); /* up and down, also with dry_run */
+int render_plan(json_t *result, bool dry_run);
+int render_history(json_t *result);
+int render_verify(json_t *result);
