@@ -326,8 +326,10 @@ static int build_migration(int dir_fd, const dir_entry *e, size_t i, size_t j, c
                         }
         if (ups == 0) {
                 for (size_t k = i; k < j; k++) {
-                        r = errors_add(errors, "%s: down migration without its up file (expected %" PRId64 "_%s.up.sql)",
-                                       e[k].file, e[k].version, e[k].name);
+                        /* name the up file as the user would write it: same prefix, same padding */
+                        size_t stem = strlen(e[k].file) - strlen(".down.sql");
+                        r = errors_add(errors, "%s: down migration without its up file (expected %.*s.up.sql)",
+                                       e[k].file, (int) stem, e[k].file);
                         if (r < 0)
                                 return r;
                 }

@@ -28,6 +28,10 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_DATABASE] = "database_error",
         [PROTOCOL_ERROR_INTERNAL] = "internal",
         [PROTOCOL_ERROR_OUT_OF_ORDER] = "out_of_order",
+        [PROTOCOL_ERROR_CANCELLED] = "cancelled",
+        [PROTOCOL_ERROR_TIMEOUT] = "timeout",
+        [PROTOCOL_ERROR_DATABASE_IN_USE] = "database_in_use",
+        [PROTOCOL_ERROR_UNITS_FAILED] = "units_failed",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

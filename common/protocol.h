@@ -46,6 +46,10 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_DATABASE,          /* the database could not be read or written */
         PROTOCOL_ERROR_INTERNAL,
         PROTOCOL_ERROR_OUT_OF_ORDER,      /* a pending migration is older than the newest applied one */
+        PROTOCOL_ERROR_CANCELLED,         /* migratectl cancel: rolled back, units started again */
+        PROTOCOL_ERROR_TIMEOUT,           /* wait: the schema did not become current in time */
+        PROTOCOL_ERROR_DATABASE_IN_USE,   /* a process still has the database open after the units stopped */
+        PROTOCOL_ERROR_UNITS_FAILED,      /* a dependent unit could not be stopped */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

@@ -71,6 +71,7 @@ typedef enum read_kind {
         READ_PLAN,
         READ_HISTORY,
         READ_VERIFY,
+        READ_WAIT, /* a fresh status, then wait until it says current */
 } read_kind;
 
 typedef struct read_task {
@@ -79,6 +80,7 @@ typedef struct read_task {
         plan_request plan;
         bool dry_run;
         unsigned limit;
+        unsigned timeout_ms;
         int r;
         json_t *result;
         engine_error err;
@@ -89,7 +91,8 @@ static void read_run(void *userdata) {
         engine *e = t->rq->server->read_engine;
 
         switch (t->kind) {
-        case READ_STATUS: t->r = engine_status(e, &t->result, &t->err); break;
+        case READ_STATUS:
+        case READ_WAIT: t->r = engine_status(e, &t->result, &t->err); break;
         case READ_PLAN: t->r = engine_plan(e, &t->plan, &t->result, &t->err); break;
         case READ_HISTORY: t->r = engine_history(e, t->limit, &t->result, &t->err); break;
         case READ_VERIFY: t->r = engine_verify(e, &t->result, &t->err); break;
@@ -101,6 +104,13 @@ static void read_done(void *userdata) {
         request *rq = t->rq;
         server *s = rq->server;
 
+        if (t->r == 0 && t->kind == READ_WAIT) {
+                server_set_snapshot(s, TAKE_PTR(t->result));
+                server_add_waiter(s, rq->peer.conn_id, rq->id, t->timeout_ms);
+                request_free(rq);
+                free(t);
+                return;
+        }
         if (t->r == 0 && t->kind == READ_STATUS) {
                 server_set_snapshot(s, json_incref(t->result));
                 json_decref(t->result);
@@ -190,6 +200,40 @@ static void cmd_history(request *rq) {
         submit_read(rq, t);
 }
 
+/* The gate for services: answered once the schema is current. While a job runs, its commit
+ * refreshes the snapshot and opens the gate before the job starts the units again. */
+static void cmd_wait(request *rq) {
+        unsigned timeout_ms = (unsigned) param_int(rq, "timeout_ms", 0);
+        read_task *t;
+
+        if (jobs_busy(rq->server->jobs)) {
+                server_add_waiter(rq->server, rq->peer.conn_id, rq->id, timeout_ms);
+                request_free(rq);
+                return;
+        }
+        t = read_task_new(rq, READ_WAIT);
+        if (!t)
+                return;
+        t->timeout_ms = timeout_ms;
+        submit_read(rq, t);
+}
+
+static void cmd_cancel(request *rq) {
+        json_t *result = NULL;
+        uint64_t id = (uint64_t) param_int(rq, "job_id", 0);
+
+        if (jobs_cancel(rq->server->jobs, id, &result) < 0) {
+                _cleanup_free_ char *msg = NULL;
+                if (id == 0 ? asprintf(&msg, "no job is running") < 0
+                            : asprintf(&msg, "no job %" PRIu64 " is queued or running", id) < 0)
+                        msg = NULL;
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   msg ?: "no such job", NULL);
+        } else
+                server_reply_result(rq->server, rq->peer.conn_id, rq->id, result);
+        request_free(rq);
+}
+
 static void cmd_verify(request *rq) {
         read_task *t = read_task_new(rq, READ_VERIFY);
 
@@ -254,6 +298,12 @@ static const param_spec down_params[] = {
 static const param_spec history_params[] = {
         { "limit", PARAM_INT, 1, 10000 },
 };
+static const param_spec wait_params[] = {
+        { "timeout_ms", PARAM_INT, 0, 86400000 },
+};
+static const param_spec cancel_params[] = {
+        { "job_id", PARAM_INT, 1, PROTOCOL_ID_INT_MAX },
+};
 
 static const command commands[] = {
         { "hello", cmd_hello, NULL, 0, false },
@@ -261,8 +311,10 @@ static const command commands[] = {
         { "plan", cmd_plan, plan_params, ELEMENTSOF(plan_params), false },
         { "history", cmd_history, history_params, ELEMENTSOF(history_params), false },
         { "verify", cmd_verify, NULL, 0, false },
+        { "wait", cmd_wait, wait_params, ELEMENTSOF(wait_params), false },
         { "up", cmd_up, up_params, ELEMENTSOF(up_params), true },
         { "down", cmd_down, down_params, ELEMENTSOF(down_params), true },
+        { "cancel", cmd_cancel, cancel_params, ELEMENTSOF(cancel_params), true },
 };
 static const size_t n_commands = ELEMENTSOF(commands);
 
@@ -272,9 +324,9 @@ static void cmd_hello(request *rq) {
         for (size_t i = 0; i < n_commands; i++)
                 json_array_append_new(methods, json_string(commands[i].method));
         server_reply_result(rq->server, rq->peer.conn_id, rq->id,
-                            json_pack("{s:i,s:s,s:s,s:o,s:[sss],s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
+                            json_pack("{s:i,s:s,s:s,s:o,s:[sssss],s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
                                       "server", "migrated", "version", PROJECT_VERSION, "methods", methods,
-                                      "capabilities", "events", "coalescing", "dry_run", "pid", (json_int_t) getpid()));
+                                      "capabilities", "events", "coalescing", "dry_run", "units", "wait", "pid", (json_int_t) getpid()));
         request_free(rq);
 }
 

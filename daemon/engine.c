@@ -22,6 +22,7 @@ struct engine {
         migdir_errors dir_errors; /* problems of the last scan */
         int dir_errno;            /* the directory itself could not be read */
         atomic_bool interrupted;
+        _Atomic int stop_reason; /* engine_stop_reason */
 };
 
 void engine_error_clear(engine_error *e) {
@@ -93,9 +94,19 @@ engine *engine_free(engine *e) {
         return NULL;
 }
 
-void engine_interrupt(engine *e) {
+void engine_interrupt(engine *e, engine_stop_reason why) {
+        atomic_store(&e->stop_reason, (int) why);
         atomic_store(&e->interrupted, true);
         e->db->backend->interrupt(e->db);
+}
+
+engine_stop_reason engine_stop_requested(engine *e) {
+        return atomic_load(&e->interrupted) ? (engine_stop_reason) atomic_load(&e->stop_reason) : ENGINE_STOP_NONE;
+}
+
+void engine_reset_stop(engine *e) {
+        atomic_store(&e->stop_reason, (int) ENGINE_STOP_NONE);
+        atomic_store(&e->interrupted, false);
 }
 
 int engine_recover(engine *e, engine_error *err) {
@@ -217,6 +228,27 @@ int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *
                 return r;
         *ret = report_plan(p);
         return *ret ? 0 : -ENOMEM;
+}
+
+int engine_preview(engine *e, const plan_request *req, size_t *ret_steps, engine_error *err) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        applied_set applied = {};
+        plan_error pe = {};
+        int r;
+
+        r = scan_and_load(e, &applied, err);
+        if (r == 0)
+                r = require_valid_directory(e, err);
+        if (r == 0) {
+                r = plan_build(e->set, &applied, req, &p, &pe);
+                if (r == PLAN_REFUSED)
+                        r = plan_refused(err, &pe);
+        }
+        applied_set_clear(&applied);
+        if (r != 0)
+                return r;
+        *ret_steps = p->n;
+        return 0;
 }
 
 int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err) {
@@ -377,8 +409,18 @@ static int run_failed(run_state *s, json_t **ret_result, engine_error *err) {
         db *d = s->e->db;
         db_failure ignored = {};
         _cleanup_free_ char *message = NULL;
-        const char *status = s->failure.code == PROTOCOL_ERROR_INTERRUPTED ? "interrupted" : "failed";
+        const char *status = "failed";
         json_t *extra;
+
+        if (s->failure.code == PROTOCOL_ERROR_INTERRUPTED) {
+                bool cancel = atomic_load(&s->e->stop_reason) == ENGINE_STOP_CANCEL;
+                status = cancel ? "cancelled" : "interrupted";
+                if (cancel) {
+                        s->failure.code = PROTOCOL_ERROR_CANCELLED;
+                        free(s->failure.message);
+                        s->failure.message = strdup("cancelled: the open transaction was rolled back");
+                }
+        }
 
         if (st && st->script->file && s->failure.line > 0) {
                 if (asprintf(&message, "%s:%u: %s", st->script->file, s->failure.line, s->failure.message ?: "") < 0)
@@ -431,7 +473,6 @@ int engine_run(engine *e, const engine_job *job, engine_progress_fn progress, vo
         int64_t t0 = now_ms();
         int r;
 
-        atomic_store(&e->interrupted, false);
         r = scan_and_load(e, &applied, err);
         if (r == 0)
                 r = require_valid_directory(e, err);

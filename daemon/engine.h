@@ -37,8 +37,21 @@ enum {
 int engine_new(const engine_options *o, engine **ret, engine_error *err);
 engine *engine_free(engine *e);
 
+typedef enum engine_stop_reason {
+        ENGINE_STOP_NONE,
+        ENGINE_STOP_SHUTDOWN, /* recorded as "interrupted" */
+        ENGINE_STOP_CANCEL,   /* recorded as "cancelled" */
+} engine_stop_reason;
+
 /* Safe from any thread: stops the running statement and makes the job roll back. */
-void engine_interrupt(engine *e);
+void engine_interrupt(engine *e, engine_stop_reason why);
+
+/* Whether and why the current job was asked to stop (for waits outside SQL, e.g. the holder
+ * check). Safe from any thread. */
+engine_stop_reason engine_stop_requested(engine *e);
+
+/* Clears a stop request; called by the job's owner before a job starts. */
+void engine_reset_stop(engine *e);
 
 /* Marks attempts a dead predecessor left "running" as interrupted. Returns how many, or < 0. */
 int engine_recover(engine *e, engine_error *err);
@@ -58,6 +71,9 @@ typedef struct engine_job {
 
 /* Called on the engine's thread for each progress event; takes ownership of fields. */
 typedef void (*engine_progress_fn)(void *userdata, const char *event, json_t *fields);
+
+/* How many migrations the job would run now (0: nothing to do), or why it would be refused. */
+int engine_preview(engine *e, const plan_request *req, size_t *ret_steps, engine_error *err);
 
 /* Runs an up or down job to the end: plan, record the attempt, apply, commit or roll back. */
 int engine_run(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t **ret_result,

@@ -1,18 +1,39 @@
 /* SPDX-License-Identifier: MIT */
+/* A job is a small state machine driven by the loop:
+ *
+ *   queued → preparing (worker: plan) → stopping units (sd-bus) → applying (worker: holder check,
+ *   SQL) → starting units (sd-bus) → done
+ *
+ * A job with nothing to apply, or refused by the planner, never touches the units. Once units are
+ * stopped, every path (failure, cancel, shutdown) goes through "starting units" again. */
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jobs.h"
+#include "journal.h"
+#include "lockcheck.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
+#include "statefile.h"
+#include "units.h"
 
 typedef struct subscriber {
         uint64_t conn_id;
         json_t *request_id;
 } subscriber;
+
+typedef enum job_phase {
+        PHASE_QUEUED,
+        PHASE_PREPARING,
+        PHASE_STOPPING,
+        PHASE_APPLYING,
+        PHASE_STARTING,
+} job_phase;
 
 typedef struct job {
         jobs *owner;
@@ -21,8 +42,18 @@ typedef struct job {
         char *requested_by;
         subscriber *subs;
         size_t n_subs;
+        job_phase phase;
+        bool cancel_requested;
         json_t *progress; /* the last "migration" event, for status */
-        /* filled on the worker thread, read on the loop thread after it finished */
+
+        size_t steps;          /* from preparation */
+        char **stopped;        /* units this job stopped and must start again */
+        size_t n_stopped;
+        bool statefile_written;
+        json_t *units_report;  /* {"stopped": [...], "started": [...]} */
+        int64_t t_stop_begin, t_stop_end, t_apply_end, t_start_end, t_checks_ms, t_sql_ms;
+
+        /* outcome; worker fields are read on the loop thread after the worker finished */
         int r;
         json_t *result;
         engine_error err;
@@ -46,11 +77,20 @@ typedef struct progress_msg {
         json_t *fields;
 } progress_msg;
 
+static int64_t mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void job_free(job *jb) {
         for (size_t i = 0; i < jb->n_subs; i++)
                 json_decref(jb->subs[i].request_id);
         free(jb->subs);
         free(jb->requested_by);
+        strv_free_n(jb->stopped, jb->n_stopped);
+        json_decref(jb->units_report);
         json_decref(jb->progress);
         json_decref(jb->result);
         json_decref(jb->snapshot);
@@ -96,20 +136,43 @@ static int add_subscriber(job *jb, uint64_t conn_id, json_t *request_id) {
 static void broadcast_event(job *jb, const char *event, json_t *fields) {
         server *s = jb->owner->server;
 
+        if (!fields)
+                return;
         json_object_set_new(fields, "job_id", json_integer((json_int_t) jb->id));
         for (size_t i = 0; i < jb->n_subs; i++)
                 server_reply_event(s, jb->subs[i].conn_id, jb->subs[i].request_id, event, json_copy(fields));
         json_decref(fields);
 }
 
+static const char *direction(const job *jb) {
+        return jb->spec.request.direction == PLAN_UP ? "up" : "down";
+}
+
 static void deliver_progress(void *userdata) {
         progress_msg *m = userdata;
+        job *jb = m->job;
 
         if (streq(m->event, "migration")) {
-                json_decref(m->job->progress);
-                m->job->progress = json_incref(m->fields);
+                const char *phase = json_string_value(json_object_get(m->fields, "phase"));
+                json_t *v = json_object_get(m->fields, "version"), *nm = json_object_get(m->fields, "name");
+                json_decref(jb->progress);
+                jb->progress = json_incref(m->fields);
+                if (phase && (streq(phase, "applying") || streq(phase, "reverting")))
+                        server_notify_status(jb->owner->server, "%s %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
+                                             " %s", phase, json_integer_value(json_object_get(m->fields, "index")),
+                                             json_integer_value(json_object_get(m->fields, "total")),
+                                             json_string_value(nm) ?: "");
+                else if (phase) {
+                        char version[32], id[24];
+                        snprintf(version, sizeof(version), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                        snprintf(id, sizeof(id), "%" PRIu64, jb->id);
+                        journal_event(LOG_INFO, MESSAGE_ID_MIGRATION_APPLIED,
+                                      streq(phase, "applied") ? "Migration applied" : "Migration reverted", "JOB_ID", id,
+                                      "MIGRATION_VERSION", version, "MIGRATION_NAME", json_string_value(nm),
+                                      "MIGRATION_PHASE", phase, NULL);
+                }
         }
-        broadcast_event(m->job, m->event, m->fields);
+        broadcast_event(jb, m->event, m->fields);
         free(m->event);
         free(m);
 }
@@ -133,55 +196,320 @@ static void on_progress(void *userdata, const char *event, json_t *fields) {
         }
 }
 
-static void job_run(void *userdata) {
-        job *jb = userdata;
-        server *s = jb->owner->server;
-        engine_error ignored = {};
+static void jobs_start_next(jobs *j);
+static void phase_start_units(job *jb);
 
-        log_info("Job %" PRIu64 " started: %s, requested by %s", jb->id,
-                 jb->spec.request.direction == PLAN_UP ? "up" : "down", jb->requested_by);
-        jb->r = engine_run(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
-        /* A fresh snapshot while we are on the thread that owns the writer's view. */
-        if (engine_status(s->job_engine, &jb->snapshot, &ignored) != 0)
-                jb->snapshot = NULL;
-        engine_error_clear(&ignored);
+static json_t *timings_json(const job *jb) {
+        int64_t stopping = jb->t_stop_begin ? jb->t_stop_end - jb->t_stop_begin : 0;
+        int64_t starting = jb->t_start_end && jb->t_apply_end ? jb->t_start_end - jb->t_apply_end : 0;
+
+        return json_pack("{s:I,s:I,s:I,s:I}", "stopping_ms", (json_int_t) stopping, "checks_ms",
+                         (json_int_t) jb->t_checks_ms, "sql_ms", (json_int_t) jb->t_sql_ms, "starting_ms",
+                         (json_int_t) starting);
 }
 
-static void jobs_start_next(jobs *j);
-
-static void job_done(void *userdata) {
-        job *jb = userdata;
+/* The end of every job: reply to each subscriber, report, and let the next job run. */
+static void job_finish(job *jb) {
         jobs *j = jb->owner;
         server *s = j->server;
+        char id[24];
 
+        snprintf(id, sizeof(id), "%" PRIu64, jb->id);
+        if (jb->units_report) {
+                json_t *target = jb->r == 0 ? jb->result : (jb->err.extra ?: (jb->err.extra = json_object()));
+                if (target) {
+                        json_object_set(target, "units", jb->units_report);
+                        json_object_set_new(target, "timings", timings_json(jb));
+                        if (jb->t_stop_begin && jb->t_start_end)
+                                json_object_set_new(target, "downtime_ms",
+                                                    json_integer(jb->t_start_end - jb->t_stop_begin));
+                }
+        }
         if (jb->r == 0)
-                log_info("Job %" PRIu64 " finished: %s", jb->id,
-                         json_string_value(json_object_get(jb->result, "status")) ?: "done");
+                journal_event(LOG_INFO, MESSAGE_ID_JOB_FINISHED, "Job finished", "JOB_ID", id, "JOB_KIND",
+                              direction(jb), "JOB_STATUS", json_string_value(json_object_get(jb->result, "status")),
+                              "REQUESTED_BY", jb->requested_by, NULL);
         else
-                log_error("Job %" PRIu64 " failed: %s", jb->id, jb->err.message ?: strerror(-jb->r));
+                journal_event(LOG_ERR, MESSAGE_ID_JOB_FAILED, jb->err.message ?: "Job failed", "JOB_ID", id, "JOB_KIND",
+                              direction(jb), "ERROR_CODE", protocol_error_code_to_string(jb->err.code),
+                              "REQUESTED_BY", jb->requested_by, NULL);
         if (jb->snapshot)
                 server_set_snapshot(s, TAKE_PTR(jb->snapshot));
         for (size_t i = 0; i < jb->n_subs; i++) {
                 if (jb->r == 0)
                         server_reply_result(s, jb->subs[i].conn_id, jb->subs[i].request_id, json_incref(jb->result));
-                else if (jb->r > 0)
-                        server_reply_error(s, jb->subs[i].conn_id, jb->subs[i].request_id, jb->err.code,
-                                           jb->err.message, json_incref(jb->err.extra));
                 else
-                        server_reply_error(s, jb->subs[i].conn_id, jb->subs[i].request_id, PROTOCOL_ERROR_INTERNAL,
-                                           strerror(-jb->r), NULL);
+                        server_reply_error(s, jb->subs[i].conn_id, jb->subs[i].request_id, jb->err.code,
+                                           jb->err.message ?: strerror(jb->r < 0 ? -jb->r : EIO),
+                                           json_incref(jb->err.extra));
         }
         j->running = NULL;
         job_free(jb);
+        server_notify_idle(s);
         server_job_finished(s);
         jobs_start_next(j);
 }
 
+static void job_fail(job *jb, protocol_error_code code, json_t *extra, const char *message) {
+        engine_error_clear(&jb->err);
+        jb->r = ENGINE_FAILED;
+        jb->err.code = code;
+        jb->err.message = strdup(message);
+        jb->err.extra = extra;
+}
+
+/* Worker: wait until nothing but us has the database open, then run the SQL. */
+static void job_apply(void *userdata) {
+        job *jb = userdata;
+        server *s = jb->owner->server;
+        engine_error ignored = {};
+        int64_t t0 = mono_ms(), deadline = t0 + (int64_t) s->cfg->holder_timeout_s * 1000;
+        struct timespec pause = { 0, 100 * 1000 * 1000 };
+
+        /* Holders only matter when we stopped the services: without units, other writers are
+         * expected and handled by busy_timeout. */
+        while (s->cfg->n_units > 0 && engine_stop_requested(s->job_engine) == ENGINE_STOP_NONE) {
+                holder *h = NULL;
+                size_t n = 0;
+                if (lockcheck_find_holders(s->cfg->database, &h, &n) < 0 || n == 0) {
+                        holders_free(h, n);
+                        break;
+                }
+                if (mono_ms() >= deadline) {
+                        _cleanup_free_ char *who = holders_describe(h, n), *msg = NULL;
+                        if (asprintf(&msg, "the database is still open after the units stopped: %s; stop %s, or "
+                                     "add its unit to the dependent units", who ?: "?",
+                                     n == 1 ? "that process" : "those processes") < 0)
+                                msg = NULL;
+                        job_fail(jb, PROTOCOL_ERROR_DATABASE_IN_USE, json_pack("{s:o}", "holders", holders_to_json(h, n)),
+                                 msg ?: "the database is still in use");
+                        journal_event(LOG_WARNING, MESSAGE_ID_HOLDERS_FOUND, msg ?: "Database still in use", "DATABASE",
+                                      s->cfg->database, NULL);
+                        holders_free(h, n);
+                        jb->t_checks_ms = mono_ms() - t0;
+                        return;
+                }
+                holders_free(h, n);
+                nanosleep(&pause, NULL);
+        }
+        jb->t_checks_ms = mono_ms() - t0;
+        t0 = mono_ms();
+        if (engine_stop_requested(s->job_engine) == ENGINE_STOP_CANCEL)
+                job_fail(jb, PROTOCOL_ERROR_CANCELLED, NULL, "cancelled before the migration started; nothing changed");
+        else if (engine_stop_requested(s->job_engine) == ENGINE_STOP_SHUTDOWN)
+                job_fail(jb, PROTOCOL_ERROR_INTERRUPTED, NULL,
+                         "interrupted before the migration started (migrated is stopping); nothing changed");
+        else
+                jb->r = engine_run(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
+        jb->t_sql_ms = mono_ms() - t0;
+        /* A fresh snapshot from the thread that owns the writer's view: it opens wait gates. */
+        if (engine_status(s->job_engine, &jb->snapshot, &ignored) != 0)
+                jb->snapshot = NULL;
+        engine_error_clear(&ignored);
+}
+
+/* Loop: the schema is committed (or rolled back). Open the wait gates before starting units, so
+ * that a unit gated on "migratectl wait" can start. */
+static void job_applied(void *userdata) {
+        job *jb = userdata;
+
+        jb->t_apply_end = mono_ms();
+        if (jb->snapshot)
+                server_set_snapshot(jb->owner->server, TAKE_PTR(jb->snapshot));
+        if (jb->n_stopped > 0 || jb->statefile_written)
+                phase_start_units(jb);
+        else
+                job_finish(jb);
+}
+
+static void phase_apply(job *jb) {
+        server *s = jb->owner->server;
+
+        jb->phase = PHASE_APPLYING;
+        if (worker_submit(s->job_worker, job_apply, job_applied, jb) < 0) {
+                job_fail(jb, PROTOCOL_ERROR_SHUTTING_DOWN, NULL, "migrated is shutting down");
+                job_applied(jb);
+        }
+}
+
+static json_t *outcomes_json(const unit_outcome *o, size_t n) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:b,s:I}", "unit", o[i].name ?: "?", "outcome",
+                                                     o[i].result ?: "?", "ok", o[i].ok, "killed", o[i].killed,
+                                                     "duration_ms", (json_int_t) (o[i].usec / 1000)));
+        return arr;
+}
+
+static void report_units(job *jb, const char *key, const char *action, unit_outcome *o, size_t n) {
+        json_t *arr = outcomes_json(o, n);
+
+        if (!jb->units_report)
+                jb->units_report = json_pack("{s:[],s:[]}", "stopped", "started");
+        json_object_set(jb->units_report, key, arr);
+        for (size_t i = 0; i < json_array_size(arr); i++) {
+                json_t *ev = json_deep_copy(json_array_get(arr, i));
+                json_object_set_new(ev, "action", json_string(action));
+                broadcast_event(jb, "unit", ev);
+                journal_event(o[i].ok ? LOG_INFO : LOG_ERR,
+                              !o[i].ok ? MESSAGE_ID_UNIT_FAILED
+                              : o[i].killed ? MESSAGE_ID_UNIT_KILLED
+                              : streq(action, "stopped") ? MESSAGE_ID_UNIT_STOPPED : MESSAGE_ID_UNIT_STARTED,
+                              o[i].ok ? (streq(action, "stopped") ? "Unit stopped" : "Unit started")
+                                      : (streq(action, "stopped") ? "Unit did not stop" : "Unit did not start"),
+                              "UNIT", o[i].name, "UNIT_RESULT", o[i].result, "UNIT_KILLED",
+                              o[i].killed ? "1" : "0", NULL);
+        }
+        json_decref(arr);
+}
+
+static void on_started(void *userdata, unit_outcome *o, size_t n) {
+        job *jb = userdata;
+        server *s = jb->owner->server;
+        int r;
+
+        jb->t_start_end = mono_ms();
+        report_units(jb, "started", "started", o, n);
+        for (size_t i = 0; i < n; i++)
+                if (!o[i].ok)
+                        log_error("Failed to start %s again: %s", o[i].name, o[i].result);
+        unit_outcomes_free(o, n);
+        r = statefile_remove(s->cfg->database);
+        if (r < 0)
+                log_warning_errno(r, "Failed to remove the state file: %m");
+        job_finish(jb);
+}
+
+/* Always reached once units were stopped: failure, cancel and shutdown included. */
+static void phase_start_units(job *jb) {
+        server *s = jb->owner->server;
+        int r;
+
+        jb->phase = PHASE_STARTING;
+        server_notify_status(s, "starting %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
+        json_t *names = json_array();
+        for (size_t i = 0; i < jb->n_stopped; i++)
+                json_array_append_new(names, json_string(jb->stopped[i]));
+        broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "starting", "units", names));
+        r = units_start(s->units, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->start_timeout_s * 1000000,
+                        on_started, jb);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the dependent units again: %m");
+                on_started(jb, NULL, 0);
+        }
+}
+
+static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
+        job *jb = userdata;
+        _cleanup_free_ char *failed = NULL;
+
+        jb->t_stop_end = mono_ms();
+        report_units(jb, "stopped", "stopped", o, n);
+        for (size_t i = 0; i < n; i++)
+                if (!o[i].ok) {
+                        char *f;
+                        if (asprintf(&f, "%s%s%s (%s)", failed ?: "", failed ? ", " : "", o[i].name, o[i].result) >= 0) {
+                                free(failed);
+                                failed = f;
+                        }
+                }
+        unit_outcomes_free(o, n);
+        if (failed) {
+                _cleanup_free_ char *msg = NULL;
+                if (asprintf(&msg, "could not stop %s; nothing was changed", failed) < 0)
+                        msg = NULL;
+                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, msg ?: "could not stop the dependent units");
+                phase_start_units(jb);
+                return;
+        }
+        if (jb->cancel_requested || jb->owner->server->shutting_down) {
+                job_fail(jb, jb->cancel_requested ? PROTOCOL_ERROR_CANCELLED : PROTOCOL_ERROR_INTERRUPTED, NULL,
+                         jb->cancel_requested ? "cancelled before the migration started; nothing changed"
+                                              : "interrupted before the migration started; nothing changed");
+                phase_start_units(jb);
+                return;
+        }
+        phase_apply(jb);
+}
+
+/* Records which units run, durably, then stops them; nothing else is touched before. */
+static void phase_stop_units(job *jb) {
+        server *s = jb->owner->server;
+        unit_state *st = NULL;
+        size_t n = 0;
+        json_t *names;
+        int r;
+
+        jb->phase = PHASE_STOPPING;
+        r = units_query(s->units, s->cfg->units, s->cfg->n_units, &st, &n);
+        if (r < 0) {
+                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
+                         "cannot ask the service manager about the dependent units; nothing was changed");
+                job_finish(jb);
+                return;
+        }
+        jb->stopped = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; jb->stopped && i < n; i++)
+                if (unit_state_is_running(&st[i]))
+                        jb->stopped[jb->n_stopped++] = strdup(st[i].name);
+        unit_states_free(st, n);
+        r = jb->stopped ? statefile_write(s->cfg->database, jb->id, jb->stopped, jb->n_stopped) : -ENOMEM;
+        if (r < 0) {
+                log_error_errno(r, "Failed to write the state file: %m");
+                job_fail(jb, PROTOCOL_ERROR_INTERNAL, NULL,
+                         "cannot record which units will be stopped (state file beside the database); nothing was "
+                         "changed");
+                job_finish(jb);
+                return;
+        }
+        jb->statefile_written = true;
+        names = json_array();
+        for (size_t i = 0; i < jb->n_stopped; i++)
+                json_array_append_new(names, json_string(jb->stopped[i]));
+        broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "stopping", "units", names));
+        server_notify_status(s, "stopping %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
+        jb->t_stop_begin = mono_ms();
+        r = units_stop(s->units, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped,
+                       jb);
+        if (r < 0) {
+                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, "cannot stop the dependent units; nothing was changed");
+                phase_start_units(jb);
+        }
+}
+
+static void job_prepare(void *userdata) {
+        job *jb = userdata;
+
+        jb->r = engine_preview(jb->owner->server->job_engine, &jb->spec.request, &jb->steps, &jb->err);
+}
+
+static void job_prepared(void *userdata) {
+        job *jb = userdata;
+        server *s = jb->owner->server;
+
+        if (jb->r != 0) {
+                job_finish(jb);
+                return;
+        }
+        if (jb->cancel_requested) {
+                job_fail(jb, PROTOCOL_ERROR_CANCELLED, NULL, "cancelled before it started; nothing changed");
+                job_finish(jb);
+                return;
+        }
+        if (jb->steps > 0 && s->cfg->n_units > 0 && s->units)
+                phase_stop_units(jb);
+        else
+                phase_apply(jb);
+}
+
 static void jobs_start_next(jobs *j) {
+        server *s = j->server;
+        char id[24];
         job *jb;
         size_t pos = 1;
 
-        if (j->running || !j->head || j->server->shutting_down)
+        if (j->running || !j->head || s->shutting_down)
                 return;
         jb = j->head;
         j->head = jb->next;
@@ -190,15 +518,20 @@ static void jobs_start_next(jobs *j) {
         j->queued--;
         jb->next = NULL;
         j->running = jb;
+        jb->phase = PHASE_PREPARING;
+        engine_reset_stop(s->job_engine);
+        snprintf(id, sizeof(id), "%" PRIu64, jb->id);
+        journal_event(LOG_INFO, MESSAGE_ID_JOB_STARTED, "Job started", "JOB_ID", id, "JOB_KIND", direction(jb),
+                      "REQUESTED_BY", jb->requested_by, NULL);
         /* tell the ones still waiting that they moved up */
         for (job *w = j->head; w; w = w->next, pos++)
                 for (size_t i = 0; i < w->n_subs; i++)
-                        server_reply_event(j->server, w->subs[i].conn_id, w->subs[i].request_id, "queued",
+                        server_reply_event(s, w->subs[i].conn_id, w->subs[i].request_id, "queued",
                                            json_pack("{s:I,s:I}", "job_id", (json_int_t) w->id, "position",
                                                      (json_int_t) pos));
-        if (worker_submit(j->server->job_worker, job_run, job_done, jb) < 0) {
-                jb->r = -ESHUTDOWN;
-                job_done(jb);
+        if (worker_submit(s->job_worker, job_prepare, job_prepared, jb) < 0) {
+                job_fail(jb, PROTOCOL_ERROR_SHUTTING_DOWN, NULL, "migrated is shutting down");
+                job_finish(jb);
         }
 }
 
@@ -264,15 +597,28 @@ bool jobs_busy(jobs *j) {
         return j->running != NULL;
 }
 
+bool jobs_idle(jobs *j) {
+        return !j->running && !j->head;
+}
+
+static const char *phase_name(job_phase p) {
+        switch (p) {
+        case PHASE_QUEUED: return "queued";
+        case PHASE_PREPARING: return "preparing";
+        case PHASE_STOPPING: return "stopping_units";
+        case PHASE_APPLYING: return "applying";
+        default: return "starting_units";
+        }
+}
+
 void jobs_describe(jobs *j, json_t *status) {
-        json_t *desc = json_null();
+        json_t *desc = json_null(), *queue = json_array();
 
         if (j->running) {
-                desc = json_pack("{s:I,s:s,s:s}", "id", (json_int_t) j->running->id, "kind",
-                                j->running->spec.request.direction == PLAN_UP ? "up" : "down", "requested_by",
-                                j->running->requested_by);
+                desc = json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t) j->running->id, "kind", direction(j->running),
+                                 "phase", phase_name(j->running->phase), "requested_by", j->running->requested_by);
                 if (j->running->progress) {
-                        static const char *const keys[] = { "index", "total", "version", "name", "phase" };
+                        static const char *const keys[] = { "index", "total", "version", "name" };
                         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                                 json_t *v = json_object_get(j->running->progress, keys[i]);
                                 if (v)
@@ -280,24 +626,62 @@ void jobs_describe(jobs *j, json_t *status) {
                         }
                 }
         }
+        for (job *w = j->head; w; w = w->next)
+                json_array_append_new(queue, json_pack("{s:I,s:s,s:s}", "id", (json_int_t) w->id, "kind", direction(w),
+                                                       "requested_by", w->requested_by));
         json_object_set_new(status, "state", json_string(j->running ? "running" : "idle"));
         json_object_set_new(status, "job", desc);
         json_object_set_new(status, "queue_length", json_integer((json_int_t) j->queued));
+        json_object_set_new(status, "queue", queue);
+}
+
+static void reply_all(jobs *j, job *jb, protocol_error_code code, const char *message) {
+        for (size_t i = 0; i < jb->n_subs; i++)
+                server_reply_error(j->server, jb->subs[i].conn_id, jb->subs[i].request_id, code, message, NULL);
+}
+
+/* The running job: SQL is interrupted, a stop in progress completes and is undone. */
+static void stop_running(jobs *j, engine_stop_reason why) {
+        job *jb = j->running;
+
+        if (why == ENGINE_STOP_CANCEL)
+                jb->cancel_requested = true;
+        engine_interrupt(j->server->job_engine, why);
+}
+
+int jobs_cancel(jobs *j, uint64_t job_id, json_t **ret_result) {
+        if (job_id == 0 && j->running)
+                job_id = j->running->id;
+        if (j->running && j->running->id == job_id) {
+                stop_running(j, ENGINE_STOP_CANCEL);
+                *ret_result = json_pack("{s:I,s:s,s:s}", "job_id", (json_int_t) job_id, "state", "cancelling", "phase",
+                                        phase_name(j->running->phase));
+                return 0;
+        }
+        for (job **p = &j->head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+                job *jb = *p;
+                if (jb->id != job_id)
+                        continue;
+                *p = jb->next;
+                if (j->tail == jb)
+                        j->tail = prev;
+                j->queued--;
+                reply_all(j, jb, PROTOCOL_ERROR_CANCELLED, "cancelled while queued; nothing changed");
+                job_free(jb);
+                *ret_result = json_pack("{s:I,s:s}", "job_id", (json_int_t) job_id, "state", "removed");
+                return 0;
+        }
+        return -ENOENT;
 }
 
 void jobs_shutdown(jobs *j) {
-        server *s = j->server;
-
         for (job *jb = j->head, *next; jb; jb = next) {
                 next = jb->next;
-                for (size_t i = 0; i < jb->n_subs; i++)
-                        server_reply_error(s, jb->subs[i].conn_id, jb->subs[i].request_id,
-                                           PROTOCOL_ERROR_SHUTTING_DOWN,
-                                           "migrated is shutting down; the job was not started", NULL);
+                reply_all(j, jb, PROTOCOL_ERROR_SHUTTING_DOWN, "migrated is shutting down; the job was not started");
                 job_free(jb);
         }
         j->head = j->tail = NULL;
         j->queued = 0;
         if (j->running)
-                engine_interrupt(s->job_engine);
+                stop_running(j, ENGINE_STOP_SHUTDOWN);
 }

@@ -25,5 +25,12 @@ void jobs_describe(jobs *j, json_t *status);
 
 bool jobs_busy(jobs *j);
 
+/* Nothing running and nothing queued. */
+bool jobs_idle(jobs *j);
+
+/* Removes a queued job or interrupts the running one (job_id 0: the running one). Returns 0 with
+ * a result document, or -ENOENT when there is no such job. */
+int jobs_cancel(jobs *j, uint64_t job_id, json_t **ret_result);
+
 /* Fails every queued job with shutting_down and interrupts the running one. */
 void jobs_shutdown(jobs *j);

@@ -21,7 +21,17 @@ void journal_event(int priority, const char *message_id, const char *message, ..
         if (priority > log_get_max_level())
                 return;
         if (!log_to_journal_stream()) {
-                log_internal(priority, 0, "%s", message);
+                /* plain stderr: the message, then its fields as KEY=value */
+                char line[1024];
+                size_t len = (size_t) snprintf(line, sizeof(line), "%s", message);
+                va_start(ap, message);
+                for (const char *key; (key = va_arg(ap, const char *));) {
+                        const char *value = va_arg(ap, const char *);
+                        if (value && len < sizeof(line))
+                                len += (size_t) snprintf(line + len, sizeof(line) - len, " %s=%s", key, value);
+                }
+                va_end(ap);
+                log_internal(priority, 0, "%s", line);
                 return;
         }
         if (asprintf(&owned[n], "MESSAGE=%s", message) >= 0)

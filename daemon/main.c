@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "journal.h"
+#include "statefile.h"
+#include "units.h"
 #include "jobs.h"
 #include "lockfile.h"
 #include "log.h"
@@ -20,20 +23,41 @@ static void on_request(void *userdata, const peer *p, const char *line, size_t s
         commands_dispatch(userdata, p, line, size);
 }
 
+typedef struct refresh {
+        server *server;
+        json_t *snapshot;
+} refresh;
+
+static void refresh_run(void *userdata) {
+        refresh *rf = userdata;
+        engine_error err = {};
+
+        if (engine_status(rf->server->read_engine, &rf->snapshot, &err) != 0)
+                rf->snapshot = NULL;
+        engine_error_clear(&err);
+}
+
+static void refresh_done(void *userdata) {
+        refresh *rf = userdata;
+
+        server_set_snapshot(rf->server, rf->snapshot);
+        free(rf);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         server *s = userdata;
 
         if (sig == SIGHUP) {
-                /* Every view rescans the directory anyway; a reload refreshes the snapshot so that
-                 * status during the next job shows the new files. */
+                /* Every view rescans the directory anyway; a reload refreshes the snapshot (on the
+                 * reader thread: no SQL on the loop) so that status during the next job and the
+                 * wait gates see the new files. */
+                refresh *rf = calloc(1, sizeof(*rf));
                 log_info("SIGHUP: rescanning %s", s->cfg->migrations_dir);
-                if (!jobs_busy(s->jobs)) {
-                        json_t *snap = NULL;
-                        engine_error err = {};
-                        if (engine_status(s->job_engine, &snap, &err) == 0)
-                                server_set_snapshot(s, snap);
-                        engine_error_clear(&err);
-                }
+                if (!rf)
+                        return;
+                rf->server = s;
+                if (worker_submit(s->reader, refresh_run, refresh_done, rf) < 0)
+                        free(rf);
                 return;
         }
         server_shutdown(s);
@@ -72,6 +96,79 @@ static int open_engines(server *s) {
         return 0;
 }
 
+typedef struct recovery {
+        bool done;
+} recovery;
+
+static void on_recovered(void *userdata, unit_outcome *o, size_t n) {
+        recovery *rc = userdata;
+
+        for (size_t i = 0; i < n; i++) {
+                if (o[i].ok)
+                        log_info("Started %s again", o[i].name);
+                else
+                        log_error("Failed to start %s again: %s", o[i].name, o[i].result);
+                journal_event(o[i].ok ? LOG_INFO : LOG_ERR, o[i].ok ? MESSAGE_ID_UNIT_STARTED : MESSAGE_ID_UNIT_FAILED,
+                              o[i].ok ? "Unit started after an interrupted job" : "Unit did not start",
+                              "UNIT", o[i].name, "UNIT_RESULT", o[i].result, NULL);
+        }
+        unit_outcomes_free(o, n);
+        rc->done = true;
+}
+
+/* A predecessor died between stopping the units and starting them: start them now, before
+ * serving anyone. SQLite has already rolled its transaction back. */
+static int recover_units(server *s) {
+        char **names = NULL;
+        size_t n = 0;
+        recovery rc = {};
+        int r;
+
+        r = statefile_read(s->cfg->database, &names, &n);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s-migrated.state: %m", s->cfg->database);
+        log_warning("A previous migrated stopped %zu unit(s) and did not start them again; starting them now", n);
+        journal_event(LOG_WARNING, MESSAGE_ID_RECOVERED, "Recovering from an interrupted job", "DATABASE",
+                      s->cfg->database, NULL);
+        if (n > 0 && !s->units) {
+                log_error("The state file lists units but no dependent units are configured; start them by hand");
+                strv_free_n(names, n);
+                return -EINVAL;
+        }
+        r = n > 0 ? units_start(s->units, names, n, (uint64_t) s->cfg->start_timeout_s * 1000000, on_recovered, &rc)
+                  : 0;
+        strv_free_n(names, n);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the units again: %m");
+        while (n > 0 && !rc.done)
+                event_base_loop(s->base, EVLOOP_ONCE);
+        r = statefile_remove(s->cfg->database);
+        if (r < 0)
+                log_warning_errno(r, "Failed to remove the state file: %m");
+        return 0;
+}
+
+/* The loop feeds the watchdog: SQL never runs on it, so a long migration cannot starve it. */
+static void on_watchdog(evutil_socket_t fd, short what, void *userdata) {
+        (void) sd_notify(0, "WATCHDOG=1");
+}
+
+static int setup_watchdog(server *s) {
+        uint64_t usec = 0;
+        struct timeval tv;
+
+        if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+                return 0;
+        usec /= 2;
+        tv = (struct timeval) { (time_t) (usec / 1000000), (suseconds_t) (usec % 1000000) };
+        s->watchdog = event_new(s->base, -1, EV_PERSIST, on_watchdog, s);
+        if (!s->watchdog || event_add(s->watchdog, &tv) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 static int open_listener(const config *cfg, bool *ret_created) {
         int n = sd_listen_fds(1), fd;
 
@@ -99,6 +196,7 @@ static void notify_ready(server *s) {
 
         (void) sd_notifyf(0, "READY=1\nSTATUS=Idle at version %" JSON_INTEGER_FORMAT "\nMAINPID=%d",
                           json_is_integer(cur) ? json_integer_value(cur) : 0, (int) getpid());
+        /* the gate for services must answer even before the first status request */
 }
 
 static int run(const config *cfg) {
@@ -112,6 +210,18 @@ static int run(const config *cfg) {
         if (!s.base)
                 return log_error_errno(ENOMEM, "Failed to create the event loop: %m");
         if (open_engines(&s) < 0)
+                goto finish;
+        if (cfg->n_units > 0) {
+                r = units_new(s.base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &s.units);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to connect to the %s service manager: %m",
+                                        cfg->user_manager ? "user" : "system");
+                        r = -EIO;
+                        goto finish;
+                }
+                r = -EIO;
+        }
+        if (recover_units(&s) < 0)
                 goto finish;
         if (jobs_new(&s, cfg->max_queue, &s.jobs) < 0 || worker_new(s.base, "migrated-job", &s.job_worker) < 0 ||
             worker_new(s.base, "migrated-read", &s.reader) < 0) {
@@ -139,6 +249,8 @@ static int run(const config *cfg) {
                                   .requested_by = "migrated --auto-up" };
                 jobs_submit(s.jobs, &up, 0, NULL);
         }
+        if (setup_watchdog(&s) < 0)
+                goto finish;
         notify_ready(&s);
         event_base_dispatch(s.base);
         r = 0;
@@ -158,6 +270,9 @@ finish:
         if (s.exit_check)
                 event_free(s.exit_check);
         s.jobs = jobs_free(s.jobs);
+        s.units = units_free(s.units);
+        if (s.watchdog)
+                event_free(s.watchdog);
         s.job_engine = engine_free(s.job_engine);
         s.read_engine = engine_free(s.read_engine);
         json_decref(s.snapshot);

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -33,11 +35,104 @@ void server_reply_event(server *s, uint64_t conn_id, json_t *id, const char *eve
         (void) control_send(s->control, conn_id, protocol_encode_event(id, event, fields), false);
 }
 
+struct waiter {
+        server *server;
+        uint64_t conn_id;
+        json_t *id;
+        struct event *timer;
+        waiter *prev, *next;
+};
+
+static void waiter_free(waiter *w) {
+        server *s = w->server;
+
+        if (w->prev)
+                w->prev->next = w->next;
+        else
+                s->waiters = w->next;
+        if (w->next)
+                w->next->prev = w->prev;
+        if (w->timer)
+                event_free(w->timer);
+        json_decref(w->id);
+        free(w);
+}
+
+bool server_schema_current(server *s) {
+        return s->snapshot && json_array_size(json_object_get(s->snapshot, "pending")) == 0 &&
+               json_array_size(json_object_get(s->snapshot, "problems")) == 0;
+}
+
+static json_t *current_result(server *s) {
+        return json_pack("{s:O}", "current_version", json_object_get(s->snapshot, "current_version") ?: json_null());
+}
+
+static void check_waiters(server *s) {
+        if (!server_schema_current(s))
+                return;
+        while (s->waiters) {
+                server_reply_result(s, s->waiters->conn_id, s->waiters->id, current_result(s));
+                waiter_free(s->waiters);
+        }
+}
+
+static void on_waiter_timeout(evutil_socket_t fd, short what, void *userdata) {
+        waiter *w = userdata;
+        json_t *pending = json_object_get(w->server->snapshot, "pending");
+
+        server_reply_error(w->server, w->conn_id, w->id, PROTOCOL_ERROR_TIMEOUT,
+                           json_array_size(pending) > 0 ? "the schema is not current: migrations are pending"
+                                                        : "the schema is not current: see migratectl status",
+                           json_pack("{s:O}", "pending", pending ?: json_null()));
+        waiter_free(w);
+}
+
+void server_add_waiter(server *s, uint64_t conn_id, json_t *id, unsigned timeout_ms) {
+        struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+        waiter *w;
+
+        if (server_schema_current(s)) {
+                server_reply_result(s, conn_id, id, current_result(s));
+                return;
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w || !(w->timer = evtimer_new(s->base, on_waiter_timeout, w))) {
+                free(w);
+                server_reply_error(s, conn_id, id, PROTOCOL_ERROR_INTERNAL, "out of memory", NULL);
+                return;
+        }
+        w->server = s;
+        w->conn_id = conn_id;
+        w->id = json_incref(id);
+        w->next = s->waiters;
+        if (s->waiters)
+                s->waiters->prev = w;
+        s->waiters = w;
+        evtimer_add(w->timer, &tv);
+}
+
 void server_set_snapshot(server *s, json_t *snapshot) {
         if (!snapshot)
                 return;
         json_decref(s->snapshot);
         s->snapshot = snapshot;
+        check_waiters(s);
+}
+
+void server_notify_status(server *s, const char *fmt, ...) {
+        char text[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof(text), fmt, ap);
+        va_end(ap);
+        (void) sd_notifyf(0, "STATUS=%s", text);
+}
+
+void server_notify_idle(server *s) {
+        json_t *cur = s->snapshot ? json_object_get(s->snapshot, "current_version") : NULL;
+
+        server_notify_status(s, "Idle at version %" JSON_INTEGER_FORMAT, json_is_integer(cur) ? json_integer_value(cur) : 0);
 }
 
 json_t *server_status(server *s) {
@@ -74,6 +169,11 @@ void server_shutdown(server *s) {
         log_info("Shutting down%s", jobs_busy(s->jobs) ? ": interrupting the running job" : "");
         (void) sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
         control_stop_accepting(s->control);
+        while (s->waiters) {
+                server_reply_error(s, s->waiters->conn_id, s->waiters->id, PROTOCOL_ERROR_SHUTTING_DOWN,
+                                   "migrated is shutting down", NULL);
+                waiter_free(s->waiters);
+        }
         jobs_shutdown(s->jobs);
         if (!s->exit_check)
                 s->exit_check = evtimer_new(s->base, exit_check, s);

@@ -9,11 +9,14 @@
 #include <stdbool.h>
 
 #include "control.h"
+#include "macro.h"
 #include "engine.h"
 #include "settings.h"
 #include "worker.h"
 
 typedef struct jobs jobs;
+typedef struct units units;
+typedef struct waiter waiter;
 
 typedef struct server {
         struct event_base *base;
@@ -25,8 +28,11 @@ typedef struct server {
         engine *read_engine;
         jobs *jobs;
         json_t *snapshot; /* the last status document, answered from while a job runs */
+        units *units;     /* NULL when no dependent units are configured */
+        waiter *waiters;  /* "wait" requests until the schema is current */
         bool shutting_down;
         struct event *exit_check;
+        struct event *watchdog;
 } server;
 
 /* Replies on a connection: id is the request's id (borrowed). Lost connections are ignored. */
@@ -35,8 +41,18 @@ void server_reply_error(server *s, uint64_t conn_id, json_t *id, protocol_error_
                         json_t *extra);
 void server_reply_event(server *s, uint64_t conn_id, json_t *id, const char *event, json_t *fields);
 
-/* Replaces the status snapshot (takes ownership). */
+/* Replaces the status snapshot (takes ownership) and answers the waiters it satisfies. */
 void server_set_snapshot(server *s, json_t *snapshot);
+
+/* Whether the snapshot says the schema is current: nothing pending, no problem. */
+bool server_schema_current(server *s);
+
+/* Answers a "wait" request once the schema is current, or with "timeout" after timeout_ms. */
+void server_add_waiter(server *s, uint64_t conn_id, json_t *id, unsigned timeout_ms);
+
+/* sd_notify STATUS= lines for systemctl status; idle shows the version. */
+void server_notify_status(server *s, const char *fmt, ...) _printf_(2, 3);
+void server_notify_idle(server *s);
 
 /* The status document: snapshot plus live state. */
 json_t *server_status(server *s);

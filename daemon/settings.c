@@ -15,8 +15,54 @@
 
 #define DEFAULT_BUSY_TIMEOUT_MS 5000u
 #define DEFAULT_MAX_QUEUE 64u
+#define DEFAULT_STOP_TIMEOUT_S 30u
+#define DEFAULT_START_TIMEOUT_S 90u
+#define DEFAULT_HOLDER_TIMEOUT_S 10u
+#define TIMEOUT_MAX_S 86400u
+
+static void units_clear(config *c) {
+        for (size_t i = 0; i < c->n_units; i++)
+                free(c->units[i]);
+        free(c->units);
+        c->units = NULL;
+        c->n_units = 0;
+}
+
+/* "a.service b.service" (spaces or commas); each name must look like a unit name. */
+static int parse_units(const char *v, config *c) {
+        _cleanup_free_ char *copy = strdup(v);
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        units_clear(c);
+        for (char *t = strtok_r(copy, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
+                char **m;
+                if (!strchr(t, '.') || strchr(t, '/') || strlen(t) > 255)
+                        return -EINVAL;
+                m = realloc(c->units, (c->n_units + 1) * sizeof(char *));
+                if (!m)
+                        return -ENOMEM;
+                c->units = m;
+                if (!(c->units[c->n_units] = strdup(t)))
+                        return -ENOMEM;
+                c->n_units++;
+        }
+        return 0;
+}
+
+static int parse_manager(const char *v, bool *ret_user) {
+        if (streq(v, "system"))
+                *ret_user = false;
+        else if (streq(v, "user"))
+                *ret_user = true;
+        else
+                return -EINVAL;
+        return 0;
+}
 
 void config_clear(config *c) {
+        units_clear(c);
         free(c->database);
         free(c->migrations_dir);
         free(c->socket_path);
@@ -91,13 +137,24 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return set_string(&c->socket_path, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
                 if (streq(key, "max_queue"))
                         return parse_uint(value, 1, 100000, &c->max_queue) == 0 ? 1 : ini_error(st, section, key, "must be 1..100000");
+        } else if (streq(section, "units")) {
+                if (streq(key, "units"))
+                        return parse_units(value, c) == 0 ? 1 : ini_error(st, section, key, "must be unit names like a.service");
+                if (streq(key, "manager"))
+                        return parse_manager(value, &c->user_manager) == 0 ? 1 : ini_error(st, section, key, "must be system or user");
+                if (streq(key, "stop_timeout"))
+                        return parse_uint(value, 1, TIMEOUT_MAX_S, &c->stop_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
+                if (streq(key, "start_timeout"))
+                        return parse_uint(value, 1, TIMEOUT_MAX_S, &c->start_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
+                if (streq(key, "holder_timeout"))
+                        return parse_uint(value, 0, TIMEOUT_MAX_S, &c->holder_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 0..86400");
         } else
-                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon)");
+                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon, units)");
         return ini_error(st, section, key, "unknown key");
 }
 
 static bool section_is_known(const char *name, size_t len) {
-        static const char *const known[] = { "database", "migrations", "daemon" };
+        static const char *const known[] = { "database", "migrations", "daemon", "units" };
 
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
                 if (strlen(known[i]) == len && strneq(known[i], name, len))
@@ -119,7 +176,7 @@ static int check_sections(FILE *f, ini_state *st) {
                 if (*p != '[' || !(end = strchr(p, ']')))
                         continue;
                 if (!section_is_known(p + 1, (size_t) (end - p - 1))) {
-                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon)",
+                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon, units)",
                                      (int) (end - p - 1), p + 1) < 0)
                                 st->error = NULL;
                         return line;
@@ -179,12 +236,18 @@ static void help(void) {
                "  -c, --config FILE         an INI file with the same settings; flags win\n"
                "      --auto-up             apply pending migrations at start\n"
                "      --busy-timeout MS     how long to wait for other writers (default %u)\n"
+               "      --units \"A B\"         dependent units: stopped before a change, started after\n"
+               "      --manager system|user which systemd manager runs them (default system)\n"
+               "      --stop-timeout S      SIGKILL units still stopping after S seconds (default 30)\n"
+               "      --start-timeout S     how long to wait for their start jobs (default 90)\n"
+               "      --holder-timeout S    how long other processes may keep the database open (default 10)\n"
                "  -h, --help                show this help\n"
                "      --version             show the version\n",
                DEFAULT_SOCKET, DEFAULT_BUSY_TIMEOUT_MS);
 }
 
-enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION };
+enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION, ARG_UNITS, ARG_MANAGER, ARG_STOP_TIMEOUT,
+       ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT };
 
 /* Flags are collected first and applied after the file, so that they win over it. */
 typedef struct cli {
@@ -192,6 +255,9 @@ typedef struct cli {
         bool auto_up;
         bool busy_timeout_set;
         unsigned busy_timeout_ms;
+        const char *units, *manager;
+        unsigned stop_timeout_s, start_timeout_s, holder_timeout_s; /* 0 / UINT_MAX: not given */
+        bool holder_timeout_set;
 } cli;
 
 static int parse_cli(int argc, char **argv, cli *a) {
@@ -204,6 +270,11 @@ static int parse_cli(int argc, char **argv, cli *a) {
                 { "busy-timeout", required_argument, NULL, ARG_BUSY_TIMEOUT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
+                { "units", required_argument, NULL, ARG_UNITS },
+                { "manager", required_argument, NULL, ARG_MANAGER },
+                { "stop-timeout", required_argument, NULL, ARG_STOP_TIMEOUT },
+                { "start-timeout", required_argument, NULL, ARG_START_TIMEOUT },
+                { "holder-timeout", required_argument, NULL, ARG_HOLDER_TIMEOUT },
                 {},
         };
         int c;
@@ -223,6 +294,26 @@ static int parse_cli(int argc, char **argv, cli *a) {
                         }
                         a->busy_timeout_set = true;
                         break;
+                case ARG_UNITS: a->units = optarg; break;
+                case ARG_MANAGER: a->manager = optarg; break;
+                case ARG_STOP_TIMEOUT:
+                case ARG_START_TIMEOUT:
+                case ARG_HOLDER_TIMEOUT: {
+                        unsigned v;
+                        if (parse_uint(optarg, c == ARG_HOLDER_TIMEOUT ? 0 : 1, TIMEOUT_MAX_S, &v) < 0) {
+                                fprintf(stderr, "migrated: %s takes seconds, up to 86400: %s\n", argv[optind - 1], optarg);
+                                return CONFIG_EXIT_USAGE;
+                        }
+                        if (c == ARG_STOP_TIMEOUT)
+                                a->stop_timeout_s = v;
+                        else if (c == ARG_START_TIMEOUT)
+                                a->start_timeout_s = v;
+                        else {
+                                a->holder_timeout_s = v;
+                                a->holder_timeout_set = true;
+                        }
+                        break;
+                }
                 case 'h': help(); return CONFIG_EXIT_OK;
                 case ARG_VERSION: printf("migrated %s\n", PROJECT_VERSION); return CONFIG_EXIT_OK;
                 default:
@@ -244,6 +335,9 @@ int config_load(int argc, char **argv, config *c) {
         memset(c, 0, sizeof(*c));
         c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
         c->max_queue = DEFAULT_MAX_QUEUE;
+        c->stop_timeout_s = DEFAULT_STOP_TIMEOUT_S;
+        c->start_timeout_s = DEFAULT_START_TIMEOUT_S;
+        c->holder_timeout_s = DEFAULT_HOLDER_TIMEOUT_S;
         r = parse_cli(argc, argv, &a);
         if (r != CONFIG_RUN)
                 return r;
@@ -268,6 +362,20 @@ int config_load(int argc, char **argv, config *c) {
         }
         if (a.auto_up)
                 c->auto_up = true;
+        if (a.units && parse_units(a.units, c) < 0) {
+                fprintf(stderr, "migrated: --units takes unit names like \"a.service b.service\": %s\n", a.units);
+                return CONFIG_EXIT_USAGE;
+        }
+        if (a.manager && parse_manager(a.manager, &c->user_manager) < 0) {
+                fprintf(stderr, "migrated: --manager takes system or user: %s\n", a.manager);
+                return CONFIG_EXIT_USAGE;
+        }
+        if (a.stop_timeout_s)
+                c->stop_timeout_s = a.stop_timeout_s;
+        if (a.start_timeout_s)
+                c->start_timeout_s = a.start_timeout_s;
+        if (a.holder_timeout_set)
+                c->holder_timeout_s = a.holder_timeout_s;
         if (a.busy_timeout_set)
                 c->busy_timeout_ms = a.busy_timeout_ms;
         if (!c->socket_path && !(c->socket_path = strdup(DEFAULT_SOCKET)))

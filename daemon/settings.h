@@ -14,6 +14,13 @@ typedef struct config {
         bool auto_up;
         unsigned busy_timeout_ms;
         unsigned max_queue;
+        /* dependent units */
+        char **units;
+        size_t n_units;
+        bool user_manager;
+        unsigned stop_timeout_s;
+        unsigned start_timeout_s;
+        unsigned holder_timeout_s;
 } config;
 
 enum {
