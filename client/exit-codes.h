@@ -14,10 +14,11 @@ enum {
         EXIT_UNREACHABLE = 3, /* the daemon is unreachable */
         EXIT_PENDING = 4,     /* status --check: migrations are pending */
         EXIT_CHECKSUM = 5,    /* an applied migration's file was edited */
-        EXIT_BUSY = 6,        /* another writer held the database past the busy timeout */
+        EXIT_BUSY = 6,        /* the database is busy or still open: another writer or holder */
+        EXIT_TIMEOUT = 7,     /* wait: the schema did not become current in time */
 };
 
-#define EXIT_CODE_MAX EXIT_BUSY
+#define EXIT_CODE_MAX EXIT_TIMEOUT
 
 /* The meaning of each exit code, for --help; NULL past the last one. */
 static inline const char *exit_code_meaning(int code) {
@@ -35,7 +36,10 @@ static inline const char *exit_code_meaning(int code) {
         case EXIT_CHECKSUM:
                 return "checksum mismatch: an applied migration's file was edited (status --check, verify, up)";
         case EXIT_BUSY:
-                return "the database is busy: another writer held it past the busy timeout";
+                return "the database is busy: another writer held it past the busy timeout, or a process still "
+                       "had it open after the units stopped";
+        case EXIT_TIMEOUT:
+                return "wait: the schema did not become current before the timeout";
         default:
                 return NULL;
         }
@@ -48,7 +52,9 @@ static inline int exit_code_from_error(const char *code) {
                 return EXIT_FAILED;
         if (strcmp(code, "checksum_mismatch") == 0)
                 return EXIT_CHECKSUM;
-        if (strcmp(code, "busy") == 0)
+        if (strcmp(code, "busy") == 0 || strcmp(code, "database_in_use") == 0)
                 return EXIT_BUSY;
+        if (strcmp(code, "timeout") == 0)
+                return EXIT_TIMEOUT;
         return EXIT_FAILED;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -38,6 +39,8 @@ enum {
         ARG_PER_MIGRATION,
         ARG_LIMIT,
         ARG_MIGRATIONS,
+        ARG_INSTANCE,
+        ARG_TIMEOUT,
 };
 
 #define CONTINUE (-1)
@@ -46,6 +49,7 @@ enum {
         { "help", no_argument, NULL, 'h' }
 
 static const char *arg_socket = NULL;
+static char *arg_instance_socket = NULL; /* from --instance NAME */
 static bool arg_json = false;
 
 static const verb verbs[];
@@ -62,12 +66,13 @@ static int help(void) {
         if (r < 0)
                 return r;
 
-        printf("migratectl [--socket PATH] [--json] COMMAND [ARGS]\n\n"
+        printf("migratectl [--socket PATH | --instance NAME] [--json] COMMAND [ARGS]\n\n"
                "Client of migrated, the daemon that applies schema migrations to one database.\n\n"
                "Commands:\n");
         table_print(verbs_table, stdout, "  ");
         printf("\nOptions:\n"
                "  --socket PATH  the daemon's socket (default: $MIGRATED_SOCKET, else %s)\n"
+               "  --instance NAME  the socket of migrated@NAME.service: " INSTANCE_SOCKET_DIR "/NAME.sock\n"
                "  --json         print one JSON document on stdout instead of text\n"
                "  -h --help      show this help (after a command: that command's usage)\n"
                "  --version      show the version\n"
@@ -126,8 +131,8 @@ static int parse_number(const char *s, int64_t *ret) {
 
 /* What the verbs' options ask of the daemon; only what was given goes into the request. */
 typedef struct request_args {
-        int64_t to, steps, limit;
-        bool has_to, has_steps, has_limit, dry_run, per_migration, check;
+        int64_t to, steps, limit, timeout;
+        bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check;
         const char *migrations;
 } request_args;
 
@@ -154,6 +159,9 @@ static int parse_verb_options(const verb *v, int argc, char **argv, const struct
                         break;
                 case ARG_LIMIT:
                         r = number_option(v, "--limit", &a->limit, &a->has_limit);
+                        break;
+                case ARG_TIMEOUT:
+                        r = number_option(v, "--timeout", &a->timeout, &a->has_timeout);
                         break;
                 case ARG_DRY_RUN:
                         a->dry_run = true;
@@ -220,18 +228,42 @@ static int reply_error(json_t *error) {
         return exit_code_from_error(json_get_str(error, "code"));
 }
 
+static int64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Connects; with a deadline, keeps trying until then (a gate at boot may run before the daemon
+ * or its socket exists). */
+static int connect_until(const char *path, int64_t deadline_ms, conn **ret) {
+        struct timespec pause = { 0, 100 * 1000 * 1000 };
+        int r;
+
+        for (;;) {
+                r = conn_open(path, ret);
+                if (r >= 0 || deadline_ms == 0 || now_ms() >= deadline_ms ||
+                    (r != -ENOENT && r != -ECONNREFUSED && r != -EAGAIN))
+                        return r;
+                nanosleep(&pause, NULL);
+        }
+}
+
 /* One request, start to end: connect, send, show progress, print the final line. On success
- * *ret_result (if given) gets a reference to the result for the verb's own exit code. */
-static int call_daemon(const char *method, json_t *params, int (*render)(json_t *), json_t **ret_result) {
+ * *ret_result (if given) gets a reference to the result for the verb's own exit code. With a
+ * connect deadline, connecting is retried until then. */
+static int call_daemon_until(const char *method, json_t *params, int (*render)(json_t *), json_t **ret_result,
+                             int64_t connect_deadline_ms) {
         _cleanup_(conn_freep) conn *c = NULL;
         json_auto_t *root = NULL;
-        const char *path = conn_socket_path(arg_socket);
+        const char *path = conn_socket_path(arg_socket ?: arg_instance_socket);
         progress p = { .tty = isatty(STDERR_FILENO) };
         protocol_reply_kind kind;
         json_t *body;
         int r;
 
-        r = conn_open(path, &c);
+        r = connect_until(path, connect_deadline_ms, &c);
         if (r < 0) {
                 json_decref(params);
                 fprintf(stderr, "migratectl: error: cannot connect to %s: %s\n"
@@ -253,6 +285,10 @@ static int call_daemon(const char *method, json_t *params, int (*render)(json_t 
         if (ret_result)
                 *ret_result = json_incref(body);
         return EXIT_OK;
+}
+
+static int call_daemon(const char *method, json_t *params, int (*render)(json_t *), json_t **ret_result) {
+        return call_daemon_until(method, params, render, ret_result, 0);
 }
 
 static bool has_checksum_mismatch(json_t *result) {
@@ -425,6 +461,82 @@ static int verb_new(const verb *v, int argc, char **argv) {
         return new_migration(a.migrations ?: new_default_dir(), argv[optind], arg_json);
 }
 
+static int render_wait(json_t *result) {
+        char buf[24];
+
+        printf("The schema is current (version %s).\n", fmt_version(result, "current_version", buf));
+        return 0;
+}
+
+/* The gate for services (ExecStartPre=): returns once the schema is current. */
+static int verb_wait(const verb *v, int argc, char **argv) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                {}
+        };
+        request_args a = { .timeout = 90 };
+        int64_t deadline, left;
+        json_t *params;
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        if (a.timeout > 86400)
+                return usage_error(v, "--timeout takes seconds, at most 86400");
+        deadline = now_ms() + a.timeout * 1000;
+        left = deadline - now_ms();
+        params = json_pack("{s:I}", "timeout_ms", (json_int_t) (left > 0 ? left : 0));
+        if (!params)
+                return -ENOMEM;
+        /* connecting is retried until the deadline; the daemon then waits what is left */
+        r = call_daemon_until("wait", params, render_wait, NULL, deadline > now_ms() ? deadline : 1);
+        if (r == EXIT_UNREACHABLE)
+                fprintf(stderr, "migratectl: error: migrated did not answer within %" PRId64 " s\n", a.timeout);
+        return r;
+}
+
+static int render_cancel(json_t *result) {
+        int64_t id = 0;
+        const char *state = json_get_str(result, "state");
+
+        json_get_int(result, "job_id", &id);
+        if (state && streq(state, "removed"))
+                printf("Job %" PRId64 " removed from the queue.\n", id);
+        else
+                printf("Job %" PRId64 " is being cancelled: its transaction is rolled back and the units are "
+                       "started again.\n", id);
+        return 0;
+}
+
+static int verb_cancel(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        json_t *params = json_object();
+        int64_t id;
+        int r;
+
+        if (!params)
+                return -ENOMEM;
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r == CONTINUE && optind < argc) {
+                if (parse_number(argv[optind], &id) < 0 || id == 0)
+                        r = usage_error(v, "JOB must be a job number, not '%s'", argv[optind]);
+                else if (optind + 1 < argc)
+                        r = usage_error(v, "unexpected argument '%s'", argv[optind + 1]);
+                else if (json_object_set_new(params, "job_id", json_integer((json_int_t) id)) < 0)
+                        r = -ENOMEM;
+        }
+        if (r != CONTINUE) {
+                json_decref(params);
+                return r;
+        }
+        return call_daemon("cancel", params, render_cancel, NULL);
+}
+
 static const verb verbs[] = {
         { "status", verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
         { "up", verb_up, "[--to V] [--dry-run] [--per-migration]", "Apply pending migrations, all or nothing" },
@@ -432,6 +544,8 @@ static const verb verbs[] = {
         { "plan", verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do; change nothing" },
         { "history", verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
         { "verify", verb_verify, "", "Check applied migrations against their files" },
+        { "wait", verb_wait, "[--timeout S]", "Return once the schema is current (exit 7 at the timeout, default 90 s)" },
+        { "cancel", verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
         { "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
         {}
 };
@@ -448,6 +562,7 @@ static const verb *verb_find(const char *name) {
 static int parse_global_options(int argc, char **argv) {
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
+                { "instance", required_argument, NULL, ARG_INSTANCE },
                 { "json", no_argument, NULL, ARG_JSON },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -459,6 +574,14 @@ static int parse_global_options(int argc, char **argv) {
                 switch (c) {
                 case ARG_SOCKET:
                         arg_socket = optarg;
+                        break;
+                case ARG_INSTANCE:
+                        /* migrated@NAME.service listens on /run/migrated/NAME.sock */
+                        if (!*optarg || strchr(optarg, '/') || strlen(optarg) > 64)
+                                return usage_error(NULL, "--instance takes an instance name, not '%s'", optarg);
+                        free(arg_instance_socket);
+                        if (asprintf(&arg_instance_socket, "%s/%s.sock", INSTANCE_SOCKET_DIR, optarg) < 0)
+                                return -ENOMEM;
                         break;
                 case ARG_JSON:
                         arg_json = true;
@@ -488,7 +611,7 @@ static int run(int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
         if (optind >= argc)
-                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, new)");
+                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, wait, cancel, new)");
         v = verb_find(argv[optind]);
         if (!v)
                 return usage_error(NULL, "unknown command '%s'", argv[optind]);
@@ -500,6 +623,7 @@ int main(int argc, char **argv) {
 
         output_setup();
         r = run(argc, argv);
+        free(arg_instance_socket);
         if (r < 0) {
                 fprintf(stderr, "migratectl: error: %s\n", strerror(-r));
                 r = EXIT_FAILED;

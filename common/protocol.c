@@ -83,7 +83,7 @@ int protocol_decode_request(const char *line, size_t size, protocol_request *ret
                             PROTOCOL_LINE_MAX);
         /* JSON_REJECT_DUPLICATES: {"id":1,"id":2} is ambiguous, refuse it. NUL bytes in the line or
          * in strings, trailing garbage and nesting deeper than jansson's limit are errors too. */
-        root = json_loadb(line, size, JSON_REJECT_DUPLICATES, &jerr);
+        root = json_loadb(line, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!root)
                 return fail(PROTOCOL_ERROR_INVALID_JSON, ret_message, "invalid JSON at column %d: %s", jerr.column,
                             jerr.text);
