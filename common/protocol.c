@@ -32,6 +32,9 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_TIMEOUT] = "timeout",
         [PROTOCOL_ERROR_DATABASE_IN_USE] = "database_in_use",
         [PROTOCOL_ERROR_UNITS_FAILED] = "units_failed",
+        [PROTOCOL_ERROR_BACKUP_FAILED] = "backup_failed",
+        [PROTOCOL_ERROR_INTEGRITY] = "integrity_failed",
+        [PROTOCOL_ERROR_UNKNOWN_BACKUP] = "unknown_backup",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

@@ -50,6 +50,9 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_TIMEOUT,           /* wait: the schema did not become current in time */
         PROTOCOL_ERROR_DATABASE_IN_USE,   /* a process still has the database open after the units stopped */
         PROTOCOL_ERROR_UNITS_FAILED,      /* a dependent unit could not be stopped */
+        PROTOCOL_ERROR_BACKUP_FAILED,     /* no backup could be taken (e.g. no space): nothing changed */
+        PROTOCOL_ERROR_INTEGRITY,         /* quick_check/integrity_check or foreign_key_check failed */
+        PROTOCOL_ERROR_UNKNOWN_BACKUP,    /* restore: no such backup */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

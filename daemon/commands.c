@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "config.h"
 #include "jobs.h"
+#include "units.h"
 #include "log.h"
 #include "macro.h"
 
@@ -72,6 +73,8 @@ typedef enum read_kind {
         READ_HISTORY,
         READ_VERIFY,
         READ_WAIT, /* a fresh status, then wait until it says current */
+        READ_DRY_RUN,
+        READ_BACKUPS,
 } read_kind;
 
 typedef struct read_task {
@@ -96,7 +99,27 @@ static void read_run(void *userdata) {
         case READ_PLAN: t->r = engine_plan(e, &t->plan, &t->result, &t->err); break;
         case READ_HISTORY: t->r = engine_history(e, t->limit, &t->result, &t->err); break;
         case READ_VERIFY: t->r = engine_verify(e, &t->result, &t->err); break;
+        case READ_DRY_RUN: t->r = engine_dry_run(e, &t->plan, &t->result, &t->err); break;
+        case READ_BACKUPS: t->r = engine_list_backups(e, &t->result, &t->err); break;
         }
+}
+
+/* Which dependent units the job would stop: those running now (asked on the loop, the only
+ * thread that talks to the manager). */
+static void add_units_to_dry_run(server *s, json_t *result) {
+        json_t *arr = json_array();
+        unit_state *st = NULL;
+        size_t n = 0;
+        bool changes = json_array_size(json_object_get(result, "steps")) > 0;
+
+        if (s->units && units_query(s->units, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
+                for (size_t i = 0; i < n; i++)
+                        json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "unit", st[i].name, "active_state",
+                                                             st[i].active_state, "will_stop",
+                                                             changes && unit_state_is_running(&st[i])));
+                unit_states_free(st, n);
+        }
+        json_object_set_new(result, "units", arr);
 }
 
 static void read_done(void *userdata) {
@@ -116,8 +139,10 @@ static void read_done(void *userdata) {
                 json_decref(t->result);
                 t->result = server_status(s);
         }
-        if (t->r == 0 && t->dry_run)
+        if (t->r == 0 && t->dry_run) {
                 json_object_set_new(t->result, "dry_run", json_true());
+                add_units_to_dry_run(s, t->result);
+        }
         if (t->r == 0)
                 server_reply_result(s, rq->peer.conn_id, rq->id, TAKE_PTR(t->result));
         else if (t->r > 0)
@@ -248,7 +273,7 @@ static void submit_job(request *rq, plan_direction dir) {
         read_task *t;
 
         if (param_bool(rq, "dry_run")) {
-                t = read_task_new(rq, READ_PLAN);
+                t = read_task_new(rq, READ_DRY_RUN);
                 if (!t)
                         return;
                 plan_from_params(rq, &t->plan, dir);
@@ -257,11 +282,45 @@ static void submit_job(request *rq, plan_direction dir) {
                 return;
         }
         plan_from_params(rq, &spec.request, dir);
+        spec.kind = param_bool(rq, "rehearse") ? ENGINE_JOB_REHEARSE : ENGINE_JOB_MIGRATE;
         spec.per_migration = param_bool(rq, "per_migration");
         who = describe_peer(&rq->peer);
         spec.requested_by = who;
         jobs_submit(rq->server->jobs, &spec, rq->peer.conn_id, rq->id);
         request_free(rq);
+}
+
+/* backup and restore are jobs too: serialized with migrations, restore with the units stopped. */
+static void submit_simple_job(request *rq, engine_job_kind kind) {
+        _cleanup_free_ char *who = describe_peer(&rq->peer);
+        engine_job spec = { .kind = kind, .requested_by = who,
+                            .backup = json_string_value(json_object_get(rq->params, "backup")) };
+
+        jobs_submit(rq->server->jobs, &spec, rq->peer.conn_id, rq->id);
+        request_free(rq);
+}
+
+static void cmd_backup(request *rq) {
+        submit_simple_job(rq, ENGINE_JOB_BACKUP);
+}
+
+static void cmd_restore(request *rq) {
+        const char *name = json_string_value(json_object_get(rq->params, "backup"));
+
+        if (name && (strchr(name, '/') || name[0] == '.')) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "\"backup\" is a backup's file name as listed by backups, not a path", NULL);
+                request_free(rq);
+                return;
+        }
+        submit_simple_job(rq, ENGINE_JOB_RESTORE);
+}
+
+static void cmd_backups(request *rq) {
+        read_task *t = read_task_new(rq, READ_BACKUPS);
+
+        if (t)
+                submit_read(rq, t);
 }
 
 static void cmd_up(request *rq) {
@@ -289,6 +348,10 @@ static const param_spec up_params[] = {
         { "to", PARAM_INT, 0, VERSION_MAX },
         { "dry_run", PARAM_BOOL, 0, 0 },
         { "per_migration", PARAM_BOOL, 0, 0 },
+        { "rehearse", PARAM_BOOL, 0, 0 },
+};
+static const param_spec restore_params[] = {
+        { "backup", PARAM_STRING, 0, 255 },
 };
 static const param_spec down_params[] = {
         { "to", PARAM_INT, 0, VERSION_MAX },
@@ -315,6 +378,9 @@ static const command commands[] = {
         { "up", cmd_up, up_params, ELEMENTSOF(up_params), true },
         { "down", cmd_down, down_params, ELEMENTSOF(down_params), true },
         { "cancel", cmd_cancel, cancel_params, ELEMENTSOF(cancel_params), true },
+        { "backups", cmd_backups, NULL, 0, false },
+        { "backup", cmd_backup, NULL, 0, true },
+        { "restore", cmd_restore, restore_params, ELEMENTSOF(restore_params), true },
 };
 static const size_t n_commands = ELEMENTSOF(commands);
 
@@ -324,9 +390,9 @@ static void cmd_hello(request *rq) {
         for (size_t i = 0; i < n_commands; i++)
                 json_array_append_new(methods, json_string(commands[i].method));
         server_reply_result(rq->server, rq->peer.conn_id, rq->id,
-                            json_pack("{s:i,s:s,s:s,s:o,s:[sssss],s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
+                            json_pack("{s:i,s:s,s:s,s:o,s:[sssssss],s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
                                       "server", "migrated", "version", PROJECT_VERSION, "methods", methods,
-                                      "capabilities", "events", "coalescing", "dry_run", "units", "wait", "pid", (json_int_t) getpid()));
+                                      "capabilities", "events", "coalescing", "dry_run", "units", "wait", "backups", "rehearse", "pid", (json_int_t) getpid()));
         request_free(rq);
 }
 

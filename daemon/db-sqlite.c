@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "macro.h"
@@ -36,7 +38,7 @@ static const char bookkeeping_sql[] =
         "CREATE TABLE IF NOT EXISTS migrated_attempts (\n"
         "        id INTEGER PRIMARY KEY,\n"
         "        job_id INTEGER NOT NULL,\n"
-        "        direction TEXT NOT NULL CHECK (direction IN ('up', 'down')),\n"
+        "        direction TEXT NOT NULL CHECK (direction IN ('up', 'down', 'restore')),\n"
         "        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted', 'cancelled')),\n"
         "        from_version INTEGER NOT NULL,\n"
         "        to_version INTEGER NOT NULL,\n"
@@ -46,7 +48,8 @@ static const char bookkeeping_sql[] =
         "        error_line INTEGER,\n"
         "        started_at TEXT NOT NULL,\n"
         "        finished_at TEXT,\n"
-        "        requested_by TEXT\n"
+        "        requested_by TEXT,\n"
+        "        detail TEXT\n"
         ");\n";
 
 static const char recover_sql[] =
@@ -555,7 +558,7 @@ static int json_set_column(json_t *o, const char *key, sqlite3_stmt *st, int col
 static int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f) {
         static const char *const cols[] = { "id", "job_id", "direction", "status", "from_version", "to_version",
                                             "versions", "error", "error_file", "error_line", "started_at",
-                                            "finished_at", "requested_by" };
+                                            "finished_at", "requested_by", "detail" };
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         db_sqlite *s = to_sqlite(d);
         json_t *arr = json_array();
@@ -573,7 +576,7 @@ static int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f) {
         }
         rc = sqlite3_prepare_v2(s->conn,
                                 "SELECT id, job_id, direction, status, from_version, to_version, versions, error, "
-                                "error_file, error_line, started_at, finished_at, requested_by "
+                                "error_file, error_line, started_at, finished_at, requested_by, detail "
                                 "FROM migrated_attempts ORDER BY id DESC LIMIT ?1", -1, &st, NULL);
         if (rc == SQLITE_OK)
                 sqlite3_bind_int64(st, 1, limit);
@@ -619,6 +622,200 @@ static int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f)
         return 0;
 }
 
+/* The online backup API, all pages in one step: it holds a read transaction on the source for the
+ * copy, so the copy is one consistent snapshot even while other connections write (WAL). The
+ * destination skips journaling (a half-written backup is deleted, never used) and is fsynced
+ * by closing it with synchronous=FULL semantics. */
+static int sqlite_backup_to(db *d, const char *path, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        sqlite3 *dest = NULL;
+        sqlite3_backup *b;
+        int rc;
+
+        rc = sqlite3_open_v2(path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE, NULL);
+        /* a backup holds all the data: owner only, before a single page is written */
+        if (rc == SQLITE_OK && chmod(path, 0600) < 0)
+                rc = SQLITE_CANTOPEN;
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(dest, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                db_failure_clear(f);
+                f->code = PROTOCOL_ERROR_BACKUP_FAILED;
+                if (asprintf(&f->message, "cannot create the backup %s: %s", path,
+                             dest ? sqlite3_errmsg(dest) : sqlite3_errstr(rc)) < 0)
+                        f->message = NULL;
+                sqlite3_close(dest);
+                return f->message ? DB_FAILED : -ENOMEM;
+        }
+        b = sqlite3_backup_init(dest, "main", s->conn, "main");
+        if (!b)
+                rc = sqlite3_errcode(dest);
+        else {
+                do
+                        rc = sqlite3_backup_step(b, -1);
+                while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? (sqlite3_sleep(10), true) : false);
+                rc = sqlite3_backup_finish(b) == SQLITE_OK && rc == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(dest);
+        }
+        /* Stored in rollback-journal mode, a backup can be opened and checked without growing a
+         * -wal and -shm beside it; a restore into a WAL database marks it WAL again. */
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(dest, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) {
+                /* make the copy durable before anyone relies on it */
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || fsync(fd) < 0)
+                        rc = SQLITE_IOERR;
+                if (fd >= 0)
+                        close(fd);
+        }
+        if (rc != SQLITE_OK) {
+                db_failure_clear(f);
+                f->code = PROTOCOL_ERROR_BACKUP_FAILED;
+                if (asprintf(&f->message, "the backup to %s failed: %s%s", path, sqlite3_errmsg(dest),
+                             (rc & 0xff) == SQLITE_FULL ? " (the disk is full)" : "") < 0)
+                        f->message = NULL;
+                sqlite3_close(dest);
+                (void) unlink(path);
+                return f->message ? DB_FAILED : -ENOMEM;
+        }
+        sqlite3_close(dest);
+        return 0;
+}
+
+/* The backup API in reverse: SQLite replaces every page of the live database inside one write
+ * transaction, so the database is never missing, never half restored, and its WAL and -shm stay
+ * consistent with it (a file rename would leave our own connections and a stale WAL pointing at
+ * the old inode). */
+static int sqlite_restore_from(db *d, const char *path, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        sqlite3 *src = NULL;
+        sqlite3_backup *b;
+        int rc;
+
+        rc = sqlite3_open_v2(path, &src, SQLITE_OPEN_READONLY, NULL);
+        if (rc != SQLITE_OK) {
+                rc = fail_rc(s, rc, f, "cannot open the backup");
+                sqlite3_close(src);
+                return rc;
+        }
+        b = sqlite3_backup_init(s->conn, "main", src, "main");
+        if (!b) {
+                sqlite3_close(src);
+                return fail_rc(s, sqlite3_errcode(s->conn), f, "cannot restore the backup");
+        }
+        rc = sqlite3_backup_step(b, -1);
+        sqlite3_backup_finish(b);
+        sqlite3_close(src);
+        if (rc != SQLITE_DONE)
+                return fail_rc(s, rc, f, "restoring the backup failed; the database is unchanged");
+        return 0;
+}
+
+static int sqlite_check_integrity(db *d, bool full, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        const char *first;
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->conn, full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return fail_rc(s, rc, f, "cannot check integrity");
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return fail_rc(s, rc, f, "cannot check integrity");
+        first = (const char *) sqlite3_column_text(st, 0);
+        if (!first || !streq(first, "ok")) {
+                db_failure_clear(f);
+                f->code = PROTOCOL_ERROR_INTEGRITY;
+                if (asprintf(&f->message, "%s failed: %s", full ? "integrity_check" : "quick_check", first ?: "?") < 0)
+                        return -ENOMEM;
+                return DB_FAILED;
+        }
+        return sqlite_check_foreign_keys(d, f);
+}
+
+static int sqlite_size(db *d, uint64_t *ret_bytes) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *wal = NULL;
+        db_sqlite *s = to_sqlite(d);
+        struct stat stw;
+        uint64_t bytes = 0;
+
+        if (sqlite3_prepare_v2(s->conn, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                               -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+                return -EIO;
+        bytes = (uint64_t) sqlite3_column_int64(st, 0);
+        if (asprintf(&wal, "%s-wal", s->path) >= 0 && stat(wal, &stw) == 0)
+                bytes += (uint64_t) stw.st_size;
+        *ret_bytes = bytes;
+        return 0;
+}
+
+static int sqlite_record_restore(db *d, uint64_t job_id, int64_t from_version, int64_t to_version, const char *backup,
+                                 const char *requested_by, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        char now[32];
+        int rc;
+
+        rc = sqlite3_exec(s->conn, bookkeeping_sql, NULL, NULL, NULL);
+        db_timestamp(now);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(s->conn,
+                                        "INSERT INTO migrated_attempts (job_id, direction, status, from_version, "
+                                        "to_version, versions, detail, started_at, finished_at, requested_by) "
+                                        "VALUES (?1, 'restore', 'succeeded', ?2, ?3, '[]', ?4, ?5, ?5, ?6)", -1, &st,
+                                        NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) job_id);
+                sqlite3_bind_int64(st, 2, from_version);
+                sqlite3_bind_int64(st, 3, to_version);
+                char *detail = sqlite3_mprintf("restored from %s", backup);
+                sqlite3_bind_text(st, 4, detail, -1, sqlite3_free);
+                sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 6, requested_by, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
+        }
+        return rc == SQLITE_OK ? 0 : fail_rc(s, rc, f, "cannot record the restore");
+}
+
+int db_sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem) {
+        sqlite3 *c = NULL;
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        *ret_problem = NULL;
+        rc = sqlite3_open_v2(path, &c, SQLITE_OPEN_READONLY, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(c, full_check ? "PRAGMA integrity_check(1)" : "PRAGMA quick_check(1)", -1, &st,
+                                        NULL);
+        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+            !streq((const char *) sqlite3_column_text(st, 0) ?: "", "ok")) {
+                if (asprintf(ret_problem, "fails its integrity check: %s", sqlite3_column_text(st, 0)) < 0)
+                        *ret_problem = NULL;
+                rc = SQLITE_CORRUPT;
+        } else if (rc != SQLITE_OK) {
+                if (asprintf(ret_problem, "is not a readable SQLite database: %s", c ? sqlite3_errmsg(c) : sqlite3_errstr(rc)) < 0)
+                        *ret_problem = NULL;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_prepare_v2(c, "SELECT coalesce(max(version), 0) FROM migrated_schema", -1, &st, NULL);
+                if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+                        *ret_version = sqlite3_column_int64(st, 0);
+                else {
+                        if (asprintf(ret_problem, "has no readable migration history (migrated_schema): %s",
+                                     sqlite3_errmsg(c)) < 0)
+                                *ret_problem = NULL;
+                        rc = SQLITE_ERROR;
+                }
+                sqlite3_finalize(st);
+        }
+        sqlite3_close(c);
+        return rc == SQLITE_OK ? 0 : -EINVAL;
+}
+
 const db_backend db_sqlite_backend = {
         .name = "sqlite",
         .open = sqlite_open,
@@ -637,4 +834,9 @@ const db_backend db_sqlite_backend = {
         .attempt_finish = sqlite_attempt_finish,
         .history = sqlite_history,
         .recover_interrupted = sqlite_recover_interrupted,
+        .backup_to = sqlite_backup_to,
+        .restore_from = sqlite_restore_from,
+        .check_integrity = sqlite_check_integrity,
+        .size = sqlite_size,
+        .record_restore = sqlite_record_restore,
 };

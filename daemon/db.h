@@ -30,6 +30,9 @@ enum {
 
 void db_failure_clear(db_failure *f);
 
+/* Reads what a backup file holds: whether it is a readable database of ours, its version. */
+int db_sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
+
 typedef struct db_options {
         const char *path;
         unsigned busy_timeout_ms;
@@ -66,6 +69,17 @@ typedef struct db_backend {
                               unsigned error_line, db_failure *f);
         int (*history)(db *d, unsigned limit, json_t **ret, db_failure *f);
         int (*recover_interrupted)(db *d, unsigned *ret_count, db_failure *f);
+        /* An online, consistent copy of the whole database into a new file at path. */
+        int (*backup_to)(db *d, const char *path, db_failure *f);
+        /* Replaces the database's content with the file at path, in one transaction. */
+        int (*restore_from)(db *d, const char *path, db_failure *f);
+        /* quick_check (full: integrity_check) and foreign_key_check; DB_FAILED names the problem. */
+        int (*check_integrity)(db *d, bool full, db_failure *f);
+        /* Bytes the database occupies: pages in use times page size, plus its WAL. */
+        int (*size)(db *d, uint64_t *ret_bytes);
+        /* Records a restore in the history (after the content was replaced). */
+        int (*record_restore)(db *d, uint64_t job_id, int64_t from_version, int64_t to_version, const char *backup,
+                              const char *requested_by, db_failure *f);
 } db_backend;
 
 struct db {

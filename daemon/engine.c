@@ -9,21 +9,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine.h"
+#include "backups.h"
+#include "engine-internal.h"
 #include "log.h"
 #include "macro.h"
 #include "report.h"
 
-struct engine {
-        char *database;
-        char *migrations_dir;
-        db *db;
-        migration_set *set;      /* the last good scan, reused to skip unchanged files */
-        migdir_errors dir_errors; /* problems of the last scan */
-        int dir_errno;            /* the directory itself could not be read */
-        atomic_bool interrupted;
-        _Atomic int stop_reason; /* engine_stop_reason */
-};
 
 void engine_error_clear(engine_error *e) {
         if (!e)
@@ -33,9 +24,7 @@ void engine_error_clear(engine_error *e) {
         memset(e, 0, sizeof(*e));
 }
 
-static int engine_fail(engine_error *err, protocol_error_code code, json_t *extra, const char *fmt, ...)
-        _printf_(4, 5);
-static int engine_fail(engine_error *err, protocol_error_code code, json_t *extra, const char *fmt, ...) {
+int engine_fail(engine_error *err, protocol_error_code code, json_t *extra, const char *fmt, ...) {
         va_list ap;
 
         engine_error_clear(err);
@@ -48,7 +37,7 @@ static int engine_fail(engine_error *err, protocol_error_code code, json_t *extr
         return err->message ? ENGINE_FAILED : -ENOMEM;
 }
 
-static int fail_db(engine_error *err, db_failure *f, json_t *extra) {
+int engine_fail_db(engine_error *err, db_failure *f, json_t *extra) {
         int r = engine_fail(err, f->code, extra, "%s", f->message ?: "database error");
 
         db_failure_clear(f);
@@ -67,16 +56,22 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
                            .cancel = &e->interrupted };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
-        if (!e->database || !e->migrations_dir) {
+        e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;
+        e->backup_keep = o->backup_keep;
+        e->integrity = o->integrity;
+        e->busy_timeout_ms = o->busy_timeout_ms;
+        if (!e->database || !e->migrations_dir || (o->backup_dir && !e->backup_dir)) {
                 free(e->database);
                 free(e->migrations_dir);
+                free(e->backup_dir);
                 return -ENOMEM;
         }
         r = db_sqlite_backend.open(&dbo, &e->db, &f);
         if (r != 0) {
                 free(e->database);
                 free(e->migrations_dir);
-                return r < 0 ? r : fail_db(err, &f, NULL);
+                free(e->backup_dir);
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
         }
         *ret = TAKE_PTR(e);
         return 0;
@@ -90,6 +85,7 @@ engine *engine_free(engine *e) {
         migdir_errors_clear(&e->dir_errors);
         free(e->database);
         free(e->migrations_dir);
+        free(e->backup_dir);
         free(e);
         return NULL;
 }
@@ -116,7 +112,7 @@ int engine_recover(engine *e, engine_error *err) {
 
         r = e->db->backend->recover_interrupted(e->db, &n, &f);
         if (r != 0)
-                return r < 0 ? r : fail_db(err, &f, NULL);
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
         return (int) n;
 }
 
@@ -142,7 +138,7 @@ static int engine_scan(engine *e) {
         return 0;
 }
 
-static int scan_and_load(engine *e, applied_set *applied, engine_error *err) {
+int engine_load(engine *e, applied_set *applied, engine_error *err) {
         db_failure f = {};
         int r;
 
@@ -151,7 +147,7 @@ static int scan_and_load(engine *e, applied_set *applied, engine_error *err) {
                 return r;
         r = e->db->backend->load_applied(e->db, applied, &f);
         if (r != 0)
-                return r < 0 ? r : fail_db(err, &f, NULL);
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
         return 0;
 }
 
@@ -180,7 +176,7 @@ int engine_status(engine *e, json_t **ret, engine_error *err) {
         json_t *o;
         int r;
 
-        r = scan_and_load(e, &applied, err);
+        r = engine_load(e, &applied, err);
         if (r != 0)
                 return r;
         (void) e->db->backend->journal_mode(e->db, &mode);
@@ -209,46 +205,112 @@ static int plan_refused(engine_error *err, plan_error *pe) {
         return r;
 }
 
-int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
-        _cleanup_(plan_freep) plan *p = NULL;
+int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *ret_current, engine_error *err) {
         applied_set applied = {};
         plan_error pe = {};
         int r;
 
-        r = scan_and_load(e, &applied, err);
+        r = engine_load(e, &applied, err);
         if (r == 0)
                 r = require_valid_directory(e, err);
         if (r == 0) {
-                r = plan_build(e->set, &applied, req, &p, &pe);
-                if (r == PLAN_REFUSED)
+                r = plan_build(e->set, &applied, req, ret, &pe);
+                if (r == PLAN_REFUSED) {
                         r = plan_refused(err, &pe);
+                        if (err->code == PROTOCOL_ERROR_IRREVERSIBLE)
+                                engine_explain_irreversible(e, err);
+                }
         }
+        if (ret_current)
+                *ret_current = applied_set_current(&applied);
         applied_set_clear(&applied);
+        return r;
+}
+
+int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        int r;
+
+        r = engine_build_plan(e, req, &p, NULL, err);
         if (r != 0)
                 return r;
         *ret = report_plan(p);
         return *ret ? 0 : -ENOMEM;
 }
 
-int engine_preview(engine *e, const plan_request *req, size_t *ret_steps, engine_error *err) {
+/* A dry run shows what the job would do, exactly: each step's SQL and the transactions they
+ * run in, and the backup that would be taken first. */
+int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
         _cleanup_(plan_freep) plan *p = NULL;
-        applied_set applied = {};
-        plan_error pe = {};
+        json_t *o, *steps, *groups;
         int r;
 
-        r = scan_and_load(e, &applied, err);
-        if (r == 0)
-                r = require_valid_directory(e, err);
-        if (r == 0) {
-                r = plan_build(e->set, &applied, req, &p, &pe);
-                if (r == PLAN_REFUSED)
-                        r = plan_refused(err, &pe);
-        }
-        applied_set_clear(&applied);
+        r = engine_build_plan(e, req, &p, NULL, err);
         if (r != 0)
                 return r;
-        *ret_steps = p->n;
+        o = report_plan(p);
+        steps = json_object_get(o, "steps");
+        groups = json_array();
+        for (size_t i = 0; i < p->n; i++) {
+                json_object_set_new(json_array_get(steps, i), "sql", json_stringn(p->steps[i].script->sql,
+                                                                                  p->steps[i].script->size));
+                if (i == 0 || !p->steps[i].transaction || !p->steps[i - 1].transaction)
+                        json_array_append_new(groups, json_pack("{s:b,s:[]}", "transaction", p->steps[i].transaction,
+                                                                "versions"));
+                json_array_append_new(json_object_get(json_array_get(groups, json_array_size(groups) - 1), "versions"),
+                                      json_integer(p->steps[i].migration->version));
+        }
+        json_object_set_new(o, "transactions", groups);
+        json_object_set_new(o, "backup", p->n > 0 && e->backup_dir
+                                                 ? json_pack("{s:s,s:I}", "dir", e->backup_dir, "keep",
+                                                             (json_int_t) e->backup_keep)
+                                                 : json_null());
+        json_object_set_new(o, "integrity_check",
+                            json_string(e->integrity == ENGINE_INTEGRITY_FULL    ? "integrity_check"
+                                        : e->integrity == ENGINE_INTEGRITY_QUICK ? "quick_check"
+                                                                                 : "off"));
+        *ret = o;
         return 0;
+}
+
+int engine_preview(engine *e, const engine_job *job, bool *ret_changes, engine_error *err) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        int r;
+
+        switch (job->kind) {
+        case ENGINE_JOB_BACKUP:
+        case ENGINE_JOB_REHEARSE:
+                *ret_changes = false; /* online, or on a copy: the services keep running */
+                return job->kind == ENGINE_JOB_REHEARSE ? engine_build_plan(e, &job->request, &p, NULL, err) : 0;
+        case ENGINE_JOB_RESTORE:
+                *ret_changes = true;
+                return engine_check_restore(e, job, err);
+        default:
+                r = engine_build_plan(e, &job->request, &p, NULL, err);
+                if (r != 0)
+                        return r;
+                *ret_changes = p->n > 0;
+                return 0;
+        }
+}
+
+const char *engine_job_kind_name(const engine_job *j) {
+        switch (j->kind) {
+        case ENGINE_JOB_BACKUP: return "backup";
+        case ENGINE_JOB_RESTORE: return "restore";
+        case ENGINE_JOB_REHEARSE: return "rehearse";
+        default: return j->request.direction == PLAN_UP ? "up" : "down";
+        }
+}
+
+int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata,
+                   json_t **ret_result, engine_error *err) {
+        switch (job->kind) {
+        case ENGINE_JOB_BACKUP: return engine_backup_now(e, job, ret_result, err);
+        case ENGINE_JOB_RESTORE: return engine_restore(e, job, progress, userdata, ret_result, err);
+        case ENGINE_JOB_REHEARSE: return engine_rehearse(e, job, ret_result, err);
+        default: return engine_run_plan(e, job, e->backup_dir != NULL, progress, userdata, ret_result, err);
+        }
 }
 
 int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err) {
@@ -258,7 +320,7 @@ int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err) {
 
         r = e->db->backend->history(e->db, limit, &attempts, &f);
         if (r != 0)
-                return r < 0 ? r : fail_db(err, &f, NULL);
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
         *ret = json_pack("{s:o}", "attempts", attempts);
         return *ret ? 0 : -ENOMEM;
 }
@@ -268,7 +330,7 @@ int engine_verify(engine *e, json_t **ret, engine_error *err) {
         json_t *problems;
         int r;
 
-        r = scan_and_load(e, &applied, err);
+        r = engine_load(e, &applied, err);
         if (r != 0)
                 return r;
         if (e->dir_errno != 0) {
@@ -384,7 +446,11 @@ static int run_group(run_state *s, size_t i, size_t j) {
                 if (r != 0)
                         return r;
         }
-        r = d->backend->check_foreign_keys(d, &s->failure);
+        /* After the change, inside its transaction: a damaged result is rolled back, not committed. */
+        if (s->e->integrity != ENGINE_INTEGRITY_OFF)
+                r = d->backend->check_integrity(d, s->e->integrity == ENGINE_INTEGRITY_FULL, &s->failure);
+        else
+                r = d->backend->check_foreign_keys(d, &s->failure);
         if (r == 0 && last)
                 r = d->backend->attempt_finish(d, s->attempt_id, "succeeded", NULL, NULL, 0, &s->failure);
         if (r == 0)
@@ -462,26 +528,35 @@ static json_t *versions_json(const plan *p) {
         return v;
 }
 
-int engine_run(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t **ret_result,
-               engine_error *err) {
+/* Integrity before the job: a damaged database is refused before anything is touched. */
+static int check_before(engine *e, engine_error *err) {
+        db_failure f = {};
+        int r;
+
+        if (e->integrity == ENGINE_INTEGRITY_OFF)
+                return 0;
+        r = e->db->backend->check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f);
+        if (r == 0)
+                return 0;
+        if (r < 0)
+                return r;
+        r = engine_fail(err, f.code, NULL, "the database fails its check before the job, so nothing was changed: %s",
+                        f.message ?: "?");
+        db_failure_clear(&f);
+        return r;
+}
+
+int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
+                    json_t **ret_result, engine_error *err) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ char *versions = NULL;
-        applied_set applied = {};
-        plan_error pe = {};
         run_state s = { .e = e, .job = job, .progress = progress, .userdata = userdata };
         const char *done_key = job->request.direction == PLAN_UP ? "applied" : "reverted";
+        json_t *backup = NULL;
         int64_t t0 = now_ms();
         int r;
 
-        r = scan_and_load(e, &applied, err);
-        if (r == 0)
-                r = require_valid_directory(e, err);
-        if (r == 0) {
-                r = plan_build(e->set, &applied, &job->request, &p, &pe);
-                if (r == PLAN_REFUSED)
-                        r = plan_refused(err, &pe);
-        }
-        applied_set_clear(&applied);
+        r = engine_build_plan(e, &job->request, &p, NULL, err);
         if (r != 0)
                 return r;
         if (p->n == 0) {
@@ -490,6 +565,15 @@ int engine_run(engine *e, const engine_job *job, engine_progress_fn progress, vo
                                         (json_int_t) p->to_version, done_key, "duration_ms", (json_int_t) 0);
                 return *ret_result ? 0 : -ENOMEM;
         }
+        r = check_before(e, err);
+        if (r == 0 && take_backup) {
+                emit(&s, "backup", json_pack("{s:s}", "phase", "starting"));
+                r = engine_take_backup(e, job->id, p->from_version, &backup, err);
+                if (r == 0)
+                        emit(&s, "backup", json_pack("{s:s,s:O}", "phase", "done", "backup", backup));
+        }
+        if (r != 0)
+                return r;
 
         json_t *vj = versions_json(p);
         versions = json_dumps(vj, JSON_COMPACT);
@@ -498,8 +582,10 @@ int engine_run(engine *e, const engine_job *job, engine_progress_fn progress, vo
                          .from_version = p->from_version, .to_version = p->to_version,
                          .versions = versions ?: "[]", .requested_by = job->requested_by };
         r = e->db->backend->attempt_begin(e->db, &a, &s.attempt_id, &s.failure);
-        if (r != 0)
-                return r < 0 ? r : fail_db(err, &s.failure, NULL);
+        if (r != 0) {
+                json_decref(backup);
+                return r < 0 ? r : engine_fail_db(err, &s.failure, NULL);
+        }
 
         s.p = p;
         s.reached = p->from_version;
@@ -514,13 +600,18 @@ int engine_run(engine *e, const engine_job *job, engine_progress_fn progress, vo
                 if (r != 0)
                         break;
         }
-        if (r > 0)
+        if (r > 0) {
                 r = run_failed(&s, ret_result, err);
-        else if (r == 0)
+                if (err->extra && backup)
+                        json_object_set(err->extra, "backup", backup);
+        } else if (r == 0) {
                 *ret_result = json_pack("{s:I,s:s,s:I,s:I,s:O,s:I}", "job_id", (json_int_t) job->id, "status",
                                         job->request.direction == PLAN_UP ? "applied" : "reverted", "from_version",
                                         (json_int_t) p->from_version, "to_version", (json_int_t) s.reached, done_key,
                                         s.done, "duration_ms", (json_int_t) (now_ms() - t0));
+                json_object_set(*ret_result, "backup", backup ?: json_null());
+        }
+        json_decref(backup);
         db_failure_clear(&s.failure);
         json_decref(s.done);
         json_decref(s.pending_done);

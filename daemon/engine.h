@@ -14,11 +14,20 @@
 
 typedef struct engine engine;
 
+typedef enum engine_integrity {
+        ENGINE_INTEGRITY_OFF,
+        ENGINE_INTEGRITY_QUICK, /* PRAGMA quick_check */
+        ENGINE_INTEGRITY_FULL,  /* PRAGMA integrity_check */
+} engine_integrity;
+
 typedef struct engine_options {
         const char *database;
         const char *migrations_dir;
         unsigned busy_timeout_ms;
         bool read_only; /* the reader's engine: never writes */
+        const char *backup_dir; /* NULL: no backups (rehearsal copies) */
+        unsigned backup_keep;
+        engine_integrity integrity;
 } engine_options;
 
 /* A failure to hand back to the client: code, message, and details for scripts. */
@@ -62,19 +71,38 @@ int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *
 int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err);
 int engine_verify(engine *e, json_t **ret, engine_error *err);
 
+typedef enum engine_job_kind {
+        ENGINE_JOB_MIGRATE,  /* up or down, per request.direction */
+        ENGINE_JOB_BACKUP,   /* an on-demand backup */
+        ENGINE_JOB_RESTORE,  /* replace the database with a backup */
+        ENGINE_JOB_REHEARSE, /* the plan applied to a throwaway copy */
+} engine_job_kind;
+
 typedef struct engine_job {
         uint64_t id;
+        engine_job_kind kind;
         plan_request request;
         bool per_migration;
         const char *requested_by;
+        const char *backup; /* restore: the backup's file name; NULL: the newest */
 } engine_job;
+
+const char *engine_job_kind_name(const engine_job *j);
+
+/* The backups of this database, newest first: {"dir", "backups": [...]}. */
+int engine_list_backups(engine *e, json_t **ret, engine_error *err);
 
 /* Called on the engine's thread for each progress event; takes ownership of fields. */
 typedef void (*engine_progress_fn)(void *userdata, const char *event, json_t *fields);
 
-/* How many migrations the job would run now (0: nothing to do), or why it would be refused. */
-int engine_preview(engine *e, const plan_request *req, size_t *ret_steps, engine_error *err);
+/* Whether the job would change the live database now (then the dependent units must be
+ * stopped), or why it would be refused; checked before anything is touched. */
+int engine_preview(engine *e, const engine_job *job, bool *ret_changes, engine_error *err);
 
-/* Runs an up or down job to the end: plan, record the attempt, apply, commit or roll back. */
-int engine_run(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t **ret_result,
-               engine_error *err);
+/* Runs a job to the end. Migrations: plan, integrity check, backup, record the attempt, apply,
+ * check, commit or roll back. */
+int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata,
+                   json_t **ret_result, engine_error *err);
+
+/* The plan with everything a dry run shows: SQL, transaction groups, the backup to take. */
+int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_error *err);

@@ -40,13 +40,14 @@ typedef struct job {
         uint64_t id;
         engine_job spec;
         char *requested_by;
+        char *backup_name; /* restore: owned copy of spec.backup */
         subscriber *subs;
         size_t n_subs;
         job_phase phase;
         bool cancel_requested;
         json_t *progress; /* the last "migration" event, for status */
 
-        size_t steps;          /* from preparation */
+        bool changes;          /* from preparation: the live database will change */
         char **stopped;        /* units this job stopped and must start again */
         size_t n_stopped;
         bool statefile_written;
@@ -89,6 +90,7 @@ static void job_free(job *jb) {
                 json_decref(jb->subs[i].request_id);
         free(jb->subs);
         free(jb->requested_by);
+        free(jb->backup_name);
         strv_free_n(jb->stopped, jb->n_stopped);
         json_decref(jb->units_report);
         json_decref(jb->progress);
@@ -145,7 +147,7 @@ static void broadcast_event(job *jb, const char *event, json_t *fields) {
 }
 
 static const char *direction(const job *jb) {
-        return jb->spec.request.direction == PLAN_UP ? "up" : "down";
+        return engine_job_kind_name(&jb->spec);
 }
 
 static void deliver_progress(void *userdata) {
@@ -268,7 +270,7 @@ static void job_apply(void *userdata) {
 
         /* Holders only matter when we stopped the services: without units, other writers are
          * expected and handled by busy_timeout. */
-        while (s->cfg->n_units > 0 && engine_stop_requested(s->job_engine) == ENGINE_STOP_NONE) {
+        while (jb->statefile_written && engine_stop_requested(s->job_engine) == ENGINE_STOP_NONE) {
                 holder *h = NULL;
                 size_t n = 0;
                 if (lockcheck_find_holders(s->cfg->database, &h, &n) < 0 || n == 0) {
@@ -300,7 +302,7 @@ static void job_apply(void *userdata) {
                 job_fail(jb, PROTOCOL_ERROR_INTERRUPTED, NULL,
                          "interrupted before the migration started (migrated is stopping); nothing changed");
         else
-                jb->r = engine_run(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
+                jb->r = engine_execute(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
         jb->t_sql_ms = mono_ms() - t0;
         /* A fresh snapshot from the thread that owns the writer's view: it opens wait gates. */
         if (engine_status(s->job_engine, &jb->snapshot, &ignored) != 0)
@@ -481,7 +483,7 @@ static void phase_stop_units(job *jb) {
 static void job_prepare(void *userdata) {
         job *jb = userdata;
 
-        jb->r = engine_preview(jb->owner->server->job_engine, &jb->spec.request, &jb->steps, &jb->err);
+        jb->r = engine_preview(jb->owner->server->job_engine, &jb->spec, &jb->changes, &jb->err);
 }
 
 static void job_prepared(void *userdata) {
@@ -497,7 +499,7 @@ static void job_prepared(void *userdata) {
                 job_finish(jb);
                 return;
         }
-        if (jb->steps > 0 && s->cfg->n_units > 0 && s->units)
+        if (jb->changes && s->cfg->n_units > 0 && s->units)
                 phase_stop_units(jb);
         else
                 phase_apply(jb);
@@ -536,7 +538,8 @@ static void jobs_start_next(jobs *j) {
 }
 
 static bool same_request(const job *jb, const engine_job *spec) {
-        return jb->spec.request.direction == PLAN_UP && spec->request.direction == PLAN_UP &&
+        return jb->spec.kind == ENGINE_JOB_MIGRATE && spec->kind == ENGINE_JOB_MIGRATE &&
+               jb->spec.request.direction == PLAN_UP && spec->request.direction == PLAN_UP &&
                jb->spec.request.to == spec->request.to && jb->spec.per_migration == spec->per_migration;
 }
 
@@ -581,6 +584,12 @@ void jobs_submit(jobs *j, const engine_job *spec, uint64_t conn_id, json_t *requ
         jb->spec = *spec;
         jb->spec.id = jb->id;
         jb->spec.requested_by = jb->requested_by;
+        if (spec->backup && !(jb->backup_name = strdup(spec->backup))) {
+                server_reply_error(s, conn_id, request_id, PROTOCOL_ERROR_INTERNAL, "out of memory", NULL);
+                job_free(jb);
+                return;
+        }
+        jb->spec.backup = jb->backup_name;
         if (j->tail)
                 j->tail->next = jb;
         else

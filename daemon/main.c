@@ -66,7 +66,8 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
 /* Opens both engines and clears what a killed predecessor left behind, before serving anyone. */
 static int open_engines(server *s) {
         engine_options o = { .database = s->cfg->database, .migrations_dir = s->cfg->migrations_dir,
-                             .busy_timeout_ms = s->cfg->busy_timeout_ms };
+                             .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
+                             .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity };
         engine_error err = {};
         json_t *snap = NULL;
         int r;

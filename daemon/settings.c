@@ -19,6 +19,20 @@
 #define DEFAULT_START_TIMEOUT_S 90u
 #define DEFAULT_HOLDER_TIMEOUT_S 10u
 #define TIMEOUT_MAX_S 86400u
+#define DEFAULT_BACKUP_KEEP 10u
+
+/* engine_integrity, without depending on the engine */
+static int parse_integrity(const char *v, int *ret) {
+        if (streq(v, "off"))
+                *ret = 0;
+        else if (streq(v, "quick"))
+                *ret = 1;
+        else if (streq(v, "full"))
+                *ret = 2;
+        else
+                return -EINVAL;
+        return 0;
+}
 
 static void units_clear(config *c) {
         for (size_t i = 0; i < c->n_units; i++)
@@ -63,6 +77,7 @@ static int parse_manager(const char *v, bool *ret_user) {
 
 void config_clear(config *c) {
         units_clear(c);
+        free(c->backup_dir);
         free(c->database);
         free(c->migrations_dir);
         free(c->socket_path);
@@ -148,13 +163,20 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return parse_uint(value, 1, TIMEOUT_MAX_S, &c->start_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
                 if (streq(key, "holder_timeout"))
                         return parse_uint(value, 0, TIMEOUT_MAX_S, &c->holder_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 0..86400");
+        } else if (streq(section, "backup")) {
+                if (streq(key, "dir"))
+                        return set_string(&c->backup_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
+                if (streq(key, "keep"))
+                        return parse_uint(value, 1, 10000, &c->backup_keep) == 0 ? 1 : ini_error(st, section, key, "must be 1..10000");
+                if (streq(key, "integrity"))
+                        return parse_integrity(value, &c->integrity) == 0 ? 1 : ini_error(st, section, key, "must be quick, full or off");
         } else
-                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon, units)");
+                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon, units, backup)");
         return ini_error(st, section, key, "unknown key");
 }
 
 static bool section_is_known(const char *name, size_t len) {
-        static const char *const known[] = { "database", "migrations", "daemon", "units" };
+        static const char *const known[] = { "database", "migrations", "daemon", "units", "backup" };
 
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
                 if (strlen(known[i]) == len && strneq(known[i], name, len))
@@ -176,7 +198,7 @@ static int check_sections(FILE *f, ini_state *st) {
                 if (*p != '[' || !(end = strchr(p, ']')))
                         continue;
                 if (!section_is_known(p + 1, (size_t) (end - p - 1))) {
-                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon, units)",
+                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon, units, backup)",
                                      (int) (end - p - 1), p + 1) < 0)
                                 st->error = NULL;
                         return line;
@@ -241,13 +263,16 @@ static void help(void) {
                "      --stop-timeout S      SIGKILL units still stopping after S seconds (default 30)\n"
                "      --start-timeout S     how long to wait for their start jobs (default 90)\n"
                "      --holder-timeout S    how long other processes may keep the database open (default 10)\n"
+               "      --backup-dir DIR      where backups go (default: <database>-backups)\n"
+               "      --keep N              how many backups to keep (default 10)\n"
+               "      --integrity MODE      quick (default), full or off: checked before and after each job\n"
                "  -h, --help                show this help\n"
                "      --version             show the version\n",
                DEFAULT_SOCKET, DEFAULT_BUSY_TIMEOUT_MS);
 }
 
 enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION, ARG_UNITS, ARG_MANAGER, ARG_STOP_TIMEOUT,
-       ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT };
+       ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT, ARG_BACKUP_DIR, ARG_KEEP, ARG_INTEGRITY };
 
 /* Flags are collected first and applied after the file, so that they win over it. */
 typedef struct cli {
@@ -258,6 +283,9 @@ typedef struct cli {
         const char *units, *manager;
         unsigned stop_timeout_s, start_timeout_s, holder_timeout_s; /* 0 / UINT_MAX: not given */
         bool holder_timeout_set;
+        const char *backup_dir;
+        unsigned keep;
+        int integrity; /* -1: not given */
 } cli;
 
 static int parse_cli(int argc, char **argv, cli *a) {
@@ -275,6 +303,9 @@ static int parse_cli(int argc, char **argv, cli *a) {
                 { "stop-timeout", required_argument, NULL, ARG_STOP_TIMEOUT },
                 { "start-timeout", required_argument, NULL, ARG_START_TIMEOUT },
                 { "holder-timeout", required_argument, NULL, ARG_HOLDER_TIMEOUT },
+                { "backup-dir", required_argument, NULL, ARG_BACKUP_DIR },
+                { "keep", required_argument, NULL, ARG_KEEP },
+                { "integrity", required_argument, NULL, ARG_INTEGRITY },
                 {},
         };
         int c;
@@ -295,6 +326,19 @@ static int parse_cli(int argc, char **argv, cli *a) {
                         a->busy_timeout_set = true;
                         break;
                 case ARG_UNITS: a->units = optarg; break;
+                case ARG_BACKUP_DIR: a->backup_dir = optarg; break;
+                case ARG_KEEP:
+                        if (parse_uint(optarg, 1, 10000, &a->keep) < 0) {
+                                fprintf(stderr, "migrated: --keep takes a number, 1..10000: %s\n", optarg);
+                                return CONFIG_EXIT_USAGE;
+                        }
+                        break;
+                case ARG_INTEGRITY:
+                        if (parse_integrity(optarg, &a->integrity) < 0) {
+                                fprintf(stderr, "migrated: --integrity takes quick, full or off: %s\n", optarg);
+                                return CONFIG_EXIT_USAGE;
+                        }
+                        break;
                 case ARG_MANAGER: a->manager = optarg; break;
                 case ARG_STOP_TIMEOUT:
                 case ARG_START_TIMEOUT:
@@ -329,10 +373,12 @@ static int parse_cli(int argc, char **argv, cli *a) {
 }
 
 int config_load(int argc, char **argv, config *c) {
-        cli a = {};
+        cli a = { .integrity = -1 };
         int r;
 
         memset(c, 0, sizeof(*c));
+        c->backup_keep = DEFAULT_BACKUP_KEEP;
+        c->integrity = 1;
         c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
         c->max_queue = DEFAULT_MAX_QUEUE;
         c->stop_timeout_s = DEFAULT_STOP_TIMEOUT_S;
@@ -376,6 +422,14 @@ int config_load(int argc, char **argv, config *c) {
                 c->start_timeout_s = a.start_timeout_s;
         if (a.holder_timeout_set)
                 c->holder_timeout_s = a.holder_timeout_s;
+        if (a.backup_dir && set_string(&c->backup_dir, a.backup_dir) < 0) {
+                fprintf(stderr, "migrated: --backup-dir must not be empty\n");
+                return CONFIG_EXIT_USAGE;
+        }
+        if (a.keep)
+                c->backup_keep = a.keep;
+        if (a.integrity >= 0)
+                c->integrity = a.integrity;
         if (a.busy_timeout_set)
                 c->busy_timeout_ms = a.busy_timeout_ms;
         if (!c->socket_path && !(c->socket_path = strdup(DEFAULT_SOCKET)))
@@ -385,8 +439,10 @@ int config_load(int argc, char **argv, config *c) {
                         !c->database ? "--database" : "--migrations");
                 return CONFIG_EXIT_USAGE;
         }
+        if (!c->backup_dir && asprintf(&c->backup_dir, "%s-backups", c->database) < 0)
+                return CONFIG_EXIT_USAGE;
         if (make_absolute(&c->database) < 0 || make_absolute(&c->migrations_dir) < 0 ||
-            make_absolute(&c->socket_path) < 0) {
+            make_absolute(&c->socket_path) < 0 || make_absolute(&c->backup_dir) < 0) {
                 fprintf(stderr, "migrated: cannot resolve relative paths: %s\n", strerror(errno));
                 return CONFIG_EXIT_USAGE;
         }

@@ -21,6 +21,10 @@ typedef struct config {
         unsigned stop_timeout_s;
         unsigned start_timeout_s;
         unsigned holder_timeout_s;
+        /* backups and checks */
+        char *backup_dir;       /* default: "<database>-backups" */
+        unsigned backup_keep;
+        int integrity;          /* engine_integrity */
 } config;
 
 enum {

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/* Backups before every change, on-demand backups, restore and rehearsal. */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backups.h"
+#include "engine-internal.h"
+#include "log.h"
+#include "macro.h"
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Space is checked first, so that a job that cannot back up fails cleanly before any change. */
+int engine_take_backup(engine *e, uint64_t job_id, int64_t version, json_t **ret_info, engine_error *err) {
+        _cleanup_free_ char *name = NULL, *path = NULL;
+        backup_info info = {};
+        db_failure f = {};
+        uint64_t need = 0, avail = 0;
+        int64_t t0 = now_ms();
+        int r;
+
+        if (!e->backup_dir)
+                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "no backup directory is configured");
+        r = backups_prepare_dir(e->backup_dir);
+        if (r < 0)
+                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL,
+                                   "cannot use the backup directory %s: %s; nothing was changed", e->backup_dir,
+                                   strerror(-r));
+        (void) e->db->backend->size(e->db, &need);
+        r = backups_check_space(e->backup_dir, need, &avail);
+        if (r == -ENOSPC)
+                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED,
+                                   json_pack("{s:I,s:I}", "needed_bytes", (json_int_t) need, "free_bytes",
+                                             (json_int_t) avail),
+                                   "not enough space for the backup in %s: %" PRIu64 " MiB free, about %" PRIu64
+                                   " MiB needed; nothing was changed", e->backup_dir, avail >> 20, (need >> 20) + 16);
+        if (r < 0)
+                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "cannot check the space in %s: %s",
+                                   e->backup_dir, strerror(-r));
+        name = backups_new_name(e->database, version, job_id);
+        if (!name || asprintf(&path, "%s/%s", e->backup_dir, name) < 0)
+                return -ENOMEM;
+        r = e->db->backend->backup_to(e->db, path, &f);
+        if (r != 0) {
+                if (r < 0)
+                        return r;
+                r = engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "%s; nothing was changed",
+                                f.message ?: "the backup failed");
+                db_failure_clear(&f);
+                return r;
+        }
+        r = backups_parse_name(e->database, name, &info);
+        if (r < 0)
+                return r;
+        info.file = TAKE_PTR(name);
+        info.path = TAKE_PTR(path);
+        info.size = need;
+        *ret_info = backup_info_to_json(&info);
+        json_object_set_new(*ret_info, "duration_ms", json_integer(now_ms() - t0));
+        backup_info_clear(&info);
+        r = backups_prune(e->backup_dir, e->database, e->backup_keep);
+        if (r < 0)
+                log_warning_errno(r, "Failed to prune old backups in %s: %m", e->backup_dir);
+        return 0;
+}
+
+int engine_list_backups(engine *e, json_t **ret, engine_error *err) {
+        backup_info *list = NULL;
+        size_t n = 0;
+        json_t *arr;
+        int r;
+
+        if (!e->backup_dir)
+                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "no backup directory is configured");
+        r = backups_list(e->backup_dir, e->database, &list, &n);
+        if (r < 0)
+                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "cannot list %s: %s", e->backup_dir,
+                                   strerror(-r));
+        arr = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, backup_info_to_json(&list[i]));
+        backup_infos_free(list, n);
+        *ret = json_pack("{s:s,s:I,s:o}", "dir", e->backup_dir, "keep", (json_int_t) e->backup_keep, "backups", arr);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* The newest backup taken while the schema was older than version: what undoes a migration. */
+static int find_backup_before(engine *e, int64_t version, backup_info *ret) {
+        backup_info *list = NULL;
+        size_t n = 0;
+        int r = -ENOENT;
+
+        if (!e->backup_dir || backups_list(e->backup_dir, e->database, &list, &n) < 0)
+                return -ENOENT;
+        for (size_t i = 0; i < n; i++)
+                if (list[i].version < version) {
+                        *ret = list[i];
+                        memset(&list[i], 0, sizeof(list[i]));
+                        r = 0;
+                        break;
+                }
+        backup_infos_free(list, n);
+        return r;
+}
+
+void engine_explain_irreversible(engine *e, engine_error *err) {
+        json_t *v = err->extra ? json_object_get(err->extra, "version") : NULL;
+        backup_info b = {};
+        char *msg;
+
+        if (!json_is_integer(v))
+                return;
+        if (find_backup_before(e, json_integer_value(v), &b) < 0) {
+                if (asprintf(&msg, "%s; no backup from before it exists in %s", err->message,
+                             e->backup_dir ?: "(no backup directory)") >= 0) {
+                        free(err->message);
+                        err->message = msg;
+                }
+                return;
+        }
+        if (asprintf(&msg, "%s; to go back before it, restore the backup taken before it was applied (version %" PRId64
+                     ", %s): migratectl restore %s", err->message, b.version, b.time, b.file) >= 0) {
+                free(err->message);
+                err->message = msg;
+        }
+        json_object_set_new(err->extra, "backup", backup_info_to_json(&b));
+        json_object_set_new(err->extra, "restore_command", json_sprintf("migratectl restore %s", b.file));
+        backup_info_clear(&b);
+}
+
+int engine_backup_now(engine *e, const engine_job *job, json_t **ret_result, engine_error *err) {
+        applied_set applied = {};
+        json_t *info = NULL;
+        int r;
+
+        r = engine_load(e, &applied, err);
+        if (r != 0)
+                return r;
+        r = engine_take_backup(e, job->id, applied_set_current(&applied), &info, err);
+        applied_set_clear(&applied);
+        if (r != 0)
+                return r;
+        *ret_result = json_pack("{s:I,s:s,s:o}", "job_id", (json_int_t) job->id, "status", "backed_up", "backup", info);
+        return *ret_result ? 0 : -ENOMEM;
+}
+
+/* Finds the backup a restore names (only among this database's backups: a name is never a path)
+ * and checks that it is a sound database of ours. */
+static int resolve_backup(engine *e, const engine_job *job, backup_info *ret, engine_error *err) {
+        backup_info *list = NULL;
+        size_t n = 0, pick = SIZE_MAX;
+        _cleanup_free_ char *problem = NULL;
+        int64_t version = 0;
+        int r;
+
+        if (!e->backup_dir)
+                return engine_fail(err, PROTOCOL_ERROR_UNKNOWN_BACKUP, NULL, "no backup directory is configured");
+        r = backups_list(e->backup_dir, e->database, &list, &n);
+        if (r < 0)
+                return engine_fail(err, PROTOCOL_ERROR_UNKNOWN_BACKUP, NULL, "cannot list %s: %s", e->backup_dir,
+                                   strerror(-r));
+        for (size_t i = 0; i < n && pick == SIZE_MAX; i++)
+                if (!job->backup || streq(list[i].file, job->backup))
+                        pick = i;
+        if (pick == SIZE_MAX) {
+                backup_infos_free(list, n);
+                return job->backup ? engine_fail(err, PROTOCOL_ERROR_UNKNOWN_BACKUP, NULL,
+                                                 "no backup named %s in %s (see migratectl backups)", job->backup,
+                                                 e->backup_dir)
+                                   : engine_fail(err, PROTOCOL_ERROR_UNKNOWN_BACKUP, NULL, "there are no backups in %s",
+                                                 e->backup_dir);
+        }
+        *ret = list[pick];
+        memset(&list[pick], 0, sizeof(list[pick]));
+        backup_infos_free(list, n);
+        if (db_sqlite_inspect_backup(ret->path, e->integrity == ENGINE_INTEGRITY_FULL, &version, &problem) < 0) {
+                r = engine_fail(err, PROTOCOL_ERROR_INTEGRITY, NULL, "the backup %s %s; nothing was changed", ret->file,
+                                problem ?: "cannot be read");
+                backup_info_clear(ret);
+                return r;
+        }
+        ret->version = version;
+        return 0;
+}
+
+int engine_check_restore(engine *e, const engine_job *job, engine_error *err) {
+        backup_info b = {};
+        int r = resolve_backup(e, job, &b, err);
+
+        backup_info_clear(&b);
+        return r;
+}
+
+/* Verify, back up the current database (so the restore can be undone), replace the content in
+ * one transaction, record it. */
+int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t **ret_result,
+                   engine_error *err) {
+        backup_info b = {};
+        applied_set applied = {};
+        json_t *pre = NULL;
+        db_failure f = {};
+        int64_t from;
+        int r;
+
+        r = resolve_backup(e, job, &b, err);
+        if (r != 0)
+                return r;
+        r = engine_load(e, &applied, err);
+        from = applied_set_current(&applied);
+        applied_set_clear(&applied);
+        if (r == 0)
+                r = engine_take_backup(e, job->id, from, &pre, err);
+        if (r == 0) {
+                r = e->db->backend->restore_from(e->db, b.path, &f);
+                if (r > 0)
+                        r = engine_fail_db(err, &f, NULL);
+        }
+        if (r == 0 && e->db->backend->record_restore(e->db, job->id, from, b.version, b.file, job->requested_by, &f) != 0) {
+                log_warning("Restored, but could not record it in the history: %s", f.message ?: "?");
+                db_failure_clear(&f);
+        }
+        if (r == 0) {
+                *ret_result = json_pack("{s:I,s:s,s:I,s:I,s:s,s:o}", "job_id", (json_int_t) job->id, "status", "restored",
+                                        "from_version", (json_int_t) from, "to_version", (json_int_t) b.version,
+                                        "restored_from", b.file, "backup", pre);
+                pre = NULL;
+                if (!*ret_result)
+                        r = -ENOMEM;
+        }
+        json_decref(pre);
+        backup_info_clear(&b);
+        return r;
+}
+
+/* The plan applied to a copy made with the backup API: the live database and the units are not
+ * touched; the copy is removed whatever happens. */
+int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engine_error *err) {
+        _cleanup_free_ char *copy = NULL, *wal = NULL, *shm = NULL;
+        const char *dir = e->backup_dir ?: "/tmp";
+        engine_options o = { .migrations_dir = e->migrations_dir, .busy_timeout_ms = e->busy_timeout_ms,
+                             .integrity = e->integrity };
+        engine *rehearsal = NULL;
+        engine_job j = *job;
+        db_failure f = {};
+        uint64_t before = 0, after = 0, avail = 0;
+        int r;
+
+        r = backups_prepare_dir(dir);
+        if (r >= 0)
+                (void) e->db->backend->size(e->db, &before);
+        if (r >= 0 && backups_check_space(dir, before, &avail) == -ENOSPC)
+                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL,
+                                   "not enough space in %s for the rehearsal copy (%" PRIu64 " MiB free)", dir, avail >> 20);
+        if (asprintf(&copy, "%s/.rehearsal-%d-job%" PRIu64 ".sqlite", dir, (int) getpid(), job->id) < 0 ||
+            asprintf(&wal, "%s-wal", copy) < 0 || asprintf(&shm, "%s-shm", copy) < 0)
+                return -ENOMEM;
+        (void) unlink(copy);
+        r = e->db->backend->backup_to(e->db, copy, &f);
+        if (r != 0)
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
+        o.database = copy;
+        r = engine_new(&o, &rehearsal, err);
+        if (r == 0) {
+                j.kind = ENGINE_JOB_MIGRATE;
+                r = engine_run_plan(rehearsal, &j, false, NULL, NULL, ret_result, err);
+                (void) rehearsal->db->backend->size(rehearsal->db, &after);
+                engine_free(rehearsal);
+        }
+        (void) unlink(copy);
+        (void) unlink(wal);
+        (void) unlink(shm);
+        if (r > 0 && err->extra)
+                json_object_set_new(err->extra, "rehearsal", json_true());
+        if (r > 0) {
+                char *msg;
+                if (asprintf(&msg, "rehearsal failed (the live database was not touched): %s", err->message) >= 0) {
+                        free(err->message);
+                        err->message = msg;
+                }
+        }
+        if (r != 0)
+                return r;
+        json_object_set_new(*ret_result, "rehearsal", json_true());
+        json_object_set_new(*ret_result, "size_before", json_integer((json_int_t) before));
+        json_object_set_new(*ret_result, "size_after", json_integer((json_int_t) after));
+        json_object_set_new(*ret_result, "size_change", json_integer((json_int_t) after - (json_int_t) before));
+        return 0;
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* What engine.c and engine-backup.c share; nothing outside the engine includes this. */
+
+#include <stdatomic.h>
+
+#include "engine.h"
+#include "macro.h"
+#include "migdir.h"
+
+struct engine {
+        char *database;
+        char *migrations_dir;
+        char *backup_dir;
+        unsigned backup_keep;
+        engine_integrity integrity;
+        unsigned busy_timeout_ms;
+        db *db;
+        migration_set *set;      /* the last good scan, reused to skip unchanged files */
+        migdir_errors dir_errors; /* problems of the last scan */
+        int dir_errno;            /* the directory itself could not be read */
+        atomic_bool interrupted;
+        _Atomic int stop_reason; /* engine_stop_reason */
+};
+
+int engine_fail(engine_error *err, protocol_error_code code, json_t *extra, const char *fmt, ...) _printf_(4, 5);
+int engine_fail_db(engine_error *err, db_failure *f, json_t *extra);
+
+/* Rescans the directory and reads the applied set; then, for jobs, requires a valid directory and
+ * builds the plan (refusals become err). */
+int engine_load(engine *e, applied_set *applied, engine_error *err);
+int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *ret_current, engine_error *err);
+
+/* Backup of the live database before a change; fills *ret_info ({file, path, size, ...}). */
+int engine_take_backup(engine *e, uint64_t job_id, int64_t version, json_t **ret_info, engine_error *err);
+
+/* Adds to an "irreversible" refusal the backup that undoes it and the restore command. */
+void engine_explain_irreversible(engine *e, engine_error *err);
+
+int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t **ret_result,
+                   engine_error *err);
+int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
+int engine_backup_now(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
+int engine_check_restore(engine *e, const engine_job *job, engine_error *err);
+
+/* engine_run's core, shared with rehearsal: take_backup false on a throwaway copy. */
+int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
+                    json_t **ret_result, engine_error *err);
