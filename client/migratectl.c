@@ -41,6 +41,7 @@ enum {
         ARG_MIGRATIONS,
         ARG_INSTANCE,
         ARG_TIMEOUT,
+        ARG_REHEARSE,
 };
 
 #define CONTINUE (-1)
@@ -132,7 +133,7 @@ static int parse_number(const char *s, int64_t *ret) {
 /* What the verbs' options ask of the daemon; only what was given goes into the request. */
 typedef struct request_args {
         int64_t to, steps, limit, timeout;
-        bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check;
+        bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse;
         const char *migrations;
 } request_args;
 
@@ -169,6 +170,9 @@ static int parse_verb_options(const verb *v, int argc, char **argv, const struct
                 case ARG_PER_MIGRATION:
                         a->per_migration = true;
                         continue;
+                case ARG_REHEARSE:
+                        a->rehearse = true;
+                        continue;
                 case ARG_CHECK:
                         a->check = true;
                         continue;
@@ -194,7 +198,8 @@ static json_t *request_params(const request_args *a) {
             (a->has_steps && json_object_set_new(p, "steps", json_integer((json_int_t) a->steps)) < 0) ||
             (a->has_limit && json_object_set_new(p, "limit", json_integer((json_int_t) a->limit)) < 0) ||
             (a->dry_run && json_object_set_new(p, "dry_run", json_true()) < 0) ||
-            (a->per_migration && json_object_set_new(p, "per_migration", json_true()) < 0)) {
+            (a->per_migration && json_object_set_new(p, "per_migration", json_true()) < 0) ||
+            (a->rehearse && json_object_set_new(p, "rehearse", json_true()) < 0)) {
                 json_decref(p);
                 return NULL;
         }
@@ -348,6 +353,7 @@ static int verb_up(const verb *v, int argc, char **argv) {
                 { "to", required_argument, NULL, ARG_TO },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "per-migration", no_argument, NULL, ARG_PER_MIGRATION },
+                { "rehearse", no_argument, NULL, ARG_REHEARSE },
                 {}
         };
 
@@ -499,6 +505,49 @@ static int verb_wait(const verb *v, int argc, char **argv) {
         return r;
 }
 
+static int verb_backup(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        return call_daemon("backup", NULL, render_job, NULL);
+}
+
+static int verb_backups(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        return call_daemon("backups", NULL, render_backups, NULL);
+}
+
+static int verb_restore(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        json_t *params;
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (optind + 1 < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind + 1]);
+        params = optind < argc ? json_pack("{s:s}", "backup", argv[optind]) : json_object();
+        if (!params)
+                return -ENOMEM;
+        return call_daemon("restore", params, render_job, NULL);
+}
+
 static int render_cancel(json_t *result) {
         int64_t id = 0;
         const char *state = json_get_str(result, "state");
@@ -539,13 +588,17 @@ static int verb_cancel(const verb *v, int argc, char **argv) {
 
 static const verb verbs[] = {
         { "status", verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
-        { "up", verb_up, "[--to V] [--dry-run] [--per-migration]", "Apply pending migrations, all or nothing" },
+        { "up", verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration]",
+          "Apply pending migrations, all or nothing (--rehearse: on a copy)" },
         { "down", verb_down, "[--steps N | --to V] [--dry-run]", "Revert migrations (default: the last one)" },
         { "plan", verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do; change nothing" },
         { "history", verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
         { "verify", verb_verify, "", "Check applied migrations against their files" },
         { "wait", verb_wait, "[--timeout S]", "Return once the schema is current (exit 7 at the timeout, default 90 s)" },
         { "cancel", verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
+        { "backup", verb_backup, "", "Take a backup now (online, consistent)" },
+        { "backups", verb_backups, "", "List the backups, newest first" },
+        { "restore", verb_restore, "[BACKUP]", "Replace the database with a backup (default: the newest)" },
         { "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
         {}
 };
@@ -611,7 +664,7 @@ static int run(int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
         if (optind >= argc)
-                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, wait, cancel, new)");
+                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, wait, cancel, backup, backups, restore, new)");
         v = verb_find(argv[optind]);
         if (!v)
                 return usage_error(NULL, "unknown command '%s'", argv[optind]);

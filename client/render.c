@@ -346,6 +346,8 @@ int render_status(json_t *result) {
 }
 
 /* A plan, from `plan` or a dry run: the span, whether it is all-or-nothing, then its steps. */
+static void render_dry_run_details(json_t *result);
+
 int render_plan(json_t *result, bool dry_run) {
         _cleanup_(table_freep) table *t = table_new(4);
         json_t *steps = json_get_array(result, "steps");
@@ -376,7 +378,49 @@ int render_plan(json_t *result, bool dry_run) {
         if (r < 0)
                 return r;
         table_print(t, stdout, "  ");
+        if (dry_run)
+                render_dry_run_details(result);
         return 0;
+}
+
+/* What a dry run adds to the plan: transactions, the units to stop, the backup, the SQL. */
+static void render_dry_run_details(json_t *result) {
+        json_t *groups = json_get_array(result, "transactions"), *units = json_get_array(result, "units");
+        json_t *backup = json_object_get(result, "backup"), *steps = json_get_array(result, "steps");
+        size_t n_stop = 0;
+
+        for (size_t i = 0; i < json_array_size(groups); i++) {
+                json_t *g = json_array_get(groups, i), *v = json_object_get(g, "versions");
+                printf("%s", i == 0 ? "Transactions:\n" : "");
+                printf("  %zu. %s:", i + 1, json_get_bool(g, "transaction", true) ? "in one transaction"
+                                                                                   : "outside a transaction");
+                for (size_t k = 0; k < json_array_size(v); k++)
+                        printf(" %" JSON_INTEGER_FORMAT, json_integer_value(json_array_get(v, k)));
+                putchar('\n');
+        }
+        for (size_t i = 0; i < json_array_size(units); i++)
+                if (json_get_bool(json_array_get(units, i), "will_stop", false))
+                        n_stop++;
+        if (json_array_size(units) > 0) {
+                printf("Units to stop and start again:");
+                for (size_t i = 0; i < json_array_size(units); i++) {
+                        json_t *u = json_array_get(units, i);
+                        if (json_get_bool(u, "will_stop", false))
+                                printf(" %s", json_get_str(u, "unit") ?: "?");
+                }
+                printf("%s\n", n_stop == 0 ? " none (none is running)" : "");
+        }
+        if (json_is_object(backup))
+                printf("Backup first, into %s (keeping %s)\n", json_get_str(backup, "dir") ?: "?",
+                       fmt_field(backup, "keep") ?: "?");
+        for (size_t i = 0; i < json_array_size(steps); i++) {
+                json_t *st = json_array_get(steps, i);
+                const char *sql = json_get_str(st, "sql");
+                if (!sql)
+                        continue;
+                printf("\n-- %s\n%s%s", json_get_str(st, "file") ?: "?", sql,
+                       *sql && sql[strlen(sql) - 1] == '\n' ? "" : "\n");
+        }
 }
 
 /* The outcome of up or down in one sentence: "Applied 3 migrations: 2 → 5 in 12 ms". */
@@ -388,6 +432,20 @@ int render_job(json_t *result) {
 
         if (json_get_bool(result, "dry_run", false))
                 return render_plan(result, true);
+        if (json_get_bool(result, "rehearsal", false))
+                printf("Rehearsal on a copy (the live database was not touched): ");
+        if (streq(status, "backed_up") || streq(status, "restored")) {
+                json_t *bk = json_object_get(result, "backup");
+                _cleanup_free_ char *size = fmt_field(bk, "size");
+                if (streq(status, "restored")) {
+                        printf("Restored %s: ", json_get_str(result, "restored_from") ?: "?");
+                        print_span(stdout, result);
+                        printf("\nThe database as it was before is in ");
+                } else
+                        printf("Backup ");
+                printf("%s (%s bytes)\n", json_get_str(bk, "path") ?: "?", size ?: "?");
+                return 0;
+        }
         if (streq(status, "current")) {
                 printf("Already current at version %s\n", fmt_version(result, "to_version", a));
                 return 0;
@@ -404,6 +462,36 @@ int render_job(json_t *result) {
         if (json_get_int(result, "downtime_ms", &ms))
                 printf(" (services down %" PRId64 " ms)", ms);
         putchar('\n');
+        if (json_get_int(result, "size_change", &ms))
+                printf("Size change: %+" PRId64 " bytes\n", ms);
+        if (json_get_str(json_object_get(result, "backup"), "path"))
+                printf("Backup taken first: %s\n", json_get_str(json_object_get(result, "backup"), "path"));
+        return 0;
+}
+
+/* migratectl backups: newest first. */
+int render_backups(json_t *result) {
+        _cleanup_(table_freep) table *t = table_new(4);
+        json_t *list = json_get_array(result, "backups");
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        printf("Backups in %s (keeping %s):\n", json_get_str(result, "dir") ?: "?", fmt_field(result, "keep") ?: "?");
+        if (json_array_size(list) == 0) {
+                printf("  none yet\n");
+                return 0;
+        }
+        r = table_add(t, "TIME") ?: table_add(t, "VERSION") ?: table_add(t, "SIZE") ?: table_add(t, "FILE");
+        for (size_t i = 0; r >= 0 && i < json_array_size(list); i++) {
+                json_t *b = json_array_get(list, i);
+                _cleanup_free_ char *size = fmt_field(b, "size");
+                r = table_add(t, json_get_str(b, "time") ?: "?") ?: table_add_version(t, b) ?:
+                    table_add(t, size ?: "?") ?: table_add(t, json_get_str(b, "file") ?: "?");
+        }
+        if (r < 0)
+                return r;
+        table_print(t, stdout, "  ");
         return 0;
 }
 

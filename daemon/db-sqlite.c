@@ -734,20 +734,16 @@ static int sqlite_check_integrity(db *d, bool full, db_failure *f) {
         return sqlite_check_foreign_keys(d, f);
 }
 
+/* The database's logical size (pages times page size): what a backup copies, and comparable
+ * before and after a change whatever the WAL holds. */
 static int sqlite_size(db *d, uint64_t *ret_bytes) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_free_ char *wal = NULL;
         db_sqlite *s = to_sqlite(d);
-        struct stat stw;
-        uint64_t bytes = 0;
 
         if (sqlite3_prepare_v2(s->conn, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
                                -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
                 return -EIO;
-        bytes = (uint64_t) sqlite3_column_int64(st, 0);
-        if (asprintf(&wal, "%s-wal", s->path) >= 0 && stat(wal, &stw) == 0)
-                bytes += (uint64_t) stw.st_size;
-        *ret_bytes = bytes;
+        *ret_bytes = (uint64_t) sqlite3_column_int64(st, 0);
         return 0;
 }
 

@@ -75,7 +75,7 @@ typedef struct db_backend {
         int (*restore_from)(db *d, const char *path, db_failure *f);
         /* quick_check (full: integrity_check) and foreign_key_check; DB_FAILED names the problem. */
         int (*check_integrity)(db *d, bool full, db_failure *f);
-        /* Bytes the database occupies: pages in use times page size, plus its WAL. */
+        /* The database's logical size in bytes: pages times page size. */
         int (*size)(db *d, uint64_t *ret_bytes);
         /* Records a restore in the history (after the content was replaced). */
         int (*record_restore)(db *d, uint64_t job_id, int64_t from_version, int64_t to_version, const char *backup,
