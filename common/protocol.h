@@ -53,6 +53,8 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_BACKUP_FAILED,     /* no backup could be taken (e.g. no space): nothing changed */
         PROTOCOL_ERROR_INTEGRITY,         /* quick_check/integrity_check or foreign_key_check failed */
         PROTOCOL_ERROR_UNKNOWN_BACKUP,    /* restore: no such backup */
+        PROTOCOL_ERROR_TOO_MANY_CONNECTIONS, /* connection limit (in all or for this uid) reached */
+        PROTOCOL_ERROR_IDLE_TIMEOUT,      /* the connection sent nothing for too long */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-login.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -396,8 +397,21 @@ static void cmd_hello(request *rq) {
         request_free(rq);
 }
 
-static bool peer_may_change(const peer *p) {
-        return p->uid == 0 || p->uid == geteuid();
+/* The one place that decides who may change things: root, the daemon's own user, and members
+ * (primary or supplementary) of the configured admin group. */
+static bool peer_may_change(const server *s, const peer *p) {
+        gid_t admin = s->cfg->admin_gid;
+
+        if (p->uid == 0 || p->uid == geteuid())
+                return true;
+        if (admin == (gid_t) -1)
+                return false;
+        if (p->gid == admin)
+                return true;
+        for (unsigned i = 0; i < p->n_groups; i++)
+                if (p->groups[i] == admin)
+                        return true;
+        return false;
 }
 
 void commands_dispatch(server *s, const peer *p, const char *line, size_t size) {
@@ -431,10 +445,19 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
-        if (cmd->privileged && !peer_may_change(p)) {
-                log_warning("Refused %s from uid %u pid %d: not permitted", cmd->method, (unsigned) p->uid, (int) p->pid);
+        if (cmd->privileged && !peer_may_change(s, p)) {
+                _cleanup_free_ char *unit = NULL;
+                if (sd_pid_get_unit(p->pid, &unit) < 0)
+                        unit = NULL;
+                log_warning("Refused %s from uid %u pid %d unit %s: not permitted", cmd->method, (unsigned) p->uid,
+                            (int) p->pid, unit ?: "-");
                 server_reply_error(s, p->conn_id, req.id, PROTOCOL_ERROR_PERMISSION_DENIED,
-                                   "only root or migrated's own user may change the database", NULL);
+                                   s->cfg->admin_gid != (gid_t) -1
+                                           ? "only root, migrated's own user and members of its admin group may "
+                                             "change the database"
+                                           : "only root or migrated's own user may change the database (set "
+                                             "admin_group to allow a group)",
+                                   NULL);
                 protocol_request_done(&req);
                 return;
         }

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -21,6 +22,7 @@ typedef struct connection {
         struct bufferevent *bev;
         peer peer;
         unsigned outstanding; /* requests without their final reply yet */
+        bool paused;          /* reading paused: too many requests in progress */
         bool read_eof;        /* the client shut down its sending side */
         bool closing; /* no more input; freed once the output is flushed */
         bool dead;    /* freed from a deferred callback, never from its own */
@@ -29,6 +31,7 @@ typedef struct connection {
 
 struct control {
         struct event_base *base;
+        control_limits limits;
         struct evconnlistener *listener;
         control_request_fn on_request;
         void *userdata;
@@ -38,7 +41,7 @@ struct control {
         struct event *reaper; /* frees dead connections outside their callbacks */
 };
 
-int control_listen_path(const char *path) {
+int control_listen_path(const char *path, gid_t group) {
         _cleanup_close_ int fd = -1;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct stat st;
@@ -62,7 +65,8 @@ int control_listen_path(const char *path) {
         if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                 return -errno;
         /* Anyone who can connect may read; changes are checked per request against the peer. */
-        if (chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
+        if (chmod(path, 0660) < 0 || (group != (gid_t) -1 && chown(path, (uid_t) -1, group) < 0) ||
+            listen(fd, SOMAXCONN) < 0) {
                 int r = -errno;
                 (void) unlink(path);
                 return r;
@@ -112,7 +116,15 @@ static void on_read(struct bufferevent *bev, void *userdata) {
         struct evbuffer *in = bufferevent_get_input(bev);
 
         while (!k->closing && !k->dead) {
-                struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+                struct evbuffer_ptr eol;
+
+                /* A client pipelining without reading its replies waits: no unbounded work. */
+                if (k->owner->limits.max_outstanding && k->outstanding >= k->owner->limits.max_outstanding) {
+                        k->paused = true;
+                        bufferevent_disable(bev, EV_READ);
+                        break;
+                }
+                eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
                 size_t len;
                 char *line;
 
@@ -168,6 +180,19 @@ static void on_write(struct bufferevent *bev, void *userdata) {
 static void on_event(struct bufferevent *bev, short what, void *userdata) {
         connection *k = userdata;
 
+        if (what & BEV_EVENT_TIMEOUT) {
+                /* Idle only counts while the client waits for nothing: a job may take long. */
+                if (k->outstanding > 0 || k->paused) {
+                        if (!k->paused)
+                                bufferevent_enable(bev, EV_READ);
+                        return;
+                }
+                control_send(k->owner, k->id,
+                             protocol_encode_error(NULL, PROTOCOL_ERROR_IDLE_TIMEOUT,
+                                                   "no request for too long; closing", NULL), false);
+                k->closing = true;
+                return;
+        }
         if (what & BEV_EVENT_ERROR)
                 kill_connection(k);
         else if (what & BEV_EVENT_EOF) {
@@ -191,6 +216,42 @@ static void on_event(struct bufferevent *bev, short what, void *userdata) {
         }
 }
 
+/* SO_PEERGROUPS: the peer's supplementary groups, for the admin group check. */
+static void read_peer_groups(int fd, peer *p) {
+        gid_t groups[PEER_GROUPS_MAX];
+        socklen_t len = sizeof(groups);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+                return; /* ERANGE for more than PEER_GROUPS_MAX: only the primary group counts */
+        p->n_groups = (unsigned) (len / sizeof(gid_t));
+        memcpy(p->groups, groups, p->n_groups * sizeof(gid_t));
+}
+
+/* Over a connection limit: one error line, written directly (the socket is fresh and
+ * non-blocking, the line small), then closed. Never a hang. */
+static bool refuse_over_limit(control *c, int fd, uid_t uid) {
+        unsigned same_uid = 0;
+        char *line;
+
+        for (connection *k = c->conns; k; k = k->next)
+                if (!k->dead && k->peer.uid == uid)
+                        same_uid++;
+        if ((!c->limits.max_connections || c->n_conns < c->limits.max_connections) &&
+            (!c->limits.max_connections_per_uid || same_uid < c->limits.max_connections_per_uid))
+                return false;
+        line = protocol_encode_error(NULL, PROTOCOL_ERROR_TOO_MANY_CONNECTIONS,
+                                     same_uid >= c->limits.max_connections_per_uid
+                                             ? "too many connections from this user; try again later"
+                                             : "too many connections; try again later",
+                                     NULL);
+        if (line)
+                (void) send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+        free(line);
+        close(fd);
+        log_warning("Refused a connection from uid %u: connection limit reached", (unsigned) uid);
+        return true;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen,
                       void *userdata) {
         control *c = userdata;
@@ -203,6 +264,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 close(fd);
                 return;
         }
+        if (refuse_over_limit(c, fd, cred.uid))
+                return;
         k = calloc(1, sizeof(*k));
         if (k)
                 k->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -214,7 +277,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         k->owner = c;
         k->id = ++c->next_id;
         k->peer = (peer) { .conn_id = k->id, .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
+        read_peer_groups(fd, &k->peer);
         bufferevent_setcb(k->bev, on_read, on_write, on_event, k);
+        if (c->limits.idle_timeout_s > 0) {
+                struct timeval tv = { (time_t) c->limits.idle_timeout_s, 0 };
+                bufferevent_set_timeouts(k->bev, &tv, NULL);
+        }
         bufferevent_enable(k->bev, EV_READ | EV_WRITE);
         k->next = c->conns;
         if (c->conns)
@@ -223,13 +291,14 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         c->n_conns++;
 }
 
-int control_new(struct event_base *base, int listen_fd, control_request_fn on_request, void *userdata,
-                control **ret) {
+int control_new(struct event_base *base, int listen_fd, const control_limits *limits,
+                control_request_fn on_request, void *userdata, control **ret) {
         control *c = calloc(1, sizeof(*c));
 
         if (!c)
                 return -ENOMEM;
         c->base = base;
+        c->limits = *limits;
         c->on_request = on_request;
         c->userdata = userdata;
         c->reaper = event_new(base, -1, 0, reap, c);
@@ -269,9 +338,22 @@ int control_send(control *c, uint64_t conn_id, char *line, bool final) {
                 k->outstanding--;
         if (!line)
                 r = -ENOMEM;
-        else if (bufferevent_write(k->bev, line, strlen(line)) < 0)
+        else if (c->limits.max_output &&
+                 evbuffer_get_length(bufferevent_get_output(k->bev)) + strlen(line) > c->limits.max_output) {
+                /* a client that stopped reading must not grow our memory without bound */
+                log_warning("Dropping a connection of uid %u pid %d: it does not read its replies",
+                            (unsigned) k->peer.uid, (int) k->peer.pid);
+                kill_connection(k);
+                r = -ENOBUFS;
+        } else if (bufferevent_write(k->bev, line, strlen(line)) < 0)
                 r = -ENOMEM;
         free(line);
+        if (k->paused && k->outstanding < c->limits.max_outstanding && !k->dead) {
+                k->paused = false;
+                bufferevent_enable(k->bev, EV_READ);
+                /* requests already buffered, from the loop rather than from inside this call */
+                bufferevent_trigger(k->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+        }
         if (final && k->read_eof && k->outstanding == 0)
                 k->closing = true; /* on_write frees it once the reply is out */
         return r;

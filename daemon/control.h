@@ -12,22 +12,34 @@
 
 typedef struct control control;
 
+#define PEER_GROUPS_MAX 64
+
 typedef struct peer {
         uint64_t conn_id;
         uid_t uid;
         gid_t gid;
         pid_t pid;
+        gid_t groups[PEER_GROUPS_MAX]; /* supplementary groups (SO_PEERGROUPS) */
+        unsigned n_groups;
 } peer;
+
+typedef struct control_limits {
+        unsigned max_connections;
+        unsigned max_connections_per_uid;
+        unsigned idle_timeout_s;    /* without a request in progress; 0: none */
+        size_t max_output;          /* bytes queued for a client that does not read */
+        unsigned max_outstanding;   /* requests in progress per connection before reading pauses */
+} control_limits;
 
 /* Called for each complete request line (without its '\n'). */
 typedef void (*control_request_fn)(void *userdata, const peer *p, const char *line, size_t size);
 
-/* Creates, binds and listens on a Unix socket at path, replacing a stale socket file but never a
- * live one. Returns the fd or -errno. */
-int control_listen_path(const char *path);
+/* Creates, binds and listens on a Unix socket at path (mode 0660, group group unless it is
+ * (gid_t) -1), replacing a stale socket file but never a live one. Returns the fd or -errno. */
+int control_listen_path(const char *path, gid_t group);
 
-int control_new(struct event_base *base, int listen_fd, control_request_fn on_request, void *userdata,
-                control **ret);
+int control_new(struct event_base *base, int listen_fd, const control_limits *limits,
+                control_request_fn on_request, void *userdata, control **ret);
 control *control_free(control *c);
 
 /* Queues line (which must end in '\n') for the connection. Takes ownership of line, also on

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -181,7 +182,7 @@ static int open_listener(const config *cfg, bool *ret_created) {
                 *ret_created = false;
                 return SD_LISTEN_FDS_START;
         }
-        fd = control_listen_path(cfg->socket_path);
+        fd = control_listen_path(cfg->socket_path, cfg->socket_gid);
         if (fd == -EADDRINUSE || fd == -EEXIST)
                 return log_error_errno(fd, "Cannot listen on %s: %s", cfg->socket_path,
                                        fd == -EEXIST ? "a file that is not a socket is in the way"
@@ -232,7 +233,12 @@ static int run(const config *cfg) {
         fd = open_listener(cfg, &created);
         if (fd < 0)
                 goto finish;
-        if (control_new(s.base, fd, on_request, &s, &s.control) < 0) {
+        control_limits limits = { .max_connections = cfg->max_connections,
+                                  .max_connections_per_uid = cfg->max_connections_per_uid,
+                                  .idle_timeout_s = cfg->idle_timeout_s,
+                                  .max_output = 16u * 1024u * 1024u,
+                                  .max_outstanding = 64 };
+        if (control_new(s.base, fd, &limits, on_request, &s, &s.control) < 0) {
                 close(fd);
                 goto finish;
         }
@@ -281,6 +287,17 @@ finish:
         return r;
 }
 
+/* Each client is a file descriptor: allow as many as the hard limit permits (systemd's default
+ * soft limit of 1024 would cap the connections). */
+static void raise_fd_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
+}
+
 int main(int argc, char **argv) {
         config cfg;
         pid_t holder = 0;
@@ -309,6 +326,7 @@ int main(int argc, char **argv) {
                 return EXIT_FAILURE;
         }
         signal(SIGPIPE, SIG_IGN);
+        raise_fd_limit();
         r = run(&cfg);
         close(lock_fd);
         config_clear(&cfg);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <stdint.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdio.h>
@@ -109,6 +111,22 @@ static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret) 
         return 0;
 }
 
+/* A group by name or number; it must exist now, so that a typo fails at start. */
+static int parse_group(const char *v, gid_t *ret) {
+        struct group *g = getgrnam(v);
+        unsigned n;
+
+        if (g) {
+                *ret = g->gr_gid;
+                return 0;
+        }
+        if (parse_uint(v, 0, UINT32_MAX - 1, &n) == 0) {
+                *ret = (gid_t) n;
+                return 0;
+        }
+        return -EINVAL;
+}
+
 static int set_string(char **dst, const char *v) {
         char *s;
 
@@ -152,6 +170,16 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return set_string(&c->socket_path, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
                 if (streq(key, "max_queue"))
                         return parse_uint(value, 1, 100000, &c->max_queue) == 0 ? 1 : ini_error(st, section, key, "must be 1..100000");
+                if (streq(key, "admin_group"))
+                        return parse_group(value, &c->admin_gid) == 0 ? 1 : ini_error(st, section, key, "must be an existing group");
+                if (streq(key, "socket_group"))
+                        return parse_group(value, &c->socket_gid) == 0 ? 1 : ini_error(st, section, key, "must be an existing group");
+                if (streq(key, "max_connections"))
+                        return parse_uint(value, 1, 1000000, &c->max_connections) == 0 ? 1 : ini_error(st, section, key, "must be 1..1000000");
+                if (streq(key, "max_connections_per_uid"))
+                        return parse_uint(value, 1, 1000000, &c->max_connections_per_uid) == 0 ? 1 : ini_error(st, section, key, "must be 1..1000000");
+                if (streq(key, "idle_timeout"))
+                        return parse_uint(value, 0, TIMEOUT_MAX_S, &c->idle_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 0..86400");
         } else if (streq(section, "units")) {
                 if (streq(key, "units"))
                         return parse_units(value, c) == 0 ? 1 : ini_error(st, section, key, "must be unit names like a.service");
@@ -263,6 +291,8 @@ static void help(void) {
                "      --stop-timeout S      SIGKILL units still stopping after S seconds (default 30)\n"
                "      --start-timeout S     how long to wait for their start jobs (default 90)\n"
                "      --holder-timeout S    how long other processes may keep the database open (default 10)\n"
+               "      --admin-group GROUP   members may change the database too (root and our user may)\n"
+               "      --socket-group GROUP  group of the socket (mode 0660)\n"
                "      --backup-dir DIR      where backups go (default: <database>-backups)\n"
                "      --keep N              how many backups to keep (default 10)\n"
                "      --integrity MODE      quick (default), full or off: checked before and after each job\n"
@@ -272,7 +302,8 @@ static void help(void) {
 }
 
 enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION, ARG_UNITS, ARG_MANAGER, ARG_STOP_TIMEOUT,
-       ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT, ARG_BACKUP_DIR, ARG_KEEP, ARG_INTEGRITY };
+       ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT, ARG_BACKUP_DIR, ARG_KEEP, ARG_INTEGRITY, ARG_ADMIN_GROUP,
+       ARG_SOCKET_GROUP };
 
 /* Flags are collected first and applied after the file, so that they win over it. */
 typedef struct cli {
@@ -283,7 +314,7 @@ typedef struct cli {
         const char *units, *manager;
         unsigned stop_timeout_s, start_timeout_s, holder_timeout_s; /* 0 / UINT_MAX: not given */
         bool holder_timeout_set;
-        const char *backup_dir;
+        const char *backup_dir, *admin_group, *socket_group;
         unsigned keep;
         int integrity; /* -1: not given */
 } cli;
@@ -306,6 +337,8 @@ static int parse_cli(int argc, char **argv, cli *a) {
                 { "backup-dir", required_argument, NULL, ARG_BACKUP_DIR },
                 { "keep", required_argument, NULL, ARG_KEEP },
                 { "integrity", required_argument, NULL, ARG_INTEGRITY },
+                { "admin-group", required_argument, NULL, ARG_ADMIN_GROUP },
+                { "socket-group", required_argument, NULL, ARG_SOCKET_GROUP },
                 {},
         };
         int c;
@@ -327,6 +360,8 @@ static int parse_cli(int argc, char **argv, cli *a) {
                         break;
                 case ARG_UNITS: a->units = optarg; break;
                 case ARG_BACKUP_DIR: a->backup_dir = optarg; break;
+                case ARG_ADMIN_GROUP: a->admin_group = optarg; break;
+                case ARG_SOCKET_GROUP: a->socket_group = optarg; break;
                 case ARG_KEEP:
                         if (parse_uint(optarg, 1, 10000, &a->keep) < 0) {
                                 fprintf(stderr, "migrated: --keep takes a number, 1..10000: %s\n", optarg);
@@ -379,6 +414,11 @@ int config_load(int argc, char **argv, config *c) {
         memset(c, 0, sizeof(*c));
         c->backup_keep = DEFAULT_BACKUP_KEEP;
         c->integrity = 1;
+        c->admin_gid = (gid_t) -1;
+        c->socket_gid = (gid_t) -1;
+        c->max_connections = 4096;
+        c->max_connections_per_uid = 2048;
+        c->idle_timeout_s = 300;
         c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
         c->max_queue = DEFAULT_MAX_QUEUE;
         c->stop_timeout_s = DEFAULT_STOP_TIMEOUT_S;
@@ -428,6 +468,12 @@ int config_load(int argc, char **argv, config *c) {
         }
         if (a.keep)
                 c->backup_keep = a.keep;
+        if ((a.admin_group && parse_group(a.admin_group, &c->admin_gid) < 0) ||
+            (a.socket_group && parse_group(a.socket_group, &c->socket_gid) < 0)) {
+                fprintf(stderr, "migrated: no such group: %s\n", a.admin_group && parse_group(a.admin_group, &c->admin_gid) < 0
+                                                                    ? a.admin_group : a.socket_group);
+                return CONFIG_EXIT_USAGE;
+        }
         if (a.integrity >= 0)
                 c->integrity = a.integrity;
         if (a.busy_timeout_set)

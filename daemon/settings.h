@@ -5,6 +5,7 @@
  * win. Unknown sections and keys are errors: a misspelt key must not silently do nothing. */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 typedef struct config {
         char *database;
@@ -14,6 +15,12 @@ typedef struct config {
         bool auto_up;
         unsigned busy_timeout_ms;
         unsigned max_queue;
+        /* who may change things, and how many may connect */
+        gid_t admin_gid;        /* (gid_t) -1: none */
+        gid_t socket_gid;       /* (gid_t) -1: keep the creator's */
+        unsigned max_connections;
+        unsigned max_connections_per_uid;
+        unsigned idle_timeout_s;
         /* dependent units */
         char **units;
         size_t n_units;
