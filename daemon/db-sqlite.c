@@ -13,49 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "db.h"
+#include "db-sqlite-internal.h"
 #include "macro.h"
 
-typedef struct db_sqlite {
-        db base;
-        sqlite3 *conn;
-        char *path;
-        unsigned busy_timeout_ms;
-        atomic_bool *cancel;
-} db_sqlite;
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
-#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
-
-static const char bookkeeping_sql[] =
-        "CREATE TABLE IF NOT EXISTS migrated_schema (\n"
-        "        version INTEGER PRIMARY KEY,\n"
-        "        name TEXT NOT NULL,\n"
-        "        checksum TEXT NOT NULL,\n"
-        "        applied_at TEXT NOT NULL,\n"
-        "        duration_ms INTEGER NOT NULL\n"
-        ");\n"
-        "CREATE TABLE IF NOT EXISTS migrated_attempts (\n"
-        "        id INTEGER PRIMARY KEY,\n"
-        "        job_id INTEGER NOT NULL,\n"
-        "        direction TEXT NOT NULL CHECK (direction IN ('up', 'down', 'restore')),\n"
-        "        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted', 'cancelled')),\n"
-        "        from_version INTEGER NOT NULL,\n"
-        "        to_version INTEGER NOT NULL,\n"
-        "        versions TEXT NOT NULL,\n"
-        "        error TEXT,\n"
-        "        error_file TEXT,\n"
-        "        error_line INTEGER,\n"
-        "        started_at TEXT NOT NULL,\n"
-        "        finished_at TEXT,\n"
-        "        requested_by TEXT,\n"
-        "        detail TEXT\n"
-        ");\n";
-
-static const char recover_sql[] =
-        "UPDATE migrated_attempts SET status = 'interrupted', finished_at = ?1, "
-        "error = 'migrated stopped during this attempt; SQLite rolled back its open transaction' "
-        "WHERE status = 'running'";
 
 void db_failure_clear(db_failure *f) {
         if (!f)
@@ -76,12 +37,13 @@ void db_timestamp(char buf[32]) {
         snprintf(buf + n, 32 - n, ".%03dZ", (int) (ts.tv_nsec / 1000000));
 }
 
-static db_sqlite *to_sqlite(db *d) {
+
+db_sqlite *to_sqlite(db *d) {
         return (db_sqlite *) d;
 }
 
 /* Maps an SQLite result code to a failure the user can act on. */
-static int fail_rc(db_sqlite *s, int rc, db_failure *f, const char *what) {
+int sqlite_fail(db_sqlite *s, int rc, db_failure *f, const char *what) {
         int primary = rc & 0xff;
 
         if (!f)
@@ -117,13 +79,13 @@ static int fail_rc(db_sqlite *s, int rc, db_failure *f, const char *what) {
 }
 
 /* Runs SQL without results; for our own bookkeeping statements. */
-static int exec_simple(db_sqlite *s, const char *sql, db_failure *f, const char *what) {
+int sqlite_exec_simple(db_sqlite *s, const char *sql, db_failure *f, const char *what) {
         int rc = sqlite3_exec(s->conn, sql, NULL, NULL, NULL);
 
-        return rc == SQLITE_OK ? 0 : fail_rc(s, rc, f, what);
+        return rc == SQLITE_OK ? 0 : sqlite_fail(s, rc, f, what);
 }
 
-static bool table_exists(db_sqlite *s, const char *name, int *ret_rc) {
+bool sqlite_table_exists(db_sqlite *s, const char *name, int *ret_rc) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc;
 
@@ -186,7 +148,7 @@ static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
         flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
         rc = sqlite3_open_v2(o->path, &s->conn, flags, NULL);
         if (rc != SQLITE_OK) {
-                rc = fail_rc(s, rc, f, "cannot open the database");
+                rc = sqlite_fail(s, rc, f, "cannot open the database");
                 sqlite3_close(s->conn);
                 free(s->path);
                 return rc;
@@ -205,7 +167,7 @@ static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
         if (rc == SQLITE_OK && o->read_only)
                 rc = sqlite3_exec(s->conn, "PRAGMA query_only = ON", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-                rc = fail_rc(s, rc, f, "cannot set up the database connection");
+                rc = sqlite_fail(s, rc, f, "cannot set up the database connection");
                 sqlite3_close(s->conn);
                 free(s->path);
                 return rc;
@@ -241,66 +203,23 @@ static int sqlite_journal_mode(db *d, char **ret) {
         return 0;
 }
 
-static int sqlite_load_applied(db *d, applied_set *ret, db_failure *f) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        db_sqlite *s = to_sqlite(d);
-        applied_set a = {};
-        int rc;
-
-        if (!table_exists(s, "migrated_schema", &rc)) {
-                if (rc != SQLITE_OK)
-                        return fail_rc(s, rc, f, "cannot read the applied migrations");
-                *ret = a;
-                return 0;
-        }
-        rc = sqlite3_prepare_v2(s->conn,
-                                "SELECT version, name, checksum, applied_at, duration_ms FROM migrated_schema "
-                                "ORDER BY version", -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return fail_rc(s, rc, f, "cannot read the applied migrations");
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                applied_migration *m = realloc(a.items, (a.n + 1) * sizeof(*m));
-                if (!m) {
-                        applied_set_clear(&a);
-                        return -ENOMEM;
-                }
-                a.items = m;
-                m = &a.items[a.n++];
-                memset(m, 0, sizeof(*m));
-                m->version = sqlite3_column_int64(st, 0);
-                m->name = strdup((const char *) sqlite3_column_text(st, 1) ?: "");
-                snprintf(m->checksum, sizeof(m->checksum), "%s", (const char *) sqlite3_column_text(st, 2) ?: "");
-                m->applied_at = strdup((const char *) sqlite3_column_text(st, 3) ?: "");
-                m->duration_ms = sqlite3_column_int64(st, 4);
-                if (!m->name || !m->applied_at) {
-                        applied_set_clear(&a);
-                        return -ENOMEM;
-                }
-        }
-        if (rc != SQLITE_DONE) {
-                applied_set_clear(&a);
-                return fail_rc(s, rc, f, "cannot read the applied migrations");
-        }
-        *ret = a;
-        return 0;
-}
 
 /* BEGIN IMMEDIATE takes the write lock up front, waiting up to busy_timeout, so that a busy
  * database is found before the first statement runs rather than halfway through. */
 static int sqlite_begin(db *d, db_failure *f) {
-        return exec_simple(to_sqlite(d), "BEGIN IMMEDIATE", f, "cannot start a write transaction");
+        return sqlite_exec_simple(to_sqlite(d), "BEGIN IMMEDIATE", f, "cannot start a write transaction");
 }
 
 static int sqlite_commit(db *d, db_failure *f) {
         db_sqlite *s = to_sqlite(d);
-        int r = exec_simple(s, "COMMIT", f, "cannot commit");
+        int r = sqlite_exec_simple(s, "COMMIT", f, "cannot commit");
 
         if (r != 0 && !sqlite3_get_autocommit(s->conn))
                 sqlite3_exec(s->conn, "ROLLBACK", NULL, NULL, NULL);
         return r;
 }
 
-static void sqlite_rollback(db *d) {
+void sqlite_rollback(db *d) {
         db_sqlite *s = to_sqlite(d);
 
         if (!sqlite3_get_autocommit(s->conn))
@@ -384,7 +303,7 @@ static int sqlite_exec_script(db *d, const char *sql, size_t size, bool in_trans
                         int off = sqlite3_error_offset(s->conn);
                         unsigned line = line_of(sql, off >= 0 ? p + off : start);
                         if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_INTERRUPT)
-                                return fail_rc(s, rc, f, "cannot prepare a statement");
+                                return sqlite_fail(s, rc, f, "cannot prepare a statement");
                         return script_fail(f, PROTOCOL_ERROR_MIGRATION_FAILED, line, "%s", sqlite3_errmsg(s->conn));
                 }
                 if (!st) /* only comments or white space were left */
@@ -399,7 +318,7 @@ static int sqlite_exec_script(db *d, const char *sql, size_t size, bool in_trans
                 if (rc != SQLITE_DONE) {
                         int primary = rc & 0xff;
                         if (primary == SQLITE_BUSY || primary == SQLITE_INTERRUPT || primary == SQLITE_FULL) {
-                                int r = fail_rc(s, rc, f, "statement failed");
+                                int r = sqlite_fail(s, rc, f, "statement failed");
                                 f->line = line_of(sql, start);
                                 return r;
                         }
@@ -421,7 +340,7 @@ static int sqlite_check_foreign_keys(db *d, db_failure *f) {
 
         rc = sqlite3_prepare_v2(s->conn, "PRAGMA foreign_key_check", -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return fail_rc(s, rc, f, "cannot check foreign keys");
+                return sqlite_fail(s, rc, f, "cannot check foreign keys");
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
                 db_failure_clear(f);
@@ -433,194 +352,10 @@ static int sqlite_check_foreign_keys(db *d, db_failure *f) {
                         return -ENOMEM;
                 return DB_FAILED;
         }
-        return rc == SQLITE_DONE ? 0 : fail_rc(s, rc, f, "cannot check foreign keys");
+        return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot check foreign keys");
 }
 
-static int sqlite_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        db_sqlite *s = to_sqlite(d);
-        char now[32];
-        int rc;
 
-        db_timestamp(now);
-        rc = sqlite3_prepare_v2(s->conn,
-                                "INSERT INTO migrated_schema (version, name, checksum, applied_at, duration_ms) "
-                                "VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, m->version);
-                sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 3, m->checksum, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 5, duration_ms);
-                rc = sqlite3_step(st);
-        }
-        return rc == SQLITE_DONE ? 0 : fail_rc(s, rc, f, "cannot record the applied migration");
-}
-
-static int sqlite_remove_applied(db *d, int64_t version, db_failure *f) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        db_sqlite *s = to_sqlite(d);
-        int rc;
-
-        rc = sqlite3_prepare_v2(s->conn, "DELETE FROM migrated_schema WHERE version = ?1", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, version);
-                rc = sqlite3_step(st);
-        }
-        return rc == SQLITE_DONE ? 0 : fail_rc(s, rc, f, "cannot record the reverted migration");
-}
-
-/* Records the attempt as running in a transaction of its own, committed before the migration
- * starts, so that a crash leaves a trace that the next start turns into "interrupted". */
-static int sqlite_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL, *rec = NULL;
-        db_sqlite *s = to_sqlite(d);
-        char now[32];
-        int rc, r;
-
-        r = exec_simple(s, "BEGIN IMMEDIATE", f, "cannot start a write transaction");
-        if (r != 0)
-                return r;
-        db_timestamp(now);
-        rc = sqlite3_exec(s->conn, bookkeeping_sql, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(s->conn, recover_sql, -1, &rec, NULL);
-        if (rc == SQLITE_OK) {
-                sqlite3_bind_text(rec, 1, now, -1, SQLITE_STATIC);
-                rc = sqlite3_step(rec) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
-        }
-        if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(s->conn,
-                                        "INSERT INTO migrated_attempts (job_id, direction, status, from_version, "
-                                        "to_version, versions, started_at, requested_by) "
-                                        "VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7)", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, (sqlite3_int64) a->job_id);
-                sqlite3_bind_text(st, 2, a->direction, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 3, a->from_version);
-                sqlite3_bind_int64(st, 4, a->to_version);
-                sqlite3_bind_text(st, 5, a->versions, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 7, a->requested_by, -1, SQLITE_STATIC);
-                rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
-        }
-        if (rc == SQLITE_OK)
-                rc = sqlite3_exec(s->conn, "COMMIT", NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-                r = fail_rc(s, rc, f, "cannot record the attempt");
-                sqlite_rollback(d);
-                return r;
-        }
-        *ret_id = sqlite3_last_insert_rowid(s->conn);
-        return 0;
-}
-
-static int sqlite_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
-                                 unsigned error_line, db_failure *f) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        db_sqlite *s = to_sqlite(d);
-        char now[32];
-        int rc;
-
-        db_timestamp(now);
-        rc = sqlite3_prepare_v2(s->conn,
-                                "UPDATE migrated_attempts SET status = ?2, error = ?3, error_file = ?4, "
-                                "error_line = ?5, finished_at = ?6 WHERE id = ?1", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, id);
-                sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 4, error_file, -1, SQLITE_STATIC);
-                if (error_line > 0)
-                        sqlite3_bind_int64(st, 5, error_line);
-                sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
-                rc = sqlite3_step(st);
-        }
-        return rc == SQLITE_DONE ? 0 : fail_rc(s, rc, f, "cannot record the attempt's outcome");
-}
-
-static int json_set_column(json_t *o, const char *key, sqlite3_stmt *st, int col) {
-        json_t *v;
-
-        switch (sqlite3_column_type(st, col)) {
-        case SQLITE_INTEGER:
-                v = json_integer(sqlite3_column_int64(st, col));
-                break;
-        case SQLITE_NULL:
-                v = json_null();
-                break;
-        default:
-                v = json_string((const char *) sqlite3_column_text(st, col));
-        }
-        return json_object_set_new(o, key, v);
-}
-
-static int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f) {
-        static const char *const cols[] = { "id", "job_id", "direction", "status", "from_version", "to_version",
-                                            "versions", "error", "error_file", "error_line", "started_at",
-                                            "finished_at", "requested_by", "detail" };
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        db_sqlite *s = to_sqlite(d);
-        json_t *arr = json_array();
-        int rc;
-
-        if (!arr)
-                return -ENOMEM;
-        if (!table_exists(s, "migrated_attempts", &rc)) {
-                if (rc != SQLITE_OK) {
-                        json_decref(arr);
-                        return fail_rc(s, rc, f, "cannot read the history");
-                }
-                *ret = arr;
-                return 0;
-        }
-        rc = sqlite3_prepare_v2(s->conn,
-                                "SELECT id, job_id, direction, status, from_version, to_version, versions, error, "
-                                "error_file, error_line, started_at, finished_at, requested_by, detail "
-                                "FROM migrated_attempts ORDER BY id DESC LIMIT ?1", -1, &st, NULL);
-        if (rc == SQLITE_OK)
-                sqlite3_bind_int64(st, 1, limit);
-        while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                json_t *row = json_object(), *versions;
-                if (!row || json_array_append_new(arr, row) < 0) {
-                        json_decref(arr);
-                        return -ENOMEM;
-                }
-                for (size_t i = 0; i < ELEMENTSOF(cols); i++)
-                        json_set_column(row, cols[i], st, (int) i);
-                /* versions is stored as JSON array text; hand it out as an array */
-                versions = json_loads((const char *) sqlite3_column_text(st, 6) ?: "[]", 0, NULL);
-                json_object_set_new(row, "versions", versions ?: json_array());
-                rc = SQLITE_OK;
-        }
-        if (rc != SQLITE_DONE && rc != SQLITE_OK) {
-                json_decref(arr);
-                return fail_rc(s, rc, f, "cannot read the history");
-        }
-        *ret = arr;
-        return 0;
-}
-
-static int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        db_sqlite *s = to_sqlite(d);
-        char now[32];
-        int rc;
-
-        *ret_count = 0;
-        if (!table_exists(s, "migrated_attempts", &rc))
-                return rc == SQLITE_OK ? 0 : fail_rc(s, rc, f, "cannot read the history");
-        db_timestamp(now);
-        rc = sqlite3_prepare_v2(s->conn, recover_sql, -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
-                rc = sqlite3_step(st);
-        }
-        if (rc != SQLITE_DONE)
-                return fail_rc(s, rc, f, "cannot mark interrupted attempts");
-        *ret_count = (unsigned) sqlite3_changes(s->conn);
-        return 0;
-}
 
 /* The online backup API, all pages in one step: it holds a read transaction on the source for the
  * copy, so the copy is one consistent snapshot even while other connections write (WAL). The
@@ -694,20 +429,20 @@ static int sqlite_restore_from(db *d, const char *path, db_failure *f) {
 
         rc = sqlite3_open_v2(path, &src, SQLITE_OPEN_READONLY, NULL);
         if (rc != SQLITE_OK) {
-                rc = fail_rc(s, rc, f, "cannot open the backup");
+                rc = sqlite_fail(s, rc, f, "cannot open the backup");
                 sqlite3_close(src);
                 return rc;
         }
         b = sqlite3_backup_init(s->conn, "main", src, "main");
         if (!b) {
                 sqlite3_close(src);
-                return fail_rc(s, sqlite3_errcode(s->conn), f, "cannot restore the backup");
+                return sqlite_fail(s, sqlite3_errcode(s->conn), f, "cannot restore the backup");
         }
         rc = sqlite3_backup_step(b, -1);
         sqlite3_backup_finish(b);
         sqlite3_close(src);
         if (rc != SQLITE_DONE)
-                return fail_rc(s, rc, f, "restoring the backup failed; the database is unchanged");
+                return sqlite_fail(s, rc, f, "restoring the backup failed; the database is unchanged");
         return 0;
 }
 
@@ -719,10 +454,10 @@ static int sqlite_check_integrity(db *d, bool full, db_failure *f) {
 
         rc = sqlite3_prepare_v2(s->conn, full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)", -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return fail_rc(s, rc, f, "cannot check integrity");
+                return sqlite_fail(s, rc, f, "cannot check integrity");
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
-                return fail_rc(s, rc, f, "cannot check integrity");
+                return sqlite_fail(s, rc, f, "cannot check integrity");
         first = (const char *) sqlite3_column_text(st, 0);
         if (!first || !streq(first, "ok")) {
                 db_failure_clear(f);
@@ -747,33 +482,6 @@ static int sqlite_size(db *d, uint64_t *ret_bytes) {
         return 0;
 }
 
-static int sqlite_record_restore(db *d, uint64_t job_id, int64_t from_version, int64_t to_version, const char *backup,
-                                 const char *requested_by, db_failure *f) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        db_sqlite *s = to_sqlite(d);
-        char now[32];
-        int rc;
-
-        rc = sqlite3_exec(s->conn, bookkeeping_sql, NULL, NULL, NULL);
-        db_timestamp(now);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(s->conn,
-                                        "INSERT INTO migrated_attempts (job_id, direction, status, from_version, "
-                                        "to_version, versions, detail, started_at, finished_at, requested_by) "
-                                        "VALUES (?1, 'restore', 'succeeded', ?2, ?3, '[]', ?4, ?5, ?5, ?6)", -1, &st,
-                                        NULL);
-        if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, (sqlite3_int64) job_id);
-                sqlite3_bind_int64(st, 2, from_version);
-                sqlite3_bind_int64(st, 3, to_version);
-                char *detail = sqlite3_mprintf("restored from %s", backup);
-                sqlite3_bind_text(st, 4, detail, -1, sqlite3_free);
-                sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 6, requested_by, -1, SQLITE_STATIC);
-                rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
-        }
-        return rc == SQLITE_OK ? 0 : fail_rc(s, rc, f, "cannot record the restore");
-}
 
 int db_sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem) {
         sqlite3 *c = NULL;

@@ -565,6 +565,11 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
                                         (json_int_t) p->to_version, done_key, "duration_ms", (json_int_t) 0);
                 return *ret_result ? 0 : -ENOMEM;
         }
+        /* the job has started once it has a plan; its checks and backup are part of it */
+        emit(&s, "started", json_pack("{s:s,s:I,s:I,s:I,s:b}", "kind",
+                                      job->request.direction == PLAN_UP ? "up" : "down", "from_version",
+                                      (json_int_t) p->from_version, "to_version", (json_int_t) p->to_version, "total",
+                                      (json_int_t) p->n, "atomic", p->atomic && !job->per_migration));
         r = check_before(e, err);
         if (r == 0 && take_backup) {
                 emit(&s, "backup", json_pack("{s:s}", "phase", "starting"));
@@ -591,9 +596,6 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
         s.reached = p->from_version;
         s.done = json_array();
         s.pending_done = json_array();
-        emit(&s, "started", json_pack("{s:s,s:I,s:I,s:I,s:b}", "kind", a.direction, "from_version",
-                                      (json_int_t) p->from_version, "to_version", (json_int_t) p->to_version, "total",
-                                      (json_int_t) p->n, "atomic", p->atomic && !job->per_migration));
         for (size_t i = 0, j; i < p->n; i = j) {
                 j = group_end(p, i, job->per_migration);
                 r = run_group(&s, i, j);

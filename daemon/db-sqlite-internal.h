@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Shared by the SQLite backend's files: db-sqlite.c (connection, transactions, scripts,
+ * backups) and db-sqlite-history.c (the bookkeeping tables, native or Prisma's). */
+
+#include <sqlite3.h>
+
+#include "db.h"
+#include "macro.h"
+
+typedef struct db_sqlite {
+        db base;
+        sqlite3 *conn;
+        char *path;
+        unsigned busy_timeout_ms;
+        atomic_bool *cancel;
+} db_sqlite;
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
+#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
+
+db_sqlite *to_sqlite(db *d);
+int sqlite_fail(db_sqlite *s, int rc, db_failure *f, const char *what);
+int sqlite_exec_simple(db_sqlite *s, const char *sql, db_failure *f, const char *what);
+bool sqlite_table_exists(db_sqlite *s, const char *name, int *ret_rc);
+void sqlite_rollback(db *d);
+
+/* db-sqlite-history.c */
+int sqlite_load_applied(db *d, applied_set *ret, db_failure *f);
+int sqlite_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f);
+int sqlite_remove_applied(db *d, int64_t version, db_failure *f);
+int sqlite_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
+int sqlite_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
+                          unsigned error_line, db_failure *f);
+int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f);
+int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
+int sqlite_record_restore(db *d, uint64_t job_id, int64_t from_version, int64_t to_version, const char *backup,
+                          const char *requested_by, db_failure *f);
