@@ -42,6 +42,7 @@ enum {
         ARG_INSTANCE,
         ARG_TIMEOUT,
         ARG_REHEARSE,
+        ARG_ALLOW_OUT_OF_ORDER,
 };
 
 #define CONTINUE (-1)
@@ -133,7 +134,7 @@ static int parse_number(const char *s, int64_t *ret) {
 /* What the verbs' options ask of the daemon; only what was given goes into the request. */
 typedef struct request_args {
         int64_t to, steps, limit, timeout;
-        bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse;
+        bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse, out_of_order;
         const char *migrations;
 } request_args;
 
@@ -173,6 +174,9 @@ static int parse_verb_options(const verb *v, int argc, char **argv, const struct
                 case ARG_REHEARSE:
                         a->rehearse = true;
                         continue;
+                case ARG_ALLOW_OUT_OF_ORDER:
+                        a->out_of_order = true;
+                        continue;
                 case ARG_CHECK:
                         a->check = true;
                         continue;
@@ -199,7 +203,8 @@ static json_t *request_params(const request_args *a) {
             (a->has_limit && json_object_set_new(p, "limit", json_integer((json_int_t) a->limit)) < 0) ||
             (a->dry_run && json_object_set_new(p, "dry_run", json_true()) < 0) ||
             (a->per_migration && json_object_set_new(p, "per_migration", json_true()) < 0) ||
-            (a->rehearse && json_object_set_new(p, "rehearse", json_true()) < 0)) {
+            (a->rehearse && json_object_set_new(p, "rehearse", json_true()) < 0) ||
+            (a->out_of_order && json_object_set_new(p, "allow_out_of_order", json_true()) < 0)) {
                 json_decref(p);
                 return NULL;
         }
@@ -354,6 +359,7 @@ static int verb_up(const verb *v, int argc, char **argv) {
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "per-migration", no_argument, NULL, ARG_PER_MIGRATION },
                 { "rehearse", no_argument, NULL, ARG_REHEARSE },
+                { "allow-out-of-order", no_argument, NULL, ARG_ALLOW_OUT_OF_ORDER },
                 {}
         };
 
@@ -548,6 +554,55 @@ static int verb_restore(const verb *v, int argc, char **argv) {
         return call_daemon("restore", params, render_job, NULL);
 }
 
+static int render_marked(json_t *result) {
+        const char *status = json_get_str(result, "status") ?: "";
+        char buf[24];
+
+        if (streq(status, "baselined"))
+                printf("Baseline recorded: migrations up to %s marked applied (nothing was run).\n",
+                       fmt_version(result, "to_version", buf));
+        else
+                printf("%s marked %s (nothing was run).\n", json_get_str(result, "name") ?: "?",
+                       streq(status, "marked_applied") ? "applied" : "rolled back");
+        return 0;
+}
+
+/* mark applied|rolled-back MIGRATION: Prisma's migrate resolve, in both formats. */
+static int verb_mark(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        const char *state;
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (argc - optind != 2)
+                return usage_error(v, "expected a state (applied or rolled-back) and a migration");
+        if (streq(argv[optind], "applied"))
+                state = "applied";
+        else if (streq(argv[optind], "rolled-back"))
+                state = "rolled_back";
+        else
+                return usage_error(v, "the state must be 'applied' or 'rolled-back', not '%s'", argv[optind]);
+        return call_daemon("mark", json_pack("{s:s,s:s}", "migration", argv[optind + 1], "state", state), render_marked,
+                           NULL);
+}
+
+static int verb_baseline(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        int64_t version;
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (argc - optind != 1 || parse_number(argv[optind], &version) < 0 || version == 0)
+                return usage_error(v, "expected one VERSION (a migration's number)");
+        return call_daemon("baseline", json_pack("{s:I}", "version", (json_int_t) version), render_marked, NULL);
+}
+
 static int render_cancel(json_t *result) {
         int64_t id = 0;
         const char *state = json_get_str(result, "state");
@@ -588,7 +643,7 @@ static int verb_cancel(const verb *v, int argc, char **argv) {
 
 static const verb verbs[] = {
         { "status", verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
-        { "up", verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration]",
+        { "up", verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration] [--allow-out-of-order]",
           "Apply pending migrations, all or nothing (--rehearse: on a copy)" },
         { "down", verb_down, "[--steps N | --to V] [--dry-run]", "Revert migrations (default: the last one)" },
         { "plan", verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do; change nothing" },
@@ -599,6 +654,8 @@ static const verb verbs[] = {
         { "backup", verb_backup, "", "Take a backup now (online, consistent)" },
         { "backups", verb_backups, "", "List the backups, newest first" },
         { "restore", verb_restore, "[BACKUP]", "Replace the database with a backup (default: the newest)" },
+        { "mark", verb_mark, "applied|rolled-back MIGRATION", "Record a migration's state without running it (migrate resolve)" },
+        { "baseline", verb_baseline, "VERSION", "Record migrations up to VERSION as applied on a database without history" },
         { "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
         {}
 };
@@ -664,7 +721,7 @@ static int run(int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
         if (optind >= argc)
-                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, wait, cancel, backup, backups, restore, new)");
+                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, wait, cancel, backup, backups, restore, mark, baseline, new)");
         v = verb_find(argv[optind]);
         if (!v)
                 return usage_error(NULL, "unknown command '%s'", argv[optind]);

@@ -146,7 +146,14 @@ int render_event(json_t *ev, void *userdata) {
                 fprintf(stderr, "rolled back to version %s\n", fmt_version(ev, "version", a));
         } else if (streq(event, "units"))
                 render_units_event(ev);
-        else if (streq(event, "unit"))
+        else if (streq(event, "backup")) {
+                json_t *bk = json_object_get(ev, "backup");
+                _cleanup_free_ char *size = fmt_field(bk, "size");
+                if (json_is_object(bk))
+                        fprintf(stderr, "backup taken: %s (%s bytes)\n", json_get_str(bk, "path") ?: "?", size ?: "?");
+                else
+                        fprintf(stderr, "backing up the database%s\n", glyph_ellipsis());
+        } else if (streq(event, "unit"))
                 render_unit_event(ev);
         else
                 render_other_event(event, ev);

@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "macro.h"
-#include "migdir.h"
+#include "migdir-internal.h"
 
 typedef struct dir_entry {
         int64_t version;
@@ -28,8 +29,7 @@ static void dir_entries_free(dir_entry *e, size_t n) {
         free(e);
 }
 
-static int errors_add(migdir_errors *e, const char *fmt, ...) _printf_(2, 3);
-static int errors_add(migdir_errors *e, const char *fmt, ...) {
+int migdir_error_add(migdir_errors *e, const char *fmt, ...) {
         char **m, *s;
         va_list ap;
         int r;
@@ -165,7 +165,7 @@ int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags
 }
 
 /* Reads one script; problems with the file itself become directory errors naming it. */
-static int read_script(int dir_fd, const char *file, const migration_set *previous, int64_t version,
+int migdir_read_script(int dir_fd, const char *file, const migration_set *previous, int64_t version,
                        bool up, migration_script *ret, char ret_checksum[SHA256_HEX_SIZE],
                        migdir_errors *errors) {
         _cleanup_close_ int fd = -1;
@@ -178,11 +178,11 @@ static int read_script(int dir_fd, const char *file, const migration_set *previo
         /* O_NONBLOCK: a FIFO or device in the directory must not hang the scan; it is refused below. */
         fd = openat(dir_fd, file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0)
-                return errors_add(errors, "%s: cannot read: %s", file, strerror(errno)) ?: 1;
+                return migdir_error_add(errors, "%s: cannot read: %s", file, strerror(errno)) ?: 1;
         if (!S_ISREG(st.st_mode))
-                return errors_add(errors, "%s: not a regular file", file) ?: 1;
+                return migdir_error_add(errors, "%s: not a regular file", file) ?: 1;
         if ((uint64_t) st.st_size > MIGRATION_FILE_MAX)
-                return errors_add(errors, "%s: larger than %u MiB", file, MIGRATION_FILE_MAX >> 20) ?: 1;
+                return migdir_error_add(errors, "%s: larger than %u MiB", file, MIGRATION_FILE_MAX >> 20) ?: 1;
 
         /* Reuse an unchanged file from the previous scan instead of reading and hashing it again. */
         const migration *old = previous ? migration_set_find(previous, version) : NULL;
@@ -207,7 +207,7 @@ static int read_script(int dir_fd, const char *file, const migration_set *previo
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return errors_add(errors, "%s: cannot read: %s", file, strerror(errno)) ?: 1;
+                        return migdir_error_add(errors, "%s: cannot read: %s", file, strerror(errno)) ?: 1;
                 }
                 if (n == 0)
                         break; /* shrank while reading: take what is there */
@@ -215,10 +215,10 @@ static int read_script(int dir_fd, const char *file, const migration_set *previo
         }
         buf[got] = '\0';
         if (memchr(buf, '\0', got))
-                return errors_add(errors, "%s: contains a NUL byte; migrations must be SQL text", file) ?: 1;
+                return migdir_error_add(errors, "%s: contains a NUL byte; migrations must be SQL text", file) ?: 1;
         r = migration_parse_directives(buf, got, &flags, &bad);
         if (r < 0)
-                return errors_add(errors, "%s: unknown directive '-- migrated: %s' (known: no-transaction)", file,
+                return migdir_error_add(errors, "%s: unknown directive '-- migrated: %s' (known: no-transaction)", file,
                                   bad ?: "") ?: 1;
         if (up) {
                 r = sha256_hex(buf, got, ret_checksum);
@@ -268,7 +268,7 @@ static int scan_entries(DIR *d, dir_entry **ret, size_t *ret_n, migdir_errors *e
                         goto fail;
                 if (r < 0) {
                         *bad = true;
-                        r = errors_add(errors, "%s: not a migration file name (expected NNNN_name.up.sql or "
+                        r = migdir_error_add(errors, "%s: not a migration file name (expected NNNN_name.up.sql or "
                                        "NNNN_name.down.sql): %s", de->d_name, reason);
                         if (r < 0)
                                 goto fail;
@@ -318,7 +318,7 @@ static int build_migration(int dir_fd, const dir_entry *e, size_t i, size_t j, c
         if (ups > 1)
                 for (size_t k = up_i + 1; k < j; k++)
                         if (e[k].up) {
-                                r = errors_add(errors, "%s: duplicate version %" PRId64 ", also used by %s", e[k].file,
+                                r = migdir_error_add(errors, "%s: duplicate version %" PRId64 ", also used by %s", e[k].file,
                                                e[k].version, e[up_i].file);
                                 if (r < 0)
                                         return r;
@@ -328,7 +328,7 @@ static int build_migration(int dir_fd, const dir_entry *e, size_t i, size_t j, c
                 for (size_t k = i; k < j; k++) {
                         /* name the up file as the user would write it: same prefix, same padding */
                         size_t stem = strlen(e[k].file) - strlen(".down.sql");
-                        r = errors_add(errors, "%s: down migration without its up file (expected %.*s.up.sql)",
+                        r = migdir_error_add(errors, "%s: down migration without its up file (expected %.*s.up.sql)",
                                        e[k].file, (int) stem, e[k].file);
                         if (r < 0)
                                 return r;
@@ -338,7 +338,7 @@ static int build_migration(int dir_fd, const dir_entry *e, size_t i, size_t j, c
         if (downs > 1 || (downs == 1 && !streq(e[down_i].name, e[up_i].name))) {
                 for (size_t k = i; k < j; k++)
                         if (!e[k].up && (downs > 1 || !streq(e[k].name, e[up_i].name))) {
-                                r = errors_add(errors, "%s: down migration does not match its up file %s (the names "
+                                r = migdir_error_add(errors, "%s: down migration does not match its up file %s (the names "
                                                "must be equal)", e[k].file, e[up_i].file);
                                 if (r < 0)
                                         return r;
@@ -352,20 +352,21 @@ static int build_migration(int dir_fd, const dir_entry *e, size_t i, size_t j, c
         m->name = strdup(e[up_i].name);
         if (!m->name)
                 return -ENOMEM;
-        r = read_script(dir_fd, e[up_i].file, previous, m->version, true, &m->up, m->checksum, errors);
+        r = migdir_read_script(dir_fd, e[up_i].file, previous, m->version, true, &m->up, m->checksum, errors);
         if (r != 0)
                 return r;
         if (downs == 1) {
                 char unused[SHA256_HEX_SIZE];
-                r = read_script(dir_fd, e[down_i].file, previous, m->version, false, &m->down, unused, errors);
+                r = migdir_read_script(dir_fd, e[down_i].file, previous, m->version, false, &m->down, unused, errors);
                 if (r != 0)
                         return r;
         }
         return 0;
 }
 
-static void migration_done(migration *m) {
+void migdir_migration_done(migration *m) {
         free(m->name);
+        free(m->key);
         free(m->up.file);
         free(m->up.sql);
         free(m->down.file);
@@ -374,6 +375,10 @@ static void migration_done(migration *m) {
 }
 
 int migdir_load(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors) {
+        return migdir_load_format(dir, MIGDIR_NATIVE, previous, ret, ret_errors);
+}
+
+static int load_native(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors) {
         _cleanup_(migration_set_freep) migration_set *s = NULL;
         dir_entry *entries = NULL;
         size_t n = 0;
@@ -400,7 +405,7 @@ int migdir_load(const char *dir, const migration_set *previous, migration_set **
                 if (r < 0)
                         goto out;
                 if (r > 0) {
-                        migration_done(&s->items[s->n]);
+                        migdir_migration_done(&s->items[s->n]);
                         bad = true;
                         continue;
                 }
@@ -422,7 +427,7 @@ migration_set *migration_set_free(migration_set *s) {
         if (!s)
                 return NULL;
         for (size_t i = 0; i < s->n; i++)
-                migration_done(&s->items[i]);
+                migdir_migration_done(&s->items[i]);
         free(s->items);
         free(s->dir);
         free(s);
@@ -465,4 +470,64 @@ int migration_set_version_width(const migration_set *s) {
                         width = w;
         }
         return width;
+}
+
+int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
+                       migdir_errors *ret_errors) {
+        int r;
+
+        if (previous && previous->format != format)
+                previous = NULL;
+        r = format == MIGDIR_PRISMA ? migdir_load_prisma(dir, previous, ret, ret_errors)
+                                    : load_native(dir, previous, ret, ret_errors);
+        if (r == 0)
+                (*ret)->format = format;
+        return r;
+}
+
+migdir_format migdir_detect_format(const char *dir) {
+        _cleanup_free_ char *lock = NULL;
+
+        if (asprintf(&lock, "%s/migration_lock.toml", dir) < 0)
+                return MIGDIR_NATIVE;
+        return access(lock, F_OK) == 0 ? MIGDIR_PRISMA : MIGDIR_NATIVE;
+}
+
+const char *migdir_format_to_string(migdir_format f) {
+        return f == MIGDIR_PRISMA ? "prisma" : "native";
+}
+
+int migdir_format_from_string(const char *s, migdir_format *ret) {
+        if (streq(s, "native"))
+                *ret = MIGDIR_NATIVE;
+        else if (streq(s, "prisma"))
+                *ret = MIGDIR_PRISMA;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+bool migration_checksum_matches(const migration *m, const char *recorded) {
+        char hex[SHA256_HEX_SIZE];
+
+        if (!recorded)
+                return false;
+        if (streq(m->checksum, recorded))
+                return true;
+        if (!m->prisma)
+                return false;
+        for (int i = 0; i < 3; i++) {
+                /* old Prisma versions wrote the hex without zero padding */
+                if (strlen(recorded) == 64)
+                        sha256_format(m->digests[i], hex);
+                else
+                        sha256_format_unpadded(m->digests[i], hex);
+                if (streq(hex, recorded))
+                        return true;
+        }
+        return false;
+}
+
+const char *migration_record_name(const migration *m) {
+        return m->key ?: m->name;
 }

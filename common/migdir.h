@@ -35,16 +35,26 @@ typedef struct migration_script {
         int64_t mtime_ns;
 } migration_script;
 
+typedef enum migdir_format {
+        MIGDIR_NATIVE, /* NNNN_name.up.sql / NNNN_name.down.sql */
+        MIGDIR_PRISMA, /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+} migdir_format;
+
 typedef struct migration {
         int64_t version;
         char *name;
+        char *key; /* Prisma: the folder name, the migration's identity in _prisma_migrations */
         migration_script up;
         migration_script down; /* down.file == NULL: irreversible */
         char checksum[SHA256_HEX_SIZE]; /* of the up file's bytes */
+        /* Prisma also accepts the checksums of the file with CRLF made LF and LF made CRLF */
+        unsigned char digests[3][32];
+        bool prisma;
 } migration;
 
 typedef struct migration_set {
         char *dir;
+        migdir_format format;
         migration *items; /* ascending by version */
         size_t n;
 } migration_set;
@@ -60,6 +70,22 @@ typedef struct migdir_errors {
  * read and hashed again. */
 int migdir_load(const char *dir, const migration_set *previous, migration_set **ret,
                 migdir_errors *ret_errors);
+
+/* The same for a directory in the given format. */
+int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
+                       migdir_errors *ret_errors);
+
+/* MIGDIR_PRISMA when dir holds Prisma's migration_lock.toml, else MIGDIR_NATIVE. */
+migdir_format migdir_detect_format(const char *dir);
+const char *migdir_format_to_string(migdir_format f);
+int migdir_format_from_string(const char *s, migdir_format *ret);
+
+/* Whether a recorded checksum is this migration's: exact for our format; for Prisma's, any of the
+ * line-ending variants and the old unpadded form it accepts. */
+bool migration_checksum_matches(const migration *m, const char *recorded);
+
+/* The name a migration is recorded under: Prisma's folder name, or our name. */
+const char *migration_record_name(const migration *m);
 
 migration_set *migration_set_free(migration_set *s);
 void migration_set_freep(migration_set **s);

@@ -37,6 +37,8 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_UNKNOWN_BACKUP] = "unknown_backup",
         [PROTOCOL_ERROR_TOO_MANY_CONNECTIONS] = "too_many_connections",
         [PROTOCOL_ERROR_IDLE_TIMEOUT] = "idle_timeout",
+        [PROTOCOL_ERROR_FAILED_MIGRATION] = "failed_migration",
+        [PROTOCOL_ERROR_BASELINE_NEEDED] = "baseline_needed",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

@@ -55,6 +55,8 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_UNKNOWN_BACKUP,    /* restore: no such backup */
         PROTOCOL_ERROR_TOO_MANY_CONNECTIONS, /* connection limit (in all or for this uid) reached */
         PROTOCOL_ERROR_IDLE_TIMEOUT,      /* the connection sent nothing for too long */
+        PROTOCOL_ERROR_FAILED_MIGRATION,  /* an earlier run left a failed migration unresolved (Prisma) */
+        PROTOCOL_ERROR_BASELINE_NEEDED,   /* the database has tables but no migration history */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

@@ -198,6 +198,7 @@ static void plan_from_params(request *rq, plan_request *p, plan_direction dir) {
         p->direction = dir;
         p->to = param_int(rq, "to", PLAN_NO_TARGET);
         p->steps = param_int(rq, "steps", 0);
+        p->allow_out_of_order = param_bool(rq, "allow_out_of_order");
 }
 
 static void cmd_plan(request *rq) {
@@ -301,6 +302,40 @@ static void submit_simple_job(request *rq, engine_job_kind kind) {
         request_free(rq);
 }
 
+/* mark {"migration": ..., "state": "applied" | "rolled_back"}: Prisma's migrate resolve. */
+static void cmd_mark(request *rq) {
+        _cleanup_free_ char *who = describe_peer(&rq->peer);
+        const char *state = json_string_value(json_object_get(rq->params, "state"));
+        const char *target = json_string_value(json_object_get(rq->params, "migration"));
+        engine_job spec = { .requested_by = who, .target = target };
+
+        if (!target || !state || (!streq(state, "applied") && !streq(state, "rolled_back"))) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "mark needs \"migration\" and \"state\": \"applied\" or \"rolled_back\"", NULL);
+                request_free(rq);
+                return;
+        }
+        spec.kind = streq(state, "applied") ? ENGINE_JOB_MARK_APPLIED : ENGINE_JOB_MARK_ROLLED_BACK;
+        jobs_submit(rq->server->jobs, &spec, rq->peer.conn_id, rq->id);
+        request_free(rq);
+}
+
+static void cmd_baseline(request *rq) {
+        _cleanup_free_ char *who = describe_peer(&rq->peer), *version = NULL;
+        engine_job spec = { .kind = ENGINE_JOB_BASELINE, .requested_by = who };
+        json_t *v = json_object_get(rq->params, "version");
+
+        if (!json_is_integer(v) || asprintf(&version, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) < 0) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "baseline needs \"version\"", NULL);
+                request_free(rq);
+                return;
+        }
+        spec.target = version;
+        jobs_submit(rq->server->jobs, &spec, rq->peer.conn_id, rq->id);
+        request_free(rq);
+}
+
 static void cmd_backup(request *rq) {
         submit_simple_job(rq, ENGINE_JOB_BACKUP);
 }
@@ -350,6 +385,14 @@ static const param_spec up_params[] = {
         { "dry_run", PARAM_BOOL, 0, 0 },
         { "per_migration", PARAM_BOOL, 0, 0 },
         { "rehearse", PARAM_BOOL, 0, 0 },
+        { "allow_out_of_order", PARAM_BOOL, 0, 0 },
+};
+static const param_spec mark_params[] = {
+        { "migration", PARAM_STRING, 0, 255 },
+        { "state", PARAM_STRING, 0, 16 },
+};
+static const param_spec baseline_params[] = {
+        { "version", PARAM_INT, 1, VERSION_MAX },
 };
 static const param_spec restore_params[] = {
         { "backup", PARAM_STRING, 0, 255 },
@@ -382,6 +425,8 @@ static const command commands[] = {
         { "backups", cmd_backups, NULL, 0, false },
         { "backup", cmd_backup, NULL, 0, true },
         { "restore", cmd_restore, restore_params, ELEMENTSOF(restore_params), true },
+        { "mark", cmd_mark, mark_params, ELEMENTSOF(mark_params), true },
+        { "baseline", cmd_baseline, baseline_params, ELEMENTSOF(baseline_params), true },
 };
 static const size_t n_commands = ELEMENTSOF(commands);
 
@@ -391,9 +436,9 @@ static void cmd_hello(request *rq) {
         for (size_t i = 0; i < n_commands; i++)
                 json_array_append_new(methods, json_string(commands[i].method));
         server_reply_result(rq->server, rq->peer.conn_id, rq->id,
-                            json_pack("{s:i,s:s,s:s,s:o,s:[sssssss],s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
+                            json_pack("{s:i,s:s,s:s,s:o,s:[ssssssss],s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
                                       "server", "migrated", "version", PROJECT_VERSION, "methods", methods,
-                                      "capabilities", "events", "coalescing", "dry_run", "units", "wait", "backups", "rehearse", "pid", (json_int_t) getpid()));
+                                      "capabilities", "events", "coalescing", "dry_run", "units", "wait", "backups", "rehearse", "prisma", "pid", (json_int_t) getpid()));
         request_free(rq);
 }
 

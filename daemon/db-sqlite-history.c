@@ -2,24 +2,28 @@
 /* The bookkeeping tables: which migrations are applied, and every attempt. */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db-sqlite-internal.h"
 
-static const char bookkeeping_sql[] =
+static const char schema_sql[] =
         "CREATE TABLE IF NOT EXISTS migrated_schema (\n"
         "        version INTEGER PRIMARY KEY,\n"
         "        name TEXT NOT NULL,\n"
         "        checksum TEXT NOT NULL,\n"
         "        applied_at TEXT NOT NULL,\n"
         "        duration_ms INTEGER NOT NULL\n"
-        ");\n"
+        ");\n";
+
+/* Every attempt, in both formats: Prisma's table has no room for them. */
+static const char attempts_sql[] =
         "CREATE TABLE IF NOT EXISTS migrated_attempts (\n"
         "        id INTEGER PRIMARY KEY,\n"
         "        job_id INTEGER NOT NULL,\n"
-        "        direction TEXT NOT NULL CHECK (direction IN ('up', 'down', 'restore')),\n"
+        "        direction TEXT NOT NULL CHECK (direction IN ('up', 'down', 'restore', 'mark', 'baseline')),\n"
         "        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted', 'cancelled')),\n"
         "        from_version INTEGER NOT NULL,\n"
         "        to_version INTEGER NOT NULL,\n"
@@ -38,11 +42,25 @@ static const char recover_sql[] =
         "error = 'migrated stopped during this attempt; SQLite rolled back its open transaction' "
         "WHERE status = 'running'";
 
+/* The applied-set table of the format, then the attempts table; created only if absent. */
+static int ensure_bookkeeping(db_sqlite *s, db_failure *f) {
+        int r;
+
+        r = s->format == MIGDIR_PRISMA ? prisma_ensure_table(s, f)
+                                       : sqlite_exec_simple(s, schema_sql, f, "cannot create migrated_schema");
+        if (r != 0)
+                return r;
+        return sqlite_exec_simple(s, attempts_sql, f, "cannot create migrated_attempts");
+}
+
 int sqlite_load_applied(db *d, applied_set *ret, db_failure *f) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         db_sqlite *s = to_sqlite(d);
         applied_set a = {};
         int rc;
+
+        if (s->format == MIGDIR_PRISMA)
+                return prisma_load_applied(s, ret, f);
 
         if (!sqlite_table_exists(s, "migrated_schema", &rc)) {
                 if (rc != SQLITE_OK)
@@ -88,6 +106,9 @@ int sqlite_record_applied(db *d, const migration *m, int64_t duration_ms, db_fai
         char now[32];
         int rc;
 
+        if (s->format == MIGDIR_PRISMA)
+                return prisma_record_applied(s, m, duration_ms, f);
+
         db_timestamp(now);
         rc = sqlite3_prepare_v2(s->conn,
                                 "INSERT INTO migrated_schema (version, name, checksum, applied_at, duration_ms) "
@@ -103,17 +124,91 @@ int sqlite_record_applied(db *d, const migration *m, int64_t duration_ms, db_fai
         return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot record the applied migration");
 }
 
-int sqlite_remove_applied(db *d, int64_t version, db_failure *f) {
+int sqlite_remove_applied(db *d, const migration *m, db_failure *f) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         db_sqlite *s = to_sqlite(d);
         int rc;
 
+        if (s->format == MIGDIR_PRISMA)
+                return prisma_remove_applied(s, m, f);
         rc = sqlite3_prepare_v2(s->conn, "DELETE FROM migrated_schema WHERE version = ?1", -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, version);
+                sqlite3_bind_int64(st, 1, m->version);
                 rc = sqlite3_step(st);
         }
         return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot record the reverted migration");
+}
+
+static int mark_refused(db_failure *f, const char *fmt, ...) _printf_(2, 3);
+static int mark_refused(db_failure *f, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        db_failure_clear(f);
+        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
+        va_start(ap, fmt);
+        r = vasprintf(&f->message, fmt, ap);
+        va_end(ap);
+        return r < 0 ? -ENOMEM : DB_FAILED;
+}
+
+/* Bookkeeping without running the script: the caller holds a write transaction. */
+int sqlite_mark_applied(db *d, const migration *m, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        applied_set a = {};
+        bool already;
+        int r;
+
+        r = ensure_bookkeeping(s, f);
+        if (r != 0)
+                return r;
+        if (s->format == MIGDIR_PRISMA)
+                return prisma_mark_applied(s, m, f);
+        r = sqlite_load_applied(d, &a, f);
+        if (r != 0)
+                return r;
+        already = applied_set_find(&a, m->version) != NULL;
+        applied_set_clear(&a);
+        if (already)
+                return mark_refused(f, "%s is already recorded as applied", m->up.file);
+        return sqlite_record_applied(d, m, 0, f);
+}
+
+/* Ours has no failed state: marking rolled back forgets an applied migration reverted by hand. */
+int sqlite_mark_rolled_back(db *d, const migration *m, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        int rc, r;
+
+        r = ensure_bookkeeping(s, f);
+        if (r != 0)
+                return r;
+        if (s->format == MIGDIR_PRISMA)
+                return prisma_mark_rolled_back(s, m, f);
+        rc = sqlite3_prepare_v2(s->conn, "DELETE FROM migrated_schema WHERE version = ?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, m->version);
+                rc = sqlite3_step(st);
+        }
+        if (rc != SQLITE_DONE)
+                return sqlite_fail(s, rc, f, "cannot mark the migration rolled back");
+        if (sqlite3_changes(s->conn) == 0)
+                return mark_refused(f, "%s is not applied, so it cannot be marked rolled back", m->up.file);
+        return 0;
+}
+
+int sqlite_has_user_tables(db *d, bool *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+
+        if (sqlite3_prepare_v2(s->conn,
+                               "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+                               "ESCAPE '\\' AND name NOT IN ('_prisma_migrations', 'migrated_schema', "
+                               "'migrated_attempts')", -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW)
+                return -EIO;
+        *ret = sqlite3_column_int64(st, 0) > 0;
+        return 0;
 }
 
 /* Records the attempt as running in a transaction of its own, committed before the migration
@@ -128,9 +223,12 @@ int sqlite_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure
         if (r != 0)
                 return r;
         db_timestamp(now);
-        rc = sqlite3_exec(s->conn, bookkeeping_sql, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(s->conn, recover_sql, -1, &rec, NULL);
+        r = ensure_bookkeeping(s, f);
+        if (r != 0) {
+                sqlite_rollback(d);
+                return r;
+        }
+        rc = sqlite3_prepare_v2(s->conn, recover_sql, -1, &rec, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_text(rec, 1, now, -1, SQLITE_STATIC);
                 rc = sqlite3_step(rec) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
@@ -268,30 +366,30 @@ int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f) {
         return 0;
 }
 
-int sqlite_record_restore(db *d, uint64_t job_id, int64_t from_version, int64_t to_version, const char *backup,
-                                 const char *requested_by, db_failure *f) {
+int sqlite_record_event(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
+                        const char *detail, const char *requested_by, db_failure *f) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         db_sqlite *s = to_sqlite(d);
         char now[32];
-        int rc;
+        int rc, r;
 
-        rc = sqlite3_exec(s->conn, bookkeeping_sql, NULL, NULL, NULL);
+        r = ensure_bookkeeping(s, f);
+        if (r != 0)
+                return r;
         db_timestamp(now);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(s->conn,
-                                        "INSERT INTO migrated_attempts (job_id, direction, status, from_version, "
-                                        "to_version, versions, detail, started_at, finished_at, requested_by) "
-                                        "VALUES (?1, 'restore', 'succeeded', ?2, ?3, '[]', ?4, ?5, ?5, ?6)", -1, &st,
-                                        NULL);
+        rc = sqlite3_prepare_v2(s->conn,
+                                "INSERT INTO migrated_attempts (job_id, direction, status, from_version, "
+                                "to_version, versions, detail, started_at, finished_at, requested_by) "
+                                "VALUES (?1, ?2, 'succeeded', ?3, ?4, '[]', ?5, ?6, ?6, ?7)", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_int64(st, 1, (sqlite3_int64) job_id);
-                sqlite3_bind_int64(st, 2, from_version);
-                sqlite3_bind_int64(st, 3, to_version);
-                char *detail = sqlite3_mprintf("restored from %s", backup);
-                sqlite3_bind_text(st, 4, detail, -1, sqlite3_free);
-                sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 6, requested_by, -1, SQLITE_STATIC);
-                rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
+                sqlite3_bind_text(st, 2, direction, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 3, from_version);
+                sqlite3_bind_int64(st, 4, to_version);
+                sqlite3_bind_text(st, 5, detail, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 7, requested_by, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st);
         }
-        return rc == SQLITE_OK ? 0 : sqlite_fail(s, rc, f, "cannot record the restore");
+        return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot record the job in the history");
 }

@@ -15,6 +15,7 @@ typedef struct db_sqlite {
         char *path;
         unsigned busy_timeout_ms;
         atomic_bool *cancel;
+        migdir_format format;
 } db_sqlite;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
@@ -29,11 +30,22 @@ void sqlite_rollback(db *d);
 /* db-sqlite-history.c */
 int sqlite_load_applied(db *d, applied_set *ret, db_failure *f);
 int sqlite_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f);
-int sqlite_remove_applied(db *d, int64_t version, db_failure *f);
+int sqlite_remove_applied(db *d, const migration *m, db_failure *f);
+int sqlite_mark_applied(db *d, const migration *m, db_failure *f);
+int sqlite_mark_rolled_back(db *d, const migration *m, db_failure *f);
+int sqlite_has_user_tables(db *d, bool *ret);
 int sqlite_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
 int sqlite_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
                           unsigned error_line, db_failure *f);
 int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f);
 int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
-int sqlite_record_restore(db *d, uint64_t job_id, int64_t from_version, int64_t to_version, const char *backup,
-                          const char *requested_by, db_failure *f);
+int sqlite_record_event(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
+                        const char *detail, const char *requested_by, db_failure *f);
+
+/* db-sqlite-prisma.c */
+int prisma_ensure_table(db_sqlite *s, db_failure *f);
+int prisma_load_applied(db_sqlite *s, applied_set *ret, db_failure *f);
+int prisma_record_applied(db_sqlite *s, const migration *m, int64_t duration_ms, db_failure *f);
+int prisma_remove_applied(db_sqlite *s, const migration *m, db_failure *f);
+int prisma_mark_applied(db_sqlite *s, const migration *m, db_failure *f);
+int prisma_mark_rolled_back(db_sqlite *s, const migration *m, db_failure *f);

@@ -155,6 +155,7 @@ static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
         }
         sqlite3_extended_result_codes(s->conn, 1);
         s->cancel = o->cancel;
+        s->format = o->format;
         sqlite3_busy_handler(s->conn, busy_handler, s);
         if (s->cancel)
                 sqlite3_progress_handler(s->conn, 1000, progress_handler, s);
@@ -542,5 +543,8 @@ const db_backend db_sqlite_backend = {
         .restore_from = sqlite_restore_from,
         .check_integrity = sqlite_check_integrity,
         .size = sqlite_size,
-        .record_restore = sqlite_record_restore,
+        .record_event = sqlite_record_event,
+        .mark_applied = sqlite_mark_applied,
+        .mark_rolled_back = sqlite_mark_rolled_back,
+        .has_user_tables = sqlite_has_user_tables,
 };

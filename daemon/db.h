@@ -37,6 +37,7 @@ typedef struct db_options {
         const char *path;
         unsigned busy_timeout_ms;
         bool read_only;
+        migdir_format format; /* which bookkeeping: migrated_schema or Prisma's _prisma_migrations */
         /* When set, long statements poll it and stop (rolled back) once it turns true. */
         atomic_bool *cancel;
 } db_options;
@@ -63,7 +64,7 @@ typedef struct db_backend {
         int (*exec_script)(db *d, const char *sql, size_t size, bool in_transaction, db_failure *f);
         int (*check_foreign_keys)(db *d, db_failure *f);
         int (*record_applied)(db *d, const migration *m, int64_t duration_ms, db_failure *f);
-        int (*remove_applied)(db *d, int64_t version, db_failure *f);
+        int (*remove_applied)(db *d, const migration *m, db_failure *f);
         int (*attempt_begin)(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
         int (*attempt_finish)(db *d, int64_t id, const char *status, const char *error, const char *error_file,
                               unsigned error_line, db_failure *f);
@@ -77,9 +78,14 @@ typedef struct db_backend {
         int (*check_integrity)(db *d, bool full, db_failure *f);
         /* The database's logical size in bytes: pages times page size. */
         int (*size)(db *d, uint64_t *ret_bytes);
-        /* Records a restore in the history (after the content was replaced). */
-        int (*record_restore)(db *d, uint64_t job_id, int64_t from_version, int64_t to_version, const char *backup,
-                              const char *requested_by, db_failure *f);
+        /* Records a job that is not a migration (restore, mark, baseline) as one succeeded attempt. */
+        int (*record_event)(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
+                            const char *detail, const char *requested_by, db_failure *f);
+        /* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
+        int (*mark_applied)(db *d, const migration *m, db_failure *f);
+        int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
+        /* Whether the database has tables of its own (not SQLite's, not bookkeeping). */
+        int (*has_user_tables)(db *d, bool *ret);
 } db_backend;
 
 struct db {

@@ -226,7 +226,11 @@ int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress
                 if (r > 0)
                         r = engine_fail_db(err, &f, NULL);
         }
-        if (r == 0 && e->db->backend->record_restore(e->db, job->id, from, b.version, b.file, job->requested_by, &f) != 0) {
+        _cleanup_free_ char *detail = NULL;
+        if (r == 0 && asprintf(&detail, "restored from %s", b.file) < 0)
+                r = -ENOMEM;
+        if (r == 0 &&
+            e->db->backend->record_event(e->db, job->id, "restore", from, b.version, detail, job->requested_by, &f) != 0) {
                 log_warning("Restored, but could not record it in the history: %s", f.message ?: "?");
                 db_failure_clear(&f);
         }
@@ -249,7 +253,7 @@ int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engin
         _cleanup_free_ char *copy = NULL, *wal = NULL, *shm = NULL;
         const char *dir = e->backup_dir ?: "/tmp";
         engine_options o = { .migrations_dir = e->migrations_dir, .busy_timeout_ms = e->busy_timeout_ms,
-                             .integrity = e->integrity };
+                             .integrity = e->integrity, .format = e->format };
         engine *rehearsal = NULL;
         engine_job j = *job;
         db_failure f = {};

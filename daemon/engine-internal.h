@@ -16,6 +16,7 @@ struct engine {
         unsigned backup_keep;
         engine_integrity integrity;
         unsigned busy_timeout_ms;
+        migdir_format format;
         db *db;
         migration_set *set;      /* the last good scan, reused to skip unchanged files */
         migdir_errors dir_errors; /* problems of the last scan */
@@ -43,6 +44,14 @@ int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress
 int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
 int engine_backup_now(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
 int engine_check_restore(engine *e, const engine_job *job, engine_error *err);
+
+/* engine-mark.c */
+int engine_mark(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
+int engine_baseline(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
+int engine_check_mark(engine *e, const engine_job *job, engine_error *err);
+
+/* Requires the directory to be readable and valid now (jobs refuse otherwise). */
+int engine_require_valid_directory(engine *e, engine_error *err);
 
 /* engine_run's core, shared with rehearsal: take_backup false on a throwaway copy. */
 int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,

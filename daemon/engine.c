@@ -53,13 +53,14 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         if (!e)
                 return -ENOMEM;
         db_options dbo = { .path = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
-                           .cancel = &e->interrupted };
+                           .cancel = &e->interrupted, .format = o->format };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
         e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;
         e->backup_keep = o->backup_keep;
         e->integrity = o->integrity;
         e->busy_timeout_ms = o->busy_timeout_ms;
+        e->format = o->format;
         if (!e->database || !e->migrations_dir || (o->backup_dir && !e->backup_dir)) {
                 free(e->database);
                 free(e->migrations_dir);
@@ -124,7 +125,7 @@ static int engine_scan(engine *e) {
 
         migdir_errors_clear(&e->dir_errors);
         e->dir_errno = 0;
-        r = migdir_load(e->migrations_dir, e->set, &s, &e->dir_errors);
+        r = migdir_load_format(e->migrations_dir, e->format, e->set, &s, &e->dir_errors);
         if (r < 0 && r != -ENOMEM) {
                 e->dir_errno = -r;
                 return 0;
@@ -152,7 +153,7 @@ int engine_load(engine *e, applied_set *applied, engine_error *err) {
 }
 
 /* Jobs need a directory that is readable and valid right now. */
-static int require_valid_directory(engine *e, engine_error *err) {
+int engine_require_valid_directory(engine *e, engine_error *err) {
         if (e->dir_errno != 0)
                 return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID, NULL,
                                    "cannot read the migrations directory %s: %s", e->migrations_dir,
@@ -205,6 +206,21 @@ static int plan_refused(engine_error *err, plan_error *pe) {
         return r;
 }
 
+/* A Prisma-managed database with tables but no history was not made by these migrations (or its
+ * history was lost): applying them from the start would fail or, worse, half work. */
+static int check_baseline(engine *e, const applied_set *applied, engine_error *err) {
+        bool tables = false;
+
+        if (e->format != MIGDIR_PRISMA || applied->n > 0 || applied->n_failed > 0)
+                return 0;
+        if (e->db->backend->has_user_tables(e->db, &tables) < 0 || !tables)
+                return 0;
+        return engine_fail(err, PROTOCOL_ERROR_BASELINE_NEEDED, NULL,
+                           "the database has tables but no migration history, so migrated cannot know which "
+                           "migrations it already has; if its schema matches migration V, record that with "
+                           "\"migratectl baseline V\" (nothing is run), then run up");
+}
+
 int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *ret_current, engine_error *err) {
         applied_set applied = {};
         plan_error pe = {};
@@ -212,7 +228,9 @@ int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *r
 
         r = engine_load(e, &applied, err);
         if (r == 0)
-                r = require_valid_directory(e, err);
+                r = engine_require_valid_directory(e, err);
+        if (r == 0 && req->direction == PLAN_UP)
+                r = check_baseline(e, &applied, err);
         if (r == 0) {
                 r = plan_build(e->set, &applied, req, ret, &pe);
                 if (r == PLAN_REFUSED) {
@@ -285,6 +303,11 @@ int engine_preview(engine *e, const engine_job *job, bool *ret_changes, engine_e
         case ENGINE_JOB_RESTORE:
                 *ret_changes = true;
                 return engine_check_restore(e, job, err);
+        case ENGINE_JOB_MARK_APPLIED:
+        case ENGINE_JOB_MARK_ROLLED_BACK:
+        case ENGINE_JOB_BASELINE:
+                *ret_changes = false; /* bookkeeping only: the schema and the services are not touched */
+                return engine_check_mark(e, job, err);
         default:
                 r = engine_build_plan(e, &job->request, &p, NULL, err);
                 if (r != 0)
@@ -299,6 +322,9 @@ const char *engine_job_kind_name(const engine_job *j) {
         case ENGINE_JOB_BACKUP: return "backup";
         case ENGINE_JOB_RESTORE: return "restore";
         case ENGINE_JOB_REHEARSE: return "rehearse";
+        case ENGINE_JOB_MARK_APPLIED: return "mark-applied";
+        case ENGINE_JOB_MARK_ROLLED_BACK: return "mark-rolled-back";
+        case ENGINE_JOB_BASELINE: return "baseline";
         default: return j->request.direction == PLAN_UP ? "up" : "down";
         }
 }
@@ -309,6 +335,9 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
         case ENGINE_JOB_BACKUP: return engine_backup_now(e, job, ret_result, err);
         case ENGINE_JOB_RESTORE: return engine_restore(e, job, progress, userdata, ret_result, err);
         case ENGINE_JOB_REHEARSE: return engine_rehearse(e, job, ret_result, err);
+        case ENGINE_JOB_MARK_APPLIED:
+        case ENGINE_JOB_MARK_ROLLED_BACK: return engine_mark(e, job, ret_result, err);
+        case ENGINE_JOB_BASELINE: return engine_baseline(e, job, ret_result, err);
         default: return engine_run_plan(e, job, e->backup_dir != NULL, progress, userdata, ret_result, err);
         }
 }
@@ -335,7 +364,7 @@ int engine_verify(engine *e, json_t **ret, engine_error *err) {
                 return r;
         if (e->dir_errno != 0) {
                 applied_set_clear(&applied);
-                return require_valid_directory(e, err);
+                return engine_require_valid_directory(e, err);
         }
         problems = report_problems(e->set, &applied, &e->dir_errors);
         *ret = json_pack("{s:b,s:I,s:o}", "ok", json_array_size(problems) == 0, "checked", (json_int_t) applied.n,
@@ -408,7 +437,7 @@ static int apply_step(run_state *s, size_t k, bool in_transaction) {
         }
         ms = now_ms() - t0;
         r = s->p->direction == PLAN_UP ? d->backend->record_applied(d, st->migration, ms, &s->failure)
-                                       : d->backend->remove_applied(d, st->migration->version, &s->failure);
+                                       : d->backend->remove_applied(d, st->migration, &s->failure);
         if (r != 0) {
                 s->failed_step = st;
                 return r;

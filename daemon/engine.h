@@ -28,6 +28,7 @@ typedef struct engine_options {
         const char *backup_dir; /* NULL: no backups (rehearsal copies) */
         unsigned backup_keep;
         engine_integrity integrity;
+        migdir_format format; /* the migrations' layout and the matching bookkeeping */
 } engine_options;
 
 /* A failure to hand back to the client: code, message, and details for scripts. */
@@ -76,6 +77,9 @@ typedef enum engine_job_kind {
         ENGINE_JOB_BACKUP,   /* an on-demand backup */
         ENGINE_JOB_RESTORE,  /* replace the database with a backup */
         ENGINE_JOB_REHEARSE, /* the plan applied to a throwaway copy */
+        ENGINE_JOB_MARK_APPLIED,     /* record a migration as applied without running it */
+        ENGINE_JOB_MARK_ROLLED_BACK, /* resolve a failed (Prisma) / forget an applied (ours) migration */
+        ENGINE_JOB_BASELINE,         /* record everything up to a version as applied, on an empty history */
 } engine_job_kind;
 
 typedef struct engine_job {
@@ -85,6 +89,7 @@ typedef struct engine_job {
         bool per_migration;
         const char *requested_by;
         const char *backup; /* restore: the backup's file name; NULL: the newest */
+        const char *target; /* mark: the migration (version, name or file); baseline: the version */
 } engine_job;
 
 const char *engine_job_kind_name(const engine_job *j);

@@ -41,6 +41,7 @@ typedef struct job {
         engine_job spec;
         char *requested_by;
         char *backup_name; /* restore: owned copy of spec.backup */
+        char *target;      /* mark/baseline: owned copy of spec.target */
         subscriber *subs;
         size_t n_subs;
         job_phase phase;
@@ -91,6 +92,7 @@ static void job_free(job *jb) {
         free(jb->subs);
         free(jb->requested_by);
         free(jb->backup_name);
+        free(jb->target);
         strv_free_n(jb->stopped, jb->n_stopped);
         json_decref(jb->units_report);
         json_decref(jb->progress);
@@ -590,6 +592,12 @@ void jobs_submit(jobs *j, const engine_job *spec, uint64_t conn_id, json_t *requ
                 return;
         }
         jb->spec.backup = jb->backup_name;
+        if (spec->target && !(jb->target = strdup(spec->target))) {
+                server_reply_error(s, conn_id, request_id, PROTOCOL_ERROR_INTERNAL, "out of memory", NULL);
+                job_free(jb);
+                return;
+        }
+        jb->spec.target = jb->target;
         if (j->tail)
                 j->tail->next = jb;
         else

@@ -68,7 +68,9 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
 static int open_engines(server *s) {
         engine_options o = { .database = s->cfg->database, .migrations_dir = s->cfg->migrations_dir,
                              .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
-                             .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity };
+                             .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
+                             .format = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
+                                                           : migdir_detect_format(s->cfg->migrations_dir) };
         engine_error err = {};
         json_t *snap = NULL;
         int r;
@@ -249,7 +251,10 @@ static int run(const config *cfg) {
             evsignal_add(sig_hup, NULL) < 0)
                 goto finish;
 
-        log_info("Serving %s (migrations %s) on %s", cfg->database, cfg->migrations_dir,
+        log_info("Serving %s (%s migrations in %s) on %s", cfg->database,
+                 cfg->format >= 0 ? migdir_format_to_string((migdir_format) cfg->format)
+                                  : migdir_format_to_string(migdir_detect_format(cfg->migrations_dir)),
+                 cfg->migrations_dir,
                  created ? cfg->socket_path : "the socket passed by systemd");
         if (cfg->auto_up) {
                 engine_job up = { .request = { .direction = PLAN_UP, .to = PLAN_NO_TARGET },

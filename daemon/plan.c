@@ -15,8 +15,10 @@ void applied_set_clear(applied_set *a) {
                 free(a->items[i].applied_at);
         }
         free(a->items);
-        a->items = NULL;
-        a->n = 0;
+        for (size_t i = 0; i < a->n_failed; i++)
+                free(a->failed[i]);
+        free(a->failed);
+        memset(a, 0, sizeof(*a));
 }
 
 int64_t applied_set_current(const applied_set *a) {
@@ -60,6 +62,14 @@ static int refuse(plan_error *e, protocol_error_code code, const migration *m, c
 size_t plan_check_applied(const migration_set *set, const applied_set *applied, plan_error *ret_error) {
         size_t problems = 0;
 
+        for (size_t i = 0; i < applied->n_failed; i++)
+                if (problems++ == 0 && ret_error)
+                        refuse(ret_error, PROTOCOL_ERROR_FAILED_MIGRATION, NULL,
+                               "migration %s failed in an earlier run and was never resolved, so its changes may be "
+                               "partly in the database; repair the database by hand, then run \"migratectl mark "
+                               "rolled-back %s\" to run it again, or \"migratectl mark applied %s\" if you completed "
+                               "it by hand", applied->failed[i], applied->failed[i], applied->failed[i]);
+
         for (size_t i = 0; i < applied->n; i++) {
                 const applied_migration *a = &applied->items[i];
                 const migration *m = migration_set_find(set, a->version);
@@ -74,7 +84,7 @@ size_t plan_check_applied(const migration_set *set, const applied_set *applied, 
                         }
                         continue;
                 }
-                if (!streq(m->checksum, a->checksum)) {
+                if (!migration_checksum_matches(m, a->checksum)) {
                         if (problems++ == 0 && ret_error) {
                                 refuse(ret_error, PROTOCOL_ERROR_CHECKSUM_MISMATCH, m,
                                        "%s was edited after it was applied (recorded sha256 %s, file now %s); "
@@ -116,18 +126,21 @@ static int plan_up(const migration_set *set, const applied_set *applied, const p
                               target, current, target);
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
-                if (m->version < current && !applied_set_find(applied, m->version))
+                if (m->version < current && !applied_set_find(applied, m->version) && !req->allow_out_of_order)
                         return refuse(e, PROTOCOL_ERROR_OUT_OF_ORDER, m,
                                       "%s is pending but older than the current version %" PRId64
-                                      "; give it a version above %" PRId64 " (rename the file)",
+                                      "; give it a version above %" PRId64 " (rename it), or apply it out of order "
+                                      "on purpose with up --allow-out-of-order",
                                       m->up.file, current, current);
         }
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
-                if (m->version > current && m->version <= target)
+                bool older = m->version < current && req->allow_out_of_order;
+                if ((m->version > current || older) && m->version <= target && !applied_set_find(applied, m->version))
                         plan_add(p, m, true);
         }
-        p->to_version = p->n > 0 ? p->steps[p->n - 1].migration->version : current;
+        p->to_version = p->n > 0 && p->steps[p->n - 1].migration->version > current ? p->steps[p->n - 1].migration->version
+                                                                                  : current;
         return 0;
 }
 

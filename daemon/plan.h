@@ -23,6 +23,9 @@ typedef struct applied_migration {
 typedef struct applied_set {
         applied_migration *items; /* ascending by version */
         size_t n;
+        /* Prisma: migrations whose last run failed and was not resolved (mark applied/rolled-back) */
+        char **failed;
+        size_t n_failed;
 } applied_set;
 
 void applied_set_clear(applied_set *a);
@@ -40,6 +43,7 @@ typedef struct plan_request {
         plan_direction direction;
         int64_t to;    /* PLAN_NO_TARGET: up = latest, down = use steps */
         int64_t steps; /* down only; 0 = not given (1 unless to is given) */
+        bool allow_out_of_order; /* up: also apply pending migrations older than the current version */
 } plan_request;
 
 typedef struct plan_step {

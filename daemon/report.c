@@ -21,6 +21,14 @@ json_t *report_problems(const migration_set *set, const applied_set *applied, co
                 json_object_set_new(o, "message", json_string(dir_errors->messages[i]));
                 json_array_append_new(arr, o);
         }
+        for (size_t i = 0; applied && i < applied->n_failed; i++) {
+                json_t *o = json_object();
+                json_object_set_new(o, "kind", json_string("failed_migration"));
+                json_object_set_new(o, "name", json_string(applied->failed[i]));
+                json_object_set_new(o, "message", json_string("failed in an earlier run and not resolved: see "
+                                                              "migratectl mark applied|rolled-back"));
+                json_array_append_new(arr, o);
+        }
         if (!set)
                 return arr; /* without a readable directory nothing can be compared */
         for (size_t i = 0; i < applied->n; i++) {
@@ -32,7 +40,7 @@ json_t *report_problems(const migration_set *set, const applied_set *applied, co
                         o = migration_problem("missing_file", a->version, a->name, NULL);
                         json_object_set_new(o, "message", json_string("applied, but its file is missing from the "
                                                                       "migrations directory"));
-                } else if (!streq(m->checksum, a->checksum)) {
+                } else if (!migration_checksum_matches(m, a->checksum)) {
                         o = migration_problem("checksum_mismatch", a->version, a->name, m->up.file);
                         json_object_set_new(o, "expected", json_string(a->checksum));
                         json_object_set_new(o, "actual", json_string(m->checksum));
@@ -68,12 +76,15 @@ json_t *report_status(const char *database, const migration_set *set, const appl
                 json_object_set_new(p, "version", json_integer(m->version));
                 json_object_set_new(p, "name", json_string(m->name));
                 json_object_set_new(p, "file", json_string(m->up.file));
+                if (m->key)
+                        json_object_set_new(p, "migration_name", json_string(m->key));
                 json_object_set_new(p, "reversible", json_boolean(m->down.file != NULL));
                 json_object_set_new(p, "transaction", json_boolean(!(m->up.flags & MIGRATION_NO_TRANSACTION)));
                 json_array_append_new(pend, p);
         }
         json_object_set_new(o, "database", json_string(database));
         json_object_set_new(o, "migrations_dir", set ? json_string(set->dir) : json_null());
+        json_object_set_new(o, "format", json_string(migdir_format_to_string(set ? set->format : MIGDIR_NATIVE)));
         json_object_set_new(o, "journal_mode", journal_mode ? json_string(journal_mode) : json_null());
         json_object_set_new(o, "current_version", current > 0 ? json_integer(current) : json_null());
         json_object_set_new(o, "latest_version",

@@ -23,6 +23,19 @@
 #define TIMEOUT_MAX_S 86400u
 #define DEFAULT_BACKUP_KEEP 10u
 
+/* migdir_format, or -1 for "auto": Prisma's layout when migration_lock.toml is there */
+static int parse_format(const char *v, int *ret) {
+        if (streq(v, "auto"))
+                *ret = -1;
+        else if (streq(v, "native"))
+                *ret = 0;
+        else if (streq(v, "prisma"))
+                *ret = 1;
+        else
+                return -EINVAL;
+        return 0;
+}
+
 /* engine_integrity, without depending on the engine */
 static int parse_integrity(const char *v, int *ret) {
         if (streq(v, "off"))
@@ -163,6 +176,8 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
         } else if (streq(section, "migrations")) {
                 if (streq(key, "directory"))
                         return set_string(&c->migrations_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
+                if (streq(key, "format"))
+                        return parse_format(value, &c->format) == 0 ? 1 : ini_error(st, section, key, "must be auto, native or prisma");
                 if (streq(key, "auto_up"))
                         return parse_bool(value, &c->auto_up) == 0 ? 1 : ini_error(st, section, key, "must be true or false");
         } else if (streq(section, "daemon")) {
@@ -284,6 +299,7 @@ static void help(void) {
                "  -m, --migrations DIR      the migrations directory (NNNN_name.up.sql ...)\n"
                "  -s, --socket PATH         the control socket (default %s)\n"
                "  -c, --config FILE         an INI file with the same settings; flags win\n"
+               "      --format FORMAT       auto (default), native or prisma (<timestamp>_<name>/migration.sql)\n"
                "      --auto-up             apply pending migrations at start\n"
                "      --busy-timeout MS     how long to wait for other writers (default %u)\n"
                "      --units \"A B\"         dependent units: stopped before a change, started after\n"
@@ -303,7 +319,7 @@ static void help(void) {
 
 enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION, ARG_UNITS, ARG_MANAGER, ARG_STOP_TIMEOUT,
        ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT, ARG_BACKUP_DIR, ARG_KEEP, ARG_INTEGRITY, ARG_ADMIN_GROUP,
-       ARG_SOCKET_GROUP };
+       ARG_SOCKET_GROUP, ARG_FORMAT };
 
 /* Flags are collected first and applied after the file, so that they win over it. */
 typedef struct cli {
@@ -317,6 +333,7 @@ typedef struct cli {
         const char *backup_dir, *admin_group, *socket_group;
         unsigned keep;
         int integrity; /* -1: not given */
+        int format;    /* -2: not given */
 } cli;
 
 static int parse_cli(int argc, char **argv, cli *a) {
@@ -339,6 +356,7 @@ static int parse_cli(int argc, char **argv, cli *a) {
                 { "integrity", required_argument, NULL, ARG_INTEGRITY },
                 { "admin-group", required_argument, NULL, ARG_ADMIN_GROUP },
                 { "socket-group", required_argument, NULL, ARG_SOCKET_GROUP },
+                { "format", required_argument, NULL, ARG_FORMAT },
                 {},
         };
         int c;
@@ -361,6 +379,12 @@ static int parse_cli(int argc, char **argv, cli *a) {
                 case ARG_UNITS: a->units = optarg; break;
                 case ARG_BACKUP_DIR: a->backup_dir = optarg; break;
                 case ARG_ADMIN_GROUP: a->admin_group = optarg; break;
+                case ARG_FORMAT:
+                        if (parse_format(optarg, &a->format) < 0) {
+                                fprintf(stderr, "migrated: --format takes auto, native or prisma: %s\n", optarg);
+                                return CONFIG_EXIT_USAGE;
+                        }
+                        break;
                 case ARG_SOCKET_GROUP: a->socket_group = optarg; break;
                 case ARG_KEEP:
                         if (parse_uint(optarg, 1, 10000, &a->keep) < 0) {
@@ -408,12 +432,13 @@ static int parse_cli(int argc, char **argv, cli *a) {
 }
 
 int config_load(int argc, char **argv, config *c) {
-        cli a = { .integrity = -1 };
+        cli a = { .integrity = -1, .format = -2 };
         int r;
 
         memset(c, 0, sizeof(*c));
         c->backup_keep = DEFAULT_BACKUP_KEEP;
         c->integrity = 1;
+        c->format = -1;
         c->admin_gid = (gid_t) -1;
         c->socket_gid = (gid_t) -1;
         c->max_connections = 4096;
@@ -476,6 +501,8 @@ int config_load(int argc, char **argv, config *c) {
         }
         if (a.integrity >= 0)
                 c->integrity = a.integrity;
+        if (a.format != -2)
+                c->format = a.format;
         if (a.busy_timeout_set)
                 c->busy_timeout_ms = a.busy_timeout_ms;
         if (!c->socket_path && !(c->socket_path = strdup(DEFAULT_SOCKET)))

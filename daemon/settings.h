@@ -10,6 +10,7 @@
 typedef struct config {
         char *database;
         char *migrations_dir;
+        int format;             /* migdir_format, or -1: detect from the directory */
         char *socket_path;
         char *config_file;
         bool auto_up;

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/* Bookkeeping without running scripts: mark applied / rolled back (Prisma's migrate resolve) and
+ * baselines for databases that existed before their migrations were tracked. */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine-internal.h"
+#include "macro.h"
+
+/* A migration named by its version, its recorded name (Prisma folder), its name or its file. */
+static const migration *find_target(const migration_set *set, const char *target) {
+        char *end;
+        long long v = strtoll(target, &end, 10);
+
+        if (*target && *end == '\0' && v > 0)
+                return migration_set_find(set, v);
+        for (size_t i = 0; i < set->n; i++) {
+                const migration *m = &set->items[i];
+                if (streq(migration_record_name(m), target) || streq(m->name, target) || streq(m->up.file, target))
+                        return m;
+        }
+        return NULL;
+}
+
+static int resolve_target(engine *e, const engine_job *job, const migration **ret, engine_error *err) {
+        applied_set applied = {};
+        int r;
+
+        r = engine_load(e, &applied, err);
+        applied_set_clear(&applied);
+        if (r == 0)
+                r = engine_require_valid_directory(e, err);
+        if (r != 0)
+                return r;
+        *ret = job->target ? find_target(e->set, job->target) : NULL;
+        if (!*ret)
+                return engine_fail(err, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
+                                   "there is no migration %s in %s", job->target ?: "(none given)", e->migrations_dir);
+        return 0;
+}
+
+int engine_check_mark(engine *e, const engine_job *job, engine_error *err) {
+        const migration *m;
+
+        return resolve_target(e, job, &m, err);
+}
+
+/* Runs fn for each of ms in one write transaction, then records the job. */
+static int in_transaction(engine *e, const engine_job *job, const migration *const *ms, size_t n, bool applied,
+                          const char *detail, int64_t from, int64_t to, engine_error *err) {
+        db *d = e->db;
+        db_failure f = {};
+        int r;
+
+        r = d->backend->begin(d, &f);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                r = applied ? d->backend->mark_applied(d, ms[i], &f) : d->backend->mark_rolled_back(d, ms[i], &f);
+        if (r == 0)
+                r = d->backend->record_event(d, job->id, job->kind == ENGINE_JOB_BASELINE ? "baseline" : "mark", from,
+                                             to, detail, job->requested_by, &f);
+        if (r == 0)
+                r = d->backend->commit(d, &f);
+        if (r != 0) {
+                d->backend->rollback(d);
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
+        }
+        return 0;
+}
+
+int engine_mark(engine *e, const engine_job *job, json_t **ret_result, engine_error *err) {
+        bool applied = job->kind == ENGINE_JOB_MARK_APPLIED;
+        _cleanup_free_ char *detail = NULL;
+        applied_set before = {};
+        const migration *m;
+        int64_t from;
+        int r;
+
+        r = resolve_target(e, job, &m, err);
+        if (r == 0)
+                r = engine_load(e, &before, err);
+        from = applied_set_current(&before);
+        applied_set_clear(&before);
+        if (r != 0)
+                return r;
+        if (asprintf(&detail, "marked %s %s without running it", migration_record_name(m),
+                     applied ? "applied" : "rolled back") < 0)
+                return -ENOMEM;
+        r = in_transaction(e, job, &m, 1, applied, detail, from, from, err);
+        if (r != 0)
+                return r;
+        *ret_result = json_pack("{s:I,s:s,s:I,s:s}", "job_id", (json_int_t) job->id, "status",
+                                applied ? "marked_applied" : "marked_rolled_back", "version", (json_int_t) m->version,
+                                "name", migration_record_name(m));
+        return *ret_result ? 0 : -ENOMEM;
+}
+
+int engine_baseline(engine *e, const engine_job *job, json_t **ret_result, engine_error *err) {
+        _cleanup_free_ const migration **ms = NULL;
+        _cleanup_free_ char *detail = NULL;
+        applied_set applied = {};
+        const migration *target;
+        size_t n = 0;
+        bool empty;
+        int r;
+
+        r = resolve_target(e, job, &target, err);
+        if (r == 0)
+                r = engine_load(e, &applied, err);
+        empty = applied.n == 0 && applied.n_failed == 0;
+        applied_set_clear(&applied);
+        if (r != 0)
+                return r;
+        if (!empty)
+                return engine_fail(err, PROTOCOL_ERROR_INVALID_PARAMS, NULL,
+                                   "a baseline is only for a database without migration history, and this one has "
+                                   "one; use mark applied for single migrations");
+        ms = calloc(e->set->n + 1, sizeof(*ms));
+        if (!ms)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->set->n && e->set->items[i].version <= target->version; i++)
+                ms[n++] = &e->set->items[i];
+        if (asprintf(&detail, "baseline at %s: %zu migrations recorded as applied without running them",
+                     migration_record_name(target), n) < 0)
+                return -ENOMEM;
+        r = in_transaction(e, job, ms, n, true, detail, 0, target->version, err);
+        if (r != 0)
+                return r;
+        *ret_result = json_pack("{s:I,s:s,s:I,s:I}", "job_id", (json_int_t) job->id, "status", "baselined",
+                                "to_version", (json_int_t) target->version, "marked", (json_int_t) n);
+        return *ret_result ? 0 : -ENOMEM;
+}
