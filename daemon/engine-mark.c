@@ -26,27 +26,34 @@ static const migration *find_target(const migration_set *set, const char *target
         return NULL;
 }
 
-static int resolve_target(engine *e, const engine_job *job, const migration **ret, engine_error *err) {
-        applied_set applied = {};
+/* One scan and one read of the history: *ret points into e->set, valid until the next scan. */
+static int resolve_target(engine *e, const engine_job *job, const migration **ret, applied_set *ret_applied,
+                          engine_error *err) {
         int r;
 
-        r = engine_load(e, &applied, err);
-        applied_set_clear(&applied);
+        r = engine_load(e, ret_applied, err);
         if (r == 0)
                 r = engine_require_valid_directory(e, err);
-        if (r != 0)
+        if (r != 0) {
+                applied_set_clear(ret_applied);
                 return r;
+        }
         *ret = job->target ? find_target(e->set, job->target) : NULL;
-        if (!*ret)
+        if (!*ret) {
+                applied_set_clear(ret_applied);
                 return engine_fail(err, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
                                    "there is no migration %s in %s", job->target ?: "(none given)", e->migrations_dir);
+        }
         return 0;
 }
 
 int engine_check_mark(engine *e, const engine_job *job, engine_error *err) {
+        applied_set applied = {};
         const migration *m;
+        int r = resolve_target(e, job, &m, &applied, err);
 
-        return resolve_target(e, job, &m, err);
+        applied_set_clear(&applied);
+        return r;
 }
 
 /* Runs fn for each of ms in one write transaction, then records the job. */
@@ -79,13 +86,11 @@ int engine_mark(engine *e, const engine_job *job, json_t **ret_result, engine_er
         int64_t from;
         int r;
 
-        r = resolve_target(e, job, &m, err);
-        if (r == 0)
-                r = engine_load(e, &before, err);
-        from = applied_set_current(&before);
-        applied_set_clear(&before);
+        r = resolve_target(e, job, &m, &before, err);
         if (r != 0)
                 return r;
+        from = applied_set_current(&before);
+        applied_set_clear(&before);
         if (asprintf(&detail, "marked %s %s without running it", migration_record_name(m),
                      applied ? "applied" : "rolled back") < 0)
                 return -ENOMEM;
@@ -107,13 +112,11 @@ int engine_baseline(engine *e, const engine_job *job, json_t **ret_result, engin
         bool empty;
         int r;
 
-        r = resolve_target(e, job, &target, err);
-        if (r == 0)
-                r = engine_load(e, &applied, err);
-        empty = applied.n == 0 && applied.n_failed == 0;
-        applied_set_clear(&applied);
+        r = resolve_target(e, job, &target, &applied, err);
         if (r != 0)
                 return r;
+        empty = applied.n == 0 && applied.n_failed == 0;
+        applied_set_clear(&applied);
         if (!empty)
                 return engine_fail(err, PROTOCOL_ERROR_INVALID_PARAMS, NULL,
                                    "a baseline is only for a database without migration history, and this one has "
