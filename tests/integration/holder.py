@@ -74,14 +74,20 @@ def hold(args):
     return c
 
 
+RECEIVED = []
+
+
+def catch_signals():
+    """Before "ready": a unit may be stopped as soon as it is up."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda n, f: RECEIVED.append(n))
+
+
 def wait(how):
     if how == "stdin":
         sys.stdin.readline()
         return
-    received = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda n, f: received.append(n))
-    while not received:
+    while not RECEIVED:
         signal.pause()
 
 
@@ -94,6 +100,8 @@ def main():
     args = ap.parse_args()
     if not args.rows.replace("_", "").isalnum():
         ap.error("--rows takes a plain table name")
+    if args.wait == "signal":
+        catch_signals()
     try:
         held = hold(args)
     except (sqlite3.Error, OSError) as e:
