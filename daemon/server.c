@@ -81,8 +81,9 @@ static void on_waiter_timeout(evutil_socket_t fd, short what, void *userdata) {
         json_t *pending = json_object_get(w->server->snapshot, "pending");
 
         server_reply_error(w->server, w->conn_id, w->id, PROTOCOL_ERROR_TIMEOUT,
-                           json_array_size(pending) > 0 ? "the schema is not current: migrations are pending"
-                                                        : "the schema is not current: see migratectl status",
+                           json_array_size(pending) > 0
+                                   ? "timed out: the schema is still not current (migrations are pending)"
+                                   : "timed out: the schema is still not current (see migratectl status)",
                            json_pack("{s:O}", "pending", pending ?: json_null()));
         waiter_free(w);
 }

@@ -69,13 +69,14 @@ static int parse_units(const char *v, config *c) {
                 char **m;
                 if (!strchr(t, '.') || strchr(t, '/') || strlen(t) > 255)
                         return -EINVAL;
-                m = realloc(c->units, (c->n_units + 1) * sizeof(char *));
+                /* kept NULL-terminated: sd-bus reads it as a strv */
+                m = realloc(c->units, (c->n_units + 2) * sizeof(char *));
                 if (!m)
                         return -ENOMEM;
                 c->units = m;
                 if (!(c->units[c->n_units] = strdup(t)))
                         return -ENOMEM;
-                c->n_units++;
+                c->units[++c->n_units] = NULL;
         }
         return 0;
 }

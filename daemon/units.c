@@ -450,8 +450,13 @@ int units_query(units *u, char *const *names, size_t n, unit_state **ret, size_t
         if (!states)
                 return -ENOMEM;
         r = sd_bus_message_new_method_call(u->bus, &req, SD_DEST, SD_PATH, SD_MANAGER, "ListUnitsByNames");
+        /* append exactly n names: callers' arrays need not be NULL-terminated */
         if (r >= 0)
-                r = sd_bus_message_append_strv(req, (char **) names);
+                r = sd_bus_message_open_container(req, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(req, "s", names[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(req);
         if (r >= 0)
                 r = sd_bus_call(u->bus, req, 10 * 1000000, &error, &reply);
         if (r >= 0)
