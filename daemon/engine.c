@@ -192,6 +192,7 @@ int engine_status(engine *e, json_t **ret, engine_error *err) {
         o = report_status(e->database, e->set, &applied, mode, errors);
         if (!e->set)
                 json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
+        json_object_set_new(o, "format", json_string(migdir_format_to_string(e->format)));
         applied_set_clear(&applied);
         if (!o)
                 return -ENOMEM;
