@@ -490,7 +490,8 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
-        if (cmd->privileged && !peer_may_change(s, p)) {
+        /* a dry run changes nothing: anyone who may read may ask for one */
+        if (cmd->privileged && !json_is_true(json_object_get(req.params, "dry_run")) && !peer_may_change(s, p)) {
                 _cleanup_free_ char *unit = NULL;
                 if (sd_pid_get_unit(p->pid, &unit) < 0)
                         unit = NULL;
