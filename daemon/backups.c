@@ -86,10 +86,14 @@ int backups_parse_name(const char *database, const char *file, backup_info *ret)
         return 0;
 }
 
+/* Newest first; within one millisecond, the later job first. */
 static int newest_first(const void *a, const void *b) {
         const backup_info *x = a, *y = b;
+        int c = strcmp(y->time, x->time);
 
-        return strcmp(y->time, x->time);
+        if (c != 0)
+                return c;
+        return y->job_id > x->job_id ? 1 : y->job_id < x->job_id ? -1 : 0;
 }
 
 int backups_list(const char *dir, const char *database, backup_info **ret, size_t *ret_n) {

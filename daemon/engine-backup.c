@@ -210,12 +210,21 @@ int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress
         applied_set applied = {};
         json_t *pre = NULL;
         db_failure f = {};
+        _cleanup_free_ char *damaged = NULL;
         int64_t from;
         int r;
 
         r = resolve_backup(e, job, &b, err);
         if (r != 0)
                 return r;
+        /* Restoring is how a damaged database is repaired: its check does not stop the restore,
+         * but the result says what was replaced. */
+        if (e->integrity != ENGINE_INTEGRITY_OFF &&
+            e->db->backend->check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f) > 0) {
+                damaged = TAKE_PTR(f.message);
+                log_warning("Restoring over a database that fails its check: %s", damaged);
+        }
+        db_failure_clear(&f);
         r = engine_load(e, &applied, err);
         from = applied_set_current(&applied);
         applied_set_clear(&applied);
@@ -241,6 +250,8 @@ int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress
                 pre = NULL;
                 if (!*ret_result)
                         r = -ENOMEM;
+                else if (damaged)
+                        json_object_set_new(*ret_result, "replaced_database_check", json_string(damaged));
         }
         json_decref(pre);
         backup_info_clear(&b);

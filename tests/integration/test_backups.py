@@ -9,6 +9,7 @@ failing plans on a copy, corrupt databases, and check the permissions of what is
 
 import hashlib
 import json
+import contextlib
 import os
 import re
 import shlex
@@ -917,8 +918,9 @@ class IntegrityTest(BackupTestCase):
         self.assertEqual(d.status()["current_version"], 1)
 
 
-    def test_full_integrity_refuses_restore_over_corrupt_database(self):
-        """A restore is a job that changes the database: the same check comes first."""
+    def test_restore_repairs_a_corrupt_database_and_says_so(self):
+        """Restoring is the repair path: a database that fails its check is replaced (after a
+        backup of it, so nothing is lost), and the result says what the check found."""
         bad, mig = self._corrupt_copy()
         good = self.path("good.sqlite")
         d = self.daemon(good, mig)
@@ -930,17 +932,14 @@ class IntegrityTest(BackupTestCase):
         sound = b["file"].replace("good.sqlite", "corrupt.sqlite", 1)
         with open(b["path"], "rb") as src, open(os.path.join(bdir, sound), "wb") as dst:
             dst.write(src.read())
-        h, dump = sha256_file(bad), dump_hash(bad)
-        attempts = harness.attempts(bad)
         d = self.daemon(bad, mig, extra_args=["--integrity", "full", "--backup-dir", bdir])
         _, final = d.rpc("restore", {"backup": sound})
-        err = self.assertError(final, "integrity_failed")
-        self.assertIn("nothing was changed", err["message"])
-        self.assertEqual(listdir(bdir), [sound], "no pre-restore backup may be taken of a database that fails its check")
-        self.assertEqual(sha256_file(bad), h)
-        self.assertEqual(wal_size(bad), 0)
-        self.assertEqual(dump_hash(bad), dump)
-        self.assertEqual(harness.attempts(bad), attempts)
+        res = self.assertResult(final)
+        self.assertEqual(res["status"], "restored")
+        self.assertIn("integrity_check failed", res["replaced_database_check"])
+        self.assertEqual(len(listdir(bdir)), 2, "the damaged database is backed up before it is replaced")
+        with contextlib.closing(sqlite3.connect(bad)) as c:
+            self.assertEqual(c.execute("PRAGMA integrity_check").fetchone()[0], "ok")
 
 
 # ---------------------------------------------------------------------------------------------
