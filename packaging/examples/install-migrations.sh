@@ -44,6 +44,11 @@ usage() {
         exit 2
 }
 
+help() { # the comment at the top of this file
+        sed -n '4,/^set -eu/{/^set -eu/d;s/^# \{0,1\}//;s/^#$//;p}' "$0"
+        exit 0
+}
+
 say() { printf '%s: %s\n' "$prog" "$*"; }
 fail() { # exit-code message...
         code=$1
@@ -69,6 +74,7 @@ while getopts s:i:d:t:kh opt; do
                 timeout_s=$OPTARG
                 ;;
         k) keep=true ;;
+        h) help ;;
         *) usage ;;
         esac
 done
