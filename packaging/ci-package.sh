@@ -94,8 +94,9 @@ ok "apt-get install ./$(basename "$deb")"
 # --- what it installed --------------------------------------------------------------------------
 [ "$(migratectl --version)" = "migratectl $version" ] || fail "migratectl --version says '$(migratectl --version)'"
 [ "$(migrated --version)" = "migrated $version" ] || fail "migrated --version says '$(migrated --version)'"
-[ "$(command -v migratectl)" = /usr/bin/migratectl ] && [ "$(command -v migrated)" = /usr/sbin/migrated ] ||
+if [ "$(command -v migratectl)" != /usr/bin/migratectl ] || [ "$(command -v migrated)" != /usr/sbin/migrated ]; then
         fail "the programs are not /usr/bin/migratectl and /usr/sbin/migrated"
+fi
 ok "installed migratectl --version and migrated --version run ($version)"
 
 getent group migrated >/dev/null || fail "the package did not create the group migrated"
@@ -110,11 +111,17 @@ enabled=$(find /etc/systemd/system -name 'migrated@*' 2>/dev/null || true)
 [ -z "$enabled" ] || fail "installing enabled units: $enabled"
 ok "/etc/migrated/example.conf is a conffile; no unit was enabled"
 
-for page in migratectl 'migrated.conf' migrated; do
-        MANPAGER=cat MANWIDTH=80 man "$page" >"$work/man.txt" 2>"$work/man.err" || fail "man $page: $(cat "$work/man.err")"
-        grep -q 'SEE ALSO' "$work/man.txt" || fail "man $page printed no page"
-done
-ok "man migratectl, man migrated.conf and man migrated work"
+if grep -qs '^path-exclude=/usr/share/man' /etc/dpkg/dpkg.cfg.d/*; then
+        # a minimal image that drops man pages at install (dpkg path-exclude): man -l above suffices
+        ok "man pages are excluded from installs on this machine (dpkg path-exclude): not checked with man"
+else
+        for page in migratectl 'migrated.conf' migrated; do
+                MANPAGER=cat MANWIDTH=80 man "$page" >"$work/man.txt" 2>"$work/man.err" ||
+                        fail "man $page: $(cat "$work/man.err")"
+                grep -q 'SEE ALSO' "$work/man.txt" || fail "man $page printed no page"
+        done
+        ok "man migratectl, man migrated.conf and man migrated work"
+fi
 
 # systemd-analyze verify works offline: the templates (it checks an instance of each), and
 # instances under their own names, as migrated@NAME would load them. Any message is a failure.
@@ -172,7 +179,7 @@ if ! sh /usr/share/doc/migrated/examples/install-migrations.sh -t 60 -s "$sock" 
         fail "the installed install-migrations.sh failed"
 fi
 migratectl --socket "$sock" status --check >/dev/null || fail "migratectl status --check after the install script"
-latest=$(ls "$root"/migrations/*.up.sql | sed 's|.*/0*\([0-9]*\)_.*|\1|' | sort -n | tail -n 1)
+latest=$(find "$root/migrations" -name '*.up.sql' -printf '%f\n' | sed 's|^0*\([0-9]*\)_.*|\1|' | sort -n | tail -n 1)
 migratectl --socket "$sock" --json status | grep -q "\"current_version\": *$latest\b" ||
         fail "the database is not at version $latest"
 kill "$daemon_pid"
