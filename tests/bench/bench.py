@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(SRC_ROOT, "tests", "integration"))
 import harness as H  # noqa: E402  (protocol helpers only: Conn, read_reply)
 
 SQLITE3 = shutil.which("sqlite3") or "/usr/bin/sqlite3"
-DAEMON_NOFILE = 1024        # systemd's default soft LimitNOFILE for services
+DAEMON_NOFILE = (1024, 524288)   # systemd's default LimitNOFILE for services (soft, hard)
 KEEP_SCRATCH = False
 
 # ---------------------------------------------------------------------------------------------
@@ -136,8 +136,9 @@ def proc_status(pid):
 
 
 class Daemon:
-    def __init__(self, ctx, db, migrations, extra=()):
+    def __init__(self, ctx, db, migrations, extra=(), nofile=DAEMON_NOFILE):
         self.ctx = ctx
+        self.nofile = nofile
         ctx.n_daemons += 1
         self.sock = os.path.join(ctx.sockdir, "m%d.sock" % ctx.n_daemons)
         self.log_path = os.path.join(ctx.scratch, "migrated-%d.log" % ctx.n_daemons)
@@ -146,8 +147,11 @@ class Daemon:
 
     def start(self):
         def limits():
-            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(DAEMON_NOFILE, hard), hard))
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
+            except (ValueError, OSError):   # not root: keep the hard limit we have
+                _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (min(self.nofile[0], hard), hard))
         self._log = open(self.log_path, "ab")
         self.proc = PROCS.popen(self.argv, stdout=self._log, stderr=self._log, preexec_fn=limits)
         deadline = time.monotonic() + 10
@@ -951,6 +955,95 @@ def top_mappings(pid, n=8):
     return ", ".join("%s %d KiB" % kv for kv in top)
 
 
+def open_idle(path, n, patience_s):
+    """n connections that send nothing. A full listen backlog (EAGAIN) is retried for patience_s,
+    as a blocking client would wait. Returns (sockets, refused, retries, first error)."""
+    socks, refused, retries, first_err = [], 0, 0, None
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                s.connect(path)
+                socks.append(s)
+                break
+            except BlockingIOError:
+                retries += 1
+                if time.monotonic() < deadline:
+                    time.sleep(0.002)
+                    continue
+                err = "listen backlog full for %ss" % patience_s
+            except OSError as e:
+                err = str(e)
+            refused += 1
+            first_err = first_err or err
+            s.close()
+            break
+    return socks, refused, retries, first_err
+
+
+def count_closed(socks):
+    """How many of these connections the daemon has closed (EOF or error on a non-blocking read)."""
+    closed = 0
+    for s in socks:
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    return closed
+
+
+def fd_limit(ctx, db, mig, limit=1024, n=1100):
+    """What happens past the daemon's file descriptor limit (LimitNOFILE=1024 as a hard limit,
+    as in many units and containers): n idle connections."""
+    log("memory: %d connections against a daemon limited to %d file descriptors" % (n, limit))
+    dm = Daemon(ctx, db, mig, nofile=(limit, limit)).start()
+    socks = []
+    try:
+        socks, refused, _, first_err = open_idle(dm.sock, n, 2)
+        time.sleep(0.5)
+        log_size0 = os.path.getsize(dm.log_path)
+        c0 = dm.cpu_s()
+        time.sleep(1.0)
+        spin = dm.cpu_s() - c0
+        log_growth = os.path.getsize(dm.log_path) - log_size0
+        fds = len(os.listdir("/proc/%d/fd" % dm.pid))
+        closed = count_closed(socks)
+        t1 = time.perf_counter()
+        try:
+            H.rpc(dm.sock, "status", timeout=3)
+            answer = "answered in %.1f ms" % ((time.perf_counter() - t1) * 1000)
+        except (OSError, TimeoutError, H.HarnessError) as e:
+            answer = "no answer within %.1f s (%s)" % (time.perf_counter() - t1, type(e).__name__)
+        with open(dm.log_path, "rb") as f:
+            f.seek(log_size0)
+            first = (f.read(4096).decode(errors="replace").splitlines() or [""])[0]
+        for k in socks:
+            k.close()
+        socks = []
+        time.sleep(0.5)
+        c0 = dm.cpu_s()
+        time.sleep(0.5)
+        spin_after = (dm.cpu_s() - c0) * 2
+    finally:
+        for k in socks:
+            k.close()
+        dm.stop()
+    ctx.raw["fd_limit"] = dict(connected=n - refused, fds=fds, closed=closed, cpu_s_per_s=spin, log_bytes_per_s=log_growth,
+                               first_log_line=first, status=answer, cpu_after=spin_after)
+    ctx.row("%d idle connections, daemon limited to %d fds: its CPU while nothing is asked" % (n, limit),
+            "%.0f%% of a CPU" % (spin * 100), "-", "-", "(info)", "")
+    ctx.note("past the file descriptor limit (%d connections, LimitNOFILE=%d): %d connected%s (the kernel queues what "
+             "the daemon cannot accept), daemon holds %d fds, %d closed by the daemon, daemon CPU %.2f s per second "
+             "while idle, its log grew by %d bytes in 1 s (%r), a status on a new connection: %s; once they closed: "
+             "CPU %.2f s per second" % (n, limit, n - refused, (" (%d refused: %s)" % (refused, first_err)) if refused
+                                        else "", fds, closed, spin, log_growth, first[:80], answer, spin_after))
+
+
 def bench_memory(ctx):
     log("memory: idle, 1000 idle connections")
     d = ctx.dir("memory")
@@ -991,68 +1084,41 @@ def bench_memory(ctx):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < 4096:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
-        refused = 0
-        retries = 0
-        for i in range(1000):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    s.connect(dm.sock)
-                    socks.append(s)
-                    break
-                except BlockingIOError:
-                    # the listen backlog is full: wait for the daemon to accept, as a blocking
-                    # client would
-                    retries += 1
-                    if time.monotonic() < deadline:
-                        time.sleep(0.002)
-                        continue
-                    err = "backlog full for 10 s"
-                except OSError as e:
-                    err = str(e)
-                refused += 1
-                s.close()
-                if refused == 1:
-                    first_err = err
-                break
+        socks, refused, retries, first_err = open_idle(dm.sock, 1000, 10)
         time.sleep(1.0)
         fds = len(os.listdir("/proc/%d/fd" % dm.pid))
-        closed = 0
-        for s in socks:
-            try:
-                if s.recv(1) == b"":
-                    closed += 1
-            except BlockingIOError:
-                pass
-            except OSError:
-                closed += 1
+        closed = count_closed(socks)
         alive = dm.proc.poll() is None
         many = dm.status()
-        t1 = time.perf_counter()
-        st = dm.rpc("status") if alive else None
-        rt_ms = (time.perf_counter() - t1) * 1000
-        for s in socks:
-            s.close()
+        rts = []
+        for _ in range(20):
+            t1 = time.perf_counter()
+            dm.rpc("status", timeout=10)
+            rts.append((time.perf_counter() - t1) * 1000)
+        per_conn = (many["VmRSS"] - idle["VmRSS"]) / 1000.0
+        ctx.row("RSS with 1000 idle connections", fmt_mib(many["VmRSS"]), "idle: " + fmt_mib(idle["VmRSS"]),
+                ratio(many["VmRSS"], idle["VmRSS"]), "(info)", "")
+        ctx.note("1000 idle connections: %d connected (%d connect retries on a full listen backlog), %d refused%s, "
+                 "%d closed by the daemon within 1 s, daemon has %d fds open (started with RLIMIT_NOFILE %d:%d, "
+                 "systemd's default for services), +%.1f KiB RSS per connection, status on a fresh connection "
+                 "meanwhile: median %.1f ms of 20 (Python client), daemon alive: %s"
+                 % (1000 - refused, retries, refused, (" (first: %s)" % first_err) if refused else "", closed, fds,
+                    DAEMON_NOFILE[0], DAEMON_NOFILE[1], per_conn, statistics.median(rts), alive))
+
+        for k in socks:
+            k.close()
         socks = []
         time.sleep(0.5)
         after = dm.status()
-        per_conn = (many["VmRSS"] - idle["VmRSS"]) / 1000.0
         ctx.raw["memory_conns"] = dict(with_1000=many, after_close=after, fds=fds, refused=refused, closed=closed,
-                                       backlog_retries=retries)
-        ctx.row("RSS with 1000 idle connections", fmt_mib(many["VmRSS"]), "idle: " + fmt_mib(idle["VmRSS"]),
-                ratio(many["VmRSS"], idle["VmRSS"]), "(info)", "")
-        ctx.note("1000 idle connections: %d connected (%d connect retries on a full listen backlog), %d refused%s, %d closed by the daemon within 1 s, daemon has %d fds open "
-                 "(its RLIMIT_NOFILE soft limit is %d, as under systemd), +%.1f KiB RSS per connection, a status on a "
-                 "fresh connection took %.1f ms meanwhile, daemon alive: %s; RSS after they closed: %s"
-                 % (1000 - refused, retries, refused,
-                    (" (first: %s)" % first_err) if refused else "", closed, fds, DAEMON_NOFILE, per_conn, rt_ms,
-                    alive, fmt_mib(after["VmRSS"])))
+                                       backlog_retries=retries, status_ms=rts)
+        ctx.note("after the 1000 connections closed: RSS %s" % fmt_mib(after["VmRSS"]))
     finally:
-        for s in socks:
-            s.close()
+        for k in socks:
+            k.close()
         dm.stop()
+
+    fd_limit(ctx, db, mig)
 
     if hasattr(ctx, "w1_peak"):
         hwm, cli_rss = ctx.w1_peak
