@@ -175,27 +175,44 @@ int protocol_check_params(json_t *params, const param_spec *specs, size_t n_spec
         return 0;
 }
 
-/* Serializes a reply object compactly, on one line, into a malloc'd buffer of our own (never one
- * from jansson's allocator, which may be replaced). Steals obj. */
+typedef struct line_buffer {
+        char *data;
+        size_t size, allocated;
+} line_buffer;
+
+static int line_append(const char *buffer, size_t size, void *userdata) {
+        line_buffer *b = userdata;
+
+        if (b->size + size + 2 > b->allocated) {
+                size_t n = (b->size + size + 2) * 2;
+                char *d = realloc(b->data, n);
+                if (!d)
+                        return -1;
+                b->data = d;
+                b->allocated = n;
+        }
+        memcpy(b->data + b->size, buffer, size);
+        b->size += size;
+        return 0;
+}
+
+/* Serializes a reply object compactly, on one line, in one pass into a malloc'd buffer of our own
+ * (never one from jansson's allocator, which may be replaced). Steals obj. */
 static char *encode_line(json_t *obj) {
-        const size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER;
-        size_t n;
-        char *line = NULL;
+        line_buffer b = {};
 
         if (!obj)
                 return NULL;
-        n = json_dumpb(obj, NULL, 0, flags);
-        if (n > 0 && (line = malloc(n + 2))) {
-                if (json_dumpb(obj, line, n, flags) != n) {
-                        free(line);
-                        line = NULL;
-                } else {
-                        line[n] = '\n';
-                        line[n + 1] = '\0';
-                }
+        if (json_dump_callback(obj, line_append, &b, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) < 0 ||
+            !b.data) {
+                free(b.data);
+                json_decref(obj);
+                return NULL;
         }
         json_decref(obj);
-        return line;
+        b.data[b.size] = '\n';
+        b.data[b.size + 1] = '\0';
+        return b.data;
 }
 
 static json_t *reply_base(json_t *id) {

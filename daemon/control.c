@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
@@ -39,6 +40,10 @@ struct control {
         size_t n_conns;
         uint64_t next_id;
         struct event *reaper; /* frees dead connections outside their callbacks */
+        struct event *resume; /* re-enables accepting after running out of file descriptors */
+        int listen_fd;
+        int reserve_fd;       /* given up to answer one client when out of descriptors */
+        bool warned_emfile;
 };
 
 int control_listen_path(const char *path, gid_t group) {
@@ -98,6 +103,11 @@ static void reap(evutil_socket_t fd, short what, void *userdata) {
                 bufferevent_free(k->bev);
                 c->n_conns--;
                 free(k);
+                /* a descriptor is free again: accept at once rather than after the pause */
+                if (c->warned_emfile && c->listener) {
+                        c->warned_emfile = false;
+                        evconnlistener_enable(c->listener);
+                }
         }
 }
 
@@ -291,6 +301,48 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         c->n_conns++;
 }
 
+static void on_resume(evutil_socket_t fd, short what, void *userdata) {
+        control *c = userdata;
+
+        if (c->listener)
+                evconnlistener_enable(c->listener);
+}
+
+/* Out of file descriptors (EMFILE/ENFILE): a listener left enabled would spin on accept(). Use
+ * the reserve descriptor to take one waiting client, tell it why, close it, and pause accepting
+ * briefly; connections that close meanwhile free descriptors for the next ones. */
+static void on_accept_error(struct evconnlistener *l, void *userdata) {
+        control *c = userdata;
+        int err = EVUTIL_SOCKET_ERROR();
+        struct timeval pause = { 0, 50 * 1000 };
+
+        if (err != EMFILE && err != ENFILE) {
+                log_warning_errno(err, "Failed to accept a connection: %m");
+                return;
+        }
+        if (!c->warned_emfile)
+                log_warning("Out of file descriptors with %zu connections: refusing new ones until some close",
+                            c->n_conns);
+        c->warned_emfile = true;
+        if (c->reserve_fd >= 0) {
+                int fd;
+                close(c->reserve_fd);
+                fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd >= 0) {
+                        char *line = protocol_encode_error(NULL, PROTOCOL_ERROR_TOO_MANY_CONNECTIONS,
+                                                           "the daemon is out of file descriptors; try again later",
+                                                           NULL);
+                        if (line)
+                                (void) send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+                        free(line);
+                        close(fd);
+                }
+                c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
+        evconnlistener_disable(l);
+        evtimer_add(c->resume, &pause);
+}
+
 int control_new(struct event_base *base, int listen_fd, const control_limits *limits,
                 control_request_fn on_request, void *userdata, control **ret) {
         control *c = calloc(1, sizeof(*c));
@@ -302,12 +354,16 @@ int control_new(struct event_base *base, int listen_fd, const control_limits *li
         c->on_request = on_request;
         c->userdata = userdata;
         c->reaper = event_new(base, -1, 0, reap, c);
+        c->resume = evtimer_new(base, on_resume, c);
+        c->listen_fd = listen_fd;
+        c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         evutil_make_socket_nonblocking(listen_fd);
         c->listener = evconnlistener_new(base, on_accept, c, LEV_OPT_CLOSE_ON_FREE, -1, listen_fd);
-        if (!c->reaper || !c->listener) {
+        if (!c->reaper || !c->resume || !c->listener) {
                 control_free(c);
                 return -ENOMEM;
         }
+        evconnlistener_set_error_cb(c->listener, on_accept_error);
         *ret = c;
         return 0;
 }
@@ -322,6 +378,10 @@ control *control_free(control *c) {
                 evconnlistener_free(c->listener);
         if (c->reaper)
                 event_free(c->reaper);
+        if (c->resume)
+                event_free(c->resume);
+        if (c->reserve_fd > 0)
+                close(c->reserve_fd);
         free(c);
         return NULL;
 }

@@ -235,7 +235,14 @@ static int run(const config *cfg) {
         fd = open_listener(cfg, &created);
         if (fd < 0)
                 goto finish;
-        control_limits limits = { .max_connections = cfg->max_connections,
+        /* never promise more connections than there are file descriptors, less a reserve for
+         * the database, the workers and the bus */
+        struct rlimit rl;
+        unsigned max_connections = cfg->max_connections;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 64 &&
+            max_connections > rl.rlim_cur - 64)
+                max_connections = (unsigned) (rl.rlim_cur - 64);
+        control_limits limits = { .max_connections = max_connections,
                                   .max_connections_per_uid = cfg->max_connections_per_uid,
                                   .idle_timeout_s = cfg->idle_timeout_s,
                                   .max_output = 16u * 1024u * 1024u,

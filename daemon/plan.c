@@ -25,10 +25,19 @@ int64_t applied_set_current(const applied_set *a) {
         return a && a->n > 0 ? a->items[a->n - 1].version : 0;
 }
 
+/* The set is sorted by version: binary search keeps status over thousands of migrations linear. */
 const applied_migration *applied_set_find(const applied_set *a, int64_t version) {
-        for (size_t i = 0; a && i < a->n; i++)
-                if (a->items[i].version == version)
-                        return &a->items[i];
+        size_t lo = 0, hi = a ? a->n : 0;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (a->items[mid].version == version)
+                        return &a->items[mid];
+                if (a->items[mid].version < version)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
         return NULL;
 }
 
