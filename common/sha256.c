@@ -1,18 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <openssl/evp.h>
+#include <sha2.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "sha256.h"
 
 int sha256_raw(const void *data, size_t size, unsigned char ret[32]) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int md_len = 0;
+        SHA2_CTX ctx;
 
-        if (EVP_Digest(data, size, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != 32)
-                return -EIO;
-        memcpy(ret, md, 32);
+        SHA256Init(&ctx);
+        SHA256Update(&ctx, data, size);
+        SHA256Final(ret, &ctx);
         return 0;
 }
 

@@ -5,7 +5,7 @@
 
 #define SHA256_HEX_SIZE 65
 
-/* Lowercase hex SHA-256 of a buffer, computed with OpenSSL's libcrypto. Returns 0 or -errno. */
+/* Lowercase hex SHA-256 of a buffer, computed with libmd (BSD message digests). Returns 0 or -errno. */
 int sha256_hex(const void *data, size_t size, char ret_hex[SHA256_HEX_SIZE]);
 
 /* The raw digest, and the hex forms: lowercase zero-padded (the one we write), and the unpadded

@@ -4,10 +4,12 @@
 set -eu
 
 build_pkgs="gcc pkg-config meson ninja-build libsqlite3-dev libsystemd-dev libevent-dev libjansson-dev
-libinih-dev libssl-dev sqlite3"
+libinih-dev libmd-dev sqlite3"
 test_pkgs="$build_pkgs libcmocka-dev python3 socat systemd dbus-user-session util-linux procps psmisc"
 # packaging (packaging/ci-package.sh) and the example install script (packaging/examples/)
 test_pkgs="$test_pkgs debhelper dpkg-dev fakeroot scdoc lintian bash-completion man-db jq"
+# fuzzing (tests/fuzz/run.sh: clang with its libFuzzer runtime) and tests/valgrind.sh
+test_pkgs="$test_pkgs clang libclang-rt-14-dev valgrind"
 
 case "${1:-build}" in
 build) pkgs=$build_pkgs ;;
