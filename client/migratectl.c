@@ -13,6 +13,7 @@
 #include "config.h"
 #include "conn.h"
 #include "exit-codes.h"
+#include "lockcheck.h"
 #include "macro.h"
 #include "new.h"
 #include "output.h"
@@ -43,6 +44,7 @@ enum {
         ARG_TIMEOUT,
         ARG_REHEARSE,
         ARG_ALLOW_OUT_OF_ORDER,
+        ARG_DATABASE,
 };
 
 #define CONTINUE (-1)
@@ -136,6 +138,7 @@ typedef struct request_args {
         int64_t to, steps, limit, timeout;
         bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse, out_of_order;
         const char *migrations;
+        const char *database; /* lock-check --database: inspect without the daemon */
 } request_args;
 
 static int number_option(const verb *v, const char *option, int64_t *ret, bool *ret_given) {
@@ -603,6 +606,38 @@ static int verb_baseline(const verb *v, int argc, char **argv) {
         return call_daemon("baseline", json_pack("{s:I}", "version", (json_int_t) version), render_marked, NULL);
 }
 
+/* With --database, inspects locally (the daemon may be what is down); else asks the daemon, which
+ * adds its own state and the dependent units'. Exit 0 when a migration could run now, 6 when not. */
+static int verb_lock_check(const verb *v, int argc, char **argv) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "database", required_argument, NULL, ARG_DATABASE },
+                {}
+        };
+        json_auto_t *result = NULL;
+        request_args a = {};
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                if (c == ARG_DATABASE) {
+                        a.database = optarg;
+                        continue;
+                }
+                r = common_option(v, c, argv);
+                if (r != CONTINUE)
+                        return r;
+        }
+        if (optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        if (a.database)
+                return lockcheck_local(a.database, arg_json);
+        r = call_daemon("lock_check", NULL, render_lockcheck, &result);
+        if (r != EXIT_OK)
+                return r;
+        return lockcheck_exit_code(result);
+}
+
 static int render_cancel(json_t *result) {
         int64_t id = 0;
         const char *state = json_get_str(result, "state");
@@ -654,6 +689,8 @@ static const verb verbs[] = {
         { "backup", verb_backup, "", "Take a backup now (online, consistent)" },
         { "backups", verb_backups, "", "List the backups, newest first" },
         { "restore", verb_restore, "[BACKUP]", "Replace the database with a backup (default: the newest)" },
+        { "lock-check", verb_lock_check, "[--database PATH]",
+          "Who holds the database and what to do (exit 6: a migration could not run now)" },
         { "mark", verb_mark, "applied|rolled-back MIGRATION", "Record a migration's state without running it (migrate resolve)" },
         { "baseline", verb_baseline, "VERSION", "Record migrations up to VERSION as applied on a database without history" },
         { "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
@@ -721,7 +758,7 @@ static int run(int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
         if (optind >= argc)
-                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, wait, cancel, backup, backups, restore, mark, baseline, new)");
+                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, wait, cancel, backup, backups, restore, lock-check, mark, baseline, new)");
         v = verb_find(argv[optind]);
         if (!v)
                 return usage_error(NULL, "unknown command '%s'", argv[optind]);

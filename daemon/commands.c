@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "config.h"
 #include "jobs.h"
+#include "lockinfo.h"
 #include "units.h"
 #include "log.h"
 #include "macro.h"
@@ -76,6 +77,7 @@ typedef enum read_kind {
         READ_WAIT, /* a fresh status, then wait until it says current */
         READ_DRY_RUN,
         READ_BACKUPS,
+        READ_LOCK_CHECK,
 } read_kind;
 
 typedef struct read_task {
@@ -102,6 +104,16 @@ static void read_run(void *userdata) {
         case READ_VERIFY: t->r = engine_verify(e, &t->result, &t->err); break;
         case READ_DRY_RUN: t->r = engine_dry_run(e, &t->plan, &t->result, &t->err); break;
         case READ_BACKUPS: t->r = engine_list_backups(e, &t->result, &t->err); break;
+        case READ_LOCK_CHECK:
+                t->r = lockinfo_inspect(t->rq->server->cfg->database, &t->result);
+                if (t->r < 0) {
+                        t->err.code = PROTOCOL_ERROR_DATABASE;
+                        if (asprintf(&t->err.message, "cannot inspect %s: %s", t->rq->server->cfg->database,
+                                     strerror(-t->r)) < 0)
+                                t->err.message = NULL;
+                        t->r = ENGINE_FAILED;
+                }
+                break;
         }
 }
 
@@ -123,6 +135,25 @@ static void add_units_to_dry_run(server *s, json_t *result) {
         json_object_set_new(result, "units", arr);
 }
 
+/* What only the loop knows: the daemon's state and the dependent units'. */
+static void add_daemon_to_lock_check(server *s, json_t *report) {
+        json_t *daemon = json_object(), *arr = json_array();
+        unit_state *st = NULL;
+        size_t n = 0;
+
+        jobs_describe(s->jobs, daemon);
+        json_object_set_new(daemon, "pid", json_integer((json_int_t) getpid()));
+        json_object_set_new(report, "daemon", daemon);
+        if (s->units && units_query(s->units, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
+                for (size_t i = 0; i < n; i++)
+                        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s}", "unit", st[i].name, "load_state",
+                                                             st[i].load_state, "active_state", st[i].active_state,
+                                                             "sub_state", st[i].sub_state));
+                unit_states_free(st, n);
+        }
+        json_object_set_new(report, "units", arr);
+}
+
 static void read_done(void *userdata) {
         read_task *t = userdata;
         request *rq = t->rq;
@@ -140,6 +171,8 @@ static void read_done(void *userdata) {
                 json_decref(t->result);
                 t->result = server_status(s);
         }
+        if (t->r == 0 && t->kind == READ_LOCK_CHECK)
+                add_daemon_to_lock_check(s, t->result);
         if (t->r == 0 && t->dry_run) {
                 json_object_set_new(t->result, "dry_run", json_true());
                 add_units_to_dry_run(s, t->result);
@@ -259,6 +292,13 @@ static void cmd_cancel(request *rq) {
         } else
                 server_reply_result(rq->server, rq->peer.conn_id, rq->id, result);
         request_free(rq);
+}
+
+static void cmd_lock_check(request *rq) {
+        read_task *t = read_task_new(rq, READ_LOCK_CHECK);
+
+        if (t)
+                submit_read(rq, t);
 }
 
 static void cmd_verify(request *rq) {
@@ -419,6 +459,7 @@ static const command commands[] = {
         { "history", cmd_history, history_params, ELEMENTSOF(history_params), false },
         { "verify", cmd_verify, NULL, 0, false },
         { "wait", cmd_wait, wait_params, ELEMENTSOF(wait_params), false },
+        { "lock_check", cmd_lock_check, NULL, 0, false },
         { "up", cmd_up, up_params, ELEMENTSOF(up_params), true },
         { "down", cmd_down, down_params, ELEMENTSOF(down_params), true },
         { "cancel", cmd_cancel, cancel_params, ELEMENTSOF(cancel_params), true },

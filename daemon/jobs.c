@@ -15,7 +15,7 @@
 
 #include "jobs.h"
 #include "journal.h"
-#include "lockcheck.h"
+#include "lockinfo.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
@@ -306,6 +306,21 @@ static void job_apply(void *userdata) {
         else
                 jb->r = engine_execute(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
         jb->t_sql_ms = mono_ms() - t0;
+        /* A job that could not get the database says who holds it, in SQLite's terms. */
+        if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_BUSY) {
+                json_t *report = NULL;
+                if (lockinfo_inspect(s->cfg->database, &report) == 0) {
+                        const char *action = json_string_value(json_object_get(report, "action"));
+                        char *msg;
+                        if (action && asprintf(&msg, "%s. %s", jb->err.message, action) >= 0) {
+                                free(jb->err.message);
+                                jb->err.message = msg;
+                        }
+                        if (!jb->err.extra)
+                                jb->err.extra = json_object();
+                        json_object_set_new(jb->err.extra, "lock_check", report);
+                }
+        }
         /* A fresh snapshot from the thread that owns the writer's view: it opens wait gates. */
         if (engine_status(s->job_engine, &jb->snapshot, &ignored) != 0)
                 jb->snapshot = NULL;
