@@ -19,10 +19,33 @@ run_suite() { # name, meson options...
 run_suite build-test --buildtype=debugoptimized
 run_suite build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 
-python3 - build-test build-asan <<'PY'
+# Fuzzing (libFuzzer, 60 s per target) and the integration tests with the daemon under valgrind;
+# each counts as one test below (NAME=OK or NAME=FAIL).
+extra_results=()
+run_extra() { # name, command...
+        local name=$1
+        shift
+        if "$@"; then
+                extra_results+=("$name=OK")
+        else
+                extra_results+=("$name=FAIL")
+        fi
+}
+run_extra fuzz tests/fuzz/run.sh 60
+run_extra valgrind tests/valgrind.sh
+
+python3 - build-test build-asan "${extra_results[@]}" <<'PY'
 import json, sys
 passed = failed = skipped = 0
 for d in sys.argv[1:]:
+    if "=" in d:
+        name, r = d.split("=", 1)
+        if r == "OK":
+            passed += 1
+        else:
+            failed += 1
+            print(f"FAILED: {name}")
+        continue
     with open(f"{d}/meson-logs/testlog.json") as f:
         for line in f:
             t = json.loads(line)
