@@ -33,6 +33,8 @@ run_extra() { # name, command...
 }
 run_extra fuzz tests/fuzz/run.sh 60
 run_extra valgrind tests/valgrind.sh
+# The Debian package: build, lintian, install, checks of what it installed, purge.
+run_extra packaging packaging/ci-package.sh
 
 python3 - build-test build-asan "${extra_results[@]}" <<'PY'
 import json, sys
