@@ -45,6 +45,7 @@ enum {
         ARG_REHEARSE,
         ARG_ALLOW_OUT_OF_ORDER,
         ARG_DATABASE,
+        ARG_STRICT,
 };
 
 #define CONTINUE (-1)
@@ -136,7 +137,7 @@ static int parse_number(const char *s, int64_t *ret) {
 /* What the verbs' options ask of the daemon; only what was given goes into the request. */
 typedef struct request_args {
         int64_t to, steps, limit, timeout;
-        bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse, out_of_order;
+        bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse, out_of_order, strict;
         const char *migrations;
         const char *database; /* lock-check --database: inspect without the daemon */
 } request_args;
@@ -179,6 +180,9 @@ static int parse_verb_options(const verb *v, int argc, char **argv, const struct
                         continue;
                 case ARG_ALLOW_OUT_OF_ORDER:
                         a->out_of_order = true;
+                        continue;
+                case ARG_STRICT:
+                        a->strict = true;
                         continue;
                 case ARG_CHECK:
                         a->check = true;
@@ -479,7 +483,11 @@ static int verb_new(const verb *v, int argc, char **argv) {
 static int render_wait(json_t *result) {
         char buf[24];
 
-        printf("The schema is current (version %s).\n", fmt_version(result, "current_version", buf));
+        if (json_get_bool(result, "schema_current", true))
+                printf("The schema is current (version %s).\n", fmt_version(result, "current_version", buf));
+        else
+                printf("Go ahead on version %s: %s.\n", fmt_version(result, "current_version", buf),
+                       json_get_str(result, "reason") ?: "the last migration failed");
         return 0;
 }
 
@@ -488,6 +496,7 @@ static int verb_wait(const verb *v, int argc, char **argv) {
         static const struct option options[] = {
                 COMMON_OPTIONS,
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "strict", no_argument, NULL, ARG_STRICT },
                 {}
         };
         request_args a = { .timeout = 90 };
@@ -504,7 +513,7 @@ static int verb_wait(const verb *v, int argc, char **argv) {
                 return usage_error(v, "--timeout takes seconds, at most 86400");
         deadline = now_ms() + a.timeout * 1000;
         left = deadline - now_ms();
-        params = json_pack("{s:I}", "timeout_ms", (json_int_t) (left > 0 ? left : 0));
+        params = json_pack("{s:I,s:b}", "timeout_ms", (json_int_t) (left > 0 ? left : 0), "strict", a.strict);
         if (!params)
                 return -ENOMEM;
         /* connecting is retried until the deadline; the daemon then waits what is left */
@@ -684,7 +693,8 @@ static const verb verbs[] = {
         { "plan", verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do; change nothing" },
         { "history", verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
         { "verify", verb_verify, "", "Check applied migrations against their files" },
-        { "wait", verb_wait, "[--timeout S]", "Return once the schema is current (exit 7 at the timeout, default 90 s)" },
+        { "wait", verb_wait, "[--timeout S] [--strict]",
+          "Return once the schema is current, or a failed migration was rolled back (--strict: current only)" },
         { "cancel", verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
         { "backup", verb_backup, "", "Take a backup now (online, consistent)" },
         { "backups", verb_backups, "", "List the backups, newest first" },

@@ -87,6 +87,7 @@ typedef struct read_task {
         bool dry_run;
         unsigned limit;
         unsigned timeout_ms;
+        bool strict;
         int r;
         json_t *result;
         engine_error err;
@@ -161,7 +162,7 @@ static void read_done(void *userdata) {
 
         if (t->r == 0 && t->kind == READ_WAIT) {
                 server_set_snapshot(s, TAKE_PTR(t->result));
-                server_add_waiter(s, rq->peer.conn_id, rq->id, t->timeout_ms);
+                server_add_waiter(s, rq->peer.conn_id, rq->id, t->timeout_ms, t->strict);
                 request_free(rq);
                 free(t);
                 return;
@@ -264,10 +265,11 @@ static void cmd_history(request *rq) {
  * refreshes the snapshot and opens the gate before the job starts the units again. */
 static void cmd_wait(request *rq) {
         unsigned timeout_ms = (unsigned) param_int(rq, "timeout_ms", 0);
+        bool strict = param_bool(rq, "strict");
         read_task *t;
 
         if (jobs_busy(rq->server->jobs)) {
-                server_add_waiter(rq->server, rq->peer.conn_id, rq->id, timeout_ms);
+                server_add_waiter(rq->server, rq->peer.conn_id, rq->id, timeout_ms, strict);
                 request_free(rq);
                 return;
         }
@@ -275,6 +277,7 @@ static void cmd_wait(request *rq) {
         if (!t)
                 return;
         t->timeout_ms = timeout_ms;
+        t->strict = strict;
         submit_read(rq, t);
 }
 
@@ -447,6 +450,7 @@ static const param_spec history_params[] = {
 };
 static const param_spec wait_params[] = {
         { "timeout_ms", PARAM_INT, 0, 86400000 },
+        { "strict", PARAM_BOOL, 0, 0 },
 };
 static const param_spec cancel_params[] = {
         { "job_id", PARAM_INT, 1, PROTOCOL_ID_INT_MAX },

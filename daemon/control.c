@@ -221,8 +221,13 @@ static void on_event(struct bufferevent *bev, short what, void *userdata) {
                                 free(line);
                         }
                 }
-                if (k->outstanding == 0 && !k->closing)
-                        kill_connection(k);
+                /* nothing in progress: close once what was already answered is written */
+                if (k->outstanding == 0 && !k->closing) {
+                        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+                                k->closing = true; /* on_write frees it after the flush */
+                        else
+                                kill_connection(k);
+                }
         }
 }
 

@@ -335,6 +335,9 @@ static void job_applied(void *userdata) {
         jb->t_apply_end = mono_ms();
         if (jb->snapshot)
                 server_set_snapshot(jb->owner->server, TAKE_PTR(jb->snapshot));
+        /* the units are about to run again on whatever schema this job left */
+        if (jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE)
+                server_gate_after_job(jb->owner->server, jb->r != 0);
         if (jb->n_stopped > 0 || jb->statefile_written)
                 phase_start_units(jb);
         else
@@ -539,6 +542,8 @@ static void jobs_start_next(jobs *j) {
         j->running = jb;
         jb->phase = PHASE_PREPARING;
         engine_reset_stop(s->job_engine);
+        if (jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE)
+                server_gate_after_job(s, false); /* this job decides anew */
         snprintf(id, sizeof(id), "%" PRIu64, jb->id);
         journal_event(LOG_INFO, MESSAGE_ID_JOB_STARTED, "Job started", "JOB_ID", id, "JOB_KIND", direction(jb),
                       "REQUESTED_BY", jb->requested_by, NULL);

@@ -39,6 +39,7 @@ struct waiter {
         server *server;
         uint64_t conn_id;
         json_t *id;
+        bool strict; /* only a current schema opens it, never a failed migration */
         struct event *timer;
         waiter *prev, *next;
 };
@@ -63,17 +64,36 @@ bool server_schema_current(server *s) {
                json_array_size(json_object_get(s->snapshot, "problems")) == 0;
 }
 
-static json_t *current_result(server *s) {
-        return json_pack("{s:O}", "current_version", json_object_get(s->snapshot, "current_version") ?: json_null());
+static json_t *gate_result(server *s, bool current) {
+        json_t *r = json_pack("{s:O,s:b}", "current_version",
+                              json_object_get(s->snapshot, "current_version") ?: json_null(), "schema_current", current);
+
+        if (r && !current)
+                json_object_set_new(r, "reason", json_string("the last migration failed and was rolled back: the "
+                                                             "services run on the previous schema"));
+        return r;
+}
+
+static bool waiter_may_open(server *s, const waiter *w, bool *ret_current) {
+        *ret_current = server_schema_current(s);
+        return *ret_current || (!w->strict && s->gate_open_after_failure);
 }
 
 static void check_waiters(server *s) {
-        if (!server_schema_current(s))
-                return;
-        while (s->waiters) {
-                server_reply_result(s, s->waiters->conn_id, s->waiters->id, current_result(s));
-                waiter_free(s->waiters);
+        for (waiter *w = s->waiters, *next; w; w = next) {
+                bool current;
+                next = w->next;
+                if (!waiter_may_open(s, w, &current))
+                        continue;
+                server_reply_result(s, w->conn_id, w->id, gate_result(s, current));
+                waiter_free(w);
         }
+}
+
+void server_gate_after_job(server *s, bool failed) {
+        s->gate_open_after_failure = failed;
+        if (failed)
+                check_waiters(s);
 }
 
 static void on_waiter_timeout(evutil_socket_t fd, short what, void *userdata) {
@@ -88,12 +108,13 @@ static void on_waiter_timeout(evutil_socket_t fd, short what, void *userdata) {
         waiter_free(w);
 }
 
-void server_add_waiter(server *s, uint64_t conn_id, json_t *id, unsigned timeout_ms) {
+void server_add_waiter(server *s, uint64_t conn_id, json_t *id, unsigned timeout_ms, bool strict) {
         struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-        waiter *w;
+        waiter probe = { .strict = strict }, *w;
+        bool current;
 
-        if (server_schema_current(s)) {
-                server_reply_result(s, conn_id, id, current_result(s));
+        if (waiter_may_open(s, &probe, &current)) {
+                server_reply_result(s, conn_id, id, gate_result(s, current));
                 return;
         }
         w = calloc(1, sizeof(*w));
@@ -105,6 +126,7 @@ void server_add_waiter(server *s, uint64_t conn_id, json_t *id, unsigned timeout
         w->server = s;
         w->conn_id = conn_id;
         w->id = json_incref(id);
+        w->strict = strict;
         w->next = s->waiters;
         if (s->waiters)
                 s->waiters->prev = w;

@@ -54,6 +54,40 @@ class GateTest(S.TestCase):
         g.wait_acks(3)
         self.assertAllAckedInDb([g, plain])
 
+    def test_failed_migration_gated_unit_runs_again_unless_strict(self):
+        """Units are never left down: after a failed, rolled-back migration the daemon starts the
+        units on the previous schema, and the default gate lets a gated unit through (saying why).
+        A --strict gate keeps its unit out until the schema is really current."""
+        bad = {2: ("broken", "CREATE TABLE ok_part (x);\nINSERT INTO no_such_table VALUES (1);\n", None)}
+        mig = H.write_migrations(self.path("migrations"), V1)
+        self.create_db()
+        g = self.gated_writer("lenient", wait_timeout=30)
+        pre = S.exec_line([H.MIGRATECTL_BIN, "--socket", self.sock, "wait", "--strict", "--timeout", "3"])
+        strict = self.writer("strict", start=False, extra_service="ExecStartPre=" + pre)
+        self.migrated(mig, units=[g.unit, strict.unit])
+        self.assertCtl(self.ctl("up"), 0)
+        g.start()            # current: the gate opens
+        g.wait_acks(3)
+        H.write_migrations(mig, bad)
+        S.systemctl("kill", "--kill-whom=main", "--signal=SIGHUP", S.MIGRATED_UNIT)
+        S.wait_until(lambda: [p["version"] for p in self.call("status", timeout=5)["pending"]] == [2], 10,
+                     what="migration 2 pending after SIGHUP")
+        p = S.systemctl("start", strict.unit, check=False, timeout=30)
+        self.assertNotEqual(p.returncode, 0, "the strict gate let a unit start with a migration pending")
+        pid = g.pid()
+
+        r = self.ctl("up", timeout=60)
+        self.assertCtl(r, 1)
+        self.assertEqual(H.applied_versions(self.db), [1], "the failed migration must be rolled back")
+        self.assertRestarted(g, pid)            # the lenient gate opened for the previous schema
+        g.wait_acks(3)
+        _, final = self.rpc("wait", {"timeout_ms": 1000}, timeout=10)
+        res = self.assertResult(final)
+        self.assertIs(res.get("schema_current"), False, res)
+        self.assertIn("rolled back", res.get("reason", ""))
+        _, final = self.rpc("wait", {"timeout_ms": 500, "strict": True}, timeout=10)
+        self.assertError(final, "timeout")
+
     def test_gate_blocks_while_pending_and_times_out(self):
         mig = H.write_migrations(self.path("migrations"), {**V1, **V2})
         self.create_db()
