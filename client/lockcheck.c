@@ -134,14 +134,15 @@ static int add_range(table *t, json_t *lock) {
         return table_addf(t, "%s-%s", a, b);
 }
 
-/* "812", "812 (OFD)", "? (OFD)", "812 (this process)" */
-static int add_lock_pid(table *t, json_t *lock) {
+/* "812", "812 (OFD)", "? (OFD)", "812 (migrated)": the inspecting process is the daemon when the
+ * report came from it (migratectl itself holds no lock while it inspects). */
+static int add_lock_pid(table *t, json_t *lock, bool from_daemon) {
         int64_t pid = 0, owner;
         bool has_owner = json_get_int(lock, "owner_pid", &owner);
 
         json_get_int(lock, "pid", &pid);
         if (json_get_bool(lock, "self", false))
-                return table_addf(t, "%" PRId64 " (this process)", pid);
+                return table_addf(t, "%" PRId64 " (%s)", pid, from_daemon ? "migrated" : "this process");
         if (pid > 0)
                 return table_addf(t, "%" PRId64, pid);
         if (has_owner)
@@ -149,7 +150,7 @@ static int add_lock_pid(table *t, json_t *lock) {
         return table_add(t, pid < 0 ? "? (OFD)" : "? (other PID namespace)");
 }
 
-static int render_locks(json_t *locks) {
+static int render_locks(json_t *locks, bool from_daemon) {
         _cleanup_(table_freep) table *t = table_new(6);
         int r;
 
@@ -164,7 +165,7 @@ static int render_locks(json_t *locks) {
         for (size_t i = 0; r >= 0 && i < json_array_size(locks); i++) {
                 json_t *l = json_array_get(locks, i);
 
-                r = add_lock_pid(t, l) ?: table_add(t, file_label(json_get_str(l, "file"))) ?:
+                r = add_lock_pid(t, l, from_daemon) ?: table_add(t, file_label(json_get_str(l, "file"))) ?:
                     table_add(t, json_get_str(l, "kind")) ?: add_range(t, l) ?:
                     table_addf(t, "%s%s", json_get_str(l, "type") ?: "?",
                                json_get_bool(l, "waiting", false) ? " (waiting)" : "") ?:
@@ -235,7 +236,7 @@ int render_lockcheck(json_t *report) {
         r = render_holders(json_get_array(report, "holders"));
         if (r < 0)
                 return r;
-        r = render_locks(json_get_array(report, "locks"));
+        r = render_locks(json_get_array(report, "locks"), json_object_get(report, "daemon") != NULL);
         if (r < 0)
                 return r;
         render_probe(json_object_get(report, "probe"));
