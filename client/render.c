@@ -417,9 +417,10 @@ static void render_dry_run_details(json_t *result) {
                 }
                 printf("%s\n", n_stop == 0 ? " none (none is running)" : "");
         }
-        if (json_is_object(backup))
-                printf("Backup first, into %s (keeping %s)\n", json_get_str(backup, "dir") ?: "?",
-                       fmt_field(backup, "keep") ?: "?");
+        if (json_is_object(backup)) {
+                _cleanup_free_ char *keep = fmt_field(backup, "keep");
+                printf("Backup first, into %s (keeping %s)\n", json_get_str(backup, "dir") ?: "?", keep ?: "?");
+        }
         for (size_t i = 0; i < json_array_size(steps); i++) {
                 json_t *st = json_array_get(steps, i);
                 const char *sql = json_get_str(st, "sql");
@@ -479,12 +480,13 @@ int render_job(json_t *result) {
 /* migratectl backups: newest first. */
 int render_backups(json_t *result) {
         _cleanup_(table_freep) table *t = table_new(4);
+        _cleanup_free_ char *keep = fmt_field(result, "keep");
         json_t *list = json_get_array(result, "backups");
         int r;
 
         if (!t)
                 return -ENOMEM;
-        printf("Backups in %s (keeping %s):\n", json_get_str(result, "dir") ?: "?", fmt_field(result, "keep") ?: "?");
+        printf("Backups in %s (keeping %s):\n", json_get_str(result, "dir") ?: "?", keep ?: "?");
         if (json_array_size(list) == 0) {
                 printf("  none yet\n");
                 return 0;
