@@ -780,7 +780,7 @@ int main(int argc, char **argv) {
 
         output_setup();
         r = run(argc, argv);
-        free(arg_instance_socket);
+        arg_instance_socket = mfree(arg_instance_socket);
         if (r < 0) {
                 fprintf(stderr, "migratectl: error: %s\n", strerror(-r));
                 r = EXIT_FAILED;

@@ -238,12 +238,64 @@ char *protocol_encode_result(json_t *id, json_t *result) {
         return encode_line(o);
 }
 
+/* The length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one. */
+static size_t utf8_sequence(const unsigned char *p, size_t left) {
+        size_t n;
+        uint32_t c;
+
+        if (p[0] < 0x80)
+                return 1;
+        if ((p[0] & 0xe0) == 0xc0)
+                n = 2, c = p[0] & 0x1f;
+        else if ((p[0] & 0xf0) == 0xe0)
+                n = 3, c = p[0] & 0x0f;
+        else if ((p[0] & 0xf8) == 0xf0)
+                n = 4, c = p[0] & 0x07;
+        else
+                return 0;
+        if (n > left)
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                c = (c << 6) | (p[i] & 0x3f);
+        }
+        /* overlong forms, surrogates and values past U+10FFFF are not valid UTF-8 */
+        if ((n == 2 && c < 0x80) || (n == 3 && c < 0x800) || (n == 4 && c < 0x10000) || c > 0x10ffff ||
+            (c >= 0xd800 && c <= 0xdfff))
+                return 0;
+        return n;
+}
+
+char *protocol_utf8_sanitize(const char *s) {
+        size_t len = strlen(s), k = 0;
+        char *out = malloc(len + 1);
+
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < len;) {
+                size_t n = utf8_sequence((const unsigned char *) s + i, len - i);
+                if (n == 0) {
+                        out[k++] = '?'; /* a message quoting raw input may cut a character */
+                        i++;
+                        continue;
+                }
+                memcpy(out + k, s + i, n);
+                k += n;
+                i += n;
+        }
+        out[k] = '\0';
+        return out;
+}
+
 char *protocol_encode_error(json_t *id, protocol_error_code code, const char *message, json_t *extra) {
         json_t *o = reply_base(id), *e = json_object();
+        _cleanup_free_ char *clean = protocol_utf8_sanitize(message ?: "");
 
         /* code and message first; the details for scripts after them */
-        if (!o || !e || json_object_set_new(e, "code", json_string(protocol_error_code_to_string(code))) < 0 ||
-            json_object_set_new(e, "message", json_string(message ?: "")) < 0 ||
+        if (!o || !e || !clean ||
+            json_object_set_new(e, "code", json_string(protocol_error_code_to_string(code))) < 0 ||
+            json_object_set_new(e, "message", json_string(clean)) < 0 ||
             (extra && json_object_update_missing(e, extra) < 0)) {
                 json_decref(o);
                 json_decref(e);

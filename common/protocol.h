@@ -93,6 +93,14 @@ typedef struct param_spec {
 /* Returns 0, or PROTOCOL_ERROR_INVALID_PARAMS + 1 with *ret_message set. */
 int protocol_check_params(json_t *params, const param_spec *specs, size_t n_specs, char **ret_message);
 
+/* A copy of s with every byte that is not part of valid UTF-8 replaced by '?'. */
+char *protocol_utf8_sanitize(const char *s);
+
+/* The line to send when a reply cannot be encoded at all, so that every request still gets
+ * exactly one final line. */
+#define PROTOCOL_FALLBACK_ERROR \
+        "{\"id\":null,\"error\":{\"code\":\"internal\",\"message\":\"the reply could not be encoded\"}}\n"
+
 /* Encoders return a malloc'd line ending in '\n', or NULL on OOM. They steal the json_t passed
  * as payload. */
 char *protocol_encode_result(json_t *id, json_t *result);

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
@@ -10,12 +11,17 @@
 #include "macro.h"
 #include "server.h"
 
+/* A final reply that cannot be encoded (e.g. no memory for it) still ends its request. */
+static char *final_line(char *line) {
+        return line ?: strdup(PROTOCOL_FALLBACK_ERROR);
+}
+
 void server_reply_result(server *s, uint64_t conn_id, json_t *id, json_t *result) {
         if (conn_id == 0) {
                 json_decref(result);
                 return;
         }
-        (void) control_send(s->control, conn_id, protocol_encode_result(id, result), true);
+        (void) control_send(s->control, conn_id, final_line(protocol_encode_result(id, result)), true);
 }
 
 void server_reply_error(server *s, uint64_t conn_id, json_t *id, protocol_error_code code, const char *message,
@@ -24,7 +30,7 @@ void server_reply_error(server *s, uint64_t conn_id, json_t *id, protocol_error_
                 json_decref(extra);
                 return;
         }
-        (void) control_send(s->control, conn_id, protocol_encode_error(id, code, message, extra), true);
+        (void) control_send(s->control, conn_id, final_line(protocol_encode_error(id, code, message, extra)), true);
 }
 
 void server_reply_event(server *s, uint64_t conn_id, json_t *id, const char *event, json_t *fields) {

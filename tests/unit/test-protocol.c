@@ -151,6 +151,42 @@ static void test_json_string(void **state) {
         refused_without_id("status", CODE(PROTOCOL_ERROR_INVALID_JSON));
 }
 
+/* Error messages may quote raw input (jansson's error text, an unknown method's name cut at 64
+ * bytes): they must become valid UTF-8, or the reply could not be encoded at all. */
+static void test_utf8_sanitize(void **state) {
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "plain ascii", "plain ascii" },
+                { "caf\xc3\xa9 ok", "caf\xc3\xa9 ok" },
+                { "cut \xc3", "cut ?" },
+                { "stray \x80\xbf end", "stray ?? end" },
+                { "overlong \xc0\xaf", "overlong ??" },
+                { "surrogate \xed\xa0\x80", "surrogate ???" },
+                { "too big \xf4\x90\x80\x80", "too big ????" },
+                { "emoji \xf0\x9f\x98\x80", "emoji \xf0\x9f\x98\x80" },
+                { "", "" },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *out = protocol_utf8_sanitize(cases[i].in);
+                assert_non_null(out);
+                assert_string_equal(out, cases[i].out);
+                free(out);
+        }
+}
+
+static void test_error_with_broken_utf8_is_encoded(void **state) {
+        json_t *id = json_integer(3);
+        char *line = protocol_encode_error(id, PROTOCOL_ERROR_UNKNOWN_METHOD, "unknown method \"a\xc3\"", NULL);
+
+        assert_non_null(line);
+        assert_non_null(strstr(line, "unknown method \\\"a?\\\""));
+        assert_int_equal(line[strlen(line) - 1], '\n');
+        free(line);
+        json_decref(id);
+}
+
 static void test_json_array(void **state) {
         refused_without_id("[{\"id\":1,\"method\":\"status\"}]", CODE(PROTOCOL_ERROR_INVALID_REQUEST));
         refused_without_id("[]", CODE(PROTOCOL_ERROR_INVALID_REQUEST));
@@ -757,6 +793,8 @@ int main(void) {
                 cmocka_unit_test(test_valid_no_params),
                 cmocka_unit_test(test_not_json),
                 cmocka_unit_test(test_json_string),
+                cmocka_unit_test(test_utf8_sanitize),
+                cmocka_unit_test(test_error_with_broken_utf8_is_encoded),
                 cmocka_unit_test(test_json_array),
                 cmocka_unit_test(test_trailing_garbage),
                 cmocka_unit_test(test_two_objects),
