@@ -199,6 +199,15 @@ static int parse_verb_options(const verb *v, int argc, char **argv, const struct
         return CONTINUE;
 }
 
+/* For verbs without positional arguments: options, then nothing else. */
+static int parse_options_only(const verb *v, int argc, char **argv, const struct option *options, request_args *a) {
+        int r = parse_verb_options(v, argc, argv, options, a);
+
+        if (r == CONTINUE && optind < argc)
+                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        return r;
+}
+
 /* Builds params from the given options only, so the daemon's defaults apply to the rest. */
 static json_t *request_params(const request_args *a) {
         json_t *p = json_object();
@@ -326,11 +335,9 @@ static int verb_status(const verb *v, int argc, char **argv) {
         request_args a = {};
         int r;
 
-        r = parse_verb_options(v, argc, argv, options, &a);
+        r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
 
         r = call_daemon("status", NULL, render_status, &result);
         if (r != EXIT_OK || !a.check)
@@ -346,11 +353,9 @@ static int run_job(const verb *v, int argc, char **argv, const struct option *op
         json_t *params;
         int r;
 
-        r = parse_verb_options(v, argc, argv, options, &a);
+        r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
         if (a.has_steps && a.has_to)
                 return usage_error(v, "--steps and --to exclude each other");
         params = request_params(&a);
@@ -428,11 +433,9 @@ static int verb_history(const verb *v, int argc, char **argv) {
         json_t *params;
         int r;
 
-        r = parse_verb_options(v, argc, argv, options, &a);
+        r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
         params = request_params(&a);
         if (!params)
                 return -ENOMEM;
@@ -446,11 +449,9 @@ static int verb_verify(const verb *v, int argc, char **argv) {
         request_args a = {};
         int r;
 
-        r = parse_verb_options(v, argc, argv, options, &a);
+        r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
         r = call_daemon("verify", NULL, render_verify, &result);
         if (r != EXIT_OK)
                 return r;
@@ -504,11 +505,9 @@ static int verb_wait(const verb *v, int argc, char **argv) {
         json_t *params;
         int r;
 
-        r = parse_verb_options(v, argc, argv, options, &a);
+        r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
         if (a.timeout > 86400)
                 return usage_error(v, "--timeout takes seconds, at most 86400");
         deadline = now_ms() + a.timeout * 1000;
@@ -528,11 +527,9 @@ static int verb_backup(const verb *v, int argc, char **argv) {
         request_args a = {};
         int r;
 
-        r = parse_verb_options(v, argc, argv, options, &a);
+        r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
         return call_daemon("backup", NULL, render_job, NULL);
 }
 
@@ -541,11 +538,9 @@ static int verb_backups(const verb *v, int argc, char **argv) {
         request_args a = {};
         int r;
 
-        r = parse_verb_options(v, argc, argv, options, &a);
+        r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
         return call_daemon("backups", NULL, render_backups, NULL);
 }
 

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "jobs.h"
 #include "lockinfo.h"
+#include "protocol-methods.h"
 #include "units.h"
 #include "log.h"
 #include "macro.h"
@@ -24,12 +25,12 @@ typedef struct request {
 
 typedef void (*command_fn)(request *rq);
 
+/* The daemon's side of a method: its handler and who may call it. Its parameters are in the
+ * protocol's table (common/protocol-methods.c). */
 typedef struct command {
         const char *method;
         command_fn run;
-        const param_spec *params;
-        size_t n_params;
-        bool privileged; /* changes the database: root or the daemon's own user only */
+        bool privileged; /* changes the database: root, our user and the admin group only */
 } command;
 
 static void request_free(request *rq) {
@@ -416,62 +417,22 @@ static void cmd_down(request *rq) {
         submit_job(rq, PLAN_DOWN);
 }
 
-#define VERSION_MAX ((json_int_t) INT64_MAX)
-
-static const param_spec plan_params[] = {
-        { "direction", PARAM_STRING, 0, 4 },
-        { "to", PARAM_INT, 0, VERSION_MAX },
-        { "steps", PARAM_INT, 1, 1000000 },
-};
-static const param_spec up_params[] = {
-        { "to", PARAM_INT, 0, VERSION_MAX },
-        { "dry_run", PARAM_BOOL, 0, 0 },
-        { "per_migration", PARAM_BOOL, 0, 0 },
-        { "rehearse", PARAM_BOOL, 0, 0 },
-        { "allow_out_of_order", PARAM_BOOL, 0, 0 },
-};
-static const param_spec mark_params[] = {
-        { "migration", PARAM_STRING, 0, 255 },
-        { "state", PARAM_STRING, 0, 16 },
-};
-static const param_spec baseline_params[] = {
-        { "version", PARAM_INT, 1, VERSION_MAX },
-};
-static const param_spec restore_params[] = {
-        { "backup", PARAM_STRING, 0, 255 },
-};
-static const param_spec down_params[] = {
-        { "to", PARAM_INT, 0, VERSION_MAX },
-        { "steps", PARAM_INT, 1, 1000000 },
-        { "dry_run", PARAM_BOOL, 0, 0 },
-};
-static const param_spec history_params[] = {
-        { "limit", PARAM_INT, 1, 10000 },
-};
-static const param_spec wait_params[] = {
-        { "timeout_ms", PARAM_INT, 0, 86400000 },
-        { "strict", PARAM_BOOL, 0, 0 },
-};
-static const param_spec cancel_params[] = {
-        { "job_id", PARAM_INT, 1, PROTOCOL_ID_INT_MAX },
-};
-
 static const command commands[] = {
-        { "hello", cmd_hello, NULL, 0, false },
-        { "status", cmd_status, NULL, 0, false },
-        { "plan", cmd_plan, plan_params, ELEMENTSOF(plan_params), false },
-        { "history", cmd_history, history_params, ELEMENTSOF(history_params), false },
-        { "verify", cmd_verify, NULL, 0, false },
-        { "wait", cmd_wait, wait_params, ELEMENTSOF(wait_params), false },
-        { "lock_check", cmd_lock_check, NULL, 0, false },
-        { "up", cmd_up, up_params, ELEMENTSOF(up_params), true },
-        { "down", cmd_down, down_params, ELEMENTSOF(down_params), true },
-        { "cancel", cmd_cancel, cancel_params, ELEMENTSOF(cancel_params), true },
-        { "backups", cmd_backups, NULL, 0, false },
-        { "backup", cmd_backup, NULL, 0, true },
-        { "restore", cmd_restore, restore_params, ELEMENTSOF(restore_params), true },
-        { "mark", cmd_mark, mark_params, ELEMENTSOF(mark_params), true },
-        { "baseline", cmd_baseline, baseline_params, ELEMENTSOF(baseline_params), true },
+        { "hello", cmd_hello, false },
+        { "status", cmd_status, false },
+        { "plan", cmd_plan, false },
+        { "history", cmd_history, false },
+        { "verify", cmd_verify, false },
+        { "wait", cmd_wait, false },
+        { "lock_check", cmd_lock_check, false },
+        { "up", cmd_up, true },
+        { "down", cmd_down, true },
+        { "cancel", cmd_cancel, true },
+        { "backups", cmd_backups, false },
+        { "backup", cmd_backup, true },
+        { "restore", cmd_restore, true },
+        { "mark", cmd_mark, true },
+        { "baseline", cmd_baseline, true },
 };
 static const size_t n_commands = ELEMENTSOF(commands);
 
@@ -507,6 +468,7 @@ static bool peer_may_change(const server *s, const peer *p) {
 void commands_dispatch(server *s, const peer *p, const char *line, size_t size) {
         protocol_request req;
         const command *cmd = NULL;
+        const protocol_method *pm;
         _cleanup_free_ char *msg = NULL;
         request *rq;
         int r;
@@ -529,7 +491,8 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
-        r = protocol_check_params(req.params, cmd->params, cmd->n_params, &msg);
+        pm = protocol_method_find(cmd->method);
+        r = pm ? protocol_check_params(req.params, pm->params, pm->n_params, &msg) : PROTOCOL_ERROR_INTERNAL + 1;
         if (r > 0) {
                 server_reply_error(s, p->conn_id, req.id, (protocol_error_code) (r - 1), msg, NULL);
                 protocol_request_done(&req);

@@ -139,19 +139,6 @@ int sqlite_remove_applied(db *d, const migration *m, db_failure *f) {
         return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot record the reverted migration");
 }
 
-static int mark_refused(db_failure *f, const char *fmt, ...) _printf_(2, 3);
-static int mark_refused(db_failure *f, const char *fmt, ...) {
-        va_list ap;
-        int r;
-
-        db_failure_clear(f);
-        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
-        va_start(ap, fmt);
-        r = vasprintf(&f->message, fmt, ap);
-        va_end(ap);
-        return r < 0 ? -ENOMEM : DB_FAILED;
-}
-
 /* Bookkeeping without running the script: the caller holds a write transaction. */
 int sqlite_mark_applied(db *d, const migration *m, db_failure *f) {
         db_sqlite *s = to_sqlite(d);
@@ -170,7 +157,7 @@ int sqlite_mark_applied(db *d, const migration *m, db_failure *f) {
         already = applied_set_find(&a, m->version) != NULL;
         applied_set_clear(&a);
         if (already)
-                return mark_refused(f, "%s is already recorded as applied", m->up.file);
+                return sqlite_refuse(f, "%s is already recorded as applied", m->up.file);
         return sqlite_record_applied(d, m, 0, f);
 }
 
@@ -193,7 +180,7 @@ int sqlite_mark_rolled_back(db *d, const migration *m, db_failure *f) {
         if (rc != SQLITE_DONE)
                 return sqlite_fail(s, rc, f, "cannot mark the migration rolled back");
         if (sqlite3_changes(s->conn) == 0)
-                return mark_refused(f, "%s is not applied, so it cannot be marked rolled back", m->up.file);
+                return sqlite_refuse(f, "%s is not applied, so it cannot be marked rolled back", m->up.file);
         return 0;
 }
 

@@ -27,6 +27,9 @@ int sqlite_exec_simple(db_sqlite *s, const char *sql, db_failure *f, const char 
 bool sqlite_table_exists(db_sqlite *s, const char *name, int *ret_rc);
 void sqlite_rollback(db *d);
 
+/* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
+int sqlite_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
+
 /* db-sqlite-history.c */
 int sqlite_load_applied(db *d, applied_set *ret, db_failure *f);
 int sqlite_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f);

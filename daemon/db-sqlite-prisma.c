@@ -206,19 +206,6 @@ int prisma_remove_applied(db_sqlite *s, const migration *m, db_failure *f) {
                           migration_record_name(m), NULL, f, "cannot record the reverted migration");
 }
 
-static int refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
-static int refuse(db_failure *f, const char *fmt, ...) {
-        va_list ap;
-        int r;
-
-        db_failure_clear(f);
-        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
-        va_start(ap, fmt);
-        r = vasprintf(&f->message, fmt, ap);
-        va_end(ap);
-        return r < 0 ? -ENOMEM : DB_FAILED;
-}
-
 /* migrate resolve --applied: failed rows of the migration are rolled back, and a row with
  * started_at = finished_at, logs '' and no steps says it is applied. */
 int prisma_mark_applied(db_sqlite *s, const migration *m, db_failure *f) {
@@ -238,7 +225,7 @@ int prisma_mark_applied(db_sqlite *s, const migration *m, db_failure *f) {
         if (rc != SQLITE_ROW)
                 return sqlite_fail(s, rc, f, "cannot read _prisma_migrations");
         if (sqlite3_column_int64(st, 0) > 0)
-                return refuse(f, "%s is already recorded as applied", name);
+                return sqlite_refuse(f, "%s is already recorded as applied", name);
         r = exec_named(s,
                        "UPDATE \"_prisma_migrations\" SET \"rolled_back_at\" = ?2 WHERE \"migration_name\" = ?1 AND "
                        "\"finished_at\" IS NULL AND \"rolled_back_at\" IS NULL",
@@ -273,7 +260,7 @@ int prisma_mark_rolled_back(db_sqlite *s, const migration *m, db_failure *f) {
         if (r != 0)
                 return r;
         if (changes == 0)
-                return refuse(f,
+                return sqlite_refuse(f,
                               "%s is not in a failed state, so it cannot be marked rolled back (use down to revert "
                               "an applied migration)", name);
         return 0;

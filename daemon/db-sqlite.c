@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sqlite3.h>
@@ -97,6 +98,18 @@ bool sqlite_table_exists(db_sqlite *s, const char *name, int *ret_rc) {
         }
         *ret_rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
         return rc == SQLITE_ROW;
+}
+
+int sqlite_refuse(db_failure *f, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        db_failure_clear(f);
+        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
+        va_start(ap, fmt);
+        r = vasprintf(&f->message, fmt, ap);
+        va_end(ap);
+        return r < 0 ? -ENOMEM : DB_FAILED;
 }
 
 /* sqlite3_interrupt() only reaches statements already running; polling the flag from the progress

@@ -20,69 +20,10 @@
 #include <string.h>
 
 #include "macro.h"
+#include "protocol-methods.h"
 #include "protocol.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define VERSION_MAX ((json_int_t) INT64_MAX)
-
-static const param_spec plan_params[] = {
-        { "direction", PARAM_STRING, 0, 4 },
-        { "to", PARAM_INT, 0, VERSION_MAX },
-        { "steps", PARAM_INT, 1, 1000000 },
-};
-static const param_spec up_params[] = {
-        { "to", PARAM_INT, 0, VERSION_MAX },
-        { "dry_run", PARAM_BOOL, 0, 0 },
-        { "per_migration", PARAM_BOOL, 0, 0 },
-        { "rehearse", PARAM_BOOL, 0, 0 },
-        { "allow_out_of_order", PARAM_BOOL, 0, 0 },
-};
-static const param_spec mark_params[] = {
-        { "migration", PARAM_STRING, 0, 255 },
-        { "state", PARAM_STRING, 0, 16 },
-};
-static const param_spec baseline_params[] = {
-        { "version", PARAM_INT, 1, VERSION_MAX },
-};
-static const param_spec restore_params[] = {
-        { "backup", PARAM_STRING, 0, 255 },
-};
-static const param_spec down_params[] = {
-        { "to", PARAM_INT, 0, VERSION_MAX },
-        { "steps", PARAM_INT, 1, 1000000 },
-        { "dry_run", PARAM_BOOL, 0, 0 },
-};
-static const param_spec history_params[] = {
-        { "limit", PARAM_INT, 1, 10000 },
-};
-static const param_spec wait_params[] = {
-        { "timeout_ms", PARAM_INT, 0, 86400000 },
-};
-static const param_spec cancel_params[] = {
-        { "job_id", PARAM_INT, 1, PROTOCOL_ID_INT_MAX },
-};
-
-static const struct {
-        const char *method;
-        const param_spec *params;
-        size_t n_params;
-} methods[] = {
-        { "hello", NULL, 0 },
-        { "status", NULL, 0 },
-        { "plan", plan_params, ELEMENTSOF(plan_params) },
-        { "history", history_params, ELEMENTSOF(history_params) },
-        { "verify", NULL, 0 },
-        { "wait", wait_params, ELEMENTSOF(wait_params) },
-        { "up", up_params, ELEMENTSOF(up_params) },
-        { "down", down_params, ELEMENTSOF(down_params) },
-        { "cancel", cancel_params, ELEMENTSOF(cancel_params) },
-        { "backups", NULL, 0 },
-        { "backup", NULL, 0 },
-        { "restore", restore_params, ELEMENTSOF(restore_params) },
-        { "mark", mark_params, ELEMENTSOF(mark_params) },
-        { "baseline", baseline_params, ELEMENTSOF(baseline_params) },
-};
 
 static void fatal(const char *what, const char *line) {
         fprintf(stderr, "fuzz-protocol: %s: %s\n", what, line ? line : "(NULL)");
@@ -133,10 +74,10 @@ static void fuzz_request(const uint8_t *data, size_t size) {
         if (r < 0 || !req.root || !req.id || !req.method || !json_is_object(req.params))
                 fatal("decode_request succeeded without a complete request", msg);
 
-        for (i = 0; i < ELEMENTSOF(methods); i++)
-                if (streq(methods[i].method, req.method))
+        for (i = 0; i < protocol_n_methods; i++)
+                if (streq(protocol_methods[i].name, req.method))
                         break;
-        if (i == ELEMENTSOF(methods)) {
+        if (i == protocol_n_methods) {
                 /* as commands_dispatch() words it */
                 if (asprintf(&msg, "unknown method \"%.64s\"", req.method) < 0)
                         msg = NULL;
@@ -146,7 +87,7 @@ static void fuzz_request(const uint8_t *data, size_t size) {
                 return;
         }
 
-        r = protocol_check_params(req.params, methods[i].params, methods[i].n_params, &msg);
+        r = protocol_check_params(req.params, protocol_methods[i].params, protocol_methods[i].n_params, &msg);
         if (r > 0) {
                 if (r - 1 != PROTOCOL_ERROR_INVALID_PARAMS)
                         fatal("check_params returned another code than invalid_params", msg);
