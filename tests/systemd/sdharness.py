@@ -3,7 +3,8 @@
 processes, no mocks.
 
 This machine's PID 1 is not systemd, so each test file runs itself again inside
-`unshare --mount --pid --fork --mount-proc` (docs: /work/shared/DESIGN.md §6), mounts a private
+`unshare --mount --pid --fork --mount-proc` (the team design notes, "testing against a real
+systemd"), mounts a private
 tmpfs on /run, starts `/lib/systemd/systemd --user` there and runs its tests against that manager.
 migrated runs as the user unit `migrated-test.service` (Type=notify, Restart=on-failure), its
 dependent services are small Python writers (writer.py) run as user units. Everything dies with
