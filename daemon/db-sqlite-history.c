@@ -18,9 +18,10 @@ static const char schema_sql[] =
         "        duration_ms INTEGER NOT NULL\n"
         ");\n";
 
-/* Every attempt, in both formats: Prisma's table has no room for them. */
-static const char attempts_sql[] =
-        "CREATE TABLE IF NOT EXISTS migrated_attempts (\n"
+/* Every attempt, in both formats: Prisma's table has no room for them. Formatted with the schema
+ * it goes into: a restore rebuilds it in the attached copy being restored. */
+static const char attempts_columns[] =
+        "(\n"
         "        id INTEGER PRIMARY KEY,\n"
         "        job_id INTEGER NOT NULL,\n"
         "        direction TEXT NOT NULL CHECK (direction IN ('up', 'down', 'restore', 'mark', 'baseline')),\n"
@@ -35,7 +36,29 @@ static const char attempts_sql[] =
         "        finished_at TEXT,\n"
         "        requested_by TEXT,\n"
         "        detail TEXT\n"
-        ");\n";
+        ")";
+
+#define ATTEMPT_COLUMNS                                                                                             \
+        "id, job_id, direction, status, from_version, to_version, versions, error, error_file, error_line, "     \
+        "started_at, finished_at, requested_by, detail"
+
+/* Creates migrated_attempts in schema if absent; with replace, drops what schema had first. */
+static int create_attempts(db_sqlite *s, const char *schema, bool replace, db_failure *f) {
+        char *sql;
+        int r;
+
+        if (replace)
+                sql = sqlite3_mprintf("DROP TABLE IF EXISTS \"%w\".migrated_attempts; "
+                                      "CREATE TABLE \"%w\".migrated_attempts %s", schema, schema, attempts_columns);
+        else
+                sql = sqlite3_mprintf("CREATE TABLE IF NOT EXISTS \"%w\".migrated_attempts %s", schema,
+                                      attempts_columns);
+        if (!sql)
+                return -ENOMEM;
+        r = sqlite_exec_simple(s, sql, f, "cannot create migrated_attempts");
+        sqlite3_free(sql);
+        return r;
+}
 
 static const char recover_sql[] =
         "UPDATE migrated_attempts SET status = 'interrupted', finished_at = ?1, "
@@ -50,7 +73,7 @@ static int ensure_bookkeeping(db_sqlite *s, db_failure *f) {
                                        : sqlite_exec_simple(s, schema_sql, f, "cannot create migrated_schema");
         if (r != 0)
                 return r;
-        return sqlite_exec_simple(s, attempts_sql, f, "cannot create migrated_attempts");
+        return create_attempts(s, "main", false, f);
 }
 
 int sqlite_load_applied(db *d, applied_set *ret, db_failure *f) {
@@ -353,30 +376,94 @@ int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f) {
         return 0;
 }
 
+/* Inserts a finished non-migration job into schema's attempts table. */
+static int insert_event(db_sqlite *s, const char *schema, const db_event *ev, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        char now[32], *sql;
+        int rc;
+
+        db_timestamp(now);
+        sql = sqlite3_mprintf("INSERT INTO \"%w\".migrated_attempts (job_id, direction, status, from_version, "
+                              "to_version, versions, detail, started_at, finished_at, requested_by) "
+                              "VALUES (?1, ?2, 'succeeded', ?3, ?4, '[]', ?5, ?6, ?6, ?7)", schema);
+        if (!sql)
+                return -ENOMEM;
+        rc = sqlite3_prepare_v2(s->conn, sql, -1, &st, NULL);
+        sqlite3_free(sql);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) ev->job_id);
+                sqlite3_bind_text(st, 2, ev->direction, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 3, ev->from_version);
+                sqlite3_bind_int64(st, 4, ev->to_version);
+                sqlite3_bind_text(st, 5, ev->detail, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 7, ev->requested_by, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st);
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot record the job in the history");
+}
+
 int sqlite_record_event(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
                         const char *detail, const char *requested_by, db_failure *f) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_event ev = { .job_id = job_id, .direction = direction, .from_version = from_version,
+                        .to_version = to_version, .detail = detail, .requested_by = requested_by };
         db_sqlite *s = to_sqlite(d);
-        char now[32];
-        int rc, r;
+        int r;
 
         r = ensure_bookkeeping(s, f);
         if (r != 0)
                 return r;
-        db_timestamp(now);
-        rc = sqlite3_prepare_v2(s->conn,
-                                "INSERT INTO migrated_attempts (job_id, direction, status, from_version, "
-                                "to_version, versions, detail, started_at, finished_at, requested_by) "
-                                "VALUES (?1, ?2, 'succeeded', ?3, ?4, '[]', ?5, ?6, ?6, ?7)", -1, &st, NULL);
+        return insert_event(s, "main", &ev, f);
+}
+
+/* The history is the live database's, never the backup's: the copy about to be restored (attached
+ * as "restored") gets every attempt recorded so far plus the restore itself, in one transaction,
+ * so that a restore never forgets an attempt and ids continue where they were. */
+int sqlite_carry_history(db *d, const char *scratch, const db_event *ev, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        bool have;
+        int rc, r;
+
+        rc = sqlite3_prepare_v2(s->conn, "ATTACH ?1 AS restored", -1, &st, NULL);
         if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, (sqlite3_int64) job_id);
-                sqlite3_bind_text(st, 2, direction, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 3, from_version);
-                sqlite3_bind_int64(st, 4, to_version);
-                sqlite3_bind_text(st, 5, detail, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 7, requested_by, -1, SQLITE_STATIC);
-                rc = sqlite3_step(st);
+                sqlite3_bind_text(st, 1, scratch, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
         }
-        return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot record the job in the history");
+        if (rc != SQLITE_OK)
+                return sqlite_fail(s, rc, f, "cannot open the copy being restored");
+        have = sqlite_table_exists(s, "migrated_attempts", &rc);
+        r = rc == SQLITE_OK ? 0 : sqlite_fail(s, rc, f, "cannot read the history");
+        if (r == 0)
+                r = sqlite_exec_simple(s, "PRAGMA restored.journal_mode = OFF; PRAGMA restored.synchronous = OFF; BEGIN",
+                                       f, "cannot prepare the copy being restored");
+        if (r == 0)
+                r = create_attempts(s, "restored", true, f);
+        if (r == 0 && have)
+                r = sqlite_exec_simple(s, "INSERT INTO restored.migrated_attempts (" ATTEMPT_COLUMNS ") SELECT "
+                                       ATTEMPT_COLUMNS " FROM main.migrated_attempts", f,
+                                       "cannot carry the history into the restored copy");
+        if (r == 0)
+                r = insert_event(s, "restored", ev, f);
+        if (r == 0)
+                r = sqlite_exec_simple(s, "COMMIT", f, "cannot carry the history into the restored copy");
+        sqlite_rollback(d);
+        (void) sqlite3_exec(s->conn, "DETACH restored", NULL, NULL, NULL);
+        return r;
+}
+
+int sqlite_max_job_id(db *d, uint64_t *ret, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        int rc;
+
+        *ret = 0;
+        if (!sqlite_table_exists(s, "migrated_attempts", &rc))
+                return rc == SQLITE_OK ? 0 : sqlite_fail(s, rc, f, "cannot read the history");
+        rc = sqlite3_prepare_v2(s->conn, "SELECT coalesce(max(job_id), 0) FROM migrated_attempts", -1, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                *ret = (uint64_t) sqlite3_column_int64(st, 0);
+                return 0;
+        }
+        return sqlite_fail(s, rc, f, "cannot read the history");
 }

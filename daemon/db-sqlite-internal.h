@@ -44,6 +44,8 @@ int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f);
 int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
 int sqlite_record_event(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
                         const char *detail, const char *requested_by, db_failure *f);
+int sqlite_carry_history(db *d, const char *scratch, const db_event *ev, db_failure *f);
+int sqlite_max_job_id(db *d, uint64_t *ret, db_failure *f);
 
 /* db-sqlite-prisma.c */
 int prisma_ensure_table(db_sqlite *s, db_failure *f);

@@ -371,100 +371,113 @@ static int sqlite_check_foreign_keys(db *d, db_failure *f) {
 
 
 
-/* The online backup API, all pages in one step: it holds a read transaction on the source for the
- * copy, so the copy is one consistent snapshot even while other connections write (WAL). The
- * destination skips journaling (a half-written backup is deleted, never used) and is fsynced
- * by closing it with synchronous=FULL semantics. */
-static int sqlite_backup_to(db *d, const char *path, db_failure *f) {
-        db_sqlite *s = to_sqlite(d);
-        sqlite3 *dest = NULL;
+/* Opens path, a file the caller created exclusively and holds open as fd, and checks that it is
+ * that very file (the directory is ours, but never write to a file we did not make). */
+static int open_own_file(const char *path, int fd, sqlite3 **ret) {
+        struct stat a, b;
+        int rc;
+
+        rc = sqlite3_open_v2(path, ret, SQLITE_OPEN_READWRITE, NULL);
+        if (rc == SQLITE_OK && (fstat(fd, &a) < 0 || lstat(path, &b) < 0 || a.st_dev != b.st_dev ||
+                                a.st_ino != b.st_ino || !S_ISREG(b.st_mode)))
+                rc = SQLITE_CANTOPEN;
+        return rc;
+}
+
+/* Copies every page of src into dest with the backup API, in one step: it holds a read
+ * transaction on the source for the copy, so the copy is one consistent snapshot even while other
+ * connections write (WAL). */
+static int copy_pages(sqlite3 *dest, sqlite3 *src) {
         sqlite3_backup *b;
         int rc;
 
-        rc = sqlite3_open_v2(path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE, NULL);
-        /* a backup holds all the data: owner only, before a single page is written */
-        if (rc == SQLITE_OK && chmod(path, 0600) < 0)
-                rc = SQLITE_CANTOPEN;
+        b = sqlite3_backup_init(dest, "main", src, "main");
+        if (!b)
+                return sqlite3_errcode(dest);
+        do
+                rc = sqlite3_backup_step(b, -1);
+        while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? (sqlite3_sleep(10), true) : false);
+        return sqlite3_backup_finish(b) == SQLITE_OK && rc == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(dest);
+}
+
+static int backup_failed(db_failure *f, const char *path, sqlite3 *dest, int rc) {
+        db_failure_clear(f);
+        f->code = PROTOCOL_ERROR_BACKUP_FAILED;
+        if (asprintf(&f->message, "the backup to %s failed: %s%s", path,
+                     dest ? sqlite3_errmsg(dest) : rc == SQLITE_IOERR ? strerror(errno) : sqlite3_errstr(rc),
+                     (rc & 0xff) == SQLITE_FULL ? " (the disk is full)" : "") < 0)
+                f->message = NULL;
+        return f->message ? DB_FAILED : -ENOMEM;
+}
+
+/* The destination skips journaling (an incomplete backup is never published) and is made durable
+ * through the caller's fd. */
+static int sqlite_backup_to(db *d, const char *path, int fd, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        sqlite3 *dest = NULL;
+        int rc, r;
+
+        rc = open_own_file(path, fd, &dest);
         if (rc == SQLITE_OK)
                 rc = sqlite3_exec(dest, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF", NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-                db_failure_clear(f);
-                f->code = PROTOCOL_ERROR_BACKUP_FAILED;
-                if (asprintf(&f->message, "cannot create the backup %s: %s", path,
-                             dest ? sqlite3_errmsg(dest) : sqlite3_errstr(rc)) < 0)
-                        f->message = NULL;
-                sqlite3_close(dest);
-                return f->message ? DB_FAILED : -ENOMEM;
-        }
-        /* reading the source through a memory map saves a read() per page */
-        (void) sqlite3_exec(s->conn, "PRAGMA mmap_size = 4294967296", NULL, NULL, NULL);
-        b = sqlite3_backup_init(dest, "main", s->conn, "main");
-        if (!b)
-                rc = sqlite3_errcode(dest);
-        else {
-                do
-                        rc = sqlite3_backup_step(b, -1);
-                while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? (sqlite3_sleep(10), true) : false);
-                rc = sqlite3_backup_finish(b) == SQLITE_OK && rc == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(dest);
-        }
-
-        (void) sqlite3_exec(s->conn, "PRAGMA mmap_size = 0", NULL, NULL, NULL);
         if (rc == SQLITE_OK) {
-                /* Stored in rollback-journal mode (header bytes 18 and 19, the file format's write
-                 * and read versions: 1 = legacy, 2 = WAL), a backup can be opened and checked without
-                 * growing a -wal and -shm beside it; a restore into a WAL database marks it WAL
-                 * again. Written directly: a journal_mode change would re-read the whole schema.
-                 * Then the copy is made durable before anyone relies on it. */
-                static const unsigned char legacy[2] = { 1, 1 };
-                int fd;
-                sqlite3_close(dest);
-                dest = NULL;
-                fd = open(path, O_RDWR | O_CLOEXEC);
-                if (fd < 0 || pwrite(fd, legacy, 2, 18) != 2 || fsync(fd) < 0)
-                        rc = SQLITE_IOERR;
-                if (fd >= 0)
-                        close(fd);
+                /* reading the source through a memory map saves a read() per page */
+                (void) sqlite3_exec(s->conn, "PRAGMA mmap_size = 4294967296", NULL, NULL, NULL);
+                rc = copy_pages(dest, s->conn);
+                (void) sqlite3_exec(s->conn, "PRAGMA mmap_size = 0", NULL, NULL, NULL);
         }
         if (rc != SQLITE_OK) {
-                db_failure_clear(f);
-                f->code = PROTOCOL_ERROR_BACKUP_FAILED;
-                if (asprintf(&f->message, "the backup to %s failed: %s%s", path,
-                             dest ? sqlite3_errmsg(dest) : strerror(errno),
-                             (rc & 0xff) == SQLITE_FULL ? " (the disk is full)" : "") < 0)
-                        f->message = NULL;
+                r = backup_failed(f, path, dest, rc);
                 sqlite3_close(dest);
-                (void) unlink(path);
-                return f->message ? DB_FAILED : -ENOMEM;
+                return r;
         }
         sqlite3_close(dest);
+        /* Stored in rollback-journal mode (header bytes 18 and 19, the file format's write and read
+         * versions: 1 = legacy, 2 = WAL), a backup can be opened and checked without growing a -wal
+         * and -shm beside it; a restore into a WAL database marks it WAL again. Written directly: a
+         * journal_mode change would re-read the whole schema. Then the copy is made durable. */
+        static const unsigned char legacy[2] = { 1, 1 };
+        if (pwrite(fd, legacy, 2, 18) != 2 || fsync(fd) < 0)
+                return backup_failed(f, path, NULL, SQLITE_IOERR);
         return 0;
 }
 
 /* The backup API in reverse: SQLite replaces every page of the live database inside one write
  * transaction, so the database is never missing, never half restored, and its WAL and -shm stay
  * consistent with it (a file rename would leave our own connections and a stale WAL pointing at
- * the old inode). */
-static int sqlite_restore_from(db *d, const char *path, db_failure *f) {
+ * the old inode). The pages come from a scratch copy of the backup that already holds the live
+ * history and the restore's own record. */
+static int sqlite_restore_from(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f) {
         db_sqlite *s = to_sqlite(d);
-        sqlite3 *src = NULL;
-        sqlite3_backup *b;
-        int rc;
+        sqlite3 *src = NULL, *copy = NULL;
+        int rc, r;
 
         rc = sqlite3_open_v2(path, &src, SQLITE_OPEN_READONLY, NULL);
-        if (rc != SQLITE_OK) {
-                rc = sqlite_fail(s, rc, f, "cannot open the backup");
-                sqlite3_close(src);
-                return rc;
-        }
-        b = sqlite3_backup_init(s->conn, "main", src, "main");
-        if (!b) {
-                sqlite3_close(src);
-                return sqlite_fail(s, sqlite3_errcode(s->conn), f, "cannot restore the backup");
-        }
-        rc = sqlite3_backup_step(b, -1);
-        sqlite3_backup_finish(b);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_open_v2(scratch, &copy, SQLITE_OPEN_READWRITE, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(copy, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+                rc = copy_pages(copy, src);
         sqlite3_close(src);
-        if (rc != SQLITE_DONE)
+        sqlite3_close(copy);
+        if (rc != SQLITE_OK)
+                return sqlite_fail(s, rc, f, "cannot read the backup");
+        r = sqlite_carry_history(d, scratch, ev, f);
+        if (r != 0)
+                return r;
+        rc = sqlite3_open_v2(scratch, &src, SQLITE_OPEN_READONLY, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_backup *b = sqlite3_backup_init(s->conn, "main", src, "main");
+                if (!b)
+                        rc = sqlite3_errcode(s->conn);
+                else {
+                        rc = sqlite3_backup_step(b, -1);
+                        rc = sqlite3_backup_finish(b) == SQLITE_OK && rc == SQLITE_DONE ? SQLITE_OK : rc;
+                }
+        }
+        sqlite3_close(src);
+        if (rc != SQLITE_OK)
                 return sqlite_fail(s, rc, f, "restoring the backup failed; the database is unchanged");
         return 0;
 }
@@ -586,6 +599,7 @@ const db_backend db_sqlite_backend = {
         .check_integrity = sqlite_check_integrity,
         .size = sqlite_size,
         .record_event = sqlite_record_event,
+        .max_job_id = sqlite_max_job_id,
         .mark_applied = sqlite_mark_applied,
         .mark_rolled_back = sqlite_mark_rolled_back,
         .has_user_tables = sqlite_has_user_tables,

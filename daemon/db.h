@@ -51,6 +51,16 @@ typedef struct db_attempt {
         const char *requested_by;
 } db_attempt;
 
+/* A job that is not a migration (restore, mark, baseline), recorded as one succeeded attempt. */
+typedef struct db_event {
+        uint64_t job_id;
+        const char *direction;
+        int64_t from_version;
+        int64_t to_version;
+        const char *detail;
+        const char *requested_by;
+} db_event;
+
 typedef struct db_backend {
         const char *name;
         int (*open)(const db_options *o, db **ret, db_failure *f);
@@ -70,10 +80,15 @@ typedef struct db_backend {
                               unsigned error_line, db_failure *f);
         int (*history)(db *d, unsigned limit, json_t **ret, db_failure *f);
         int (*recover_interrupted)(db *d, unsigned *ret_count, db_failure *f);
-        /* An online, consistent copy of the whole database into a new file at path. */
-        int (*backup_to)(db *d, const char *path, db_failure *f);
-        /* Replaces the database's content with the file at path, in one transaction. */
-        int (*restore_from)(db *d, const char *path, db_failure *f);
+        /* An online, consistent copy of the whole database into the empty file at path, which the
+         * caller created exclusively and holds open as fd; made durable through fd. */
+        int (*backup_to)(db *d, const char *path, int fd, db_failure *f);
+        /* Replaces the database's content with the backup at path, in one transaction, keeping the
+         * live history (every attempt survives a restore) and recording ev in the same transaction.
+         * scratch is an empty file the caller created exclusively (a working copy of the backup). */
+        int (*restore_from)(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f);
+        /* The highest job id in the history (0 when none), so that job ids are never reused. */
+        int (*max_job_id)(db *d, uint64_t *ret, db_failure *f);
         /* quick_check (full: integrity_check) and foreign_key_check; DB_FAILED names the problem. */
         int (*check_integrity)(db *d, bool full, db_failure *f);
         /* The database's logical size in bytes: pages times page size. */

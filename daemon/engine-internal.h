@@ -5,6 +5,7 @@
 
 #include <stdatomic.h>
 
+#include "backups.h"
 #include "engine.h"
 #include "macro.h"
 #include "migdir.h"
@@ -34,7 +35,11 @@ int engine_load(engine *e, applied_set *applied, engine_error *err);
 int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *ret_current, engine_error *err);
 
 /* Backup of the live database before a change; fills *ret_info ({file, path, size, ...}). */
-int engine_take_backup(engine *e, uint64_t job_id, int64_t version, json_t **ret_info, engine_error *err);
+int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind kind, json_t **ret_info,
+                       engine_error *err);
+
+/* Applies the retention rules to the backup directory (see engine-backup.c). */
+void engine_prune_backups(engine *e);
 
 /* Adds to an "irreversible" refusal the backup that undoes it and the restore command. */
 void engine_explain_irreversible(engine *e, engine_error *err);

@@ -111,10 +111,30 @@ int engine_recover(engine *e, engine_error *err) {
         unsigned n = 0;
         int r;
 
+        if (e->backup_dir) {
+                r = backups_remove_temporaries(e->backup_dir, e->database);
+                if (r > 0)
+                        log_info("Removed %d incomplete backup file(s) left in %s by a previous migrated", r,
+                                 e->backup_dir);
+                else if (r < 0)
+                        log_warning_errno(r, "Cannot clean up the backup directory %s: %m", e->backup_dir);
+        }
         r = e->db->backend->recover_interrupted(e->db, &n, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         return (int) n;
+}
+
+uint64_t engine_last_job_id(engine *e) {
+        uint64_t last = 0, b;
+        db_failure f = {};
+
+        if (e->db->backend->max_job_id(e->db, &last, &f) != 0) {
+                log_warning("Cannot read the last job id: %s", f.message ?: "?");
+                db_failure_clear(&f);
+        }
+        b = e->backup_dir ? backups_max_job_id(e->backup_dir, e->database) : 0;
+        return b > last ? b : last;
 }
 
 /* Rescans the directory. Keeps the previous good set when the new scan is invalid, but reports
@@ -601,14 +621,23 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
                                       (json_int_t) p->from_version, "to_version", (json_int_t) p->to_version, "total",
                                       (json_int_t) p->n, "atomic", p->atomic && !job->per_migration));
         r = check_before(e, err);
-        if (r == 0 && take_backup) {
-                emit(&s, "backup", json_pack("{s:s}", "phase", "starting"));
-                r = engine_take_backup(e, job->id, p->from_version, &backup, err);
-                if (r == 0)
-                        emit(&s, "backup", json_pack("{s:s,s:O}", "phase", "done", "backup", backup));
-        }
         if (r != 0)
                 return r;
+
+        /* The write lock is probed before the backup: a job that would fail "busy" costs no
+         * backup and rotates none out. */
+        if (take_backup) {
+                r = e->db->backend->begin(e->db, &s.failure);
+                e->db->backend->rollback(e->db);
+                if (r != 0)
+                        return r < 0 ? r : engine_fail_db(err, &s.failure, NULL);
+                emit(&s, "backup", json_pack("{s:s}", "phase", "starting"));
+                r = engine_take_backup(e, job->id, p->from_version, BACKUP_AUTO, &backup, err);
+                if (r != 0)
+                        return r;
+                emit(&s, "backup", json_pack("{s:s,s:O}", "phase", "done", "backup", backup));
+                engine_prune_backups(e);
+        }
 
         json_t *vj = versions_json(p);
         versions = json_dumps(vj, JSON_COMPACT);

@@ -66,6 +66,10 @@ void engine_reset_stop(engine *e);
 /* Marks attempts a dead predecessor left "running" as interrupted. Returns how many, or < 0. */
 int engine_recover(engine *e, engine_error *err);
 
+/* The highest job id recorded in the history or in a backup's name: new jobs continue after it,
+ * so that a job id is never reused, also across restarts. */
+uint64_t engine_last_job_id(engine *e);
+
 /* Read views, each from a fresh scan of the directory and a fresh read of the database. */
 int engine_status(engine *e, json_t **ret, engine_error *err);
 int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err);

@@ -102,6 +102,11 @@ static void job_free(job *jb) {
         free(jb);
 }
 
+void jobs_set_last_id(jobs *j, uint64_t last) {
+        if (last > j->next_id)
+                j->next_id = last;
+}
+
 int jobs_new(server *s, unsigned max_queue, jobs **ret) {
         jobs *j = calloc(1, sizeof(*j));
 

@@ -15,6 +15,9 @@ typedef struct server server;
 typedef struct jobs jobs;
 
 int jobs_new(server *s, unsigned max_queue, jobs **ret);
+
+/* New jobs get ids after last (the last one recorded before this start). */
+void jobs_set_last_id(jobs *j, uint64_t last);
 jobs *jobs_free(jobs *j);
 
 /* Queues a job for conn_id (0: nobody waits for it, e.g. --auto-up). request_id is borrowed. */

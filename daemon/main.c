@@ -232,6 +232,7 @@ static int run(const config *cfg) {
                 log_error("Failed to start the workers");
                 goto finish;
         }
+        jobs_set_last_id(s.jobs, engine_last_job_id(s.job_engine));
         fd = open_listener(cfg, &created);
         if (fd < 0)
                 goto finish;

@@ -21,7 +21,7 @@ import harness
 from harness import applied_versions, db_connect, schema, sha256_file, wait_until
 
 # <dbname>-<YYYYmmddTHHMMSS.mmmZ>-v<version>-job<id>.sqlite
-BACKUP_NAME_RE = re.compile(r"^(?P<db>.+)-(?P<stamp>\d{8}T\d{6}\.\d{3}Z)-v(?P<version>-?\d+)-job(?P<job>\d+)\.sqlite$")
+BACKUP_NAME_RE = re.compile(r"^(?P<db>.+)-(?P<stamp>\d{8}T\d{6}\.\d{3}Z)-v(?P<version>-?\d+)-job(?P<job>\d+)(?P<kind>-manual)?\.sqlite$")
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 MiB = 1024 * 1024
 
@@ -245,15 +245,16 @@ class RestoreRoundTripTest(BackupTestCase):
             if table != "migrated_attempts":
                 self.assertEqual(now[1][table], rows, "table %s differs from before the up" % table)
         self.assertEqual(set(now[1]), set(before[1]))
-        self.assertEqual(now[1]["migrated_attempts"][:-1], attempts_before,
-                         "the history below the restore must be the history of the backup")
+        self.assertEqual(now[1]["migrated_attempts"][:-1], after[1]["migrated_attempts"],
+                         "the history below the restore must be the live history: a restore forgets no attempt")
         hist = d.call("history")["attempts"]
         top = hist[0]
         self.assertEqual((top["direction"], top["status"], top["from_version"], top["to_version"]),
                          ("restore", "succeeded", self.latest, 3), top)
         self.assertEqual(top["detail"], "restored from %s" % pre_up["file"], top)
         self.assertEqual(top["job_id"], r["job_id"], top)
-        self.assertEqual([a["id"] for a in hist[1:]], [row[0] for row in reversed(attempts_before)])
+        self.assertEqual([a["id"] for a in hist[1:]], [row[0] for row in reversed(after[1]["migrated_attempts"])])
+        self.assertEqual(top["id"], after[1]["migrated_attempts"][-1][0] + 1, "attempt ids continue, never reused")
         self.assertEqual(harness.journal_mode(db), "wal", "a restore must leave the live database in WAL mode")
         st = d.status()
         self.assertEqual(st["current_version"], 3, st)
@@ -362,14 +363,28 @@ class RestoreRoundTripTest(BackupTestCase):
                              ({"backup": "nonsense.sqlite"}, "unknown_backup")):
             _, final = d.rpc("restore", params)
             self.assertError(final, code, "restore %r: %r" % (params, final))
-        # A file named like a backup that is not a database: refused by the verification.
+        # A file named like a backup that is not a complete database: never listed, never restored.
         junk = "db.sqlite-20000101T000000.000Z-v3-job998.sqlite"
         with open(os.path.join(bdir, junk), "wb") as f:
             f.write(b"this is not an SQLite database" * 200)
+        self.assertNotIn(junk, [b["file"] for b in d.call("backups")["backups"]])
         _, final = d.rpc("restore", {"backup": junk})
-        err = self.assertError(final, "integrity_failed")
+        err = self.assertError(final, "unknown_backup")
         self.assertIn(junk, err["message"])
+        # One whose header is sound but whose pages are damaged: listed, refused by the verification.
+        junk2 = "db.sqlite-20000101T000000.000Z-v3-job997.sqlite"
+        with open(b2["path"], "rb") as f:
+            data = bytearray(f.read())
+        page = int.from_bytes(data[16:18], "big")
+        data[page:page + 64] = b"\xa5" * 64  # page 2's b-tree header
+        with open(os.path.join(bdir, junk2), "wb") as f:
+            f.write(bytes(data))
+        os.chmod(os.path.join(bdir, junk2), 0o600)
+        _, final = d.rpc("restore", {"backup": junk2})
+        err = self.assertError(final, "integrity_failed")
+        self.assertIn(junk2, err["message"])
         os.unlink(os.path.join(bdir, junk))
+        os.unlink(os.path.join(bdir, junk2))
         r = d.ctl("restore", "no-such-backup.sqlite")
         self.assertCtl(r, 1)
         self.assertEqual(r.json["error"]["code"], "unknown_backup")
@@ -592,7 +607,7 @@ class NoSpaceTest(BackupTestCase):
         os.mkdir(bdir, 0o700)
         d = self.daemon(db, mig, extra_args=["--backup-dir", bdir], start=False)
         d.argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                  'mount -t tmpfs -o size=4m tmpfs "$0" && exec "$@"', bdir] + d.argv
+                  'mount -t tmpfs -o size=4m,mode=0700 tmpfs "$0" && exec "$@"', bdir] + d.argv
         d.start()
         # The daemon's namespace has the 4 MiB tmpfs on the backup dir; ours does not.
         with open("/proc/%d/mountinfo" % d.pid) as f:
@@ -671,30 +686,37 @@ class RetentionTest(BackupTestCase):
         self.assertCtl(d.ctl("up", "--to", 1), 0)
         first = [f for f in listdir(bdir) if BACKUP_NAME_RE.match(f) and f.startswith("db.sqlite-")]
         self.assertEqual(len(first), 1)
-        made = []
+        # Manual backups are kept apart: never pruned, never counted.
+        manual = []
         for i in range(6):
             res = d.call("backup")
             self.assertEqual(res["status"], "backed_up")
-            made.append(self.assertBackupInfo(res["backup"], 1, res["job_id"], bdir, "db.sqlite")["file"])
-            ours = [f for f in listdir(bdir) if f.startswith("db.sqlite-")]
-            self.assertEqual(len(ours), min(i + 2, 3), "after backup %d: %r" % (i + 1, ours))
+            info = self.assertBackupInfo(res["backup"], 1, res["job_id"], bdir, "db.sqlite")
+            self.assertTrue(info["file"].endswith("-manual.sqlite"), info)
+            self.assertEqual(info["kind"], "manual", info)
+            manual.append(info["file"])
         ours = sorted(f for f in listdir(bdir) if f.startswith("db.sqlite-"))
-        self.assertEqual(ours, sorted(made[-3:]), "the newest three must remain")
+        self.assertEqual(ours, sorted(first + manual))
+        # Automatic backups rotate: the newest three remain.
+        auto = list(first)
+        for i in range(4):
+            for direction in ("up", "down"):
+                res = d.call(direction)
+                self.assertEqual(res["backup"]["kind"], "auto", res)
+                auto.append(res["backup"]["file"])
+                ours = sorted(f for f in listdir(bdir) if f.startswith("db.sqlite-"))
+                self.assertEqual(ours, sorted(manual + auto[-3:]), "after %s %d" % (direction, i))
         for f in foreign:
             self.assertIn(f, listdir(bdir), "a file that is not a backup of this database was deleted")
-        self.assertEqual(len(listdir(bdir)), 3 + len(foreign), listdir(bdir))
+        self.assertEqual(len(listdir(bdir)), 3 + 6 + len(foreign), listdir(bdir))
         listing = d.call("backups")
         self.assertEqual((listing["dir"], listing["keep"]), (bdir, 3), listing)
-        self.assertEqual([b["file"] for b in listing["backups"]], list(reversed(made[-3:])), listing)
+        self.assertEqual(sorted(b["file"] for b in listing["backups"]), sorted(manual + auto[-3:]), listing)
         r = d.ctl("backups", json_out=False)
         self.assertCtl(r, 0)
         self.assertIn("Backups in %s (keeping 3)" % bdir, r.out)
-        for f in made[-3:]:
+        for f in auto[-3:] + manual:
             self.assertIn(f, r.out)
-        # A migration's backup counts too.
-        res = d.call("up")
-        ours = sorted(f for f in listdir(bdir) if f.startswith("db.sqlite-"))
-        self.assertEqual(ours, sorted(made[-2:] + [res["backup"]["file"]]))
 
 
 # ---------------------------------------------------------------------------------------------
