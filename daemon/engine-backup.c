@@ -62,8 +62,13 @@ static int backup_list_failed(engine *e, protocol_error_code code, int r, engine
         int fd;
 
         /* an untrusted directory: say what to fix */
-        if (r == -EPERM && backups_open_dir(e->backup_dir, false, &fd, &problem) == -EPERM && problem)
-                return engine_fail(err, code, NULL, "%s", problem);
+        if (r == -EPERM) {
+                int q = backups_open_dir(e->backup_dir, false, &fd, &problem);
+                if (q == 0)
+                        close(fd);
+                if (q == -EPERM && problem)
+                        return engine_fail(err, code, NULL, "%s", problem);
+        }
         return engine_fail(err, code, NULL, "cannot list %s: %s", e->backup_dir, strerror(-r));
 }
 
@@ -121,8 +126,6 @@ int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind 
         r = backups_parse_name(e->database, name, &info);
         if (r < 0)
                 return r;
-        free(path);
-        path = NULL;
         if (asprintf(&info.path, "%s/%s", e->backup_dir, name) < 0) {
                 backup_info_clear(&info);
                 return -ENOMEM;
