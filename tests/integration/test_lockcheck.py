@@ -107,12 +107,6 @@ class HolderProc:
 
 class LockCheckTest(harness.TestCase):
 
-    def setUp(self):
-        super().setUp()
-        r = ctl("--help", timeout=10)
-        if "lock-check" not in r.out + r.err:
-            self.skipTest("this migratectl has no lock-check verb")
-
     # helpers
 
     def make_db(self, name="db.sqlite", journal_mode="wal"):

@@ -55,7 +55,7 @@ MIGRATED_SOCKET_UNIT = "migrated-test.socket"
 
 ACKS_SQL = "CREATE TABLE acks (id INTEGER PRIMARY KEY, writer TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL);\n"
 
-SKIP = 77  # meson: the test was skipped
+SKIP = H.SKIP  # meson: the test was skipped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,8 +135,7 @@ def _run_in_namespace():
     elif not shutil.which("systemctl"):
         why = "systemctl not found"
     if why:
-        print("SKIP: %s" % why, flush=True)
-        sys.exit(SKIP)
+        H.cannot_run(why)
     tag = "migrated-sd-%d" % os.getpid()
     env = dict(os.environ)
     env[NS_MARK] = "1"
@@ -263,19 +262,19 @@ def main():
     if os.environ.get(NS_MARK) != "1":
         _run_in_namespace()
     MANAGER = Manager()
-    ok = False
+    status = 1
     t0 = time.monotonic()
     try:
         MANAGER.boot()
         prog = unittest.main(verbosity=2, exit=False)
-        ok = prog.result.wasSuccessful()
+        status = H.exit_status(prog.result, os.path.basename(sys.argv[0]))
     finally:
         if MANAGER.proc is not None:
             MANAGER.shutdown()
         print("%s: %.1f s" % (os.path.basename(sys.argv[0]), time.monotonic() - t0), flush=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0 if ok else 1)
+    os._exit(status)
 
 
 # ---------------------------------------------------------------------------------------------
