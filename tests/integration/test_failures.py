@@ -167,7 +167,7 @@ class FailingMigrationTest(harness.TestCase):
             f.write("CREATE TABLE c1 (id INTEGER PRIMARY KEY);\nCREATE TABLE c2 (id INTEGER);\n")
         os.utime(os.path.join(mig, "0003_make_c.up.sql"), (time.time() + 2, time.time() + 2))
         d.signal(signal.SIGHUP)
-        time.sleep(0.5)
+        harness.wait_until(lambda: "SIGHUP: rescanning" in d.log(), 30, what="the rescan after SIGHUP")
         self.assertTrue(d.alive(), d.log())
         r = d.ctl("up")
         self.assertCtl(r, 0)
