@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import socket
-import time
 
 import harness
 from harness import ctl

@@ -5,7 +5,6 @@ clients that go away, --auto-up."""
 import os
 import signal
 import threading
-import time
 
 import harness
 from harness import Conn, Daemon, applied_versions, current_version

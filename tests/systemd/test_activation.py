@@ -3,7 +3,6 @@
 Type=notify readiness and status, the watchdog."""
 
 import os
-import time
 
 import sdharness as S
 from sdharness import H

@@ -4,7 +4,6 @@ these fail, the other systemd tests' failures say nothing about migrated."""
 
 import os
 import signal
-import time
 
 import sdharness as S
 from sdharness import H
