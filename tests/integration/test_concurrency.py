@@ -261,7 +261,7 @@ class SlowJobTest(harness.TestCase):
             return st if st["state"] == "running" and (st.get("job") or {}).get("version") == version else None
         return harness.wait_until(check, timeout, what="job to run version %d" % version)
 
-    def test_status_fast_while_slow_migration_runs(self):
+    def test_status_answered_while_slow_migration_runs(self):
         t, box = self.start_up({"to": 2})
         st = self.wait_running_version(2)
         job = st["job"]
