@@ -5,7 +5,9 @@ set -eu
 
 build_pkgs="gcc pkg-config meson ninja-build libsqlite3-dev libsystemd-dev libevent-dev libjansson-dev
 libinih-dev libmd-dev sqlite3"
-test_pkgs="$build_pkgs libcmocka-dev python3 socat systemd dbus-user-session util-linux procps psmisc"
+# the systemd suites (a user manager in namespaces: systemd, unshare from util-linux), the
+# authorization tests (useradd and groupadd from passwd, setpriv) and the mutation check (git)
+test_pkgs="$build_pkgs libcmocka-dev python3 socat systemd dbus-user-session util-linux procps psmisc passwd git"
 # packaging (packaging/ci-package.sh) and the example install script (packaging/examples/)
 test_pkgs="$test_pkgs debhelper dpkg-dev fakeroot scdoc lintian bash-completion man-db jq"
 # fuzzing (tests/fuzz/run.sh: clang with its libFuzzer runtime) and tests/valgrind.sh

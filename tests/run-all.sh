@@ -1,6 +1,9 @@
 #!/bin/bash
 # The whole test suite: unit and integration tests in a warnings-as-errors build, then again in an
-# AddressSanitizer/UndefinedBehaviorSanitizer build. Ends with one "N passed, N failed" line.
+# AddressSanitizer/UndefinedBehaviorSanitizer build, then fuzzing, valgrind, the package and the
+# mutation check. Ends with one "N passed, N failed, N skipped" line. Under CI=true every suite is
+# mandatory: a test that cannot run (no root, no systemd, a missing tool) fails, naming what is
+# missing, instead of being skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +40,12 @@ run_extra fuzz tests/fuzz/run.sh 60
 run_extra valgrind tests/valgrind.sh
 # The Debian package: build, lintian, install, checks of what it installed, purge.
 run_extra packaging packaging/ci-package.sh
+# The mutation check: every planted defect of tests/mutants/ caught by its tests (plain build
+# only, once; a few minutes). MIGRATED_MUTANTS=rotate:N runs N of them, chosen by the date.
+case "${MIGRATED_MUTANTS:-all}" in
+rotate:*) run_extra mutants tests/mutants/run.py --rotate "${MIGRATED_MUTANTS#rotate:}" ;;
+*) run_extra mutants tests/mutants/run.py ;;
+esac
 
 python3 - build-test build-asan "${extra_results[@]}" <<'PY'
 import json, sys

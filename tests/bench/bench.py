@@ -1044,6 +1044,52 @@ def fd_limit(ctx, db, mig, limit=1024, n=1100):
                                         else "", fds, closed, spin, log_growth, first[:80], answer, spin_after))
 
 
+def stalled_reader(ctx, d):
+    """A client that pipelines 5000 status requests with large replies and never reads: the
+    daemon queues up to 16 MiB for it, then drops it. Its peak RSS meanwhile, and other clients'
+    status latency (these were bounds in the integration tests; here they are measured)."""
+    log("memory: a client that never reads its replies")
+    mig = os.path.join(d, "many")
+    os.makedirs(mig, exist_ok=True)
+    for v in range(1, 401):  # 400 pending migrations: each status reply is tens of KiB
+        with open(os.path.join(mig, "%04d_m%d.up.sql" % (v, v)), "w") as f:
+            f.write("CREATE TABLE t%d (id INTEGER PRIMARY KEY);\n" % v)
+    db = empty_wal_db(os.path.join(d, "stall.sqlite"))
+    dm = Daemon(ctx, db, mig).start()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        base = dm.status()
+        size = len(json.dumps(dm.rpc("status"))) + 1
+        s.connect(dm.sock)
+        s.settimeout(1.0)
+        data = memoryview(b"".join(b'{"id":%d,"method":"status"}\n' % i for i in range(5000)))
+        sent, lat, deadline = 0, [], time.monotonic() + 60
+        dropped = "it does not read its replies"
+        while dropped not in dm.log() and time.monotonic() < deadline:
+            if sent < len(data):
+                try:
+                    sent += s.send(data[sent:sent + 65536])
+                except socket.timeout:
+                    pass
+                except OSError:
+                    sent = len(data)
+            t1 = time.perf_counter()
+            dm.rpc("status", timeout=10)
+            lat.append((time.perf_counter() - t1) * 1000)
+        hwm = dm.status()["VmHWM"]
+        ok = dropped in dm.log()
+        ctx.raw["memory_stalled_reader"] = dict(base=base, VmHWM=hwm, reply_bytes=size, status_ms=lat, dropped=ok)
+        ctx.row("peak RSS, a client that never reads (5000 replies of %d KiB)" % (size // 1024), fmt_mib(hwm),
+                "idle: " + fmt_mib(base["VmRSS"]), ratio(hwm, base["VmRSS"]), "≤ 64 MiB, dropped",
+                verdict(ok and hwm <= 64 * 1024))
+        if lat:
+            ctx.note("while a client did not read: other clients' status median %.1f ms, max %.1f ms over %d "
+                     "requests; dropped: %s" % (statistics.median(lat), max(lat), len(lat), ok))
+    finally:
+        s.close()
+        dm.stop()
+
+
 def bench_memory(ctx):
     log("memory: idle, 1000 idle connections")
     d = ctx.dir("memory")
@@ -1119,6 +1165,7 @@ def bench_memory(ctx):
         dm.stop()
 
     fd_limit(ctx, db, mig)
+    stalled_reader(ctx, d)
 
     if hasattr(ctx, "w1_peak"):
         hwm, cli_rss = ctx.w1_peak

@@ -736,5 +736,49 @@ def wait_until(predicate, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+# ---------------------------------------------------------------------------------------------
+# Skips: reported, never counted as passes
+
+
+SKIP = 77  # meson: the test was skipped
+
+
+def in_ci():
+    """Under CI=true every suite is mandatory: what is missing is installed by .ci/run."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def cannot_run(why):
+    """The whole file cannot run: exit 77 (SKIP for meson), or fail naming what is missing under
+    CI, where a skip of a required suite would let a broken promise through."""
+    sys.stdout.flush()
+    if in_ci():
+        print("FAIL: required suite cannot run under CI=true: %s" % why, flush=True)
+        sys.exit(1)
+    print("SKIP: %s" % why, flush=True)
+    sys.exit(SKIP)
+
+
+def exit_status(result, name):
+    """The process status for a unittest result: skips are listed; all skipped is 77 (SKIP); any
+    skip under CI is a failure naming its reason."""
+    for test, why in result.skipped:
+        print("%s: skipped %s: %s" % (name, test.id(), why), flush=True)
+    n_skipped = len(result.skipped)
+    print("%s: %d run, %d failed, %d skipped" % (name, result.testsRun, len(result.failures) + len(result.errors)
+                                                 + len(result.unexpectedSuccesses), n_skipped), flush=True)
+    if not result.wasSuccessful():
+        return 1
+    if n_skipped and in_ci():
+        print("FAIL: %d test(s) skipped under CI=true (a required test must run; install what it names)"
+              % n_skipped, flush=True)
+        return 1
+    if result.testsRun == 0 or n_skipped == result.testsRun:
+        return SKIP
+    return 0
+
+
 def main():
-    unittest.main(verbosity=2)
+    prog = unittest.main(verbosity=2, exit=False)
+    sys.stderr.flush()
+    sys.exit(exit_status(prog.result, os.path.basename(sys.argv[0])))

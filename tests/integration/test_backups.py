@@ -416,6 +416,8 @@ while not os.path.exists(stop_path):
                         "(SELECT coalesce(max(version), 0) FROM migrated_schema)").fetchone()
         c.execute("COMMIT")
         key = json.dumps(list(row))
+        if key not in seen:
+            print("saw " + key, flush=True)  # each new state once: the test waits for these
         seen[key] = seen.get(key, 0) + 1
     except sqlite3.Error as e:
         errors.append(repr(e))
@@ -452,10 +454,10 @@ class RestoreAtomicityTest(BackupTestCase):
         out, stop = self.path("reader.json"), self.path("reader.stop")
         rd = self.helper(READER_SCRIPT, [db, out, stop], "reader")
         rd.expect_line("ready")
-        time.sleep(0.2)
+        rd.expect_line('saw ["B", 0, 2]')  # reading the state before the restore
         res = d.call("restore", {"backup": state_a["file"]})
         self.assertEqual(res["to_version"], 1)
-        time.sleep(0.2)
+        rd.expect_line('saw ["A", 12, 1]', timeout=30)  # and then the restored one, nothing between
         with open(stop, "w"):
             pass
         rd.expect_line("done", timeout=30)

@@ -5,7 +5,6 @@ clients that go away, --auto-up."""
 import os
 import signal
 import threading
-import time
 
 import harness
 from harness import Conn, Daemon, applied_versions, current_version
@@ -32,11 +31,9 @@ class DaemonTest(harness.TestCase):
         d1 = self.daemon(db, mig)
         self.assertTrue(os.path.exists(db + "-migrated.lock"))
         d2 = self.daemon(db, mig, start=False)
-        t0 = time.monotonic()
         d2.start(wait=False)
-        rc = d2.wait(10)
+        rc = d2.wait(30)  # it exits by itself, while the first one still runs
         self.assertNotEqual(rc, 0, "a second migrated on the same database must refuse to run")
-        self.assertLess(time.monotonic() - t0, 5, "the second daemon must exit at once")
         self.assertIn(str(d1.pid), d2.log(), "the message must name the holder's pid")
         self.assertFalse(os.path.exists(d2.socket) and d2.socket != d1.socket)
         # The first one is unharmed.
@@ -78,10 +75,8 @@ class DaemonTest(harness.TestCase):
         waiting.send("down", {"steps": 1}, id="waiting")
         harness.wait_until(lambda: d.status()["queue_length"] == 1, 5, what="the down to wait")
 
-        t0 = time.monotonic()
         d.signal(signal.SIGTERM)
         rc = d.wait(20)
-        elapsed = time.monotonic() - t0
         self.assertEqual(rc, 0, "SIGTERM must end the daemon with status 0")
 
         # The database is where it started, the attempt interrupted.
@@ -92,15 +87,15 @@ class DaemonTest(harness.TestCase):
         self.assertEqual(rows[0]["direction"], "up")
         self.assertEqual(rows[0]["from_version"], 1)
         self.assertTrue(rows[0]["finished_at"])
-        self.assertLess(elapsed, 10, "the migration must be interrupted, not waited for")
 
-        # Both clients got an error line.
+        # Both clients got an error line: the running job interrupted (rolled back, not waited
+        # for: no "big" table above), the waiting one never started.
         _, final = running.read_reply("running", 10)
         self.assertEqual(final["id"], "running")
-        self.assertIn(final.get("error", {}).get("code"), ("interrupted", "shutting_down"), final)
+        self.assertError(final, "interrupted")
         _, final = waiting.read_reply("waiting", 10)
         self.assertEqual(final["id"], "waiting")
-        self.assertIn(final.get("error", {}).get("code"), ("shutting_down", "interrupted"), final)
+        self.assertError(final, "shutting_down")
 
         # A new daemon reports it in history, and can do the job.
         d2 = self.daemon(db, mig)
@@ -120,12 +115,15 @@ class DaemonTest(harness.TestCase):
         c = Conn(d.socket, 30)
         self.addCleanup(c.close)
         c.send("up", {}, id=1)
-        harness.wait_until(lambda: d.status()["state"] == "running", 5, what="the job to start")
-        time.sleep(0.3)
-        t0 = time.monotonic()
+        # the job blocks on the write lock after its backup (a read): SIGTERM once that is done
+        while True:
+            ev = c.read_json(30)
+            self.assertIsNotNone(ev, "connection closed before the job's backup was done")
+            self.assertIn("event", ev, ev)
+            if ev["event"] == "backup" and ev.get("phase") == "done":
+                break
         d.signal(signal.SIGTERM)
-        self.assertEqual(d.wait(15), 0)
-        self.assertLess(time.monotonic() - t0, 10, "SIGTERM must not wait out a 60 s busy timeout")
+        self.assertEqual(d.wait(30), 0, "SIGTERM must not wait out the 60 s busy timeout")
         _, final = c.read_reply(1, 10)
         self.assertIn("error", final)
         h.kill()

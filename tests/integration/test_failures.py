@@ -125,6 +125,11 @@ class FailingMigrationTest(harness.TestCase):
         d = self.daemon(self.db, mig)
         events, final = d.rpc("up", {"per_migration": True})
         err = self.assertError(final, "migration_failed")
+        started = [e for e in events if e.get("event") == "started"]
+        self.assertEqual(len(started), 1, events)
+        # each migration commits on its own: the plan as a whole is not all-or-nothing
+        self.assertEqual((started[0]["kind"], started[0]["from_version"], started[0]["to_version"],
+                          started[0]["total"], started[0]["atomic"]), ("up", 0, 4, 4, False), events)
         self.assertEqual((err["version"], err["line"]), (3, FAILING_0003_LINE))
         self.assertEqual(applied_versions(self.db), [1, 2])
         applied_events = [e["version"] for e in events if e.get("event") == "migration" and e.get("phase") == "applied"]
@@ -162,7 +167,7 @@ class FailingMigrationTest(harness.TestCase):
             f.write("CREATE TABLE c1 (id INTEGER PRIMARY KEY);\nCREATE TABLE c2 (id INTEGER);\n")
         os.utime(os.path.join(mig, "0003_make_c.up.sql"), (time.time() + 2, time.time() + 2))
         d.signal(signal.SIGHUP)
-        time.sleep(0.5)
+        harness.wait_until(lambda: "SIGHUP: rescanning" in d.log(), 30, what="the rescan after SIGHUP")
         self.assertTrue(d.alive(), d.log())
         r = d.ctl("up")
         self.assertCtl(r, 0)

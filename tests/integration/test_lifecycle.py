@@ -209,8 +209,8 @@ class LifecycleTest(harness.TestCase):
         self.assertEqual(kinds[1], "started", events)
         self.assertEqual(kinds[-1], "committed", events)
         started = events[1]
-        self.assertEqual((started["kind"], started["from_version"], started["to_version"], started["total"]),
-                         ("up", 2, 4, 2))
+        self.assertEqual((started["kind"], started["from_version"], started["to_version"], started["total"],
+                          started["atomic"]), ("up", 2, 4, 2, True))
         steps = [(e["phase"], e["version"], e["index"], e["total"]) for e in events if e["event"] == "migration"]
         self.assertEqual(steps, [("applying", 3, 1, 2), ("applied", 3, 1, 2),
                                  ("applying", 4, 2, 2), ("applied", 4, 2, 2)])

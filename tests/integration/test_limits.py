@@ -27,21 +27,8 @@ MAX_OUTPUT = 16 * 1024 * 1024     # bytes of replies queued for one client befor
 MAX_OUTSTANDING = 64              # requests in progress per connection before reading pauses
 
 
-def sanitized(binary):
-    try:
-        with open(binary, "rb") as f:
-            data = f.read()
-    except OSError:
-        return False  # the test's setUp reports the missing binary
-    return b"__asan_init" in data or b"libasan.so" in data
-
-
-# A stalled reader must not make the daemon grow past this: ~10 MiB at rest + 16 MiB of queued
-# replies + the reply being encoded. Not checked in sanitizer builds: there RSS measures ASan's
-# allocator (a quarantine of freed memory of up to 256 MiB, memory never returned, shadow memory;
-# 180-390 MiB seen), not the daemon. The figures are printed either way.
-RSS_BOUND_KIB = 64 * 1024
-SANITIZED = sanitized(harness.MIGRATED_BIN)
+# Memory and latency under a stalled reader are printed here, never asserted (a sanitizer build's
+# RSS is ASan's allocator, and a loaded machine is slow): tests/bench measures them.
 
 
 def proc_status_kib(pid, key):
@@ -122,14 +109,12 @@ class LimitsCase(harness.TestCase):
         return self.assertResult(final)
 
     def assertRefusedAndClosed(self, c, why_substring):
-        t0 = time.monotonic()
-        line = c.read_json(1.0)
+        line = c.read_json(10)
         self.assertIsNotNone(line, "the connection over the limit was closed without its error line")
         self.assertEqual(line.get("id", "missing"), None, line)
         self.assertEqual(line["error"]["code"], "too_many_connections", line)
         self.assertIn(why_substring, line["error"]["message"])
-        self.assertIsNone(c.read_line(1.0), "the connection over the limit was not closed")
-        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertIsNone(c.read_line(10), "the connection over the limit was not closed")
 
 
 class ConnectionLimitTest(LimitsCase):
@@ -155,24 +140,26 @@ class ConnectionLimitTest(LimitsCase):
                 return c.call("hello", timeout=5)[1]
         self.assertResult(run_as_uid(65534, 0, other_uid))
 
-        # closing one makes room; the daemon notices the close asynchronously, allow it 2 s
+        # closing one makes room; the daemon notices the close asynchronously: until then a new
+        # connection is refused (its error line, or the daemon's close when our hello meets it)
         conns[0].close()
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 30
         attempts = 0
         while True:
             attempts += 1
             c = self.conn(d)
-            line = None
             try:
                 c.send("hello", id=7)
-                line = c.read_json(1.0)
             except (BrokenPipeError, ConnectionResetError):
-                pass
-            if line and "result" in line:
-                break
-            self.assertTrue(line is None or line["error"]["code"] == "too_many_connections", line)
-            c.close()
-            self.assertLess(time.monotonic(), deadline, "no room for a new connection 2 s after closing one")
+                c.close()  # refused and already closed by the daemon
+            else:
+                line = c.read_json(10)
+                self.assertIsNotNone(line, "a connection was closed without a reply or an error line")
+                if "result" in line:
+                    break
+                self.assertEqual(line["error"]["code"], "too_many_connections", line)
+                c.close()
+            self.assertLess(time.monotonic(), deadline, "no room for a new connection 30 s after closing one")
             time.sleep(0.05)
         conns[0] = c
         sys.stderr.write("per-uid limit: a new connection was accepted on attempt %d after closing one\n" % attempts)
@@ -209,25 +196,19 @@ class IdleTimeoutTest(LimitsCase):
     def test_idle_connection_is_closed(self):
         d = self.start({"idle_timeout": 1})
         c = self.conn(d)
-        t0 = time.monotonic()
-        line = c.read_json(5)
-        elapsed = time.monotonic() - t0
+        line = c.read_json(30)
         self.assertIsNotNone(line, "closed without the idle_timeout line")
         self.assertEqual(line["id"], None)
         self.assertEqual(line["error"]["code"], "idle_timeout", line)
-        self.assertIsNone(c.read_line(2), "not closed after idle_timeout")
-        self.assertGreater(elapsed, 0.8)
-        self.assertLess(elapsed, 2.5)
+        self.assertIsNone(c.read_line(30), "not closed after idle_timeout")
 
         # the timer counts from the last request, not from the connection
         c = self.conn(d)
         for i in range(6):  # 3 s of activity, one request every 0.5 s
             self.hello(c, i)
             time.sleep(0.5)
-        t0 = time.monotonic()
-        line = c.read_json(5)
+        line = c.read_json(30)
         self.assertEqual(line["error"]["code"], "idle_timeout", line)
-        self.assertLess(time.monotonic() - t0, 2.0)
         self.assertEqual(d.stop(), 0)
 
     def test_connection_waiting_for_a_long_job_is_not_closed(self):
@@ -237,24 +218,27 @@ class IdleTimeoutTest(LimitsCase):
         })
         up = self.conn(d, 120)
         waiter = self.conn(d, 120)
-        t0 = time.monotonic()
         up.send("up", id=1)
         waiter.send("wait", {"timeout_ms": 120000}, id=2)
+        # an idle connection opened once the job runs is closed while the job still runs: the job
+        # outlasted idle_timeout, so the test means something (else raise MIGRATED_TEST_SLOW_N)
+        ev = up.read_json(30)
+        self.assertEqual(ev.get("event"), "queued", ev)
+        idle = self.conn(d, 120)
+        line = idle.read_json(60)
+        self.assertEqual(line["error"]["code"], "idle_timeout", line)
+        self.assertEqual(d.status()["state"], "running", "the slow migration ended before idle_timeout fired; "
+                         "raise MIGRATED_TEST_SLOW_N")
         events, final = up.read_reply(1, 120)
-        took = time.monotonic() - t0
         res = self.assertResult(final)
         self.assertEqual(res["status"], "applied")
         self.assertEqual(applied_versions(self.db), [1, 2])
-        self.assertGreater(took, 3.0, "the slow migration took only %.1f s: raise MIGRATED_TEST_SLOW_N" % took)
         self.assertFalse([e for e in events if "idle" in json.dumps(e)], events)
         _, wfinal = waiter.read_reply(2, 10)
         self.assertResult(wfinal)
-        sys.stderr.write("idle_timeout=1 s: the up connection waited %.1f s for its job and got its result\n" % took)
         # once nothing is in progress, the idle timer applies again
-        t1 = time.monotonic()
-        line = up.read_json(5)
+        line = up.read_json(30)
         self.assertEqual(line["error"]["code"], "idle_timeout", line)
-        self.assertLess(time.monotonic() - t1, 2.5)
         self.assertEqual(d.stop(), 0)
 
 
@@ -325,10 +309,8 @@ class QueueLimitTest(LimitsCase):
             self.assertEqual(ev.get("event"), "queued", ev)
             queued.append((c, i))
         over = self.conn(d, 10)
-        t0 = time.monotonic()
-        _, final = over.call("backup", id="over", timeout=5)
+        _, final = over.call("backup", id="over", timeout=30)
         self.assertError(final, "queue_full")
-        self.assertLess(time.monotonic() - t0, 1.0)
         joiner = self.conn(d, 120)
         joiner.send("up", None, id="join")
         ev = joiner.read_json(5)
@@ -400,13 +382,11 @@ class StalledReaderTest(LimitsCase):
         self.assertNotIn("error", box, "the daemon closed a connection whose replies fit under 16 MiB")
         self.assertEqual(box["sent"], box["total"])
         peak = max(rss)
-        sys.stderr.write("stalled reader (5000 small status replies): VmRSS base %.1f MiB, max %.1f MiB%s; "
+        sys.stderr.write("stalled reader (5000 small status replies): VmRSS base %.1f MiB, max %.1f MiB; "
                          "other clients' status max %.1f ms over %d requests\n"
-                         % (base / 1024, peak / 1024, " (sanitizer build: not checked)" if SANITIZED else "",
-                            max(lat) * 1000, len(lat)))
-        self.assertLess(max(lat), 0.5, "status from another client took %.0f ms during the stall" % (max(lat) * 1000))
-        if not SANITIZED:
-            self.assertLess(peak, RSS_BOUND_KIB)
+                         % (base / 1024, peak / 1024, max(lat) * 1000, len(lat)))
+        # other clients were answered during the stall (probe_latencies checks each reply); the
+        # figures are printed above, and measured by tests/bench (memory: stalled reader)
         # Now read: every request has its answer, in order, none an error (backpressure, not refusal)
         c = Conn.__new__(Conn)  # the harness's line reader on our already connected socket
         c.sock, c.timeout, c.buf, c.eof = s, 10, b"", False
@@ -424,16 +404,12 @@ class StalledReaderTest(LimitsCase):
                     "DROP TABLE t%d;\n" % v) for v in range(1, 401)}
         d = self.start({}, migrations=many)
         size = len(json.dumps(d.rpc("status")[1])) + 1
-        # One reader thread answers status in FIFO order, and the stalled client may have 64
-        # requests in it: another client's status can wait behind those 64 (head of line), so
-        # "quickly" here means within about 65 idle status times (x3 for the busy loop), not 0.5 s.
         idle = []
         for _ in range(10):
             t0 = time.perf_counter()
             d.rpc("status")
             idle.append(time.perf_counter() - t0)
         one = sorted(idle)[len(idle) // 2]
-        bound = max(0.5, (MAX_OUTSTANDING + 1) * one * 3)
         self.assertGreater(size * 5000, 4 * MAX_OUTPUT, "status replies too small for this test (%d B)" % size)
         base = proc_status_kib(d.pid, "VmRSS")
         s, box = self.stall(d, 5000)
@@ -448,15 +424,12 @@ class StalledReaderTest(LimitsCase):
         lat += self.probe_latencies(d, 1.0, rss)
         hwm = proc_status_kib(d.pid, "VmHWM")
         sys.stderr.write("stalled reader (status replies of %d B): dropped; VmRSS base %.1f MiB, max sampled "
-                         "%.1f MiB, VmHWM %.1f MiB%s; other clients' status: idle %.1f ms, during the stall "
-                         "median %.1f ms, max %.1f ms over %d requests (bound %.0f ms)\n"
-                         % (size, base / 1024, max(rss) / 1024, hwm / 1024,
-                            " (sanitizer build: not checked)" if SANITIZED else "", one * 1000,
-                            sorted(lat)[len(lat) // 2] * 1000, max(lat) * 1000, len(lat), bound * 1000))
-        if not SANITIZED:
-            self.assertLess(max(rss), RSS_BOUND_KIB)
-            self.assertLess(hwm, RSS_BOUND_KIB, "the daemon's peak RSS during the stall")
-        self.assertLess(max(lat), bound, "status from another client took %.0f ms during the stall" % (max(lat) * 1000))
+                         "%.1f MiB, VmHWM %.1f MiB; other clients' status: idle %.1f ms, during the stall "
+                         "median %.1f ms, max %.1f ms over %d requests\n"
+                         % (size, base / 1024, max(rss) / 1024, hwm / 1024, one * 1000,
+                            sorted(lat)[len(lat) // 2] * 1000, max(lat) * 1000, len(lat)))
+        # the drop is the behaviour asserted (its log line, then EOF below); memory and the other
+        # clients' latency are printed above and measured by tests/bench (memory: stalled reader)
         # what is in the socket's buffer can be read, then EOF; far fewer than 5000 answers
         s.settimeout(10)
         got = b""
@@ -476,9 +449,6 @@ class StalledReaderTest(LimitsCase):
         self.assertTrue(all("result" in m for m in complete))
         sys.stderr.write("the dropped client could still read %d complete replies (%.1f MiB)\n"
                          % (len(complete), len(got) / 1048576))
-        # and memory goes back under the bound once the connection is gone
-        if not SANITIZED:
-            harness.wait_until(lambda: proc_status_kib(d.pid, "VmRSS") < RSS_BOUND_KIB, 5, what="RSS under bound")
         self.hello(self.conn(d))
         self.assertEqual(d.stop(), 0)
 

@@ -28,14 +28,9 @@ CONNECTIONS = int(os.environ.get("MIGRATED_TEST_LOAD_CONNECTIONS", "1000"))
 LOAD_SECONDS = float(os.environ.get("MIGRATED_TEST_LOAD_SECONDS", "5"))
 MIN_REQUESTS = 5  # per connection, however fast or slow the load phase
 
-# Peak RSS bound for the daemon. Expected: ~9 MiB at rest (binary, libraries, two SQLite
-# connections with 2 MiB page caches each), plus per connection a bufferevent and its two
-# evbuffers (status replies are ~0.5 KiB, requests smaller): well under 20 KiB each, < 20 MiB for
-# 1000, plus the job's SQLite cache: < 64 MiB in all. 256 MiB leaves 4x room for allocator
-# fragmentation and still fails on per-connection growth of ~250 KiB (e.g. replies retained, or
-# buffers never shrunk). Not checked in sanitizer builds, where RSS measures ASan's allocator
-# (quarantine of freed memory, memory never returned, shadow: ~1 GiB seen), not the daemon.
-PEAK_RSS_BOUND_MIB = 256
+# The daemon's memory and the latencies under this load are printed (the LOAD line), never
+# asserted: tests/bench measures them (status and memory rows). This test asserts behaviour: every
+# request answered, each with the running job's state, nothing refused or dropped.
 
 
 def proc_status_kib(pid, key):
@@ -44,15 +39,6 @@ def proc_status_kib(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise harness.HarnessError("no %s in /proc/%d/status" % (key, pid))
-
-
-def sanitized(binary):
-    try:
-        with open(binary, "rb") as f:
-            data = f.read()
-    except OSError:
-        return False  # the test's setUp reports the missing binary
-    return b"__asan_init" in data or b"libasan.so" in data
 
 
 def loop_cpu_s(pid):
@@ -118,8 +104,6 @@ class LoadTest(harness.TestCase):
         })
         db = self.path("db.sqlite")
         d = self.daemon(db, mig)
-        asan = sanitized(harness.MIGRATED_BIN)
-        bound_mib = PEAK_RSS_BOUND_MIB
         rss_at_rest = proc_status_kib(d.pid, "VmRSS")
 
         # the job
@@ -228,10 +212,10 @@ class LoadTest(harness.TestCase):
         line = ("LOAD: p50=%.1f ms p99=%.1f ms max=%.1f ms peak_rss=%.1f MiB connections=%d requests=%d"
                 % (p50, p99, mx, peak_kib / 1024, CONNECTIONS, requests))
         detail = ("load details: %.1f s of load after %.2f s to connect (%.0f requests/s); states %r; daemon VmRSS "
-                  "%.1f MiB at rest, %.1f MiB after the load, VmHWM %.1f MiB (bound %d MiB%s); daemon event "
+                  "%.1f MiB at rest, %.1f MiB after the load, VmHWM %.1f MiB; daemon event "
                   "loop thread busy %.0f%% of the load; job %.1f s; slow job still running when the load ended: %s"
                   % (load_s, connect_s, requests / load_s, states, rss_at_rest / 1024, rss_after_load / 1024,
-                     peak_kib / 1024, bound_mib, ", not checked: sanitizer build" if asan else "", loop_cpu * 100,
+                     peak_kib / 1024, loop_cpu * 100,
                      res["duration_ms"] / 1000, still_running))
         for out in (sys.stdout, sys.stderr):
             out.write("\n%s\n%s\n" % (line, detail))
@@ -243,8 +227,6 @@ class LoadTest(harness.TestCase):
         self.assertEqual(sum(states.values()), requests)
         self.assertTrue(still_running, "the slow migration ended before the load did: raise MIGRATED_TEST_SLOW_N")
         self.assertEqual(set(states), {"running"}, "status during the job reported %r" % states)
-        if not asan:
-            self.assertLess(peak_kib / 1024, bound_mib, "daemon peak RSS")
         self.assertNotIn("Refused", d.log())
         self.assertNotIn("Dropping", d.log())
         # and the daemon is fine afterwards

@@ -36,9 +36,7 @@ class CoordinationTest(S.TestCase):
         a, b = self.two_writers_at_v1(mig)
         pids = {w: w.pid() for w in (a, b)}
 
-        t0 = time.monotonic()
         r = self.ctl("up")
-        elapsed_ms = (time.monotonic() - t0) * 1000
         self.assertCtl(r, 0)
         res = r.json
         self.assertEqual((res.get("status"), res.get("from_version"), res.get("to_version")), ("applied", 1, 3), res)
@@ -62,7 +60,6 @@ class CoordinationTest(S.TestCase):
         self.assertGreaterEqual(len(acked), 30)
 
         self.assertJobReport(res, [a.unit, b.unit])
-        self.assertLessEqual(res["downtime_ms"], elapsed_ms + 50, "downtime longer than the whole job: %r" % res)
         self.assertNoStateFile()
 
     # 2 ------------------------------------------------------------------------------------------
@@ -81,7 +78,6 @@ class CoordinationTest(S.TestCase):
         stopped = {o["unit"]: o for o in res["units"]["stopped"]}
         self.assertIs(stopped[stubborn.unit]["killed"], True, stopped)
         self.assertIs(stopped[stubborn.unit]["ok"], True, stopped)
-        self.assertGreaterEqual(stopped[stubborn.unit]["duration_ms"], 1900, stopped)
         self.assertIs(stopped[polite.unit]["killed"], False, stopped)
         self.assertJobReport(res, [stubborn.unit, polite.unit], killed=(stubborn.unit,))
 
@@ -201,7 +197,7 @@ class CoordinationTest(S.TestCase):
         c = self.conn()
         c.send("up", {"to": 2})
         events, final = c.read_reply(timeout=60)
-        self.assertResult(final)
+        res = self.assertResult(final)
         names = sorted([a.unit, b.unit])
         kinds = [(e["event"], e.get("phase") or e.get("action")) for e in events if e["event"] in ("units", "unit")]
         self.assertEqual(kinds, [("units", "stopping"), ("unit", "stopped"), ("unit", "stopped"),
@@ -213,8 +209,10 @@ class CoordinationTest(S.TestCase):
             self.assertIn(e["unit"], names, e)
             self.assertEqual(e.get("outcome"), "done", e)
             self.assertIs(e.get("ok"), True, e)
-            self.assertIsInstance(e.get("duration_ms"), (int, float), e)
-            self.assertGreaterEqual(e["duration_ms"], 0, e)
+        # each unit event is the result's outcome for that unit, field for field
+        for e, key in [(e, "stopped") for e in unit_events[1:3]] + [(e, "started") for e in unit_events[4:6]]:
+            outcome = {o["unit"]: o for o in res["units"][key]}[e["unit"]]
+            self.assertEqual({k: e[k] for k in outcome}, outcome, (e, res["units"]))
         for e in unit_events[1:3]:
             self.assertIs(e.get("killed"), False, e)
         # stopping precedes the SQL, the commit precedes the starting

@@ -3,13 +3,31 @@
 commits, before the job starts the units again; otherwise job and unit wait on each other."""
 
 import os
-import time
+import platform
 
 import sdharness as S
 from sdharness import H
 
 V1 = {1: ("create_devices", "CREATE TABLE devices (id INTEGER PRIMARY KEY, serial TEXT);\n", "DROP TABLE devices;\n")}
 V2 = {2: ("add_settings", "CREATE TABLE settings (k TEXT PRIMARY KEY, v TEXT);\n", "DROP TABLE settings;\n")}
+
+
+# nanosleep and clock_nanosleep, by machine: what /proc/PID/syscall shows while a process pauses
+SLEEP_SYSCALLS = {"x86_64": (35, 230), "aarch64": (101, 115)}
+
+
+def in_sleep_syscall(pid):
+    """Whether pid is blocked in a sleep system call; True where the numbers are not known here
+    (then the test only checks that wait does not give up)."""
+    numbers = SLEEP_SYSCALLS.get(platform.machine())
+    if numbers is None:
+        return True
+    try:
+        with open("/proc/%d/syscall" % pid) as f:
+            first = f.read().split()[0]
+    except (OSError, IndexError):
+        return False
+    return first.isdigit() and int(first) in numbers
 
 
 class GateTest(S.TestCase):
@@ -37,11 +55,8 @@ class GateTest(S.TestCase):
         S.wait_until(lambda: [p["version"] for p in self.call("status", timeout=5)["pending"]] == [2], 10,
                      what="migration 2 pending after SIGHUP")
 
-        t0 = time.monotonic()
         r = self.ctl("up", timeout=30)      # far below the gate's 60 s: a deadlock fails here
-        elapsed = time.monotonic() - t0
         self.assertCtl(r, 0)
-        self.assertLess(elapsed, 30)
         self.assertEqual(H.applied_versions(self.db), [1, 2])
         for w in (g, plain):
             self.assertRestarted(w, pids[w])
@@ -95,12 +110,8 @@ class GateTest(S.TestCase):
         self.assertCtl(self.ctl("up", "--to", "1"), 0)
 
         # migratectl wait: exit 7 with a message at its timeout
-        t0 = time.monotonic()
         r = self.ctl("wait", "--timeout", "2", json_out=False, timeout=20)
-        elapsed = time.monotonic() - t0
         self.assertCtl(r, 7)
-        self.assertGreaterEqual(elapsed, 1.8)
-        self.assertLess(elapsed, 10)
         self.assertTrue((r.out + r.err).strip(), "exit 7 without a message")
 
         # the protocol: error code timeout
@@ -117,14 +128,12 @@ class GateTest(S.TestCase):
         self.assertCtl(self.ctl("up"), 0)
         _, final = self.rpc("wait", {"timeout_ms": 5000}, timeout=10)
         self.assertEqual(self.assertResult(final).get("current_version"), 2, final)
-        t0 = time.monotonic()
         self.assertCtl(self.ctl("wait", "--timeout", "5", json_out=False, timeout=20), 0)
-        self.assertLess(time.monotonic() - t0, 2)
 
     def test_wait_opens_when_a_running_job_commits(self):
         """wait sent during a job answers at the commit, not at the end of the job: the unit the
-        job starts afterwards takes 2 s to start (ExecStartPre=sleep 2), so an answer at the end
-        would come 2 s after the unit's start began."""
+        job starts afterwards takes 2 s to start (ExecStartPre=sleep 2), and the job ends only once
+        it is active, so an answer at the end would find the unit active."""
         slow = {2: ("slow_fill", H.slow_sql("big", 10000000), "DROP TABLE big;\n")}
         mig = H.write_migrations(self.path("migrations"), {**V1, **slow})
         self.create_db()
@@ -138,18 +147,15 @@ class GateTest(S.TestCase):
         waiter = self.conn()
         waiter.send("wait", {"timeout_ms": 60000}, id=7)
         _, final = waiter.read_reply(id=7, timeout=60)
-        answered_ms = time.monotonic() * 1000
+        state_at_answer = S.active_state(w.unit)
         self.assertEqual(self.assertResult(final).get("current_version"), 2, final)
+        self.assertIn(state_at_answer, ("inactive", "activating"),
+                      "wait answered once the unit was %s again: it must open at the commit" % state_at_answer)
         events, final = job.read_reply(timeout=60)
         self.assertResult(final)
         kinds = [(e["event"], e.get("phase") or e.get("action")) for e in events]
         self.assertLess(kinds.index(("committed", None)), kinds.index(("units", "starting")), events)
-        start_began_ms = S.unit_ms(w.unit, "InactiveExitTimestampMonotonic")
-        active_ms = S.unit_ms(w.unit, "ActiveEnterTimestampMonotonic")
-        self.assertGreaterEqual(active_ms - start_began_ms, 1900)
-        self.assertLess(answered_ms, start_began_ms + 1000,
-                        "wait answered %.0f ms after the unit's start began (active after %.0f ms): it "
-                        "must open at the commit" % (answered_ms - start_began_ms, active_ms - start_began_ms))
+        self.assertEqual(w.state(), "active")
 
     def test_wait_retries_until_the_socket_appears(self):
         mig = H.write_migrations(self.path("migrations"), V1)
@@ -157,7 +163,9 @@ class GateTest(S.TestCase):
         self.migrated(mig, start=False)
         self.assertFalse(os.path.exists(self.sock))
         waiter = self.spawn([H.MIGRATECTL_BIN, "--socket", self.sock, "wait", "--timeout", "20"])
-        time.sleep(1.0)
+        # the event: migratectl pausing between two connect attempts (in clock_nanosleep)
+        S.wait_until(lambda: waiter.poll() is not None or in_sleep_syscall(waiter.pid), 20,
+                     what="migratectl wait to fail a connect and pause before retrying")
         self.assertIsNone(waiter.poll(), "wait gave up before the socket appeared")
         self.start_migrated()
         self.assertCtl(self.ctl("up"), 0)

@@ -45,8 +45,7 @@ class InterruptTest(S.TestCase):
         with open(self.state_file) as f:
             state = json.load(f)
         self.assertEqual(sorted(state.get("units", [])), sorted(w.unit for w in ws), state)
-        time.sleep(0.5)  # well inside the SQL
-        st = self.call("status", timeout=5)
+        st = self.call("status", timeout=5)  # the applying event: inside the SQL
         self.assertEqual(st.get("state"), "running", st)
         return c, events
 

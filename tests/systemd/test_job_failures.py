@@ -98,9 +98,7 @@ class FailuresTest(S.TestCase):
         attempts_before = H.attempts(self.db)
         pids = {w: w.pid() for w in ws}
 
-        t0 = time.monotonic()
         r = self.ctl("up")
-        elapsed = time.monotonic() - t0
         self.assertCtl(r, 6)
         err = r.json.get("error")
         self.assertIsInstance(err, dict, r)
@@ -118,7 +116,6 @@ class FailuresTest(S.TestCase):
         self.assertTrue(h["files"], h)
         self.assertIn(h["command"], err["message"], "the message must name the command")
         self.assertJobReport(err, [w.unit for w in ws])
-        self.assertGreaterEqual(elapsed, 1.5, "gave up before --holder-timeout 2")
 
         # before any change: schema, history of applied versions; the units run again
         self.assertEqual(H.applied_versions(self.db), [1])
