@@ -307,7 +307,9 @@ static int scan_locks(inspection *in) {
                         .l = l,
                         .file = (unsigned) file,
                         .owner = lock_owner(in, &l, (unsigned) file),
-                        .locks = lockinfo_sqlite_locks((unsigned) file, l.start, l.end, l.write),
+                        /* an flock (migrated's own one-writer lock) is none of SQLite's */
+                        .locks = streq(l.kind, "FLOCK") ? 0
+                                                        : lockinfo_sqlite_locks((unsigned) file, l.start, l.end, l.write),
                         .self = l.pid == self,
                 };
         }
