@@ -254,7 +254,8 @@ static int setup_signals(server *s, struct event *ev[static 3], const sigset_t *
         return 0;
 }
 
-/* Whether a stop arrived during start-up: the loop runs once so that a held signal is seen. */
+/* Whether a stop arrived during start-up (checked once the units a dead predecessor left stopped
+ * are running again): the loop runs once so that a held signal is seen. */
 static bool stopped_during_startup(server *s) {
         (void) event_base_loop(s->base, EVLOOP_NONBLOCK);
         if (s->stop_requested)
@@ -278,10 +279,6 @@ static int run(const config *cfg, const db_file_identity *identity, const sigset
         }
         if (open_engines(&s, identity) < 0)
                 goto finish;
-        if (stopped_during_startup(&s)) {
-                r = 0;
-                goto finish;
-        }
         if (cfg->n_units > 0) {
                 r = units_new(s.base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &s.units);
                 if (r < 0) {
