@@ -372,7 +372,7 @@ static void raise_fd_limit(void) {
         }
 }
 
-/* Whether the daemon may write a database someone else can read: warn, never change it. */
+/* An existing database keeps its mode: a world-readable one is reported, never changed. */
 static void warn_if_world_readable(int fd, const char *database) {
         struct stat st;
 
@@ -386,11 +386,12 @@ int main(int argc, char **argv) {
         pid_t holder = 0;
         bool created = false;
         db_file_identity identity = {};
+        dblock_create create;
         sigset_t stop_signals;
         int lock_fd = -1, r;
 
-        /* Held until the loop handles them (run()): a SIGTERM during start-up then ends the daemon
-         * cleanly instead of killing it between stopping nothing and starting nothing. */
+        /* Held until the loop's handlers are in place (run()): a SIGTERM during start-up then ends
+         * the daemon cleanly instead of killing it while it listens or starts units again. */
         sigemptyset(&stop_signals);
         sigaddset(&stop_signals, SIGTERM);
         sigaddset(&stop_signals, SIGINT);
@@ -402,8 +403,8 @@ int main(int argc, char **argv) {
                 config_clear(&cfg);
                 return r == CONFIG_EXIT_OK ? EXIT_SUCCESS : 2;
         }
-        dblock_create create = { .owner = cfg.database_uid, .group = cfg.database_gid,
-                                 .mode = (mode_t) cfg.database_mode };
+        create = (dblock_create) { .owner = cfg.database_uid, .group = cfg.database_gid,
+                                   .mode = (mode_t) cfg.database_mode };
         r = dblock_acquire(cfg.database, &create, &lock_fd, &identity, &created, &holder);
         if (r == DBLOCK_HELD) {
                 if (holder > 0)
