@@ -508,6 +508,9 @@ static int run_group(run_state *s, size_t i, size_t j) {
                 r = d->backend->check_foreign_keys(d, &s->failure);
         if (r == 0 && last)
                 r = d->backend->attempt_finish(d, s->attempt_id, "succeeded", NULL, NULL, 0, &s->failure);
+        /* renamed over while the group ran: roll back rather than commit into the replaced file */
+        if (r == 0)
+                r = d->backend->check_identity(d, &s->failure);
         if (r == 0)
                 r = d->backend->commit(d, &s->failure);
         if (r != 0)

@@ -203,6 +203,31 @@ class DatabaseReplaced(harness.TestCase):
         d2 = self.daemon(db, mig)
         self.assertIsNone(d2.status()["current_version"])
 
+    def test_renamed_over_during_a_migration_is_rolled_back(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: THREE[1],
+            # long enough for the rename to land before the commit (a quarter of the usual)
+            2: ("slow_fill", harness.slow_sql(n=harness.SLOW_N // 4), "DROP TABLE big;\n"),
+        })
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        self.assertEqual(d.ctl("up", "--to", "1").rc, 0)
+        new = self.path("restored.sqlite")
+        digest = self.make_replacement(new, 5)
+        moved = []
+
+        def on_event(ev):
+            if ev.get("phase") == "applying" and ev.get("version") == 2 and not moved:
+                os.rename(new, db)
+                moved.append(True)
+
+        with harness.Conn(d.socket, 120) as c:
+            c.send("up", {})
+            _, final = c.read_reply(1, on_event=on_event)
+        self.assertTrue(moved)
+        self.assertError(final, "database_replaced")
+        self.assertEqual(harness.sha256_file(db), digest)
+
     def test_removed_is_refused(self):
         mig = harness.write_migrations(self.path("migrations"), THREE)
         db = self.path("db.sqlite")
