@@ -27,9 +27,10 @@ static int replaced(db_failure *f, const char *path, const char *what) {
         db_failure_clear(f);
         f->code = PROTOCOL_ERROR_DATABASE_REPLACED;
         if (asprintf(&f->message,
-                     "%s %s: it is no longer the file migrated opened, so nothing was read or written. A -wal "
-                     "or -shm beside it still belongs to the replaced file: stop the services that have the "
-                     "database open, move those aside, and restart migrated to serve the file now at that path",
+                     "%s %s: it is no longer the file migrated opened, and nothing is read from it or "
+                     "committed to it. A -wal or -shm beside it still belongs to the replaced file: stop the "
+                     "services that have the database open, move those aside, and restart migrated to serve "
+                     "the file now at that path",
                      path, what) < 0)
                 f->message = NULL;
         return f->message ? DB_FAILED : -ENOMEM;
