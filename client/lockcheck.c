@@ -188,17 +188,14 @@ static void render_probe(json_t *probe) {
                 printf("  write: refused: %s\n", json_get_str(probe, "write_error") ?: "unknown error");
         if (json_is_null(json_object_get(probe, "checkpoint_ok")) || !json_object_get(probe, "checkpoint_ok"))
                 printf("  checkpoint: not applicable (no WAL)\n");
-        else if (json_get_str(probe, "checkpoint_error"))
-                printf("  checkpoint: failed: %s\n", json_get_str(probe, "checkpoint_error"));
-        else if (!json_get_bool(probe, "checkpoint_ok", false) && !json_get_int(probe, "checkpoint_log_frames", &log))
-                printf("  checkpoint: could not run, the WAL could not be opened (the database is locked)\n");
         else if (!json_get_bool(probe, "checkpoint_ok", false))
-                printf("  checkpoint: busy, another checkpoint or a recovery is running\n");
+                printf("  checkpoint: could not run now, another process holds the checkpoint, recovery or an "
+                       "exclusive lock\n");
         else if (json_get_int(probe, "checkpoint_log_frames", &log) && json_get_int(probe, "checkpoint_done_frames", &done))
-                printf("  checkpoint: ok, %" PRId64 " of %" PRId64 " WAL frames checkpointed%s\n", done, log,
-                       done < log ? " (readers hold the rest)" : "");
+                printf("  checkpoint: could run now (none was run); %" PRId64 " of %" PRId64
+                       " WAL frames already checkpointed\n", done, log);
         else
-                printf("  checkpoint: ok\n");
+                printf("  checkpoint: could run now (none was run)\n");
 }
 
 /* Only in the daemon's answer: its state and the dependent units'. */

@@ -59,7 +59,7 @@ typedef struct inspection {
         size_t n_holders;
         found_lock *locks;
         size_t n_locks;
-        char *write_error, *checkpoint_error;
+        char *write_error;
         bool checkpoint_ran, checkpoint_ok;
         int64_t checkpoint_log, checkpoint_done;
         lockinfo_facts facts;
@@ -73,7 +73,6 @@ static void inspection_done(inspection *in) {
         holders_free(in->holders, in->n_holders);
         free(in->locks);
         free(in->write_error);
-        free(in->checkpoint_error);
         holder_done(&in->blocker_info);
 }
 
@@ -308,7 +307,9 @@ static int scan_locks(inspection *in) {
                         .l = l,
                         .file = (unsigned) file,
                         .owner = lock_owner(in, &l, (unsigned) file),
-                        .locks = lockinfo_sqlite_locks((unsigned) file, l.start, l.end, l.write),
+                        /* an flock (migrated's own one-writer lock) is none of SQLite's */
+                        .locks = streq(l.kind, "FLOCK") ? 0
+                                                        : lockinfo_sqlite_locks((unsigned) file, l.start, l.end, l.write),
                         .self = l.pid == self,
                 };
         }
@@ -319,13 +320,14 @@ static int scan_locks(inspection *in) {
         return 0;
 }
 
-/* The live probe, on a connection of our own that never blocks: can a writer start now, and can a
- * checkpoint run. Opened without SQLITE_OPEN_CREATE; the transaction writes nothing and is
- * rolled back. When -wal or -shm were there before, closing must not checkpoint and delete them
- * (NO_CKPT_ON_CLOSE); when they were not, the default close removes the ones the probe made. */
+/* The live probe, on a connection of our own that never blocks: can a writer start now.
+ * Opened without SQLITE_OPEN_CREATE; the transaction writes nothing and is rolled back. When
+ * -wal or -shm were there before, closing must not checkpoint and delete them
+ * (NO_CKPT_ON_CLOSE); when they were not, the default close removes the ones the probe made (an
+ * empty WAL: nothing is copied). No checkpoint is run: a diagnostic must not move frames into
+ * the database; whether one could run is read from the locks (checkpoint_facts). */
 static void probe(inspection *in) {
         _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         int rc;
 
         rc = sqlite3_open_v2(in->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_EXRESCODE, NULL);
@@ -350,20 +352,31 @@ static void probe(inspection *in) {
                 in->facts.write_busy = (rc & 0xff) == SQLITE_BUSY;
                 in->facts.busy_recovery = rc == SQLITE_BUSY_RECOVERY;
         }
+}
+
+/* Whether a checkpoint could run now, without running one: nobody else holds the checkpoint or
+ * recovery lock in -shm, nor an exclusive lock on the database. The frames are the wal-index's
+ * (committed, and already copied back), -1 when its header could not be read. */
+static void checkpoint_facts(inspection *in) {
+        bool busy = false;
+
         if (!in->facts.wal)
                 return;
         in->checkpoint_ran = true;
-        rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(PASSIVE)", -1, &st, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW) {
-                in->checkpoint_error = strdup(sqlite3_errmsg(db));
-                return;
+        for (size_t i = 0; i < in->n_locks; i++) {
+                const found_lock *k = &in->locks[i];
+                if (!k->l.waiting && !k->self && k->l.write &&
+                    (k->locks & (LOCKINFO_WAL_CKPT | LOCKINFO_WAL_RECOVER | LOCKINFO_EXCLUSIVE)))
+                        busy = true;
         }
-        /* busy, log frames, checkpointed frames; -1 frames: the WAL could not be opened */
-        in->checkpoint_log = sqlite3_column_int64(st, 1);
-        in->checkpoint_done = sqlite3_column_int64(st, 2);
-        in->checkpoint_ok = sqlite3_column_int(st, 0) == 0 && in->checkpoint_log >= 0;
+        in->checkpoint_ok = !busy;
+        if (in->index_read && in->index.valid) {
+                in->checkpoint_log = in->index.mx_frame;
+                in->checkpoint_done = in->index.n_backfill;
+        } else if (!in->files[HOLDER_FILE_WAL].present)
+                in->checkpoint_log = in->checkpoint_done = 0;
+        else
+                in->checkpoint_log = in->checkpoint_done = -1;
 }
 
 static bool wal_has_frames(const inspection *in) {
@@ -490,12 +503,13 @@ static json_t *locks_json(const inspection *in) {
 
 static json_t *probe_json(const inspection *in) {
         const lockinfo_facts *f = &in->facts;
-        bool frames = in->checkpoint_ran && !in->checkpoint_error && in->checkpoint_log >= 0;
+        bool frames = in->checkpoint_ran && in->checkpoint_log >= 0;
 
-        return json_pack("{s:b,s:b,s:s?,s:o,s:s?,s:o,s:o}", "ran", f->probe_ran, "write_ok", f->write_ok,
+        /* checkpoint_error stays in the document (always null) for the scripts that read it */
+        return json_pack("{s:b,s:b,s:s?,s:o,s:n,s:o,s:o}", "ran", f->probe_ran, "write_ok", f->write_ok,
                          "write_error", in->write_error, "checkpoint_ok",
                          in->checkpoint_ran ? json_boolean(in->checkpoint_ok) : json_null(), "checkpoint_error",
-                         in->checkpoint_error, "checkpoint_log_frames",
+                         "checkpoint_log_frames",
                          frames ? json_integer(in->checkpoint_log) : json_null(), "checkpoint_done_frames",
                          frames ? json_integer(in->checkpoint_done) : json_null());
 }
@@ -546,6 +560,7 @@ int lockinfo_inspect(const char *database, json_t **ret_report) {
         if (r < 0)
                 return r;
         probe(&in);
+        checkpoint_facts(&in);
         decide(&in);
         report = report_json(&in);
         if (!report)

@@ -5,7 +5,7 @@
  * files (stat, the database header, the wal-index header in -shm), the processes that have them
  * open (lockcheck.h), every byte-range lock on them (/proc/locks) translated into SQLite's lock
  * names, a live probe that never blocks and never changes the database (BEGIN IMMEDIATE rolled
- * back at once, a PASSIVE checkpoint), a verdict and an action in plain words. It runs without the
+ * back at once; whether a checkpoint could run is read from the locks, none is run), a verdict and an action in plain words. It runs without the
  * daemon (migratectl lock-check --database) and on the daemon's worker thread alike. The pure
  * helpers below are what the unit tests check. */
 

@@ -39,6 +39,8 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_IDLE_TIMEOUT] = "idle_timeout",
         [PROTOCOL_ERROR_FAILED_MIGRATION] = "failed_migration",
         [PROTOCOL_ERROR_BASELINE_NEEDED] = "baseline_needed",
+        [PROTOCOL_ERROR_DATABASE_REPLACED] = "database_replaced",
+        [PROTOCOL_ERROR_REQUEST_TIMEOUT] = "request_timeout",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

@@ -57,6 +57,8 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_IDLE_TIMEOUT,      /* the connection sent nothing for too long */
         PROTOCOL_ERROR_FAILED_MIGRATION,  /* an earlier run left a failed migration unresolved (Prisma) */
         PROTOCOL_ERROR_BASELINE_NEEDED,   /* the database has tables but no migration history */
+        PROTOCOL_ERROR_DATABASE_REPLACED, /* the database file was replaced or removed under the daemon */
+        PROTOCOL_ERROR_REQUEST_TIMEOUT,   /* a request line stayed unfinished for too long */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

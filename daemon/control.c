@@ -21,6 +21,7 @@ typedef struct connection {
         control *owner;
         uint64_t id;
         struct bufferevent *bev;
+        struct event *line_timer; /* the deadline of an unfinished request line */
         peer peer;
         unsigned outstanding; /* requests without their final reply yet */
         bool paused;          /* reading paused: too many requests in progress */
@@ -101,6 +102,8 @@ static void reap(evutil_socket_t fd, short what, void *userdata) {
                 if (k->next)
                         k->next->prev = k->prev;
                 bufferevent_free(k->bev);
+                if (k->line_timer)
+                        event_free(k->line_timer);
                 c->n_conns--;
                 free(k);
                 /* a descriptor is free again: accept at once rather than after the pause */
@@ -116,7 +119,41 @@ static void kill_connection(connection *k) {
                 return;
         k->dead = true;
         bufferevent_disable(k->bev, EV_READ | EV_WRITE);
+        if (k->line_timer)
+                evtimer_del(k->line_timer);
         event_active(k->owner->reaper, EV_TIMEOUT, 0);
+}
+
+/* The idle timeout restarts with every byte; a client that trickles a request a byte at a time
+ * must still finish its line within request_timeout, counted from the line's first byte. */
+static void on_line_timeout(evutil_socket_t fd, short what, void *userdata) {
+        connection *k = userdata;
+        struct evbuffer *in = bufferevent_get_input(k->bev);
+
+        if (k->closing || k->dead)
+                return;
+        control_send(k->owner, k->id,
+                     protocol_encode_error(NULL, PROTOCOL_ERROR_REQUEST_TIMEOUT,
+                                           "the request line was not finished in time; closing", NULL),
+                     false);
+        k->closing = true;
+        bufferevent_disable(k->bev, EV_READ);
+        evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* Arms the deadline when an unfinished line is buffered (restarted when a line was completed),
+ * clears it when nothing is. */
+static void update_line_deadline(connection *k, bool line_done) {
+        struct timeval tv = { (time_t) k->owner->limits.request_timeout_s, 0 };
+        bool unfinished;
+
+        if (!k->line_timer)
+                return;
+        unfinished = !k->closing && !k->dead && !k->paused && evbuffer_get_length(bufferevent_get_input(k->bev)) > 0;
+        if (line_done || !unfinished)
+                evtimer_del(k->line_timer);
+        if (unfinished && !evtimer_pending(k->line_timer, NULL))
+                evtimer_add(k->line_timer, &tv);
 }
 
 /* Framing: every complete line goes to the dispatcher; an over-long line is answered and the
@@ -124,6 +161,7 @@ static void kill_connection(connection *k) {
 static void on_read(struct bufferevent *bev, void *userdata) {
         connection *k = userdata;
         struct evbuffer *in = bufferevent_get_input(bev);
+        bool line_done = false;
 
         while (!k->closing && !k->dead) {
                 struct evbuffer_ptr eol;
@@ -164,6 +202,7 @@ static void on_read(struct bufferevent *bev, void *userdata) {
                         break;
                 }
                 evbuffer_remove(in, line, len + 1);
+                line_done = true;
                 line[len] = '\0';
                 if (len > 0 && line[len - 1] == '\r')
                         line[--len] = '\0';
@@ -173,6 +212,7 @@ static void on_read(struct bufferevent *bev, void *userdata) {
                 }
                 free(line);
         }
+        update_line_deadline(k, line_done);
         if (k->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
                 kill_connection(k);
 }
@@ -294,6 +334,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         k->peer = (peer) { .conn_id = k->id, .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
         read_peer_groups(fd, &k->peer);
         bufferevent_setcb(k->bev, on_read, on_write, on_event, k);
+        if (c->limits.request_timeout_s > 0 && !(k->line_timer = evtimer_new(c->base, on_line_timeout, k))) {
+                bufferevent_free(k->bev);
+                free(k);
+                return;
+        }
         if (c->limits.idle_timeout_s > 0) {
                 struct timeval tv = { (time_t) c->limits.idle_timeout_s, 0 };
                 bufferevent_set_timeouts(k->bev, &tv, NULL);

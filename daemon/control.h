@@ -27,6 +27,7 @@ typedef struct control_limits {
         unsigned max_connections;
         unsigned max_connections_per_uid;
         unsigned idle_timeout_s;    /* without a request in progress; 0: none */
+        unsigned request_timeout_s; /* for an unfinished request line, from its first byte; 0: none */
         size_t max_output;          /* bytes queued for a client that does not read */
         unsigned max_outstanding;   /* requests in progress per connection before reading pauses */
 } control_limits;

@@ -13,6 +13,8 @@ typedef struct db_sqlite {
         db base;
         sqlite3 *conn;
         char *path;
+        db_file_identity identity;     /* the database file the connection opened */
+        db_file_identity wal_identity; /* its -wal file, once one exists */
         unsigned busy_timeout_ms;
         atomic_bool *cancel;
         migdir_format format;
@@ -46,6 +48,11 @@ int sqlite_record_event(db *d, uint64_t job_id, const char *direction, int64_t f
                         const char *detail, const char *requested_by, db_failure *f);
 int sqlite_carry_history(db *d, const char *scratch, const db_event *ev, db_failure *f);
 int sqlite_max_job_id(db *d, uint64_t *ret, db_failure *f);
+
+/* db-sqlite-identity.c */
+/* Records which file the path names now (refusing if it is not *expected, when known). */
+int sqlite_identity_record(db_sqlite *s, const db_file_identity *expected, db_failure *f);
+int sqlite_check_identity(db *d, db_failure *f);
 
 /* db-sqlite-prisma.c */
 int prisma_ensure_table(db_sqlite *s, db_failure *f);

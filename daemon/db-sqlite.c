@@ -186,6 +186,12 @@ static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
                 free(s->path);
                 return rc;
         }
+        rc = sqlite_identity_record(s, &o->identity, f);
+        if (rc != 0) {
+                sqlite3_close(s->conn);
+                free(s->path);
+                return rc;
+        }
         *ret = &TAKE_PTR(s)->base;
         return 0;
 }
@@ -603,4 +609,5 @@ const db_backend db_sqlite_backend = {
         .mark_applied = sqlite_mark_applied,
         .mark_rolled_back = sqlite_mark_rolled_back,
         .has_user_tables = sqlite_has_user_tables,
+        .check_identity = sqlite_check_identity,
 };

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "migdir.h"
 #include "plan.h"
@@ -33,6 +34,13 @@ void db_failure_clear(db_failure *f);
 /* Reads what a backup file holds: whether it is a readable database of ours, its version. */
 int db_sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
 
+/* A file's identity: device and inode, not the spelling of its path. */
+typedef struct db_file_identity {
+        bool known;
+        dev_t dev;
+        ino_t ino;
+} db_file_identity;
+
 typedef struct db_options {
         const char *path;
         unsigned busy_timeout_ms;
@@ -40,6 +48,8 @@ typedef struct db_options {
         migdir_format format; /* which bookkeeping: migrated_schema or Prisma's _prisma_migrations */
         /* When set, long statements poll it and stop (rolled back) once it turns true. */
         atomic_bool *cancel;
+        /* The file the daemon locked: the connection must have opened this one. */
+        db_file_identity identity;
 } db_options;
 
 typedef struct db_attempt {
@@ -101,6 +111,9 @@ typedef struct db_backend {
         int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
         /* Whether the database has tables of its own (not SQLite's, not bookkeeping). */
         int (*has_user_tables)(db *d, bool *ret);
+        /* Whether the path (and its -wal) still names the file the connection has open;
+         * DB_FAILED (database_replaced) otherwise. */
+        int (*check_identity)(db *d, db_failure *f);
 } db_backend;
 
 struct db {

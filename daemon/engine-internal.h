@@ -29,6 +29,9 @@ struct engine {
 int engine_fail(engine_error *err, protocol_error_code code, json_t *extra, const char *fmt, ...) _printf_(4, 5);
 int engine_fail_db(engine_error *err, db_failure *f, json_t *extra);
 
+/* Whether the database path still names the file the engine has open (database_replaced). */
+int engine_check_identity(engine *e, engine_error *err);
+
 /* Rescans the directory and reads the applied set; then, for jobs, requires a valid directory and
  * builds the plan (refusals become err). */
 int engine_load(engine *e, applied_set *applied, engine_error *err);

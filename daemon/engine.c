@@ -53,7 +53,7 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         if (!e)
                 return -ENOMEM;
         db_options dbo = { .path = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
-                           .cancel = &e->interrupted, .format = o->format };
+                           .cancel = &e->interrupted, .format = o->format, .identity = o->identity };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
         e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;
@@ -104,6 +104,18 @@ engine_stop_reason engine_stop_requested(engine *e) {
 void engine_reset_stop(engine *e) {
         atomic_store(&e->stop_reason, (int) ENGINE_STOP_NONE);
         atomic_store(&e->interrupted, false);
+}
+
+/* Every job and every read starts here: a database renamed over under the daemon is refused,
+ * never read or written through the stale handle. */
+int engine_check_identity(engine *e, engine_error *err) {
+        db_failure f = {};
+        int r;
+
+        r = e->db->backend->check_identity(e->db, &f);
+        if (r != 0)
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
+        return 0;
 }
 
 int engine_recover(engine *e, engine_error *err) {
@@ -163,6 +175,9 @@ int engine_load(engine *e, applied_set *applied, engine_error *err) {
         db_failure f = {};
         int r;
 
+        r = engine_check_identity(e, err);
+        if (r != 0)
+                return r;
         r = engine_scan(e);
         if (r < 0)
                 return r;
@@ -316,6 +331,9 @@ int engine_preview(engine *e, const engine_job *job, bool *ret_changes, engine_e
         _cleanup_(plan_freep) plan *p = NULL;
         int r;
 
+        r = engine_check_identity(e, err);
+        if (r != 0)
+                return r;
         switch (job->kind) {
         case ENGINE_JOB_BACKUP:
         case ENGINE_JOB_REHEARSE:
@@ -352,6 +370,10 @@ const char *engine_job_kind_name(const engine_job *j) {
 
 int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata,
                    json_t **ret_result, engine_error *err) {
+        int r = engine_check_identity(e, err);
+
+        if (r != 0)
+                return r;
         switch (job->kind) {
         case ENGINE_JOB_BACKUP: return engine_backup_now(e, job, ret_result, err);
         case ENGINE_JOB_RESTORE: return engine_restore(e, job, progress, userdata, ret_result, err);
@@ -368,6 +390,9 @@ int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err) {
         json_t *attempts = NULL;
         int r;
 
+        r = engine_check_identity(e, err);
+        if (r != 0)
+                return r;
         r = e->db->backend->history(e->db, limit, &attempts, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
@@ -503,6 +528,9 @@ static int run_group(run_state *s, size_t i, size_t j) {
                 r = d->backend->check_foreign_keys(d, &s->failure);
         if (r == 0 && last)
                 r = d->backend->attempt_finish(d, s->attempt_id, "succeeded", NULL, NULL, 0, &s->failure);
+        /* renamed over while the group ran: roll back rather than commit into the replaced file */
+        if (r == 0)
+                r = d->backend->check_identity(d, &s->failure);
         if (r == 0)
                 r = d->backend->commit(d, &s->failure);
         if (r != 0)

@@ -29,6 +29,7 @@ typedef struct engine_options {
         unsigned backup_keep;
         engine_integrity integrity;
         migdir_format format; /* the migrations' layout and the matching bookkeeping */
+        db_file_identity identity; /* the database file the daemon locked; unknown: whatever is there */
 } engine_options;
 
 /* A failure to hand back to the client: code, message, and details for scripts. */

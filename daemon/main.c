@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -15,7 +16,7 @@
 #include "statefile.h"
 #include "units.h"
 #include "jobs.h"
-#include "lockfile.h"
+#include "dblock.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
@@ -33,44 +34,79 @@ static void refresh_run(void *userdata) {
         refresh *rf = userdata;
         engine_error err = {};
 
-        if (engine_status(rf->server->read_engine, &rf->snapshot, &err) != 0)
+        if (engine_status(rf->server->read_engine, &rf->snapshot, &err) != 0) {
                 rf->snapshot = NULL;
+                log_warning("Rescan failed: %s", err.message ?: "out of memory");
+        }
         engine_error_clear(&err);
 }
 
+static void start_rescan(server *s);
+
 static void refresh_done(void *userdata) {
         refresh *rf = userdata;
+        server *s = rf->server;
 
-        server_set_snapshot(rf->server, rf->snapshot);
+        server_set_snapshot(s, rf->snapshot);
         free(rf);
+        s->rescan_running = false;
+        if (s->rescan_pending && !s->shutting_down) {
+                s->rescan_pending = false;
+                start_rescan(s);
+        }
+}
+
+/* Every view rescans the directory anyway; a reload refreshes the snapshot (on the reader
+ * thread: no SQL on the loop) so that status during the next job and the wait gates see the new
+ * files. A storm of SIGHUPs costs at most one running and one pending rescan. */
+static void start_rescan(server *s) {
+        refresh *rf;
+
+        if (s->rescan_running) {
+                s->rescan_pending = true;
+                return;
+        }
+        rf = calloc(1, sizeof(*rf));
+        if (!rf)
+                return;
+        log_info("SIGHUP: rescanning %s", s->cfg->migrations_dir);
+        rf->server = s;
+        if (worker_submit(s->reader, refresh_run, refresh_done, rf) < 0) {
+                free(rf);
+                return;
+        }
+        s->rescan_running = true;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         server *s = userdata;
 
+        if (!s->serving) {
+                /* start-up: finish what must be finished (recovering units), then exit cleanly;
+                 * a reload is moot, the first scan is yet to come */
+                if (sig != SIGHUP && !s->stop_requested) {
+                        log_info("Received %s during start-up: stopping once the start-up step is done",
+                                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                        s->stop_requested = true;
+                }
+                return;
+        }
         if (sig == SIGHUP) {
-                /* Every view rescans the directory anyway; a reload refreshes the snapshot (on the
-                 * reader thread: no SQL on the loop) so that status during the next job and the
-                 * wait gates see the new files. */
-                refresh *rf = calloc(1, sizeof(*rf));
-                log_info("SIGHUP: rescanning %s", s->cfg->migrations_dir);
-                if (!rf)
-                        return;
-                rf->server = s;
-                if (worker_submit(s->reader, refresh_run, refresh_done, rf) < 0)
-                        free(rf);
+                if (!s->shutting_down)
+                        start_rescan(s);
                 return;
         }
         server_shutdown(s);
 }
 
 /* Opens both engines and clears what a killed predecessor left behind, before serving anyone. */
-static int open_engines(server *s) {
+static int open_engines(server *s, const db_file_identity *identity) {
         engine_options o = { .database = s->cfg->database, .migrations_dir = s->cfg->migrations_dir,
                              .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
                              .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
                              .format = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
-                                                           : migdir_detect_format(s->cfg->migrations_dir) };
+                                                           : migdir_detect_format(s->cfg->migrations_dir),
+                             .identity = *identity };
         engine_error err = {};
         json_t *snap = NULL;
         int r;
@@ -203,9 +239,33 @@ static void notify_ready(server *s) {
         /* the gate for services must answer even before the first status request */
 }
 
-static int run(const config *cfg) {
+/* The signal handlers, before anything can reach the daemon: the held signals are delivered to
+ * them once they are in place. */
+static int setup_signals(server *s, struct event *ev[static 3], const sigset_t *held) {
+        static const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+
+        for (size_t i = 0; i < 3; i++) {
+                ev[i] = evsignal_new(s->base, sigs[i], on_signal, s);
+                if (!ev[i] || evsignal_add(ev[i], NULL) < 0)
+                        return -ENOMEM;
+        }
+        if (sigprocmask(SIG_UNBLOCK, held, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Whether a stop arrived during start-up (checked once the units a dead predecessor left stopped
+ * are running again): the loop runs once so that a held signal is seen. */
+static bool stopped_during_startup(server *s) {
+        (void) event_base_loop(s->base, EVLOOP_NONBLOCK);
+        if (s->stop_requested)
+                log_info("Stopped during start-up");
+        return s->stop_requested;
+}
+
+static int run(const config *cfg, const db_file_identity *identity, const sigset_t *held) {
         server s = { .cfg = cfg };
-        struct event *sig_term = NULL, *sig_int = NULL, *sig_hup = NULL;
+        struct event *sig[3] = {};
         bool created = false;
         int fd = -1, r = -EIO;
 
@@ -213,7 +273,11 @@ static int run(const config *cfg) {
         s.base = event_base_new();
         if (!s.base)
                 return log_error_errno(ENOMEM, "Failed to create the event loop: %m");
-        if (open_engines(&s) < 0)
+        if (setup_signals(&s, sig, held) < 0) {
+                log_error("Failed to install the signal handlers");
+                goto finish;
+        }
+        if (open_engines(&s, identity) < 0)
                 goto finish;
         if (cfg->n_units > 0) {
                 r = units_new(s.base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &s.units);
@@ -227,6 +291,10 @@ static int run(const config *cfg) {
         }
         if (recover_units(&s) < 0)
                 goto finish;
+        if (stopped_during_startup(&s)) {
+                r = 0;
+                goto finish;
+        }
         if (jobs_new(&s, cfg->max_queue, &s.jobs) < 0 || worker_new(s.base, "migrated-job", &s.job_worker) < 0 ||
             worker_new(s.base, "migrated-read", &s.reader) < 0) {
                 log_error("Failed to start the workers");
@@ -246,19 +314,13 @@ static int run(const config *cfg) {
         control_limits limits = { .max_connections = max_connections,
                                   .max_connections_per_uid = cfg->max_connections_per_uid,
                                   .idle_timeout_s = cfg->idle_timeout_s,
+                                  .request_timeout_s = cfg->request_timeout_s,
                                   .max_output = 16u * 1024u * 1024u,
                                   .max_outstanding = 64 };
         if (control_new(s.base, fd, &limits, on_request, &s, &s.control) < 0) {
                 close(fd);
                 goto finish;
         }
-        sig_term = evsignal_new(s.base, SIGTERM, on_signal, &s);
-        sig_int = evsignal_new(s.base, SIGINT, on_signal, &s);
-        sig_hup = evsignal_new(s.base, SIGHUP, on_signal, &s);
-        if (!sig_term || !sig_int || !sig_hup || evsignal_add(sig_term, NULL) < 0 || evsignal_add(sig_int, NULL) < 0 ||
-            evsignal_add(sig_hup, NULL) < 0)
-                goto finish;
-
         log_info("Serving %s (%s migrations in %s) on %s", cfg->database,
                  cfg->format >= 0 ? migdir_format_to_string((migdir_format) cfg->format)
                                   : migdir_format_to_string(migdir_detect_format(cfg->migrations_dir)),
@@ -272,15 +334,15 @@ static int run(const config *cfg) {
         if (setup_watchdog(&s) < 0)
                 goto finish;
         notify_ready(&s);
+        s.serving = true;
+        if (s.stop_requested)
+                server_shutdown(&s);
         event_base_dispatch(s.base);
         r = 0;
 finish:
-        if (sig_term)
-                event_free(sig_term);
-        if (sig_int)
-                event_free(sig_int);
-        if (sig_hup)
-                event_free(sig_hup);
+        for (size_t i = 0; i < ELEMENTSOF(sig); i++)
+                if (sig[i])
+                        event_free(sig[i]);
         /* Workers first: joining them runs their last completions, which still reply. */
         s.job_worker = worker_free(s.job_worker);
         s.reader = worker_free(s.reader);
@@ -311,21 +373,43 @@ static void raise_fd_limit(void) {
         }
 }
 
+/* An existing database keeps its mode: a world-readable one is reported, never changed. */
+static void warn_if_world_readable(int fd, const char *database) {
+        struct stat st;
+
+        if (fstat(fd, &st) == 0 && (st.st_mode & S_IROTH))
+                log_warning("%s is readable by every user (mode %04o); consider chmod o-r", database,
+                            (unsigned) (st.st_mode & 07777));
+}
+
 int main(int argc, char **argv) {
         config cfg;
         pid_t holder = 0;
+        bool created = false;
+        db_file_identity identity = {};
+        dblock_create create;
+        sigset_t stop_signals;
         int lock_fd = -1, r;
 
+        /* Held until the loop's handlers are in place (run()): a SIGTERM during start-up then ends
+         * the daemon cleanly instead of killing it while it listens or starts units again. */
+        sigemptyset(&stop_signals);
+        sigaddset(&stop_signals, SIGTERM);
+        sigaddset(&stop_signals, SIGINT);
+        sigaddset(&stop_signals, SIGHUP);
+        (void) sigprocmask(SIG_BLOCK, &stop_signals, NULL);
         log_setup("migrated");
         r = config_load(argc, argv, &cfg);
         if (r != CONFIG_RUN) {
                 config_clear(&cfg);
                 return r == CONFIG_EXIT_OK ? EXIT_SUCCESS : 2;
         }
-        r = lockfile_acquire(cfg.database, &lock_fd, &holder);
-        if (r == LOCKFILE_HELD) {
+        create = (dblock_create) { .owner = cfg.database_uid, .group = cfg.database_gid,
+                                   .mode = (mode_t) cfg.database_mode };
+        r = dblock_acquire(cfg.database, &create, &lock_fd, &identity, &created, &holder);
+        if (r == DBLOCK_HELD) {
                 if (holder > 0)
-                        log_error("%s is locked by migrated (pid %d): only one daemon may migrate a database",
+                        log_error("%s is locked by another migrated (pid %d): only one daemon may migrate a database",
                                   cfg.database, (int) holder);
                 else
                         log_error("%s is locked by another migrated: only one daemon may migrate a database",
@@ -334,13 +418,18 @@ int main(int argc, char **argv) {
                 return EXIT_FAILURE;
         }
         if (r < 0) {
-                log_error_errno(r, "Failed to take the migration lock beside %s: %m", cfg.database);
+                log_error_errno(r, "Failed to open and lock %s: %m", cfg.database);
                 config_clear(&cfg);
                 return EXIT_FAILURE;
         }
+        if (created)
+                log_info("Created %s (mode %04o)", cfg.database, cfg.database_mode);
+        else
+                warn_if_world_readable(lock_fd, cfg.database);
         signal(SIGPIPE, SIG_IGN);
         raise_fd_limit();
-        r = run(&cfg);
+        r = run(&cfg, &identity, &stop_signals);
+        /* only now: closing it earlier would drop SQLite's own POSIX locks on the file */
         close(lock_fd);
         config_clear(&cfg);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -34,6 +34,10 @@ typedef struct server {
          * schema, and non-strict gates open for them */
         bool gate_open_after_failure;
         bool shutting_down;
+        bool serving;        /* start-up is over: signals act at once */
+        bool stop_requested; /* SIGTERM/SIGINT during start-up */
+        bool rescan_running; /* a SIGHUP rescan is on the reader */
+        bool rescan_pending; /* another SIGHUP came meanwhile: one more rescan after it */
         struct event *exit_check;
         struct event *watchdog;
 } server;

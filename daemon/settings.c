@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <ini.h>
 #include <limits.h>
@@ -22,6 +23,8 @@
 #define DEFAULT_HOLDER_TIMEOUT_S 10u
 #define TIMEOUT_MAX_S 86400u
 #define DEFAULT_BACKUP_KEEP 10u
+#define DEFAULT_DATABASE_MODE 0640u
+#define DEFAULT_REQUEST_TIMEOUT_S 30u
 
 /* migdir_format, or -1 for "auto": Prisma's layout when migration_lock.toml is there */
 static int parse_format(const char *v, int *ret) {
@@ -125,20 +128,49 @@ static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret) 
         return 0;
 }
 
-/* A group by name or number; it must exist now, so that a typo fails at start. */
-static int parse_group(const char *v, gid_t *ret) {
-        struct group *g = getgrnam(v);
-        unsigned n;
+/* A user or a group by name or number; a name must exist now, so that a typo fails at start. */
+static int parse_id(const char *v, bool group, unsigned *ret) {
+        struct passwd *pw = group ? NULL : getpwnam(v);
+        struct group *g = group ? getgrnam(v) : NULL;
 
-        if (g) {
-                *ret = g->gr_gid;
+        if (pw || g) {
+                *ret = pw ? (unsigned) pw->pw_uid : (unsigned) g->gr_gid;
                 return 0;
         }
-        if (parse_uint(v, 0, UINT32_MAX - 1, &n) == 0) {
+        return parse_uint(v, 0, UINT32_MAX - 1, ret);
+}
+
+static int parse_group(const char *v, gid_t *ret) {
+        unsigned n;
+        int r = parse_id(v, true, &n);
+
+        if (r == 0)
                 *ret = (gid_t) n;
-                return 0;
-        }
-        return -EINVAL;
+        return r;
+}
+
+static int parse_user(const char *v, uid_t *ret) {
+        unsigned n;
+        int r = parse_id(v, false, &n);
+
+        if (r == 0)
+                *ret = (uid_t) n;
+        return r;
+}
+
+/* File permissions in octal, at most 0777 (no set-id or sticky bits on a database). */
+static int parse_mode(const char *v, unsigned *ret) {
+        char *end;
+        unsigned long n;
+
+        if (!*v || *v == '-' || *v == '+')
+                return -EINVAL;
+        errno = 0;
+        n = strtoul(v, &end, 8);
+        if (errno != 0 || *end || n > 0777)
+                return -EINVAL;
+        *ret = (unsigned) n;
+        return 0;
 }
 
 static int set_string(char **dst, const char *v) {
@@ -174,6 +206,12 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return set_string(&c->database, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
                 if (streq(key, "busy_timeout_ms"))
                         return parse_uint(value, 0, 3600000, &c->busy_timeout_ms) == 0 ? 1 : ini_error(st, section, key, "must be milliseconds, 0..3600000");
+                if (streq(key, "owner"))
+                        return parse_user(value, &c->database_uid) == 0 ? 1 : ini_error(st, section, key, "must be an existing user");
+                if (streq(key, "group"))
+                        return parse_group(value, &c->database_gid) == 0 ? 1 : ini_error(st, section, key, "must be an existing group");
+                if (streq(key, "mode"))
+                        return parse_mode(value, &c->database_mode) == 0 ? 1 : ini_error(st, section, key, "must be an octal mode, 0..0777");
         } else if (streq(section, "migrations")) {
                 if (streq(key, "directory"))
                         return set_string(&c->migrations_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
@@ -196,6 +234,8 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return parse_uint(value, 1, 1000000, &c->max_connections_per_uid) == 0 ? 1 : ini_error(st, section, key, "must be 1..1000000");
                 if (streq(key, "idle_timeout"))
                         return parse_uint(value, 0, TIMEOUT_MAX_S, &c->idle_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 0..86400");
+                if (streq(key, "request_timeout"))
+                        return parse_uint(value, 1, TIMEOUT_MAX_S, &c->request_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
         } else if (streq(section, "units")) {
                 if (streq(key, "units"))
                         return parse_units(value, c) == 0 ? 1 : ini_error(st, section, key, "must be unit names like a.service");
@@ -303,6 +343,9 @@ static void help(void) {
                "      --format FORMAT       auto (default), native or prisma (<timestamp>_<name>/migration.sql)\n"
                "      --auto-up             apply pending migrations at start\n"
                "      --busy-timeout MS     how long to wait for other writers (default %u)\n"
+               "      --database-owner USER  owner of a database migrated creates (default: ours)\n"
+               "      --database-group GROUP group of a database migrated creates (default: ours)\n"
+               "      --database-mode MODE   mode of a database migrated creates (default 0640)\n"
                "      --units \"A B\"         dependent units: stopped before a change, started after\n"
                "      --manager system|user which systemd manager runs them (default system)\n"
                "      --stop-timeout S      SIGKILL units still stopping after S seconds (default 30)\n"
@@ -310,6 +353,7 @@ static void help(void) {
                "      --holder-timeout S    how long other processes may keep the database open (default 10)\n"
                "      --admin-group GROUP   members may change the database too (root and our user may)\n"
                "      --socket-group GROUP  group of the socket (mode 0660)\n"
+               "      --request-timeout S   close a connection whose request line stays unfinished (default 30)\n"
                "      --backup-dir DIR      where backups go (default: <database>-backups)\n"
                "      --keep N              how many backups to keep (default 10)\n"
                "      --integrity MODE      quick (default), full or off: checked before and after each job\n"
@@ -320,7 +364,8 @@ static void help(void) {
 
 enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION, ARG_UNITS, ARG_MANAGER, ARG_STOP_TIMEOUT,
        ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT, ARG_BACKUP_DIR, ARG_KEEP, ARG_INTEGRITY, ARG_ADMIN_GROUP,
-       ARG_SOCKET_GROUP, ARG_FORMAT };
+       ARG_SOCKET_GROUP, ARG_FORMAT, ARG_DATABASE_OWNER, ARG_DATABASE_GROUP, ARG_DATABASE_MODE,
+       ARG_REQUEST_TIMEOUT };
 
 /* Flags are collected first and applied after the file, so that they win over it. */
 typedef struct cli {
@@ -335,7 +380,16 @@ typedef struct cli {
         unsigned keep;
         int integrity; /* -1: not given */
         int format;    /* -2: not given */
+        const char *database_owner, *database_group;
+        bool database_mode_set;
+        unsigned database_mode;
+        unsigned request_timeout_s; /* 0: not given */
 } cli;
+
+static int usage_error(const char *what, const char *value) {
+        fprintf(stderr, "migrated: %s: %s\n", what, value);
+        return CONFIG_EXIT_USAGE;
+}
 
 static int parse_cli(int argc, char **argv, cli *a) {
         static const struct option options[] = {
@@ -358,6 +412,10 @@ static int parse_cli(int argc, char **argv, cli *a) {
                 { "admin-group", required_argument, NULL, ARG_ADMIN_GROUP },
                 { "socket-group", required_argument, NULL, ARG_SOCKET_GROUP },
                 { "format", required_argument, NULL, ARG_FORMAT },
+                { "database-owner", required_argument, NULL, ARG_DATABASE_OWNER },
+                { "database-group", required_argument, NULL, ARG_DATABASE_GROUP },
+                { "database-mode", required_argument, NULL, ARG_DATABASE_MODE },
+                { "request-timeout", required_argument, NULL, ARG_REQUEST_TIMEOUT },
                 {},
         };
         int c;
@@ -387,6 +445,17 @@ static int parse_cli(int argc, char **argv, cli *a) {
                         }
                         break;
                 case ARG_SOCKET_GROUP: a->socket_group = optarg; break;
+                case ARG_DATABASE_OWNER: a->database_owner = optarg; break;
+                case ARG_DATABASE_GROUP: a->database_group = optarg; break;
+                case ARG_DATABASE_MODE:
+                        if (parse_mode(optarg, &a->database_mode) < 0)
+                                return usage_error("--database-mode takes an octal mode, 0..0777", optarg);
+                        a->database_mode_set = true;
+                        break;
+                case ARG_REQUEST_TIMEOUT:
+                        if (parse_uint(optarg, 1, TIMEOUT_MAX_S, &a->request_timeout_s) < 0)
+                                return usage_error("--request-timeout takes seconds, 1..86400", optarg);
+                        break;
                 case ARG_KEEP:
                         if (parse_uint(optarg, 1, 10000, &a->keep) < 0) {
                                 fprintf(stderr, "migrated: --keep takes a number, 1..10000: %s\n", optarg);
@@ -445,6 +514,10 @@ int config_load(int argc, char **argv, config *c) {
         c->max_connections = 4096;
         c->max_connections_per_uid = 2048;
         c->idle_timeout_s = 300;
+        c->request_timeout_s = DEFAULT_REQUEST_TIMEOUT_S;
+        c->database_uid = (uid_t) -1;
+        c->database_gid = (gid_t) -1;
+        c->database_mode = DEFAULT_DATABASE_MODE;
         c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
         c->max_queue = DEFAULT_MAX_QUEUE;
         c->stop_timeout_s = DEFAULT_STOP_TIMEOUT_S;
@@ -500,6 +573,14 @@ int config_load(int argc, char **argv, config *c) {
                                                                     ? a.admin_group : a.socket_group);
                 return CONFIG_EXIT_USAGE;
         }
+        if (a.database_owner && parse_user(a.database_owner, &c->database_uid) < 0)
+                return usage_error("no such user", a.database_owner);
+        if (a.database_group && parse_group(a.database_group, &c->database_gid) < 0)
+                return usage_error("no such group", a.database_group);
+        if (a.database_mode_set)
+                c->database_mode = a.database_mode;
+        if (a.request_timeout_s)
+                c->request_timeout_s = a.request_timeout_s;
         if (a.integrity >= 0)
                 c->integrity = a.integrity;
         if (a.format != -2)

@@ -15,6 +15,10 @@ typedef struct config {
         char *config_file;
         bool auto_up;
         unsigned busy_timeout_ms;
+        /* a database the daemon creates: its owner, group and mode ((uid_t)/(gid_t) -1: ours) */
+        uid_t database_uid;
+        gid_t database_gid;
+        unsigned database_mode;
         unsigned max_queue;
         /* who may change things, and how many may connect */
         gid_t admin_gid;        /* (gid_t) -1: none */
@@ -22,6 +26,7 @@ typedef struct config {
         unsigned max_connections;
         unsigned max_connections_per_uid;
         unsigned idle_timeout_s;
+        unsigned request_timeout_s; /* an unfinished request line, from its first byte */
         /* dependent units */
         char **units;
         size_t n_units;

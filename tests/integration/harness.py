@@ -251,6 +251,21 @@ def ctl(*args, sock=None, json_out=False, timeout=CTL_TIMEOUT, env=None, cwd=Non
                      p.stderr.decode(errors="replace"), time.monotonic() - t0)
 
 
+def run_admin_tool(argv):
+    """useradd & co. take a lock on /etc/passwd and /etc/group: retry while someone else holds it."""
+    deadline = time.monotonic() + 30
+    while True:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=30)
+        if p.returncode == 0:
+            return
+        err = p.stderr.decode(errors="replace")
+        if "lock" in err.lower() and time.monotonic() < deadline:
+            time.sleep(0.3)
+            continue
+        raise HarnessError("%s failed (%d): %s" % (" ".join(argv), p.returncode, err))
+
+
 # ---------------------------------------------------------------------------------------------
 # The daemon
 

@@ -79,19 +79,7 @@ _created_groups = []
 _created_users = []
 
 
-def _run_admin_tool(argv):
-    """useradd & co. take a lock on /etc/passwd and /etc/group: retry while someone else holds it."""
-    deadline = time.monotonic() + 30
-    while True:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=30)
-        if p.returncode == 0:
-            return
-        err = p.stderr.decode(errors="replace")
-        if "lock" in err.lower() and time.monotonic() < deadline:
-            time.sleep(0.3)
-            continue
-        raise harness.HarnessError("%s failed (%d): %s" % (" ".join(argv), p.returncode, err))
+_run_admin_tool = harness.run_admin_tool
 
 
 def setUpModule():

@@ -3,11 +3,62 @@
 clients that go away, --auto-up."""
 
 import os
+import select
 import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 
 import harness
 from harness import Conn, Daemon, applied_versions, current_version
+
+
+HOLDER = os.path.join(harness.HERE, "holder.py")
+
+
+class ExclusiveHolder:
+    """holder.py in exclusive mode on a rollback-journal database: every reader and writer of
+    the database waits (busy handler) until release()."""
+
+    def __init__(self, test, db):
+        self.proc = subprocess.Popen([sys.executable, HOLDER, db, "exclusive"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        test.addCleanup(self.kill)
+        self.expect("ready")
+
+    def expect(self, word, timeout=30):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith(word):
+            raise harness.HarnessError("holder: expected %r, got %r; stderr: %s"
+                                       % (word, line, self.proc.stderr.read1(65536).decode(errors="replace")))
+
+    def release(self):
+        self.proc.stdin.write(b"\n")
+        self.proc.stdin.flush()
+        self.expect("released")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()
+
+
+def rollback_journal_db(path):
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute("CREATE TABLE app (id INTEGER PRIMARY KEY)")
+    c.close()
+    return path
+
+
+def has_open(pid, path):
+    try:
+        return any(os.readlink("/proc/%d/fd/%s" % (pid, fd)) == path for fd in os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return False
 
 
 def slow_set(directory):
@@ -29,7 +80,6 @@ class DaemonTest(harness.TestCase):
         mig = slow_set(self.path("migrations"))
         db = self.path("db.sqlite")
         d1 = self.daemon(db, mig)
-        self.assertTrue(os.path.exists(db + "-migrated.lock"))
         d2 = self.daemon(db, mig, start=False)
         d2.start(wait=False)
         rc = d2.wait(30)  # it exits by itself, while the first one still runs
@@ -46,6 +96,46 @@ class DaemonTest(harness.TestCase):
         d3.start(wait=False)
         self.assertNotEqual(d3.wait(10), 0)
         self.assertIn(str(d1.pid), d3.log())
+
+    def test_sigterm_during_startup_exits_cleanly(self):
+        # Start-up blocked on the database (another process holds an exclusive lock): a SIGTERM
+        # then must not kill the daemon outright; it ends the step and exits 0 without listening.
+        mig = slow_set(self.path("migrations"))
+        db = rollback_journal_db(self.path("db.sqlite"))
+        holder = ExclusiveHolder(self, db)
+        d = self.daemon(db, mig, extra_args=["--busy-timeout", "60000"], start=False)
+        d.start(wait=False)
+        harness.wait_until(lambda: has_open(d.pid, db), 30, what="migrated to open the database")
+        d.signal(signal.SIGTERM)
+        holder.release()
+        self.assertEqual(d.wait(), 0, d.log())
+        self.assertIn("Stopped during start-up", d.log())
+        self.assertFalse(os.path.exists(d.socket))
+        # nothing was left behind: the next daemon starts and serves
+        d2 = self.daemon(db, mig)
+        self.assertEqual(d2.call("hello")["protocol"], 1)
+
+    def test_sighup_storm_is_coalesced(self):
+        # Rescans run on the reader, which the holder blocks: a storm of SIGHUPs meanwhile must
+        # cost one running rescan and one pending, not one queued rescan per signal.
+        mig = slow_set(self.path("migrations"))
+        db = rollback_journal_db(self.path("db.sqlite"))
+        d = self.daemon(db, mig, extra_args=["--busy-timeout", "60000"])
+        holder = ExclusiveHolder(self, db)
+        # paced by round trips through the loop, so that the kernel cannot merge them into one
+        # pending signal: each is delivered and handled while the first rescan still waits
+        with harness.Conn(d.socket) as c:
+            for i in range(50):
+                d.signal(signal.SIGHUP)
+                for _ in range(2):
+                    _, final = c.call("hello", id=i)
+                    self.assertIn("result", final)
+        holder.release()
+        self.assertIsNone(d.status()["current_version"])
+        self.assertEqual(d.stop(), 0)
+        rescans = d.log().count("SIGHUP: rescanning")
+        self.assertGreaterEqual(rescans, 1, d.log())
+        self.assertLessEqual(rescans, 2, "a SIGHUP storm queued %d rescans" % rescans)
 
     def test_lock_released_at_exit(self):
         mig = slow_set(self.path("migrations"))

@@ -211,6 +211,36 @@ class IdleTimeoutTest(LimitsCase):
         self.assertEqual(line["error"]["code"], "idle_timeout", line)
         self.assertEqual(d.stop(), 0)
 
+    def test_trickled_request_line_gets_a_deadline(self):
+        # One byte at a time keeps the idle timeout from ever firing; the unfinished line still
+        # gets request_timeout after its first byte, then the connection is closed.
+        d = self.start({"idle_timeout": 300, "request_timeout": 2})
+        line = b'{"id":1,"method":"hello","params":{}' + b" " * 10000
+        c = self.conn(d)
+        got = None
+        deadline = time.monotonic() + 60  # a safety net: the daemon must answer long before
+        for byte in line:
+            c.send_raw(bytes([byte]))
+            try:
+                got = c.read_line(0.25)  # also paces the trickle
+                break
+            except TimeoutError:
+                pass
+            self.assertLess(time.monotonic(), deadline, "a trickling client was never cut off")
+        self.assertIsNotNone(got, "closed without the request_timeout line")
+        reply = json.loads(got)
+        self.assertEqual(reply["id"], None)
+        self.assertEqual(reply["error"]["code"], "request_timeout", reply)
+        self.assertIsNone(c.read_line(5), "not closed after request_timeout")
+        # a request split over two writes inside the deadline is served; the daemon is fine
+        c = self.conn(d)
+        c.send_raw(b'{"id":7,"meth')
+        self.hello(self.conn(d), 1)  # another client meanwhile
+        c.send_raw(b'od":"hello"}\n')
+        _, final = c.read_reply(7)
+        self.assertResult(final)
+        self.assertEqual(d.stop(), 0)
+
     def test_connection_waiting_for_a_long_job_is_not_closed(self):
         d = self.start({"idle_timeout": 1}, migrations={
             1: ("quick", "CREATE TABLE quick (id INTEGER PRIMARY KEY);\n", "DROP TABLE quick;\n"),

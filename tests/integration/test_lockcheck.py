@@ -8,6 +8,7 @@ nothing: no file created, the journal mode and the rows as they were.
 """
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -314,15 +315,38 @@ class LockCheckTest(harness.TestCase):
         self.assertGreaterEqual(wal["frames_not_checkpointed"], 3, wal)
         self.assertEqual(wal["frames_not_checkpointed"], wal["frames"] - wal["checkpointed"])
         self.assertGreater(wal["size"], 32)
-        # the probe's PASSIVE checkpoint then copied them back: nothing changed but where they are
+        # a diagnostic changes nothing: no checkpoint copies the frames into the database
         self.assertIs(report["probe"]["checkpoint_ok"], True)
         self.assertEqual(report["probe"]["checkpoint_log_frames"], wal["frames"])
-        self.assertEqual(report["probe"]["checkpoint_done_frames"], wal["frames"])
+        self.assertEqual(report["probe"]["checkpoint_done_frames"], wal["checkpointed"])
         self.assertEqual(self.rows(db), rows)
-        r, report = self.lockcheck(db)
-        self.assertEqual(report["wal"]["frames_not_checkpointed"], 0, report["wal"])
+        r, again = self.lockcheck(db)
+        self.assertEqual(again["wal"], wal)
+        self.assertEqual(again["database"]["size"], report["database"]["size"])
         h.release()
         self.assertEqual(harness.journal_mode(db), "wal")
+
+    def test_probe_does_not_checkpoint(self):
+        # A WAL with committed frames, kept open by another process: lock-check (the client's and
+        # the daemon's) leaves the database file, the -wal file and the wal-index as they were.
+        db = self.make_db()
+        h = HolderProc(self, ["-c", FRAMES_SCRIPT, db], "frames")
+
+        def files():
+            with open(db, "rb") as f:
+                main = hashlib.sha256(f.read()).hexdigest()
+            with open(db + "-shm", "rb") as f:
+                index = f.read(136)
+            return main, os.path.getsize(db), os.path.getsize(db + "-wal"), index
+
+        before = files()
+        r, report = self.lockcheck(db)
+        self.assertGreaterEqual(report["wal"]["frames_not_checkpointed"], 3, report["wal"])
+        self.assertEqual(files(), before, "lock-check changed the database or its WAL")
+        r, again = self.lockcheck(db)
+        self.assertEqual(again["wal"]["frames_not_checkpointed"], report["wal"]["frames_not_checkpointed"])
+        self.assertEqual(files(), before)
+        h.release()
 
     def test_free_database_left_as_found(self):
         db = self.make_db()

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Jobs interrupted while the dependent units are down: migrated SIGKILLed in the middle of a long
-migration (systemd restarts it, it must start the units again from its state file), and a cancel
-from a second client."""
+migration (systemd restarts it, it must start the units again from its state file), a SIGTERM
+while the next start-up is still starting them, and a cancel from a second client."""
 
 import json
 import os
@@ -93,6 +93,42 @@ class InterruptTest(S.TestCase):
         r = self.ctl("up", timeout=90)
         self.assertCtl(r, 0)
         self.assertEqual(H.applied_versions(self.db), [1, 2])
+
+    def test_sigterm_during_recovery_finishes_it_and_exits_cleanly(self):
+        # The units a killed migrated left stopped take a while to start (their ExecStartPre
+        # waits for a gate file); a SIGTERM meanwhile must neither kill the next migrated outright
+        # nor leave them stopped: it finishes the recovery and exits 0 before listening.
+        gate = self.path("gate")
+        open(gate, "w").close()
+        mig = slow_migrations(self.path("migrations"))
+        self.create_db()
+        w = self.writer("a", start=False,
+                        extra_service="ExecStartPre=/bin/sh -c 'while [ ! -e %s ]; do sleep 0.05; done'" % gate)
+        self.migrated(mig, units=[w.unit], service_extra="Restart=no")
+        self.assertCtl(self.ctl("up", "--to", "1"), 0)
+        w.start()
+        w.wait_acks(3)
+        c, _ = self.start_slow_job([w])
+        os.kill(S.main_pid(S.MIGRATED_UNIT), signal.SIGKILL)
+        S.wait_state(S.MIGRATED_UNIT, ("failed", "inactive"))
+        c.close()
+        os.unlink(gate)
+
+        S.systemctl("start", "--no-block", S.MIGRATED_UNIT)
+        S.wait_state(w.unit, "activating")  # the recovery's start job waits at the gate
+        mpid = S.main_pid(S.MIGRATED_UNIT)
+        self.assertGreater(mpid, 0)
+        os.kill(mpid, signal.SIGTERM)
+        S.wait_until(lambda: "during start-up" in self.read_migrated_log() or not os.path.exists("/proc/%d" % mpid),
+                     20, what="migrated to take the SIGTERM")
+        open(gate, "w").close()
+        S.wait_state(S.MIGRATED_UNIT, ("failed", "inactive"))
+        st = S.show(S.MIGRATED_UNIT, "ExecMainCode", "ExecMainStatus")
+        self.assertEqual((st["ExecMainCode"], st["ExecMainStatus"]), ("1", "0"),
+                         "migrated did not exit 0 (code 1 = exited, 2 = killed): %r\n%s" % (st, self.read_migrated_log()))
+        self.assertIn("Stopped during start-up", self.read_migrated_log())
+        S.wait_state(w.unit, "active")
+        self.assertNoStateFile()
 
     # 8 ------------------------------------------------------------------------------------------
     def test_cancel_from_second_client_rolls_back_and_restarts_units(self):
