@@ -227,8 +227,35 @@ static json_t *request_params(const request_args *a) {
         return p;
 }
 
+/* "NAME" of /run/migrated/NAME.sock, the socket of migrated@NAME.socket; NULL for other paths. */
+static char *instance_of(const char *path) {
+        size_t dir = strlen(INSTANCE_SOCKET_DIR), len = strlen(path);
+
+        if (len <= dir + 6 || !strneq(path, INSTANCE_SOCKET_DIR "/", dir + 1) || !streq(path + len - 5, ".sock") ||
+            strchr(path + dir + 1, '/'))
+                return NULL;
+        return strndup(path + dir + 1, len - dir - 6);
+}
+
+/* The connection closed before a single line: under socket activation, the service behind the
+ * socket failed to start (systemd accepted the connection for it). */
+static int activation_failed(const char *path) {
+        _cleanup_free_ char *name = instance_of(path);
+
+        fprintf(stderr, "migratectl: error: %s closed the connection before answering: the daemon behind it did not "
+                "start\n", path);
+        if (name)
+                fprintf(stderr, "  see why with: systemctl status migrated@%s.service (and journalctl -u "
+                        "migrated@%s.service)\n", name, name);
+        else
+                fprintf(stderr, "  if the socket is socket-activated, see its service with systemctl status\n");
+        return EXIT_UNREACHABLE;
+}
+
 /* Reports a failed exchange; the daemon was reached, so this is a failed operation. */
-static int call_failed(const char *path, int r) {
+static int call_failed(const char *path, int r, size_t n_events) {
+        if (n_events == 0 && (r == CONN_EOF || r == -ECONNRESET || r == -EPIPE))
+                return activation_failed(path);
         if (r == CONN_EOF || r == -ECONNRESET || r == -EPIPE)
                 fprintf(stderr, "migratectl: error: daemon closed the connection\n");
         else if (r == CONN_BAD_REPLY)
@@ -261,6 +288,15 @@ static int64_t now_ms(void) {
         return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Every event line counts (a connection that closes before any is a failed activation); only
+ * human mode shows them. */
+static int on_event(json_t *event, void *userdata) {
+        progress *p = userdata;
+
+        p->n_events++;
+        return arg_json ? 0 : render_event(event, userdata);
+}
+
 /* Connects; with a deadline, keeps trying until then (a gate at boot may run before the daemon
  * or its socket exists). */
 static int connect_until(const char *path, int64_t deadline_ms, conn **ret) {
@@ -290,16 +326,25 @@ static int call_daemon_until(const char *method, json_t *params, int (*render)(j
         int r;
 
         r = connect_until(path, connect_deadline_ms, &c);
+        if (r == -EACCES) {
+                json_decref(params);
+                fprintf(stderr, "migratectl: error: cannot connect to %s: permission denied\n"
+                        "  only root and members of the socket's group (socket_group, SocketGroup=; \"migrated\" for "
+                        "the shipped units) may connect\n"
+                        "  ask an administrator to run: usermod -aG migrated %s (then log in again), or use sudo\n",
+                        path, getenv("USER") ?: "$USER");
+                return EXIT_UNREACHABLE;
+        }
         if (r < 0) {
                 json_decref(params);
                 fprintf(stderr, "migratectl: error: cannot connect to %s: %s\n"
                         "  is migrated running? start it or pass --socket\n", path, strerror(-r));
                 return EXIT_UNREACHABLE;
         }
-        r = conn_call(c, method, params, arg_json ? NULL : render_event, &p, &kind, &root, &body);
+        r = conn_call(c, method, params, on_event, &p, &kind, &root, &body);
         progress_end(&p);
         if (r != 0)
-                return call_failed(path, r);
+                return call_failed(path, r, p.n_events);
         if (kind == PROTOCOL_REPLY_ERROR)
                 return reply_error(body);
 

@@ -39,6 +39,9 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_IDLE_TIMEOUT] = "idle_timeout",
         [PROTOCOL_ERROR_FAILED_MIGRATION] = "failed_migration",
         [PROTOCOL_ERROR_BASELINE_NEEDED] = "baseline_needed",
+        [PROTOCOL_ERROR_BACKUP_SPACE] = "backup_space",
+        [PROTOCOL_ERROR_DISK_FULL] = "disk_full",
+        [PROTOCOL_ERROR_NOT_WRITABLE] = "not_writable",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

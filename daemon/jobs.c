@@ -18,6 +18,7 @@
 #include "lockinfo.h"
 #include "log.h"
 #include "macro.h"
+#include "preflight.h"
 #include "server.h"
 #include "statefile.h"
 #include "units.h"
@@ -47,11 +48,15 @@ typedef struct job {
         job_phase phase;
         bool cancel_requested;
         json_t *progress; /* the last "migration" event, for status */
+        const char *step; /* before the first migration: what the job does now (static) */
 
         bool changes;          /* from preparation: the live database will change */
         char **stopped;        /* units this job stopped and must start again */
         size_t n_stopped;
         bool statefile_written;
+        json_t *plan_versions; /* up: the versions this job's plan applies, for the gate */
+        bool touched;          /* units were stopped or the SQL ran: a failure opens the gate */
+        bool gate_updated;
         json_t *units_report;  /* {"stopped": [...], "started": [...]} */
         int64_t t_stop_begin, t_stop_end, t_apply_end, t_start_end, t_checks_ms, t_sql_ms;
 
@@ -95,6 +100,7 @@ static void job_free(job *jb) {
         free(jb->target);
         strv_free_n(jb->stopped, jb->n_stopped);
         json_decref(jb->units_report);
+        json_decref(jb->plan_versions);
         json_decref(jb->progress);
         json_decref(jb->result);
         json_decref(jb->snapshot);
@@ -156,6 +162,12 @@ static void deliver_progress(void *userdata) {
         progress_msg *m = userdata;
         job *jb = m->job;
 
+        if (streq(m->event, "started"))
+                jb->step = "checking the database";
+        else if (streq(m->event, "backup"))
+                jb->step = streq(json_string_value(json_object_get(m->fields, "phase")) ?: "", "done")
+                                   ? "waiting for the database's write lock"
+                                   : "backing up";
         if (streq(m->event, "migration")) {
                 const char *phase = json_string_value(json_object_get(m->fields, "phase"));
                 json_t *v = json_object_get(m->fields, "version"), *nm = json_object_get(m->fields, "name");
@@ -212,6 +224,10 @@ static json_t *timings_json(const job *jb) {
                          (json_int_t) starting);
 }
 
+static bool job_moves_schema(const job *jb) {
+        return jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE;
+}
+
 /* The end of every job: reply to each subscriber, report, and let the next job run. */
 static void job_finish(job *jb) {
         jobs *j = jb->owner;
@@ -219,6 +235,11 @@ static void job_finish(job *jb) {
         char id[24];
 
         snprintf(id, sizeof(id), "%" PRIu64, jb->id);
+        if (job_moves_schema(jb) && !jb->gate_updated) {
+                jb->gate_updated = true;
+                s->gate.suspended = false;
+                server_gate_changed(s);
+        }
         if (jb->units_report) {
                 json_t *target = jb->r == 0 ? jb->result : (jb->err.extra ?: (jb->err.extra = json_object()));
                 if (target) {
@@ -252,6 +273,40 @@ static void job_finish(job *jb) {
         server_notify_idle(s);
         server_job_finished(s);
         jobs_start_next(j);
+}
+
+static void gate_warn(int r) {
+        if (r < 0)
+                log_warning_errno(r, "Failed to record the wait gate's state in the state directory: %m");
+}
+
+/* The job's outcome decides the gate, before the units start again: a down or a restore holds the
+ * schema where it left it (an up --to moves such a hold); only a plain up releases it; a failure
+ * after the units were stopped lets them run without exactly the migrations of its plan. */
+static void job_gate_update(job *jb) {
+        server *s = jb->owner->server;
+        json_t *cur = json_object_get(s->snapshot, "current_version");
+
+        if (jb->gate_updated || !job_moves_schema(jb))
+                return;
+        jb->gate_updated = true;
+        s->gate.suspended = false;
+        if (jb->r == 0) {
+                bool plain_up = jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&
+                                jb->spec.request.to == PLAN_NO_TARGET;
+                gate_warn(gate_clear_failed_plan(&s->gate));
+                bool down = jb->spec.kind == ENGINE_JOB_RESTORE || jb->spec.request.direction == PLAN_DOWN;
+                if (plain_up)
+                        gate_warn(gate_release(&s->gate));
+                else if (json_is_integer(cur) && (down || s->gate.hold)) /* up --to moves a hold, makes none */
+                        gate_warn(gate_hold(&s->gate, cur,
+                                            jb->spec.kind == ENGINE_JOB_RESTORE           ? "restore"
+                                            : jb->spec.request.direction == PLAN_DOWN ? "down"
+                                                                                          : "up --to",
+                                            jb->id));
+        } else if (jb->touched && jb->plan_versions && json_array_size(jb->plan_versions) > 0)
+                gate_warn(gate_fail_plan(&s->gate, jb->id, jb->plan_versions));
+        server_gate_changed(s);
 }
 
 static void job_fail(job *jb, protocol_error_code code, json_t *extra, const char *message) {
@@ -306,6 +361,16 @@ static void job_apply(void *userdata) {
         else
                 jb->r = engine_execute(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
         jb->t_sql_ms = mono_ms() - t0;
+        /* a cancel that ended a wait outside the SQL (the busy database) is a cancel, not a shutdown */
+        if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_INTERRUPTED &&
+            engine_stop_requested(s->job_engine) == ENGINE_STOP_CANCEL) {
+                char *msg = NULL;
+                jb->err.code = PROTOCOL_ERROR_CANCELLED;
+                if (asprintf(&msg, "cancelled while %s; nothing changed", jb->err.message ?: "waiting") >= 0) {
+                        free(jb->err.message);
+                        jb->err.message = msg;
+                }
+        }
         /* A job that could not get the database says who holds it, in SQLite's terms. */
         if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_BUSY) {
                 json_t *report = NULL;
@@ -336,8 +401,8 @@ static void job_applied(void *userdata) {
         if (jb->snapshot)
                 server_set_snapshot(jb->owner->server, TAKE_PTR(jb->snapshot));
         /* the units are about to run again on whatever schema this job left */
-        if (jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE)
-                server_gate_after_job(jb->owner->server, jb->r != 0);
+        jb->touched = true;
+        job_gate_update(jb);
         if (jb->n_stopped > 0 || jb->statefile_written)
                 phase_start_units(jb);
         else
@@ -386,18 +451,73 @@ static void report_units(job *jb, const char *key, const char *action, unit_outc
         json_decref(arr);
 }
 
+/* What the database job came to, for a units_failed error that replaces its result. */
+static json_t *database_outcome(const job *jb) {
+        json_t *o;
+
+        if (jb->r == 0)
+                return json_incref(jb->result ?: json_null());
+        o = json_pack("{s:s,s:s}", "error", protocol_error_code_to_string(jb->err.code), "message",
+                      jb->err.message ?: strerror(jb->r < 0 ? -jb->r : EIO));
+        if (o && jb->err.extra)
+                json_object_set(o, "details", jb->err.extra);
+        return o;
+}
+
+/* A job whose units did not all come back is not a success, whatever the database did: its final
+ * line is units_failed, naming each unit, its outcome and how to inspect it. */
+static void job_units_failed(job *jb, json_t *failed, const char *names) {
+        server *s = jb->owner->server;
+        _cleanup_free_ char *msg = NULL, *db_text = NULL;
+        const char *unit = json_string_value(json_object_get(json_array_get(failed, 0), "unit"));
+        const char *status = json_string_value(json_object_get(jb->result, "status"));
+        json_t *outcome = database_outcome(jb);
+        int k;
+
+        if (jb->r == 0)
+                k = asprintf(&db_text, "the database job succeeded (%s)", status ?: "done");
+        else
+                k = asprintf(&db_text, "the database job failed: %s", jb->err.message ?: "?");
+        if (k < 0 || asprintf(&msg, "%s did not start again; %s; inspect with: systemctl%s status %s", names, db_text,
+                              s->cfg->user_manager ? " --user" : "", unit ?: "UNIT") < 0)
+                msg = NULL;
+        job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED,
+                 json_pack("{s:O,s:o}", "units_failed", failed, "database", outcome ?: json_null()),
+                 msg ?: "dependent units did not start again");
+}
+
 static void on_started(void *userdata, unit_outcome *o, size_t n) {
         job *jb = userdata;
         server *s = jb->owner->server;
+        _cleanup_free_ char *names = NULL;
+        json_t *failed = json_array();
+        const char *user = s->cfg->user_manager ? " --user" : "";
         int r;
 
         jb->t_start_end = mono_ms();
         report_units(jb, "started", "started", o, n);
-        for (size_t i = 0; i < n; i++)
-                if (!o[i].ok)
-                        log_error("Failed to start %s again: %s", o[i].name, o[i].result);
+        for (size_t i = 0; i < (o ? n : jb->n_stopped); i++) {
+                const char *name = o ? o[i].name : jb->stopped[i], *result = o ? o[i].result : "not started";
+                _cleanup_free_ char *status_cmd = NULL, *journal_cmd = NULL;
+                char *more;
+                if (o && o[i].ok)
+                        continue;
+                log_error("Failed to start %s again: %s", name, result);
+                if (asprintf(&status_cmd, "systemctl%s status %s", user, name) < 0 ||
+                    asprintf(&journal_cmd, "journalctl%s -u %s", user, name) < 0)
+                        continue;
+                json_array_append_new(failed, json_pack("{s:s,s:s,s:s,s:s}", "unit", name, "outcome", result, "status",
+                                                        status_cmd, "journal", journal_cmd));
+                if (asprintf(&more, "%s%s%s (%s)", names ?: "", names ? ", " : "", name, result) >= 0) {
+                        free(names);
+                        names = more;
+                }
+        }
         unit_outcomes_free(o, n);
-        r = statefile_remove(s->cfg->database);
+        if (json_array_size(failed) > 0)
+                job_units_failed(jb, failed, names ?: "a unit");
+        json_decref(failed);
+        r = statefile_remove(s->state_fd);
         if (r < 0)
                 log_warning_errno(r, "Failed to remove the state file: %m");
         job_finish(jb);
@@ -409,6 +529,7 @@ static void phase_start_units(job *jb) {
         int r;
 
         jb->phase = PHASE_STARTING;
+        job_gate_update(jb);
         server_notify_status(s, "starting %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
         json_t *names = json_array();
         for (size_t i = 0; i < jb->n_stopped; i++)
@@ -476,16 +597,17 @@ static void phase_stop_units(job *jb) {
                 if (unit_state_is_running(&st[i]))
                         jb->stopped[jb->n_stopped++] = strdup(st[i].name);
         unit_states_free(st, n);
-        r = jb->stopped ? statefile_write(s->cfg->database, jb->id, jb->stopped, jb->n_stopped) : -ENOMEM;
+        r = jb->stopped ? statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped) : -ENOMEM;
         if (r < 0) {
                 log_error_errno(r, "Failed to write the state file: %m");
                 job_fail(jb, PROTOCOL_ERROR_INTERNAL, NULL,
-                         "cannot record which units will be stopped (state file beside the database); nothing was "
+                         "cannot record which units will be stopped (in the state directory); nothing was "
                          "changed");
                 job_finish(jb);
                 return;
         }
         jb->statefile_written = true;
+        jb->touched = true;
         names = json_array();
         for (size_t i = 0; i < jb->n_stopped; i++)
                 json_array_append_new(names, json_string(jb->stopped[i]));
@@ -500,10 +622,30 @@ static void phase_stop_units(job *jb) {
         }
 }
 
+/* Worker: would the job change anything, can it succeed (space, permissions), and which
+ * migrations does its plan hold (for the gate, should it fail)? */
 static void job_prepare(void *userdata) {
         job *jb = userdata;
+        server *s = jb->owner->server;
+        json_t *preview = NULL;
+        engine_error ignored = {};
 
-        jb->r = engine_preview(jb->owner->server->job_engine, &jb->spec, &jb->changes, &jb->err);
+        jb->r = engine_preview(s->job_engine, &jb->spec, &jb->changes, &jb->err);
+        if (jb->r != 0 || !jb->changes)
+                return;
+        jb->r = preflight_check(s->cfg, &jb->spec, &jb->err);
+        if (jb->r != 0)
+                return;
+        if (jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&
+            engine_plan(s->job_engine, &jb->spec.request, &preview, &ignored) == 0) {
+                json_t *st;
+                size_t i;
+                jb->plan_versions = json_array();
+                json_array_foreach(json_object_get(preview, "steps"), i, st)
+                        json_array_append(jb->plan_versions, json_object_get(st, "version"));
+                json_decref(preview);
+        }
+        engine_error_clear(&ignored);
 }
 
 static void job_prepared(void *userdata) {
@@ -542,8 +684,8 @@ static void jobs_start_next(jobs *j) {
         j->running = jb;
         jb->phase = PHASE_PREPARING;
         engine_reset_stop(s->job_engine);
-        if (jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE)
-                server_gate_after_job(s, false); /* this job decides anew */
+        if (job_moves_schema(jb))
+                s->gate.suspended = true; /* this job decides anew */
         snprintf(id, sizeof(id), "%" PRIu64, jb->id);
         journal_event(LOG_INFO, MESSAGE_ID_JOB_STARTED, "Job started", "JOB_ID", id, "JOB_KIND", direction(jb),
                       "REQUESTED_BY", jb->requested_by, NULL);
@@ -654,6 +796,8 @@ void jobs_describe(jobs *j, json_t *status) {
         if (j->running) {
                 desc = json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t) j->running->id, "kind", direction(j->running),
                                  "phase", phase_name(j->running->phase), "requested_by", j->running->requested_by);
+                if (j->running->step && j->running->phase == PHASE_APPLYING)
+                        json_object_set_new(desc, "step", json_string(j->running->step));
                 if (j->running->progress) {
                         static const char *const keys[] = { "index", "total", "version", "name" };
                         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
