@@ -49,12 +49,19 @@ static char *existing_dir(const char *path) {
         return p;
 }
 
-static int check_writable(const char *path, const char *what, engine_error *err) {
-        if (access(path, W_OK) == 0 || errno == ENOENT)
+/* path must be writable; at is path or the existing parent it will be created in. */
+static int check_writable(const char *path, const char *at, const char *what, engine_error *err) {
+        struct stat st;
+
+        if (stat(at, &st) == 0 && !S_ISDIR(st.st_mode) && !streq(at, path))
+                errno = ENOTDIR;
+        else if (access(at, W_OK) == 0 || errno == ENOENT)
                 return 0;
-        return fail(err, PROTOCOL_ERROR_NOT_WRITABLE, json_pack("{s:s,s:s}", "path", path, "errno", strerror(errno)),
-                    "%s %s is not writable by migrated (%s); fix its owner or mode (or the unit's ReadWritePaths=); "
-                    "nothing was stopped or changed", what, path, strerror(errno));
+        return fail(err, PROTOCOL_ERROR_NOT_WRITABLE,
+                    json_pack("{s:s,s:s,s:s}", "path", path, "at", at, "errno", strerror(errno)),
+                    "%s %s is not writable by migrated (%s%s%s); fix its owner or mode (or the unit's "
+                    "ReadWritePaths=); nothing was stopped or changed",
+                    what, path, strerror(errno), streq(at, path) ? "" : " at ", streq(at, path) ? "" : at);
 }
 
 static uint64_t file_size(const char *path) {
@@ -73,9 +80,9 @@ int preflight_check(const config *cfg, const engine_job *job, engine_error *err)
         if (!copy || asprintf(&wal, "%s-wal", cfg->database) < 0)
                 return -ENOMEM;
         dir = dirname(copy);
-        r = check_writable(dir, "the database's directory", err);
+        r = check_writable(dir, dir, "the database's directory", err);
         if (r == 0)
-                r = check_writable(cfg->database, "the database", err);
+                r = check_writable(cfg->database, cfg->database, "the database", err);
         if (r != 0)
                 return r;
         if (statvfs(dir, &sv) == 0 && (uint64_t) sv.f_bavail * sv.f_frsize < PREFLIGHT_DB_FREE_MIN)
@@ -90,7 +97,7 @@ int preflight_check(const config *cfg, const engine_job *job, engine_error *err)
         backup_at = existing_dir(cfg->backup_dir);
         if (!backup_at)
                 return -ENOMEM;
-        r = check_writable(backup_at, "the backup directory", err);
+        r = check_writable(cfg->backup_dir, backup_at, "the backup directory", err);
         if (r != 0)
                 return r;
         need = file_size(cfg->database) + file_size(wal);
