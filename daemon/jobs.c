@@ -22,6 +22,7 @@
 #include "server.h"
 #include "statefile.h"
 #include "units.h"
+#include "unrecorded.h"
 
 typedef struct subscriber {
         uint64_t conn_id;
@@ -49,6 +50,7 @@ typedef struct job {
         bool cancel_requested;
         json_t *progress; /* the last "migration" event, for status */
         const char *step; /* before the first migration: what the job does now (static) */
+        char started_at[32];
 
         bool changes;          /* from preparation: the live database will change */
         char **stopped;        /* units this job stopped and must start again */
@@ -364,9 +366,10 @@ static void job_apply(void *userdata) {
         /* a cancel that ended a wait outside the SQL (the busy database) is a cancel, not a shutdown */
         if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_INTERRUPTED &&
             engine_stop_requested(s->job_engine) == ENGINE_STOP_CANCEL) {
-                char *msg = NULL;
+                char *msg = strdup("cancelled while it waited for the database (locked by another writer); "
+                                   "nothing changed");
                 jb->err.code = PROTOCOL_ERROR_CANCELLED;
-                if (asprintf(&msg, "cancelled while %s; nothing changed", jb->err.message ?: "waiting") >= 0) {
+                if (msg) {
                         free(jb->err.message);
                         jb->err.message = msg;
                 }
@@ -392,12 +395,42 @@ static void job_apply(void *userdata) {
         engine_error_clear(&ignored);
 }
 
+/* A migration stopped (cancel, shutdown) before the engine could record its attempt, because the
+ * database stayed locked: history still shows it, from the state directory. */
+static void record_unrecorded(job *jb) {
+        server *s = jb->owner->server;
+        bool cancelled = jb->err.code == PROTOCOL_ERROR_CANCELLED;
+        char now[32];
+        json_t *a;
+        int r;
+
+        if (jb->r <= 0 || jb->spec.kind != ENGINE_JOB_MIGRATE || !jb->started_at[0] ||
+            (!cancelled && jb->err.code != PROTOCOL_ERROR_INTERRUPTED) ||
+            json_object_get(jb->err.extra, "reached_version"))
+                return;
+        db_timestamp(now);
+        a = json_pack("{s:n,s:I,s:s,s:s,s:O,s:n,s:O,s:s,s:n,s:n,s:s,s:s,s:s,s:s,s:b}", "id", "job_id",
+                      (json_int_t) jb->id, "direction", jb->spec.request.direction == PLAN_UP ? "up" : "down",
+                      "status", cancelled ? "cancelled" : "interrupted", "from_version",
+                      json_object_get(s->snapshot, "current_version") ?: json_null(), "to_version", "versions",
+                      jb->plan_versions ?: json_array(), "error", jb->err.message ?: "", "error_file",
+                      "error_line", "started_at", jb->started_at, "finished_at", now, "requested_by",
+                      jb->requested_by, "detail",
+                      "kept in the state directory: the database was locked by another writer", "recorded", 0);
+        r = a ? unrecorded_add(s->state_fd, s->cfg->database, a) : -ENOMEM;
+        if (r < 0)
+                log_warning_errno(r, "Failed to keep the attempt of job %" PRIu64 " in the state directory: %m",
+                                  jb->id);
+        json_decref(a);
+}
+
 /* Loop: the schema is committed (or rolled back). Open the wait gates before starting units, so
  * that a unit gated on "migratectl wait" can start. */
 static void job_applied(void *userdata) {
         job *jb = userdata;
 
         jb->t_apply_end = mono_ms();
+        record_unrecorded(jb);
         if (jb->snapshot)
                 server_set_snapshot(jb->owner->server, TAKE_PTR(jb->snapshot));
         /* the units are about to run again on whatever schema this job left */
@@ -413,6 +446,7 @@ static void phase_apply(job *jb) {
         server *s = jb->owner->server;
 
         jb->phase = PHASE_APPLYING;
+        db_timestamp(jb->started_at);
         if (worker_submit(s->job_worker, job_apply, job_applied, jb) < 0) {
                 job_fail(jb, PROTOCOL_ERROR_SHUTTING_DOWN, NULL, "migrated is shutting down");
                 job_applied(jb);

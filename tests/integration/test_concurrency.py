@@ -90,6 +90,38 @@ class WriterTest(harness.TestCase):
         self.assertCtl(r, 0)
         self.assertEqual(applied_versions(db), [1, 2])
 
+    def test_cancel_while_job_waits_for_lock_is_cancelled_and_recorded(self):
+        """A job waiting for a locked database: status names what it waits for (not "up 0/0 ?");
+        cancel ends it as cancelled (not interrupted), and history shows the attempt, although the
+        database's own history could not be written (the lock is still held)."""
+        mig = harness.write_migrations(self.path("migrations"), SIMPLE)
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig, extra_args=["--busy-timeout", "600000"])
+        h = self.helper(harness.HOLDER_SCRIPT, [db, 3600], "holder")
+        h.expect_line("locked")
+        p = self.spawn([harness.MIGRATECTL_BIN, "--socket", d.socket, "--json", "up"])
+        harness.wait_until(lambda: (d.status().get("job") or {}).get("step") == "waiting for the database's write lock",
+                           10, what="the job to wait for the lock")
+        text = d.ctl("status", json_out=False).out
+        self.assertRegex(text, r"running job \d+: up, waiting for the database's write lock", text)
+        self.assertNotIn("0/0", text)
+        job_id = d.status()["job"]["id"]
+        self.assertCtl(d.ctl("cancel"), 0)
+        out, err = p.communicate(timeout=20)
+        self.assertEqual(p.returncode, 1, (out, err))
+        self.assertEqual(json.loads(out)["error"]["code"], "cancelled", out)
+        attempts = d.rpc("history")[1]["result"]["attempts"]
+        mine = [a for a in attempts if a["job_id"] == job_id]
+        self.assertEqual([a["status"] for a in mine], ["cancelled"], attempts)
+        self.assertEqual(mine[0]["versions"], [1, 2], mine)
+        self.assertEqual(d.status()["state"], "idle")
+        h.kill()
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(applied_versions(db), [1, 2])
+        # the kept attempt is still listed, before the one that succeeded
+        statuses = [a["status"] for a in d.rpc("history")[1]["result"]["attempts"]]
+        self.assertEqual(statuses[:2], ["succeeded", "cancelled"], statuses)
+
     def test_status_fast_while_job_waits_for_lock(self):
         mig = harness.write_migrations(self.path("migrations"), SIMPLE)
         db = self.path("db.sqlite")
