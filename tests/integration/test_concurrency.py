@@ -90,15 +90,20 @@ class WriterTest(harness.TestCase):
         self.assertCtl(r, 0)
         self.assertEqual(applied_versions(db), [1, 2])
 
+    def daemon_behind_holder(self, busy_timeout_ms):
+        """A daemon on a database whose write lock another process holds (until killed)."""
+        mig = harness.write_migrations(self.path("migrations"), SIMPLE)
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig, extra_args=["--busy-timeout", str(busy_timeout_ms)])
+        h = self.helper(harness.HOLDER_SCRIPT, [db, 3600], "holder")
+        h.expect_line("locked")
+        return db, d, h
+
     def test_cancel_while_job_waits_for_lock_is_cancelled_and_recorded(self):
         """A job waiting for a locked database: status names what it waits for (not "up 0/0 ?");
         cancel ends it as cancelled (not interrupted), and history shows the attempt, although the
         database's own history could not be written (the lock is still held)."""
-        mig = harness.write_migrations(self.path("migrations"), SIMPLE)
-        db = self.path("db.sqlite")
-        d = self.daemon(db, mig, extra_args=["--busy-timeout", "600000"])
-        h = self.helper(harness.HOLDER_SCRIPT, [db, 3600], "holder")
-        h.expect_line("locked")
+        db, d, h = self.daemon_behind_holder(600000)
         p = self.spawn([harness.MIGRATECTL_BIN, "--socket", d.socket, "--json", "up"])
         harness.wait_until(lambda: (d.status().get("job") or {}).get("step") == "waiting for the database's write lock",
                            10, what="the job to wait for the lock")
@@ -123,11 +128,7 @@ class WriterTest(harness.TestCase):
         self.assertEqual(statuses[:2], ["succeeded", "cancelled"], statuses)
 
     def test_status_fast_while_job_waits_for_lock(self):
-        mig = harness.write_migrations(self.path("migrations"), SIMPLE)
-        db = self.path("db.sqlite")
-        d = self.daemon(db, mig, extra_args=["--busy-timeout", "3000"])
-        h = self.helper(harness.HOLDER_SCRIPT, [db, 3600], "holder")
-        h.expect_line("locked")
+        db, d, h = self.daemon_behind_holder(3000)
         p = self.spawn([harness.MIGRATECTL_BIN, "--socket", d.socket, "--json", "up"])
         harness.wait_until(lambda: d.status()["state"] == "running", 5, what="the job to start")
         times = []
