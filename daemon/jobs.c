@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "job.h"
 #include "jobs.h"
 #include "journal.h"
 #include "lockinfo.h"
@@ -24,60 +25,6 @@
 #include "units.h"
 #include "unrecorded.h"
 
-typedef struct subscriber {
-        uint64_t conn_id;
-        json_t *request_id;
-} subscriber;
-
-typedef enum job_phase {
-        PHASE_QUEUED,
-        PHASE_PREPARING,
-        PHASE_STOPPING,
-        PHASE_APPLYING,
-        PHASE_STARTING,
-} job_phase;
-
-typedef struct job {
-        jobs *owner;
-        uint64_t id;
-        engine_job spec;
-        char *requested_by;
-        char *backup_name; /* restore: owned copy of spec.backup */
-        char *target;      /* mark/baseline: owned copy of spec.target */
-        subscriber *subs;
-        size_t n_subs;
-        job_phase phase;
-        bool cancel_requested;
-        json_t *progress; /* the last "migration" event, for status */
-        const char *step; /* before the first migration: what the job does now (static) */
-        char started_at[32];
-
-        bool changes;          /* from preparation: the live database will change */
-        char **stopped;        /* units this job stopped and must start again */
-        size_t n_stopped;
-        bool statefile_written;
-        json_t *plan_versions; /* up: the versions this job's plan applies, for the gate */
-        bool touched;          /* units were stopped or the SQL ran: a failure opens the gate */
-        bool gate_updated;
-        json_t *units_report;  /* {"stopped": [...], "started": [...]} */
-        int64_t t_stop_begin, t_stop_end, t_apply_end, t_start_end, t_checks_ms, t_sql_ms;
-
-        /* outcome; worker fields are read on the loop thread after the worker finished */
-        int r;
-        json_t *result;
-        engine_error err;
-        json_t *snapshot;
-        struct job *next;
-} job;
-
-struct jobs {
-        server *server;
-        unsigned max_queue;
-        uint64_t next_id;
-        job *running;
-        job *head, *tail;
-        size_t queued;
-};
 
 /* A progress event travelling from the worker thread to the loop. */
 typedef struct progress_msg {
@@ -86,7 +33,7 @@ typedef struct progress_msg {
         json_t *fields;
 } progress_msg;
 
-static int64_t mono_ms(void) {
+int64_t job_mono_ms(void) {
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -145,7 +92,7 @@ static int add_subscriber(job *jb, uint64_t conn_id, json_t *request_id) {
         return 0;
 }
 
-static void broadcast_event(job *jb, const char *event, json_t *fields) {
+void job_broadcast_event(job *jb, const char *event, json_t *fields) {
         server *s = jb->owner->server;
 
         if (!fields)
@@ -190,7 +137,7 @@ static void deliver_progress(void *userdata) {
                                       "MIGRATION_PHASE", phase, NULL);
                 }
         }
-        broadcast_event(jb, m->event, m->fields);
+        job_broadcast_event(jb, m->event, m->fields);
         free(m->event);
         free(m);
 }
@@ -215,7 +162,6 @@ static void on_progress(void *userdata, const char *event, json_t *fields) {
 }
 
 static void jobs_start_next(jobs *j);
-static void phase_start_units(job *jb);
 
 static json_t *timings_json(const job *jb) {
         int64_t stopping = jb->t_stop_begin ? jb->t_stop_end - jb->t_stop_begin : 0;
@@ -231,7 +177,7 @@ static bool job_moves_schema(const job *jb) {
 }
 
 /* The end of every job: reply to each subscriber, report, and let the next job run. */
-static void job_finish(job *jb) {
+void job_finish(job *jb) {
         jobs *j = jb->owner;
         server *s = j->server;
         char id[24];
@@ -285,7 +231,7 @@ static void gate_warn(int r) {
 /* The job's outcome decides the gate, before the units start again: a down or a restore holds the
  * schema where it left it (an up --to moves such a hold); only a plain up releases it; a failure
  * after the units were stopped lets them run without exactly the migrations of its plan. */
-static void job_gate_update(job *jb) {
+void job_gate_update(job *jb) {
         server *s = jb->owner->server;
         json_t *cur = json_object_get(s->snapshot, "current_version");
 
@@ -311,7 +257,7 @@ static void job_gate_update(job *jb) {
         server_gate_changed(s);
 }
 
-static void job_fail(job *jb, protocol_error_code code, json_t *extra, const char *message) {
+void job_fail(job *jb, protocol_error_code code, json_t *extra, const char *message) {
         engine_error_clear(&jb->err);
         jb->r = ENGINE_FAILED;
         jb->err.code = code;
@@ -324,7 +270,7 @@ static void job_apply(void *userdata) {
         job *jb = userdata;
         server *s = jb->owner->server;
         engine_error ignored = {};
-        int64_t t0 = mono_ms(), deadline = t0 + (int64_t) s->cfg->holder_timeout_s * 1000;
+        int64_t t0 = job_mono_ms(), deadline = t0 + (int64_t) s->cfg->holder_timeout_s * 1000;
         struct timespec pause = { 0, 100 * 1000 * 1000 };
 
         /* Holders only matter when we stopped the services: without units, other writers are
@@ -336,7 +282,7 @@ static void job_apply(void *userdata) {
                         holders_free(h, n);
                         break;
                 }
-                if (mono_ms() >= deadline) {
+                if (job_mono_ms() >= deadline) {
                         _cleanup_free_ char *who = holders_describe(h, n), *msg = NULL;
                         if (asprintf(&msg, "the database is still open after the units stopped: %s; stop %s, or "
                                      "add its unit to the dependent units", who ?: "?",
@@ -347,14 +293,14 @@ static void job_apply(void *userdata) {
                         journal_event(LOG_WARNING, MESSAGE_ID_HOLDERS_FOUND, msg ?: "Database still in use", "DATABASE",
                                       s->cfg->database, NULL);
                         holders_free(h, n);
-                        jb->t_checks_ms = mono_ms() - t0;
+                        jb->t_checks_ms = job_mono_ms() - t0;
                         return;
                 }
                 holders_free(h, n);
                 nanosleep(&pause, NULL);
         }
-        jb->t_checks_ms = mono_ms() - t0;
-        t0 = mono_ms();
+        jb->t_checks_ms = job_mono_ms() - t0;
+        t0 = job_mono_ms();
         if (engine_stop_requested(s->job_engine) == ENGINE_STOP_CANCEL)
                 job_fail(jb, PROTOCOL_ERROR_CANCELLED, NULL, "cancelled before the migration started; nothing changed");
         else if (engine_stop_requested(s->job_engine) == ENGINE_STOP_SHUTDOWN)
@@ -362,7 +308,7 @@ static void job_apply(void *userdata) {
                          "interrupted before the migration started (migrated is stopping); nothing changed");
         else
                 jb->r = engine_execute(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
-        jb->t_sql_ms = mono_ms() - t0;
+        jb->t_sql_ms = job_mono_ms() - t0;
         /* a cancel that ended a wait outside the SQL (the busy database) is a cancel, not a shutdown */
         if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_INTERRUPTED &&
             engine_stop_requested(s->job_engine) == ENGINE_STOP_CANCEL) {
@@ -429,7 +375,7 @@ static void record_unrecorded(job *jb) {
 static void job_applied(void *userdata) {
         job *jb = userdata;
 
-        jb->t_apply_end = mono_ms();
+        jb->t_apply_end = job_mono_ms();
         record_unrecorded(jb);
         if (jb->snapshot)
                 server_set_snapshot(jb->owner->server, TAKE_PTR(jb->snapshot));
@@ -437,12 +383,12 @@ static void job_applied(void *userdata) {
         jb->touched = true;
         job_gate_update(jb);
         if (jb->n_stopped > 0 || jb->statefile_written)
-                phase_start_units(jb);
+                job_phase_start_units(jb);
         else
                 job_finish(jb);
 }
 
-static void phase_apply(job *jb) {
+void job_phase_apply(job *jb) {
         server *s = jb->owner->server;
 
         jb->phase = PHASE_APPLYING;
@@ -450,209 +396,6 @@ static void phase_apply(job *jb) {
         if (worker_submit(s->job_worker, job_apply, job_applied, jb) < 0) {
                 job_fail(jb, PROTOCOL_ERROR_SHUTTING_DOWN, NULL, "migrated is shutting down");
                 job_applied(jb);
-        }
-}
-
-static json_t *outcomes_json(const unit_outcome *o, size_t n) {
-        json_t *arr = json_array();
-
-        for (size_t i = 0; i < n; i++)
-                json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:b,s:I}", "unit", o[i].name ?: "?", "outcome",
-                                                     o[i].result ?: "?", "ok", o[i].ok, "killed", o[i].killed,
-                                                     "duration_ms", (json_int_t) (o[i].usec / 1000)));
-        return arr;
-}
-
-static void report_units(job *jb, const char *key, const char *action, unit_outcome *o, size_t n) {
-        json_t *arr = outcomes_json(o, n);
-
-        if (!jb->units_report)
-                jb->units_report = json_pack("{s:[],s:[]}", "stopped", "started");
-        json_object_set(jb->units_report, key, arr);
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-                json_t *ev = json_deep_copy(json_array_get(arr, i));
-                json_object_set_new(ev, "action", json_string(action));
-                broadcast_event(jb, "unit", ev);
-                journal_event(o[i].ok ? LOG_INFO : LOG_ERR,
-                              !o[i].ok ? MESSAGE_ID_UNIT_FAILED
-                              : o[i].killed ? MESSAGE_ID_UNIT_KILLED
-                              : streq(action, "stopped") ? MESSAGE_ID_UNIT_STOPPED : MESSAGE_ID_UNIT_STARTED,
-                              o[i].ok ? (streq(action, "stopped") ? "Unit stopped" : "Unit started")
-                                      : (streq(action, "stopped") ? "Unit did not stop" : "Unit did not start"),
-                              "UNIT", o[i].name, "UNIT_RESULT", o[i].result, "UNIT_KILLED",
-                              o[i].killed ? "1" : "0", NULL);
-        }
-        json_decref(arr);
-}
-
-/* What the database job came to, for a units_failed error that replaces its result. */
-static json_t *database_outcome(const job *jb) {
-        json_t *o;
-
-        if (jb->r == 0)
-                return json_incref(jb->result ?: json_null());
-        o = json_pack("{s:s,s:s}", "error", protocol_error_code_to_string(jb->err.code), "message",
-                      jb->err.message ?: strerror(jb->r < 0 ? -jb->r : EIO));
-        if (o && jb->err.extra)
-                json_object_set(o, "details", jb->err.extra);
-        return o;
-}
-
-/* A job whose units did not all come back is not a success, whatever the database did: its final
- * line is units_failed, naming each unit, its outcome and how to inspect it. */
-static void job_units_failed(job *jb, json_t *failed, const char *names) {
-        server *s = jb->owner->server;
-        _cleanup_free_ char *msg = NULL, *db_text = NULL;
-        const char *unit = json_string_value(json_object_get(json_array_get(failed, 0), "unit"));
-        const char *status = json_string_value(json_object_get(jb->result, "status"));
-        json_t *outcome = database_outcome(jb);
-        int k;
-
-        if (jb->r == 0)
-                k = asprintf(&db_text, "the database job succeeded (%s)", status ?: "done");
-        else
-                k = asprintf(&db_text, "the database job failed: %s", jb->err.message ?: "?");
-        if (k < 0 || asprintf(&msg, "%s did not start again; %s; inspect with: systemctl%s status %s", names, db_text,
-                              s->cfg->user_manager ? " --user" : "", unit ?: "UNIT") < 0)
-                msg = NULL;
-        job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED,
-                 json_pack("{s:O,s:o}", "units_failed", failed, "database", outcome ?: json_null()),
-                 msg ?: "dependent units did not start again");
-}
-
-static void on_started(void *userdata, unit_outcome *o, size_t n) {
-        job *jb = userdata;
-        server *s = jb->owner->server;
-        _cleanup_free_ char *names = NULL;
-        json_t *failed = json_array();
-        const char *user = s->cfg->user_manager ? " --user" : "";
-        int r;
-
-        jb->t_start_end = mono_ms();
-        report_units(jb, "started", "started", o, n);
-        for (size_t i = 0; i < (o ? n : jb->n_stopped); i++) {
-                const char *name = o ? o[i].name : jb->stopped[i], *result = o ? o[i].result : "not started";
-                _cleanup_free_ char *status_cmd = NULL, *journal_cmd = NULL;
-                char *more;
-                if (o && o[i].ok)
-                        continue;
-                log_error("Failed to start %s again: %s", name, result);
-                if (asprintf(&status_cmd, "systemctl%s status %s", user, name) < 0 ||
-                    asprintf(&journal_cmd, "journalctl%s -u %s", user, name) < 0)
-                        continue;
-                json_array_append_new(failed, json_pack("{s:s,s:s,s:s,s:s}", "unit", name, "outcome", result, "status",
-                                                        status_cmd, "journal", journal_cmd));
-                if (asprintf(&more, "%s%s%s (%s)", names ?: "", names ? ", " : "", name, result) >= 0) {
-                        free(names);
-                        names = more;
-                }
-        }
-        unit_outcomes_free(o, n);
-        if (json_array_size(failed) > 0)
-                job_units_failed(jb, failed, names ?: "a unit");
-        json_decref(failed);
-        r = statefile_remove(s->state_fd);
-        if (r < 0)
-                log_warning_errno(r, "Failed to remove the state file: %m");
-        job_finish(jb);
-}
-
-/* Always reached once units were stopped: failure, cancel and shutdown included. */
-static void phase_start_units(job *jb) {
-        server *s = jb->owner->server;
-        int r;
-
-        jb->phase = PHASE_STARTING;
-        job_gate_update(jb);
-        server_notify_status(s, "starting %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
-        json_t *names = json_array();
-        for (size_t i = 0; i < jb->n_stopped; i++)
-                json_array_append_new(names, json_string(jb->stopped[i]));
-        broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "starting", "units", names));
-        r = units_start(s->units, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->start_timeout_s * 1000000,
-                        on_started, jb);
-        if (r < 0) {
-                log_error_errno(r, "Failed to start the dependent units again: %m");
-                on_started(jb, NULL, 0);
-        }
-}
-
-static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
-        job *jb = userdata;
-        _cleanup_free_ char *failed = NULL;
-
-        jb->t_stop_end = mono_ms();
-        report_units(jb, "stopped", "stopped", o, n);
-        for (size_t i = 0; i < n; i++)
-                if (!o[i].ok) {
-                        char *f;
-                        if (asprintf(&f, "%s%s%s (%s)", failed ?: "", failed ? ", " : "", o[i].name, o[i].result) >= 0) {
-                                free(failed);
-                                failed = f;
-                        }
-                }
-        unit_outcomes_free(o, n);
-        if (failed) {
-                _cleanup_free_ char *msg = NULL;
-                if (asprintf(&msg, "could not stop %s; nothing was changed", failed) < 0)
-                        msg = NULL;
-                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, msg ?: "could not stop the dependent units");
-                phase_start_units(jb);
-                return;
-        }
-        if (jb->cancel_requested || jb->owner->server->shutting_down) {
-                job_fail(jb, jb->cancel_requested ? PROTOCOL_ERROR_CANCELLED : PROTOCOL_ERROR_INTERRUPTED, NULL,
-                         jb->cancel_requested ? "cancelled before the migration started; nothing changed"
-                                              : "interrupted before the migration started; nothing changed");
-                phase_start_units(jb);
-                return;
-        }
-        phase_apply(jb);
-}
-
-/* Records which units run, durably, then stops them; nothing else is touched before. */
-static void phase_stop_units(job *jb) {
-        server *s = jb->owner->server;
-        unit_state *st = NULL;
-        size_t n = 0;
-        json_t *names;
-        int r;
-
-        jb->phase = PHASE_STOPPING;
-        r = units_query(s->units, s->cfg->units, s->cfg->n_units, &st, &n);
-        if (r < 0) {
-                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
-                         "cannot ask the service manager about the dependent units; nothing was changed");
-                job_finish(jb);
-                return;
-        }
-        jb->stopped = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; jb->stopped && i < n; i++)
-                if (unit_state_is_running(&st[i]))
-                        jb->stopped[jb->n_stopped++] = strdup(st[i].name);
-        unit_states_free(st, n);
-        r = jb->stopped ? statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped) : -ENOMEM;
-        if (r < 0) {
-                log_error_errno(r, "Failed to write the state file: %m");
-                job_fail(jb, PROTOCOL_ERROR_INTERNAL, NULL,
-                         "cannot record which units will be stopped (in the state directory); nothing was "
-                         "changed");
-                job_finish(jb);
-                return;
-        }
-        jb->statefile_written = true;
-        jb->touched = true;
-        names = json_array();
-        for (size_t i = 0; i < jb->n_stopped; i++)
-                json_array_append_new(names, json_string(jb->stopped[i]));
-        broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "stopping", "units", names));
-        server_notify_status(s, "stopping %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
-        jb->t_stop_begin = mono_ms();
-        r = units_stop(s->units, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped,
-                       jb);
-        if (r < 0) {
-                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, "cannot stop the dependent units; nothing was changed");
-                phase_start_units(jb);
         }
 }
 
@@ -696,9 +439,9 @@ static void job_prepared(void *userdata) {
                 return;
         }
         if (jb->changes && s->cfg->n_units > 0 && s->units)
-                phase_stop_units(jb);
+                job_phase_stop_units(jb);
         else
-                phase_apply(jb);
+                job_phase_apply(jb);
 }
 
 static void jobs_start_next(jobs *j) {
