@@ -112,9 +112,11 @@ class UnitsBackTest(S.TestCase):
         self.assertAllActive(ws, pids)
         self.assertEqual(self.call("status", timeout=10)["gate"]["target"], 1)
 
-        # the hold survives a restart of the daemon: gated units still start
-        self.restart_migrated()
+        # the hold survives a restart of the daemon, which --auto-up respects: gated units still start
+        self.with_args(mig, ws, ["--auto-up"])
         self.assertEqual(self.call("status", timeout=10)["gate"]["hold"]["version"], 1)
+        self.assertIn("--auto-up: not applying, the schema is held at version 1", self.read_migrated_log())
+        self.assertEqual(H.applied_versions(self.db), [1])
         pids = {w: w.pid() for w in ws}
         before = states(units)
         S.systemctl("restart", *units, timeout=40)
