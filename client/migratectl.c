@@ -13,6 +13,7 @@
 #include "config.h"
 #include "conn.h"
 #include "exit-codes.h"
+#include "hints.h"
 #include "lockcheck.h"
 #include "macro.h"
 #include "new.h"
@@ -227,35 +228,10 @@ static json_t *request_params(const request_args *a) {
         return p;
 }
 
-/* "NAME" of /run/migrated/NAME.sock, the socket of migrated@NAME.socket; NULL for other paths. */
-static char *instance_of(const char *path) {
-        size_t dir = strlen(INSTANCE_SOCKET_DIR), len = strlen(path);
-
-        if (len <= dir + 6 || !strneq(path, INSTANCE_SOCKET_DIR "/", dir + 1) || !streq(path + len - 5, ".sock") ||
-            strchr(path + dir + 1, '/'))
-                return NULL;
-        return strndup(path + dir + 1, len - dir - 6);
-}
-
-/* The connection closed before a single line: under socket activation, the service behind the
- * socket failed to start (systemd accepted the connection for it). */
-static int activation_failed(const char *path) {
-        _cleanup_free_ char *name = instance_of(path);
-
-        fprintf(stderr, "migratectl: error: %s closed the connection before answering: the daemon behind it did not "
-                "start\n", path);
-        if (name)
-                fprintf(stderr, "  see why with: systemctl status migrated@%s.service (and journalctl -u "
-                        "migrated@%s.service)\n", name, name);
-        else
-                fprintf(stderr, "  if the socket is socket-activated, see its service with systemctl status\n");
-        return EXIT_UNREACHABLE;
-}
-
 /* Reports a failed exchange; the daemon was reached, so this is a failed operation. */
 static int call_failed(const char *path, int r, size_t n_events) {
         if (n_events == 0 && (r == CONN_EOF || r == -ECONNRESET || r == -EPIPE))
-                return activation_failed(path);
+                return hint_activation_failed(path);
         if (r == CONN_EOF || r == -ECONNRESET || r == -EPIPE)
                 fprintf(stderr, "migratectl: error: daemon closed the connection\n");
         else if (r == CONN_BAD_REPLY)
@@ -328,12 +304,7 @@ static int call_daemon_until(const char *method, json_t *params, int (*render)(j
         r = connect_until(path, connect_deadline_ms, &c);
         if (r == -EACCES) {
                 json_decref(params);
-                fprintf(stderr, "migratectl: error: cannot connect to %s: permission denied\n"
-                        "  only root and members of the socket's group (socket_group, SocketGroup=; \"migrated\" for "
-                        "the shipped units) may connect\n"
-                        "  ask an administrator to run: usermod -aG migrated %s (then log in again), or use sudo\n",
-                        path, getenv("USER") ?: "$USER");
-                return EXIT_UNREACHABLE;
+                return hint_permission_denied(path);
         }
         if (r < 0) {
                 json_decref(params);
