@@ -62,14 +62,14 @@ class StateTrustTest(S.TestCase):
         doc = json.dumps({"job_id": 1, "units": [self.reveal], "since": "x", "pid": 1})
         as_svc("/bin/sh", "-c", "printf '%%s' '%s' > %s" % (doc, legacy))
         w = self.writer("a", start=False)
-        self.migrated(mig, units=[w.unit])
-        H.wait_until(lambda: "Ignoring %s" % legacy in self.read_migrated_log(), 10, what="the warning")
+        self.migrated(mig, units=[w.unit])   # returns once migrated serves: after its recovery
         state = S.active_state(self.reveal)
         S.print_figure("ATTACK forged %s naming %s: before, root started it; now: %s, %s" % (
             os.path.basename(legacy), self.reveal, state,
             "revealed" if os.path.exists(self.reveal_file) else "never started"))
         self.assertEqual(state, "inactive")
         self.assertFalse(os.path.exists(self.reveal_file), "the forged state file made root start a unit")
+        self.assertIn("Ignoring %s" % legacy, self.read_migrated_log())
         self.assertCtl(self.ctl("up"), 0)
         self.assertEqual(S.active_state(self.reveal), "inactive")
 
