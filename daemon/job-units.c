@@ -82,33 +82,44 @@ static void job_units_failed(job *jb, json_t *failed, const char *names) {
                  msg ?: "dependent units did not start again");
 }
 
-static void on_started(void *userdata, unit_outcome *o, size_t n) {
-        job *jb = userdata;
-        server *s = jb->owner->server;
-        _cleanup_free_ char *names = NULL;
+/* The units whose job did not end well (all of names when o is NULL: the manager could not be
+ * asked), each with its outcome and the commands to inspect it; *ret_names lists them for a
+ * message. */
+static json_t *failed_units(job *jb, const char *verb, unit_outcome *o, size_t n, char **const names, size_t n_names,
+                            char **ret_names) {
+        const char *user = jb->owner->server->cfg->user_manager ? " --user" : "";
         json_t *failed = json_array();
-        const char *user = s->cfg->user_manager ? " --user" : "";
-        int r;
 
-        jb->t_start_end = job_mono_ms();
-        report_units(jb, "started", "started", o, n);
-        for (size_t i = 0; i < (o ? n : jb->n_stopped); i++) {
-                const char *name = o ? o[i].name : jb->stopped[i], *result = o ? o[i].result : "not started";
+        for (size_t i = 0; i < (o ? n : n_names); i++) {
+                const char *name = o ? o[i].name : names[i], *result = o ? o[i].result : "not reached";
                 _cleanup_free_ char *status_cmd = NULL, *journal_cmd = NULL;
                 char *more;
                 if (o && o[i].ok)
                         continue;
-                log_error("Failed to start %s again: %s", name, result);
+                log_error("Failed to %s %s: %s", verb, name, result);
                 if (asprintf(&status_cmd, "systemctl%s status %s", user, name) < 0 ||
                     asprintf(&journal_cmd, "journalctl%s -u %s", user, name) < 0)
                         continue;
                 json_array_append_new(failed, json_pack("{s:s,s:s,s:s,s:s}", "unit", name, "outcome", result, "status",
                                                         status_cmd, "journal", journal_cmd));
-                if (asprintf(&more, "%s%s%s (%s)", names ?: "", names ? ", " : "", name, result) >= 0) {
-                        free(names);
-                        names = more;
+                if (asprintf(&more, "%s%s%s (%s)", *ret_names ?: "", *ret_names ? ", " : "", name, result) >= 0) {
+                        free(*ret_names);
+                        *ret_names = more;
                 }
         }
+        return failed;
+}
+
+static void on_started(void *userdata, unit_outcome *o, size_t n) {
+        job *jb = userdata;
+        server *s = jb->owner->server;
+        _cleanup_free_ char *names = NULL;
+        json_t *failed;
+        int r;
+
+        jb->t_start_end = job_mono_ms();
+        report_units(jb, "started", "started", o, n);
+        failed = failed_units(jb, "start again", o, n, jb->stopped, jb->n_stopped, &names);
         unit_outcomes_free(o, n);
         if (json_array_size(failed) > 0)
                 job_units_failed(jb, failed, names ?: "a unit");
@@ -143,25 +154,23 @@ static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
         job *jb = userdata;
         _cleanup_free_ char *failed = NULL;
 
+        json_t *details;
+
         jb->t_stop_end = job_mono_ms();
         report_units(jb, "stopped", "stopped", o, n);
-        for (size_t i = 0; i < n; i++)
-                if (!o[i].ok) {
-                        char *f;
-                        if (asprintf(&f, "%s%s%s (%s)", failed ?: "", failed ? ", " : "", o[i].name, o[i].result) >= 0) {
-                                free(failed);
-                                failed = f;
-                        }
-                }
+        details = failed_units(jb, "stop", o, n, NULL, 0, &failed);
         unit_outcomes_free(o, n);
         if (failed) {
                 _cleanup_free_ char *msg = NULL;
                 if (asprintf(&msg, "could not stop %s; nothing was changed", failed) < 0)
                         msg = NULL;
-                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, msg ?: "could not stop the dependent units");
+                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED,
+                         json_pack("{s:o,s:{s:s}}", "units_failed", details, "database", "status", "unchanged"),
+                         msg ?: "could not stop the dependent units");
                 job_phase_start_units(jb);
                 return;
         }
+        json_decref(details);
         if (jb->cancel_requested || jb->owner->server->shutting_down) {
                 job_fail(jb, jb->cancel_requested ? PROTOCOL_ERROR_CANCELLED : PROTOCOL_ERROR_INTERRUPTED, NULL,
                          jb->cancel_requested ? "cancelled before the migration started; nothing changed"
