@@ -16,9 +16,10 @@ enum {
         EXIT_CHECKSUM = 5,    /* an applied migration's file was edited */
         EXIT_BUSY = 6,        /* the database is busy or still open: another writer or holder */
         EXIT_TIMEOUT = 7,     /* wait: the schema did not become current in time */
+        EXIT_UNITS_FAILED = 8, /* a dependent unit did not stop, or did not start again */
 };
 
-#define EXIT_CODE_MAX EXIT_TIMEOUT
+#define EXIT_CODE_MAX EXIT_UNITS_FAILED
 
 /* The meaning of each exit code, for --help; NULL past the last one. */
 static inline const char *exit_code_meaning(int code) {
@@ -40,6 +41,9 @@ static inline const char *exit_code_meaning(int code) {
                        "had it open after the units stopped";
         case EXIT_TIMEOUT:
                 return "wait: the schema did not become current before the timeout";
+        case EXIT_UNITS_FAILED:
+                return "units_failed: a dependent unit did not stop, or did not start again (the message names it "
+                       "and the database outcome)";
         default:
                 return NULL;
         }
@@ -56,5 +60,7 @@ static inline int exit_code_from_error(const char *code) {
                 return EXIT_BUSY;
         if (strcmp(code, "timeout") == 0)
                 return EXIT_TIMEOUT;
+        if (strcmp(code, "units_failed") == 0)
+                return EXIT_UNITS_FAILED;
         return EXIT_FAILED;
 }

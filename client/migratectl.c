@@ -13,6 +13,7 @@
 #include "config.h"
 #include "conn.h"
 #include "exit-codes.h"
+#include "hints.h"
 #include "lockcheck.h"
 #include "macro.h"
 #include "new.h"
@@ -228,7 +229,9 @@ static json_t *request_params(const request_args *a) {
 }
 
 /* Reports a failed exchange; the daemon was reached, so this is a failed operation. */
-static int call_failed(const char *path, int r) {
+static int call_failed(const char *path, int r, size_t n_events) {
+        if (n_events == 0 && (r == CONN_EOF || r == -ECONNRESET || r == -EPIPE))
+                return hint_activation_failed(path);
         if (r == CONN_EOF || r == -ECONNRESET || r == -EPIPE)
                 fprintf(stderr, "migratectl: error: daemon closed the connection\n");
         else if (r == CONN_BAD_REPLY)
@@ -261,6 +264,15 @@ static int64_t now_ms(void) {
         return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Every event line counts (a connection that closes before any is a failed activation); only
+ * human mode shows them. */
+static int on_event(json_t *event, void *userdata) {
+        progress *p = userdata;
+
+        p->n_events++;
+        return arg_json ? 0 : render_event(event, userdata);
+}
+
 /* Connects; with a deadline, keeps trying until then (a gate at boot may run before the daemon
  * or its socket exists). */
 static int connect_until(const char *path, int64_t deadline_ms, conn **ret) {
@@ -290,16 +302,20 @@ static int call_daemon_until(const char *method, json_t *params, int (*render)(j
         int r;
 
         r = connect_until(path, connect_deadline_ms, &c);
+        if (r == -EACCES) {
+                json_decref(params);
+                return hint_permission_denied(path);
+        }
         if (r < 0) {
                 json_decref(params);
                 fprintf(stderr, "migratectl: error: cannot connect to %s: %s\n"
                         "  is migrated running? start it or pass --socket\n", path, strerror(-r));
                 return EXIT_UNREACHABLE;
         }
-        r = conn_call(c, method, params, arg_json ? NULL : render_event, &p, &kind, &root, &body);
+        r = conn_call(c, method, params, on_event, &p, &kind, &root, &body);
         progress_end(&p);
         if (r != 0)
-                return call_failed(path, r);
+                return call_failed(path, r, p.n_events);
         if (kind == PROTOCOL_REPLY_ERROR)
                 return reply_error(body);
 

@@ -83,12 +83,17 @@ static void render_units_event(json_t *ev) {
         fputc('\n', stderr);
 }
 
-/* "stopped a.service (12 ms, killed)"; a result other than "done" is worth showing. */
+/* "stopped a.service (12 ms, killed)"; a unit whose job did not end well says so first. */
 static void render_unit_event(json_t *ev) {
-        const char *result = json_get_str(ev, "result");
+        const char *result = json_get_str(ev, "outcome") ?: json_get_str(ev, "result");
+        const char *action = json_get_str(ev, "action") ?: "unit";
         int64_t ms;
 
-        fprintf(stderr, "%s %s", json_get_str(ev, "action") ?: "unit", json_get_str(ev, "unit") ?: "?");
+        if (!json_get_bool(ev, "ok", true))
+                fprintf(stderr, "FAILED: %s did not %s", json_get_str(ev, "unit") ?: "?",
+                        streq(action, "stopped") ? "stop" : streq(action, "started") ? "start" : "finish");
+        else
+                fprintf(stderr, "%s %s", action, json_get_str(ev, "unit") ?: "?");
         if (json_get_int(ev, "duration_ms", &ms))
                 fprintf(stderr, " (%" PRId64 " ms)", ms);
         if (json_get_bool(ev, "killed", false))
@@ -296,9 +301,13 @@ static int format_daemon_state(json_t *result, char **ret) {
                 json_get_int(job, "id", &id);
                 json_get_int(job, "index", &index);
                 json_get_int(job, "total", &total);
-                fprintf(f, " job %" PRId64 ": %s %" PRId64 "/%" PRId64 " ", id, json_get_str(job, "kind") ?: "job",
-                        index, total);
-                print_migration(f, job);
+                if (total > 0) {
+                        fprintf(f, " job %" PRId64 ": %s %" PRId64 "/%" PRId64 " ", id,
+                                json_get_str(job, "kind") ?: "job", index, total);
+                        print_migration(f, job);
+                } else
+                        fprintf(f, " job %" PRId64 ": %s, %s", id, json_get_str(job, "kind") ?: "job",
+                                json_get_str(job, "step") ?: json_get_str(job, "phase") ?: "starting");
         }
         if (fclose(f) != 0) {
                 free(s);
@@ -306,6 +315,33 @@ static int format_daemon_state(json_t *result, char **ret) {
         }
         *ret = s;
         return 0;
+}
+
+/* "held at 7 by down, job 12; 1 migration pending; `migratectl up` to apply" */
+static int render_gate(table *t, json_t *g) {
+        json_t *hold = json_object_get(g, "hold"), *failed = json_object_get(g, "failed_plan");
+        int64_t pending = 0, v = 0, job = 0;
+        char c[64];
+        int r;
+
+        json_get_int(g, "pending", &pending);
+        r = table_add(t, "Gate:");
+        if (r < 0)
+                return r;
+        if (json_is_object(hold)) {
+                json_get_int(hold, "version", &v);
+                json_get_int(hold, "job_id", &job);
+                return table_addf(t, "held at %" PRId64 " by %s, job %" PRId64 "; %s pending; `migratectl up` to apply",
+                                  v, json_get_str(hold, "by") ?: "?", job, fmt_count(pending, "migration", c));
+        }
+        if (json_is_object(failed) && pending > 0) {
+                json_get_int(failed, "job_id", &job);
+                return table_addf(t, "open for the services on the previous schema (job %" PRId64 " failed); "
+                                  "`migratectl wait --strict` stays shut", job);
+        }
+        if (pending > 0)
+                return table_addf(t, "shut: %s pending; `migratectl up` to apply", fmt_count(pending, "migration", c));
+        return table_add(t, "open (schema current)");
 }
 
 /* The header block of status: where, what, who is working. */
@@ -330,6 +366,8 @@ static int render_status_header(json_t *result) {
             table_add(t, "Version:") ?:
             table_addf(t, "%s (latest %s, %zu pending)", fmt_version(result, "current_version", a),
                        fmt_version(result, "latest_version", b), json_get_array_size(result, "pending"));
+        if (r == 0 && json_is_object(json_object_get(result, "gate")))
+                r = render_gate(t, json_object_get(result, "gate"));
         if (r < 0)
                 return r;
         table_print(t, stdout, NULL);

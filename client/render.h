@@ -12,6 +12,7 @@ typedef struct progress {
         bool tty;          /* stderr is a terminal: an "applying" line is finished in place */
         bool open_line;    /* such a line is on screen without its newline */
         int64_t open_index;
+        size_t n_events;   /* lines received before the final one */
 } progress;
 
 /* conn_event_fn for human mode; userdata is a progress. */

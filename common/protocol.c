@@ -41,6 +41,9 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_BASELINE_NEEDED] = "baseline_needed",
         [PROTOCOL_ERROR_DATABASE_REPLACED] = "database_replaced",
         [PROTOCOL_ERROR_REQUEST_TIMEOUT] = "request_timeout",
+        [PROTOCOL_ERROR_BACKUP_SPACE] = "backup_space",
+        [PROTOCOL_ERROR_DISK_FULL] = "disk_full",
+        [PROTOCOL_ERROR_NOT_WRITABLE] = "not_writable",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

@@ -59,6 +59,9 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_BASELINE_NEEDED,   /* the database has tables but no migration history */
         PROTOCOL_ERROR_DATABASE_REPLACED, /* the database file was replaced or removed under the daemon */
         PROTOCOL_ERROR_REQUEST_TIMEOUT,   /* a request line stayed unfinished for too long */
+        PROTOCOL_ERROR_BACKUP_SPACE,      /* not enough free space for the backup: refused before anything stopped */
+        PROTOCOL_ERROR_DISK_FULL,         /* the database's filesystem is full: refused before anything stopped */
+        PROTOCOL_ERROR_NOT_WRITABLE,      /* the database, its directory or the backup directory is not writable */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

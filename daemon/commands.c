@@ -13,6 +13,7 @@
 #include "lockinfo.h"
 #include "protocol-methods.h"
 #include "units.h"
+#include "unrecorded.h"
 #include "log.h"
 #include "macro.h"
 
@@ -173,6 +174,8 @@ static void read_done(void *userdata) {
                 json_decref(t->result);
                 t->result = server_status(s);
         }
+        if (t->r == 0 && t->kind == READ_HISTORY)
+                unrecorded_merge(s->state_fd, s->cfg->database, t->result, t->limit);
         if (t->r == 0 && t->kind == READ_LOCK_CHECK)
                 add_daemon_to_lock_check(s, t->result);
         if (t->r == 0 && t->dry_run) {

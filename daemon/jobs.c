@@ -13,64 +13,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "job.h"
 #include "jobs.h"
 #include "journal.h"
 #include "lockinfo.h"
 #include "log.h"
 #include "macro.h"
+#include "preflight.h"
 #include "server.h"
 #include "statefile.h"
 #include "units.h"
+#include "unrecorded.h"
 
-typedef struct subscriber {
-        uint64_t conn_id;
-        json_t *request_id;
-} subscriber;
-
-typedef enum job_phase {
-        PHASE_QUEUED,
-        PHASE_PREPARING,
-        PHASE_STOPPING,
-        PHASE_APPLYING,
-        PHASE_STARTING,
-} job_phase;
-
-typedef struct job {
-        jobs *owner;
-        uint64_t id;
-        engine_job spec;
-        char *requested_by;
-        char *backup_name; /* restore: owned copy of spec.backup */
-        char *target;      /* mark/baseline: owned copy of spec.target */
-        subscriber *subs;
-        size_t n_subs;
-        job_phase phase;
-        bool cancel_requested;
-        json_t *progress; /* the last "migration" event, for status */
-
-        bool changes;          /* from preparation: the live database will change */
-        char **stopped;        /* units this job stopped and must start again */
-        size_t n_stopped;
-        bool statefile_written;
-        json_t *units_report;  /* {"stopped": [...], "started": [...]} */
-        int64_t t_stop_begin, t_stop_end, t_apply_end, t_start_end, t_checks_ms, t_sql_ms;
-
-        /* outcome; worker fields are read on the loop thread after the worker finished */
-        int r;
-        json_t *result;
-        engine_error err;
-        json_t *snapshot;
-        struct job *next;
-} job;
-
-struct jobs {
-        server *server;
-        unsigned max_queue;
-        uint64_t next_id;
-        job *running;
-        job *head, *tail;
-        size_t queued;
-};
 
 /* A progress event travelling from the worker thread to the loop. */
 typedef struct progress_msg {
@@ -79,7 +33,7 @@ typedef struct progress_msg {
         json_t *fields;
 } progress_msg;
 
-static int64_t mono_ms(void) {
+int64_t job_mono_ms(void) {
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -95,6 +49,7 @@ static void job_free(job *jb) {
         free(jb->target);
         strv_free_n(jb->stopped, jb->n_stopped);
         json_decref(jb->units_report);
+        json_decref(jb->plan_versions);
         json_decref(jb->progress);
         json_decref(jb->result);
         json_decref(jb->snapshot);
@@ -142,7 +97,7 @@ static int add_subscriber(job *jb, uint64_t conn_id, json_t *request_id) {
         return 0;
 }
 
-static void broadcast_event(job *jb, const char *event, json_t *fields) {
+void job_broadcast_event(job *jb, const char *event, json_t *fields) {
         server *s = jb->owner->server;
 
         if (!fields)
@@ -161,6 +116,12 @@ static void deliver_progress(void *userdata) {
         progress_msg *m = userdata;
         job *jb = m->job;
 
+        if (streq(m->event, "started"))
+                jb->step = "checking the database";
+        else if (streq(m->event, "backup"))
+                jb->step = streq(json_string_value(json_object_get(m->fields, "phase")) ?: "", "done")
+                                   ? "waiting for the database's write lock"
+                                   : "backing up";
         if (streq(m->event, "migration")) {
                 const char *phase = json_string_value(json_object_get(m->fields, "phase"));
                 json_t *v = json_object_get(m->fields, "version"), *nm = json_object_get(m->fields, "name");
@@ -181,7 +142,7 @@ static void deliver_progress(void *userdata) {
                                       "MIGRATION_PHASE", phase, NULL);
                 }
         }
-        broadcast_event(jb, m->event, m->fields);
+        job_broadcast_event(jb, m->event, m->fields);
         free(m->event);
         free(m);
 }
@@ -206,7 +167,6 @@ static void on_progress(void *userdata, const char *event, json_t *fields) {
 }
 
 static void jobs_start_next(jobs *j);
-static void phase_start_units(job *jb);
 
 static json_t *timings_json(const job *jb) {
         int64_t stopping = jb->t_stop_begin ? jb->t_stop_end - jb->t_stop_begin : 0;
@@ -217,13 +177,22 @@ static json_t *timings_json(const job *jb) {
                          (json_int_t) starting);
 }
 
+static bool job_moves_schema(const job *jb) {
+        return jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE;
+}
+
 /* The end of every job: reply to each subscriber, report, and let the next job run. */
-static void job_finish(job *jb) {
+void job_finish(job *jb) {
         jobs *j = jb->owner;
         server *s = j->server;
         char id[24];
 
         snprintf(id, sizeof(id), "%" PRIu64, jb->id);
+        if (job_moves_schema(jb) && !jb->gate_updated) {
+                jb->gate_updated = true;
+                s->gate.suspended = false;
+                server_gate_changed(s);
+        }
         if (jb->units_report) {
                 json_t *target = jb->r == 0 ? jb->result : (jb->err.extra ?: (jb->err.extra = json_object()));
                 if (target) {
@@ -259,7 +228,41 @@ static void job_finish(job *jb) {
         jobs_start_next(j);
 }
 
-static void job_fail(job *jb, protocol_error_code code, json_t *extra, const char *message) {
+static void gate_warn(int r) {
+        if (r < 0)
+                log_warning_errno(r, "Failed to record the wait gate's state in the state directory: %m");
+}
+
+/* The job's outcome decides the gate, before the units start again: a down or a restore holds the
+ * schema where it left it (an up --to moves such a hold); only a plain up releases it; a failure
+ * after the units were stopped lets them run without exactly the migrations of its plan. */
+void job_gate_update(job *jb) {
+        server *s = jb->owner->server;
+        json_t *cur = json_object_get(s->snapshot, "current_version");
+
+        if (jb->gate_updated || !job_moves_schema(jb))
+                return;
+        jb->gate_updated = true;
+        s->gate.suspended = false;
+        if (jb->r == 0) {
+                bool plain_up = jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&
+                                jb->spec.request.to == PLAN_NO_TARGET;
+                gate_warn(gate_clear_failed_plan(&s->gate));
+                bool down = jb->spec.kind == ENGINE_JOB_RESTORE || jb->spec.request.direction == PLAN_DOWN;
+                if (plain_up)
+                        gate_warn(gate_release(&s->gate));
+                else if (json_is_integer(cur) && (down || s->gate.hold)) /* up --to moves a hold, makes none */
+                        gate_warn(gate_hold(&s->gate, cur,
+                                            jb->spec.kind == ENGINE_JOB_RESTORE           ? "restore"
+                                            : jb->spec.request.direction == PLAN_DOWN ? "down"
+                                                                                          : "up --to",
+                                            jb->id));
+        } else if (jb->touched && jb->plan_versions && json_array_size(jb->plan_versions) > 0)
+                gate_warn(gate_fail_plan(&s->gate, jb->id, jb->plan_versions));
+        server_gate_changed(s);
+}
+
+void job_fail(job *jb, protocol_error_code code, json_t *extra, const char *message) {
         engine_error_clear(&jb->err);
         jb->r = ENGINE_FAILED;
         jb->err.code = code;
@@ -272,7 +275,7 @@ static void job_apply(void *userdata) {
         job *jb = userdata;
         server *s = jb->owner->server;
         engine_error ignored = {};
-        int64_t t0 = mono_ms(), deadline = t0 + (int64_t) s->cfg->holder_timeout_s * 1000;
+        int64_t t0 = job_mono_ms(), deadline = t0 + (int64_t) s->cfg->holder_timeout_s * 1000;
         struct timespec pause = { 0, 100 * 1000 * 1000 };
 
         /* Holders only matter when we stopped the services: without units, other writers are
@@ -284,7 +287,7 @@ static void job_apply(void *userdata) {
                         holders_free(h, n);
                         break;
                 }
-                if (mono_ms() >= deadline) {
+                if (job_mono_ms() >= deadline) {
                         _cleanup_free_ char *who = holders_describe(h, n), *msg = NULL;
                         if (asprintf(&msg, "the database is still open after the units stopped: %s; stop %s, or "
                                      "add its unit to the dependent units", who ?: "?",
@@ -295,14 +298,14 @@ static void job_apply(void *userdata) {
                         journal_event(LOG_WARNING, MESSAGE_ID_HOLDERS_FOUND, msg ?: "Database still in use", "DATABASE",
                                       s->cfg->database, NULL);
                         holders_free(h, n);
-                        jb->t_checks_ms = mono_ms() - t0;
+                        jb->t_checks_ms = job_mono_ms() - t0;
                         return;
                 }
                 holders_free(h, n);
                 nanosleep(&pause, NULL);
         }
-        jb->t_checks_ms = mono_ms() - t0;
-        t0 = mono_ms();
+        jb->t_checks_ms = job_mono_ms() - t0;
+        t0 = job_mono_ms();
         if (engine_stop_requested(s->job_engine) == ENGINE_STOP_CANCEL)
                 job_fail(jb, PROTOCOL_ERROR_CANCELLED, NULL, "cancelled before the migration started; nothing changed");
         else if (engine_stop_requested(s->job_engine) == ENGINE_STOP_SHUTDOWN)
@@ -310,7 +313,18 @@ static void job_apply(void *userdata) {
                          "interrupted before the migration started (migrated is stopping); nothing changed");
         else
                 jb->r = engine_execute(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
-        jb->t_sql_ms = mono_ms() - t0;
+        jb->t_sql_ms = job_mono_ms() - t0;
+        /* a cancel that ended a wait outside the SQL (the busy database) is a cancel, not a shutdown */
+        if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_INTERRUPTED &&
+            engine_stop_requested(s->job_engine) == ENGINE_STOP_CANCEL) {
+                char *msg = strdup("cancelled while it waited for the database (locked by another writer); "
+                                   "nothing changed");
+                jb->err.code = PROTOCOL_ERROR_CANCELLED;
+                if (msg) {
+                        free(jb->err.message);
+                        jb->err.message = msg;
+                }
+        }
         /* A job that could not get the database says who holds it, in SQLite's terms. */
         if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_BUSY) {
                 json_t *report = NULL;
@@ -332,183 +346,88 @@ static void job_apply(void *userdata) {
         engine_error_clear(&ignored);
 }
 
+/* A migration stopped (cancel, shutdown) before the engine could record its attempt, because the
+ * database stayed locked: history still shows it, from the state directory. */
+static void record_unrecorded(job *jb) {
+        server *s = jb->owner->server;
+        bool cancelled = jb->err.code == PROTOCOL_ERROR_CANCELLED;
+        char now[32];
+        json_t *a;
+        int r;
+
+        if (jb->r <= 0 || jb->spec.kind != ENGINE_JOB_MIGRATE || !jb->started_at[0] ||
+            (!cancelled && jb->err.code != PROTOCOL_ERROR_INTERRUPTED) ||
+            json_object_get(jb->err.extra, "reached_version"))
+                return;
+        db_timestamp(now);
+        a = json_pack("{s:n,s:I,s:s,s:s,s:O,s:n,s:O,s:s,s:n,s:n,s:s,s:s,s:s,s:s,s:b}", "id", "job_id",
+                      (json_int_t) jb->id, "direction", jb->spec.request.direction == PLAN_UP ? "up" : "down",
+                      "status", cancelled ? "cancelled" : "interrupted", "from_version",
+                      json_object_get(s->snapshot, "current_version") ?: json_null(), "to_version", "versions",
+                      jb->plan_versions ?: json_array(), "error", jb->err.message ?: "", "error_file",
+                      "error_line", "started_at", jb->started_at, "finished_at", now, "requested_by",
+                      jb->requested_by, "detail",
+                      "kept in the state directory: the database was locked by another writer", "recorded", 0);
+        r = a ? unrecorded_add(s->state_fd, s->cfg->database, a) : -ENOMEM;
+        if (r < 0)
+                log_warning_errno(r, "Failed to keep the attempt of job %" PRIu64 " in the state directory: %m",
+                                  jb->id);
+        json_decref(a);
+}
+
 /* Loop: the schema is committed (or rolled back). Open the wait gates before starting units, so
  * that a unit gated on "migratectl wait" can start. */
 static void job_applied(void *userdata) {
         job *jb = userdata;
 
-        jb->t_apply_end = mono_ms();
+        jb->t_apply_end = job_mono_ms();
+        record_unrecorded(jb);
         if (jb->snapshot)
                 server_set_snapshot(jb->owner->server, TAKE_PTR(jb->snapshot));
         /* the units are about to run again on whatever schema this job left */
-        if (jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE)
-                server_gate_after_job(jb->owner->server, jb->r != 0);
+        jb->touched = true;
+        job_gate_update(jb);
         if (jb->n_stopped > 0 || jb->statefile_written)
-                phase_start_units(jb);
+                job_phase_start_units(jb);
         else
                 job_finish(jb);
 }
 
-static void phase_apply(job *jb) {
+void job_phase_apply(job *jb) {
         server *s = jb->owner->server;
 
         jb->phase = PHASE_APPLYING;
+        db_timestamp(jb->started_at);
         if (worker_submit(s->job_worker, job_apply, job_applied, jb) < 0) {
                 job_fail(jb, PROTOCOL_ERROR_SHUTTING_DOWN, NULL, "migrated is shutting down");
                 job_applied(jb);
         }
 }
 
-static json_t *outcomes_json(const unit_outcome *o, size_t n) {
-        json_t *arr = json_array();
-
-        for (size_t i = 0; i < n; i++)
-                json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:b,s:I}", "unit", o[i].name ?: "?", "outcome",
-                                                     o[i].result ?: "?", "ok", o[i].ok, "killed", o[i].killed,
-                                                     "duration_ms", (json_int_t) (o[i].usec / 1000)));
-        return arr;
-}
-
-static void report_units(job *jb, const char *key, const char *action, unit_outcome *o, size_t n) {
-        json_t *arr = outcomes_json(o, n);
-
-        if (!jb->units_report)
-                jb->units_report = json_pack("{s:[],s:[]}", "stopped", "started");
-        json_object_set(jb->units_report, key, arr);
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-                json_t *ev = json_deep_copy(json_array_get(arr, i));
-                json_object_set_new(ev, "action", json_string(action));
-                broadcast_event(jb, "unit", ev);
-                journal_event(o[i].ok ? LOG_INFO : LOG_ERR,
-                              !o[i].ok ? MESSAGE_ID_UNIT_FAILED
-                              : o[i].killed ? MESSAGE_ID_UNIT_KILLED
-                              : streq(action, "stopped") ? MESSAGE_ID_UNIT_STOPPED : MESSAGE_ID_UNIT_STARTED,
-                              o[i].ok ? (streq(action, "stopped") ? "Unit stopped" : "Unit started")
-                                      : (streq(action, "stopped") ? "Unit did not stop" : "Unit did not start"),
-                              "UNIT", o[i].name, "UNIT_RESULT", o[i].result, "UNIT_KILLED",
-                              o[i].killed ? "1" : "0", NULL);
-        }
-        json_decref(arr);
-}
-
-static void on_started(void *userdata, unit_outcome *o, size_t n) {
-        job *jb = userdata;
-        server *s = jb->owner->server;
-        int r;
-
-        jb->t_start_end = mono_ms();
-        report_units(jb, "started", "started", o, n);
-        for (size_t i = 0; i < n; i++)
-                if (!o[i].ok)
-                        log_error("Failed to start %s again: %s", o[i].name, o[i].result);
-        unit_outcomes_free(o, n);
-        r = statefile_remove(s->cfg->database);
-        if (r < 0)
-                log_warning_errno(r, "Failed to remove the state file: %m");
-        job_finish(jb);
-}
-
-/* Always reached once units were stopped: failure, cancel and shutdown included. */
-static void phase_start_units(job *jb) {
-        server *s = jb->owner->server;
-        int r;
-
-        jb->phase = PHASE_STARTING;
-        server_notify_status(s, "starting %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
-        json_t *names = json_array();
-        for (size_t i = 0; i < jb->n_stopped; i++)
-                json_array_append_new(names, json_string(jb->stopped[i]));
-        broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "starting", "units", names));
-        r = units_start(s->units, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->start_timeout_s * 1000000,
-                        on_started, jb);
-        if (r < 0) {
-                log_error_errno(r, "Failed to start the dependent units again: %m");
-                on_started(jb, NULL, 0);
-        }
-}
-
-static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
-        job *jb = userdata;
-        _cleanup_free_ char *failed = NULL;
-
-        jb->t_stop_end = mono_ms();
-        report_units(jb, "stopped", "stopped", o, n);
-        for (size_t i = 0; i < n; i++)
-                if (!o[i].ok) {
-                        char *f;
-                        if (asprintf(&f, "%s%s%s (%s)", failed ?: "", failed ? ", " : "", o[i].name, o[i].result) >= 0) {
-                                free(failed);
-                                failed = f;
-                        }
-                }
-        unit_outcomes_free(o, n);
-        if (failed) {
-                _cleanup_free_ char *msg = NULL;
-                if (asprintf(&msg, "could not stop %s; nothing was changed", failed) < 0)
-                        msg = NULL;
-                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, msg ?: "could not stop the dependent units");
-                phase_start_units(jb);
-                return;
-        }
-        if (jb->cancel_requested || jb->owner->server->shutting_down) {
-                job_fail(jb, jb->cancel_requested ? PROTOCOL_ERROR_CANCELLED : PROTOCOL_ERROR_INTERRUPTED, NULL,
-                         jb->cancel_requested ? "cancelled before the migration started; nothing changed"
-                                              : "interrupted before the migration started; nothing changed");
-                phase_start_units(jb);
-                return;
-        }
-        phase_apply(jb);
-}
-
-/* Records which units run, durably, then stops them; nothing else is touched before. */
-static void phase_stop_units(job *jb) {
-        server *s = jb->owner->server;
-        unit_state *st = NULL;
-        size_t n = 0;
-        json_t *names;
-        int r;
-
-        jb->phase = PHASE_STOPPING;
-        r = units_query(s->units, s->cfg->units, s->cfg->n_units, &st, &n);
-        if (r < 0) {
-                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
-                         "cannot ask the service manager about the dependent units; nothing was changed");
-                job_finish(jb);
-                return;
-        }
-        jb->stopped = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; jb->stopped && i < n; i++)
-                if (unit_state_is_running(&st[i]))
-                        jb->stopped[jb->n_stopped++] = strdup(st[i].name);
-        unit_states_free(st, n);
-        r = jb->stopped ? statefile_write(s->cfg->database, jb->id, jb->stopped, jb->n_stopped) : -ENOMEM;
-        if (r < 0) {
-                log_error_errno(r, "Failed to write the state file: %m");
-                job_fail(jb, PROTOCOL_ERROR_INTERNAL, NULL,
-                         "cannot record which units will be stopped (state file beside the database); nothing was "
-                         "changed");
-                job_finish(jb);
-                return;
-        }
-        jb->statefile_written = true;
-        names = json_array();
-        for (size_t i = 0; i < jb->n_stopped; i++)
-                json_array_append_new(names, json_string(jb->stopped[i]));
-        broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "stopping", "units", names));
-        server_notify_status(s, "stopping %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
-        jb->t_stop_begin = mono_ms();
-        r = units_stop(s->units, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped,
-                       jb);
-        if (r < 0) {
-                job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, "cannot stop the dependent units; nothing was changed");
-                phase_start_units(jb);
-        }
-}
-
+/* Worker: would the job change anything, can it succeed (space, permissions), and which
+ * migrations does its plan hold (for the gate, should it fail)? */
 static void job_prepare(void *userdata) {
         job *jb = userdata;
+        server *s = jb->owner->server;
+        json_t *preview = NULL;
+        engine_error ignored = {};
 
-        jb->r = engine_preview(jb->owner->server->job_engine, &jb->spec, &jb->changes, &jb->err);
+        jb->r = engine_preview(s->job_engine, &jb->spec, &jb->changes, &jb->err);
+        if (jb->r != 0 || !jb->changes)
+                return;
+        jb->r = preflight_check(s->cfg, &jb->spec, &jb->err);
+        if (jb->r != 0)
+                return;
+        if (jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&
+            engine_plan(s->job_engine, &jb->spec.request, &preview, &ignored) == 0) {
+                json_t *st;
+                size_t i;
+                jb->plan_versions = json_array();
+                json_array_foreach(json_object_get(preview, "steps"), i, st)
+                        json_array_append(jb->plan_versions, json_object_get(st, "version"));
+                json_decref(preview);
+        }
+        engine_error_clear(&ignored);
 }
 
 static void job_prepared(void *userdata) {
@@ -525,9 +444,9 @@ static void job_prepared(void *userdata) {
                 return;
         }
         if (jb->changes && s->cfg->n_units > 0 && s->units)
-                phase_stop_units(jb);
+                job_phase_stop_units(jb);
         else
-                phase_apply(jb);
+                job_phase_apply(jb);
 }
 
 static void jobs_start_next(jobs *j) {
@@ -547,8 +466,8 @@ static void jobs_start_next(jobs *j) {
         j->running = jb;
         jb->phase = PHASE_PREPARING;
         engine_reset_stop(s->job_engine);
-        if (jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE)
-                server_gate_after_job(s, false); /* this job decides anew */
+        if (job_moves_schema(jb))
+                s->gate.suspended = true; /* this job decides anew */
         snprintf(id, sizeof(id), "%" PRIu64, jb->id);
         journal_event(LOG_INFO, MESSAGE_ID_JOB_STARTED, "Job started", "JOB_ID", id, "JOB_KIND", direction(jb),
                       "REQUESTED_BY", jb->requested_by, NULL);
@@ -659,6 +578,8 @@ void jobs_describe(jobs *j, json_t *status) {
         if (j->running) {
                 desc = json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t) j->running->id, "kind", direction(j->running),
                                  "phase", phase_name(j->running->phase), "requested_by", j->running->requested_by);
+                if (j->running->step && j->running->phase == PHASE_APPLYING)
+                        json_object_set_new(desc, "step", json_string(j->running->step));
                 if (j->running->progress) {
                         static const char *const keys[] = { "index", "total", "version", "name" };
                         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {

@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "journal.h"
+#include "statedir.h"
 #include "statefile.h"
 #include "units.h"
 #include "jobs.h"
@@ -156,37 +157,97 @@ static void on_recovered(void *userdata, unit_outcome *o, size_t n) {
         rc->done = true;
 }
 
+static bool unit_configured(const config *cfg, const char *name) {
+        for (size_t i = 0; i < cfg->n_units; i++)
+                if (streq(cfg->units[i], name))
+                        return true;
+        return false;
+}
+
+/* Only what the configuration names may be started: the state file says which of those ran. */
+static size_t keep_configured(const config *cfg, char **names, size_t n) {
+        size_t k = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (unit_configured(cfg, names[i])) {
+                        names[k++] = names[i];
+                        continue;
+                }
+                log_warning("The state file names %s, which is not a configured unit; not starting it", names[i]);
+                free(names[i]);
+        }
+        names[k] = NULL;
+        return k;
+}
+
 /* A predecessor died between stopping the units and starting them: start them now, before
- * serving anyone. SQLite has already rolled its transaction back. */
+ * serving anyone. SQLite has already rolled its transaction back. The old state file beside the
+ * database, where others may write, is never trusted. */
 static int recover_units(server *s) {
+        _cleanup_free_ char *legacy = statefile_legacy_path(s->cfg->database);
         char **names = NULL;
+        uint64_t job_id = 0;
         size_t n = 0;
         recovery rc = {};
+        struct stat st;
         int r;
 
-        r = statefile_read(s->cfg->database, &names, &n);
+        if (legacy && lstat(legacy, &st) == 0)
+                log_warning("Ignoring %s: state beside the database is not trusted (migrated keeps its state in %s "
+                            "now); remove that file", legacy, s->cfg->state_dir);
+        r = statefile_read(s->state_fd, s->cfg->database, &job_id, &names, &n);
         if (r == -ENOENT)
                 return 0;
+        if (r == -EBADMSG) {
+                log_warning("Ignoring %s/%s: not a valid state document for %s", s->cfg->state_dir, STATEFILE_NAME,
+                            s->cfg->database);
+                return 0;
+        }
         if (r < 0)
-                return log_error_errno(r, "Failed to read %s-migrated.state: %m", s->cfg->database);
-        log_warning("A previous migrated stopped %zu unit(s) and did not start them again; starting them now", n);
+                return log_error_errno(r, "Failed to read %s/%s: %m", s->cfg->state_dir, STATEFILE_NAME);
+        n = keep_configured(s->cfg, names, n);
+        log_warning("A previous migrated (job %" PRIu64 ") stopped %zu unit(s) and did not start them again; "
+                    "starting them now", job_id, n);
         journal_event(LOG_WARNING, MESSAGE_ID_RECOVERED, "Recovering from an interrupted job", "DATABASE",
                       s->cfg->database, NULL);
-        if (n > 0 && !s->units) {
-                log_error("The state file lists units but no dependent units are configured; start them by hand");
-                strv_free_n(names, n);
-                return -EINVAL;
-        }
-        r = n > 0 ? units_start(s->units, names, n, (uint64_t) s->cfg->start_timeout_s * 1000000, on_recovered, &rc)
-                  : 0;
+        r = n > 0 && s->units ? units_start(s->units, names, n, (uint64_t) s->cfg->start_timeout_s * 1000000,
+                                            on_recovered, &rc)
+                              : 0;
         strv_free_n(names, n);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the units again: %m");
-        while (n > 0 && !rc.done)
+        while (n > 0 && s->units && !rc.done)
                 event_base_loop(s->base, EVLOOP_ONCE);
-        r = statefile_remove(s->cfg->database);
+        r = statefile_remove(s->state_fd);
         if (r < 0)
                 log_warning_errno(r, "Failed to remove the state file: %m");
+        return 0;
+}
+
+/* The state directory, and the gate's memory in it, before anything reads either. */
+static int open_state(server *s) {
+        _cleanup_free_ char *msg = NULL;
+        int r;
+
+        s->state_fd = statedir_open(s->cfg->state_dir, &msg);
+        if (s->state_fd < 0) {
+                if (msg)
+                        log_error("Cannot use the state directory: %s", msg);
+                else
+                        log_error_errno(s->state_fd, "Failed to open the state directory %s: %m", s->cfg->state_dir);
+                return -EIO;
+        }
+        r = gate_load(&s->gate, s->state_fd, s->cfg->database, &msg);
+        if (msg)
+                log_warning("%s", msg);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the gate state in %s: %m", s->cfg->state_dir);
+        if (s->gate.hold)
+                log_info("The schema is held at version %" JSON_INTEGER_FORMAT " (by %s, job %" JSON_INTEGER_FORMAT
+                         "): migratectl up ends the hold",
+                         json_integer_value(json_object_get(s->gate.hold, "version")),
+                         json_string_value(json_object_get(s->gate.hold, "by")),
+                         json_integer_value(json_object_get(s->gate.hold, "job_id")));
         return 0;
 }
 
@@ -264,7 +325,7 @@ static bool stopped_during_startup(server *s) {
 }
 
 static int run(const config *cfg, const db_file_identity *identity, const sigset_t *held) {
-        server s = { .cfg = cfg };
+        server s = { .cfg = cfg, .state_fd = -1 };
         struct event *sig[3] = {};
         bool created = false;
         int fd = -1, r = -EIO;
@@ -277,7 +338,7 @@ static int run(const config *cfg, const db_file_identity *identity, const sigset
                 log_error("Failed to install the signal handlers");
                 goto finish;
         }
-        if (open_engines(&s, identity) < 0)
+        if (open_state(&s) < 0 || open_engines(&s, identity) < 0)
                 goto finish;
         if (cfg->n_units > 0) {
                 r = units_new(s.base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &s.units);
@@ -326,7 +387,10 @@ static int run(const config *cfg, const db_file_identity *identity, const sigset
                                   : migdir_format_to_string(migdir_detect_format(cfg->migrations_dir)),
                  cfg->migrations_dir,
                  created ? cfg->socket_path : "the socket passed by systemd");
-        if (cfg->auto_up) {
+        if (cfg->auto_up && s.gate.hold)
+                log_info("--auto-up: not applying, the schema is held at version %" JSON_INTEGER_FORMAT
+                         " (migratectl up ends the hold)", json_integer_value(json_object_get(s.gate.hold, "version")));
+        else if (cfg->auto_up) {
                 engine_job up = { .request = { .direction = PLAN_UP, .to = PLAN_NO_TARGET },
                                   .requested_by = "migrated --auto-up" };
                 jobs_submit(s.jobs, &up, 0, NULL);
@@ -358,6 +422,9 @@ finish:
         s.job_engine = engine_free(s.job_engine);
         s.read_engine = engine_free(s.read_engine);
         json_decref(s.snapshot);
+        gate_done(&s.gate);
+        if (s.state_fd >= 0)
+                close(s.state_fd);
         event_base_free(s.base);
         return r;
 }

@@ -70,36 +70,29 @@ bool server_schema_current(server *s) {
                json_array_size(json_object_get(s->snapshot, "problems")) == 0;
 }
 
-static json_t *gate_result(server *s, bool current) {
+static json_t *gate_result(server *s, bool current, const char *reason) {
         json_t *r = json_pack("{s:O,s:b}", "current_version",
                               json_object_get(s->snapshot, "current_version") ?: json_null(), "schema_current", current);
 
-        if (r && !current)
-                json_object_set_new(r, "reason", json_string("the last migration failed and was rolled back: the "
-                                                             "services run on the previous schema"));
+        if (r && reason)
+                json_object_set_new(r, "reason", json_string(reason));
         return r;
-}
-
-static bool waiter_may_open(server *s, const waiter *w, bool *ret_current) {
-        *ret_current = server_schema_current(s);
-        return *ret_current || (!w->strict && s->gate_open_after_failure);
 }
 
 static void check_waiters(server *s) {
         for (waiter *w = s->waiters, *next; w; w = next) {
+                const char *reason;
                 bool current;
                 next = w->next;
-                if (!waiter_may_open(s, w, &current))
+                if (!gate_opens(&s->gate, s->snapshot, w->strict, &current, &reason))
                         continue;
-                server_reply_result(s, w->conn_id, w->id, gate_result(s, current));
+                server_reply_result(s, w->conn_id, w->id, gate_result(s, current, reason));
                 waiter_free(w);
         }
 }
 
-void server_gate_after_job(server *s, bool failed) {
-        s->gate_open_after_failure = failed;
-        if (failed)
-                check_waiters(s);
+void server_gate_changed(server *s) {
+        check_waiters(s);
 }
 
 static void on_waiter_timeout(evutil_socket_t fd, short what, void *userdata) {
@@ -116,11 +109,12 @@ static void on_waiter_timeout(evutil_socket_t fd, short what, void *userdata) {
 
 void server_add_waiter(server *s, uint64_t conn_id, json_t *id, unsigned timeout_ms, bool strict) {
         struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-        waiter probe = { .strict = strict }, *w;
+        const char *reason;
+        waiter *w;
         bool current;
 
-        if (waiter_may_open(s, &probe, &current)) {
-                server_reply_result(s, conn_id, id, gate_result(s, current));
+        if (gate_opens(&s->gate, s->snapshot, strict, &current, &reason)) {
+                server_reply_result(s, conn_id, id, gate_result(s, current, reason));
                 return;
         }
         w = calloc(1, sizeof(*w));
@@ -168,8 +162,10 @@ json_t *server_status(server *s) {
         /* shallow copy: the snapshot's members are shared, never modified after publication */
         json_t *o = s->snapshot ? json_copy(s->snapshot) : json_object();
 
-        if (o)
+        if (o) {
                 jobs_describe(s->jobs, o);
+                json_object_set_new(o, "gate", gate_describe(&s->gate, s->snapshot));
+        }
         return o;
 }
 

@@ -11,6 +11,7 @@
 #include "control.h"
 #include "macro.h"
 #include "engine.h"
+#include "gate.h"
 #include "settings.h"
 #include "worker.h"
 
@@ -30,9 +31,8 @@ typedef struct server {
         json_t *snapshot; /* the last status document, answered from while a job runs */
         units *units;     /* NULL when no dependent units are configured */
         waiter *waiters;  /* "wait" requests until the schema is current */
-        /* the last migration failed and was rolled back: the units run again on the previous
-         * schema, and non-strict gates open for them */
-        bool gate_open_after_failure;
+        int state_fd;     /* the state directory (statedir.h) */
+        gate gate;        /* the hold and the failed plan that open "wait" besides a current schema */
         bool shutting_down;
         bool serving;        /* start-up is over: signals act at once */
         bool stop_requested; /* SIGTERM/SIGINT during start-up */
@@ -57,9 +57,8 @@ bool server_schema_current(server *s);
 /* Answers a "wait" request once the schema is current, or with "timeout" after timeout_ms. */
 void server_add_waiter(server *s, uint64_t conn_id, json_t *id, unsigned timeout_ms, bool strict);
 
-/* A job's outcome is known (before it starts the units again): a failed migration opens the
- * non-strict gates; a new job closes them again. */
-void server_gate_after_job(server *s, bool failed);
+/* The gate's state changed (a job began or ended, a hold was set): answer the waiters it opens. */
+void server_gate_changed(server *s);
 
 /* sd_notify STATUS= lines for systemctl status; idle shows the version. */
 void server_notify_status(server *s, const char *fmt, ...) _printf_(2, 3);

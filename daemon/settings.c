@@ -13,6 +13,7 @@
 
 #include "config.h" /* build configuration: PROJECT_VERSION, DEFAULT_SOCKET */
 #include "settings.h"
+#include "statedir.h"
 #include "macro.h"
 #include "protocol.h"
 
@@ -101,6 +102,7 @@ void config_clear(config *c) {
         free(c->migrations_dir);
         free(c->socket_path);
         free(c->config_file);
+        free(c->state_dir);
         memset(c, 0, sizeof(*c));
 }
 
@@ -222,6 +224,8 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
         } else if (streq(section, "daemon")) {
                 if (streq(key, "socket"))
                         return set_string(&c->socket_path, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
+                if (streq(key, "state_directory"))
+                        return set_string(&c->state_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
                 if (streq(key, "max_queue"))
                         return parse_uint(value, 1, 100000, &c->max_queue) == 0 ? 1 : ini_error(st, section, key, "must be 1..100000");
                 if (streq(key, "admin_group"))
@@ -354,6 +358,8 @@ static void help(void) {
                "      --admin-group GROUP   members may change the database too (root and our user may)\n"
                "      --socket-group GROUP  group of the socket (mode 0660)\n"
                "      --request-timeout S   close a connection whose request line stays unfinished (default 30)\n"
+               "      --state-dir DIR       the daemon's own state (default: $STATE_DIRECTORY, or\n"
+               "                            /var/lib/migrated/db-<escaped database path> for root)\n"
                "      --backup-dir DIR      where backups go (default: <database>-backups)\n"
                "      --keep N              how many backups to keep (default 10)\n"
                "      --integrity MODE      quick (default), full or off: checked before and after each job\n"
@@ -365,7 +371,7 @@ static void help(void) {
 enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION, ARG_UNITS, ARG_MANAGER, ARG_STOP_TIMEOUT,
        ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT, ARG_BACKUP_DIR, ARG_KEEP, ARG_INTEGRITY, ARG_ADMIN_GROUP,
        ARG_SOCKET_GROUP, ARG_FORMAT, ARG_DATABASE_OWNER, ARG_DATABASE_GROUP, ARG_DATABASE_MODE,
-       ARG_REQUEST_TIMEOUT };
+       ARG_REQUEST_TIMEOUT, ARG_STATE_DIR };
 
 /* Flags are collected first and applied after the file, so that they win over it. */
 typedef struct cli {
@@ -376,7 +382,7 @@ typedef struct cli {
         const char *units, *manager;
         unsigned stop_timeout_s, start_timeout_s, holder_timeout_s; /* 0 / UINT_MAX: not given */
         bool holder_timeout_set;
-        const char *backup_dir, *admin_group, *socket_group;
+        const char *backup_dir, *admin_group, *socket_group, *state_dir;
         unsigned keep;
         int integrity; /* -1: not given */
         int format;    /* -2: not given */
@@ -416,6 +422,7 @@ static int parse_cli(int argc, char **argv, cli *a) {
                 { "database-group", required_argument, NULL, ARG_DATABASE_GROUP },
                 { "database-mode", required_argument, NULL, ARG_DATABASE_MODE },
                 { "request-timeout", required_argument, NULL, ARG_REQUEST_TIMEOUT },
+                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 {},
         };
         int c;
@@ -437,6 +444,7 @@ static int parse_cli(int argc, char **argv, cli *a) {
                         break;
                 case ARG_UNITS: a->units = optarg; break;
                 case ARG_BACKUP_DIR: a->backup_dir = optarg; break;
+                case ARG_STATE_DIR: a->state_dir = optarg; break;
                 case ARG_ADMIN_GROUP: a->admin_group = optarg; break;
                 case ARG_FORMAT:
                         if (parse_format(optarg, &a->format) < 0) {
@@ -565,6 +573,10 @@ int config_load(int argc, char **argv, config *c) {
                 fprintf(stderr, "migrated: --backup-dir must not be empty\n");
                 return CONFIG_EXIT_USAGE;
         }
+        if (a.state_dir && set_string(&c->state_dir, a.state_dir) < 0) {
+                fprintf(stderr, "migrated: --state-dir must not be empty\n");
+                return CONFIG_EXIT_USAGE;
+        }
         if (a.keep)
                 c->backup_keep = a.keep;
         if ((a.admin_group && parse_group(a.admin_group, &c->admin_gid) < 0) ||
@@ -597,8 +609,13 @@ int config_load(int argc, char **argv, config *c) {
         if (!c->backup_dir && asprintf(&c->backup_dir, "%s-backups", c->database) < 0)
                 return CONFIG_EXIT_USAGE;
         if (make_absolute(&c->database) < 0 || make_absolute(&c->migrations_dir) < 0 ||
-            make_absolute(&c->socket_path) < 0 || make_absolute(&c->backup_dir) < 0) {
+            make_absolute(&c->socket_path) < 0 || make_absolute(&c->backup_dir) < 0 ||
+            make_absolute(&c->state_dir) < 0) {
                 fprintf(stderr, "migrated: cannot resolve relative paths: %s\n", strerror(errno));
+                return CONFIG_EXIT_USAGE;
+        }
+        if (!c->state_dir && !(c->state_dir = statedir_default_path(c->database))) {
+                fprintf(stderr, "migrated: no state directory: set --state-dir (or HOME, XDG_STATE_HOME)\n");
                 return CONFIG_EXIT_USAGE;
         }
         return CONFIG_RUN;

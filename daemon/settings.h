@@ -13,6 +13,7 @@ typedef struct config {
         int format;             /* migdir_format, or -1: detect from the directory */
         char *socket_path;
         char *config_file;
+        char *state_dir;        /* default: statedir_default_path() */
         bool auto_up;
         unsigned busy_timeout_ms;
         /* a database the daemon creates: its owner, group and mode ((uid_t)/(gid_t) -1: ours) */

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +8,12 @@
 
 #include "db.h"
 #include "macro.h"
+#include "statedir.h"
 #include "statefile.h"
 
-char *statefile_path(const char *database) {
+#define STATEFILE_UNITS_MAX 1024
+
+char *statefile_legacy_path(const char *database) {
         char *p;
 
         if (asprintf(&p, "%s-migrated.state", database) < 0)
@@ -26,76 +27,54 @@ void strv_free_n(char **v, size_t n) {
         free(v);
 }
 
-static int fsync_parent(const char *path) {
-        _cleanup_free_ char *copy = strdup(path);
-        _cleanup_close_ int fd = -1;
-
-        if (!copy)
-                return -ENOMEM;
-        fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0)
-                return -errno;
-        return 0;
-}
-
-int statefile_write(const char *database, uint64_t job_id, char *const *units, size_t n) {
-        _cleanup_free_ char *path = statefile_path(database), *tmp = NULL, *text = NULL;
-        _cleanup_close_ int fd = -1;
+int statefile_write(int dirfd, const char *database, uint64_t job_id, char *const *units, size_t n) {
         json_t *doc, *arr = json_array();
         char now[32];
-        size_t len;
+        int r;
 
-        if (!path || !arr || asprintf(&tmp, "%s.tmp", path) < 0) {
-                json_decref(arr);
+        if (!arr)
                 return -ENOMEM;
-        }
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(arr, json_string(units[i]));
         db_timestamp(now);
-        doc = json_pack("{s:I,s:o,s:s,s:i}", "job_id", (json_int_t) job_id, "units", arr, "since", now, "pid",
-                        (int) getpid());
-        text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-        json_decref(doc);
-        if (!text)
+        doc = json_pack("{s:I,s:s,s:o,s:s,s:i}", "job_id", (json_int_t) job_id, "database", database, "units", arr,
+                        "since", now, "pid", (int) getpid());
+        if (!doc)
                 return -ENOMEM;
-        len = strlen(text);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -errno;
-        if (write(fd, text, len) != (ssize_t) len || fsync(fd) < 0) {
-                int r = errno ? -errno : -EIO;
-                (void) unlink(tmp);
-                return r;
-        }
-        if (rename(tmp, path) < 0) {
-                int r = -errno;
-                (void) unlink(tmp);
-                return r;
-        }
-        return fsync_parent(path);
+        r = statedir_write(dirfd, STATEFILE_NAME, doc);
+        json_decref(doc);
+        return r;
 }
 
-int statefile_read(const char *database, char ***ret_units, size_t *ret_n) {
-        _cleanup_free_ char *path = statefile_path(database);
-        json_error_t err;
-        json_t *doc, *arr;
+int statefile_read(int dirfd, const char *database, uint64_t *ret_job_id, char ***ret_units, size_t *ret_n) {
+        json_t *doc = NULL, *arr, *job, *dbp;
         char **v;
         size_t n;
+        int r;
 
-        if (!path)
-                return -ENOMEM;
-        if (access(path, F_OK) < 0)
-                return -errno;
-        doc = json_load_file(path, 0, &err);
-        arr = doc ? json_object_get(doc, "units") : NULL;
-        if (!json_is_array(arr)) {
+        r = statedir_read(dirfd, STATEFILE_NAME, &doc);
+        if (r < 0)
+                return r;
+        arr = json_object_get(doc, "units");
+        job = json_object_get(doc, "job_id");
+        dbp = json_object_get(doc, "database");
+        if (!json_is_array(arr) || json_array_size(arr) > STATEFILE_UNITS_MAX || !json_is_integer(job) ||
+            json_integer_value(job) <= 0 || !json_is_string(dbp) || !streq(json_string_value(dbp), database)) {
                 json_decref(doc);
                 return -EBADMSG;
         }
         n = json_array_size(arr);
         v = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; v && i < n; i++)
-                v[i] = strdup(json_string_value(json_array_get(arr, i)) ?: "");
+        for (size_t i = 0; v && i < n; i++) {
+                const char *name = json_string_value(json_array_get(arr, i));
+                if (!name) {
+                        strv_free_n(v, n);
+                        json_decref(doc);
+                        return -EBADMSG;
+                }
+                v[i] = strdup(name);
+        }
+        *ret_job_id = (uint64_t) json_integer_value(job);
         json_decref(doc);
         if (!v)
                 return -ENOMEM;
@@ -104,12 +83,6 @@ int statefile_read(const char *database, char ***ret_units, size_t *ret_n) {
         return 0;
 }
 
-int statefile_remove(const char *database) {
-        _cleanup_free_ char *path = statefile_path(database);
-
-        if (!path)
-                return -ENOMEM;
-        if (unlink(path) < 0 && errno != ENOENT)
-                return -errno;
-        return fsync_parent(path);
+int statefile_remove(int dirfd) {
+        return statedir_remove(dirfd, STATEFILE_NAME);
 }

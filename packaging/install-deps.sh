@@ -12,6 +12,8 @@ test_pkgs="$build_pkgs libcmocka-dev python3 socat systemd dbus-user-session uti
 test_pkgs="$test_pkgs debhelper dpkg-dev fakeroot scdoc lintian bash-completion man-db jq"
 # fuzzing (tests/fuzz/run.sh: clang with its libFuzzer runtime) and tests/valgrind.sh
 test_pkgs="$test_pkgs clang libclang-rt-14-dev valgrind"
+# the shipped units under a system manager (tests/systemd/test_shipped_units.py: systemd-nspawn)
+test_pkgs="$test_pkgs systemd-container"
 
 case "${1:-build}" in
 build) pkgs=$build_pkgs ;;

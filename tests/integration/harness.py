@@ -47,6 +47,13 @@ CTL_TIMEOUT = 60.0        # one migratectl run
 # tests were written on (one row in 20 is inserted). Scale it with MIGRATED_TEST_SLOW_N if needed.
 SLOW_N = int(os.environ.get("MIGRATED_TEST_SLOW_N", "30000000"))
 
+# A daemon started by a test without its own state directory must not write the host's
+# /var/lib/migrated: give every process of this run one temporary default (removed at exit).
+if "STATE_DIRECTORY" not in os.environ:
+    import atexit
+    os.environ["STATE_DIRECTORY"] = tempfile.mkdtemp(prefix="migrated-test-state-")
+    atexit.register(shutil.rmtree, os.environ["STATE_DIRECTORY"], True)
+
 # Names of the bookkeeping tables, excluded from schema comparisons.
 SCHEMA_QUERY = ("SELECT type, name, tbl_name, sql FROM sqlite_master "
                 "WHERE name NOT LIKE 'migrated_%' AND name NOT LIKE 'sqlite_%' ORDER BY type, name")
@@ -283,6 +290,7 @@ class Daemon:
         self.workdir = workdir
         self.database = database
         self.migrations = migrations
+        self.config_path = config
         self.socket = socket_path or os.path.join(workdir, "migrated-%d.sock" % self.n)
         self.log_path = os.path.join(workdir, "migrated-%d.log" % self.n)
         if args is not None:
@@ -301,6 +309,18 @@ class Daemon:
         self.proc = None
         self._log = None
 
+    def state_dir(self):
+        """The daemon's state directory: one per database (or configuration) in the test's
+        directory, never the host's /var/lib/migrated; the same across restarts."""
+        key = self.database or self.config_path or self.socket
+        return os.path.join(self.workdir, "state", hashlib.sha256(key.encode()).hexdigest()[:16])
+
+    def env(self):
+        e = dict(os.environ)
+        if "--state-dir" not in self.argv:
+            e["STATE_DIRECTORY"] = self.state_dir()
+        return e
+
     @property
     def pid(self):
         return self.proc.pid if self.proc else None
@@ -308,7 +328,7 @@ class Daemon:
     def start(self, wait=True, timeout=READY_TIMEOUT):
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                     start_new_session=True)
+                                     start_new_session=True, env=self.env())
         if wait:
             self.wait_ready(timeout)
         return self

@@ -625,10 +625,11 @@ class NoSpaceTest(BackupTestCase):
         rows_before = harness.applied_rows(db)
 
         events, final = d.rpc("up")
-        err = self.assertError(final, "backup_failed")
+        # refused before the job starts (before any unit would be stopped): its own code
+        err = self.assertError(final, "backup_space")
         msg = err["message"]
         self.assertIn("not enough space for the backup in %s" % bdir, msg)
-        self.assertIn("nothing was changed", msg)
+        self.assertIn("nothing was stopped or changed", msg)
         m = re.search(r"(\d+) MiB free, about (\d+) MiB needed", msg)
         self.assertIsNotNone(m, msg)
         self.assertLessEqual(int(m.group(1)), 4, msg)
@@ -652,7 +653,7 @@ class NoSpaceTest(BackupTestCase):
         self.assertIn("not enough space for the backup", r.out + r.err)
         r = d.ctl("up")
         self.assertCtl(r, 1)
-        self.assertEqual(r.json["error"]["code"], "backup_failed")
+        self.assertEqual(r.json["error"]["code"], "backup_space")
         # An on-demand backup and a rehearsal need the same room.
         _, final = d.rpc("backup")
         self.assertIn("not enough space", self.assertError(final, "backup_failed")["message"])

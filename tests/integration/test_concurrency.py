@@ -87,14 +87,47 @@ class WriterTest(harness.TestCase):
         self.assertCtl(r, 0)
         self.assertEqual(applied_versions(db), [1, 2])
 
+    def daemon_behind_holder(self, busy_timeout_ms):
+        """A daemon on a database whose write lock another process holds (until killed)."""
+        mig = harness.write_migrations(self.path("migrations"), SIMPLE)
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig, extra_args=["--busy-timeout", str(busy_timeout_ms)])
+        h = self.helper(harness.HOLDER_SCRIPT, [db, 3600], "holder")
+        h.expect_line("locked")
+        return db, d, h
+
+    def test_cancel_while_job_waits_for_lock_is_cancelled_and_recorded(self):
+        """A job waiting for a locked database: status names what it waits for (not "up 0/0 ?");
+        cancel ends it as cancelled (not interrupted), and history shows the attempt, although the
+        database's own history could not be written (the lock is still held)."""
+        db, d, h = self.daemon_behind_holder(600000)
+        p = self.spawn([harness.MIGRATECTL_BIN, "--socket", d.socket, "--json", "up"])
+        harness.wait_until(lambda: (d.status().get("job") or {}).get("step") == "waiting for the database's write lock",
+                           10, what="the job to wait for the lock")
+        text = d.ctl("status", json_out=False).out
+        self.assertRegex(text, r"running job \d+: up, waiting for the database's write lock", text)
+        self.assertNotIn("0/0", text)
+        job_id = d.status()["job"]["id"]
+        self.assertCtl(d.ctl("cancel"), 0)
+        out, err = p.communicate(timeout=20)
+        self.assertEqual(p.returncode, 1, (out, err))
+        self.assertEqual(json.loads(out)["error"]["code"], "cancelled", out)
+        attempts = d.rpc("history")[1]["result"]["attempts"]
+        mine = [a for a in attempts if a["job_id"] == job_id]
+        self.assertEqual([a["status"] for a in mine], ["cancelled"], attempts)
+        self.assertEqual(mine[0]["versions"], [1, 2], mine)
+        self.assertEqual(d.status()["state"], "idle")
+        h.kill()
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(applied_versions(db), [1, 2])
+        # the kept attempt is still listed, before the one that succeeded
+        statuses = [a["status"] for a in d.rpc("history")[1]["result"]["attempts"]]
+        self.assertEqual(statuses[:2], ["succeeded", "cancelled"], statuses)
+
     def test_status_answered_while_job_waits_for_lock(self):
         """Each status reply says "running": answered while the job waits, not after it (the round
         trips are printed; their speed is measured by tests/bench, status row)."""
-        mig = harness.write_migrations(self.path("migrations"), SIMPLE)
-        db = self.path("db.sqlite")
-        d = self.daemon(db, mig, extra_args=["--busy-timeout", "3000"])
-        h = self.helper(harness.HOLDER_SCRIPT, [db, 3600], "holder")
-        h.expect_line("locked")
+        db, d, h = self.daemon_behind_holder(3000)
         p = self.spawn([harness.MIGRATECTL_BIN, "--socket", d.socket, "--json", "up"])
         harness.wait_until(lambda: d.status()["state"] == "running", 5, what="the job to start")
         times = []

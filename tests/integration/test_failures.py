@@ -318,5 +318,35 @@ class TamperedMigrationTest(harness.TestCase):
         self.assertEqual(harness.current_version(self.db), 3)
 
 
+class RefusedBeforeAnyChangeTest(harness.TestCase):
+    """A job that cannot succeed is refused before it would stop anything, with its own code."""
+
+    def setUp(self):
+        super().setUp()
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+
+    def test_full_database_filesystem_is_disk_full(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", "DROP TABLE one;\n")})
+        small = self.path("small")
+        os.mkdir(small)
+        db = os.path.join(small, "db.sqlite")
+        d = self.daemon(db, mig, extra_args=["--backup-dir", self.path("backups")], start=False)
+        # in the daemon's own mount namespace: a 2 MiB tmpfs holding the database, filled but for
+        # a few hundred KiB (less than a migration needs for its WAL)
+        d.argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                  'mount -t tmpfs -o size=2m tmpfs "$0" && head -c 1800000 /dev/zero > "$0/fill" && exec "$@"',
+                  small] + d.argv
+        d.start()
+        r = d.ctl("up")
+        self.assertCtl(r, 1)
+        err = r.json["error"]
+        self.assertEqual(err["code"], "disk_full", err)
+        self.assertIn("is full", err["message"])
+        self.assertIn("nothing was stopped or changed", err["message"])
+        self.assertEqual(d.status()["current_version"], None)
+
+
 if __name__ == "__main__":
     harness.main()

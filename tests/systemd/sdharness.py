@@ -551,7 +551,9 @@ class TestCase(H.TestCase):
         self.db = self.path("db.sqlite")
         self.sock = self.path("migrated.sock")
         self.migrated_log = self.path("migrated.log")
-        self.state_file = self.db + "-migrated.state"
+        self.state_dir = self.path("state")
+        self.state_file = os.path.join(self.state_dir, "units.json")
+        self.gate_file = os.path.join(self.state_dir, "gate.json")
         self.unit_files = []
         self.writers = []
         self.addCleanup(self._sd_cleanup)
@@ -600,6 +602,8 @@ class TestCase(H.TestCase):
             if holder_timeout is not None:
                 argv += ["--holder-timeout", holder_timeout]
         argv += list(extra_args)
+        if "--state-dir" not in argv:
+            argv += ["--state-dir", self.state_dir]
         return argv
 
     def migrated_unit_text(self, argv, service_extra=""):
