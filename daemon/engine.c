@@ -655,6 +655,7 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
         /* The write lock is probed before the backup: a job that would fail "busy" costs no
          * backup and rotates none out. */
         if (take_backup) {
+                emit(&s, "lock", json_pack("{s:s}", "phase", "waiting"));
                 r = e->db->backend->begin(e->db, &s.failure);
                 e->db->backend->rollback(e->db);
                 if (r != 0)

@@ -118,6 +118,8 @@ static void deliver_progress(void *userdata) {
 
         if (streq(m->event, "started"))
                 jb->step = "checking the database";
+        else if (streq(m->event, "lock"))
+                jb->step = "waiting for the database's write lock";
         else if (streq(m->event, "backup"))
                 jb->step = streq(json_string_value(json_object_get(m->fields, "phase")) ?: "", "done")
                                    ? "waiting for the database's write lock"
