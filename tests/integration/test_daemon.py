@@ -205,12 +205,12 @@ class DaemonTest(harness.TestCase):
         c = Conn(d.socket, 30)
         self.addCleanup(c.close)
         c.send("up", {}, id=1)
-        # the job blocks on the write lock after its backup (a read): SIGTERM once that is done
+        # the job probes the write lock before its backup: SIGTERM once it says it waits for it
         while True:
             ev = c.read_json(30)
-            self.assertIsNotNone(ev, "connection closed before the job's backup was done")
+            self.assertIsNotNone(ev, "connection closed before the job waited for the write lock")
             self.assertIn("event", ev, ev)
-            if ev["event"] == "backup" and ev.get("phase") == "done":
+            if ev["event"] == "lock" and ev.get("phase") == "waiting":
                 break
         d.signal(signal.SIGTERM)
         self.assertEqual(d.wait(30), 0, "SIGTERM must not wait out the 60 s busy timeout")
