@@ -1,17 +1,23 @@
 # SPDX-License-Identifier: MIT
 """What makes a backup trustworthy on the worst day: a real daemon on real SQLite files.
 
-A listed backup is always complete (never a file a crash cut short); restoring one never deletes
-it; retention never drops the backup that undoes an irreversible migration, and neither manual
-backups nor jobs that fail "busy" rotate backups out; every attempt survives any restore, and
-attempt and job ids are never reused, also across restarts; the backup directory and its entries
-are trusted only when nobody else could have put them there (the trust tests create a real user,
-so they need root and are skipped otherwise)."""
+A listed backup is always complete (never a file a crash cut short), and a crash inside a backup
+(the kernel killing the daemon at a file size limit) leaves nothing under a backup's name and no
+leftover after the restart; restoring one never deletes it; retention never drops the backup that
+undoes an irreversible migration, and neither manual backups nor jobs that fail "busy" rotate
+backups out; every attempt survives any restore, and attempt and job ids are never reused, also
+across restarts and when the backups are gone; the backup directory and its entries are trusted
+only when nobody else could have put them there (the trust tests create a real user, so they need
+root and are skipped otherwise)."""
 
 import datetime
 import os
 import pwd
+import resource
+import shutil
+import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -49,6 +55,35 @@ def history(db):
     c = db_connect(db)
     try:
         return c.execute("SELECT id, job_id, direction, status FROM migrated_attempts ORDER BY id").fetchall()
+    finally:
+        c.close()
+
+
+def problem_of(path):
+    """Why the file at path is not a complete SQLite database (None when it is): its header must
+    describe exactly its size, and SQLite's own check must pass."""
+    with open(path, "rb") as f:
+        h = f.read(100)
+    size = os.path.getsize(path)
+    if len(h) < 100 or h[:16] != b"SQLite format 3\0":
+        return "no SQLite header (%d bytes)" % size
+    page_size = struct.unpack(">H", h[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    (change, pages), (valid_for,) = struct.unpack_from(">II", h, 24), struct.unpack_from(">I", h, 92)
+    if valid_for != change or pages * page_size != size:
+        return "header says %d pages of %d bytes, the file has %d bytes" % (pages, page_size, size)
+    c = sqlite3.connect("file:%s?mode=ro&immutable=1" % path, uri=True)
+    try:
+        check = c.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        c.close()
+    return None if check == "ok" else "integrity_check: %s" % check
+
+
+def row_count(db, table):
+    c = db_connect(db)
+    try:
+        return c.execute('SELECT count(*) FROM "%s"' % table).fetchone()[0]
     finally:
         c.close()
 
@@ -103,6 +138,39 @@ class IncompleteBackupTest(SafetyCase):
         self.assertError(final, "unknown_backup")
         # And job ids continue after the highest one recorded, not after a stray name.
         self.assertLess(r.json["job_id"], 900)
+
+    def test_a_crash_inside_a_backup_leaves_no_backup_under_a_final_name(self):
+        db = self.path("db.sqlite")
+        c = db_connect(db)
+        c.execute("PRAGMA journal_mode = WAL")
+        c.execute("CREATE TABLE filler (b BLOB)")
+        c.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 64) "
+                  "INSERT INTO filler SELECT randomblob(32768) FROM n")
+        c.close()
+        db, bdir, d = self.examples_daemon(db)
+        self.assertCtl(d.ctl("up", "--to", 1), 0)                   # one complete backup, at v0
+        good = listdir(bdir)
+        self.assertEqual(len(good), 1, good)
+        # The daemon may write no file past 512 KiB: the next backup (2 MiB) gets it killed by
+        # the kernel (SIGXFSZ) in the middle of the copy, the crash the backup must survive.
+        resource.prlimit(d.pid, resource.RLIMIT_CORE, (0, 0))
+        resource.prlimit(d.pid, resource.RLIMIT_FSIZE, (512 * 1024, 512 * 1024))
+        r = d.ctl("backup")
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertEqual(d.wait(), -signal.SIGXFSZ, "migrated was not killed writing the backup:\n" + d.log())
+        left = [f for f in listdir(bdir) if f not in good]
+        self.assertTrue(any(f.startswith(".") and f.endswith(".partial") for f in left),
+                        "the copy was not cut short in its temporary: %r" % left)
+        # Nothing under a backup's name is ever incomplete, not even before the restart.
+        for f in backup_files(bdir):
+            self.assertIsNone(problem_of(os.path.join(bdir, f)), "%s is named as a backup" % f)
+
+        d.start()
+        self.assertEqual(listdir(bdir), good, "the crash left files behind after the restart")
+        self.assertEqual([b["file"] for b in d.call("backups")["backups"]], good)
+        self.assertEqual(d.call("backup")["status"], "backed_up")
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(row_count(db, "filler"), 64)
 
 
 class RestoreKeepsItsSourceTest(SafetyCase):
@@ -184,6 +252,15 @@ class HistoryTest(SafetyCase):
         rows = history(db)
         self.assertGreater(rows[-1][1], res["job_id"], rows)
         self.assertEqual(len(set(r[0] for r in rows)), len(rows), rows)
+
+        # The history alone carries them: an operator who clears the backup directory gets no
+        # repeated job id either.
+        last_job = rows[-1][1]
+        d.stop()
+        shutil.rmtree(bdir)
+        d.start()
+        res = d.call("backup")
+        self.assertGreater(res["job_id"], last_job, res)
 
 
 def run_admin(argv):
