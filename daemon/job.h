@@ -62,6 +62,7 @@ struct jobs {
         server *server;
         unsigned max_queue;
         uint64_t next_id;
+        uint64_t reserved; /* ids up to this one are recorded as reserved (jobids.h) */
         job *running;
         job *head, *tail;
         size_t queued;

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "job.h"
+#include "jobids.h"
 #include "jobs.h"
 #include "journal.h"
 #include "lockinfo.h"
@@ -57,9 +58,34 @@ static void job_free(job *jb) {
         free(jb);
 }
 
+/* Continues after the highest id the history knows and after the last block reserved in the
+ * state directory, whichever is later: nothing handed out before a crash is handed out again. */
 void jobs_set_last_id(jobs *j, uint64_t last) {
+        uint64_t reserved = 0;
+        int r;
+
+        r = jobids_load(j->server->state_fd, &reserved);
+        if (r < 0)
+                log_warning_errno(r, "Failed to read the reserved job ids, continuing after the history's: %m");
+        if (reserved > last)
+                last = reserved;
         if (last > j->next_id)
                 j->next_id = last;
+        j->reserved = j->next_id;
+}
+
+/* Reserves the next block of ids durably before the first of them is handed out. */
+static int jobs_next_id(jobs *j, uint64_t *ret) {
+        int r;
+
+        if (j->next_id >= j->reserved) {
+                r = jobids_reserve(j->server->state_fd, j->next_id + JOBIDS_BLOCK);
+                if (r < 0)
+                        return r;
+                j->reserved = j->next_id + JOBIDS_BLOCK;
+        }
+        *ret = ++j->next_id;
+        return 0;
 }
 
 int jobs_new(server *s, unsigned max_queue, jobs **ret) {
@@ -495,6 +521,7 @@ void jobs_submit(jobs *j, const engine_job *spec, uint64_t conn_id, json_t *requ
         server *s = j->server;
         size_t pos = j->running ? 1 : 0;
         job *jb;
+        int r;
 
         if (s->shutting_down) {
                 server_reply_error(s, conn_id, request_id, PROTOCOL_ERROR_SHUTTING_DOWN, "migrated is shutting down",
@@ -528,7 +555,14 @@ void jobs_submit(jobs *j, const engine_job *spec, uint64_t conn_id, json_t *requ
                 return;
         }
         jb->owner = j;
-        jb->id = ++j->next_id;
+        r = jobs_next_id(j, &jb->id);
+        if (r < 0) {
+                log_error_errno(r, "Failed to reserve job ids in the state directory: %m");
+                server_reply_error(s, conn_id, request_id, PROTOCOL_ERROR_INTERNAL,
+                                   "cannot record the next job id in the state directory; nothing was changed", NULL);
+                job_free(jb);
+                return;
+        }
         jb->spec = *spec;
         jb->spec.id = jb->id;
         jb->spec.requested_by = jb->requested_by;

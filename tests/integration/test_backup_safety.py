@@ -262,6 +262,22 @@ class HistoryTest(SafetyCase):
         res = d.call("backup")
         self.assertGreater(res["job_id"], last_job, res)
 
+    def test_job_ids_handed_out_before_a_kill_are_never_handed_out_again(self):
+        """Jobs that never reach the history (nothing to do) still used their ids; after a SIGKILL
+        and a restart, the next job's id comes after every one handed out before."""
+        db, bdir, d = self.examples_daemon()
+        self.assertCtl(d.ctl("up"), 0)
+        seen = []
+        for _ in range(3):
+            res = d.call("up")
+            self.assertEqual(res["status"], "current", res)
+            seen.append(res["job_id"])
+        self.assertGreater(min(seen), max(r[1] for r in history(db)), "these jobs are not in the history")
+        d.kill()
+        d.start()
+        res = d.call("backup")
+        self.assertGreater(res["job_id"], max(seen), res)
+
 
 def run_admin(argv):
     deadline = time.monotonic() + 30
