@@ -35,27 +35,35 @@ typedef struct migration_script {
         int64_t mtime_ns;
 } migration_script;
 
+/* The formats, indexes into the table of migration formats (migdir-format.h); the value is what
+ * the daemon's configuration and bookkeeping carry. A new format appends one. */
 typedef enum migdir_format {
         MIGDIR_NATIVE, /* NNNN_name.up.sql / NNNN_name.down.sql */
         MIGDIR_PRISMA, /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+        _MIGDIR_FORMAT_MAX,
 } migdir_format;
 
+typedef struct migration_format migration_format;
+
 typedef struct migration {
+        /* The version as a number, as the protocol and the history carry it; the format orders
+         * migrations (migration_format.compare), so a format whose versions are not integers
+         * orders by version_key instead. */
         int64_t version;
+        char *version_key; /* the version as written in the file or folder name ("0001", "1.2.10") */
         char *name;
-        char *key; /* Prisma: the folder name, the migration's identity in _prisma_migrations */
+        char *key; /* the name the format records, when it differs from name (Prisma: the folder name) */
         migration_script up;
         migration_script down; /* down.file == NULL: irreversible */
         char checksum[SHA256_HEX_SIZE]; /* of the up file's bytes */
-        /* Prisma also accepts the checksums of the file with CRLF made LF and LF made CRLF */
-        unsigned char digests[3][32];
-        bool prisma;
+        const migration_format *format;
+        void *format_data; /* the format's own state (Prisma: the line-ending variants' digests) */
 } migration;
 
 typedef struct migration_set {
         char *dir;
         migdir_format format;
-        migration *items; /* ascending by version */
+        migration *items; /* ascending in the format's order */
         size_t n;
 } migration_set;
 
@@ -75,10 +83,14 @@ int migdir_load(const char *dir, const migration_set *previous, migration_set **
 int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
                        migdir_errors *ret_errors);
 
-/* MIGDIR_PRISMA when dir holds Prisma's migration_lock.toml, else MIGDIR_NATIVE. */
+/* The first format of the table that recognises dir (Prisma: migration_lock.toml), else
+ * MIGDIR_NATIVE. *ret_reason, if given, says why in a phrase ("migration_lock.toml is present"). */
+migdir_format migdir_detect_format_reason(const char *dir, const char **ret_reason);
 migdir_format migdir_detect_format(const char *dir);
 const char *migdir_format_to_string(migdir_format f);
 int migdir_format_from_string(const char *s, migdir_format *ret);
+/* The accepted values of the "format" setting, for messages: "auto, native or prisma". */
+const char *migdir_format_choices(void);
 
 /* Whether a recorded checksum is this migration's: exact for our format; for Prisma's, any of the
  * line-ending variants and the old unpadded form it accepts. */
