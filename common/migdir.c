@@ -160,7 +160,17 @@ void migration_set_freep(migration_set **s) {
 }
 
 const migration *migration_set_find(const migration_set *s, int64_t version) {
+        const migration_format *f = s ? migration_format_get(s->format) : NULL;
         size_t lo = 0, hi = s ? s->n : 0;
+
+        /* the set is in its format's order: a binary search by number only where that is the
+         * numbers' order */
+        if (f && f->compare != migdir_compare_integer) {
+                for (size_t i = 0; i < s->n; i++)
+                        if (s->items[i].version == version)
+                                return &s->items[i];
+                return NULL;
+        }
 
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
