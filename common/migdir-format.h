@@ -5,8 +5,8 @@
  * everything that differs between formats. The shared driver (migdir.c) opens the directory,
  * lets the row load its items, then sorts them in the row's order and refuses duplicates; the
  * daemon's settings, hello's capabilities and `migratectl new` read the table rather than naming
- * formats. A new format is a migdir-<name>.c defining one row, its line in migdir.c's table and
- * its file in the build. */
+ * formats. A new format is a migdir-<name>.c defining its row, one line in MIGDIR_FORMATS
+ * (migdir.h) and its file in common/meson.build. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -70,8 +70,10 @@ struct migration_format {
         int (*new_files)(const migration_set *s, const char *name, migration_new *ret);
 };
 
-extern const migration_format migration_format_native;
-extern const migration_format migration_format_prisma;
+/* migration_format_native, migration_format_prisma, ...: each defined in its migdir-<name>.c */
+#define MIGDIR_FORMAT_DECLARE(id, name) extern const migration_format migration_format_##name;
+MIGDIR_FORMATS(MIGDIR_FORMAT_DECLARE)
+#undef MIGDIR_FORMAT_DECLARE
 
 /* The row of a format, or NULL for a value outside the table. */
 const migration_format *migration_format_get(migdir_format f);

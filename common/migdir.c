@@ -349,10 +349,9 @@ int migdir_load(const char *dir, const migration_set *previous, migration_set **
 }
 
 /* The table: a format's row at its migdir_format index. */
-static const migration_format *const formats[] = {
-        [MIGDIR_NATIVE] = &migration_format_native,
-        [MIGDIR_PRISMA] = &migration_format_prisma,
-};
+#define MIGDIR_FORMAT_ROW(id, name) [id] = &migration_format_##name,
+static const migration_format *const formats[] = { MIGDIR_FORMATS(MIGDIR_FORMAT_ROW) };
+#undef MIGDIR_FORMAT_ROW
 _Static_assert(ELEMENTSOF(formats) == _MIGDIR_FORMAT_MAX, "one row per migdir_format");
 
 size_t migration_format_count(void) {

@@ -35,11 +35,18 @@ typedef struct migration_script {
         int64_t mtime_ns;
 } migration_script;
 
-/* The formats, indexes into the table of migration formats (migdir-format.h); the value is what
- * the daemon's configuration and bookkeeping carry. A new format appends one. */
+/* The table of migration formats, one line per format: its migdir_format value (what the
+ * daemon's configuration and bookkeeping carry) and the name of its row, migration_format_<name>,
+ * defined in common/migdir-<name>.c (see migdir-format.h). Detection tries them in this order;
+ * the first is the fallback. A new format appends one line. */
+#define MIGDIR_FORMATS(X)                                                                          \
+        X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
+        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+
 typedef enum migdir_format {
-        MIGDIR_NATIVE, /* NNNN_name.up.sql / NNNN_name.down.sql */
-        MIGDIR_PRISMA, /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+#define MIGDIR_FORMAT_ENUM(id, name) id,
+        MIGDIR_FORMATS(MIGDIR_FORMAT_ENUM)
+#undef MIGDIR_FORMAT_ENUM
         _MIGDIR_FORMAT_MAX,
 } migdir_format;
 
