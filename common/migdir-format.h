@@ -38,6 +38,9 @@ struct migration_format {
         const char *version_word; /* "version", "timestamp": for duplicate messages */
         const char *directive_prefix; /* how a directive line starts, for messages: "-- migrated: " */
         const char *directives;       /* the directives it knows, for messages */
+        /* A database with tables but none of this format's history needs a baseline first (its
+         * tool's users adopt existing databases that way) rather than every migration from 1. */
+        bool baseline_untracked_tables;
 
         /* Whether the directory (dir_fd) is in this layout; *ret_reason says why. NULL: never
          * detected (the fallback format). */

@@ -195,6 +195,7 @@ const migration_format migration_format_prisma = {
         .version_word = "timestamp",
         .directive_prefix = "-- migrated: ",
         .directives = "no-transaction",
+        .baseline_untracked_tables = true,
         .detect = prisma_detect,
         .check_dir = check_provider,
         .load_items = prisma_load_items,

@@ -135,6 +135,9 @@ static void test_capabilities(void **state) {
         /* hello announces the formats beyond our own */
         assert_null(migration_format_native.capability);
         assert_string_equal(migration_format_prisma.capability, "prisma");
+        /* an existing database with Prisma's layout but no history needs a baseline */
+        assert_false(migration_format_native.baseline_untracked_tables);
+        assert_true(migration_format_prisma.baseline_untracked_tables);
 }
 
 /* ---- detection ---- */
