@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The migrations directory: NNNN_name.up.sql with an optional NNNN_name.down.sql. Parsing reads
- * every file, validates the set as a whole and reports every problem at once, each naming its
- * file, so that a user fixes the directory in one pass. */
+/* The migrations directory, in one of the formats of the table (migdir-format.h): ours,
+ * NNNN_name.up.sql with an optional NNNN_name.down.sql, or Prisma's. Parsing reads every file,
+ * validates the set as a whole and reports every problem at once, each naming its file, so that a
+ * user fixes the directory in one pass. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -99,19 +100,23 @@ int migdir_format_from_string(const char *s, migdir_format *ret);
 /* The accepted values of the "format" setting, for messages: "auto, native or prisma". */
 const char *migdir_format_choices(void);
 
-/* Whether a recorded checksum is this migration's: exact for our format; for Prisma's, any of the
- * line-ending variants and the old unpadded form it accepts. */
+/* Whether a recorded checksum is this migration's: exact, or by its format's own rule (Prisma's:
+ * any of the line-ending variants, and the old unpadded form). */
 bool migration_checksum_matches(const migration *m, const char *recorded);
 
-/* The name a migration is recorded under: Prisma's folder name, or our name. */
+/* The name a migration is recorded under: its key where the format sets one (Prisma's folder
+ * name), else its name. */
 const char *migration_record_name(const migration *m);
 
 migration_set *migration_set_free(migration_set *s);
 void migration_set_freep(migration_set **s);
 void migdir_errors_clear(migdir_errors *e);
 
+/* The member with this version number, or NULL. */
 const migration *migration_set_find(const migration_set *s, int64_t version);
 int64_t migration_set_latest(const migration_set *s); /* 0 when empty */
+
+/* The native format's rules (migdir-native.c), which migratectl and the other formats reuse. */
 
 /* Parses "NNNN_name.up.sql" / "NNNN_name.down.sql". Returns 0, or -EINVAL with a static reason. */
 int migration_parse_filename(const char *file, int64_t *ret_version, char **ret_name, bool *ret_up,
