@@ -10,7 +10,8 @@
  * makes a directory, a FIFO or a dangling symlink of the rest of the name instead of a regular
  * file. The files are written into a private temporary directory (made once per process); the
  * directory is loaded in every format of the table, each twice (the second time reusing the first
- * set, as a rescan does), and emptied again. */
+ * set, as a rescan does), then in a one-file format defined here (up and down sections split
+ * from one file), and emptied again. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,8 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "migdir-format.h"
+#include "migdir-internal.h"
+#include "../unit/one-file-format.h" /* a one-file format plugged in by the tests */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -122,6 +124,29 @@ static void check_set(const migration_set *s) {
                         fatal("migratectl new would name no file, or a version not after the set");
                 migration_new_clear(&n);
         }
+}
+
+/* Both directions of a one-file migration come from its file, and together they are that file. */
+static void load_one_file(void) {
+        migration_set *s = NULL;
+        migdir_errors errors = {};
+        int r;
+
+        r = migdir_load_with(dir_path, &one_file_format, NULL, &s, &errors);
+        if (r == 0) {
+                for (size_t i = 0; i < s->n; i++) {
+                        const migration *m = &s->items[i];
+                        if (!m->up.sql || m->up.sql[m->up.size] != '\0' || !streq(m->up.file, m->down.file ?: m->up.file))
+                                fatal("a split migration's up section is incomplete");
+                        if (m->down.file && (!m->down.sql || m->down.sql[m->down.size] != '\0'))
+                                fatal("a split migration's down section is incomplete");
+                        if (i > 0 && s->items[i - 1].version >= m->version)
+                                fatal("the one-file set is not strictly ascending");
+                }
+        } else if (r != MIGDIR_INVALID || errors.n == 0)
+                fatal("loading one-file migrations failed without naming a problem");
+        migration_set_free(s);
+        migdir_errors_clear(&errors);
 }
 
 static int load(migdir_format format, const migration_set *previous, migration_set **ret) {
@@ -272,6 +297,7 @@ static void fuzz_directory(const uint8_t *data, size_t size) {
                 fatal("migdir_detect_format returned an unknown format, or no reason");
         for (size_t i = 0; i < migration_format_count(); i++)
                 load_twice((migdir_format) i);
+        load_one_file();
         empty_dir(dir_fd, 1);
 }
 
