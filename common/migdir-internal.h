@@ -1,18 +1,39 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Shared by the directory formats' parsers (migdir.c: ours, migdir-prisma.c: Prisma's). */
+/* Shared by the driver (migdir.c) and the formats' parsers (migdir-native.c, migdir-prisma.c). */
+
+#include <dirent.h>
 
 #include "macro.h"
+#include "migdir-format.h"
 #include "migdir.h"
 
 int migdir_error_add(migdir_errors *e, const char *fmt, ...) _printf_(2, 3);
 
-/* Reads a script at file (relative to dir_fd); an unusable file becomes an error naming it
- * (returns 1); returns 0 or -errno. */
-int migdir_read_script(int dir_fd, const char *file, const migration_set *previous, int64_t version, bool up,
-                       migration_script *ret, char ret_checksum[SHA256_HEX_SIZE], migdir_errors *errors);
+/* asprintf() that leaves *ret NULL on failure (glibc leaves it undefined). Returns 0 or -ENOMEM. */
+int migdir_asprintf(char **ret, const char *fmt, ...) _printf_(2, 3);
+
+/* Reads a script at file (relative to dir_fd), with the directives of format f; an unusable file
+ * becomes an error naming it (returns 1); returns 0 or -errno. */
+int migdir_read_script(int dir_fd, const char *file, const migration_format *f, const migration_set *previous,
+                       int64_t version, bool up, migration_script *ret, char ret_checksum[SHA256_HEX_SIZE],
+                       migdir_errors *errors);
+
+/* Reads one file holding both directions and splits it with f->split into m->up and m->down
+ * (both named file); the checksum is of the whole file. Returns 0, 1 (recorded) or -errno. */
+int migdir_read_split(int dir_fd, const char *file, const migration_format *f, const migration_set *previous,
+                      migration *m, migdir_errors *errors);
+
+/* A DIR over the directory dir_fd for readdir(), leaving dir_fd open; NULL with errno set. */
+DIR *migdir_opendir(int dir_fd);
+
+/* Appends a zeroed migration to s and returns it, or NULL. */
+migration *migdir_set_add(migration_set *s);
+/* Drops the last migration of s (one whose item had problems). */
+void migdir_set_drop_last(migration_set *s);
 
 void migdir_migration_done(migration *m);
 
-int migdir_load_prisma(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors);
+/* Orders by the integer version: the rule of every format whose versions are integers. */
+int migdir_compare_integer(const migration *a, const migration *b);

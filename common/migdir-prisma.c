@@ -42,14 +42,24 @@ static int check_provider(int dir_fd, migdir_errors *errors) {
         return 0;
 }
 
+/* Prisma's own state of a migration: the digests of the up script's line-ending variants. */
+typedef struct prisma_data {
+        unsigned char digests[3][32];
+} prisma_data;
+
 /* The three scripts Prisma compares checksums against: as is, CRLF made LF, LF made CRLF. */
-static int digest_variants(migration *m) {
+static int prisma_prepare(migration *m) {
         const char *sql = m->up.sql;
         size_t n = m->up.size, lf = 0, k = 0;
+        prisma_data *d;
         char *v;
         int r;
 
-        r = sha256_raw(sql, n, m->digests[0]);
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        m->format_data = d;
+        r = sha256_raw(sql, n, d->digests[0]);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++)
@@ -61,7 +71,7 @@ static int digest_variants(migration *m) {
         for (size_t i = 0; i < n; i++)
                 if (!(sql[i] == '\r' && i + 1 < n && sql[i + 1] == '\n'))
                         v[k++] = sql[i];
-        r = sha256_raw(v, k, m->digests[1]);
+        r = sha256_raw(v, k, d->digests[1]);
         k = 0;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 if (sql[i] == '\n')
@@ -69,9 +79,26 @@ static int digest_variants(migration *m) {
                 v[k++] = sql[i];
         }
         if (r >= 0)
-                r = sha256_raw(v, k, m->digests[2]);
+                r = sha256_raw(v, k, d->digests[2]);
         free(v);
         return r;
+}
+
+/* Any of the line-ending variants, in the old unpadded form too. */
+static bool prisma_checksum_also_matches(const migration *m, const char *recorded) {
+        const prisma_data *d = m->format_data;
+        char hex[SHA256_HEX_SIZE];
+
+        for (int i = 0; d && i < 3; i++) {
+                /* old Prisma versions wrote the hex without zero padding */
+                if (strlen(recorded) == 64)
+                        sha256_format(d->digests[i], hex);
+                else
+                        sha256_format_unpadded(d->digests[i], hex);
+                if (streq(hex, recorded))
+                        return true;
+        }
+        return false;
 }
 
 /* One migration folder: "<digits>_<name>" holding migration.sql. Returns 1 for a problem that
@@ -101,85 +128,80 @@ static int load_folder(int dir_fd, const char *folder, const migration_set *prev
         if (fstatat(dir_fd, up, &st, 0) < 0)
                 return migdir_error_add(errors, "%s: no migration.sql in this migration folder", folder) ?: 1;
         m->version = version;
-        m->prisma = true;
-        if (!(m->name = strdup(p + 1)) || !(m->key = strdup(folder)))
+        if (!(m->name = strdup(p + 1)) || !(m->key = strdup(folder)) ||
+            !(m->version_key = strndup(folder, (size_t) (p - folder))))
                 return -ENOMEM;
-        r = migdir_read_script(dir_fd, up, previous, version, true, &m->up, m->checksum, errors);
+        r = migdir_read_script(dir_fd, up, &migration_format_prisma, previous, version, true, &m->up, m->checksum,
+                               errors);
         if (r != 0)
                 return r;
         if (fstatat(dir_fd, down, &st, 0) == 0) {
                 char unused[SHA256_HEX_SIZE];
-                r = migdir_read_script(dir_fd, down, previous, version, false, &m->down, unused, errors);
+                r = migdir_read_script(dir_fd, down, &migration_format_prisma, previous, version, false, &m->down,
+                                       unused, errors);
                 if (r != 0)
                         return r;
         }
-        return digest_variants(m);
+        return 0;
 }
 
-static int by_version(const void *a, const void *b) {
-        const migration *x = a, *y = b;
-
-        return x->version < y->version ? -1 : x->version > y->version;
-}
-
-int migdir_load_prisma(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors) {
-        _cleanup_(migration_set_freep) migration_set *s = NULL;
+/* Every subdirectory is a migration folder; files beside them (migration_lock.toml) are not. */
+static int prisma_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
         struct dirent *de;
         bool bad = false;
+        int r = 0;
         DIR *d;
-        int r;
 
-        d = opendir(dir);
+        d = migdir_opendir(dir_fd);
         if (!d)
                 return -errno;
-        s = calloc(1, sizeof(*s));
-        if (!s || !(s->dir = strdup(dir))) {
-                closedir(d);
-                return -ENOMEM;
-        }
-        r = check_provider(dirfd(d), ret_errors);
-        if (r < 0)
-                goto out;
-        bad = r > 0;
         while ((de = readdir(d))) {
                 struct stat st;
                 migration *m;
 
-                if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+                if (de->d_name[0] == '.' || fstatat(dir_fd, de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
                         continue; /* migration_lock.toml, READMEs: not migrations */
-                m = realloc(s->items, (s->n + 1) * sizeof(*m));
+                m = migdir_set_add(s);
                 if (!m) {
                         r = -ENOMEM;
-                        goto out;
+                        break;
                 }
-                s->items = m;
-                memset(&s->items[s->n], 0, sizeof(migration));
-                r = load_folder(dirfd(d), de->d_name, previous, &s->items[s->n], ret_errors);
-                if (r < 0) {
-                        migdir_migration_done(&s->items[s->n]);
-                        goto out;
-                }
-                if (r > 0) {
-                        migdir_migration_done(&s->items[s->n]);
+                r = load_folder(dir_fd, de->d_name, previous, m, errors);
+                if (r != 0)
+                        migdir_set_drop_last(s);
+                if (r < 0)
+                        break;
+                if (r > 0)
                         bad = true;
-                        continue;
-                }
-                s->n++;
+                r = 0;
         }
-        if (s->n > 1)
-                qsort(s->items, s->n, sizeof(migration), by_version);
-        for (size_t i = 1; i < s->n; i++)
-                if (s->items[i].version == s->items[i - 1].version) {
-                        r = migdir_error_add(ret_errors, "%s: duplicate timestamp %" PRId64 ", also used by %s",
-                                             s->items[i].key, s->items[i].version, s->items[i - 1].key);
-                        if (r < 0)
-                                goto out;
-                        bad = true;
-                }
-        r = bad ? MIGDIR_INVALID : 0;
-        if (r == 0)
-                *ret = TAKE_PTR(s);
-out:
         closedir(d);
-        return r;
+        return r < 0 ? r : bad;
 }
+
+/* migration_lock.toml marks Prisma Migrate's directory. */
+static bool prisma_detect(int dir_fd, const char **ret_reason) {
+        if (faccessat(dir_fd, "migration_lock.toml", F_OK, 0) < 0)
+                return false;
+        if (ret_reason)
+                *ret_reason = "migration_lock.toml is present";
+        return true;
+}
+
+const migration_format migration_format_prisma = {
+        .name = "prisma",
+        .capability = "prisma",
+        .layout = "<timestamp>_<name>/migration.sql, with an optional down.sql",
+        .version_word = "timestamp",
+        .directive_prefix = "-- migrated: ",
+        .directives = "no-transaction",
+        .baseline_untracked_tables = true,
+        .detect = prisma_detect,
+        .check_dir = check_provider,
+        .load_items = prisma_load_items,
+        .parse_directives = migration_parse_directives,
+        .compare = migdir_compare_integer,
+        .prepare = prisma_prepare,
+        .free_data = free,
+        .checksum_also_matches = prisma_checksum_also_matches,
+};

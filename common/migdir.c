@@ -1,6 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,21 +11,6 @@
 
 #include "macro.h"
 #include "migdir-internal.h"
-
-typedef struct dir_entry {
-        int64_t version;
-        char *name;
-        char *file;
-        bool up;
-} dir_entry;
-
-static void dir_entries_free(dir_entry *e, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                free(e[i].name);
-                free(e[i].file);
-        }
-        free(e);
-}
 
 int migdir_error_add(migdir_errors *e, const char *fmt, ...) {
         char **m, *s;
@@ -61,112 +44,23 @@ void migdir_errors_clear(migdir_errors *e) {
         e->n = 0;
 }
 
-bool migration_name_is_valid(const char *name) {
-        size_t n = 0;
+int migdir_asprintf(char **ret, const char *fmt, ...) {
+        va_list ap;
+        int r;
 
-        for (const char *p = name; *p; p++, n++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
-                        return false;
-        return n > 0 && n <= MIGRATION_NAME_MAX;
-}
-
-int migration_parse_filename(const char *file, int64_t *ret_version, char **ret_name, bool *ret_up,
-                             const char **ret_reason) {
-        const char *p = file, *us, *suffix;
-        int64_t version = 0;
-        size_t digits = 0, len = strlen(file), name_len;
-        bool up;
-        char *name;
-
-#define FAIL(reason)                               \
-        do {                                       \
-                if (ret_reason)                    \
-                        *ret_reason = (reason);    \
-                return -EINVAL;                    \
-        } while (0)
-
-        if (len > 8 && streq(file + len - 7, ".up.sql")) {
-                up = true;
-                suffix = file + len - 7;
-        } else if (len > 10 && streq(file + len - 9, ".down.sql")) {
-                up = false;
-                suffix = file + len - 9;
-        } else
-                FAIL("the name must end in .up.sql or .down.sql");
-
-        for (; *p >= '0' && *p <= '9'; p++, digits++) {
-                if (version > (INT64_MAX - (*p - '0')) / 10)
-                        FAIL("the version number is too large");
-                version = version * 10 + (*p - '0');
-        }
-        if (digits == 0)
-                FAIL("the name must start with a version number");
-        if (version == 0)
-                FAIL("version 0 is reserved for the empty schema");
-        if (*p != '_')
-                FAIL("the version must be followed by '_' and a name");
-        us = p + 1;
-        if (us >= suffix)
-                FAIL("the name after the version is empty");
-        name_len = (size_t) (suffix - us);
-        if (name_len > MIGRATION_NAME_MAX)
-                FAIL("the name is longer than 200 characters");
-        for (const char *q = us; q < suffix; q++)
-                if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_'))
-                        FAIL("the name may contain only a-z, 0-9 and '_'");
-#undef FAIL
-        name = strndup(us, name_len);
-        if (!name)
+        va_start(ap, fmt);
+        r = vasprintf(ret, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                *ret = NULL;
                 return -ENOMEM;
-        *ret_version = version;
-        *ret_name = name;
-        *ret_up = up;
-        return 0;
-}
-
-int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags, char **ret_bad) {
-        const char *p = sql, *end = sql + size;
-        unsigned flags = 0;
-
-        while (p < end) {
-                const char *eol = memchr(p, '\n', (size_t) (end - p)), *q = p, *v, *ve;
-                if (!eol)
-                        eol = end;
-                while (q < eol && isspace((unsigned char) *q))
-                        q++;
-                if (q == eol) { /* blank line */
-                        p = eol + 1;
-                        continue;
-                }
-                if (eol - q < 2 || q[0] != '-' || q[1] != '-')
-                        break; /* first statement: directives only in the leading comments */
-                q += 2;
-                while (q < eol && (*q == ' ' || *q == '\t'))
-                        q++;
-                if ((size_t) (eol - q) >= 9 && strneq(q, "migrated:", 9)) {
-                        v = q + 9;
-                        while (v < eol && isspace((unsigned char) *v))
-                                v++;
-                        ve = eol;
-                        while (ve > v && isspace((unsigned char) ve[-1]))
-                                ve--;
-                        if ((size_t) (ve - v) == 14 && strneq(v, "no-transaction", 14))
-                                flags |= MIGRATION_NO_TRANSACTION;
-                        else {
-                                if (ret_bad)
-                                        *ret_bad = strndup(v, (size_t) (ve - v));
-                                return -EINVAL;
-                        }
-                }
-                p = eol + 1;
         }
-        *ret_flags = flags;
         return 0;
 }
 
 /* Reads one script; problems with the file itself become directory errors naming it. */
-int migdir_read_script(int dir_fd, const char *file, const migration_set *previous, int64_t version,
-                       bool up, migration_script *ret, char ret_checksum[SHA256_HEX_SIZE],
+int migdir_read_script(int dir_fd, const char *file, const migration_format *f, const migration_set *previous,
+                       int64_t version, bool up, migration_script *ret, char ret_checksum[SHA256_HEX_SIZE],
                        migdir_errors *errors) {
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL, *bad = NULL;
@@ -216,10 +110,10 @@ int migdir_read_script(int dir_fd, const char *file, const migration_set *previo
         buf[got] = '\0';
         if (memchr(buf, '\0', got))
                 return migdir_error_add(errors, "%s: contains a NUL byte; migrations must be SQL text", file) ?: 1;
-        r = migration_parse_directives(buf, got, &flags, &bad);
+        r = f->parse_directives(buf, got, &flags, &bad);
         if (r < 0)
-                return migdir_error_add(errors, "%s: unknown directive '-- migrated: %s' (known: no-transaction)", file,
-                                  bad ?: "") ?: 1;
+                return migdir_error_add(errors, "%s: unknown directive '%s%s' (known: %s)", file, f->directive_prefix,
+                                        bad ?: "", f->directives) ?: 1;
         if (up) {
                 r = sha256_hex(buf, got, ret_checksum);
                 if (r < 0)
@@ -237,134 +131,10 @@ identity:
         return 0;
 }
 
-static int entry_cmp(const void *a, const void *b) {
-        const dir_entry *x = a, *y = b;
-
-        if (x->version != y->version)
-                return x->version < y->version ? -1 : 1;
-        if (x->up != y->up)
-                return x->up ? -1 : 1;
-        return strcmp(x->file, y->file);
-}
-
-static int scan_entries(DIR *d, dir_entry **ret, size_t *ret_n, migdir_errors *errors, bool *bad) {
-        dir_entry *entries = NULL;
-        size_t n = 0;
-        struct dirent *de;
-        int r;
-
-        while ((errno = 0, de = readdir(d))) {
-                const char *reason = NULL;
-                size_t len = strlen(de->d_name);
-                dir_entry e = {};
-                struct stat st;
-
-                if (de->d_name[0] == '.' || len < 4 || !streq(de->d_name + len - 4, ".sql"))
-                        continue; /* hidden files, READMEs, lock files: not ours */
-                if (fstatat(dirfd(d), de->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode))
-                        continue;
-                r = migration_parse_filename(de->d_name, &e.version, &e.name, &e.up, &reason);
-                if (r == -ENOMEM)
-                        goto fail;
-                if (r < 0) {
-                        *bad = true;
-                        r = migdir_error_add(errors, "%s: not a migration file name (expected NNNN_name.up.sql or "
-                                       "NNNN_name.down.sql): %s", de->d_name, reason);
-                        if (r < 0)
-                                goto fail;
-                        continue;
-                }
-                dir_entry *m = realloc(entries, (n + 1) * sizeof(*entries));
-                if (!m) {
-                        free(e.name);
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                entries = m;
-                e.file = strdup(de->d_name);
-                entries[n++] = e;
-                if (!e.file) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        }
-        if (errno != 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (n > 0)
-                qsort(entries, n, sizeof(*entries), entry_cmp);
-        *ret = entries;
-        *ret_n = n;
-        return 0;
-fail:
-        dir_entries_free(entries, n);
-        return r;
-}
-
-/* Checks one version's group of files [i, j) and fills *m when it forms a valid migration. */
-static int build_migration(int dir_fd, const dir_entry *e, size_t i, size_t j, const migration_set *previous,
-                           migration *m, migdir_errors *errors) {
-        size_t ups = 0, downs = 0, up_i = i, down_i = i;
-        int r, bad = 0;
-
-        for (size_t k = i; k < j; k++) {
-                if (e[k].up) {
-                        if (ups++ == 0)
-                                up_i = k;
-                } else if (downs++ == 0)
-                        down_i = k;
-        }
-        if (ups > 1)
-                for (size_t k = up_i + 1; k < j; k++)
-                        if (e[k].up) {
-                                r = migdir_error_add(errors, "%s: duplicate version %" PRId64 ", also used by %s", e[k].file,
-                                               e[k].version, e[up_i].file);
-                                if (r < 0)
-                                        return r;
-                                bad = 1;
-                        }
-        if (ups == 0) {
-                for (size_t k = i; k < j; k++) {
-                        /* name the up file as the user would write it: same prefix, same padding */
-                        size_t stem = strlen(e[k].file) - strlen(".down.sql");
-                        r = migdir_error_add(errors, "%s: down migration without its up file (expected %.*s.up.sql)",
-                                       e[k].file, (int) stem, e[k].file);
-                        if (r < 0)
-                                return r;
-                }
-                return 1;
-        }
-        if (downs > 1 || (downs == 1 && !streq(e[down_i].name, e[up_i].name))) {
-                for (size_t k = i; k < j; k++)
-                        if (!e[k].up && (downs > 1 || !streq(e[k].name, e[up_i].name))) {
-                                r = migdir_error_add(errors, "%s: down migration does not match its up file %s (the names "
-                                               "must be equal)", e[k].file, e[up_i].file);
-                                if (r < 0)
-                                        return r;
-                        }
-                bad = 1;
-        }
-        if (bad)
-                return 1;
-
-        m->version = e[up_i].version;
-        m->name = strdup(e[up_i].name);
-        if (!m->name)
-                return -ENOMEM;
-        r = migdir_read_script(dir_fd, e[up_i].file, previous, m->version, true, &m->up, m->checksum, errors);
-        if (r != 0)
-                return r;
-        if (downs == 1) {
-                char unused[SHA256_HEX_SIZE];
-                r = migdir_read_script(dir_fd, e[down_i].file, previous, m->version, false, &m->down, unused, errors);
-                if (r != 0)
-                        return r;
-        }
-        return 0;
-}
-
 void migdir_migration_done(migration *m) {
+        if (m->format_data && m->format && m->format->free_data)
+                m->format->free_data(m->format_data);
+        free(m->version_key);
         free(m->name);
         free(m->key);
         free(m->up.file);
@@ -372,55 +142,6 @@ void migdir_migration_done(migration *m) {
         free(m->down.file);
         free(m->down.sql);
         memset(m, 0, sizeof(*m));
-}
-
-int migdir_load(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors) {
-        return migdir_load_format(dir, MIGDIR_NATIVE, previous, ret, ret_errors);
-}
-
-static int load_native(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors) {
-        _cleanup_(migration_set_freep) migration_set *s = NULL;
-        dir_entry *entries = NULL;
-        size_t n = 0;
-        bool bad = false;
-        DIR *d;
-        int r;
-
-        d = opendir(dir);
-        if (!d)
-                return -errno;
-        r = scan_entries(d, &entries, &n, ret_errors, &bad);
-        if (r < 0)
-                goto out;
-
-        s = calloc(1, sizeof(*s));
-        if (!s || !(s->dir = strdup(dir)) || (n > 0 && !(s->items = calloc(n, sizeof(migration))))) {
-                r = -ENOMEM;
-                goto out;
-        }
-        for (size_t i = 0, j; i < n; i = j) {
-                for (j = i + 1; j < n && entries[j].version == entries[i].version; j++)
-                        ;
-                r = build_migration(dirfd(d), entries, i, j, previous, &s->items[s->n], ret_errors);
-                if (r < 0)
-                        goto out;
-                if (r > 0) {
-                        migdir_migration_done(&s->items[s->n]);
-                        bad = true;
-                        continue;
-                }
-                s->n++;
-        }
-        if (bad)
-                r = MIGDIR_INVALID;
-        else {
-                *ret = TAKE_PTR(s);
-                r = 0;
-        }
-out:
-        dir_entries_free(entries, n);
-        closedir(d);
-        return r;
 }
 
 migration_set *migration_set_free(migration_set *s) {
@@ -439,7 +160,17 @@ void migration_set_freep(migration_set **s) {
 }
 
 const migration *migration_set_find(const migration_set *s, int64_t version) {
+        const migration_format *f = s ? migration_format_get(s->format) : NULL;
         size_t lo = 0, hi = s ? s->n : 0;
+
+        /* the set is in its format's order: a binary search by number only where that is the
+         * numbers' order */
+        if (f && f->compare != migdir_compare_integer) {
+                for (size_t i = 0; i < s->n; i++)
+                        if (s->items[i].version == version)
+                                return &s->items[i];
+                return NULL;
+        }
 
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
@@ -457,77 +188,253 @@ int64_t migration_set_latest(const migration_set *s) {
         return s && s->n > 0 ? s->items[s->n - 1].version : 0;
 }
 
-int migration_set_version_width(const migration_set *s) {
-        int width = 4;
 
-        for (size_t i = 0; s && i < s->n; i++) {
-                int w = snprintf(NULL, 0, "%" PRId64, s->items[i].version);
-                /* files keep their own zero padding; the name tells the width in use */
-                const char *u = strchr(s->items[i].up.file, '_');
-                if (u && u - s->items[i].up.file > w)
-                        w = (int) (u - s->items[i].up.file);
-                if (w > width)
-                        width = w;
+/* One file, both directions: the format's split gives the sections; the checksum is the whole
+ * file's, and the whole file's directives apply to both sections. */
+int migdir_read_split(int dir_fd, const char *file, const migration_format *f, const migration_set *previous,
+                      migration *m, migdir_errors *errors) {
+        migration_script whole = {};
+        size_t up_off = 0, up_len = 0, down_off = 0, down_len = SIZE_MAX;
+        const char *reason = NULL;
+        int r;
+
+        r = migdir_read_script(dir_fd, file, f, previous, m->version, true, &whole, m->checksum, errors);
+        if (r != 0)
+                goto out;
+        if (f->split(whole.sql, whole.size, &up_off, &up_len, &down_off, &down_len, &reason) < 0) {
+                r = migdir_error_add(errors, "%s: %s", file, reason ?: "cannot be split into up and down sections") ?: 1;
+                goto out;
         }
-        return width;
+        if (up_off > whole.size || up_len > whole.size - up_off ||
+            (down_len != SIZE_MAX && (down_off > whole.size || down_len > whole.size - down_off))) {
+                r = -EINVAL; /* a split outside the file is a bug of the format */
+                goto out;
+        }
+        for (int i = 0; i < 2; i++) {
+                migration_script *t = i == 0 ? &m->up : &m->down;
+                size_t off = i == 0 ? up_off : down_off, len = i == 0 ? up_len : down_len;
+
+                if (len == SIZE_MAX)
+                        continue;
+                t->sql = memdup_nul(whole.sql + off, len);
+                t->file = strdup(file);
+                if (!t->sql || !t->file) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                t->size = len;
+                t->flags = whole.flags;
+                t->ino = whole.ino;
+                t->mtime_ns = whole.mtime_ns;
+        }
+        r = 0;
+out:
+        free(whole.file);
+        free(whole.sql);
+        return r;
+}
+
+DIR *migdir_opendir(int dir_fd) {
+        int fd, saved;
+        DIR *d;
+
+        /* fdopendir takes the descriptor: give it one of its own */
+        fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return NULL;
+        d = fdopendir(fd);
+        if (!d) {
+                saved = errno;
+                close(fd);
+                errno = saved;
+        }
+        return d;
+}
+
+migration *migdir_set_add(migration_set *s) {
+        migration *m;
+
+        m = realloc(s->items, (s->n + 1) * sizeof(*m));
+        if (!m)
+                return NULL;
+        s->items = m;
+        memset(&s->items[s->n], 0, sizeof(migration));
+        return &s->items[s->n++];
+}
+
+void migdir_set_drop_last(migration_set *s) {
+        migdir_migration_done(&s->items[--s->n]);
+}
+
+static const char *item_label(const migration *m) {
+        return m->key ?: m->up.file;
+}
+
+/* The format's order; the same version twice is ordered by file so that messages are stable. */
+static int item_cmp(const void *a, const void *b, void *userdata) {
+        const migration_format *f = userdata;
+        const migration *x = a, *y = b;
+        int c = f->compare(x, y);
+
+        return c != 0 ? c : strcmp(item_label(x), item_label(y));
+}
+
+/* The driver every format shares: the format loads each item and records the problems of each,
+ * then the set is put in the format's order and the same version twice is refused. */
+int migdir_load_with(const char *dir, const migration_format *f, const migration_set *previous, migration_set **ret,
+                     migdir_errors *ret_errors) {
+        _cleanup_(migration_set_freep) migration_set *s = NULL;
+        _cleanup_close_ int dir_fd = -1;
+        bool bad = false;
+        int r;
+
+        dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0)
+                return -errno;
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->dir = strdup(dir)))
+                return -ENOMEM;
+        if (f->check_dir) {
+                r = f->check_dir(dir_fd, ret_errors);
+                if (r < 0)
+                        return r;
+                bad = r > 0;
+        }
+        r = f->load_items(dir_fd, previous, s, ret_errors);
+        if (r < 0)
+                return r;
+        bad = bad || r > 0;
+        for (size_t i = 0; i < s->n; i++) {
+                s->items[i].format = f;
+                if (f->prepare) {
+                        r = f->prepare(&s->items[i]);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        if (s->n > 1)
+                qsort_r(s->items, s->n, sizeof(migration), item_cmp, (void *) f);
+        for (size_t i = 1; i < s->n; i++)
+                if (f->compare(&s->items[i], &s->items[i - 1]) == 0) {
+                        r = migdir_error_add(ret_errors, "%s: duplicate %s %" PRId64 ", also used by %s",
+                                             item_label(&s->items[i]), f->version_word, s->items[i].version,
+                                             item_label(&s->items[i - 1]));
+                        if (r < 0)
+                                return r;
+                        bad = true;
+                }
+        if (bad)
+                return MIGDIR_INVALID;
+        *ret = TAKE_PTR(s);
+        return 0;
 }
 
 int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
                        migdir_errors *ret_errors) {
+        const migration_format *f = migration_format_get(format);
         int r;
 
+        if (!f)
+                return -EINVAL;
         if (previous && previous->format != format)
                 previous = NULL;
-        r = format == MIGDIR_PRISMA ? migdir_load_prisma(dir, previous, ret, ret_errors)
-                                    : load_native(dir, previous, ret, ret_errors);
+        r = migdir_load_with(dir, f, previous, ret, ret_errors);
         if (r == 0)
                 (*ret)->format = format;
         return r;
 }
 
-migdir_format migdir_detect_format(const char *dir) {
-        _cleanup_free_ char *lock = NULL;
+int migdir_load(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors) {
+        return migdir_load_format(dir, MIGDIR_NATIVE, previous, ret, ret_errors);
+}
 
-        if (asprintf(&lock, "%s/migration_lock.toml", dir) < 0)
-                return MIGDIR_NATIVE;
-        return access(lock, F_OK) == 0 ? MIGDIR_PRISMA : MIGDIR_NATIVE;
+/* The table: a format's row at its migdir_format index. */
+#define MIGDIR_FORMAT_ROW(id, name) [id] = &migration_format_##name,
+static const migration_format *const formats[] = { MIGDIR_FORMATS(MIGDIR_FORMAT_ROW) };
+#undef MIGDIR_FORMAT_ROW
+_Static_assert(ELEMENTSOF(formats) == _MIGDIR_FORMAT_MAX, "one row per migdir_format");
+
+size_t migration_format_count(void) {
+        return ELEMENTSOF(formats);
+}
+
+const migration_format *migration_format_at(size_t i) {
+        return i < ELEMENTSOF(formats) ? formats[i] : NULL;
+}
+
+const migration_format *migration_format_get(migdir_format f) {
+        return migration_format_at((size_t) f);
+}
+
+const migration_format *migration_format_from_name(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(formats); i++)
+                if (streq(formats[i]->name, name))
+                        return formats[i];
+        return NULL;
+}
+
+migdir_format migdir_detect_format_reason(const char *dir, const char **ret_reason) {
+        /* O_PATH: looking for a marker file needs no read permission on the directory */
+        _cleanup_close_ int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+        for (size_t i = 0; fd >= 0 && i < ELEMENTSOF(formats); i++)
+                if (formats[i]->detect && formats[i]->detect(fd, ret_reason))
+                        return (migdir_format) i;
+        if (ret_reason)
+                *ret_reason = "no other format's marker is present";
+        return MIGDIR_NATIVE;
+}
+
+migdir_format migdir_detect_format(const char *dir) {
+        return migdir_detect_format_reason(dir, NULL);
 }
 
 const char *migdir_format_to_string(migdir_format f) {
-        return f == MIGDIR_PRISMA ? "prisma" : "native";
+        const migration_format *row = migration_format_get(f);
+
+        return row ? row->name : NULL;
 }
 
 int migdir_format_from_string(const char *s, migdir_format *ret) {
-        if (streq(s, "native"))
-                *ret = MIGDIR_NATIVE;
-        else if (streq(s, "prisma"))
-                *ret = MIGDIR_PRISMA;
-        else
-                return -EINVAL;
-        return 0;
+        for (size_t i = 0; i < ELEMENTSOF(formats); i++)
+                if (streq(formats[i]->name, s)) {
+                        *ret = (migdir_format) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+const char *migdir_format_choices(void) {
+        /* built once from the table; the settings are read before any other thread starts */
+        static char buf[256];
+        size_t n;
+
+        if (buf[0])
+                return buf;
+        n = (size_t) snprintf(buf, sizeof(buf), "auto");
+        for (size_t i = 0; i < ELEMENTSOF(formats) && n < sizeof(buf); i++)
+                n += (size_t) snprintf(buf + n, sizeof(buf) - n, "%s%s", i + 1 == ELEMENTSOF(formats) ? " or " : ", ",
+                                       formats[i]->name);
+        return buf;
 }
 
 bool migration_checksum_matches(const migration *m, const char *recorded) {
-        char hex[SHA256_HEX_SIZE];
-
         if (!recorded)
                 return false;
         if (streq(m->checksum, recorded))
                 return true;
-        if (!m->prisma)
-                return false;
-        for (int i = 0; i < 3; i++) {
-                /* old Prisma versions wrote the hex without zero padding */
-                if (strlen(recorded) == 64)
-                        sha256_format(m->digests[i], hex);
-                else
-                        sha256_format_unpadded(m->digests[i], hex);
-                if (streq(hex, recorded))
-                        return true;
-        }
-        return false;
+        return m->format && m->format->checksum_also_matches && m->format->checksum_also_matches(m, recorded);
 }
 
 const char *migration_record_name(const migration *m) {
         return m->key ?: m->name;
+}
+
+void migration_new_clear(migration_new *n) {
+        free(n->dir);
+        for (size_t i = 0; i < MIGRATION_NEW_FILES_MAX; i++) {
+                free(n->files[i].path);
+                free(n->files[i].content);
+        }
+        memset(n, 0, sizeof(*n));
 }

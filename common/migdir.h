@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The migrations directory: NNNN_name.up.sql with an optional NNNN_name.down.sql. Parsing reads
- * every file, validates the set as a whole and reports every problem at once, each naming its
- * file, so that a user fixes the directory in one pass. */
+/* The migrations directory, in one of the formats of the table (migdir-format.h): ours,
+ * NNNN_name.up.sql with an optional NNNN_name.down.sql, or Prisma's. Parsing reads every file,
+ * validates the set as a whole and reports every problem at once, each naming its file, so that a
+ * user fixes the directory in one pass. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,27 +36,42 @@ typedef struct migration_script {
         int64_t mtime_ns;
 } migration_script;
 
+/* The table of migration formats, one line per format: its migdir_format value (what the
+ * daemon's configuration and bookkeeping carry) and the name of its row, migration_format_<name>,
+ * defined in common/migdir-<name>.c (see migdir-format.h). Detection tries them in this order;
+ * the first is the fallback. A new format appends one line. */
+#define MIGDIR_FORMATS(X)                                                                          \
+        X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
+        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+
 typedef enum migdir_format {
-        MIGDIR_NATIVE, /* NNNN_name.up.sql / NNNN_name.down.sql */
-        MIGDIR_PRISMA, /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+#define MIGDIR_FORMAT_ENUM(id, name) id,
+        MIGDIR_FORMATS(MIGDIR_FORMAT_ENUM)
+#undef MIGDIR_FORMAT_ENUM
+        _MIGDIR_FORMAT_MAX,
 } migdir_format;
 
+typedef struct migration_format migration_format;
+
 typedef struct migration {
+        /* The version as a number, as the protocol and the history carry it; the format orders
+         * migrations (migration_format.compare), so a format whose versions are not integers
+         * orders by version_key instead. */
         int64_t version;
+        char *version_key; /* the version as written in the file or folder name ("0001", "1.2.10") */
         char *name;
-        char *key; /* Prisma: the folder name, the migration's identity in _prisma_migrations */
+        char *key; /* the name the format records, when it differs from name (Prisma: the folder name) */
         migration_script up;
         migration_script down; /* down.file == NULL: irreversible */
         char checksum[SHA256_HEX_SIZE]; /* of the up file's bytes */
-        /* Prisma also accepts the checksums of the file with CRLF made LF and LF made CRLF */
-        unsigned char digests[3][32];
-        bool prisma;
+        const migration_format *format;
+        void *format_data; /* the format's own state (Prisma: the line-ending variants' digests) */
 } migration;
 
 typedef struct migration_set {
         char *dir;
         migdir_format format;
-        migration *items; /* ascending by version */
+        migration *items; /* ascending in the format's order */
         size_t n;
 } migration_set;
 
@@ -75,24 +91,32 @@ int migdir_load(const char *dir, const migration_set *previous, migration_set **
 int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
                        migdir_errors *ret_errors);
 
-/* MIGDIR_PRISMA when dir holds Prisma's migration_lock.toml, else MIGDIR_NATIVE. */
+/* The first format of the table that recognises dir (Prisma: migration_lock.toml), else
+ * MIGDIR_NATIVE. *ret_reason, if given, says why in a phrase ("migration_lock.toml is present"). */
+migdir_format migdir_detect_format_reason(const char *dir, const char **ret_reason);
 migdir_format migdir_detect_format(const char *dir);
 const char *migdir_format_to_string(migdir_format f);
 int migdir_format_from_string(const char *s, migdir_format *ret);
+/* The accepted values of the "format" setting, for messages: "auto, native or prisma". */
+const char *migdir_format_choices(void);
 
-/* Whether a recorded checksum is this migration's: exact for our format; for Prisma's, any of the
- * line-ending variants and the old unpadded form it accepts. */
+/* Whether a recorded checksum is this migration's: exact, or by its format's own rule (Prisma's:
+ * any of the line-ending variants, and the old unpadded form). */
 bool migration_checksum_matches(const migration *m, const char *recorded);
 
-/* The name a migration is recorded under: Prisma's folder name, or our name. */
+/* The name a migration is recorded under: its key where the format sets one (Prisma's folder
+ * name), else its name. */
 const char *migration_record_name(const migration *m);
 
 migration_set *migration_set_free(migration_set *s);
 void migration_set_freep(migration_set **s);
 void migdir_errors_clear(migdir_errors *e);
 
+/* The member with this version number, or NULL. */
 const migration *migration_set_find(const migration_set *s, int64_t version);
 int64_t migration_set_latest(const migration_set *s); /* 0 when empty */
+
+/* The native format's rules (migdir-native.c), which migratectl and the other formats reuse. */
 
 /* Parses "NNNN_name.up.sql" / "NNNN_name.down.sql". Returns 0, or -EINVAL with a static reason. */
 int migration_parse_filename(const char *file, int64_t *ret_version, char **ret_name, bool *ret_up,

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "jobs.h"
 #include "lockinfo.h"
+#include "migdir-format.h"
 #include "protocol-methods.h"
 #include "units.h"
 #include "unrecorded.h"
@@ -441,13 +442,19 @@ static const size_t n_commands = ELEMENTSOF(commands);
 
 static void cmd_hello(request *rq) {
         json_t *methods = json_array();
+        json_t *capabilities = json_pack("[sssssss]", "events", "coalescing", "dry_run", "units", "wait", "backups",
+                                         "rehearse");
 
         for (size_t i = 0; i < n_commands; i++)
                 json_array_append_new(methods, json_string(commands[i].method));
+        /* the formats that announce themselves, from the table of migration formats */
+        for (size_t i = 0; capabilities && i < migration_format_count(); i++)
+                if (migration_format_at(i)->capability)
+                        json_array_append_new(capabilities, json_string(migration_format_at(i)->capability));
         server_reply_result(rq->server, rq->peer.conn_id, rq->id,
-                            json_pack("{s:i,s:s,s:s,s:o,s:[ssssssss],s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
+                            json_pack("{s:i,s:s,s:s,s:o,s:o,s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
                                       "server", "migrated", "version", PROJECT_VERSION, "methods", methods,
-                                      "capabilities", "events", "coalescing", "dry_run", "units", "wait", "backups", "rehearse", "prisma", "pid", (json_int_t) getpid()));
+                                      "capabilities", capabilities, "pid", (json_int_t) getpid()));
         request_free(rq);
 }
 

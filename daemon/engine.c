@@ -13,6 +13,7 @@
 #include "engine-internal.h"
 #include "log.h"
 #include "macro.h"
+#include "migdir-format.h"
 #include "report.h"
 
 
@@ -242,12 +243,13 @@ static int plan_refused(engine_error *err, plan_error *pe) {
         return r;
 }
 
-/* A Prisma-managed database with tables but no history was not made by these migrations (or its
- * history was lost): applying them from the start would fail or, worse, half work. */
+/* A database with tables but no history, in a format that says so (Prisma's), was not made by
+ * these migrations (or its history was lost): applying them from the start would fail or, worse,
+ * half work. */
 static int check_baseline(engine *e, const applied_set *applied, engine_error *err) {
         bool tables = false;
 
-        if (e->format != MIGDIR_PRISMA || applied->n > 0 || applied->n_failed > 0)
+        if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0)
                 return 0;
         if (e->db->backend->has_user_tables(e->db, &tables) < 0 || !tables)
                 return 0;

@@ -108,6 +108,22 @@ size_t plan_check_applied(const migration_set *set, const applied_set *applied, 
         return problems;
 }
 
+/* The order of two versions is the set's, which its format defines (versions are ordered keys:
+ * integers, Flyway's dotted versions, Prisma's folder names): positions in the set, never the
+ * numbers, decide. 0, the empty schema, comes before every migration; a version outside the set
+ * (a refused target) keeps its numeric place. */
+static int version_cmp(const migration_set *set, int64_t a, int64_t b) {
+        const migration *x, *y;
+
+        if (a == b)
+                return 0;
+        x = a != 0 ? migration_set_find(set, a) : NULL;
+        y = b != 0 ? migration_set_find(set, b) : NULL;
+        if (x && y)
+                return x < y ? -1 : 1;
+        return a < b ? -1 : 1;
+}
+
 static int plan_add(plan *p, const migration *m, bool up) {
         plan_step *s = &p->steps[p->n++];
 
@@ -129,13 +145,13 @@ static int plan_up(const migration_set *set, const applied_set *applied, const p
         if (req->to != PLAN_NO_TARGET && req->to != 0 && !migration_set_find(set, req->to))
                 return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
                               "there is no migration %" PRId64 " in %s", req->to, set->dir);
-        if (target < current)
+        if (version_cmp(set, target, current) < 0)
                 return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
                               "target %" PRId64 " is older than the current version %" PRId64 "; use down --to %" PRId64,
                               target, current, target);
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
-                if (m->version < current && !applied_set_find(applied, m->version) && !req->allow_out_of_order)
+                if (version_cmp(set, m->version, current) < 0 && !applied_set_find(applied, m->version) && !req->allow_out_of_order)
                         return refuse(e, PROTOCOL_ERROR_OUT_OF_ORDER, m,
                                       "%s is pending but older than the current version %" PRId64
                                       "; give it a version above %" PRId64 " (rename it), or apply it out of order "
@@ -144,12 +160,14 @@ static int plan_up(const migration_set *set, const applied_set *applied, const p
         }
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
-                bool older = m->version < current && req->allow_out_of_order;
-                if ((m->version > current || older) && m->version <= target && !applied_set_find(applied, m->version))
+                bool older = version_cmp(set, m->version, current) < 0 && req->allow_out_of_order;
+                if ((version_cmp(set, m->version, current) > 0 || older) &&
+                    version_cmp(set, m->version, target) <= 0 && !applied_set_find(applied, m->version))
                         plan_add(p, m, true);
         }
-        p->to_version = p->n > 0 && p->steps[p->n - 1].migration->version > current ? p->steps[p->n - 1].migration->version
-                                                                                  : current;
+        p->to_version = p->n > 0 && version_cmp(set, p->steps[p->n - 1].migration->version, current) > 0
+                                ? p->steps[p->n - 1].migration->version
+                                : current;
         return 0;
 }
 
@@ -161,7 +179,7 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
         if (req->to != PLAN_NO_TARGET && req->steps != 0)
                 return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL, "give either \"to\" or \"steps\", not both");
         if (req->to != PLAN_NO_TARGET) {
-                if (req->to > current)
+                if (version_cmp(set, req->to, current) > 0)
                         return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
                                       "target %" PRId64 " is newer than the current version %" PRId64 "; use up --to %" PRId64,
                                       req->to, current, req->to);
@@ -171,7 +189,7 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
                                       req->to);
                 count = 0;
                 for (size_t i = 0; i < applied->n; i++)
-                        if (applied->items[i].version > req->to)
+                        if (version_cmp(set, applied->items[i].version, req->to) > 0)
                                 count++;
         } else {
                 int64_t steps = req->steps == 0 ? 1 : req->steps;

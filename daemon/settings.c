@@ -15,6 +15,7 @@
 #include "settings.h"
 #include "statedir.h"
 #include "macro.h"
+#include "migdir.h"
 #include "protocol.h"
 
 #define DEFAULT_BUSY_TIMEOUT_MS 5000u
@@ -27,16 +28,17 @@
 #define DEFAULT_DATABASE_MODE 0640u
 #define DEFAULT_REQUEST_TIMEOUT_S 30u
 
-/* migdir_format, or -1 for "auto": Prisma's layout when migration_lock.toml is there */
+/* migdir_format, or -1 for "auto": detected from the directory (migdir_detect_format) */
 static int parse_format(const char *v, int *ret) {
-        if (streq(v, "auto"))
+        migdir_format f;
+
+        if (streq(v, "auto")) {
                 *ret = -1;
-        else if (streq(v, "native"))
-                *ret = 0;
-        else if (streq(v, "prisma"))
-                *ret = 1;
-        else
+                return 0;
+        }
+        if (migdir_format_from_string(v, &f) < 0)
                 return -EINVAL;
+        *ret = (int) f;
         return 0;
 }
 
@@ -217,8 +219,13 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
         } else if (streq(section, "migrations")) {
                 if (streq(key, "directory"))
                         return set_string(&c->migrations_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
-                if (streq(key, "format"))
-                        return parse_format(value, &c->format) == 0 ? 1 : ini_error(st, section, key, "must be auto, native or prisma");
+                if (streq(key, "format")) {
+                        char why[300];
+                        if (parse_format(value, &c->format) == 0)
+                                return 1;
+                        (void) snprintf(why, sizeof(why), "must be %s", migdir_format_choices());
+                        return ini_error(st, section, key, why);
+                }
                 if (streq(key, "auto_up"))
                         return parse_bool(value, &c->auto_up) == 0 ? 1 : ini_error(st, section, key, "must be true or false");
         } else if (streq(section, "daemon")) {
@@ -344,7 +351,7 @@ static void help(void) {
                "  -m, --migrations DIR      the migrations directory (NNNN_name.up.sql ...)\n"
                "  -s, --socket PATH         the control socket (default %s)\n"
                "  -c, --config FILE         an INI file with the same settings; flags win\n"
-               "      --format FORMAT       auto (default), native or prisma (<timestamp>_<name>/migration.sql)\n"
+               "      --format FORMAT       %s (default auto)\n"
                "      --auto-up             apply pending migrations at start\n"
                "      --busy-timeout MS     how long to wait for other writers (default %u)\n"
                "      --database-owner USER  owner of a database migrated creates (default: ours)\n"
@@ -365,7 +372,7 @@ static void help(void) {
                "      --integrity MODE      quick (default), full or off: checked before and after each job\n"
                "  -h, --help                show this help\n"
                "      --version             show the version\n",
-               DEFAULT_SOCKET, DEFAULT_BUSY_TIMEOUT_MS);
+               DEFAULT_SOCKET, migdir_format_choices(), DEFAULT_BUSY_TIMEOUT_MS);
 }
 
 enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION, ARG_UNITS, ARG_MANAGER, ARG_STOP_TIMEOUT,
@@ -448,7 +455,7 @@ static int parse_cli(int argc, char **argv, cli *a) {
                 case ARG_ADMIN_GROUP: a->admin_group = optarg; break;
                 case ARG_FORMAT:
                         if (parse_format(optarg, &a->format) < 0) {
-                                fprintf(stderr, "migrated: --format takes auto, native or prisma: %s\n", optarg);
+                                fprintf(stderr, "migrated: --format takes %s: %s\n", migdir_format_choices(), optarg);
                                 return CONFIG_EXIT_USAGE;
                         }
                         break;

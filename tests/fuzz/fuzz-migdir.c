@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target: the migrations directory parser (common/migdir.c).
+/* libFuzzer target: the migrations directory parser (common/migdir.c and every format's file).
  *
  * Every input goes through migration_parse_filename() (as a C string) and
  * migration_parse_directives() (as an unterminated buffer of exactly its size).
@@ -9,8 +9,9 @@
  * Prisma's <timestamp>_<name>/migration.sql layout). A name starting with "dir:", "fifo:" or "link:"
  * makes a directory, a FIFO or a dangling symlink of the rest of the name instead of a regular
  * file. The files are written into a private temporary directory (made once per process); the
- * directory is loaded in our format (migdir_load) and in Prisma's, each twice (the second time
- * reusing the first set, as a rescan does), and emptied again. */
+ * directory is loaded in every format of the table, each twice (the second time reusing the first
+ * set, as a rescan does), then in a one-file format defined here (up and down sections split
+ * from one file), and emptied again. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,8 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "migdir.h"
+#include "migdir-internal.h"
+#include "../unit/one-file-format.h" /* a one-file format plugged in by the tests */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -91,10 +93,16 @@ static void fuzz_parsers(const uint8_t *data, size_t size) {
 }
 
 static void check_set(const migration_set *s) {
+        const migration_format *f = migration_format_get(s->format);
+
         for (size_t i = 0; i < s->n; i++) {
                 const migration *m = &s->items[i];
-                if (i > 0 && s->items[i - 1].version >= m->version)
-                        fatal("the set is not strictly ascending by version");
+                if (m->format != migration_format_get(s->format))
+                        fatal("a migration of another format in the set");
+                if (i > 0 && m->format->compare(&s->items[i - 1], m) >= 0)
+                        fatal("the set is not strictly ascending in its format's order");
+                if (!m->version_key || !*m->version_key)
+                        fatal("a migration without its version as written");
                 if (!m->name || !m->up.file || !m->up.sql || m->up.sql[m->up.size] != '\0')
                         fatal("incomplete migration in the set");
                 if (m->down.file && (!m->down.sql || m->down.sql[m->down.size] != '\0'))
@@ -110,6 +118,35 @@ static void check_set(const migration_set *s) {
                 fatal("migration_set_latest is not the last version");
         if (migration_set_version_width(s) < 4)
                 fatal("version width below 4");
+        if (f->new_files) {
+                migration_new n = {};
+                if (f->new_files(s, "fuzz", &n) == 0 && (n.n == 0 || n.version <= migration_set_latest(s)))
+                        fatal("migratectl new would name no file, or a version not after the set");
+                migration_new_clear(&n);
+        }
+}
+
+/* Both directions of a one-file migration come from its file, and together they are that file. */
+static void load_one_file(void) {
+        migration_set *s = NULL;
+        migdir_errors errors = {};
+        int r;
+
+        r = migdir_load_with(dir_path, &one_file_format, NULL, &s, &errors);
+        if (r == 0) {
+                for (size_t i = 0; i < s->n; i++) {
+                        const migration *m = &s->items[i];
+                        if (!m->up.sql || m->up.sql[m->up.size] != '\0' || !streq(m->up.file, m->down.file ?: m->up.file))
+                                fatal("a split migration's up section is incomplete");
+                        if (m->down.file && (!m->down.sql || m->down.sql[m->down.size] != '\0'))
+                                fatal("a split migration's down section is incomplete");
+                        if (i > 0 && s->items[i - 1].version >= m->version)
+                                fatal("the one-file set is not strictly ascending");
+                }
+        } else if (r != MIGDIR_INVALID || errors.n == 0)
+                fatal("loading one-file migrations failed without naming a problem");
+        migration_set_free(s);
+        migdir_errors_clear(&errors);
 }
 
 static int load(migdir_format format, const migration_set *previous, migration_set **ret) {
@@ -255,10 +292,12 @@ static void fuzz_directory(const uint8_t *data, size_t size) {
         }
 
         /* the daemon's way: the format the directory announces; then each format explicitly */
-        if (migdir_detect_format(dir_path) != MIGDIR_NATIVE && migdir_detect_format(dir_path) != MIGDIR_PRISMA)
-                fatal("migdir_detect_format returned an unknown format");
-        load_twice(MIGDIR_NATIVE);
-        load_twice(MIGDIR_PRISMA);
+        const char *reason = NULL;
+        if (!migration_format_get(migdir_detect_format_reason(dir_path, &reason)) || !reason)
+                fatal("migdir_detect_format returned an unknown format, or no reason");
+        for (size_t i = 0; i < migration_format_count(); i++)
+                load_twice((migdir_format) i);
+        load_one_file();
         empty_dir(dir_fd, 1);
 }
 

@@ -92,6 +92,9 @@ class ProtocolTest(harness.TestCase):
         for m in ("hello", "status", "plan", "up", "down", "history", "verify"):
             self.assertIn(m, res["methods"])
         self.assertIn("capabilities", res)
+        # the fixed capabilities, then one per migration format that announces itself
+        self.assertEqual(res["capabilities"], ["events", "coalescing", "dry_run", "units", "wait", "backups",
+                                               "rehearse", "prisma"])
 
     def test_hello_without_params_and_with_empty_params(self):
         reply = send_raw_line(self.d.socket, b'{"id":1,"method":"hello"}')
