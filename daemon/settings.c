@@ -18,15 +18,7 @@
 #include "macro.h"
 #include "protocol.h"
 
-#define DEFAULT_BUSY_TIMEOUT_MS 5000u
-#define DEFAULT_MAX_QUEUE 64u
-#define DEFAULT_STOP_TIMEOUT_S 30u
-#define DEFAULT_START_TIMEOUT_S 90u
-#define DEFAULT_HOLDER_TIMEOUT_S 10u
 #define TIMEOUT_MAX_S 86400u
-#define DEFAULT_BACKUP_KEEP 10u
-#define DEFAULT_DATABASE_MODE 0640u
-#define DEFAULT_REQUEST_TIMEOUT_S 30u
 
 /* A field's offset, and a build error when its type is not T. */
 #define FIELD(f, T) (offsetof(config, f) + 0 * sizeof(&((config *) NULL)->f == (T *) NULL))
@@ -197,59 +189,82 @@ static int set_string(char **dst, const char *v) {
  * flag-over-file merge and --help all read this table; tests/unit/test-settings checks that the
  * man pages name every key and every flag.
  *
- * To add a setting: a field in struct config (settings.h), its default in config_defaults(), one
- * row here, its key in packaging/man/migrated.conf.5.scd and its flag (if any) in migrated.8.scd. */
+ * To add a setting: a field in struct config (settings.h), one row here (.dflt: its default, parsed
+ * like a value; none: zero, or what config_defaults() or config_load() says), its key in
+ * packaging/man/migrated.conf.5.scd and its flag (if any) in packaging/man/migrated.8.scd. */
 const setting settings_table[] = {
-        { "database", "path", "database", 'd', SETTING_STRING, 0, 0, NULL, FIELD(database, char *), "PATH",
-          "the SQLite database (created if missing)" },
-        { "database", "busy_timeout_ms", "busy-timeout", 0, SETTING_UINT, 0, 3600000, "milliseconds",
-          FIELD(busy_timeout_ms, unsigned), "MS", "how long to wait for other writers (default 5000)" },
-        { "database", "owner", "database-owner", 0, SETTING_USER, 0, 0, NULL, FIELD(database_uid, uid_t), "USER",
-          "owner of a database migrated creates (default: ours)" },
-        { "database", "group", "database-group", 0, SETTING_GROUP, 0, 0, NULL, FIELD(database_gid, gid_t), "GROUP",
-          "group of a database migrated creates (default: ours)" },
-        { "database", "mode", "database-mode", 0, SETTING_MODE, 0, 0777, NULL, FIELD(database_mode, unsigned), "MODE",
-          "mode of a database migrated creates (default 0640)" },
-        { "migrations", "directory", "migrations", 'm', SETTING_STRING, 0, 0, NULL, FIELD(migrations_dir, char *),
-          "DIR", "the migrations directory (NNNN_name.up.sql ...)" },
-        { "migrations", "format", "format", 0, SETTING_FORMAT, 0, 0, NULL, FIELD(format, int), "FORMAT",
-          "auto (default), native or prisma (<timestamp>_<name>/migration.sql)" },
-        { "migrations", "auto_up", "auto-up", 0, SETTING_BOOL, 0, 0, NULL, FIELD(auto_up, bool), NULL,
-          "apply pending migrations at start" },
-        { "daemon", "socket", "socket", 's', SETTING_STRING, 0, 0, NULL, FIELD(socket_path, char *), "PATH",
-          "the control socket (default " DEFAULT_SOCKET ")" },
-        { "daemon", "state_directory", "state-dir", 0, SETTING_STRING, 0, 0, NULL, FIELD(state_dir, char *), "DIR",
-          "the daemon's own state (default: $STATE_DIRECTORY, or\n"
-          "                            /var/lib/migrated/db-<escaped database path> for root)" },
-        { "daemon", "max_queue", NULL, 0, SETTING_UINT, 1, 100000, NULL, FIELD(max_queue, unsigned), NULL, NULL },
-        { "daemon", "admin_group", "admin-group", 0, SETTING_GROUP, 0, 0, NULL, FIELD(admin_gid, gid_t), "GROUP",
-          "members may change the database too (root and our user may)" },
-        { "daemon", "socket_group", "socket-group", 0, SETTING_GROUP, 0, 0, NULL, FIELD(socket_gid, gid_t), "GROUP",
-          "group of the socket (mode 0660)" },
-        { "daemon", "max_connections", NULL, 0, SETTING_UINT, 1, 1000000, NULL, FIELD(max_connections, unsigned),
-          NULL, NULL },
-        { "daemon", "max_connections_per_uid", NULL, 0, SETTING_UINT, 1, 1000000, NULL,
-          FIELD(max_connections_per_uid, unsigned), NULL, NULL },
-        { "daemon", "idle_timeout", NULL, 0, SETTING_UINT, 0, TIMEOUT_MAX_S, "seconds", FIELD(idle_timeout_s, unsigned),
-          NULL, NULL },
-        { "daemon", "request_timeout", "request-timeout", 0, SETTING_UINT, 1, TIMEOUT_MAX_S, "seconds",
-          FIELD(request_timeout_s, unsigned), "S", "close a connection whose request line stays unfinished (default 30)" },
-        { "units", "units", "units", 0, SETTING_UNITS, 0, 0, NULL, FIELD(units, char **), "\"A B\"",
-          "dependent units: stopped before a change, started after" },
-        { "units", "manager", "manager", 0, SETTING_MANAGER, 0, 0, NULL, FIELD(user_manager, bool), "system|user",
-          "which systemd manager runs them (default system)" },
-        { "units", "stop_timeout", "stop-timeout", 0, SETTING_UINT, 1, TIMEOUT_MAX_S, "seconds",
-          FIELD(stop_timeout_s, unsigned), "S", "SIGKILL units still stopping after S seconds (default 30)" },
-        { "units", "start_timeout", "start-timeout", 0, SETTING_UINT, 1, TIMEOUT_MAX_S, "seconds",
-          FIELD(start_timeout_s, unsigned), "S", "how long to wait for their start jobs (default 90)" },
-        { "units", "holder_timeout", "holder-timeout", 0, SETTING_UINT, 0, TIMEOUT_MAX_S, "seconds",
-          FIELD(holder_timeout_s, unsigned), "S", "how long other processes may keep the database open (default 10)" },
-        { "backup", "dir", "backup-dir", 0, SETTING_STRING, 0, 0, NULL, FIELD(backup_dir, char *), "DIR",
-          "where backups go (default: <database>-backups)" },
-        { "backup", "keep", "keep", 0, SETTING_UINT, 1, 10000, NULL, FIELD(backup_keep, unsigned), "N",
-          "how many backups to keep (default 10)" },
-        { "backup", "integrity", "integrity", 0, SETTING_INTEGRITY, 0, 0, NULL, FIELD(integrity, int), "MODE",
-          "quick (default), full or off: checked before and after each job" },
+        { .section = "database", .key = "path", .flag = "database", .short_flag = 'd', .type = SETTING_STRING,
+          .offset = FIELD(database, char *), .arg = "PATH",
+          .help = "the SQLite database (created if missing)" },
+        { .section = "database", .key = "busy_timeout_ms", .flag = "busy-timeout", .type = SETTING_UINT,
+          .min = 0, .max = 3600000, .unit = "milliseconds", .dflt = "5000",
+          .offset = FIELD(busy_timeout_ms, unsigned), .arg = "MS",
+          .help = "how long to wait for other writers" },
+        { .section = "database", .key = "owner", .flag = "database-owner", .type = SETTING_USER,
+          .offset = FIELD(database_uid, uid_t), .arg = "USER",
+          .help = "owner of a database migrated creates (default: ours)" },
+        { .section = "database", .key = "group", .flag = "database-group", .type = SETTING_GROUP,
+          .offset = FIELD(database_gid, gid_t), .arg = "GROUP",
+          .help = "group of a database migrated creates (default: ours)" },
+        { .section = "database", .key = "mode", .flag = "database-mode", .type = SETTING_MODE, .dflt = "0640",
+          .offset = FIELD(database_mode, unsigned), .arg = "MODE",
+          .help = "mode of a database migrated creates" },
+        { .section = "migrations", .key = "directory", .flag = "migrations", .short_flag = 'm',
+          .type = SETTING_STRING, .offset = FIELD(migrations_dir, char *), .arg = "DIR",
+          .help = "the migrations directory (NNNN_name.up.sql ...)" },
+        { .section = "migrations", .key = "format", .flag = "format", .type = SETTING_FORMAT, .dflt = "auto",
+          .offset = FIELD(format, int), .arg = "FORMAT",
+          .help = "auto, native or prisma (<timestamp>_<name>/migration.sql)" },
+        { .section = "migrations", .key = "auto_up", .flag = "auto-up", .type = SETTING_BOOL,
+          .offset = FIELD(auto_up, bool), .help = "apply pending migrations at start" },
+        { .section = "daemon", .key = "socket", .flag = "socket", .short_flag = 's', .type = SETTING_STRING,
+          .dflt = DEFAULT_SOCKET, .offset = FIELD(socket_path, char *), .arg = "PATH",
+          .help = "the control socket" },
+        { .section = "daemon", .key = "state_directory", .flag = "state-dir", .type = SETTING_STRING,
+          .offset = FIELD(state_dir, char *), .arg = "DIR",
+          .help = "the daemon's own state (default: $STATE_DIRECTORY, or\n"
+                  "                            /var/lib/migrated/db-<escaped database path> for root)" },
+        { .section = "daemon", .key = "max_queue", .type = SETTING_UINT, .min = 1, .max = 100000, .dflt = "64",
+          .offset = FIELD(max_queue, unsigned) },
+        { .section = "daemon", .key = "admin_group", .flag = "admin-group", .type = SETTING_GROUP,
+          .offset = FIELD(admin_gid, gid_t), .arg = "GROUP",
+          .help = "members may change the database too (root and our user may)" },
+        { .section = "daemon", .key = "socket_group", .flag = "socket-group", .type = SETTING_GROUP,
+          .offset = FIELD(socket_gid, gid_t), .arg = "GROUP", .help = "group of the socket (mode 0660)" },
+        { .section = "daemon", .key = "max_connections", .type = SETTING_UINT, .min = 1, .max = 1000000,
+          .dflt = "4096", .offset = FIELD(max_connections, unsigned) },
+        { .section = "daemon", .key = "max_connections_per_uid", .type = SETTING_UINT, .min = 1, .max = 1000000,
+          .dflt = "2048", .offset = FIELD(max_connections_per_uid, unsigned) },
+        { .section = "daemon", .key = "idle_timeout", .type = SETTING_UINT, .min = 0, .max = TIMEOUT_MAX_S,
+          .unit = "seconds", .dflt = "300", .offset = FIELD(idle_timeout_s, unsigned) },
+        { .section = "daemon", .key = "request_timeout", .flag = "request-timeout", .type = SETTING_UINT,
+          .min = 1, .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "30",
+          .offset = FIELD(request_timeout_s, unsigned), .arg = "S",
+          .help = "close a connection whose request line stays unfinished" },
+        { .section = "units", .key = "units", .flag = "units", .type = SETTING_UNITS,
+          .offset = FIELD(units, char **), .arg = "\"A B\"",
+          .help = "dependent units: stopped before a change, started after" },
+        { .section = "units", .key = "manager", .flag = "manager", .type = SETTING_MANAGER, .dflt = "system",
+          .offset = FIELD(user_manager, bool), .arg = "system|user",
+          .help = "which systemd manager runs them" },
+        { .section = "units", .key = "stop_timeout", .flag = "stop-timeout", .type = SETTING_UINT, .min = 1,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "30", .offset = FIELD(stop_timeout_s, unsigned),
+          .arg = "S", .help = "SIGKILL units still stopping after S seconds" },
+        { .section = "units", .key = "start_timeout", .flag = "start-timeout", .type = SETTING_UINT, .min = 1,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "90", .offset = FIELD(start_timeout_s, unsigned),
+          .arg = "S", .help = "how long to wait for their start jobs" },
+        { .section = "units", .key = "holder_timeout", .flag = "holder-timeout", .type = SETTING_UINT, .min = 0,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "10", .offset = FIELD(holder_timeout_s, unsigned),
+          .arg = "S", .help = "how long other processes may keep the database open" },
+        { .section = "backup", .key = "dir", .flag = "backup-dir", .type = SETTING_STRING,
+          .offset = FIELD(backup_dir, char *), .arg = "DIR",
+          .help = "where backups go (default: <database>-backups)" },
+        { .section = "backup", .key = "keep", .flag = "keep", .type = SETTING_UINT, .min = 1, .max = 10000,
+          .dflt = "10", .offset = FIELD(backup_keep, unsigned), .arg = "N",
+          .help = "how many backups to keep" },
+        { .section = "backup", .key = "integrity", .flag = "integrity", .type = SETTING_INTEGRITY,
+          .dflt = "quick", .offset = FIELD(integrity, int), .arg = "MODE",
+          .help = "quick, full or off: checked before and after each job" },
 };
 const size_t settings_n = ELEMENTSOF(settings_table);
 
@@ -426,7 +441,8 @@ static void help(void) {
                         continue;
                 snprintf(left, sizeof(left), "%c%c%c --%s%s%s", st->short_flag ? '-' : ' ', st->short_flag ?: ' ',
                          st->short_flag ? ',' : ' ', st->flag, st->arg ? " " : "", st->arg ?: "");
-                printf("  %-25s %s\n", left, st->help);
+                printf("  %-25s %s%s%s%s\n", left, st->help, st->dflt ? " (default " : "", st->dflt ?: "",
+                       st->dflt ? ")" : "");
         }
         printf("  -c, --config FILE         an INI file with the same settings; flags win\n"
                "  -h, --help                show this help\n"
@@ -519,34 +535,25 @@ static int parse_cli(int argc, char **argv, cli *a) {
         return CONFIG_RUN;
 }
 
-/* What a setting is when neither the file nor a flag names it. */
-static void config_defaults(config *c) {
+/* What a setting is when neither the file nor a flag names it: the rows' defaults; the ids that
+ * mean "ours" or "none" are -1. */
+static int config_defaults(config *c) {
         memset(c, 0, sizeof(*c));
-        c->backup_keep = DEFAULT_BACKUP_KEEP;
-        c->integrity = 1;
-        c->format = -1;
-        c->admin_gid = (gid_t) -1;
-        c->socket_gid = (gid_t) -1;
-        c->max_connections = 4096;
-        c->max_connections_per_uid = 2048;
-        c->idle_timeout_s = 300;
-        c->request_timeout_s = DEFAULT_REQUEST_TIMEOUT_S;
         c->database_uid = (uid_t) -1;
         c->database_gid = (gid_t) -1;
-        c->database_mode = DEFAULT_DATABASE_MODE;
-        c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
-        c->max_queue = DEFAULT_MAX_QUEUE;
-        c->stop_timeout_s = DEFAULT_STOP_TIMEOUT_S;
-        c->start_timeout_s = DEFAULT_START_TIMEOUT_S;
-        c->holder_timeout_s = DEFAULT_HOLDER_TIMEOUT_S;
+        c->admin_gid = (gid_t) -1;
+        c->socket_gid = (gid_t) -1;
+        for (size_t i = 0; i < settings_n; i++)
+                if (settings_table[i].dflt && setting_parse(&settings_table[i], settings_table[i].dflt, c) < 0)
+                        return -ENOMEM; /* the defaults are checked by test-settings: only memory can fail */
+        return 0;
 }
 
 int config_load(int argc, char **argv, config *c) {
         _cleanup_free_ cli *a = calloc(1, sizeof(cli) + (size_t) (argc > 0 ? argc : 1) * sizeof(a->given[0]));
         int r;
 
-        config_defaults(c);
-        if (!a)
+        if (config_defaults(c) < 0 || !a)
                 return CONFIG_EXIT_USAGE;
         r = parse_cli(argc, argv, a);
         if (r != CONFIG_RUN)
@@ -568,8 +575,6 @@ int config_load(int argc, char **argv, config *c) {
         for (size_t i = 0; i < a->n_given; i++)
                 if (setting_parse(a->given[i].row, a->given[i].value, c) < 0)
                         return check_flag(a->given[i].row, a->given[i].value) ?: CONFIG_EXIT_USAGE;
-        if (!c->socket_path && !(c->socket_path = strdup(DEFAULT_SOCKET)))
-                return CONFIG_EXIT_USAGE;
         if (!c->database || !c->migrations_dir) {
                 fprintf(stderr, "migrated: %s is required (flag or config file)\nTry 'migrated --help'.\n",
                         !c->database ? "--database" : "--migrations");

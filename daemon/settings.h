@@ -63,6 +63,7 @@ typedef struct setting {
         setting_type type;
         unsigned min, max; /* SETTING_UINT */
         const char *unit;  /* SETTING_UINT: "seconds", "milliseconds" or NULL, for the messages */
+        const char *dflt;  /* the default, parsed like a value; NULL: zero (or see config_load) */
         size_t offset;     /* of its field in config */
         const char *arg;   /* --help: the flag's argument, NULL for none */
         const char *help;  /* --help: what it does */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "macro.h"
 #include "settings.h"
 
@@ -232,6 +233,23 @@ static void test_flags(void **state) {
         assert_int_equal(load(only_file, &c), CONFIG_RUN);
         assert_int_equal(c.backup_keep, 3);
         assert_int_equal(c.busy_timeout_ms, 100);
+        /* and the rest are the rows' defaults */
+        assert_int_equal(c.max_queue, 64);
+        assert_int_equal(c.database_mode, 0640);
+        assert_int_equal(c.integrity, 1);
+        assert_int_equal(c.format, -1);
+        assert_false(c.user_manager);
+        assert_int_equal(c.stop_timeout_s, 30);
+        assert_int_equal(c.start_timeout_s, 90);
+        assert_int_equal(c.holder_timeout_s, 10);
+        assert_int_equal(c.idle_timeout_s, 300);
+        assert_int_equal(c.request_timeout_s, 30);
+        assert_int_equal(c.max_connections, 4096);
+        assert_int_equal(c.max_connections_per_uid, 2048);
+        assert_int_equal(c.admin_gid, (gid_t) -1);
+        assert_int_equal(c.database_uid, (uid_t) -1);
+        assert_string_equal(c.socket_path, DEFAULT_SOCKET);
+        assert_string_equal(c.backup_dir, "/tmp/db-backups");
         config_clear(&c);
 
         char *bad[] = { (char *) "migrated", (char *) "--keep", (char *) "0", NULL };
