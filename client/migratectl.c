@@ -726,6 +726,9 @@ static const verb verbs[] = {
         { _METHOD_INVALID, "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
         {}
 };
+/* Every method but hello has its verb, plus new and the end marker: a method added to the
+ * protocol's table without a verb here fails to build (or, if it has none, adjust the count). */
+_Static_assert(ELEMENTSOF(verbs) == _METHOD_MAX - 1 + 1 + 1, "one verb per method with a verb");
 
 static const verb *verb_find(const char *name) {
         for (const verb *v = verbs; v->run; v++)

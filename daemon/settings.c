@@ -458,19 +458,27 @@ typedef struct cli {
         struct { const setting *row; const char *value; } given[];
 } cli;
 
-/* The command line's options: one per row with a flag, then --config, --help and --version. */
-static struct option *cli_options(void) {
+/* The command line's options: one per row with a flag, then --config, --help and --version; and
+ * the short ones for getopt ("d:m:s:c:h"). */
+static struct option *cli_options(char shortopts[static 2 * 26 + 8]) {
         struct option *o = calloc(settings_n + 4, sizeof(*o));
-        size_t n = 0;
+        size_t n = 0, k = 0;
 
         if (!o)
                 return NULL;
-        for (size_t i = 0; i < settings_n; i++)
+        for (size_t i = 0; i < settings_n; i++) {
+                if (settings_table[i].short_flag && k + 2 < 2 * 26) {
+                        shortopts[k++] = settings_table[i].short_flag;
+                        if (settings_table[i].type != SETTING_BOOL)
+                                shortopts[k++] = ':';
+                }
                 if (settings_table[i].flag)
                         o[n++] = (struct option) { settings_table[i].flag,
                                                    settings_table[i].type == SETTING_BOOL ? no_argument
                                                                                           : required_argument,
                                                    NULL, settings_table[i].short_flag ?: ARG_SETTING + (int) i };
+        }
+        memcpy(shortopts + k, "c:h", 4);
         o[n++] = (struct option) { "config", required_argument, NULL, 'c' };
         o[n++] = (struct option) { "help", no_argument, NULL, 'h' };
         o[n++] = (struct option) { "version", no_argument, NULL, ARG_VERSION };
@@ -505,14 +513,15 @@ static int check_flag(const setting *row, const char *value) {
 }
 
 static int parse_cli(int argc, char **argv, cli *a) {
-        _cleanup_free_ struct option *options = cli_options();
+        char shortopts[2 * 26 + 8];
+        _cleanup_free_ struct option *options = cli_options(shortopts);
         const setting *row;
         int c;
 
         if (!options)
                 return CONFIG_EXIT_USAGE;
         optind = 0;
-        while ((c = getopt_long(argc, argv, "d:m:s:c:h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, shortopts, options, NULL)) >= 0) {
                 switch (c) {
                 case 'c': a->config = optarg; continue;
                 case 'h': help(); return CONFIG_EXIT_OK;
