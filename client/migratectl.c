@@ -18,12 +18,16 @@
 #include "macro.h"
 #include "new.h"
 #include "output.h"
+#include "protocol-methods.h"
 #include "render.h"
 
-/* A verb handler parses its own arguments and returns an exit code. */
+/* The client's side of a method: the verb that calls it, which parses its own arguments and
+ * returns an exit code. The verb's name and the method it calls come from the protocol's method
+ * table (common/protocol-methods.c); a verb without a method (new) names itself. */
 typedef struct verb verb;
 struct verb {
-        const char *name;
+        protocol_method_id method; /* _METHOD_INVALID: runs without the daemon */
+        const char *name;          /* only when method is _METHOD_INVALID */
         int (*run)(const verb *v, int argc, char **argv);
         const char *usage;
         const char *help;
@@ -60,13 +64,17 @@ static bool arg_json = false;
 
 static const verb verbs[];
 
+static const char *verb_name(const verb *v) {
+        return v->method >= 0 ? protocol_methods[v->method].verb : v->name;
+}
+
 /* The full help: every verb from the verb table, the options, the exit codes. */
 static int help(void) {
         _cleanup_(table_freep) table *verbs_table = table_new(2), *codes = table_new(2);
         int r = verbs_table && codes ? 0 : -ENOMEM;
 
-        for (const verb *v = verbs; r >= 0 && v->name; v++)
-                r = table_addf(verbs_table, "%s %s", v->name, v->usage) ?: table_add(verbs_table, v->help);
+        for (const verb *v = verbs; r >= 0 && v->run; v++)
+                r = table_addf(verbs_table, "%s %s", verb_name(v), v->usage) ?: table_add(verbs_table, v->help);
         for (int c = 0; r >= 0 && c <= EXIT_CODE_MAX; c++)
                 r = table_addf(codes, "%d", c) ?: table_add(codes, exit_code_meaning(c));
         if (r < 0)
@@ -97,7 +105,7 @@ static int usage_error(const verb *v, const char *fmt, ...) {
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         if (v)
-                fprintf(stderr, "\nUsage: migratectl %s %s", v->name, v->usage);
+                fprintf(stderr, "\nUsage: migratectl %s %s", verb_name(v), v->usage);
         fprintf(stderr, "\nTry 'migratectl --help' for more information.\n");
         return EXIT_USAGE;
 }
@@ -109,7 +117,7 @@ static int common_option(const verb *v, int c, char **argv) {
                 arg_json = true;
                 return CONTINUE;
         case 'h':
-                printf("Usage: migratectl %s %s\n  %s\n", v->name, v->usage, v->help);
+                printf("Usage: migratectl %s %s\n  %s\n", verb_name(v), v->usage, v->help);
                 return EXIT_OK;
         case ':':
                 return usage_error(v, "option '%s' needs an argument", argv[optind - 1]);
@@ -291,7 +299,7 @@ static int connect_until(const char *path, int64_t deadline_ms, conn **ret) {
 /* One request, start to end: connect, send, show progress, print the final line. On success
  * *ret_result (if given) gets a reference to the result for the verb's own exit code. With a
  * connect deadline, connecting is retried until then. */
-static int call_daemon_until(const char *method, json_t *params, int (*render)(json_t *), json_t **ret_result,
+static int call_daemon_until(protocol_method_id method, json_t *params, int (*render)(json_t *), json_t **ret_result,
                              int64_t connect_deadline_ms) {
         _cleanup_(conn_freep) conn *c = NULL;
         json_auto_t *root = NULL;
@@ -312,7 +320,7 @@ static int call_daemon_until(const char *method, json_t *params, int (*render)(j
                         "  is migrated running? start it or pass --socket\n", path, strerror(-r));
                 return EXIT_UNREACHABLE;
         }
-        r = conn_call(c, method, params, on_event, &p, &kind, &root, &body);
+        r = conn_call(c, protocol_methods[method].name, params, on_event, &p, &kind, &root, &body);
         progress_end(&p);
         if (r != 0)
                 return call_failed(path, r, p.n_events);
@@ -329,7 +337,7 @@ static int call_daemon_until(const char *method, json_t *params, int (*render)(j
         return EXIT_OK;
 }
 
-static int call_daemon(const char *method, json_t *params, int (*render)(json_t *), json_t **ret_result) {
+static int call_daemon(protocol_method_id method, json_t *params, int (*render)(json_t *), json_t **ret_result) {
         return call_daemon_until(method, params, render, ret_result, 0);
 }
 
@@ -355,7 +363,7 @@ static int verb_status(const verb *v, int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
 
-        r = call_daemon("status", NULL, render_status, &result);
+        r = call_daemon(v->method, NULL, render_status, &result);
         if (r != EXIT_OK || !a.check)
                 return r;
         if (has_checksum_mismatch(result))
@@ -377,7 +385,7 @@ static int run_job(const verb *v, int argc, char **argv, const struct option *op
         params = request_params(&a);
         if (!params)
                 return -ENOMEM;
-        return call_daemon(v->name, params, render_job, NULL);
+        return call_daemon(v->method, params, render_job, NULL);
 }
 
 static int verb_up(const verb *v, int argc, char **argv) {
@@ -436,7 +444,7 @@ static int verb_plan(const verb *v, int argc, char **argv) {
                 json_decref(params);
                 return -ENOMEM;
         }
-        return call_daemon("plan", params, render_plan_result, NULL);
+        return call_daemon(v->method, params, render_plan_result, NULL);
 }
 
 static int verb_history(const verb *v, int argc, char **argv) {
@@ -455,7 +463,7 @@ static int verb_history(const verb *v, int argc, char **argv) {
         params = request_params(&a);
         if (!params)
                 return -ENOMEM;
-        return call_daemon("history", params, render_history, NULL);
+        return call_daemon(v->method, params, render_history, NULL);
 }
 
 /* Exit 5 for an edited applied migration, 1 for any other problem. */
@@ -468,7 +476,7 @@ static int verb_verify(const verb *v, int argc, char **argv) {
         r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        r = call_daemon("verify", NULL, render_verify, &result);
+        r = call_daemon(v->method, NULL, render_verify, &result);
         if (r != EXIT_OK)
                 return r;
         if (has_checksum_mismatch(result))
@@ -532,7 +540,7 @@ static int verb_wait(const verb *v, int argc, char **argv) {
         if (!params)
                 return -ENOMEM;
         /* connecting is retried until the deadline; the daemon then waits what is left */
-        r = call_daemon_until("wait", params, render_wait, NULL, deadline > now_ms() ? deadline : 1);
+        r = call_daemon_until(v->method, params, render_wait, NULL, deadline > now_ms() ? deadline : 1);
         if (r == EXIT_UNREACHABLE)
                 fprintf(stderr, "migratectl: error: migrated did not answer within %" PRId64 " s\n", a.timeout);
         return r;
@@ -546,7 +554,7 @@ static int verb_backup(const verb *v, int argc, char **argv) {
         r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        return call_daemon("backup", NULL, render_job, NULL);
+        return call_daemon(v->method, NULL, render_job, NULL);
 }
 
 static int verb_backups(const verb *v, int argc, char **argv) {
@@ -557,7 +565,7 @@ static int verb_backups(const verb *v, int argc, char **argv) {
         r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        return call_daemon("backups", NULL, render_backups, NULL);
+        return call_daemon(v->method, NULL, render_backups, NULL);
 }
 
 static int verb_restore(const verb *v, int argc, char **argv) {
@@ -574,7 +582,7 @@ static int verb_restore(const verb *v, int argc, char **argv) {
         params = optind < argc ? json_pack("{s:s}", "backup", argv[optind]) : json_object();
         if (!params)
                 return -ENOMEM;
-        return call_daemon("restore", params, render_job, NULL);
+        return call_daemon(v->method, params, render_job, NULL);
 }
 
 static int render_marked(json_t *result) {
@@ -608,7 +616,7 @@ static int verb_mark(const verb *v, int argc, char **argv) {
                 state = "rolled_back";
         else
                 return usage_error(v, "the state must be 'applied' or 'rolled-back', not '%s'", argv[optind]);
-        return call_daemon("mark", json_pack("{s:s,s:s}", "migration", argv[optind + 1], "state", state), render_marked,
+        return call_daemon(v->method, json_pack("{s:s,s:s}", "migration", argv[optind + 1], "state", state), render_marked,
                            NULL);
 }
 
@@ -623,7 +631,7 @@ static int verb_baseline(const verb *v, int argc, char **argv) {
                 return r;
         if (argc - optind != 1 || parse_number(argv[optind], &version) < 0 || version == 0)
                 return usage_error(v, "expected one VERSION (a migration's number)");
-        return call_daemon("baseline", json_pack("{s:I}", "version", (json_int_t) version), render_marked, NULL);
+        return call_daemon(v->method, json_pack("{s:I}", "version", (json_int_t) version), render_marked, NULL);
 }
 
 /* With --database, inspects locally (the daemon may be what is down); else asks the daemon, which
@@ -652,7 +660,7 @@ static int verb_lock_check(const verb *v, int argc, char **argv) {
                 return usage_error(v, "unexpected argument '%s'", argv[optind]);
         if (a.database)
                 return lockcheck_local(a.database, arg_json);
-        r = call_daemon("lock_check", NULL, render_lockcheck, &result);
+        r = call_daemon(v->method, NULL, render_lockcheck, &result);
         if (r != EXIT_OK)
                 return r;
         return lockcheck_exit_code(result);
@@ -693,36 +701,50 @@ static int verb_cancel(const verb *v, int argc, char **argv) {
                 json_decref(params);
                 return r;
         }
-        return call_daemon("cancel", params, render_cancel, NULL);
+        return call_daemon(v->method, params, render_cancel, NULL);
 }
 
+/* In the order --help lists them. */
 static const verb verbs[] = {
-        { "status", verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
-        { "up", verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration] [--allow-out-of-order]",
+        { METHOD_STATUS, NULL, verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
+        { METHOD_UP, NULL, verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration] [--allow-out-of-order]",
           "Apply pending migrations, all or nothing (--rehearse: on a copy)" },
-        { "down", verb_down, "[--steps N | --to V] [--dry-run]", "Revert migrations (default: the last one)" },
-        { "plan", verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do; change nothing" },
-        { "history", verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
-        { "verify", verb_verify, "", "Check applied migrations against their files" },
-        { "wait", verb_wait, "[--timeout S] [--strict]",
+        { METHOD_DOWN, NULL, verb_down, "[--steps N | --to V] [--dry-run]", "Revert migrations (default: the last one)" },
+        { METHOD_PLAN, NULL, verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do; change nothing" },
+        { METHOD_HISTORY, NULL, verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
+        { METHOD_VERIFY, NULL, verb_verify, "", "Check applied migrations against their files" },
+        { METHOD_WAIT, NULL, verb_wait, "[--timeout S] [--strict]",
           "Return once the schema is current, or a failed migration was rolled back (--strict: current only)" },
-        { "cancel", verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
-        { "backup", verb_backup, "", "Take a backup now (online, consistent)" },
-        { "backups", verb_backups, "", "List the backups, newest first" },
-        { "restore", verb_restore, "[BACKUP]", "Replace the database with a backup (default: the newest)" },
-        { "lock-check", verb_lock_check, "[--database PATH]",
+        { METHOD_CANCEL, NULL, verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
+        { METHOD_BACKUP, NULL, verb_backup, "", "Take a backup now (online, consistent)" },
+        { METHOD_BACKUPS, NULL, verb_backups, "", "List the backups, newest first" },
+        { METHOD_RESTORE, NULL, verb_restore, "[BACKUP]", "Replace the database with a backup (default: the newest)" },
+        { METHOD_LOCK_CHECK, NULL, verb_lock_check, "[--database PATH]",
           "Who holds the database and what to do (exit 6: a migration could not run now)" },
-        { "mark", verb_mark, "applied|rolled-back MIGRATION", "Record a migration's state without running it (migrate resolve)" },
-        { "baseline", verb_baseline, "VERSION", "Record migrations up to VERSION as applied on a database without history" },
-        { "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
+        { METHOD_MARK, NULL, verb_mark, "applied|rolled-back MIGRATION", "Record a migration's state without running it (migrate resolve)" },
+        { METHOD_BASELINE, NULL, verb_baseline, "VERSION", "Record migrations up to VERSION as applied on a database without history" },
+        { _METHOD_INVALID, "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
         {}
 };
+/* Every method but hello has its verb, plus new and the end marker: a method added to the
+ * protocol's table without a verb here fails to build (or, if it has none, adjust the count). */
+_Static_assert(ELEMENTSOF(verbs) == _METHOD_MAX - 1 + 1 + 1, "one verb per method with a verb");
 
 static const verb *verb_find(const char *name) {
-        for (const verb *v = verbs; v->name; v++)
-                if (streq(v->name, name))
+        for (const verb *v = verbs; v->run; v++)
+                if (streq(verb_name(v), name))
                         return v;
         return NULL;
+}
+
+/* Names every verb, in the table's order. */
+static int missing_command(void) {
+        char list[512] = "";
+        size_t k = 0;
+
+        for (const verb *v = verbs; v->run && k < sizeof(list); v++)
+                k += (size_t) snprintf(list + k, sizeof(list) - k, "%s%s", k > 0 ? ", " : "", verb_name(v));
+        return usage_error(NULL, "missing command (one of %s)", list);
 }
 
 /* Global options stop at the command; the command's own options follow it. Returns CONTINUE or
@@ -779,7 +801,7 @@ static int run(int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
         if (optind >= argc)
-                return usage_error(NULL, "missing command (one of status, up, down, plan, history, verify, wait, cancel, backup, backups, restore, lock-check, mark, baseline, new)");
+                return missing_command();
         v = verb_find(argv[optind]);
         if (!v)
                 return usage_error(NULL, "unknown command '%s'", argv[optind]);

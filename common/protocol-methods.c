@@ -44,30 +44,38 @@ static const param_spec baseline_params[] = {
         { "version", PARAM_INT, 1, VERSION_MAX },
 };
 
-#define METHOD(n, p) { n, p, ELEMENTSOF(p) }
+#define PARAMS(p) p, ELEMENTSOF(p)
 
+/* One row per method, in the order hello lists them. */
 const protocol_method protocol_methods[] = {
-        { "hello", NULL, 0 },
-        { "status", NULL, 0 },
-        METHOD("plan", plan_params),
-        METHOD("history", history_params),
-        { "verify", NULL, 0 },
-        METHOD("wait", wait_params),
-        { "lock_check", NULL, 0 },
-        METHOD("up", up_params),
-        METHOD("down", down_params),
-        METHOD("cancel", cancel_params),
-        { "backups", NULL, 0 },
-        { "backup", NULL, 0 },
-        METHOD("restore", restore_params),
-        METHOD("mark", mark_params),
-        METHOD("baseline", baseline_params),
+        [METHOD_HELLO] = { "hello", NULL, 0, METHOD_READS, NULL },
+        [METHOD_STATUS] = { "status", NULL, 0, METHOD_READS, "status" },
+        [METHOD_PLAN] = { "plan", PARAMS(plan_params), METHOD_READS, "plan" },
+        [METHOD_HISTORY] = { "history", PARAMS(history_params), METHOD_READS, "history" },
+        [METHOD_VERIFY] = { "verify", NULL, 0, METHOD_READS, "verify" },
+        [METHOD_WAIT] = { "wait", PARAMS(wait_params), METHOD_READS, "wait" },
+        [METHOD_LOCK_CHECK] = { "lock_check", NULL, 0, METHOD_READS, "lock-check" },
+        [METHOD_UP] = { "up", PARAMS(up_params), METHOD_CHANGES, "up" },
+        [METHOD_DOWN] = { "down", PARAMS(down_params), METHOD_CHANGES, "down" },
+        [METHOD_CANCEL] = { "cancel", PARAMS(cancel_params), METHOD_CHANGES, "cancel" },
+        [METHOD_BACKUPS] = { "backups", NULL, 0, METHOD_READS, "backups" },
+        [METHOD_BACKUP] = { "backup", NULL, 0, METHOD_CHANGES, "backup" },
+        [METHOD_RESTORE] = { "restore", PARAMS(restore_params), METHOD_CHANGES, "restore" },
+        [METHOD_MARK] = { "mark", PARAMS(mark_params), METHOD_CHANGES, "mark" },
+        [METHOD_BASELINE] = { "baseline", PARAMS(baseline_params), METHOD_CHANGES, "baseline" },
 };
-const size_t protocol_n_methods = ELEMENTSOF(protocol_methods);
+_Static_assert(ELEMENTSOF(protocol_methods) == _METHOD_MAX, "one row per protocol_method_id");
 
-const protocol_method *protocol_method_find(const char *name) {
-        for (size_t i = 0; i < protocol_n_methods; i++)
-                if (streq(protocol_methods[i].name, name))
-                        return &protocol_methods[i];
-        return NULL;
+protocol_method_id protocol_method_from_name(const char *name) {
+        for (protocol_method_id i = 0; i < _METHOD_MAX; i++)
+                if (protocol_methods[i].name && streq(protocol_methods[i].name, name))
+                        return i;
+        return _METHOD_INVALID;
+}
+
+/* The privilege column, read in this one place: a dry run changes nothing, so anyone who may read
+ * may ask for one; dry_run: false is a change like any other. */
+bool protocol_method_changes(protocol_method_id id, const json_t *params) {
+        return protocol_methods[id].privilege == METHOD_CHANGES &&
+               !json_is_true(json_object_get(params, "dry_run"));
 }

@@ -25,15 +25,9 @@ typedef struct request {
         json_t *params; /* owned reference */
 } request;
 
-typedef void (*command_fn)(request *rq);
-
-/* The daemon's side of a method: its handler and who may call it. Its parameters are in the
+/* The daemon's side of a method: its handler. Its parameters and who may call it are in the
  * protocol's table (common/protocol-methods.c). */
-typedef struct command {
-        const char *method;
-        command_fn run;
-        bool privileged; /* changes the database: root, our user and the admin group only */
-} command;
+typedef void (*command_fn)(request *rq);
 
 static void request_free(request *rq) {
         json_decref(rq->id);
@@ -421,32 +415,34 @@ static void cmd_down(request *rq) {
         submit_job(rq, PLAN_DOWN);
 }
 
-static const command commands[] = {
-        { "hello", cmd_hello, false },
-        { "status", cmd_status, false },
-        { "plan", cmd_plan, false },
-        { "history", cmd_history, false },
-        { "verify", cmd_verify, false },
-        { "wait", cmd_wait, false },
-        { "lock_check", cmd_lock_check, false },
-        { "up", cmd_up, true },
-        { "down", cmd_down, true },
-        { "cancel", cmd_cancel, true },
-        { "backups", cmd_backups, false },
-        { "backup", cmd_backup, true },
-        { "restore", cmd_restore, true },
-        { "mark", cmd_mark, true },
-        { "baseline", cmd_baseline, true },
+/* One handler per protocol_method_id: the build checks the count; a hole would answer
+ * unknown_method, which test_authz's test_every_method_of_the_table catches. */
+static const command_fn handlers[] = {
+        [METHOD_HELLO] = cmd_hello,
+        [METHOD_STATUS] = cmd_status,
+        [METHOD_PLAN] = cmd_plan,
+        [METHOD_HISTORY] = cmd_history,
+        [METHOD_VERIFY] = cmd_verify,
+        [METHOD_WAIT] = cmd_wait,
+        [METHOD_LOCK_CHECK] = cmd_lock_check,
+        [METHOD_UP] = cmd_up,
+        [METHOD_DOWN] = cmd_down,
+        [METHOD_CANCEL] = cmd_cancel,
+        [METHOD_BACKUPS] = cmd_backups,
+        [METHOD_BACKUP] = cmd_backup,
+        [METHOD_RESTORE] = cmd_restore,
+        [METHOD_MARK] = cmd_mark,
+        [METHOD_BASELINE] = cmd_baseline,
 };
-static const size_t n_commands = ELEMENTSOF(commands);
+_Static_assert(ELEMENTSOF(handlers) == _METHOD_MAX, "one handler per protocol_method_id");
 
 static void cmd_hello(request *rq) {
         json_t *methods = json_array();
         json_t *capabilities = json_pack("[sssssss]", "events", "coalescing", "dry_run", "units", "wait", "backups",
                                          "rehearse");
 
-        for (size_t i = 0; i < n_commands; i++)
-                json_array_append_new(methods, json_string(commands[i].method));
+        for (protocol_method_id i = 0; i < _METHOD_MAX; i++)
+                json_array_append_new(methods, json_string(protocol_methods[i].name));
         /* the formats that announce themselves, from the table of migration formats */
         for (size_t i = 0; capabilities && i < migration_format_count(); i++)
                 if (migration_format_at(i)->capability)
@@ -477,8 +473,7 @@ static bool peer_may_change(const server *s, const peer *p) {
 
 void commands_dispatch(server *s, const peer *p, const char *line, size_t size) {
         protocol_request req;
-        const command *cmd = NULL;
-        const protocol_method *pm;
+        protocol_method_id id;
         _cleanup_free_ char *msg = NULL;
         request *rq;
         int r;
@@ -489,10 +484,8 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
-        for (size_t i = 0; i < n_commands; i++)
-                if (streq(commands[i].method, req.method))
-                        cmd = &commands[i];
-        if (!cmd) {
+        id = protocol_method_from_name(req.method);
+        if (id < 0 || !handlers[id]) {
                 free(msg);
                 msg = NULL;
                 if (asprintf(&msg, "unknown method \"%.64s\"", req.method) < 0)
@@ -501,19 +494,17 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
-        pm = protocol_method_find(cmd->method);
-        r = pm ? protocol_check_params(req.params, pm->params, pm->n_params, &msg) : PROTOCOL_ERROR_INTERNAL + 1;
+        r = protocol_check_params(req.params, protocol_methods[id].params, protocol_methods[id].n_params, &msg);
         if (r > 0) {
                 server_reply_error(s, p->conn_id, req.id, (protocol_error_code) (r - 1), msg, NULL);
                 protocol_request_done(&req);
                 return;
         }
-        /* a dry run changes nothing: anyone who may read may ask for one */
-        if (cmd->privileged && !json_is_true(json_object_get(req.params, "dry_run")) && !peer_may_change(s, p)) {
+        if (protocol_method_changes(id, req.params) && !peer_may_change(s, p)) {
                 _cleanup_free_ char *unit = NULL;
                 if (sd_pid_get_unit(p->pid, &unit) < 0)
                         unit = NULL;
-                log_warning("Refused %s from uid %u pid %d unit %s: not permitted", cmd->method, (unsigned) p->uid,
+                log_warning("Refused %s from uid %u pid %d unit %s: not permitted", protocol_methods[id].name, (unsigned) p->uid,
                             (int) p->pid, unit ?: "-");
                 server_reply_error(s, p->conn_id, req.id, PROTOCOL_ERROR_PERMISSION_DENIED,
                                    s->cfg->admin_gid != (gid_t) -1
@@ -536,5 +527,5 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
         rq->id = json_incref(req.id);
         rq->params = json_incref(req.params);
         protocol_request_done(&req);
-        cmd->run(rq);
+        handlers[id](rq);
 }

@@ -22,10 +22,6 @@
 #include "macro.h"
 #include "server.h"
 
-static void on_request(void *userdata, const peer *p, const char *line, size_t size) {
-        commands_dispatch(userdata, p, line, size);
-}
-
 typedef struct refresh {
         server *server;
         json_t *snapshot;
@@ -98,43 +94,6 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
                 return;
         }
         server_shutdown(s);
-}
-
-/* Opens both engines and clears what a killed predecessor left behind, before serving anyone. */
-static int open_engines(server *s, const db_file_identity *identity) {
-        engine_options o = { .database = s->cfg->database, .migrations_dir = s->cfg->migrations_dir,
-                             .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
-                             .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
-                             .format = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
-                                                           : migdir_detect_format(s->cfg->migrations_dir),
-                             .identity = *identity };
-        engine_error err = {};
-        json_t *snap = NULL;
-        int r;
-
-        r = engine_new(&o, &s->job_engine, &err);
-        if (r == 0) {
-                o.read_only = true;
-                r = engine_new(&o, &s->read_engine, &err);
-        }
-        if (r != 0) {
-                if (r > 0)
-                        log_error("Failed to open %s: %s", s->cfg->database, err.message);
-                else
-                        log_error_errno(r, "Failed to open %s: %m", s->cfg->database);
-                engine_error_clear(&err);
-                return -EIO;
-        }
-        r = engine_recover(s->job_engine, &err);
-        if (r > 0)
-                log_warning("Marked %d attempt(s) left running by a previous migrated as interrupted", r);
-        else if (r < 0 || err.message)
-                log_warning("Could not check for interrupted attempts now: %s", err.message ?: strerror(-r));
-        engine_error_clear(&err);
-        if (engine_status(s->job_engine, &snap, &err) == 0)
-                server_set_snapshot(s, snap);
-        engine_error_clear(&err);
-        return 0;
 }
 
 typedef struct recovery {
@@ -224,33 +183,6 @@ static int recover_units(server *s) {
         return 0;
 }
 
-/* The state directory, and the gate's memory in it, before anything reads either. */
-static int open_state(server *s) {
-        _cleanup_free_ char *msg = NULL;
-        int r;
-
-        s->state_fd = statedir_open(s->cfg->state_dir, &msg);
-        if (s->state_fd < 0) {
-                if (msg)
-                        log_error("Cannot use the state directory: %s", msg);
-                else
-                        log_error_errno(s->state_fd, "Failed to open the state directory %s: %m", s->cfg->state_dir);
-                return -EIO;
-        }
-        r = gate_load(&s->gate, s->state_fd, s->cfg->database, &msg);
-        if (msg)
-                log_warning("%s", msg);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read the gate state in %s: %m", s->cfg->state_dir);
-        if (s->gate.hold)
-                log_info("The schema is held at version %" JSON_INTEGER_FORMAT " (by %s, job %" JSON_INTEGER_FORMAT
-                         "): migratectl up ends the hold",
-                         json_integer_value(json_object_get(s->gate.hold, "version")),
-                         json_string_value(json_object_get(s->gate.hold, "by")),
-                         json_integer_value(json_object_get(s->gate.hold, "job_id")));
-        return 0;
-}
-
 /* The loop feeds the watchdog: SQL never runs on it, so a long migration cannot starve it. */
 static void on_watchdog(evutil_socket_t fd, short what, void *userdata) {
         (void) sd_notify(0, "WATCHDOG=1");
@@ -268,28 +200,6 @@ static int setup_watchdog(server *s) {
         if (!s->watchdog || event_add(s->watchdog, &tv) < 0)
                 return -ENOMEM;
         return 0;
-}
-
-static int open_listener(const config *cfg, bool *ret_created) {
-        int n = sd_listen_fds(1), fd;
-
-        if (n > 1) {
-                log_error("Expected at most one socket from systemd, got %d", n);
-                return -EINVAL;
-        }
-        if (n == 1) {
-                *ret_created = false;
-                return SD_LISTEN_FDS_START;
-        }
-        fd = control_listen_path(cfg->socket_path, cfg->socket_gid);
-        if (fd == -EADDRINUSE || fd == -EEXIST)
-                return log_error_errno(fd, "Cannot listen on %s: %s", cfg->socket_path,
-                                       fd == -EEXIST ? "a file that is not a socket is in the way"
-                                                     : "another process is listening there");
-        if (fd < 0)
-                return log_error_errno(fd, "Failed to listen on %s: %m", cfg->socket_path);
-        *ret_created = true;
-        return fd;
 }
 
 static void notify_ready(server *s) {
@@ -324,108 +234,47 @@ static bool stopped_during_startup(server *s) {
         return s->stop_requested;
 }
 
+/* Start-up in order: the server's parts, the signal handlers, the units a dead predecessor left
+ * stopped, then the socket; then the loop until a clean shutdown. */
 static int run(const config *cfg, const db_file_identity *identity, const sigset_t *held) {
-        server s = { .cfg = cfg, .state_fd = -1 };
+        _cleanup_(server_freep) server *s = NULL;
         struct event *sig[3] = {};
-        bool created = false;
-        int fd = -1, r = -EIO;
+        int r = -EIO;
 
-        evthread_use_pthreads();
-        s.base = event_base_new();
-        if (!s.base)
-                return log_error_errno(ENOMEM, "Failed to create the event loop: %m");
-        if (setup_signals(&s, sig, held) < 0) {
+        if (server_new(cfg, identity, &s) < 0)
+                return -EIO;
+        if (setup_signals(s, sig, held) < 0) {
                 log_error("Failed to install the signal handlers");
                 goto finish;
         }
-        if (open_state(&s) < 0 || open_engines(&s, identity) < 0)
+        if (recover_units(s) < 0)
                 goto finish;
-        if (cfg->n_units > 0) {
-                r = units_new(s.base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &s.units);
-                if (r < 0) {
-                        log_error_errno(r, "Failed to connect to the %s service manager: %m",
-                                        cfg->user_manager ? "user" : "system");
-                        r = -EIO;
-                        goto finish;
-                }
-                r = -EIO;
-        }
-        if (recover_units(&s) < 0)
-                goto finish;
-        if (stopped_during_startup(&s)) {
+        if (stopped_during_startup(s)) {
                 r = 0;
                 goto finish;
         }
-        if (jobs_new(&s, cfg->max_queue, &s.jobs) < 0 || worker_new(s.base, "migrated-job", &s.job_worker) < 0 ||
-            worker_new(s.base, "migrated-read", &s.reader) < 0) {
-                log_error("Failed to start the workers");
+        if (server_listen(s) < 0)
                 goto finish;
-        }
-        jobs_set_last_id(s.jobs, engine_last_job_id(s.job_engine));
-        fd = open_listener(cfg, &created);
-        if (fd < 0)
-                goto finish;
-        /* never promise more connections than there are file descriptors, less a reserve for
-         * the database, the workers and the bus */
-        struct rlimit rl;
-        unsigned max_connections = cfg->max_connections;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 64 &&
-            max_connections > rl.rlim_cur - 64)
-                max_connections = (unsigned) (rl.rlim_cur - 64);
-        control_limits limits = { .max_connections = max_connections,
-                                  .max_connections_per_uid = cfg->max_connections_per_uid,
-                                  .idle_timeout_s = cfg->idle_timeout_s,
-                                  .request_timeout_s = cfg->request_timeout_s,
-                                  .max_output = 16u * 1024u * 1024u,
-                                  .max_outstanding = 64 };
-        if (control_new(s.base, fd, &limits, on_request, &s, &s.control) < 0) {
-                close(fd);
-                goto finish;
-        }
-        log_info("Serving %s (%s migrations in %s) on %s", cfg->database,
-                 cfg->format >= 0 ? migdir_format_to_string((migdir_format) cfg->format)
-                                  : migdir_format_to_string(migdir_detect_format(cfg->migrations_dir)),
-                 cfg->migrations_dir,
-                 created ? cfg->socket_path : "the socket passed by systemd");
-        if (cfg->auto_up && s.gate.hold)
+        if (cfg->auto_up && s->gate.hold)
                 log_info("--auto-up: not applying, the schema is held at version %" JSON_INTEGER_FORMAT
-                         " (migratectl up ends the hold)", json_integer_value(json_object_get(s.gate.hold, "version")));
+                         " (migratectl up ends the hold)", json_integer_value(json_object_get(s->gate.hold, "version")));
         else if (cfg->auto_up) {
                 engine_job up = { .request = { .direction = PLAN_UP, .to = PLAN_NO_TARGET },
                                   .requested_by = "migrated --auto-up" };
-                jobs_submit(s.jobs, &up, 0, NULL);
+                jobs_submit(s->jobs, &up, 0, NULL);
         }
-        if (setup_watchdog(&s) < 0)
+        if (setup_watchdog(s) < 0)
                 goto finish;
-        notify_ready(&s);
-        s.serving = true;
-        if (s.stop_requested)
-                server_shutdown(&s);
-        event_base_dispatch(s.base);
+        notify_ready(s);
+        s->serving = true;
+        if (s->stop_requested)
+                server_shutdown(s);
+        event_base_dispatch(s->base);
         r = 0;
 finish:
         for (size_t i = 0; i < ELEMENTSOF(sig); i++)
                 if (sig[i])
                         event_free(sig[i]);
-        /* Workers first: joining them runs their last completions, which still reply. */
-        s.job_worker = worker_free(s.job_worker);
-        s.reader = worker_free(s.reader);
-        s.control = control_free(s.control);
-        if (created)
-                (void) unlink(cfg->socket_path);
-        if (s.exit_check)
-                event_free(s.exit_check);
-        s.jobs = jobs_free(s.jobs);
-        s.units = units_free(s.units);
-        if (s.watchdog)
-                event_free(s.watchdog);
-        s.job_engine = engine_free(s.job_engine);
-        s.read_engine = engine_free(s.read_engine);
-        json_decref(s.snapshot);
-        gate_done(&s.gate);
-        if (s.state_fd >= 0)
-                close(s.state_fd);
-        event_base_free(s.base);
         return r;
 }
 

@@ -1,12 +1,20 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <event2/thread.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "commands.h"
 #include "jobs.h"
+#include "statedir.h"
+#include "units.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
@@ -209,4 +217,185 @@ void server_shutdown(server *s) {
 void server_job_finished(server *s) {
         if (s->shutting_down && s->exit_check)
                 event_active(s->exit_check, EV_TIMEOUT, 0);
+}
+
+static void on_request(void *userdata, const peer *p, const char *line, size_t size) {
+        commands_dispatch(userdata, p, line, size);
+}
+
+/* Opens both engines and clears what a killed predecessor left behind, before serving anyone. */
+static int open_engines(server *s, const db_file_identity *identity) {
+        engine_options o = { .database = s->cfg->database, .migrations_dir = s->cfg->migrations_dir,
+                             .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
+                             .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
+                             .format = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
+                                                           : migdir_detect_format(s->cfg->migrations_dir),
+                             .identity = *identity };
+        engine_error err = {};
+        json_t *snap = NULL;
+        int r;
+
+        r = engine_new(&o, &s->job_engine, &err);
+        if (r == 0) {
+                o.read_only = true;
+                r = engine_new(&o, &s->read_engine, &err);
+        }
+        if (r != 0) {
+                if (r > 0)
+                        log_error("Failed to open %s: %s", s->cfg->database, err.message);
+                else
+                        log_error_errno(r, "Failed to open %s: %m", s->cfg->database);
+                engine_error_clear(&err);
+                return -EIO;
+        }
+        r = engine_recover(s->job_engine, &err);
+        if (r > 0)
+                log_warning("Marked %d attempt(s) left running by a previous migrated as interrupted", r);
+        else if (r < 0 || err.message)
+                log_warning("Could not check for interrupted attempts now: %s", err.message ?: strerror(-r));
+        engine_error_clear(&err);
+        if (engine_status(s->job_engine, &snap, &err) == 0)
+                server_set_snapshot(s, snap);
+        engine_error_clear(&err);
+        return 0;
+}
+
+/* The state directory, and the gate's memory in it, before anything reads either. */
+static int open_state(server *s) {
+        _cleanup_free_ char *msg = NULL;
+        int r;
+
+        s->state_fd = statedir_open(s->cfg->state_dir, &msg);
+        if (s->state_fd < 0) {
+                if (msg)
+                        log_error("Cannot use the state directory: %s", msg);
+                else
+                        log_error_errno(s->state_fd, "Failed to open the state directory %s: %m", s->cfg->state_dir);
+                return -EIO;
+        }
+        r = gate_load(&s->gate, s->state_fd, s->cfg->database, &msg);
+        if (msg)
+                log_warning("%s", msg);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the gate state in %s: %m", s->cfg->state_dir);
+        if (s->gate.hold)
+                log_info("The schema is held at version %" JSON_INTEGER_FORMAT " (by %s, job %" JSON_INTEGER_FORMAT
+                         "): migratectl up ends the hold",
+                         json_integer_value(json_object_get(s->gate.hold, "version")),
+                         json_string_value(json_object_get(s->gate.hold, "by")),
+                         json_integer_value(json_object_get(s->gate.hold, "job_id")));
+        return 0;
+}
+
+static int open_listener(const config *cfg, bool *ret_created) {
+        int n = sd_listen_fds(1), fd;
+
+        if (n > 1) {
+                log_error("Expected at most one socket from systemd, got %d", n);
+                return -EINVAL;
+        }
+        if (n == 1) {
+                *ret_created = false;
+                return SD_LISTEN_FDS_START;
+        }
+        fd = control_listen_path(cfg->socket_path, cfg->socket_gid);
+        if (fd == -EADDRINUSE || fd == -EEXIST)
+                return log_error_errno(fd, "Cannot listen on %s: %s", cfg->socket_path,
+                                       fd == -EEXIST ? "a file that is not a socket is in the way"
+                                                     : "another process is listening there");
+        if (fd < 0)
+                return log_error_errno(fd, "Failed to listen on %s: %m", cfg->socket_path);
+        *ret_created = true;
+        return fd;
+}
+
+int server_new(const config *cfg, const db_file_identity *identity, server **ret) {
+        _cleanup_(server_freep) server *s = NULL;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return log_error_errno(ENOMEM, "Failed to allocate the server: %m");
+        s->cfg = cfg;
+        s->state_fd = -1;
+        evthread_use_pthreads();
+        s->base = event_base_new();
+        if (!s->base)
+                return log_error_errno(ENOMEM, "Failed to create the event loop: %m");
+        if (open_state(s) < 0 || open_engines(s, identity) < 0)
+                return -EIO;
+        if (cfg->n_units > 0) {
+                r = units_new(s->base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &s->units);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to connect to the %s service manager: %m",
+                                        cfg->user_manager ? "user" : "system");
+                        return -EIO;
+                }
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int server_listen(server *s) {
+        const config *cfg = s->cfg;
+        struct rlimit rl;
+        unsigned max_connections = cfg->max_connections;
+        int fd;
+
+        if (jobs_new(s, cfg->max_queue, &s->jobs) < 0 || worker_new(s->base, "migrated-job", &s->job_worker) < 0 ||
+            worker_new(s->base, "migrated-read", &s->reader) < 0) {
+                log_error("Failed to start the workers");
+                return -EIO;
+        }
+        jobs_set_last_id(s->jobs, engine_last_job_id(s->job_engine));
+        fd = open_listener(cfg, &s->socket_created);
+        if (fd < 0)
+                return -EIO;
+        /* never promise more connections than there are file descriptors, less a reserve for
+         * the database, the workers and the bus */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 64 &&
+            max_connections > rl.rlim_cur - 64)
+                max_connections = (unsigned) (rl.rlim_cur - 64);
+        control_limits limits = { .max_connections = max_connections,
+                                  .max_connections_per_uid = cfg->max_connections_per_uid,
+                                  .idle_timeout_s = cfg->idle_timeout_s,
+                                  .request_timeout_s = cfg->request_timeout_s,
+                                  .max_output = 16u * 1024u * 1024u,
+                                  .max_outstanding = 64 };
+        if (control_new(s->base, fd, &limits, on_request, s, &s->control) < 0) {
+                close(fd);
+                return -EIO;
+        }
+        log_info("Serving %s (%s migrations in %s) on %s", cfg->database,
+                 cfg->format >= 0 ? migdir_format_to_string((migdir_format) cfg->format)
+                                  : migdir_format_to_string(migdir_detect_format(cfg->migrations_dir)),
+                 cfg->migrations_dir,
+                 s->socket_created ? cfg->socket_path : "the socket passed by systemd");
+        return 0;
+}
+
+server *server_free(server *s) {
+        if (!s)
+                return NULL;
+        /* Workers first: joining them runs their last completions, which still reply. */
+        s->job_worker = worker_free(s->job_worker);
+        s->reader = worker_free(s->reader);
+        s->control = control_free(s->control);
+        if (s->socket_created)
+                (void) unlink(s->cfg->socket_path);
+        if (s->exit_check)
+                event_free(s->exit_check);
+        s->jobs = jobs_free(s->jobs);
+        s->units = units_free(s->units);
+        if (s->watchdog)
+                event_free(s->watchdog);
+        s->job_engine = engine_free(s->job_engine);
+        s->read_engine = engine_free(s->read_engine);
+        json_decref(s->snapshot);
+        gate_done(&s->gate);
+        if (s->state_fd >= 0)
+                close(s->state_fd);
+        event_base_free(s->base);
+        free(s);
+        return NULL;
 }

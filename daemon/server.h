@@ -33,6 +33,7 @@ typedef struct server {
         waiter *waiters;  /* "wait" requests until the schema is current */
         int state_fd;     /* the state directory (statedir.h) */
         gate gate;        /* the hold and the failed plan that open "wait" besides a current schema */
+        bool socket_created; /* ours to remove at exit (not passed by systemd) */
         bool shutting_down;
         bool serving;        /* start-up is over: signals act at once */
         bool stop_requested; /* SIGTERM/SIGINT during start-up */
@@ -41,6 +42,15 @@ typedef struct server {
         struct event *exit_check;
         struct event *watchdog;
 } server;
+
+/* Builds what serving needs before anyone is served: the event loop, the state directory, both
+ * engines (clearing what a killed predecessor left), the bus to the units' manager. Logs why it
+ * failed. */
+int server_new(const config *cfg, const db_file_identity *identity, server **ret);
+/* The job queue, the workers and the socket: from here on requests are accepted. */
+int server_listen(server *s);
+server *server_free(server *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(server *, server_free);
 
 /* Replies on a connection: id is the request's id (borrowed). Lost connections are ignored. */
 void server_reply_result(server *s, uint64_t conn_id, json_t *id, json_t *result);

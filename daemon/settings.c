@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
@@ -18,15 +19,10 @@
 #include "migdir.h"
 #include "protocol.h"
 
-#define DEFAULT_BUSY_TIMEOUT_MS 5000u
-#define DEFAULT_MAX_QUEUE 64u
-#define DEFAULT_STOP_TIMEOUT_S 30u
-#define DEFAULT_START_TIMEOUT_S 90u
-#define DEFAULT_HOLDER_TIMEOUT_S 10u
 #define TIMEOUT_MAX_S 86400u
-#define DEFAULT_BACKUP_KEEP 10u
-#define DEFAULT_DATABASE_MODE 0640u
-#define DEFAULT_REQUEST_TIMEOUT_S 30u
+
+/* A field's offset, and a build error when its type is not T. */
+#define FIELD(f, T) (offsetof(config, f) + 0 * sizeof(&((config *) NULL)->f == (T *) NULL))
 
 /* migdir_format, or -1 for "auto": detected from the directory (migdir_detect_format) */
 static int parse_format(const char *v, int *ret) {
@@ -190,93 +186,182 @@ static int set_string(char **dst, const char *v) {
         return 0;
 }
 
+/* The settings, one row per key: its INI section and key, its command-line flag, its type and
+ * limits, the config field it fills and its --help line. The INI parser, the command line, the
+ * flag-over-file merge and --help all read this table; tests/unit/test-settings checks that the
+ * man pages name every key and every flag.
+ *
+ * To add a setting: a field in struct config (settings.h), one row here (.dflt: its default, parsed
+ * like a value; none: zero, or what config_defaults() or config_load() says), its key in
+ * packaging/man/migrated.conf.5.scd and its flag (if any) in packaging/man/migrated.8.scd. */
+const setting settings_table[] = {
+        { .section = "database", .key = "path", .flag = "database", .short_flag = 'd', .type = SETTING_STRING,
+          .offset = FIELD(database, char *), .arg = "PATH",
+          .help = "the SQLite database (created if missing)" },
+        { .section = "database", .key = "busy_timeout_ms", .flag = "busy-timeout", .type = SETTING_UINT,
+          .min = 0, .max = 3600000, .unit = "milliseconds", .dflt = "5000",
+          .offset = FIELD(busy_timeout_ms, unsigned), .arg = "MS",
+          .help = "how long to wait for other writers" },
+        { .section = "database", .key = "owner", .flag = "database-owner", .type = SETTING_USER,
+          .offset = FIELD(database_uid, uid_t), .arg = "USER",
+          .help = "owner of a database migrated creates (default: ours)" },
+        { .section = "database", .key = "group", .flag = "database-group", .type = SETTING_GROUP,
+          .offset = FIELD(database_gid, gid_t), .arg = "GROUP",
+          .help = "group of a database migrated creates (default: ours)" },
+        { .section = "database", .key = "mode", .flag = "database-mode", .type = SETTING_MODE, .dflt = "0640",
+          .offset = FIELD(database_mode, unsigned), .arg = "MODE",
+          .help = "mode of a database migrated creates" },
+        { .section = "migrations", .key = "directory", .flag = "migrations", .short_flag = 'm',
+          .type = SETTING_STRING, .offset = FIELD(migrations_dir, char *), .arg = "DIR",
+          .help = "the migrations directory (NNNN_name.up.sql ...)" },
+        { .section = "migrations", .key = "format", .flag = "format", .type = SETTING_FORMAT, .dflt = "auto",
+          .offset = FIELD(format, int), .arg = "FORMAT",
+          .help = "the layout of the migrations directory (--help lists the formats)" },
+        { .section = "migrations", .key = "auto_up", .flag = "auto-up", .type = SETTING_BOOL,
+          .offset = FIELD(auto_up, bool), .help = "apply pending migrations at start" },
+        { .section = "daemon", .key = "socket", .flag = "socket", .short_flag = 's', .type = SETTING_STRING,
+          .dflt = DEFAULT_SOCKET, .offset = FIELD(socket_path, char *), .arg = "PATH",
+          .help = "the control socket" },
+        { .section = "daemon", .key = "state_directory", .flag = "state-dir", .type = SETTING_STRING,
+          .offset = FIELD(state_dir, char *), .arg = "DIR",
+          .help = "the daemon's own state (default: $STATE_DIRECTORY, or\n"
+                  "                            /var/lib/migrated/db-<escaped database path> for root)" },
+        { .section = "daemon", .key = "max_queue", .type = SETTING_UINT, .min = 1, .max = 100000, .dflt = "64",
+          .offset = FIELD(max_queue, unsigned) },
+        { .section = "daemon", .key = "admin_group", .flag = "admin-group", .type = SETTING_GROUP,
+          .offset = FIELD(admin_gid, gid_t), .arg = "GROUP",
+          .help = "members may change the database too (root and our user may)" },
+        { .section = "daemon", .key = "socket_group", .flag = "socket-group", .type = SETTING_GROUP,
+          .offset = FIELD(socket_gid, gid_t), .arg = "GROUP", .help = "group of the socket (mode 0660)" },
+        { .section = "daemon", .key = "max_connections", .type = SETTING_UINT, .min = 1, .max = 1000000,
+          .dflt = "4096", .offset = FIELD(max_connections, unsigned) },
+        { .section = "daemon", .key = "max_connections_per_uid", .type = SETTING_UINT, .min = 1, .max = 1000000,
+          .dflt = "2048", .offset = FIELD(max_connections_per_uid, unsigned) },
+        { .section = "daemon", .key = "idle_timeout", .type = SETTING_UINT, .min = 0, .max = TIMEOUT_MAX_S,
+          .unit = "seconds", .dflt = "300", .offset = FIELD(idle_timeout_s, unsigned) },
+        { .section = "daemon", .key = "request_timeout", .flag = "request-timeout", .type = SETTING_UINT,
+          .min = 1, .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "30",
+          .offset = FIELD(request_timeout_s, unsigned), .arg = "S",
+          .help = "close a connection whose request line stays unfinished" },
+        { .section = "units", .key = "units", .flag = "units", .type = SETTING_UNITS,
+          .offset = FIELD(units, char **), .arg = "\"A B\"",
+          .help = "dependent units: stopped before a change, started after" },
+        { .section = "units", .key = "manager", .flag = "manager", .type = SETTING_MANAGER, .dflt = "system",
+          .offset = FIELD(user_manager, bool), .arg = "system|user",
+          .help = "which systemd manager runs them" },
+        { .section = "units", .key = "stop_timeout", .flag = "stop-timeout", .type = SETTING_UINT, .min = 1,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "30", .offset = FIELD(stop_timeout_s, unsigned),
+          .arg = "S", .help = "SIGKILL units still stopping after S seconds" },
+        { .section = "units", .key = "start_timeout", .flag = "start-timeout", .type = SETTING_UINT, .min = 1,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "90", .offset = FIELD(start_timeout_s, unsigned),
+          .arg = "S", .help = "how long to wait for their start jobs" },
+        { .section = "units", .key = "holder_timeout", .flag = "holder-timeout", .type = SETTING_UINT, .min = 0,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "10", .offset = FIELD(holder_timeout_s, unsigned),
+          .arg = "S", .help = "how long other processes may keep the database open" },
+        { .section = "backup", .key = "dir", .flag = "backup-dir", .type = SETTING_STRING,
+          .offset = FIELD(backup_dir, char *), .arg = "DIR",
+          .help = "where backups go (default: <database>-backups)" },
+        { .section = "backup", .key = "keep", .flag = "keep", .type = SETTING_UINT, .min = 1, .max = 10000,
+          .dflt = "10", .offset = FIELD(backup_keep, unsigned), .arg = "N",
+          .help = "how many backups to keep" },
+        { .section = "backup", .key = "integrity", .flag = "integrity", .type = SETTING_INTEGRITY,
+          .dflt = "quick", .offset = FIELD(integrity, int), .arg = "MODE",
+          .help = "quick, full or off: checked before and after each job" },
+};
+const size_t settings_n = ELEMENTSOF(settings_table);
+
+/* Parses one value into its field; any failure means the value is not what the row expects. */
+static int setting_parse(const setting *st, const char *value, config *c) {
+        void *field = (uint8_t *) c + st->offset;
+
+        switch (st->type) {
+        case SETTING_STRING: return set_string(field, value);
+        case SETTING_UINT: return parse_uint(value, st->min, st->max, field);
+        case SETTING_BOOL: return parse_bool(value, field);
+        case SETTING_MODE: return parse_mode(value, field);
+        case SETTING_USER: return parse_user(value, field);
+        case SETTING_GROUP: return parse_group(value, field);
+        case SETTING_UNITS: return parse_units(value, c);
+        case SETTING_MANAGER: return parse_manager(value, field);
+        case SETTING_FORMAT: return parse_format(value, field);
+        case SETTING_INTEGRITY: return parse_integrity(value, field);
+        }
+        return -EINVAL;
+}
+
+/* What a row accepts, for both error messages: "must be <this>" and "--flag takes <this>". NULL
+ * for a string, which only must not be empty. */
+static const char *setting_expects(const setting *st, char *buf, size_t size) {
+        switch (st->type) {
+        case SETTING_STRING: return NULL;
+        case SETTING_UINT:
+                snprintf(buf, size, "%s%s%u..%u", st->unit ?: "", st->unit ? ", " : "", st->min, st->max);
+                return buf;
+        case SETTING_BOOL: return "true or false";
+        case SETTING_MODE: return "an octal mode, 0..0777";
+        case SETTING_USER: return "an existing user";
+        case SETTING_GROUP: return "an existing group";
+        case SETTING_UNITS: return "unit names like a.service";
+        case SETTING_MANAGER: return "system or user";
+        case SETTING_FORMAT: return migdir_format_choices();
+        case SETTING_INTEGRITY: return "quick, full or off";
+        }
+        return NULL;
+}
+
+static const setting *setting_find(const char *section, const char *key) {
+        for (size_t i = 0; i < settings_n; i++)
+                if (streq(settings_table[i].section, section) && streq(settings_table[i].key, key))
+                        return &settings_table[i];
+        return NULL;
+}
+
+static bool section_is_known(const char *name, size_t len) {
+        for (size_t i = 0; i < settings_n; i++)
+                if (strlen(settings_table[i].section) == len && strneq(settings_table[i].section, name, len))
+                        return true;
+        return false;
+}
+
+/* "database, migrations, daemon, units, backup": each section once, in the table's order. */
+static void known_sections(char *buf, size_t size) {
+        size_t k = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < settings_n && k < size; i++)
+                if (i == 0 || !streq(settings_table[i].section, settings_table[i - 1].section))
+                        k += (size_t) snprintf(buf + k, size - k, "%s%s", k > 0 ? ", " : "", settings_table[i].section);
+}
+
 typedef struct ini_state {
         config *c;
         char *error; /* the first problem, for the message */
 } ini_state;
 
-static int ini_error(ini_state *st, const char *section, const char *key, const char *why) {
-        if (!st->error && asprintf(&st->error, "[%s] %s: %s", section, key, why) < 0)
+static int ini_error(ini_state *st, const char *section, const char *key, const char *why, const char *what) {
+        if (!st->error && asprintf(&st->error, "[%s] %s: %s%s", section, key, why, what ?: "") < 0)
                 st->error = NULL;
         return 0; /* inih: 0 = error, it reports the line */
 }
 
 static int on_ini_entry(void *userdata, const char *section, const char *key, const char *value) {
         ini_state *st = userdata;
-        config *c = st->c;
+        const setting *row = setting_find(section, key);
+        char buf[64], sections[128];
+        const char *expects;
 
-        if (streq(section, "database")) {
-                if (streq(key, "path"))
-                        return set_string(&c->database, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
-                if (streq(key, "busy_timeout_ms"))
-                        return parse_uint(value, 0, 3600000, &c->busy_timeout_ms) == 0 ? 1 : ini_error(st, section, key, "must be milliseconds, 0..3600000");
-                if (streq(key, "owner"))
-                        return parse_user(value, &c->database_uid) == 0 ? 1 : ini_error(st, section, key, "must be an existing user");
-                if (streq(key, "group"))
-                        return parse_group(value, &c->database_gid) == 0 ? 1 : ini_error(st, section, key, "must be an existing group");
-                if (streq(key, "mode"))
-                        return parse_mode(value, &c->database_mode) == 0 ? 1 : ini_error(st, section, key, "must be an octal mode, 0..0777");
-        } else if (streq(section, "migrations")) {
-                if (streq(key, "directory"))
-                        return set_string(&c->migrations_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
-                if (streq(key, "format")) {
-                        char why[300];
-                        if (parse_format(value, &c->format) == 0)
-                                return 1;
-                        (void) snprintf(why, sizeof(why), "must be %s", migdir_format_choices());
-                        return ini_error(st, section, key, why);
-                }
-                if (streq(key, "auto_up"))
-                        return parse_bool(value, &c->auto_up) == 0 ? 1 : ini_error(st, section, key, "must be true or false");
-        } else if (streq(section, "daemon")) {
-                if (streq(key, "socket"))
-                        return set_string(&c->socket_path, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
-                if (streq(key, "state_directory"))
-                        return set_string(&c->state_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
-                if (streq(key, "max_queue"))
-                        return parse_uint(value, 1, 100000, &c->max_queue) == 0 ? 1 : ini_error(st, section, key, "must be 1..100000");
-                if (streq(key, "admin_group"))
-                        return parse_group(value, &c->admin_gid) == 0 ? 1 : ini_error(st, section, key, "must be an existing group");
-                if (streq(key, "socket_group"))
-                        return parse_group(value, &c->socket_gid) == 0 ? 1 : ini_error(st, section, key, "must be an existing group");
-                if (streq(key, "max_connections"))
-                        return parse_uint(value, 1, 1000000, &c->max_connections) == 0 ? 1 : ini_error(st, section, key, "must be 1..1000000");
-                if (streq(key, "max_connections_per_uid"))
-                        return parse_uint(value, 1, 1000000, &c->max_connections_per_uid) == 0 ? 1 : ini_error(st, section, key, "must be 1..1000000");
-                if (streq(key, "idle_timeout"))
-                        return parse_uint(value, 0, TIMEOUT_MAX_S, &c->idle_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 0..86400");
-                if (streq(key, "request_timeout"))
-                        return parse_uint(value, 1, TIMEOUT_MAX_S, &c->request_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
-        } else if (streq(section, "units")) {
-                if (streq(key, "units"))
-                        return parse_units(value, c) == 0 ? 1 : ini_error(st, section, key, "must be unit names like a.service");
-                if (streq(key, "manager"))
-                        return parse_manager(value, &c->user_manager) == 0 ? 1 : ini_error(st, section, key, "must be system or user");
-                if (streq(key, "stop_timeout"))
-                        return parse_uint(value, 1, TIMEOUT_MAX_S, &c->stop_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
-                if (streq(key, "start_timeout"))
-                        return parse_uint(value, 1, TIMEOUT_MAX_S, &c->start_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
-                if (streq(key, "holder_timeout"))
-                        return parse_uint(value, 0, TIMEOUT_MAX_S, &c->holder_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 0..86400");
-        } else if (streq(section, "backup")) {
-                if (streq(key, "dir"))
-                        return set_string(&c->backup_dir, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
-                if (streq(key, "keep"))
-                        return parse_uint(value, 1, 10000, &c->backup_keep) == 0 ? 1 : ini_error(st, section, key, "must be 1..10000");
-                if (streq(key, "integrity"))
-                        return parse_integrity(value, &c->integrity) == 0 ? 1 : ini_error(st, section, key, "must be quick, full or off");
-        } else
-                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon, units, backup)");
-        return ini_error(st, section, key, "unknown key");
-}
-
-static bool section_is_known(const char *name, size_t len) {
-        static const char *const known[] = { "database", "migrations", "daemon", "units", "backup" };
-
-        for (size_t i = 0; i < ELEMENTSOF(known); i++)
-                if (strlen(known[i]) == len && strneq(known[i], name, len))
-                        return true;
-        return false;
+        if (row) {
+                if (setting_parse(row, value, st->c) == 0)
+                        return 1;
+                expects = setting_expects(row, buf, sizeof(buf));
+                return ini_error(st, section, key, expects ? "must be " : "must not be empty", expects);
+        }
+        if (section_is_known(section, strlen(section)))
+                return ini_error(st, section, key, "unknown key", NULL);
+        known_sections(sections, sizeof(sections));
+        if (!st->error && asprintf(&st->error, "[%s] %s: unknown section (known: %s)", section, key, sections) < 0)
+                st->error = NULL;
+        return 0;
 }
 
 /* inih only reports sections that have keys; an unknown section must be an error even when it is
@@ -285,6 +370,9 @@ static int check_sections(FILE *f, ini_state *st) {
         char buf[1024];
         int line = 0;
 
+        char sections[128];
+
+        known_sections(sections, sizeof(sections));
         while (fgets(buf, sizeof(buf), f)) {
                 const char *p = buf, *end;
                 line++;
@@ -293,8 +381,8 @@ static int check_sections(FILE *f, ini_state *st) {
                 if (*p != '[' || !(end = strchr(p, ']')))
                         continue;
                 if (!section_is_known(p + 1, (size_t) (end - p - 1))) {
-                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon, units, backup)",
-                                     (int) (end - p - 1), p + 1) < 0)
+                        if (asprintf(&st->error, "[%.*s]: unknown section (known: %s)", (int) (end - p - 1), p + 1,
+                                     sections) < 0)
                                 st->error = NULL;
                         return line;
                 }
@@ -341,173 +429,116 @@ static int make_absolute(char **path) {
         return 0;
 }
 
+/* --help: the usage, then one line per flag of the table. */
 static void help(void) {
         printf("Usage: migrated --database PATH --migrations DIR [OPTIONS]\n"
                "\n"
                "The single writer of schema changes for one SQLite database: applies the\n"
                "migrations of DIR on request over a Unix socket, one job at a time.\n"
-               "\n"
-               "  -d, --database PATH       the SQLite database (created if missing)\n"
-               "  -m, --migrations DIR      the migrations directory (NNNN_name.up.sql ...)\n"
-               "  -s, --socket PATH         the control socket (default %s)\n"
-               "  -c, --config FILE         an INI file with the same settings; flags win\n"
-               "      --format FORMAT       %s (default auto)\n"
-               "      --auto-up             apply pending migrations at start\n"
-               "      --busy-timeout MS     how long to wait for other writers (default %u)\n"
-               "      --database-owner USER  owner of a database migrated creates (default: ours)\n"
-               "      --database-group GROUP group of a database migrated creates (default: ours)\n"
-               "      --database-mode MODE   mode of a database migrated creates (default 0640)\n"
-               "      --units \"A B\"         dependent units: stopped before a change, started after\n"
-               "      --manager system|user which systemd manager runs them (default system)\n"
-               "      --stop-timeout S      SIGKILL units still stopping after S seconds (default 30)\n"
-               "      --start-timeout S     how long to wait for their start jobs (default 90)\n"
-               "      --holder-timeout S    how long other processes may keep the database open (default 10)\n"
-               "      --admin-group GROUP   members may change the database too (root and our user may)\n"
-               "      --socket-group GROUP  group of the socket (mode 0660)\n"
-               "      --request-timeout S   close a connection whose request line stays unfinished (default 30)\n"
-               "      --state-dir DIR       the daemon's own state (default: $STATE_DIRECTORY, or\n"
-               "                            /var/lib/migrated/db-<escaped database path> for root)\n"
-               "      --backup-dir DIR      where backups go (default: <database>-backups)\n"
-               "      --keep N              how many backups to keep (default 10)\n"
-               "      --integrity MODE      quick (default), full or off: checked before and after each job\n"
+               "\n");
+        for (size_t i = 0; i < settings_n; i++) {
+                const setting *st = &settings_table[i];
+                char left[64];
+                if (!st->flag)
+                        continue;
+                snprintf(left, sizeof(left), "%c%c%c --%s%s%s", st->short_flag ? '-' : ' ', st->short_flag ?: ' ',
+                         st->short_flag ? ',' : ' ', st->flag, st->arg ? " " : "", st->arg ?: "");
+                /* the formats' names come from their table, not from a copy here */
+                printf("  %-25s %s%s%s%s\n", left, st->type == SETTING_FORMAT ? migdir_format_choices() : st->help,
+                       st->dflt ? " (default " : "", st->dflt ?: "", st->dflt ? ")" : "");
+        }
+        printf("  -c, --config FILE         an INI file with the same settings; flags win\n"
                "  -h, --help                show this help\n"
-               "      --version             show the version\n",
-               DEFAULT_SOCKET, migdir_format_choices(), DEFAULT_BUSY_TIMEOUT_MS);
+               "      --version             show the version\n");
 }
 
-enum { ARG_AUTO_UP = 0x100, ARG_BUSY_TIMEOUT, ARG_VERSION, ARG_UNITS, ARG_MANAGER, ARG_STOP_TIMEOUT,
-       ARG_START_TIMEOUT, ARG_HOLDER_TIMEOUT, ARG_BACKUP_DIR, ARG_KEEP, ARG_INTEGRITY, ARG_ADMIN_GROUP,
-       ARG_SOCKET_GROUP, ARG_FORMAT, ARG_DATABASE_OWNER, ARG_DATABASE_GROUP, ARG_DATABASE_MODE,
-       ARG_REQUEST_TIMEOUT, ARG_STATE_DIR };
+enum { ARG_VERSION = 0x100, ARG_SETTING = 0x200 /* + the row's index */ };
 
-/* Flags are collected first and applied after the file, so that they win over it. */
+/* The flags as given: validated at once, applied after the file so that they win over it. */
 typedef struct cli {
-        const char *database, *migrations, *socket, *config;
-        bool auto_up;
-        bool busy_timeout_set;
-        unsigned busy_timeout_ms;
-        const char *units, *manager;
-        unsigned stop_timeout_s, start_timeout_s, holder_timeout_s; /* 0 / UINT_MAX: not given */
-        bool holder_timeout_set;
-        const char *backup_dir, *admin_group, *socket_group, *state_dir;
-        unsigned keep;
-        int integrity; /* -1: not given */
-        int format;    /* -2: not given */
-        const char *database_owner, *database_group;
-        bool database_mode_set;
-        unsigned database_mode;
-        unsigned request_timeout_s; /* 0: not given */
+        const char *config;
+        size_t n_given;
+        struct { const setting *row; const char *value; } given[];
 } cli;
 
-static int usage_error(const char *what, const char *value) {
-        fprintf(stderr, "migrated: %s: %s\n", what, value);
+/* The command line's options: one per row with a flag, then --config, --help and --version; and
+ * the short ones for getopt ("d:m:s:c:h"). */
+static struct option *cli_options(char shortopts[static 2 * 26 + 8]) {
+        struct option *o = calloc(settings_n + 4, sizeof(*o));
+        size_t n = 0, k = 0;
+
+        if (!o)
+                return NULL;
+        for (size_t i = 0; i < settings_n; i++) {
+                if (settings_table[i].short_flag && k + 2 < 2 * 26) {
+                        shortopts[k++] = settings_table[i].short_flag;
+                        if (settings_table[i].type != SETTING_BOOL)
+                                shortopts[k++] = ':';
+                }
+                if (settings_table[i].flag)
+                        o[n++] = (struct option) { settings_table[i].flag,
+                                                   settings_table[i].type == SETTING_BOOL ? no_argument
+                                                                                          : required_argument,
+                                                   NULL, settings_table[i].short_flag ?: ARG_SETTING + (int) i };
+        }
+        memcpy(shortopts + k, "c:h", 4);
+        o[n++] = (struct option) { "config", required_argument, NULL, 'c' };
+        o[n++] = (struct option) { "help", no_argument, NULL, 'h' };
+        o[n++] = (struct option) { "version", no_argument, NULL, ARG_VERSION };
+        return o;
+}
+
+static const setting *setting_by_option(int c) {
+        if (c >= ARG_SETTING && (size_t) (c - ARG_SETTING) < settings_n)
+                return &settings_table[c - ARG_SETTING];
+        for (size_t i = 0; c > 0 && c < 0x100 && i < settings_n; i++)
+                if (settings_table[i].short_flag == c)
+                        return &settings_table[i];
+        return NULL;
+}
+
+/* A flag's value, checked on a scratch config: a bad flag is reported before any file is read. */
+static int check_flag(const setting *row, const char *value) {
+        config scratch = { .units = NULL };
+        char buf[64];
+        const char *expects;
+        int r = setting_parse(row, value, &scratch);
+
+        config_clear(&scratch);
+        if (r == 0)
+                return 0;
+        expects = setting_expects(row, buf, sizeof(buf));
+        if (expects)
+                fprintf(stderr, "migrated: --%s takes %s: %s\n", row->flag, expects, value);
+        else
+                fprintf(stderr, "migrated: --%s must not be empty\n", row->flag);
         return CONFIG_EXIT_USAGE;
 }
 
 static int parse_cli(int argc, char **argv, cli *a) {
-        static const struct option options[] = {
-                { "database", required_argument, NULL, 'd' },
-                { "migrations", required_argument, NULL, 'm' },
-                { "socket", required_argument, NULL, 's' },
-                { "config", required_argument, NULL, 'c' },
-                { "auto-up", no_argument, NULL, ARG_AUTO_UP },
-                { "busy-timeout", required_argument, NULL, ARG_BUSY_TIMEOUT },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
-                { "units", required_argument, NULL, ARG_UNITS },
-                { "manager", required_argument, NULL, ARG_MANAGER },
-                { "stop-timeout", required_argument, NULL, ARG_STOP_TIMEOUT },
-                { "start-timeout", required_argument, NULL, ARG_START_TIMEOUT },
-                { "holder-timeout", required_argument, NULL, ARG_HOLDER_TIMEOUT },
-                { "backup-dir", required_argument, NULL, ARG_BACKUP_DIR },
-                { "keep", required_argument, NULL, ARG_KEEP },
-                { "integrity", required_argument, NULL, ARG_INTEGRITY },
-                { "admin-group", required_argument, NULL, ARG_ADMIN_GROUP },
-                { "socket-group", required_argument, NULL, ARG_SOCKET_GROUP },
-                { "format", required_argument, NULL, ARG_FORMAT },
-                { "database-owner", required_argument, NULL, ARG_DATABASE_OWNER },
-                { "database-group", required_argument, NULL, ARG_DATABASE_GROUP },
-                { "database-mode", required_argument, NULL, ARG_DATABASE_MODE },
-                { "request-timeout", required_argument, NULL, ARG_REQUEST_TIMEOUT },
-                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
-                {},
-        };
+        char shortopts[2 * 26 + 8];
+        _cleanup_free_ struct option *options = cli_options(shortopts);
+        const setting *row;
         int c;
 
+        if (!options)
+                return CONFIG_EXIT_USAGE;
         optind = 0;
-        while ((c = getopt_long(argc, argv, "d:m:s:c:h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, shortopts, options, NULL)) >= 0) {
                 switch (c) {
-                case 'd': a->database = optarg; break;
-                case 'm': a->migrations = optarg; break;
-                case 's': a->socket = optarg; break;
-                case 'c': a->config = optarg; break;
-                case ARG_AUTO_UP: a->auto_up = true; break;
-                case ARG_BUSY_TIMEOUT:
-                        if (parse_uint(optarg, 0, 3600000, &a->busy_timeout_ms) < 0) {
-                                fprintf(stderr, "migrated: --busy-timeout takes milliseconds, 0..3600000: %s\n", optarg);
-                                return CONFIG_EXIT_USAGE;
-                        }
-                        a->busy_timeout_set = true;
-                        break;
-                case ARG_UNITS: a->units = optarg; break;
-                case ARG_BACKUP_DIR: a->backup_dir = optarg; break;
-                case ARG_STATE_DIR: a->state_dir = optarg; break;
-                case ARG_ADMIN_GROUP: a->admin_group = optarg; break;
-                case ARG_FORMAT:
-                        if (parse_format(optarg, &a->format) < 0) {
-                                fprintf(stderr, "migrated: --format takes %s: %s\n", migdir_format_choices(), optarg);
-                                return CONFIG_EXIT_USAGE;
-                        }
-                        break;
-                case ARG_SOCKET_GROUP: a->socket_group = optarg; break;
-                case ARG_DATABASE_OWNER: a->database_owner = optarg; break;
-                case ARG_DATABASE_GROUP: a->database_group = optarg; break;
-                case ARG_DATABASE_MODE:
-                        if (parse_mode(optarg, &a->database_mode) < 0)
-                                return usage_error("--database-mode takes an octal mode, 0..0777", optarg);
-                        a->database_mode_set = true;
-                        break;
-                case ARG_REQUEST_TIMEOUT:
-                        if (parse_uint(optarg, 1, TIMEOUT_MAX_S, &a->request_timeout_s) < 0)
-                                return usage_error("--request-timeout takes seconds, 1..86400", optarg);
-                        break;
-                case ARG_KEEP:
-                        if (parse_uint(optarg, 1, 10000, &a->keep) < 0) {
-                                fprintf(stderr, "migrated: --keep takes a number, 1..10000: %s\n", optarg);
-                                return CONFIG_EXIT_USAGE;
-                        }
-                        break;
-                case ARG_INTEGRITY:
-                        if (parse_integrity(optarg, &a->integrity) < 0) {
-                                fprintf(stderr, "migrated: --integrity takes quick, full or off: %s\n", optarg);
-                                return CONFIG_EXIT_USAGE;
-                        }
-                        break;
-                case ARG_MANAGER: a->manager = optarg; break;
-                case ARG_STOP_TIMEOUT:
-                case ARG_START_TIMEOUT:
-                case ARG_HOLDER_TIMEOUT: {
-                        unsigned v;
-                        if (parse_uint(optarg, c == ARG_HOLDER_TIMEOUT ? 0 : 1, TIMEOUT_MAX_S, &v) < 0) {
-                                fprintf(stderr, "migrated: %s takes seconds, up to 86400: %s\n", argv[optind - 1], optarg);
-                                return CONFIG_EXIT_USAGE;
-                        }
-                        if (c == ARG_STOP_TIMEOUT)
-                                a->stop_timeout_s = v;
-                        else if (c == ARG_START_TIMEOUT)
-                                a->start_timeout_s = v;
-                        else {
-                                a->holder_timeout_s = v;
-                                a->holder_timeout_set = true;
-                        }
-                        break;
-                }
+                case 'c': a->config = optarg; continue;
                 case 'h': help(); return CONFIG_EXIT_OK;
                 case ARG_VERSION: printf("migrated %s\n", PROJECT_VERSION); return CONFIG_EXIT_OK;
-                default:
+                }
+                row = setting_by_option(c);
+                if (!row) {
                         fprintf(stderr, "Try 'migrated --help'.\n");
                         return CONFIG_EXIT_USAGE;
                 }
+                if (check_flag(row, optarg ?: "true") != 0)
+                        return CONFIG_EXIT_USAGE;
+                a->given[a->n_given].row = row;
+                a->given[a->n_given++].value = optarg ?: "true";
         }
         if (optind < argc) {
                 fprintf(stderr, "migrated: unexpected argument '%s'\nTry 'migrated --help'.\n", argv[optind]);
@@ -516,98 +547,46 @@ static int parse_cli(int argc, char **argv, cli *a) {
         return CONFIG_RUN;
 }
 
-int config_load(int argc, char **argv, config *c) {
-        cli a = { .integrity = -1, .format = -2 };
-        int r;
-
+/* What a setting is when neither the file nor a flag names it: the rows' defaults; the ids that
+ * mean "ours" or "none" are -1. */
+static int config_defaults(config *c) {
         memset(c, 0, sizeof(*c));
-        c->backup_keep = DEFAULT_BACKUP_KEEP;
-        c->integrity = 1;
-        c->format = -1;
-        c->admin_gid = (gid_t) -1;
-        c->socket_gid = (gid_t) -1;
-        c->max_connections = 4096;
-        c->max_connections_per_uid = 2048;
-        c->idle_timeout_s = 300;
-        c->request_timeout_s = DEFAULT_REQUEST_TIMEOUT_S;
         c->database_uid = (uid_t) -1;
         c->database_gid = (gid_t) -1;
-        c->database_mode = DEFAULT_DATABASE_MODE;
-        c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
-        c->max_queue = DEFAULT_MAX_QUEUE;
-        c->stop_timeout_s = DEFAULT_STOP_TIMEOUT_S;
-        c->start_timeout_s = DEFAULT_START_TIMEOUT_S;
-        c->holder_timeout_s = DEFAULT_HOLDER_TIMEOUT_S;
-        r = parse_cli(argc, argv, &a);
+        c->admin_gid = (gid_t) -1;
+        c->socket_gid = (gid_t) -1;
+        for (size_t i = 0; i < settings_n; i++)
+                if (settings_table[i].dflt && setting_parse(&settings_table[i], settings_table[i].dflt, c) < 0)
+                        return -ENOMEM; /* the defaults are checked by test-settings: only memory can fail */
+        return 0;
+}
+
+int config_load(int argc, char **argv, config *c) {
+        _cleanup_free_ cli *a = calloc(1, sizeof(cli) + (size_t) (argc > 0 ? argc : 1) * sizeof(a->given[0]));
+        int r;
+
+        if (config_defaults(c) < 0 || !a)
+                return CONFIG_EXIT_USAGE;
+        r = parse_cli(argc, argv, a);
         if (r != CONFIG_RUN)
                 return r;
-        if (a.config) {
+        if (a->config) {
                 _cleanup_free_ char *msg = NULL;
-                c->config_file = strdup(a.config);
-                r = config_parse_file(a.config, c, &msg);
+                c->config_file = strdup(a->config);
+                r = config_parse_file(a->config, c, &msg);
                 if (r == -EINVAL) {
                         fprintf(stderr, "migrated: %s\n", msg ?: "invalid configuration");
                         return CONFIG_EXIT_USAGE;
                 }
                 if (r < 0) {
-                        fprintf(stderr, "migrated: cannot read %s: %s\n", a.config, strerror(-r));
+                        fprintf(stderr, "migrated: cannot read %s: %s\n", a->config, strerror(-r));
                         return CONFIG_EXIT_USAGE;
                 }
         }
-        if ((a.database && set_string(&c->database, a.database) < 0) ||
-            (a.migrations && set_string(&c->migrations_dir, a.migrations) < 0) ||
-            (a.socket && set_string(&c->socket_path, a.socket) < 0)) {
-                fprintf(stderr, "migrated: empty or invalid path argument\n");
-                return CONFIG_EXIT_USAGE;
-        }
-        if (a.auto_up)
-                c->auto_up = true;
-        if (a.units && parse_units(a.units, c) < 0) {
-                fprintf(stderr, "migrated: --units takes unit names like \"a.service b.service\": %s\n", a.units);
-                return CONFIG_EXIT_USAGE;
-        }
-        if (a.manager && parse_manager(a.manager, &c->user_manager) < 0) {
-                fprintf(stderr, "migrated: --manager takes system or user: %s\n", a.manager);
-                return CONFIG_EXIT_USAGE;
-        }
-        if (a.stop_timeout_s)
-                c->stop_timeout_s = a.stop_timeout_s;
-        if (a.start_timeout_s)
-                c->start_timeout_s = a.start_timeout_s;
-        if (a.holder_timeout_set)
-                c->holder_timeout_s = a.holder_timeout_s;
-        if (a.backup_dir && set_string(&c->backup_dir, a.backup_dir) < 0) {
-                fprintf(stderr, "migrated: --backup-dir must not be empty\n");
-                return CONFIG_EXIT_USAGE;
-        }
-        if (a.state_dir && set_string(&c->state_dir, a.state_dir) < 0) {
-                fprintf(stderr, "migrated: --state-dir must not be empty\n");
-                return CONFIG_EXIT_USAGE;
-        }
-        if (a.keep)
-                c->backup_keep = a.keep;
-        if ((a.admin_group && parse_group(a.admin_group, &c->admin_gid) < 0) ||
-            (a.socket_group && parse_group(a.socket_group, &c->socket_gid) < 0)) {
-                fprintf(stderr, "migrated: no such group: %s\n", a.admin_group && parse_group(a.admin_group, &c->admin_gid) < 0
-                                                                    ? a.admin_group : a.socket_group);
-                return CONFIG_EXIT_USAGE;
-        }
-        if (a.database_owner && parse_user(a.database_owner, &c->database_uid) < 0)
-                return usage_error("no such user", a.database_owner);
-        if (a.database_group && parse_group(a.database_group, &c->database_gid) < 0)
-                return usage_error("no such group", a.database_group);
-        if (a.database_mode_set)
-                c->database_mode = a.database_mode;
-        if (a.request_timeout_s)
-                c->request_timeout_s = a.request_timeout_s;
-        if (a.integrity >= 0)
-                c->integrity = a.integrity;
-        if (a.format != -2)
-                c->format = a.format;
-        if (a.busy_timeout_set)
-                c->busy_timeout_ms = a.busy_timeout_ms;
-        if (!c->socket_path && !(c->socket_path = strdup(DEFAULT_SOCKET)))
-                return CONFIG_EXIT_USAGE;
+        /* flags win over the file: applied after it, in the order given (the last one counts) */
+        for (size_t i = 0; i < a->n_given; i++)
+                if (setting_parse(a->given[i].row, a->given[i].value, c) < 0)
+                        return check_flag(a->given[i].row, a->given[i].value) ?: CONFIG_EXIT_USAGE;
         if (!c->database || !c->migrations_dir) {
                 fprintf(stderr, "migrated: %s is required (flag or config file)\nTry 'migrated --help'.\n",
                         !c->database ? "--database" : "--migrations");

@@ -5,6 +5,7 @@
  * win. Unknown sections and keys are errors: a misspelt key must not silently do nothing. */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 typedef struct config {
@@ -40,6 +41,36 @@ typedef struct config {
         unsigned backup_keep;
         int integrity;          /* engine_integrity */
 } config;
+
+typedef enum setting_type {
+        SETTING_STRING,    /* char *, not empty */
+        SETTING_UINT,      /* unsigned, min..max */
+        SETTING_BOOL,      /* bool; its flag takes no argument and means true */
+        SETTING_MODE,      /* unsigned, octal, at most 0777 */
+        SETTING_USER,      /* uid_t, a name or a number */
+        SETTING_GROUP,     /* gid_t, a name or a number */
+        SETTING_UNITS,     /* units and n_units */
+        SETTING_MANAGER,   /* bool user_manager: system or user */
+        SETTING_FORMAT,    /* int migdir_format, -1: auto */
+        SETTING_INTEGRITY, /* int engine_integrity */
+} setting_type;
+
+/* One setting: a key of the INI file, and maybe a flag (settings.c has the table). */
+typedef struct setting {
+        const char *section, *key;
+        const char *flag;  /* the long option without "--"; NULL: the file only */
+        char short_flag;   /* 0: none */
+        setting_type type;
+        unsigned min, max; /* SETTING_UINT */
+        const char *unit;  /* SETTING_UINT: "seconds", "milliseconds" or NULL, for the messages */
+        const char *dflt;  /* the default, parsed like a value; NULL: zero (or see config_load) */
+        size_t offset;     /* of its field in config */
+        const char *arg;   /* --help: the flag's argument, NULL for none */
+        const char *help;  /* --help: what it does */
+} setting;
+
+extern const setting settings_table[];
+extern const size_t settings_n;
 
 enum {
         CONFIG_RUN = 0,

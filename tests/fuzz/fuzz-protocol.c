@@ -59,7 +59,7 @@ static void answer_error(json_t *id, protocol_error_code code, const char *messa
 static void fuzz_request(const uint8_t *data, size_t size) {
         protocol_request req;
         char *msg = NULL;
-        size_t i;
+        protocol_method_id id;
         int r;
 
         r = protocol_decode_request((const char *) data, size, &req, &msg);
@@ -74,10 +74,8 @@ static void fuzz_request(const uint8_t *data, size_t size) {
         if (r < 0 || !req.root || !req.id || !req.method || !json_is_object(req.params))
                 fatal("decode_request succeeded without a complete request", msg);
 
-        for (i = 0; i < protocol_n_methods; i++)
-                if (streq(protocol_methods[i].name, req.method))
-                        break;
-        if (i == protocol_n_methods) {
+        id = protocol_method_from_name(req.method);
+        if (id < 0) {
                 /* as commands_dispatch() words it */
                 if (asprintf(&msg, "unknown method \"%.64s\"", req.method) < 0)
                         msg = NULL;
@@ -87,7 +85,7 @@ static void fuzz_request(const uint8_t *data, size_t size) {
                 return;
         }
 
-        r = protocol_check_params(req.params, protocol_methods[i].params, protocol_methods[i].n_params, &msg);
+        r = protocol_check_params(req.params, protocol_methods[id].params, protocol_methods[id].n_params, &msg);
         if (r > 0) {
                 if (r - 1 != PROTOCOL_ERROR_INVALID_PARAMS)
                         fatal("check_params returned another code than invalid_params", msg);

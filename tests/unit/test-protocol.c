@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol-methods.h"
 #include "protocol.h"
 
 #define CODE(c) ((int) (c) + 1) /* what protocol_decode_request returns for code c */
@@ -598,6 +599,29 @@ static void test_decode_reply_bad(void **state) {
         }
 }
 
+/* The method table: every protocol_method_id has its row, names and verbs are unique, and the
+ * privilege column is what decides (a dry run of a changing method reads). */
+static void test_method_table(void **state) {
+        json_t *dry = json_pack("{s:b}", "dry_run", 1), *wet = json_pack("{s:b}", "dry_run", 0);
+
+        for (protocol_method_id i = 0; i < _METHOD_MAX; i++) {
+                assert_non_null(protocol_methods[i].name);
+                assert_int_equal(protocol_method_from_name(protocol_methods[i].name), i);
+                assert_true(protocol_methods[i].params || protocol_methods[i].n_params == 0);
+                for (protocol_method_id j = 0; j < i; j++)
+                        if (protocol_methods[i].verb && protocol_methods[j].verb)
+                                assert_string_not_equal(protocol_methods[i].verb, protocol_methods[j].verb);
+                assert_int_equal(protocol_method_changes(i, wet), protocol_methods[i].privilege == METHOD_CHANGES);
+                assert_int_equal(protocol_method_changes(i, NULL), protocol_methods[i].privilege == METHOD_CHANGES);
+                assert_false(protocol_method_changes(i, dry));
+        }
+        assert_int_equal(protocol_method_from_name("nope"), _METHOD_INVALID);
+        assert_int_equal(protocol_methods[METHOD_RESTORE].privilege, METHOD_CHANGES);
+        assert_int_equal(protocol_methods[METHOD_STATUS].privilege, METHOD_READS);
+        json_decref(dry);
+        json_decref(wet);
+}
+
 /* ---- encoders out of memory ----
  *
  * The encoders steal their payload, also when they fail. jansson's allocations are routed through
@@ -817,6 +841,7 @@ int main(void) {
                 cmocka_unit_test(test_encode_event),
                 cmocka_unit_test(test_encode_request_roundtrip),
                 cmocka_unit_test(test_decode_reply_bad),
+                cmocka_unit_test(test_method_table),
                 cmocka_unit_test_setup_teardown(test_oom_encode_result, oom_setup, oom_teardown),
                 cmocka_unit_test_setup_teardown(test_oom_encode_error, oom_setup, oom_teardown),
                 cmocka_unit_test_setup_teardown(test_oom_encode_event, oom_setup, oom_teardown),
