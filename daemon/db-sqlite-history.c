@@ -403,17 +403,14 @@ static int insert_event(db_sqlite *s, const char *schema, const db_event *ev, db
         return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot record the job in the history");
 }
 
-int sqlite_record_event(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
-                        const char *detail, const char *requested_by, db_failure *f) {
-        db_event ev = { .job_id = job_id, .direction = direction, .from_version = from_version,
-                        .to_version = to_version, .detail = detail, .requested_by = requested_by };
+int sqlite_record_event(db *d, const db_event *ev, db_failure *f) {
         db_sqlite *s = to_sqlite(d);
         int r;
 
         r = ensure_bookkeeping(s, f);
         if (r != 0)
                 return r;
-        return insert_event(s, "main", &ev, f);
+        return insert_event(s, "main", ev, f);
 }
 
 /* The history is the live database's, never the backup's: the copy about to be restored (attached

@@ -9,6 +9,8 @@
 #include "db.h"
 #include "macro.h"
 
+extern const db_backend db_sqlite_backend;
+
 typedef struct db_sqlite {
         db base;
         sqlite3 *conn;
@@ -44,10 +46,18 @@ int sqlite_attempt_finish(db *d, int64_t id, const char *status, const char *err
                           unsigned error_line, db_failure *f);
 int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f);
 int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
-int sqlite_record_event(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
-                        const char *detail, const char *requested_by, db_failure *f);
+int sqlite_record_event(db *d, const db_event *ev, db_failure *f);
 int sqlite_carry_history(db *d, const char *scratch, const db_event *ev, db_failure *f);
 int sqlite_max_job_id(db *d, uint64_t *ret, db_failure *f);
+
+/* db-sqlite-files.c */
+bool sqlite_backup_complete(int fd, uint64_t size);
+int sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
+int sqlite_clone(db *d, int dirfd, const char *dir, const char *stem, char **ret_target, db_failure *f);
+void sqlite_clone_remove(const char *target);
+int sqlite_disk_size(const char *target, uint64_t *ret_bytes);
+int sqlite_find_holders(const char *target, size_t *ret_n, char **ret_description, json_t **ret_holders);
+int sqlite_lock_report(const char *target, json_t **ret_report);
 
 /* db-sqlite-identity.c */
 /* Records which file the path names now (refusing if it is not *expected, when known). */

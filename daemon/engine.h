@@ -21,7 +21,8 @@ typedef enum engine_integrity {
 } engine_integrity;
 
 typedef struct engine_options {
-        const char *database;
+        const char *backend; /* a registered database backend; NULL: the default */
+        const char *database; /* its target: a file path, a connection string */
         const char *migrations_dir;
         unsigned busy_timeout_ms;
         bool read_only; /* the reader's engine: never writes */
