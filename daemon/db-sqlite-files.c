@@ -15,6 +15,7 @@
 
 #include "backups.h"
 #include "db-sqlite-internal.h"
+#include "history.h"
 #include "lockcheck.h"
 #include "lockinfo.h"
 #include "macro.h"
@@ -172,4 +173,75 @@ int sqlite_find_holders(const char *target, size_t *ret_n, char **ret_descriptio
 /* The /proc/locks and lock-byte scan of lock-check. */
 int sqlite_lock_report(const char *target, json_t **ret_report) {
         return lockinfo_inspect(target, ret_report);
+}
+
+/* Inserts a finished non-migration job into the attempts table of the copy being restored. */
+static int insert_restored_event(db_sqlite *s, const db_event *ev, db_failure *f) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        char now[32];
+        int rc;
+
+        db_timestamp(now);
+        rc = sqlite3_prepare_v2(s->conn,
+                                "INSERT INTO restored.migrated_attempts (job_id, direction, status, from_version, "
+                                "to_version, versions, detail, started_at, finished_at, requested_by) "
+                                "VALUES (?1, ?2, 'succeeded', ?3, ?4, '[]', ?5, ?6, ?6, ?7)", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) ev->job_id);
+                sqlite3_bind_text(st, 2, ev->direction, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 3, ev->from_version);
+                sqlite3_bind_int64(st, 4, ev->to_version);
+                sqlite3_bind_text(st, 5, ev->detail, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 7, ev->requested_by, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st);
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot record the job in the history");
+}
+
+/* The history is the live database's, never the backup's: the copy about to be restored (attached
+ * as "restored") gets every attempt recorded so far plus the restore itself, at the current
+ * layout of migrated's tables, in one transaction, so that a restore never forgets an attempt
+ * and ids continue where they were. */
+int sqlite_carry_history(db *d, const char *scratch, const db_event *ev, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        char *sql = NULL;
+        bool have;
+        int rc, r;
+
+        rc = sqlite3_prepare_v2(s->conn, "ATTACH ?1 AS restored", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_text(st, 1, scratch, -1, SQLITE_STATIC);
+                rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->conn);
+        }
+        if (rc != SQLITE_OK)
+                return sqlite_fail(s, rc, f, "cannot open the copy being restored");
+        have = sqlite_table_exists(s, "migrated_attempts", &rc);
+        r = rc == SQLITE_OK ? 0 : sqlite_fail(s, rc, f, "cannot read the history");
+        if (r == 0)
+                r = sqlite_exec_simple(s, "PRAGMA restored.journal_mode = OFF; PRAGMA restored.synchronous = OFF; BEGIN",
+                                       f, "cannot prepare the copy being restored");
+        if (r == 0) {
+                sql = sqlite3_mprintf("DROP TABLE IF EXISTS restored.migrated_attempts; "
+                                      "CREATE TABLE restored.migrated_attempts %s; "
+                                      "CREATE TABLE IF NOT EXISTS restored.migrated_meta "
+                                      "(key TEXT PRIMARY KEY, value TEXT NOT NULL); "
+                                      "INSERT INTO restored.migrated_meta (key, value) VALUES ('schema_version', %d) "
+                                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                      history_attempts_columns, HISTORY_SCHEMA_VERSION);
+                r = sql ? sqlite_exec_simple(s, sql, f, "cannot create migrated_attempts") : -ENOMEM;
+                sqlite3_free(sql);
+        }
+        if (r == 0 && have)
+                r = sqlite_exec_simple(s, "INSERT INTO restored.migrated_attempts (" HISTORY_ATTEMPT_COLUMNS ") SELECT "
+                                       HISTORY_ATTEMPT_COLUMNS " FROM main.migrated_attempts", f,
+                                       "cannot carry the history into the restored copy");
+        if (r == 0)
+                r = insert_restored_event(s, ev, f);
+        if (r == 0)
+                r = sqlite_exec_simple(s, "COMMIT", f, "cannot carry the history into the restored copy");
+        sqlite_rollback(d);
+        (void) sqlite3_exec(s->conn, "DETACH restored", NULL, NULL, NULL);
+        return r;
 }

@@ -78,18 +78,6 @@ bool sqlite_table_exists(db_sqlite *s, const char *name, int *ret_rc) {
         return rc == SQLITE_ROW;
 }
 
-int sqlite_refuse(db_failure *f, const char *fmt, ...) {
-        va_list ap;
-        int r;
-
-        db_failure_clear(f);
-        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
-        va_start(ap, fmt);
-        r = vasprintf(&f->message, fmt, ap);
-        va_end(ap);
-        return r < 0 ? -ENOMEM : DB_FAILED;
-}
-
 /* sqlite3_interrupt() only reaches statements already running; polling the flag from the progress
  * handler also stops one that starts a moment later. */
 static int progress_handler(void *userdata) {
@@ -146,7 +134,6 @@ static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
         }
         sqlite3_extended_result_codes(s->conn, 1);
         s->cancel = o->cancel;
-        s->format = o->format;
         sqlite3_busy_handler(s->conn, busy_handler, s);
         if (s->cancel)
                 sqlite3_progress_handler(s->conn, 1000, progress_handler, s);
@@ -327,6 +314,99 @@ static int sqlite_exec_script(db *d, const char *sql, size_t size, bool in_trans
         return 0;
 }
 
+/* One value of the current row: its storage class, with the integer and the text both at hand. */
+static db_value column_value(sqlite3_stmt *st, int col) {
+        switch (sqlite3_column_type(st, col)) {
+        case SQLITE_NULL:
+                return DB_NULL;
+        case SQLITE_INTEGER:
+                return (db_value) { .type = DB_VALUE_INT, .i = sqlite3_column_int64(st, col),
+                                    .s = (const char *) sqlite3_column_text(st, col) };
+        default:
+                return (db_value) { .type = DB_VALUE_TEXT, .i = sqlite3_column_int64(st, col),
+                                    .s = (const char *) sqlite3_column_text(st, col) ?: "" };
+        }
+}
+
+static int bind_params(sqlite3_stmt *st, const db_value *params, size_t n) {
+        int rc = SQLITE_OK;
+
+        for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
+                switch (params[i].type) {
+                case DB_VALUE_NULL:
+                        rc = sqlite3_bind_null(st, (int) i + 1);
+                        break;
+                case DB_VALUE_INT:
+                        rc = sqlite3_bind_int64(st, (int) i + 1, params[i].i);
+                        break;
+                case DB_VALUE_TEXT:
+                        rc = sqlite3_bind_text(st, (int) i + 1, params[i].s, -1, SQLITE_STATIC);
+                        break;
+                }
+        return rc;
+}
+
+/* The history layer's whole access to SQLite: one statement, bound, stepped to the end. */
+static int sqlite_query(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row,
+                        void *userdata, int64_t *ret_changes, db_failure *f, const char *what) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        int rc, r = 0;
+
+        rc = sqlite3_prepare_v2(s->conn, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                rc = bind_params(st, params, n_params);
+        if (rc != SQLITE_OK)
+                return sqlite_fail(s, rc, f, what);
+        while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+                if (row) {
+                        int n = sqlite3_column_count(st);
+                        db_value cols[n > 0 ? n : 1];
+                        for (int i = 0; i < n; i++)
+                                cols[i] = column_value(st, i);
+                        r = row(cols, (size_t) n, userdata);
+                }
+        if (r != 0)
+                return r;
+        if (rc != SQLITE_DONE)
+                return sqlite_fail(s, rc, f, what);
+        if (ret_changes)
+                *ret_changes = sqlite3_changes64(s->conn);
+        return 0;
+}
+
+static int sqlite_table_exists_op(db *d, const char *name, bool *ret, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        int rc;
+        bool exists = sqlite_table_exists(s, name, &rc);
+
+        if (rc != SQLITE_OK)
+                return sqlite_fail(s, rc, f, "cannot read the schema");
+        *ret = exists;
+        return 0;
+}
+
+/* Any table but SQLite's own and the bookkeeping ones. */
+static int sqlite_has_user_tables(db *d, const char *const *bookkeeping, bool *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        int rc;
+
+        if (sqlite3_prepare_v2(s->conn,
+                               "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+                               "ESCAPE '\\'", -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        *ret = false;
+        while (!*ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *name = (const char *) sqlite3_column_text(st, 0) ?: "";
+                bool ours = false;
+                for (size_t i = 0; bookkeeping[i] && !ours; i++)
+                        ours = streq(bookkeeping[i], name);
+                *ret = !ours;
+        }
+        return *ret || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 static int sqlite_check_foreign_keys(db *d, db_failure *f) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         db_sqlite *s = to_sqlite(d);
@@ -502,26 +582,17 @@ const db_backend db_sqlite_backend = {
         .open = sqlite_open,
         .close = sqlite_close,
         .interrupt = sqlite_interrupt,
-        .load_applied = sqlite_load_applied,
         .begin = sqlite_begin,
         .commit = sqlite_commit,
         .rollback = sqlite_rollback,
         .exec_script = sqlite_exec_script,
         .check_foreign_keys = sqlite_check_foreign_keys,
-        .record_applied = sqlite_record_applied,
-        .remove_applied = sqlite_remove_applied,
-        .attempt_begin = sqlite_attempt_begin,
-        .attempt_finish = sqlite_attempt_finish,
-        .history = sqlite_history,
-        .recover_interrupted = sqlite_recover_interrupted,
         .backup_to = sqlite_backup_to,
         .restore_from = sqlite_restore_from,
         .check_integrity = sqlite_check_integrity,
         .size = sqlite_size,
-        .record_event = sqlite_record_event,
-        .max_job_id = sqlite_max_job_id,
-        .mark_applied = sqlite_mark_applied,
-        .mark_rolled_back = sqlite_mark_rolled_back,
+        .query = sqlite_query,
+        .table_exists = sqlite_table_exists_op,
         .has_user_tables = sqlite_has_user_tables,
         .check_identity = sqlite_check_identity,
         .backup_complete = sqlite_backup_complete,

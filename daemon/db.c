@@ -10,6 +10,7 @@
 
 #include "db-sqlite-internal.h"
 #include "db.h"
+#include "history.h"
 #include "macro.h"
 
 
@@ -52,15 +53,22 @@ void db_timestamp(char buf[32]) {
 /* An unknown backend name is a configuration mistake, told as such rather than as -ENOENT. */
 int db_open(const db_options *o, db **ret, db_failure *f) {
         const db_backend *b = db_backend_find(o->backend);
+        const history_format *h = history_find(o->format);
+        int r;
 
-        if (!b) {
+        if (!b || !h) {
                 db_failure_clear(f);
                 f->code = PROTOCOL_ERROR_DATABASE;
-                if (asprintf(&f->message, "unknown database backend \"%s\"", o->backend) < 0)
+                if ((b ? asprintf(&f->message, "no bookkeeping for the migration format %s",
+                                  migdir_format_to_string(o->format))
+                       : asprintf(&f->message, "unknown database backend \"%s\"", o->backend)) < 0)
                         return -ENOMEM;
                 return DB_FAILED;
         }
-        return b->open(o, ret, f);
+        r = b->open(o, ret, f);
+        if (r == 0)
+                (*ret)->history = h;
+        return r;
 }
 
 void db_close(db *d) {
@@ -104,53 +112,67 @@ int db_check_identity(db *d, db_failure *f) {
         return d->backend->check_identity(d, f);
 }
 
+int db_query(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row, void *userdata,
+             int64_t *ret_changes, db_failure *f, const char *what) {
+        return d->backend->query(d, sql, params, n_params, row, userdata, ret_changes, f, what);
+}
+
+int db_table_exists(db *d, const char *name, bool *ret, db_failure *f) {
+        return d->backend->table_exists(d, name, ret, f);
+}
+
 int db_load_applied(db *d, applied_set *ret, db_failure *f) {
-        return d->backend->load_applied(d, ret, f);
+        return d->history->load_applied(d, ret, f);
 }
 
 int db_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f) {
-        return d->backend->record_applied(d, m, duration_ms, f);
+        return d->history->record_applied(d, m, duration_ms, f);
 }
 
 int db_remove_applied(db *d, const migration *m, db_failure *f) {
-        return d->backend->remove_applied(d, m, f);
+        return d->history->remove_applied(d, m, f);
 }
 
 int db_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f) {
-        return d->backend->attempt_begin(d, a, ret_id, f);
+        return history_attempt_begin(d, a, ret_id, f);
 }
 
 int db_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
                       unsigned error_line, db_failure *f) {
-        return d->backend->attempt_finish(d, id, status, error, error_file, error_line, f);
+        return history_attempt_finish(d, id, status, error, error_file, error_line, f);
 }
 
 int db_history(db *d, unsigned limit, json_t **ret, db_failure *f) {
-        return d->backend->history(d, limit, ret, f);
+        return history_attempts(d, limit, ret, f);
 }
 
 int db_recover_interrupted(db *d, unsigned *ret_count, db_failure *f) {
-        return d->backend->recover_interrupted(d, ret_count, f);
+        return history_recover_interrupted(d, ret_count, f);
 }
 
 int db_max_job_id(db *d, uint64_t *ret, db_failure *f) {
-        return d->backend->max_job_id(d, ret, f);
+        return history_max_job_id(d, ret, f);
 }
 
 int db_record_event(db *d, const db_event *ev, db_failure *f) {
-        return d->backend->record_event(d, ev, f);
+        return history_record_event(d, ev, f);
 }
 
+/* Both need the bookkeeping tables; the caller holds a write transaction. */
 int db_mark_applied(db *d, const migration *m, db_failure *f) {
-        return d->backend->mark_applied(d, m, f);
+        int r = history_ensure(d, f);
+
+        return r != 0 ? r : d->history->mark_applied(d, m, f);
 }
 
 int db_mark_rolled_back(db *d, const migration *m, db_failure *f) {
-        return d->backend->mark_rolled_back(d, m, f);
+        int r = history_ensure(d, f);
+
+        return r != 0 ? r : d->history->mark_rolled_back(d, m, f);
 }
 
 int db_has_user_tables(db *d, bool *ret) {
-        return d->backend->has_user_tables(d, ret);
+        return d->backend->has_user_tables(d, history_tables, ret);
 }
 
 int db_backup_to(db *d, const char *path, int fd, db_failure *f) {

@@ -50,6 +50,33 @@ typedef struct db_options {
         db_file_identity identity;
 } db_options;
 
+/* The small parameterised query API every backend provides, over which the history layer
+ * (history.h) writes each format's bookkeeping once for every backend. Parameters are written
+ * ?1 … ?N in the SQL; a backend whose dialect spells them otherwise translates. */
+typedef enum db_value_type {
+        DB_VALUE_NULL,
+        DB_VALUE_INT,
+        DB_VALUE_TEXT,
+} db_value_type;
+
+typedef struct db_value {
+        db_value_type type;
+        int64_t i;
+        const char *s; /* DB_VALUE_TEXT; valid during the row callback only */
+} db_value;
+
+#define DB_NULL ((db_value) { .type = DB_VALUE_NULL })
+#define DB_INT(v) ((db_value) { .type = DB_VALUE_INT, .i = (v) })
+#define DB_TEXT(v) db_value_text(v)
+
+/* Text, or NULL when s is NULL. */
+static inline db_value db_value_text(const char *s) {
+        return (db_value) { .type = s ? DB_VALUE_TEXT : DB_VALUE_NULL, .s = s };
+}
+
+/* Called for each row of a query; a non-zero return stops the query and is returned. */
+typedef int (*db_row_fn)(const db_value *cols, size_t n, void *userdata);
+
 typedef struct db_attempt {
         uint64_t job_id;
         const char *direction; /* "up" / "down" */
@@ -90,24 +117,14 @@ typedef struct db_backend {
          * (database_replaced) otherwise. */
         int (*check_identity)(db *d, db_failure *f);
 
-        /* ---- bookkeeping ---- */
-        int (*load_applied)(db *d, applied_set *ret, db_failure *f);
-        int (*record_applied)(db *d, const migration *m, int64_t duration_ms, db_failure *f);
-        int (*remove_applied)(db *d, const migration *m, db_failure *f);
-        int (*attempt_begin)(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
-        int (*attempt_finish)(db *d, int64_t id, const char *status, const char *error, const char *error_file,
-                              unsigned error_line, db_failure *f);
-        int (*history)(db *d, unsigned limit, json_t **ret, db_failure *f);
-        int (*recover_interrupted)(db *d, unsigned *ret_count, db_failure *f);
-        /* The highest job id in the history (0 when none), so that job ids are never reused. */
-        int (*max_job_id)(db *d, uint64_t *ret, db_failure *f);
-        /* Records a job that is not a migration (restore, mark, baseline) as one succeeded attempt. */
-        int (*record_event)(db *d, const db_event *ev, db_failure *f);
-        /* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
-        int (*mark_applied)(db *d, const migration *m, db_failure *f);
-        int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
-        /* Whether the database has tables of its own (not the engine's, not bookkeeping). */
-        int (*has_user_tables)(db *d, bool *ret);
+        /* ---- the query API of the history layer ---- */
+        /* Runs one statement with params, calling row (when given) for each result row; the
+         * number of rows it changed goes to *ret_changes when given. what prefixes a failure. */
+        int (*query)(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row, void *userdata,
+                     int64_t *ret_changes, db_failure *f, const char *what);
+        int (*table_exists)(db *d, const char *name, bool *ret, db_failure *f);
+        /* Whether the database has tables of its own: none but the backend's and those named. */
+        int (*has_user_tables)(db *d, const char *const *bookkeeping, bool *ret);
 
         /* ---- backups ---- */
         /* An online, consistent copy of the whole database into the empty file at path, which the
@@ -144,8 +161,11 @@ typedef struct db_backend {
         int (*lock_report)(const char *target, json_t **ret_report);
 } db_backend;
 
+typedef struct history_format history_format;
+
 struct db {
         const db_backend *backend;
+        const history_format *history; /* the bookkeeping of o->format, set by db_open() */
 };
 
 #define DB_BACKEND_DEFAULT "sqlite"
@@ -169,6 +189,11 @@ int db_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_
 int db_check_foreign_keys(db *d, db_failure *f);
 int db_check_identity(db *d, db_failure *f);
 
+int db_query(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row, void *userdata,
+             int64_t *ret_changes, db_failure *f, const char *what);
+int db_table_exists(db *d, const char *name, bool *ret, db_failure *f);
+
+/* Bookkeeping (history.h implements it per format over the query API). */
 int db_load_applied(db *d, applied_set *ret, db_failure *f);
 int db_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f);
 int db_remove_applied(db *d, const migration *m, db_failure *f);
@@ -176,11 +201,16 @@ int db_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f)
 int db_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
                       unsigned error_line, db_failure *f);
 int db_history(db *d, unsigned limit, json_t **ret, db_failure *f);
+/* Upgrades migrated's own tables in place, then marks attempts left running as interrupted. */
 int db_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
+/* The highest job id in the history (0 when none), so that job ids are never reused. */
 int db_max_job_id(db *d, uint64_t *ret, db_failure *f);
+/* Records a job that is not a migration (restore, mark, baseline) as one succeeded attempt. */
 int db_record_event(db *d, const db_event *ev, db_failure *f);
+/* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
 int db_mark_applied(db *d, const migration *m, db_failure *f);
 int db_mark_rolled_back(db *d, const migration *m, db_failure *f);
+/* Whether the database has tables of its own (not the backend's, not bookkeeping). */
 int db_has_user_tables(db *d, bool *ret);
 
 int db_backup_to(db *d, const char *path, int fd, db_failure *f);
