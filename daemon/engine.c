@@ -97,6 +97,10 @@ void engine_interrupt(engine *e, engine_stop_reason why) {
         db_interrupt(e->db);
 }
 
+const db_backend *engine_backend(engine *e) {
+        return db_get_backend(e->db);
+}
+
 engine_stop_reason engine_stop_requested(engine *e) {
         return atomic_load(&e->interrupted) ? (engine_stop_reason) atomic_load(&e->stop_reason) : ENGINE_STOP_NONE;
 }

@@ -62,6 +62,9 @@ void engine_interrupt(engine *e, engine_stop_reason why);
  * check). Safe from any thread. */
 engine_stop_reason engine_stop_requested(engine *e);
 
+/* The backend the engine's database was opened with (set once: safe from any thread). */
+const db_backend *engine_backend(engine *e);
+
 /* Clears a stop request; called by the job's owner before a job starts. */
 void engine_reset_stop(engine *e);
 

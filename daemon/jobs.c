@@ -277,7 +277,7 @@ static void job_apply(void *userdata) {
         engine_error ignored = {};
         int64_t t0 = job_mono_ms(), deadline = t0 + (int64_t) s->cfg->holder_timeout_s * 1000;
         struct timespec pause = { 0, 100 * 1000 * 1000 };
-        const db_backend *backend = db_backend_find(NULL);
+        const db_backend *backend = engine_backend(s->job_engine);
 
         /* Holders only matter when we stopped the services: without units, other writers are
          * expected and handled by busy_timeout. */
@@ -414,7 +414,7 @@ static void job_prepare(void *userdata) {
         jb->r = engine_preview(s->job_engine, &jb->spec, &jb->changes, &jb->err);
         if (jb->r != 0 || !jb->changes)
                 return;
-        jb->r = preflight_check(s->cfg, &jb->spec, &jb->err);
+        jb->r = preflight_check(s->cfg, engine_backend(s->job_engine), &jb->spec, &jb->err);
         if (jb->r != 0)
                 return;
         if (jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&

@@ -64,7 +64,7 @@ static int check_writable(const char *path, const char *at, const char *what, en
                     what, path, strerror(errno), streq(at, path) ? "" : " at ", streq(at, path) ? "" : at);
 }
 
-int preflight_check(const config *cfg, const engine_job *job, engine_error *err) {
+int preflight_check(const config *cfg, const db_backend *backend, const engine_job *job, engine_error *err) {
         _cleanup_free_ char *copy = strdup(cfg->database), *backup_at = NULL;
         const char *dir;
         struct statvfs sv;
@@ -95,7 +95,7 @@ int preflight_check(const config *cfg, const engine_job *job, engine_error *err)
         if (r != 0)
                 return r;
         /* a backend that cannot tell needs only the margin */
-        (void) db_disk_size(db_backend_find(NULL), cfg->database, &need);
+        (void) db_disk_size(backend, cfg->database, &need);
         r = backups_check_space(backup_at, need, &avail);
         if (r == -ENOSPC)
                 return fail(err, PROTOCOL_ERROR_BACKUP_SPACE,
