@@ -219,7 +219,8 @@ int engine_status(engine *e, json_t **ret, engine_error *err) {
         r = engine_load(e, &applied, err);
         if (r != 0)
                 return r;
-        /* the backend's own facts (its journal mode, say), where the status always had them */
+        /* the backend's own facts (its journal mode, say): where the status always had them, and
+         * as "backend" {name, facts…} for clients that render whatever a backend reports */
         info = json_object();
         if (info)
                 (void) db_info(e->db, info);
@@ -232,6 +233,12 @@ int engine_status(engine *e, json_t **ret, engine_error *err) {
                 errors = &extra;
         }
         o = report_status(e->database, e->set, &applied, info, errors);
+        if (o && info) {
+                json_t *backend = json_pack("{s:s}", "name", db_get_backend(e->db)->name);
+                if (backend)
+                        json_object_update(backend, info);
+                json_object_set_new(o, "backend", backend ?: json_null());
+        }
         json_decref(info);
         if (!e->set)
                 json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
