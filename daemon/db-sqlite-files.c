@@ -61,37 +61,19 @@ int sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_versio
         }
         sqlite3_finalize(st);
         st = NULL;
-        /* Its version: from our table or Prisma's; a database that never saw a migration (the
-         * backup taken before the very first one) has none, which is version 0. */
+        /* Its version, read by the history of whichever format's table it has: the connection
+         * lent to the history layer for the time of the read. */
         if (rc == SQLITE_OK) {
-                rc = sqlite3_prepare_v2(
-                        c,
-                        "SELECT CASE "
-                        "WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'migrated_schema') THEN 1 "
-                        "WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_prisma_migrations') THEN 2 "
-                        "ELSE 0 END", -1, &st, NULL);
-                int kind = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-                sqlite3_finalize(st);
-                st = NULL;
-                if (kind == 0)
-                        *ret_version = 0;
-                else if (kind > 0) {
-                        rc = sqlite3_prepare_v2(c, kind == 1 ? "SELECT coalesce(max(version), 0) FROM migrated_schema"
-                                                             : "SELECT coalesce(max(CAST(migration_name AS INTEGER)), 0) "
-                                                               "FROM \"_prisma_migrations\" WHERE finished_at IS NOT "
-                                                               "NULL AND rolled_back_at IS NULL",
-                                                -1, &st, NULL);
-                        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-                                *ret_version = sqlite3_column_int64(st, 0);
-                        else
-                                kind = -1;
-                        sqlite3_finalize(st);
-                }
-                if (kind < 0) {
-                        if (asprintf(ret_problem, "has an unreadable migration history: %s", sqlite3_errmsg(c)) < 0)
+                db_sqlite tmp = { .base.backend = &db_sqlite_backend, .conn = c, .path = (char *) path };
+                db_failure f = {};
+
+                if (history_version_of(&tmp.base, ret_version, &f) != 0) {
+                        if (asprintf(ret_problem, "has an unreadable migration history: %s",
+                                     f.message ?: sqlite3_errmsg(c)) < 0)
                                 *ret_problem = NULL;
                         rc = SQLITE_ERROR;
                 }
+                db_failure_clear(&f);
         }
         sqlite3_close(c);
         return rc == SQLITE_OK ? 0 : -EINVAL;

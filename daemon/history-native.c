@@ -25,6 +25,28 @@ const history_format *history_find(migdir_format format) {
         return NULL;
 }
 
+int history_version_of(db *d, int64_t *ret, db_failure *f) {
+        for (size_t i = 0; i < ELEMENTSOF(formats); i++) {
+                applied_set a = {};
+                bool exists;
+                int r;
+
+                r = db_table_exists(d, formats[i]->table, &exists, f);
+                if (r != 0)
+                        return r;
+                if (!exists)
+                        continue;
+                r = formats[i]->load_applied(d, &a, f);
+                if (r != 0)
+                        return r;
+                *ret = applied_set_current(&a);
+                applied_set_clear(&a);
+                return 0;
+        }
+        *ret = 0;
+        return 0;
+}
+
 int history_refuse(db_failure *f, const char *fmt, ...) {
         va_list ap;
         int r;

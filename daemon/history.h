@@ -28,6 +28,10 @@ extern const history_format history_prisma;
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
 
+/* The version a database of any format is at: from the first format whose table it has; 0 when
+ * it has none (a database that never saw a migration). */
+int history_version_of(db *d, int64_t *ret, db_failure *f);
+
 /* Every table the bookkeeping of any format may own, NULL-terminated: not the user's. */
 extern const char *const history_tables[];
 
