@@ -8,11 +8,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "db-sqlite-internal.h"
 #include "db.h"
 #include "history.h"
 #include "macro.h"
 
+/* One row per backend; each is defined in its own file(s). */
+extern const db_backend db_sqlite_backend;
 
 static const db_backend *const backends[] = {
         &db_sqlite_backend,
