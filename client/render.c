@@ -345,6 +345,36 @@ static int render_gate(table *t, json_t *g) {
 }
 
 /* The header block of status: where, what, who is working. */
+/* Whatever facts the daemon's backend reports ("backend": {name, journal_mode, …}), one row
+ * each, labelled from the key; a daemon without that object still has its journal_mode. */
+static int render_backend_facts(table *t, json_t *result) {
+        json_t *backend = json_object_get(result, "backend"), *v;
+        const char *key;
+        int r = 0;
+
+        if (!json_is_object(backend))
+                return table_add(t, "Journal mode:") ?: table_add(t, json_get_str(result, "journal_mode"));
+        json_object_foreach(backend, key, v) {
+                char label[64];
+                size_t n;
+
+                if (streq(key, "name"))
+                        continue;
+                n = (size_t) snprintf(label, sizeof(label) - 1, "%s", key);
+                for (size_t i = 0; i < n && i < sizeof(label) - 2; i++)
+                        if (label[i] == '_')
+                                label[i] = ' ';
+                label[0] = (char) toupper((unsigned char) label[0]);
+                n = strlen(label);
+                label[n] = ':';
+                label[n + 1] = '\0';
+                r = table_add(t, label) ?: table_add(t, json_string_value(v));
+                if (r < 0)
+                        return r;
+        }
+        return r;
+}
+
 static int render_status_header(json_t *result) {
         _cleanup_(table_freep) table *t = table_new(2);
         _cleanup_free_ char *daemon = NULL;
@@ -360,7 +390,7 @@ static int render_status_header(json_t *result) {
         json_get_int(result, "queue_length", &queue);
         r = table_add(t, "Database:") ?: table_add(t, json_get_str(result, "database")) ?:
             table_add(t, "Migrations:") ?: table_add(t, json_get_str(result, "migrations_dir")) ?:
-            table_add(t, "Journal mode:") ?: table_add(t, json_get_str(result, "journal_mode")) ?:
+            render_backend_facts(t, result) ?:
             table_add(t, "Daemon:") ?: table_add(t, daemon) ?:
             table_add(t, "Queue:") ?: table_addf(t, "%s waiting", fmt_count(queue, "job", c)) ?:
             table_add(t, "Version:") ?:

@@ -87,7 +87,8 @@ int backups_open_dir(const char *dir, bool create, int *ret_fd, char **ret_probl
         return 0;
 }
 
-char *backups_new_name(const char *database, int64_t version, uint64_t job_id, backup_kind kind) {
+char *backups_new_name(const db_backend *be, const char *database, int64_t version, uint64_t job_id,
+                       backup_kind kind) {
         struct timespec ts;
         struct tm tm;
         char stamp[32], *name;
@@ -95,13 +96,14 @@ char *backups_new_name(const char *database, int64_t version, uint64_t job_id, b
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
         strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
-        if (asprintf(&name, "%s-%s.%03ldZ-v%" PRId64 "-job%" PRIu64 "%s.sqlite", db_base(database), stamp,
-                     ts.tv_nsec / 1000000, version, job_id, kind == BACKUP_MANUAL ? "-manual" : "") < 0)
+        if (asprintf(&name, "%s-%s.%03ldZ-v%" PRId64 "-job%" PRIu64 "%s%s", db_base(database), stamp,
+                     ts.tv_nsec / 1000000, version, job_id, kind == BACKUP_MANUAL ? "-manual" : "",
+                     be->backup_suffix) < 0)
                 return NULL;
         return name;
 }
 
-int backups_parse_name(const char *database, const char *file, backup_info *ret) {
+int backups_parse_name(const db_backend *be, const char *database, const char *file, backup_info *ret) {
         const char *base = db_base(database), *p;
         int Y, M, D, h, m, s, ms, n = 0;
         backup_kind kind = BACKUP_AUTO;
@@ -120,7 +122,7 @@ int backups_parse_name(const char *database, const char *file, backup_info *ret)
                 kind = BACKUP_MANUAL;
                 p += 7;
         }
-        if (!streq(p, ".sqlite"))
+        if (!streq(p, be->backup_suffix))
                 return -EINVAL;
         memset(ret, 0, sizeof(*ret));
         if (asprintf(&ret->time, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Y, M, D, h, m, s, ms) < 0)
@@ -131,31 +133,16 @@ int backups_parse_name(const char *database, const char *file, backup_info *ret)
         return 0;
 }
 
-static uint32_t be32(const unsigned char *p) {
-        return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
-}
-
-/* A backup is listed only when it is a regular file of ours whose SQLite header describes
- * exactly its size: a file cut short by a crash (or empty) is never offered as a backup. */
-static bool entry_is_complete(int dirfd, const char *name, uint64_t *ret_size) {
+/* A backup is listed only when it is a regular file of ours that the backend calls complete:
+ * a file cut short by a crash (or empty) is never offered as a backup. */
+static bool entry_is_complete(const db_backend *be, int dirfd, const char *name, uint64_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
-        unsigned char h[100];
-        uint32_t page_size;
         struct stat st;
 
         fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
                 return false;
-        if (pread(fd, h, sizeof(h), 0) != (ssize_t) sizeof(h) || memcmp(h, "SQLite format 3", 16) != 0)
-                return false;
-        page_size = (uint32_t) h[16] << 8 | h[17];
-        if (page_size == 1)
-                page_size = 65536;
-        if (page_size < 512 || (page_size & (page_size - 1)) != 0)
-                return false;
-        /* the in-header page count is valid when its version-valid-for matches the change counter */
-        if (be32(h + 92) != be32(h + 24) || be32(h + 28) == 0 ||
-            (uint64_t) be32(h + 28) * page_size != (uint64_t) st.st_size)
+        if (!be->backup_complete(fd, (uint64_t) st.st_size))
                 return false;
         *ret_size = (uint64_t) st.st_size;
         return true;
@@ -209,7 +196,8 @@ static int list_append(backup_info **list, size_t *n, backup_info *b, const char
         return 0;
 }
 
-int backups_list(const char *dir, const char *database, backup_info **ret, size_t *ret_n) {
+int backups_list(const db_backend *be, const char *dir, const char *database, backup_info **ret,
+                 size_t *ret_n) {
         _cleanup_(closedirp) DIR *d = NULL;
         backup_info *list = NULL;
         struct dirent *de;
@@ -223,9 +211,9 @@ int backups_list(const char *dir, const char *database, backup_info **ret, size_
                 backup_info b;
                 uint64_t size;
 
-                if (backups_parse_name(database, de->d_name, &b) < 0)
+                if (backups_parse_name(be, database, de->d_name, &b) < 0)
                         continue;
-                if (!entry_is_complete(dirfd(d), de->d_name, &size)) {
+                if (!entry_is_complete(be, dirfd(d), de->d_name, &size)) {
                         free(b.time);
                         continue;
                 }
@@ -242,12 +230,12 @@ int backups_list(const char *dir, const char *database, backup_info **ret, size_
         return 0;
 }
 
-uint64_t backups_max_job_id(const char *dir, const char *database) {
+uint64_t backups_max_job_id(const db_backend *be, const char *dir, const char *database) {
         backup_info *list = NULL;
         uint64_t max = 0;
         size_t n = 0;
 
-        if (backups_list(dir, database, &list, &n) < 0)
+        if (backups_list(be, dir, database, &list, &n) < 0)
                 return 0;
         for (size_t i = 0; i < n; i++)
                 if (list[i].job_id > max)
@@ -288,7 +276,7 @@ int backups_publish(int dirfd, int fd, const char *temp_name, const char *final_
 }
 
 /* Whether name is one of our temporaries for database: ".<db>-...partial" (a backup being
- * written, a restore's scratch copy) or a rehearsal copy and its -wal/-shm/-journal. */
+ * written, a restore's scratch copy) or a rehearsal clone and the files its backend kept beside it. */
 static bool is_temporary(const char *database, const char *name) {
         const char *base = db_base(database);
         size_t bl = strlen(base), nl = strlen(name);
@@ -333,12 +321,13 @@ static bool is_protected(const backup_info *b, char *const *protect, size_t n_pr
         return false;
 }
 
-int backups_prune(const char *dir, const char *database, unsigned keep, char *const *protect, size_t n_protect) {
+int backups_prune(const db_backend *be, const char *dir, const char *database, unsigned keep,
+                  char *const *protect, size_t n_protect) {
         backup_info *list = NULL;
         size_t n = 0, kept = 0;
         int removed = 0, r;
 
-        r = backups_list(dir, database, &list, &n);
+        r = backups_list(be, dir, database, &list, &n);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {

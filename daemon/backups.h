@@ -2,13 +2,15 @@
 #pragma once
 
 /* The backup directory: file names that carry what a backup is ("<db>-<UTC time>-v<version>-
- * job<id>[-manual].sqlite"), so that listing needs no index file; its trust checks; the
+ * job<id>[-manual]<backend suffix>"), so that listing needs no index file; its trust checks; the
  * exclusive creation of a backup under a temporary name and its atomic publication; retention;
  * the free-space check made before a backup is attempted. */
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "db.h"
 
 typedef enum backup_kind {
         BACKUP_AUTO,   /* taken by a job before a change: rotated by keep */
@@ -34,18 +36,18 @@ void backup_info_clear(backup_info *b);
 int backups_open_dir(const char *dir, bool create, int *ret_fd, char **ret_problem);
 
 /* The name for a new backup of database at version, made by job_id. */
-char *backups_new_name(const char *database, int64_t version, uint64_t job_id, backup_kind kind);
+char *backups_new_name(const db_backend *be, const char *database, int64_t version, uint64_t job_id,
+                       backup_kind kind);
 
 /* Parses a name made by backups_new_name; -EINVAL for other files. */
-int backups_parse_name(const char *database, const char *file, backup_info *ret);
+int backups_parse_name(const db_backend *be, const char *database, const char *file, backup_info *ret);
 
 /* The complete backups of database in dir, newest first: regular files owned by us (never
- * symlinks) whose SQLite header describes exactly the file's size. An untrusted directory is
- * -EPERM. */
-int backups_list(const char *dir, const char *database, backup_info **ret, size_t *ret_n);
+ * symlinks) that the backend calls complete. An untrusted directory is -EPERM. */
+int backups_list(const db_backend *be, const char *dir, const char *database, backup_info **ret, size_t *ret_n);
 
 /* The highest job id any backup of database in dir was made by (0 when none). */
-uint64_t backups_max_job_id(const char *dir, const char *database);
+uint64_t backups_max_job_id(const db_backend *be, const char *dir, const char *database);
 
 /* Creates name in dirfd exclusively (never through a symlink, never a file someone else made),
  * mode 0600. Returns the open file descriptor or -errno. */
@@ -64,7 +66,8 @@ int backups_remove_temporaries(const char *dir, const char *database);
 /* Deletes the oldest automatic backups beyond keep, except those named in protect (the restore
  * points of applied irreversible migrations). Manual backups are never pruned. Returns how many
  * were removed, or -errno. */
-int backups_prune(const char *dir, const char *database, unsigned keep, char *const *protect, size_t n_protect);
+int backups_prune(const db_backend *be, const char *dir, const char *database, unsigned keep,
+                  char *const *protect, size_t n_protect);
 
 /* 0 when dir's filesystem has room for bytes plus a margin; -ENOSPC (with the free bytes in
  * *ret_free) when it has not. */

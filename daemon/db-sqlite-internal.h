@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Shared by the SQLite backend's files: db-sqlite.c (connection, transactions, scripts,
- * backups) and db-sqlite-history.c (the bookkeeping tables, native or Prisma's). */
+/* Shared by the SQLite backend's files: db-sqlite.c (connection, transactions, scripts, the
+ * query API, backups), db-sqlite-files.c (backup files, clones, holders, the history carried
+ * through a restore) and db-sqlite-identity.c. */
 
 #include <sqlite3.h>
 
 #include "db.h"
 #include "macro.h"
+
+extern const db_backend db_sqlite_backend;
 
 typedef struct db_sqlite {
         db base;
@@ -17,7 +20,6 @@ typedef struct db_sqlite {
         db_file_identity wal_identity; /* its -wal file, once one exists */
         unsigned busy_timeout_ms;
         atomic_bool *cancel;
-        migdir_format format;
 } db_sqlite;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
@@ -29,35 +31,19 @@ int sqlite_exec_simple(db_sqlite *s, const char *sql, db_failure *f, const char 
 bool sqlite_table_exists(db_sqlite *s, const char *name, int *ret_rc);
 void sqlite_rollback(db *d);
 
-/* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
-int sqlite_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
-
-/* db-sqlite-history.c */
-int sqlite_load_applied(db *d, applied_set *ret, db_failure *f);
-int sqlite_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f);
-int sqlite_remove_applied(db *d, const migration *m, db_failure *f);
-int sqlite_mark_applied(db *d, const migration *m, db_failure *f);
-int sqlite_mark_rolled_back(db *d, const migration *m, db_failure *f);
-int sqlite_has_user_tables(db *d, bool *ret);
-int sqlite_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
-int sqlite_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
-                          unsigned error_line, db_failure *f);
-int sqlite_history(db *d, unsigned limit, json_t **ret, db_failure *f);
-int sqlite_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
-int sqlite_record_event(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
-                        const char *detail, const char *requested_by, db_failure *f);
+/* db-sqlite-files.c (restore) */
 int sqlite_carry_history(db *d, const char *scratch, const db_event *ev, db_failure *f);
-int sqlite_max_job_id(db *d, uint64_t *ret, db_failure *f);
+
+/* db-sqlite-files.c */
+bool sqlite_backup_complete(int fd, uint64_t size);
+int sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
+int sqlite_clone(db *d, int dirfd, const char *dir, const char *stem, char **ret_target, db_failure *f);
+void sqlite_clone_remove(const char *target);
+int sqlite_disk_size(const char *target, uint64_t *ret_bytes);
+int sqlite_find_holders(const char *target, size_t *ret_n, char **ret_description, json_t **ret_holders);
+int sqlite_lock_report(const char *target, json_t **ret_report);
 
 /* db-sqlite-identity.c */
 /* Records which file the path names now (refusing if it is not *expected, when known). */
 int sqlite_identity_record(db_sqlite *s, const db_file_identity *expected, db_failure *f);
 int sqlite_check_identity(db *d, db_failure *f);
-
-/* db-sqlite-prisma.c */
-int prisma_ensure_table(db_sqlite *s, db_failure *f);
-int prisma_load_applied(db_sqlite *s, applied_set *ret, db_failure *f);
-int prisma_record_applied(db_sqlite *s, const migration *m, int64_t duration_ms, db_failure *f);
-int prisma_remove_applied(db_sqlite *s, const migration *m, db_failure *f);
-int prisma_mark_applied(db_sqlite *s, const migration *m, db_failure *f);
-int prisma_mark_rolled_back(db_sqlite *s, const migration *m, db_failure *f);

@@ -17,28 +17,6 @@
 #include "db-sqlite-internal.h"
 #include "macro.h"
 
-
-
-void db_failure_clear(db_failure *f) {
-        if (!f)
-                return;
-        free(f->message);
-        memset(f, 0, sizeof(*f));
-}
-
-void db_timestamp(char buf[32]) {
-        struct timespec ts;
-        struct tm tm;
-
-        size_t n;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(buf + n, 32 - n, ".%03dZ", (int) (ts.tv_nsec / 1000000));
-}
-
-
 db_sqlite *to_sqlite(db *d) {
         return (db_sqlite *) d;
 }
@@ -100,18 +78,6 @@ bool sqlite_table_exists(db_sqlite *s, const char *name, int *ret_rc) {
         return rc == SQLITE_ROW;
 }
 
-int sqlite_refuse(db_failure *f, const char *fmt, ...) {
-        va_list ap;
-        int r;
-
-        db_failure_clear(f);
-        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
-        va_start(ap, fmt);
-        r = vasprintf(&f->message, fmt, ap);
-        va_end(ap);
-        return r < 0 ? -ENOMEM : DB_FAILED;
-}
-
 /* sqlite3_interrupt() only reaches statements already running; polling the flag from the progress
  * handler also stops one that starts a moment later. */
 static int progress_handler(void *userdata) {
@@ -149,17 +115,17 @@ static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->path = strdup(o->path);
+        s->path = strdup(o->target);
         if (!s->path)
                 return -ENOMEM;
         s->base.backend = &db_sqlite_backend;
         s->busy_timeout_ms = o->busy_timeout_ms;
-        fresh = stat(o->path, &st) < 0 || st.st_size == 0;
+        fresh = stat(o->target, &st) < 0 || st.st_size == 0;
 
         /* The reader opens read-write too (a read-only connection cannot recover a WAL database nor
          * create its -shm), and is kept from writing by query_only. */
         flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-        rc = sqlite3_open_v2(o->path, &s->conn, flags, NULL);
+        rc = sqlite3_open_v2(o->target, &s->conn, flags, NULL);
         if (rc != SQLITE_OK) {
                 rc = sqlite_fail(s, rc, f, "cannot open the database");
                 sqlite3_close(s->conn);
@@ -168,7 +134,6 @@ static int sqlite_open(const db_options *o, db **ret, db_failure *f) {
         }
         sqlite3_extended_result_codes(s->conn, 1);
         s->cancel = o->cancel;
-        s->format = o->format;
         sqlite3_busy_handler(s->conn, busy_handler, s);
         if (s->cancel)
                 sqlite3_progress_handler(s->conn, 1000, progress_handler, s);
@@ -208,21 +173,17 @@ static void sqlite_interrupt(db *d) {
         sqlite3_interrupt(to_sqlite(d)->conn);
 }
 
-static int sqlite_journal_mode(db *d, char **ret) {
+/* The status's backend facts: the journal mode (null when it cannot be read). */
+static int sqlite_info(db *d, json_t *status) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         db_sqlite *s = to_sqlite(d);
-        char *m;
+        json_t *mode = NULL;
 
-        if (sqlite3_prepare_v2(s->conn, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK ||
-            sqlite3_step(st) != SQLITE_ROW)
-                return -EIO;
-        m = strdup((const char *) sqlite3_column_text(st, 0) ?: "unknown");
-        if (!m)
-                return -ENOMEM;
-        *ret = m;
-        return 0;
+        if (sqlite3_prepare_v2(s->conn, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                mode = json_string((const char *) sqlite3_column_text(st, 0) ?: "unknown");
+        return json_object_set_new(status, "journal_mode", mode ?: json_null()) < 0 ? -ENOMEM : 0;
 }
-
 
 /* BEGIN IMMEDIATE takes the write lock up front, waiting up to busy_timeout, so that a busy
  * database is found before the first statement runs rather than halfway through. */
@@ -353,6 +314,99 @@ static int sqlite_exec_script(db *d, const char *sql, size_t size, bool in_trans
         return 0;
 }
 
+/* One value of the current row: its storage class, with the integer and the text both at hand. */
+static db_value column_value(sqlite3_stmt *st, int col) {
+        switch (sqlite3_column_type(st, col)) {
+        case SQLITE_NULL:
+                return DB_NULL;
+        case SQLITE_INTEGER:
+                return (db_value) { .type = DB_VALUE_INT, .i = sqlite3_column_int64(st, col),
+                                    .s = (const char *) sqlite3_column_text(st, col) };
+        default:
+                return (db_value) { .type = DB_VALUE_TEXT, .i = sqlite3_column_int64(st, col),
+                                    .s = (const char *) sqlite3_column_text(st, col) ?: "" };
+        }
+}
+
+static int bind_params(sqlite3_stmt *st, const db_value *params, size_t n) {
+        int rc = SQLITE_OK;
+
+        for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
+                switch (params[i].type) {
+                case DB_VALUE_NULL:
+                        rc = sqlite3_bind_null(st, (int) i + 1);
+                        break;
+                case DB_VALUE_INT:
+                        rc = sqlite3_bind_int64(st, (int) i + 1, params[i].i);
+                        break;
+                case DB_VALUE_TEXT:
+                        rc = sqlite3_bind_text(st, (int) i + 1, params[i].s, -1, SQLITE_STATIC);
+                        break;
+                }
+        return rc;
+}
+
+/* The history layer's whole access to SQLite: one statement, bound, stepped to the end. */
+static int sqlite_query(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row,
+                        void *userdata, int64_t *ret_changes, db_failure *f, const char *what) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        int rc, r = 0;
+
+        rc = sqlite3_prepare_v2(s->conn, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                rc = bind_params(st, params, n_params);
+        if (rc != SQLITE_OK)
+                return sqlite_fail(s, rc, f, what);
+        while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+                if (row) {
+                        int n = sqlite3_column_count(st);
+                        db_value cols[n > 0 ? n : 1];
+                        for (int i = 0; i < n; i++)
+                                cols[i] = column_value(st, i);
+                        r = row(cols, (size_t) n, userdata);
+                }
+        if (r != 0)
+                return r;
+        if (rc != SQLITE_DONE)
+                return sqlite_fail(s, rc, f, what);
+        if (ret_changes)
+                *ret_changes = sqlite3_changes64(s->conn);
+        return 0;
+}
+
+static int sqlite_table_exists_op(db *d, const char *name, bool *ret, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        int rc;
+        bool exists = sqlite_table_exists(s, name, &rc);
+
+        if (rc != SQLITE_OK)
+                return sqlite_fail(s, rc, f, "cannot read the schema");
+        *ret = exists;
+        return 0;
+}
+
+/* Any table but SQLite's own and the bookkeeping ones. */
+static int sqlite_has_user_tables(db *d, const char *const *bookkeeping, bool *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        db_sqlite *s = to_sqlite(d);
+        int rc;
+
+        if (sqlite3_prepare_v2(s->conn,
+                               "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+                               "ESCAPE '\\'", -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        *ret = false;
+        while (!*ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *name = (const char *) sqlite3_column_text(st, 0) ?: "";
+                bool ours = false;
+                for (size_t i = 0; bookkeeping[i] && !ours; i++)
+                        ours = streq(bookkeeping[i], name);
+                *ret = !ours;
+        }
+        return *ret || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 static int sqlite_check_foreign_keys(db *d, db_failure *f) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         db_sqlite *s = to_sqlite(d);
@@ -374,8 +428,6 @@ static int sqlite_check_foreign_keys(db *d, db_failure *f) {
         }
         return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot check foreign keys");
 }
-
-
 
 /* Opens path, a file the caller created exclusively and holds open as fd, and checks that it is
  * that very file (the directory is ours, but never write to a file we did not make). */
@@ -524,90 +576,31 @@ static int sqlite_size(db *d, uint64_t *ret_bytes) {
         return 0;
 }
 
-
-int db_sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem) {
-        sqlite3 *c = NULL;
-        sqlite3_stmt *st = NULL;
-        int rc;
-
-        *ret_problem = NULL;
-        rc = sqlite3_open_v2(path, &c, SQLITE_OPEN_READONLY, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(c, full_check ? "PRAGMA integrity_check(1)" : "PRAGMA quick_check(1)", -1, &st,
-                                        NULL);
-        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-            !streq((const char *) sqlite3_column_text(st, 0) ?: "", "ok")) {
-                if (asprintf(ret_problem, "fails its integrity check: %s", sqlite3_column_text(st, 0)) < 0)
-                        *ret_problem = NULL;
-                rc = SQLITE_CORRUPT;
-        } else if (rc != SQLITE_OK) {
-                if (asprintf(ret_problem, "is not a readable SQLite database: %s", c ? sqlite3_errmsg(c) : sqlite3_errstr(rc)) < 0)
-                        *ret_problem = NULL;
-        }
-        sqlite3_finalize(st);
-        st = NULL;
-        /* Its version: from our table or Prisma's; a database that never saw a migration (the
-         * backup taken before the very first one) has none, which is version 0. */
-        if (rc == SQLITE_OK) {
-                rc = sqlite3_prepare_v2(
-                        c,
-                        "SELECT CASE "
-                        "WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'migrated_schema') THEN 1 "
-                        "WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_prisma_migrations') THEN 2 "
-                        "ELSE 0 END", -1, &st, NULL);
-                int kind = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-                sqlite3_finalize(st);
-                st = NULL;
-                if (kind == 0)
-                        *ret_version = 0;
-                else if (kind > 0) {
-                        rc = sqlite3_prepare_v2(c, kind == 1 ? "SELECT coalesce(max(version), 0) FROM migrated_schema"
-                                                             : "SELECT coalesce(max(CAST(migration_name AS INTEGER)), 0) "
-                                                               "FROM \"_prisma_migrations\" WHERE finished_at IS NOT "
-                                                               "NULL AND rolled_back_at IS NULL",
-                                                -1, &st, NULL);
-                        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-                                *ret_version = sqlite3_column_int64(st, 0);
-                        else
-                                kind = -1;
-                        sqlite3_finalize(st);
-                }
-                if (kind < 0) {
-                        if (asprintf(ret_problem, "has an unreadable migration history: %s", sqlite3_errmsg(c)) < 0)
-                                *ret_problem = NULL;
-                        rc = SQLITE_ERROR;
-                }
-        }
-        sqlite3_close(c);
-        return rc == SQLITE_OK ? 0 : -EINVAL;
-}
-
 const db_backend db_sqlite_backend = {
         .name = "sqlite",
+        .backup_suffix = ".sqlite",
         .open = sqlite_open,
         .close = sqlite_close,
         .interrupt = sqlite_interrupt,
-        .journal_mode = sqlite_journal_mode,
-        .load_applied = sqlite_load_applied,
         .begin = sqlite_begin,
         .commit = sqlite_commit,
         .rollback = sqlite_rollback,
         .exec_script = sqlite_exec_script,
         .check_foreign_keys = sqlite_check_foreign_keys,
-        .record_applied = sqlite_record_applied,
-        .remove_applied = sqlite_remove_applied,
-        .attempt_begin = sqlite_attempt_begin,
-        .attempt_finish = sqlite_attempt_finish,
-        .history = sqlite_history,
-        .recover_interrupted = sqlite_recover_interrupted,
         .backup_to = sqlite_backup_to,
         .restore_from = sqlite_restore_from,
         .check_integrity = sqlite_check_integrity,
         .size = sqlite_size,
-        .record_event = sqlite_record_event,
-        .max_job_id = sqlite_max_job_id,
-        .mark_applied = sqlite_mark_applied,
-        .mark_rolled_back = sqlite_mark_rolled_back,
+        .query = sqlite_query,
+        .table_exists = sqlite_table_exists_op,
         .has_user_tables = sqlite_has_user_tables,
         .check_identity = sqlite_check_identity,
+        .backup_complete = sqlite_backup_complete,
+        .info = sqlite_info,
+        .inspect_backup = sqlite_inspect_backup,
+        .clone = sqlite_clone,
+        .clone_remove = sqlite_clone_remove,
+        .disk_size = sqlite_disk_size,
+        .find_holders = sqlite_find_holders,
+        .lock_report = sqlite_lock_report,
 };

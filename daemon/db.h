@@ -31,9 +31,6 @@ enum {
 
 void db_failure_clear(db_failure *f);
 
-/* Reads what a backup file holds: whether it is a readable database of ours, its version. */
-int db_sqlite_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
-
 /* A file's identity: device and inode, not the spelling of its path. */
 typedef struct db_file_identity {
         bool known;
@@ -42,7 +39,8 @@ typedef struct db_file_identity {
 } db_file_identity;
 
 typedef struct db_options {
-        const char *path;
+        const char *backend; /* a registered backend's name; NULL: DB_BACKEND_DEFAULT */
+        const char *target;  /* what the backend opens: a file path, a connection string */
         unsigned busy_timeout_ms;
         bool read_only;
         migdir_format format; /* which bookkeeping: migrated_schema or Prisma's _prisma_migrations */
@@ -51,6 +49,33 @@ typedef struct db_options {
         /* The file the daemon locked: the connection must have opened this one. */
         db_file_identity identity;
 } db_options;
+
+/* The small parameterised query API every backend provides, over which the history layer
+ * (history.h) writes each format's bookkeeping once for every backend. Parameters are written
+ * ?1 … ?N in the SQL; a backend whose dialect spells them otherwise translates. */
+typedef enum db_value_type {
+        DB_VALUE_NULL,
+        DB_VALUE_INT,
+        DB_VALUE_TEXT,
+} db_value_type;
+
+typedef struct db_value {
+        db_value_type type;
+        int64_t i;
+        const char *s; /* DB_VALUE_TEXT; valid during the row callback only */
+} db_value;
+
+#define DB_NULL ((db_value) { .type = DB_VALUE_NULL })
+#define DB_INT(v) ((db_value) { .type = DB_VALUE_INT, .i = (v) })
+#define DB_TEXT(v) db_value_text(v)
+
+/* Text, or NULL when s is NULL. */
+static inline db_value db_value_text(const char *s) {
+        return (db_value) { .type = s ? DB_VALUE_TEXT : DB_VALUE_NULL, .s = s };
+}
+
+/* Called for each row of a query; a non-zero return stops the query and is returned. */
+typedef int (*db_row_fn)(const db_value *cols, size_t n, void *userdata);
 
 typedef struct db_attempt {
         uint64_t job_id;
@@ -71,25 +96,37 @@ typedef struct db_event {
         const char *requested_by;
 } db_event;
 
+/* A backend: one file (or a few) and one row in db.c's registry. Every operation above the
+ * "optional" line is required; an optional one left NULL means "this backend cannot", and its
+ * wrapper answers -EOPNOTSUPP (or false) so that the caller can say so or skip it. */
 typedef struct db_backend {
         const char *name;
+        /* The suffix of its backup files ("<db>-<time>-v<version>-job<id>.sqlite"). */
+        const char *backup_suffix;
+
+        /* ---- the connection ---- */
         int (*open)(const db_options *o, db **ret, db_failure *f);
         void (*close)(db *d);
         void (*interrupt)(db *d);
-        int (*journal_mode)(db *d, char **ret);
-        int (*load_applied)(db *d, applied_set *ret, db_failure *f);
         int (*begin)(db *d, db_failure *f);
         int (*commit)(db *d, db_failure *f);
         void (*rollback)(db *d);
         int (*exec_script)(db *d, const char *sql, size_t size, bool in_transaction, db_failure *f);
         int (*check_foreign_keys)(db *d, db_failure *f);
-        int (*record_applied)(db *d, const migration *m, int64_t duration_ms, db_failure *f);
-        int (*remove_applied)(db *d, const migration *m, db_failure *f);
-        int (*attempt_begin)(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
-        int (*attempt_finish)(db *d, int64_t id, const char *status, const char *error, const char *error_file,
-                              unsigned error_line, db_failure *f);
-        int (*history)(db *d, unsigned limit, json_t **ret, db_failure *f);
-        int (*recover_interrupted)(db *d, unsigned *ret_count, db_failure *f);
+        /* Whether the target still names the database the connection has open; DB_FAILED
+         * (database_replaced) otherwise. */
+        int (*check_identity)(db *d, db_failure *f);
+
+        /* ---- the query API of the history layer ---- */
+        /* Runs one statement with params, calling row (when given) for each result row; the
+         * number of rows it changed goes to *ret_changes when given. what prefixes a failure. */
+        int (*query)(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row, void *userdata,
+                     int64_t *ret_changes, db_failure *f, const char *what);
+        int (*table_exists)(db *d, const char *name, bool *ret, db_failure *f);
+        /* Whether the database has tables of its own: none but the backend's and those named. */
+        int (*has_user_tables)(db *d, const char *const *bookkeeping, bool *ret);
+
+        /* ---- backups ---- */
         /* An online, consistent copy of the whole database into the empty file at path, which the
          * caller created exclusively and holds open as fd; made durable through fd. */
         int (*backup_to)(db *d, const char *path, int fd, db_failure *f);
@@ -97,39 +134,100 @@ typedef struct db_backend {
          * live history (every attempt survives a restore) and recording ev in the same transaction.
          * scratch is an empty file the caller created exclusively (a working copy of the backup). */
         int (*restore_from)(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f);
-        /* The highest job id in the history (0 when none), so that job ids are never reused. */
-        int (*max_job_id)(db *d, uint64_t *ret, db_failure *f);
-        /* quick_check (full: integrity_check) and foreign_key_check; DB_FAILED names the problem. */
+        /* Whether the open regular file fd (of size st_size) is a complete backup: a file cut
+         * short by a crash (or empty) is never offered as a backup. */
+        bool (*backup_complete)(int fd, uint64_t size);
+
+        /* ---- optional: NULL means this backend cannot ---- */
+        /* Adds backend-specific facts to the status object (SQLite: journal_mode). */
+        int (*info)(db *d, json_t *status);
+        /* A quick (full: thorough) integrity check; DB_FAILED names the problem. */
         int (*check_integrity)(db *d, bool full, db_failure *f);
-        /* The database's logical size in bytes: pages times page size. */
+        /* The database's logical size in bytes. */
         int (*size)(db *d, uint64_t *ret_bytes);
-        /* Records a job that is not a migration (restore, mark, baseline) as one succeeded attempt. */
-        int (*record_event)(db *d, uint64_t job_id, const char *direction, int64_t from_version, int64_t to_version,
-                            const char *detail, const char *requested_by, db_failure *f);
-        /* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
-        int (*mark_applied)(db *d, const migration *m, db_failure *f);
-        int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
-        /* Whether the database has tables of its own (not SQLite's, not bookkeeping). */
-        int (*has_user_tables)(db *d, bool *ret);
-        /* Whether the path (and its -wal) still names the file the connection has open;
-         * DB_FAILED (database_replaced) otherwise. */
-        int (*check_identity)(db *d, db_failure *f);
+        /* Reads what a backup file holds: whether it is a readable database of ours, its version. */
+        int (*inspect_backup)(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
+        /* A private, consistent clone of the database to rehearse on, created exclusively in the
+         * directory dirfd (path dir) under a name starting with stem; *ret_target opens it. */
+        int (*clone)(db *d, int dirfd, const char *dir, const char *stem, char **ret_target, db_failure *f);
+        /* Removes a clone made by clone() and whatever the backend kept beside it. */
+        void (*clone_remove)(const char *target);
+        /* What a backup of target will need on disk, without a connection (preflight). */
+        int (*disk_size)(const char *target, uint64_t *ret_bytes);
+        /* The processes other than ours that have the database open: how many, described for
+         * people ("pid 123 (node, app.service: db, -wal)") and as a JSON array. */
+        int (*find_holders)(const char *target, size_t *ret_n, char **ret_description, json_t **ret_holders);
+        /* Why the database is busy: a lock-check report, with an "action" sentence. */
+        int (*lock_report)(const char *target, json_t **ret_report);
 } db_backend;
+
+typedef struct history_format history_format;
 
 struct db {
         const db_backend *backend;
+        const history_format *history; /* the bookkeeping of o->format, set by db_open() */
 };
 
-extern const db_backend db_sqlite_backend;
+#define DB_BACKEND_DEFAULT "sqlite"
 
-static inline void db_close(db *d) {
-        if (d)
-                d->backend->close(d);
-}
+/* The registered backend of that name (NULL: the default); NULL when there is none. */
+const db_backend *db_backend_find(const char *name);
+/* The registered backends, for the contract test and the documentation. */
+const db_backend *const *db_backends(size_t *ret_n);
 
-static inline void db_closep(db **d) {
-        db_close(*d);
-}
+/* Opens o->target with the backend named o->backend (NULL: the default). */
+int db_open(const db_options *o, db **ret, db_failure *f);
+void db_close(db *d);
+void db_closep(db **d);
+const db_backend *db_get_backend(db *d);
+
+void db_interrupt(db *d);
+int db_begin(db *d, db_failure *f);
+int db_commit(db *d, db_failure *f);
+void db_rollback(db *d);
+int db_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_failure *f);
+int db_check_foreign_keys(db *d, db_failure *f);
+int db_check_identity(db *d, db_failure *f);
+
+int db_query(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row, void *userdata,
+             int64_t *ret_changes, db_failure *f, const char *what);
+int db_table_exists(db *d, const char *name, bool *ret, db_failure *f);
+
+/* Bookkeeping (history.h implements it per format over the query API). */
+int db_load_applied(db *d, applied_set *ret, db_failure *f);
+int db_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f);
+int db_remove_applied(db *d, const migration *m, db_failure *f);
+int db_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
+int db_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
+                      unsigned error_line, db_failure *f);
+int db_history(db *d, unsigned limit, json_t **ret, db_failure *f);
+/* Upgrades migrated's own tables in place, then marks attempts left running as interrupted. */
+int db_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
+/* The highest job id in the history (0 when none), so that job ids are never reused. */
+int db_max_job_id(db *d, uint64_t *ret, db_failure *f);
+/* Records a job that is not a migration (restore, mark, baseline) as one succeeded attempt. */
+int db_record_event(db *d, const db_event *ev, db_failure *f);
+/* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
+int db_mark_applied(db *d, const migration *m, db_failure *f);
+int db_mark_rolled_back(db *d, const migration *m, db_failure *f);
+/* Whether the database has tables of its own (not the backend's, not bookkeeping). */
+int db_has_user_tables(db *d, bool *ret);
+
+int db_backup_to(db *d, const char *path, int fd, db_failure *f);
+int db_restore_from(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f);
+
+/* Optional operations: -EOPNOTSUPP when the backend cannot. */
+int db_info(db *d, json_t *status);
+int db_check_integrity(db *d, bool full, db_failure *f);
+int db_size(db *d, uint64_t *ret_bytes);
+int db_inspect_backup(const db_backend *b, const char *path, bool full_check, int64_t *ret_version,
+                      char **ret_problem);
+int db_clone(db *d, int dirfd, const char *dir, const char *stem, char **ret_target, db_failure *f);
+void db_clone_remove(const db_backend *b, const char *target);
+int db_disk_size(const db_backend *b, const char *target, uint64_t *ret_bytes);
+int db_find_holders(const db_backend *b, const char *target, size_t *ret_n, char **ret_description,
+                    json_t **ret_holders);
+int db_lock_report(const db_backend *b, const char *target, json_t **ret_report);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);

@@ -28,7 +28,7 @@ static int find_backup_before(engine *e, int64_t version, backup_info *ret) {
         size_t n = 0;
         int r = -ENOENT;
 
-        if (!e->backup_dir || backups_list(e->backup_dir, e->database, &list, &n) < 0)
+        if (!e->backup_dir || backups_list(db_get_backend(e->db), e->backup_dir, e->database, &list, &n) < 0)
                 return -ENOENT;
         for (size_t i = 0; i < n; i++)
                 if (list[i].version < version) {
@@ -88,7 +88,7 @@ int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind 
         r = open_backup_dir(e, &dirfd, err);
         if (r != 0)
                 return r;
-        (void) e->db->backend->size(e->db, &need);
+        (void) db_size(e->db, &need);
         r = backups_check_space(e->backup_dir, need, &avail);
         if (r == -ENOSPC)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED,
@@ -99,7 +99,7 @@ int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind 
         if (r < 0)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "cannot check the space in %s: %s",
                                    e->backup_dir, strerror(-r));
-        name = backups_new_name(e->database, version, job_id, kind);
+        name = backups_new_name(db_get_backend(e->db), e->database, version, job_id, kind);
         temp = name ? backups_temp_name(name) : NULL;
         if (!temp || asprintf(&path, "%s/%s", e->backup_dir, temp) < 0)
                 return -ENOMEM;
@@ -107,7 +107,7 @@ int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind 
         if (fd < 0)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL,
                                    "cannot create the backup %s: %s; nothing was changed", path, strerror(-fd));
-        r = e->db->backend->backup_to(e->db, path, fd, &f);
+        r = db_backup_to(e->db, path, fd, &f);
         if (r == 0) {
                 r = backups_publish(dirfd, fd, temp, name);
                 if (r < 0)
@@ -123,7 +123,7 @@ int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind 
                 (void) unlinkat(dirfd, temp, 0);
                 return r;
         }
-        r = backups_parse_name(e->database, name, &info);
+        r = backups_parse_name(db_get_backend(e->db), e->database, name, &info);
         if (r < 0)
                 return r;
         if (asprintf(&info.path, "%s/%s", e->backup_dir, name) < 0) {
@@ -151,7 +151,7 @@ void engine_prune_backups(engine *e) {
 
         if (!e->backup_dir)
                 return;
-        if (e->db->backend->load_applied(e->db, &applied, &f) != 0) {
+        if (db_load_applied(e->db, &applied, &f) != 0) {
                 /* without knowing what is applied, nothing can be known to be unneeded */
                 log_warning("Not pruning backups: %s", f.message ?: "cannot read the applied migrations");
                 db_failure_clear(&f);
@@ -175,7 +175,7 @@ void engine_prune_backups(engine *e) {
                 backup_info_clear(&b);
         }
         applied_set_clear(&applied);
-        r = backups_prune(e->backup_dir, e->database, e->backup_keep, protect, n);
+        r = backups_prune(db_get_backend(e->db), e->backup_dir, e->database, e->backup_keep, protect, n);
         if (r < 0)
                 log_warning_errno(r, "Failed to prune old backups in %s: %m", e->backup_dir);
         for (size_t i = 0; i < n; i++)
@@ -191,7 +191,7 @@ int engine_list_backups(engine *e, json_t **ret, engine_error *err) {
 
         if (!e->backup_dir)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "no backup directory is configured");
-        r = backups_list(e->backup_dir, e->database, &list, &n);
+        r = backups_list(db_get_backend(e->db), e->backup_dir, e->database, &list, &n);
         if (r < 0)
                 return backup_list_failed(e, PROTOCOL_ERROR_BACKUP_FAILED, r, err);
         arr = json_array();
@@ -254,7 +254,7 @@ static int resolve_backup(engine *e, const engine_job *job, backup_info *ret, en
 
         if (!e->backup_dir)
                 return engine_fail(err, PROTOCOL_ERROR_UNKNOWN_BACKUP, NULL, "no backup directory is configured");
-        r = backups_list(e->backup_dir, e->database, &list, &n);
+        r = backups_list(db_get_backend(e->db), e->backup_dir, e->database, &list, &n);
         if (r < 0)
                 return backup_list_failed(e, PROTOCOL_ERROR_UNKNOWN_BACKUP, r, err);
         for (size_t i = 0; i < n && pick == SIZE_MAX; i++)
@@ -271,7 +271,8 @@ static int resolve_backup(engine *e, const engine_job *job, backup_info *ret, en
         *ret = list[pick];
         memset(&list[pick], 0, sizeof(list[pick]));
         backup_infos_free(list, n);
-        if (db_sqlite_inspect_backup(ret->path, e->integrity == ENGINE_INTEGRITY_FULL, &version, &problem) < 0) {
+        if (db_inspect_backup(db_get_backend(e->db), ret->path, e->integrity == ENGINE_INTEGRITY_FULL, &version,
+                              &problem) < 0) {
                 r = engine_fail(err, PROTOCOL_ERROR_INTEGRITY, NULL, "the backup %s %s; nothing was changed", ret->file,
                                 problem ?: "cannot be read");
                 backup_info_clear(ret);
@@ -308,7 +309,7 @@ static int restore_via_scratch(engine *e, const engine_job *job, const backup_in
         if (fd < 0)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL,
                                    "cannot create the working copy %s: %s; nothing was changed", path, strerror(-fd));
-        r = e->db->backend->restore_from(e->db, b->path, path, ev, &f);
+        r = db_restore_from(e->db, b->path, path, ev, &f);
         if (r > 0)
                 r = engine_fail_db(err, &f, NULL);
         (void) unlinkat(dirfd, name, 0);
@@ -334,7 +335,7 @@ int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress
         /* Restoring is how a damaged database is repaired: its check does not stop the restore,
          * but the result says what was replaced. */
         if (e->integrity != ENGINE_INTEGRITY_OFF &&
-            e->db->backend->check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f) > 0) {
+            db_check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f) > 0) {
                 damaged = TAKE_PTR(f.message);
                 log_warning("Restoring over a database that fails its check: %s", damaged);
         }
@@ -367,14 +368,14 @@ int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress
         return r;
 }
 
-/* The plan applied to a copy made with the backup API: the live database and the units are not
- * touched; the copy is removed whatever happens. */
+/* The plan applied to a clone the backend makes: the live database and the units are not
+ * touched; the clone is removed whatever happens. */
 int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engine_error *err) {
-        _cleanup_free_ char *copy = NULL, *wal = NULL, *shm = NULL, *name = NULL;
-        _cleanup_close_ int dirfd = -EBADF, fd = -EBADF;
+        _cleanup_free_ char *copy = NULL, *stem = NULL;
+        _cleanup_close_ int dirfd = -EBADF;
         const char *dir = e->backup_dir ?: "/tmp";
-        engine_options o = { .migrations_dir = e->migrations_dir, .busy_timeout_ms = e->busy_timeout_ms,
-                             .integrity = e->integrity, .format = e->format };
+        engine_options o = { .backend = db_get_backend(e->db)->name, .migrations_dir = e->migrations_dir,
+                             .busy_timeout_ms = e->busy_timeout_ms, .integrity = e->integrity, .format = e->format };
         engine *rehearsal = NULL;
         engine_job j = *job;
         db_failure f = {};
@@ -387,34 +388,27 @@ int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engin
                         return r;
         } else if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "cannot open %s: %s", dir, strerror(errno));
-        (void) e->db->backend->size(e->db, &before);
+        (void) db_size(e->db, &before);
         if (backups_check_space(dir, before, &avail) == -ENOSPC)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL,
                                    "not enough space in %s for the rehearsal copy (%" PRIu64 " MiB free)", dir, avail >> 20);
-        if (asprintf(&name, ".rehearsal-%d-job%" PRIu64 ".sqlite", (int) getpid(), job->id) < 0 ||
-            asprintf(&copy, "%s/%s", dir, name) < 0 || asprintf(&wal, "%s-wal", copy) < 0 ||
-            asprintf(&shm, "%s-shm", copy) < 0)
+        if (asprintf(&stem, ".rehearsal-%d-job%" PRIu64, (int) getpid(), job->id) < 0)
                 return -ENOMEM;
-        fd = backups_create_file(dirfd, name);
-        if (fd < 0)
-                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL, "cannot create the rehearsal copy %s: %s",
-                                   copy, strerror(-fd));
-        r = e->db->backend->backup_to(e->db, copy, fd, &f);
-        if (r != 0) {
-                (void) unlinkat(dirfd, name, 0);
+        r = db_clone(e->db, dirfd, dir, stem, &copy, &f);
+        if (r == -EOPNOTSUPP)
+                return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL,
+                                   "the %s backend cannot make a copy to rehearse on", o.backend);
+        if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
-        }
         o.database = copy;
         r = engine_new(&o, &rehearsal, err);
         if (r == 0) {
                 j.kind = ENGINE_JOB_MIGRATE;
                 r = engine_run_plan(rehearsal, &j, false, NULL, NULL, ret_result, err);
-                (void) rehearsal->db->backend->size(rehearsal->db, &after);
+                (void) db_size(rehearsal->db, &after);
                 engine_free(rehearsal);
         }
-        (void) unlink(copy);
-        (void) unlink(wal);
-        (void) unlink(shm);
+        db_clone_remove(db_get_backend(e->db), copy);
         if (r > 0 && err->extra)
                 json_object_set_new(err->extra, "rehearsal", json_true());
         if (r > 0) {

@@ -63,16 +63,20 @@ static int in_transaction(engine *e, const engine_job *job, const migration *con
         db_failure f = {};
         int r;
 
-        r = d->backend->begin(d, &f);
+        r = db_begin(d, &f);
         for (size_t i = 0; r == 0 && i < n; i++)
-                r = applied ? d->backend->mark_applied(d, ms[i], &f) : d->backend->mark_rolled_back(d, ms[i], &f);
+                r = applied ? db_mark_applied(d, ms[i], &f) : db_mark_rolled_back(d, ms[i], &f);
+        if (r == 0) {
+                db_event ev = { .job_id = job->id,
+                                .direction = job->kind == ENGINE_JOB_BASELINE ? "baseline" : "mark",
+                                .from_version = from, .to_version = to, .detail = detail,
+                                .requested_by = job->requested_by };
+                r = db_record_event(d, &ev, &f);
+        }
         if (r == 0)
-                r = d->backend->record_event(d, job->id, job->kind == ENGINE_JOB_BASELINE ? "baseline" : "mark", from,
-                                             to, detail, job->requested_by, &f);
-        if (r == 0)
-                r = d->backend->commit(d, &f);
+                r = db_commit(d, &f);
         if (r != 0) {
-                d->backend->rollback(d);
+                db_rollback(d);
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         }
         return 0;

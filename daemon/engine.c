@@ -53,7 +53,7 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         e = calloc(1, sizeof(*e));
         if (!e)
                 return -ENOMEM;
-        db_options dbo = { .path = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
+        db_options dbo = { .backend = o->backend, .target = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
                            .cancel = &e->interrupted, .format = o->format, .identity = o->identity };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
@@ -68,7 +68,7 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
                 free(e->backup_dir);
                 return -ENOMEM;
         }
-        r = db_sqlite_backend.open(&dbo, &e->db, &f);
+        r = db_open(&dbo, &e->db, &f);
         if (r != 0) {
                 free(e->database);
                 free(e->migrations_dir);
@@ -95,7 +95,11 @@ engine *engine_free(engine *e) {
 void engine_interrupt(engine *e, engine_stop_reason why) {
         atomic_store(&e->stop_reason, (int) why);
         atomic_store(&e->interrupted, true);
-        e->db->backend->interrupt(e->db);
+        db_interrupt(e->db);
+}
+
+const db_backend *engine_backend(engine *e) {
+        return db_get_backend(e->db);
 }
 
 engine_stop_reason engine_stop_requested(engine *e) {
@@ -113,7 +117,7 @@ int engine_check_identity(engine *e, engine_error *err) {
         db_failure f = {};
         int r;
 
-        r = e->db->backend->check_identity(e->db, &f);
+        r = db_check_identity(e->db, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         return 0;
@@ -132,7 +136,7 @@ int engine_recover(engine *e, engine_error *err) {
                 else if (r < 0)
                         log_warning_errno(r, "Cannot clean up the backup directory %s: %m", e->backup_dir);
         }
-        r = e->db->backend->recover_interrupted(e->db, &n, &f);
+        r = db_recover_interrupted(e->db, &n, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         return (int) n;
@@ -142,11 +146,11 @@ uint64_t engine_last_job_id(engine *e) {
         uint64_t last = 0, b;
         db_failure f = {};
 
-        if (e->db->backend->max_job_id(e->db, &last, &f) != 0) {
+        if (db_max_job_id(e->db, &last, &f) != 0) {
                 log_warning("Cannot read the last job id: %s", f.message ?: "?");
                 db_failure_clear(&f);
         }
-        b = e->backup_dir ? backups_max_job_id(e->backup_dir, e->database) : 0;
+        b = e->backup_dir ? backups_max_job_id(db_get_backend(e->db), e->backup_dir, e->database) : 0;
         return b > last ? b : last;
 }
 
@@ -182,7 +186,7 @@ int engine_load(engine *e, applied_set *applied, engine_error *err) {
         r = engine_scan(e);
         if (r < 0)
                 return r;
-        r = e->db->backend->load_applied(e->db, applied, &f);
+        r = db_load_applied(e->db, applied, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         return 0;
@@ -206,17 +210,21 @@ int engine_require_valid_directory(engine *e, engine_error *err) {
 }
 
 int engine_status(engine *e, json_t **ret, engine_error *err) {
-        _cleanup_free_ char *mode = NULL, *dir_problem = NULL;
+        _cleanup_free_ char *dir_problem = NULL;
         applied_set applied = {};
         migdir_errors extra = {};
         const migdir_errors *errors = &e->dir_errors;
-        json_t *o;
+        json_t *o, *info;
         int r;
 
         r = engine_load(e, &applied, err);
         if (r != 0)
                 return r;
-        (void) e->db->backend->journal_mode(e->db, &mode);
+        /* the backend's own facts (its journal mode, say): where the status always had them, and
+         * as "backend" {name, facts…} for clients that render whatever a backend reports */
+        info = json_object();
+        if (info)
+                (void) db_info(e->db, info);
         if (e->dir_errno != 0) {
                 if (asprintf(&dir_problem, "cannot read the migrations directory %s: %s", e->migrations_dir,
                              strerror(e->dir_errno)) < 0)
@@ -225,7 +233,14 @@ int engine_status(engine *e, json_t **ret, engine_error *err) {
                 extra.n = dir_problem ? 1 : 0;
                 errors = &extra;
         }
-        o = report_status(e->database, e->set, &applied, mode, errors);
+        o = report_status(e->database, e->set, &applied, info, errors);
+        if (o && info) {
+                json_t *backend = json_pack("{s:s}", "name", db_get_backend(e->db)->name);
+                if (backend)
+                        json_object_update(backend, info);
+                json_object_set_new(o, "backend", backend ?: json_null());
+        }
+        json_decref(info);
         if (!e->set)
                 json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
         json_object_set_new(o, "format", json_string(migdir_format_to_string(e->format)));
@@ -251,7 +266,7 @@ static int check_baseline(engine *e, const applied_set *applied, engine_error *e
 
         if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0)
                 return 0;
-        if (e->db->backend->has_user_tables(e->db, &tables) < 0 || !tables)
+        if (db_has_user_tables(e->db, &tables) < 0 || !tables)
                 return 0;
         return engine_fail(err, PROTOCOL_ERROR_BASELINE_NEEDED, NULL,
                            "the database has tables but no migration history, so migrated cannot know which "
@@ -395,7 +410,7 @@ int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err) {
         r = engine_check_identity(e, err);
         if (r != 0)
                 return r;
-        r = e->db->backend->history(e->db, limit, &attempts, &f);
+        r = db_history(e->db, limit, &attempts, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         *ret = json_pack("{s:o}", "attempts", attempts);
@@ -478,14 +493,14 @@ static int apply_step(run_state *s, size_t k, bool in_transaction) {
                 s->failure.message = strdup("interrupted before the migration started");
                 return s->failure.message ? DB_FAILED : -ENOMEM;
         }
-        r = d->backend->exec_script(d, st->script->sql, st->script->size, in_transaction, &s->failure);
+        r = db_exec_script(d, st->script->sql, st->script->size, in_transaction, &s->failure);
         if (r != 0) {
                 s->failed_step = st;
                 return r;
         }
         ms = now_ms() - t0;
-        r = s->p->direction == PLAN_UP ? d->backend->record_applied(d, st->migration, ms, &s->failure)
-                                       : d->backend->remove_applied(d, st->migration, &s->failure);
+        r = s->p->direction == PLAN_UP ? db_record_applied(d, st->migration, ms, &s->failure)
+                                       : db_remove_applied(d, st->migration, &s->failure);
         if (r != 0) {
                 s->failed_step = st;
                 return r;
@@ -509,7 +524,7 @@ static int run_group(run_state *s, size_t i, size_t j) {
         int r;
 
         if (txn) {
-                r = d->backend->begin(d, &s->failure);
+                r = db_begin(d, &s->failure);
                 if (r != 0)
                         return r;
         }
@@ -519,22 +534,22 @@ static int run_group(run_state *s, size_t i, size_t j) {
                         goto rollback;
         }
         if (!txn) { /* the script ran in autocommit; record it in a transaction of its own */
-                r = d->backend->begin(d, &s->failure);
+                r = db_begin(d, &s->failure);
                 if (r != 0)
                         return r;
         }
         /* After the change, inside its transaction: a damaged result is rolled back, not committed. */
         if (s->e->integrity != ENGINE_INTEGRITY_OFF)
-                r = d->backend->check_integrity(d, s->e->integrity == ENGINE_INTEGRITY_FULL, &s->failure);
+                r = db_check_integrity(d, s->e->integrity == ENGINE_INTEGRITY_FULL, &s->failure);
         else
-                r = d->backend->check_foreign_keys(d, &s->failure);
+                r = db_check_foreign_keys(d, &s->failure);
         if (r == 0 && last)
-                r = d->backend->attempt_finish(d, s->attempt_id, "succeeded", NULL, NULL, 0, &s->failure);
+                r = db_attempt_finish(d, s->attempt_id, "succeeded", NULL, NULL, 0, &s->failure);
         /* renamed over while the group ran: roll back rather than commit into the replaced file */
         if (r == 0)
-                r = d->backend->check_identity(d, &s->failure);
+                r = db_check_identity(d, &s->failure);
         if (r == 0)
-                r = d->backend->commit(d, &s->failure);
+                r = db_commit(d, &s->failure);
         if (r != 0)
                 goto rollback;
         s->reached = s->p->steps[j - 1].migration->version;
@@ -545,7 +560,7 @@ static int run_group(run_state *s, size_t i, size_t j) {
         emit(s, "committed", json_pack("{s:I}", "version", (json_int_t) s->reached));
         return 0;
 rollback:
-        d->backend->rollback(d);
+        db_rollback(d);
         json_array_clear(s->pending_done);
         return r;
 }
@@ -576,7 +591,7 @@ static int run_failed(run_state *s, json_t **ret_result, engine_error *err) {
                         return -ENOMEM;
         } else if (!(message = strdup(s->failure.message ?: "failed")))
                 return -ENOMEM;
-        if (d->backend->attempt_finish(d, s->attempt_id, status, message, st ? st->script->file : NULL,
+        if (db_attempt_finish(d, s->attempt_id, status, message, st ? st->script->file : NULL,
                                        s->failure.line, &ignored) != 0) {
                 log_warning("Failed to record the outcome of attempt %" PRId64 ": %s", s->attempt_id,
                             ignored.message ?: "?");
@@ -615,7 +630,7 @@ static int check_before(engine *e, engine_error *err) {
 
         if (e->integrity == ENGINE_INTEGRITY_OFF)
                 return 0;
-        r = e->db->backend->check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f);
+        r = db_check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f);
         if (r == 0)
                 return 0;
         if (r < 0)
@@ -658,8 +673,8 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
          * backup and rotates none out. */
         if (take_backup) {
                 emit(&s, "lock", json_pack("{s:s}", "phase", "waiting"));
-                r = e->db->backend->begin(e->db, &s.failure);
-                e->db->backend->rollback(e->db);
+                r = db_begin(e->db, &s.failure);
+                db_rollback(e->db);
                 if (r != 0)
                         return r < 0 ? r : engine_fail_db(err, &s.failure, NULL);
                 emit(&s, "backup", json_pack("{s:s}", "phase", "starting"));
@@ -676,7 +691,7 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
         db_attempt a = { .job_id = job->id, .direction = job->request.direction == PLAN_UP ? "up" : "down",
                          .from_version = p->from_version, .to_version = p->to_version,
                          .versions = versions ?: "[]", .requested_by = job->requested_by };
-        r = e->db->backend->attempt_begin(e->db, &a, &s.attempt_id, &s.failure);
+        r = db_attempt_begin(e->db, &a, &s.attempt_id, &s.failure);
         if (r != 0) {
                 json_decref(backup);
                 return r < 0 ? r : engine_fail_db(err, &s.failure, NULL);

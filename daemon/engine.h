@@ -21,7 +21,8 @@ typedef enum engine_integrity {
 } engine_integrity;
 
 typedef struct engine_options {
-        const char *database;
+        const char *backend; /* a registered database backend; NULL: the default */
+        const char *database; /* its target: a file path, a connection string */
         const char *migrations_dir;
         unsigned busy_timeout_ms;
         bool read_only; /* the reader's engine: never writes */
@@ -60,6 +61,9 @@ void engine_interrupt(engine *e, engine_stop_reason why);
 /* Whether and why the current job was asked to stop (for waits outside SQL, e.g. the holder
  * check). Safe from any thread. */
 engine_stop_reason engine_stop_requested(engine *e);
+
+/* The backend the engine's database was opened with (set once: safe from any thread). */
+const db_backend *engine_backend(engine *e);
 
 /* Clears a stop request; called by the job's owner before a job starts. */
 void engine_reset_stop(engine *e);

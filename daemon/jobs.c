@@ -17,7 +17,7 @@
 #include "jobids.h"
 #include "jobs.h"
 #include "journal.h"
-#include "lockinfo.h"
+#include "db.h"
 #include "log.h"
 #include "macro.h"
 #include "preflight.h"
@@ -305,31 +305,30 @@ static void job_apply(void *userdata) {
         engine_error ignored = {};
         int64_t t0 = job_mono_ms(), deadline = t0 + (int64_t) s->cfg->holder_timeout_s * 1000;
         struct timespec pause = { 0, 100 * 1000 * 1000 };
+        const db_backend *backend = engine_backend(s->job_engine);
 
         /* Holders only matter when we stopped the services: without units, other writers are
          * expected and handled by busy_timeout. */
         while (jb->statefile_written && engine_stop_requested(s->job_engine) == ENGINE_STOP_NONE) {
-                holder *h = NULL;
+                _cleanup_free_ char *who = NULL;
+                json_t *holders = NULL;
                 size_t n = 0;
-                if (lockcheck_find_holders(s->cfg->database, &h, &n) < 0 || n == 0) {
-                        holders_free(h, n);
+                if (db_find_holders(backend, s->cfg->database, &n, &who, &holders) < 0 || n == 0)
                         break;
-                }
                 if (job_mono_ms() >= deadline) {
-                        _cleanup_free_ char *who = holders_describe(h, n), *msg = NULL;
+                        _cleanup_free_ char *msg = NULL;
                         if (asprintf(&msg, "the database is still open after the units stopped: %s; stop %s, or "
                                      "add its unit to the dependent units", who ?: "?",
                                      n == 1 ? "that process" : "those processes") < 0)
                                 msg = NULL;
-                        job_fail(jb, PROTOCOL_ERROR_DATABASE_IN_USE, json_pack("{s:o}", "holders", holders_to_json(h, n)),
+                        job_fail(jb, PROTOCOL_ERROR_DATABASE_IN_USE, json_pack("{s:o}", "holders", holders),
                                  msg ?: "the database is still in use");
                         journal_event(LOG_WARNING, MESSAGE_ID_HOLDERS_FOUND, msg ?: "Database still in use", "DATABASE",
                                       s->cfg->database, NULL);
-                        holders_free(h, n);
                         jb->t_checks_ms = job_mono_ms() - t0;
                         return;
                 }
-                holders_free(h, n);
+                json_decref(holders);
                 nanosleep(&pause, NULL);
         }
         jb->t_checks_ms = job_mono_ms() - t0;
@@ -353,10 +352,10 @@ static void job_apply(void *userdata) {
                         jb->err.message = msg;
                 }
         }
-        /* A job that could not get the database says who holds it, in SQLite's terms. */
+        /* A job that could not get the database says who holds it, in its backend's terms. */
         if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_BUSY) {
                 json_t *report = NULL;
-                if (lockinfo_inspect(s->cfg->database, &report) == 0) {
+                if (db_lock_report(backend, s->cfg->database, &report) == 0) {
                         const char *action = json_string_value(json_object_get(report, "action"));
                         char *msg;
                         if (action && asprintf(&msg, "%s. %s", jb->err.message, action) >= 0) {
@@ -443,7 +442,7 @@ static void job_prepare(void *userdata) {
         jb->r = engine_preview(s->job_engine, &jb->spec, &jb->changes, &jb->err);
         if (jb->r != 0 || !jb->changes)
                 return;
-        jb->r = preflight_check(s->cfg, &jb->spec, &jb->err);
+        jb->r = preflight_check(s->cfg, engine_backend(s->job_engine), &jb->spec, &jb->err);
         if (jb->r != 0)
                 return;
         if (jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&

@@ -64,20 +64,14 @@ static int check_writable(const char *path, const char *at, const char *what, en
                     what, path, strerror(errno), streq(at, path) ? "" : " at ", streq(at, path) ? "" : at);
 }
 
-static uint64_t file_size(const char *path) {
-        struct stat st;
-
-        return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t) st.st_size : 0;
-}
-
-int preflight_check(const config *cfg, const engine_job *job, engine_error *err) {
-        _cleanup_free_ char *copy = strdup(cfg->database), *wal = NULL, *backup_at = NULL;
+int preflight_check(const config *cfg, const db_backend *backend, const engine_job *job, engine_error *err) {
+        _cleanup_free_ char *copy = strdup(cfg->database), *backup_at = NULL;
         const char *dir;
         struct statvfs sv;
-        uint64_t need, avail;
+        uint64_t need = 0, avail;
         int r;
 
-        if (!copy || asprintf(&wal, "%s-wal", cfg->database) < 0)
+        if (!copy)
                 return -ENOMEM;
         dir = dirname(copy);
         r = check_writable(dir, dir, "the database's directory", err);
@@ -100,7 +94,8 @@ int preflight_check(const config *cfg, const engine_job *job, engine_error *err)
         r = check_writable(cfg->backup_dir, backup_at, "the backup directory", err);
         if (r != 0)
                 return r;
-        need = file_size(cfg->database) + file_size(wal);
+        /* a backend that cannot tell needs only the margin */
+        (void) db_disk_size(backend, cfg->database, &need);
         r = backups_check_space(backup_at, need, &avail);
         if (r == -ENOSPC)
                 return fail(err, PROTOCOL_ERROR_BACKUP_SPACE,

@@ -8,4 +8,4 @@
 #include "settings.h"
 
 /* Returns 0, ENGINE_FAILED with *err set (backup_space, disk_full, not_writable), or -errno. */
-int preflight_check(const config *cfg, const engine_job *job, engine_error *err);
+int preflight_check(const config *cfg, const db_backend *backend, const engine_job *job, engine_error *err);

@@ -53,7 +53,7 @@ json_t *report_problems(const migration_set *set, const applied_set *applied, co
 }
 
 json_t *report_status(const char *database, const migration_set *set, const applied_set *applied,
-                      const char *journal_mode, const migdir_errors *dir_errors) {
+                      json_t *backend_info, const migdir_errors *dir_errors) {
         json_t *o = json_object(), *app = json_array(), *pend = json_array();
         int64_t current = applied_set_current(applied);
 
@@ -85,7 +85,8 @@ json_t *report_status(const char *database, const migration_set *set, const appl
         json_object_set_new(o, "database", json_string(database));
         json_object_set_new(o, "migrations_dir", set ? json_string(set->dir) : json_null());
         json_object_set_new(o, "format", json_string(migdir_format_to_string(set ? set->format : MIGDIR_NATIVE)));
-        json_object_set_new(o, "journal_mode", journal_mode ? json_string(journal_mode) : json_null());
+        if (backend_info)
+                json_object_update(o, backend_info);
         json_object_set_new(o, "current_version", current > 0 ? json_integer(current) : json_null());
         json_object_set_new(o, "latest_version",
                             set && set->n > 0 ? json_integer(migration_set_latest(set)) : json_null());

@@ -11,7 +11,7 @@
 
 /* status result without the live fields (state, job, queue_length), which the loop adds. */
 json_t *report_status(const char *database, const migration_set *set, const applied_set *applied,
-                      const char *journal_mode, const migdir_errors *dir_errors);
+                      json_t *backend_info, const migdir_errors *dir_errors);
 
 /* Applied migrations whose file changed or vanished, plus directory errors. */
 json_t *report_problems(const migration_set *set, const applied_set *applied, const migdir_errors *dir_errors);

@@ -144,6 +144,11 @@ class ClientTest(harness.TestCase):
         d = self.three_daemon()
         r = self.assertCtl(d.ctl("status", json_out=False), 0)
         self.assertRegex(r.out, r"(?m)^Version: +none \(latest 3, 3 pending\)$")
+        # the backend's facts, one row each, from the status's "backend" object
+        self.assertRegex(r.out, r"(?m)^Journal mode: +wal$")
+        st = d.status()
+        self.assertEqual(st["backend"], {"name": "sqlite", "journal_mode": "wal"})
+        self.assertEqual(st["journal_mode"], "wal")
         head, rows = self.table(r.out, "VERSION")
         self.assertEqual(head, ["VERSION", "NAME", "NOTES"])
         self.assertEqual(rows, [["0001", "t1"], ["0002", "t2"], ["0003", "t3"]])

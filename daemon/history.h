@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The bookkeeping, apart from the connection: which migrations are applied (one implementation
+ * per migration format: history-native.c, history-prisma.c) and migrated's own attempt history
+ * with its schema version (history-attempts.c). All of it is written over db.h's query API, so
+ * that each format's table serves every backend. db.c dispatches to it; nothing else calls it. */
+
+#include "db.h"
+#include "macro.h"
+
+struct history_format {
+        migdir_format format;
+        const char *table; /* its applied-set table */
+        /* Creates the table when absent; the caller holds a write transaction. */
+        int (*ensure)(db *d, db_failure *f);
+        int (*load_applied)(db *d, applied_set *ret, db_failure *f);
+        int (*record_applied)(db *d, const migration *m, int64_t duration_ms, db_failure *f);
+        int (*remove_applied)(db *d, const migration *m, db_failure *f);
+        /* Bookkeeping without running the script (the table exists, a write transaction is open). */
+        int (*mark_applied)(db *d, const migration *m, db_failure *f);
+        int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
+};
+
+extern const history_format history_native;
+extern const history_format history_prisma;
+
+/* The history of format; NULL when none is registered. */
+const history_format *history_find(migdir_format format);
+
+/* The version a database of any format is at: from the first format whose table it has; 0 when
+ * it has none (a database that never saw a migration). */
+int history_version_of(db *d, int64_t *ret, db_failure *f);
+
+/* Every table the bookkeeping of any format may own, NULL-terminated: not the user's. */
+extern const char *const history_tables[];
+
+/* The applied set read by sql, one row_fn call per row (userdata: the applied_set being
+ * filled); empty when table does not exist yet. */
+int history_load(db *d, const char *table, const char *sql, db_row_fn row, applied_set *ret, db_failure *f,
+                 const char *what);
+
+/* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
+int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
+
+/* ---- history-attempts.c: migrated_attempts and migrated_meta ---- */
+
+/* The layout of migrated's own tables that this build writes; older ones are upgraded in place. */
+#define HISTORY_SCHEMA_VERSION 2
+
+/* The column definitions of migrated_attempts, "( … )", for CREATE TABLE. */
+extern const char history_attempts_columns[];
+#define HISTORY_ATTEMPT_COLUMNS                                                                                     \
+        "id, job_id, direction, status, from_version, to_version, versions, error, error_file, error_line, "     \
+        "started_at, finished_at, requested_by, detail"
+
+/* The format's table, then the attempts and meta tables at the current layout (upgrading an
+ * older one); the caller holds a write transaction. */
+int history_ensure(db *d, db_failure *f);
+/* The layout version recorded in the database: 0 when it has no tables of ours, 1 for the
+ * unversioned layout that came before migrated_meta. */
+int history_schema_version(db *d, int64_t *ret, db_failure *f);
+/* Upgrades an existing older layout, in its own transaction; nothing when there is none. */
+int history_upgrade(db *d, db_failure *f);
+
+int history_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f);
+int history_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
+                           unsigned error_line, db_failure *f);
+int history_attempts(db *d, unsigned limit, json_t **ret, db_failure *f);
+int history_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
+int history_record_event(db *d, const db_event *ev, db_failure *f);
+int history_max_job_id(db *d, uint64_t *ret, db_failure *f);
