@@ -10,7 +10,6 @@
 #include "commands.h"
 #include "config.h"
 #include "jobs.h"
-#include "lockinfo.h"
 #include "migdir-format.h"
 #include "protocol-methods.h"
 #include "units.h"
@@ -103,11 +102,13 @@ static void read_run(void *userdata) {
         case READ_DRY_RUN: t->r = engine_dry_run(e, &t->plan, &t->result, &t->err); break;
         case READ_BACKUPS: t->r = engine_list_backups(e, &t->result, &t->err); break;
         case READ_LOCK_CHECK:
-                t->r = lockinfo_inspect(t->rq->server->cfg->database, &t->result);
+                /* the backend knows its locks (SQLite: /proc/locks and the wal-index) */
+                t->r = db_lock_report(engine_backend(e), t->rq->server->cfg->database, &t->result);
                 if (t->r < 0) {
                         t->err.code = PROTOCOL_ERROR_DATABASE;
                         if (asprintf(&t->err.message, "cannot inspect %s: %s", t->rq->server->cfg->database,
-                                     strerror(-t->r)) < 0)
+                                     t->r == -EOPNOTSUPP ? "this database backend cannot report its locks"
+                                                         : strerror(-t->r)) < 0)
                                 t->err.message = NULL;
                         t->r = ENGINE_FAILED;
                 }
