@@ -394,7 +394,7 @@ class StalledReaderTest(LimitsCase):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             t0 = time.perf_counter()
-            _, final = d.rpc("status", timeout=5)
+            _, final = d.rpc("status")  # the harness's generous timeout: a safety net, also under valgrind
             lat.append(time.perf_counter() - t0)
             self.assertResult(final)
             rss.append(proc_status_kib(d.pid, "VmRSS"))
