@@ -253,11 +253,12 @@ class HistoryTest(SafetyCase):
         self.assertGreater(rows[-1][1], res["job_id"], rows)
         self.assertEqual(len(set(r[0] for r in rows)), len(rows), rows)
 
-        # The history alone carries them: an operator who clears the backup directory gets no
-        # repeated job id either.
+        # The history alone carries them: an operator who clears the backup directory and the
+        # reserved ids of the daemon's state directory gets no repeated job id either.
         last_job = rows[-1][1]
         d.stop()
         shutil.rmtree(bdir)
+        os.unlink(os.path.join(d.state_dir(), "job-ids.json"))
         d.start()
         res = d.call("backup")
         self.assertGreater(res["job_id"], last_job, res)
