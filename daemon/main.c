@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "statedir.h"
 #include "statefile.h"
+#include "deps.h"
 #include "units.h"
 #include "jobs.h"
 #include "dblock.h"
@@ -210,13 +211,13 @@ static int recover_units(server *s) {
                     "starting them now", job_id, n);
         journal_event(LOG_WARNING, MESSAGE_ID_RECOVERED, "Recovering from an interrupted job", "DATABASE",
                       s->cfg->database, NULL);
-        r = n > 0 && s->units ? units_start(s->units, names, n, (uint64_t) s->cfg->start_timeout_s * 1000000,
+        r = n > 0 && s->deps ? deps_start(s->deps, names, n, (uint64_t) s->cfg->start_timeout_s * 1000000,
                                             on_recovered, &rc)
                               : 0;
         strv_free_n(names, n);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the units again: %m");
-        while (n > 0 && s->units && !rc.done)
+        while (n > 0 && s->deps && !rc.done)
                 event_base_loop(s->base, EVLOOP_ONCE);
         r = statefile_remove(s->state_fd);
         if (r < 0)
@@ -341,7 +342,7 @@ static int run(const config *cfg, const db_file_identity *identity, const sigset
         if (open_state(&s) < 0 || open_engines(&s, identity) < 0)
                 goto finish;
         if (cfg->n_units > 0) {
-                r = units_new(s.base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &s.units);
+                r = deps_new(s.base, cfg, &s.deps);
                 if (r < 0) {
                         log_error_errno(r, "Failed to connect to the %s service manager: %m",
                                         cfg->user_manager ? "user" : "system");
@@ -416,7 +417,7 @@ finish:
         if (s.exit_check)
                 event_free(s.exit_check);
         s.jobs = jobs_free(s.jobs);
-        s.units = units_free(s.units);
+        s.deps = deps_free(s.deps);
         if (s.watchdog)
                 event_free(s.watchdog);
         s.job_engine = engine_free(s.job_engine);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h" /* build configuration: PROJECT_VERSION, DEFAULT_SOCKET */
+#include "deps.h"
 #include "settings.h"
 #include "statedir.h"
 #include "macro.h"
@@ -61,7 +62,8 @@ static void units_clear(config *c) {
         c->n_units = 0;
 }
 
-/* "a.service b.service" (spaces or commas); each name must look like a unit name. */
+/* "a.service b.service pm2:api" (spaces or commas); each name must look like a unit name or
+ * carry a known kind prefix. */
 static int parse_units(const char *v, config *c) {
         _cleanup_free_ char *copy = strdup(v);
         char *save = NULL;
@@ -71,7 +73,7 @@ static int parse_units(const char *v, config *c) {
         units_clear(c);
         for (char *t = strtok_r(copy, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
                 char **m;
-                if (!strchr(t, '.') || strchr(t, '/') || strlen(t) > 255)
+                if (!deps_name_is_valid(t))
                         return -EINVAL;
                 /* kept NULL-terminated: sd-bus reads it as a strv */
                 m = realloc(c->units, (c->n_units + 2) * sizeof(char *));
@@ -95,8 +97,50 @@ static int parse_manager(const char *v, bool *ret_user) {
         return 0;
 }
 
+static void dep_settings_clear(config *c) {
+        for (size_t i = 0; i < c->n_dep_settings; i++) {
+                free(c->dep_settings[i].section);
+                free(c->dep_settings[i].key);
+                free(c->dep_settings[i].value);
+        }
+        free(c->dep_settings);
+        c->dep_settings = NULL;
+        c->n_dep_settings = 0;
+}
+
+/* A key of a dependent's section; a later one replaces an earlier one. */
+static int add_dep_setting(config *c, const char *section, const char *key, const char *value) {
+        dep_setting *m;
+
+        if (!*value)
+                return -EINVAL;
+        for (size_t i = 0; i < c->n_dep_settings; i++)
+                if (streq(c->dep_settings[i].section, section) && streq(c->dep_settings[i].key, key)) {
+                        char *v = strdup(value);
+                        if (!v)
+                                return -ENOMEM;
+                        free(c->dep_settings[i].value);
+                        c->dep_settings[i].value = v;
+                        return 0;
+                }
+        m = realloc(c->dep_settings, (c->n_dep_settings + 1) * sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        c->dep_settings = m;
+        m[c->n_dep_settings] = (dep_setting) { strdup(section), strdup(key), strdup(value) };
+        if (!m[c->n_dep_settings].section || !m[c->n_dep_settings].key || !m[c->n_dep_settings].value) {
+                free(m[c->n_dep_settings].section);
+                free(m[c->n_dep_settings].key);
+                free(m[c->n_dep_settings].value);
+                return -ENOMEM;
+        }
+        c->n_dep_settings++;
+        return 0;
+}
+
 void config_clear(config *c) {
         units_clear(c);
+        dep_settings_clear(c);
         free(c->backup_dir);
         free(c->database);
         free(c->migrations_dir);
@@ -242,7 +286,7 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return parse_uint(value, 1, TIMEOUT_MAX_S, &c->request_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
         } else if (streq(section, "units")) {
                 if (streq(key, "units"))
-                        return parse_units(value, c) == 0 ? 1 : ini_error(st, section, key, "must be unit names like a.service");
+                        return parse_units(value, c) == 0 ? 1 : ini_error(st, section, key, "must be unit names like a.service, or pm2:NAME, exec:NAME");
                 if (streq(key, "manager"))
                         return parse_manager(value, &c->user_manager) == 0 ? 1 : ini_error(st, section, key, "must be system or user");
                 if (streq(key, "stop_timeout"))
@@ -258,8 +302,11 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return parse_uint(value, 1, 10000, &c->backup_keep) == 0 ? 1 : ini_error(st, section, key, "must be 1..10000");
                 if (streq(key, "integrity"))
                         return parse_integrity(value, &c->integrity) == 0 ? 1 : ini_error(st, section, key, "must be quick, full or off");
+        } else if (deps_section_is_known(section, strlen(section))) {
+                if (deps_key_is_known(section, key))
+                        return add_dep_setting(c, section, key, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
         } else
-                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon, units, backup)");
+                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon, units, backup, pm2.NAME, exec.NAME)");
         return ini_error(st, section, key, "unknown key");
 }
 
@@ -269,7 +316,7 @@ static bool section_is_known(const char *name, size_t len) {
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
                 if (strlen(known[i]) == len && strneq(known[i], name, len))
                         return true;
-        return false;
+        return deps_section_is_known(name, len);
 }
 
 /* inih only reports sections that have keys; an unknown section must be an error even when it is
@@ -286,7 +333,7 @@ static int check_sections(FILE *f, ini_state *st) {
                 if (*p != '[' || !(end = strchr(p, ']')))
                         continue;
                 if (!section_is_known(p + 1, (size_t) (end - p - 1))) {
-                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon, units, backup)",
+                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon, units, backup, pm2.NAME, exec.NAME)",
                                      (int) (end - p - 1), p + 1) < 0)
                                 st->error = NULL;
                         return line;
@@ -556,7 +603,7 @@ int config_load(int argc, char **argv, config *c) {
         if (a.auto_up)
                 c->auto_up = true;
         if (a.units && parse_units(a.units, c) < 0) {
-                fprintf(stderr, "migrated: --units takes unit names like \"a.service b.service\": %s\n", a.units);
+                fprintf(stderr, "migrated: --units takes unit names like \"a.service b.service\", or pm2:NAME, exec:NAME: %s\n", a.units);
                 return CONFIG_EXIT_USAGE;
         }
         if (a.manager && parse_manager(a.manager, &c->user_manager) < 0) {
@@ -616,6 +663,11 @@ int config_load(int argc, char **argv, config *c) {
         }
         if (!c->state_dir && !(c->state_dir = statedir_default_path(c->database))) {
                 fprintf(stderr, "migrated: no state directory: set --state-dir (or HOME, XDG_STATE_HOME)\n");
+                return CONFIG_EXIT_USAGE;
+        }
+        _cleanup_free_ char *why = deps_check_config(c);
+        if (why) {
+                fprintf(stderr, "migrated: %s\n", why);
                 return CONFIG_EXIT_USAGE;
         }
         return CONFIG_RUN;
