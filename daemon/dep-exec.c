@@ -92,7 +92,8 @@ static void exec_start(const dep_ctx *c, uint64_t timeout_usec, unit_outcome *ou
 static int exec_inspect(const dep_ctx *c, char **ret_status, char **ret_log) {
         const char *check = dep_get(c, "check");
 
-        if (asprintf(ret_status, "%s", check ?: "(no check command configured)") < 0)
+        if ((check ? asprintf(ret_status, "its check command: %s", check)
+                   : asprintf(ret_status, "(exec:%s has no check command)", c->id)) < 0)
                 return -ENOMEM;
         if (asprintf(ret_log, "journalctl -t migrated (the exec:%s commands' output)", c->id) < 0) {
                 free(*ret_status);
