@@ -127,9 +127,11 @@ class PM2Test(H.TestCase):
         self.writers(["api"])
         pid = self.pm2.state("api")[1]
         d = self.start_daemon(["api"])
-        r = d.ctl("lock-check", json_out=False)
-        self.assertIn("pm2:api", r.out, r)
-        self.assertIn(str(pid), r.out, r)
+        r = d.ctl("lock-check")
+        holders = {h["pid"]: h.get("unit") for h in r.json.get("holders", [])}
+        self.assertEqual(holders.get(pid), "pm2:api", r)
+        human = d.ctl("lock-check", json_out=False)
+        self.assertRegex(human.out, r"(?m)^\s*%d\s.*pm2:api" % pid, human)
 
 
 if __name__ == "__main__":
