@@ -86,6 +86,9 @@ static void exec_stop(const dep_ctx *c, uint64_t timeout_usec, unit_outcome *out
 }
 
 static void exec_start(const dep_ctx *c, uint64_t timeout_usec, unit_outcome *out) {
+        /* like starting an active unit: one that still runs (its stop failed) is left alone */
+        if (dep_get(c, "check") && exec_check(c, EXEC_CHECK_TIMEOUT_USEC) > 0)
+                return dep_outcome_set(out, true, false, "done");
         exec_step(c, "start", dep_setting_usec(c, "start_timeout", timeout_usec), true, out);
 }
 

@@ -143,8 +143,15 @@ static void pm2_stop(const dep_ctx *c, uint64_t timeout_usec, unit_outcome *out)
 }
 
 static void pm2_start(const dep_ctx *c, uint64_t timeout_usec, unit_outcome *out) {
+        _cleanup_free_ char *status = NULL;
         uint64_t deadline = dep_now_usec() + timeout_usec;
-        int r = pm2_cli(c, "start", timeout_usec, NULL);
+        long pid = 0;
+        int r;
+
+        /* like starting an active unit: one that still runs (its stop failed) is left alone */
+        if (pm2_find(c, &status, &pid) == 0 && streq(status, "online") && pid_alive(pid))
+                return dep_outcome_set(out, true, false, "done");
+        r = pm2_cli(c, "start", timeout_usec, NULL);
 
         if (r == DEP_RUN_TIMEOUT)
                 return dep_outcome_set(out, false, false, "timeout");

@@ -102,6 +102,20 @@ class ExecTest(H.TestCase):
         r2 = d.ctl("up")
         self.assertCtl(r2, 0)  # nothing pending, nothing stopped
 
+    def test_stop_that_leaves_it_running_is_units_failed(self):
+        paths, log = self.running_writer("w")
+        first = log.starts()[-1]
+        paths = dict(paths, stop="true", stop_timeout="2")  # exits 0, stops nothing
+        d = self.daemon(config=self.config({"w": paths}), database=None)
+
+        r = d.ctl("up")
+        self.assertEqual(r.rc, UNITS_FAILED_EXIT, r)
+        self.assertIn("could not stop exec:w (timeout); nothing was changed", r.out + r.err)
+        self.assertEqual(H.applied_versions(self.db), [], "nothing may change while it still runs")
+        log.wait_acks(log.acks_since_last_start() + 5)
+        self.assertEqual(log.starts(), [first], "still running: it must not be started a second time")
+        D.all_acked_in_db(self, self.db, [log])
+
     def test_exec_without_its_commands_is_refused(self):
         path = self.config({"w": {"check": "true"}})
         d = self.daemon(config=path, database=None, start=False)
