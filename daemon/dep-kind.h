@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* One row per kind of non-systemd dependent (dep-pm2.c, dep-exec.c). Its functions block and run
+/* One row per kind of non-systemd dependent (dep-pm2.c, dep-exec.c, dep-container.c). Its functions block and run
  * on the dependent's own thread; they read only the configuration. */
 
 #include <stdbool.h>
@@ -31,6 +31,8 @@ typedef struct dep_kind {
 
 extern const dep_kind dep_kind_pm2;
 extern const dep_kind dep_kind_exec;
+extern const dep_kind dep_kind_container;
+extern const dep_kind dep_kind_compose;
 
 /* A key of this dependent's "[kind.id]" section, or NULL. */
 const char *dep_get(const dep_ctx *c, const char *key);

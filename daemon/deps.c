@@ -12,7 +12,7 @@
 #include "log.h"
 #include "macro.h"
 
-static const dep_kind *const kinds[] = { &dep_kind_pm2, &dep_kind_exec };
+static const dep_kind *const kinds[] = { &dep_kind_pm2, &dep_kind_exec, &dep_kind_container, &dep_kind_compose };
 
 struct deps {
         struct event_base *base;
@@ -93,13 +93,21 @@ bool deps_key_is_known(const char *section, const char *key) {
 bool deps_name_is_valid(const char *name) {
         const char *id;
 
-        if (strlen(name) > 255 || strchr(name, '/'))
+        const dep_kind *k;
+        const char *slash;
+
+        if (strlen(name) > 255)
                 return false;
         if (!strchr(name, ':'))
-                return strchr(name, '.') != NULL; /* a unit name: "a.service" */
-        if (!kind_of(name, &id) || !*id)
+                return strchr(name, '.') && !strchr(name, '/'); /* a unit name: "a.service" */
+        if (!(k = kind_of(name, &id)) || !*id)
                 return false;
-        return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@-") == strlen(id);
+        /* compose:PROJECT/SERVICE, both parts non-empty; no other kind has a '/' */
+        slash = strchr(id, '/');
+        if (slash ? k != &dep_kind_compose || slash == id || !slash[1] || strchr(slash + 1, '/')
+                  : k == &dep_kind_compose)
+                return false;
+        return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@-/") == strlen(id);
 }
 
 const char *dep_get(const dep_ctx *c, const char *key) {
