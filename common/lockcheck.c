@@ -92,6 +92,26 @@ char *lockcheck_pm2_name_of_pid(pid_t pid) {
         return ret;
 }
 
+/* "container:ID" (its first 12 hex digits, what docker and podman accept) for a process in a
+ * container, from the cgroup the engine made for it ("/docker/ID", "docker-ID.scope",
+ * "libpod-ID.scope"); NULL otherwise. */
+char *lockcheck_container_of_pid(pid_t pid) {
+        static const char *const marks[] = { "/docker/", "docker-", "libpod-" };
+        char path[64], *text, *ret = NULL;
+        size_t len = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/cgroup", (int) pid);
+        text = read_small(path, 64 * 1024, &len);
+        for (size_t i = 0; text && !ret && i < ELEMENTSOF(marks); i++)
+                for (const char *p = strstr(text, marks[i]); p && !ret; p = strstr(p + 1, marks[i])) {
+                        const char *id = p + strlen(marks[i]);
+                        if (strspn(id, "0123456789abcdef") == 64 && asprintf(&ret, "container:%.12s", id) < 0)
+                                ret = NULL;
+                }
+        free(text);
+        return ret;
+}
+
 char *lockcheck_unit_of_pid(pid_t pid) {
         return lockcheck_unit_of_pid_full(pid, NULL);
 }
@@ -126,8 +146,9 @@ static void fill_process(holder *h) {
                 h->uid = st.st_uid;
                 h->user = user_name(st.st_uid);
         }
-        /* the dependent's name for a pm2 process, rather than the unit pm2 itself runs in */
-        h->unit = lockcheck_pm2_name_of_pid(h->pid) ?: lockcheck_unit_of_pid_full(h->pid, &h->user_unit);
+        /* the dependent's name for a pm2 process or a container, rather than the unit they run in */
+        h->unit = lockcheck_pm2_name_of_pid(h->pid) ?: lockcheck_container_of_pid(h->pid)
+                                                   ?: lockcheck_unit_of_pid_full(h->pid, &h->user_unit);
 }
 
 int lockcheck_process_info(pid_t pid, holder *ret) {

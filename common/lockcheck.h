@@ -52,6 +52,8 @@ json_t *holders_to_json(const holder *h, size_t n);
 char *lockcheck_unit_of_pid(pid_t pid);
 /* "pm2:NAME" when pm2 runs the process (from its environment), else NULL. */
 char *lockcheck_pm2_name_of_pid(pid_t pid);
+/* "container:ID" when the process runs in a docker or podman container, else NULL. */
+char *lockcheck_container_of_pid(pid_t pid);
 /* The same, telling whether it is a user manager's unit. */
 char *lockcheck_unit_of_pid_full(pid_t pid, bool *ret_user_unit);
 

@@ -286,7 +286,7 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return parse_uint(value, 1, TIMEOUT_MAX_S, &c->request_timeout_s) == 0 ? 1 : ini_error(st, section, key, "must be seconds, 1..86400");
         } else if (streq(section, "units")) {
                 if (streq(key, "units"))
-                        return parse_units(value, c) == 0 ? 1 : ini_error(st, section, key, "must be unit names like a.service, or pm2:NAME, exec:NAME");
+                        return parse_units(value, c) == 0 ? 1 : ini_error(st, section, key, "must be unit names like a.service, or pm2:NAME, exec:NAME, container:NAME, compose:PROJECT/SERVICE");
                 if (streq(key, "manager"))
                         return parse_manager(value, &c->user_manager) == 0 ? 1 : ini_error(st, section, key, "must be system or user");
                 if (streq(key, "stop_timeout"))
@@ -306,7 +306,7 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                 if (deps_key_is_known(section, key))
                         return add_dep_setting(c, section, key, value) == 0 ? 1 : ini_error(st, section, key, "must not be empty");
         } else
-                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon, units, backup, pm2.NAME, exec.NAME)");
+                return ini_error(st, section, key, "unknown section (known: database, migrations, daemon, units, backup, pm2.NAME, exec.NAME, container.NAME, compose.PROJECT)");
         return ini_error(st, section, key, "unknown key");
 }
 
@@ -333,7 +333,7 @@ static int check_sections(FILE *f, ini_state *st) {
                 if (*p != '[' || !(end = strchr(p, ']')))
                         continue;
                 if (!section_is_known(p + 1, (size_t) (end - p - 1))) {
-                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon, units, backup, pm2.NAME, exec.NAME)",
+                        if (asprintf(&st->error, "[%.*s]: unknown section (known: database, migrations, daemon, units, backup, pm2.NAME, exec.NAME, container.NAME, compose.PROJECT)",
                                      (int) (end - p - 1), p + 1) < 0)
                                 st->error = NULL;
                         return line;
@@ -603,7 +603,7 @@ int config_load(int argc, char **argv, config *c) {
         if (a.auto_up)
                 c->auto_up = true;
         if (a.units && parse_units(a.units, c) < 0) {
-                fprintf(stderr, "migrated: --units takes unit names like \"a.service b.service\", or pm2:NAME, exec:NAME: %s\n", a.units);
+                fprintf(stderr, "migrated: --units takes unit names like \"a.service b.service\", or pm2:NAME, exec:NAME, container:NAME, compose:PROJECT/SERVICE: %s\n", a.units);
                 return CONFIG_EXIT_USAGE;
         }
         if (a.manager && parse_manager(a.manager, &c->user_manager) < 0) {

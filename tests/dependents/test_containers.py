@@ -164,6 +164,15 @@ class ContainerTest(H.TestCase):
         D.all_acked_in_db(self, self.db, logs)
         D.all_acked_in_db(self, other_db, [other])
 
+    def test_lock_check_names_the_container(self):
+        self.container("web", health=False)
+        cid = ENGINE.docker("inspect", "-f", "{{.Id}}", "web").stdout.decode().strip()
+        pid = self.inspect("web")["Pid"]
+        d = self.daemon(config=self.config(["container:web"]), database=None)
+        r = d.ctl("lock-check")
+        holders = {h["pid"]: h.get("unit") for h in r.json.get("holders", [])}
+        self.assertEqual(holders.get(pid), "container:" + cid[:12], r)
+
     def test_container_ignoring_sigterm_is_killed(self):
         log = self.container("stubborn", mode="ignore-term", health=False)
         d = self.daemon(config=self.config(["container:stubborn"], stop_timeout=2), database=None)
