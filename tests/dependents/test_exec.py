@@ -125,7 +125,9 @@ class ExecTest(H.TestCase):
 
     def test_unknown_key_and_kind_are_refused(self):
         for extra, units, what in (("[exec.w]\nstop = true\nstart = true\nstrat = x\n", "exec:w", "unknown key"),
-                                   ("", "podman:w", "pm2:NAME, exec:NAME")):
+                                   ("", "podman:w", "pm2:NAME, exec:NAME"),
+                                   ("", "compose:myapp", "compose:PROJECT/SERVICE"),
+                                   ("", "container:a/b", "compose:PROJECT/SERVICE")):
             path = self.config({}, extra=extra).replace("\n", "\n")
             with open(path) as f:
                 text = f.read().replace("units = \n", "units = %s\n" % units)
