@@ -17,6 +17,7 @@
 
 #include "dep-kind.h"
 #include "dep-run.h"
+#include "log.h"
 #include "macro.h"
 
 #define PM2_CLI_TIMEOUT_USEC (30 * 1000000ULL)
@@ -33,6 +34,7 @@ static int pm2_cli(const dep_ctx *c, const char *verb, uint64_t timeout_usec, ch
         char *argv[] = { (char *) (dep_get(c, "pm2") ?: "pm2"), (char *) verb, (char *) pm2_process(c), NULL };
         char *env[] = { NULL, (char *) "PM2_NO_INTERACTION=true", (char *) "FORCE_COLOR=0", NULL };
         dep_cmd cmd = { .argv = argv, .env = env + 1, .user = dep_get(c, "user"), .timeout_usec = timeout_usec };
+        int r;
 
         if (dep_get(c, "home")) {
                 if (asprintf(&home, "PM2_HOME=%s", dep_get(c, "home")) < 0)
@@ -42,7 +44,13 @@ static int pm2_cli(const dep_ctx *c, const char *verb, uint64_t timeout_usec, ch
         }
         if (streq(verb, "jlist"))
                 argv[2] = NULL;
-        return dep_run(&cmd, ret_stdout);
+        r = dep_run(&cmd, ret_stdout);
+        if (r == 126 || r == 127)
+                log_error("pm2:%s: could not run %s as %s (%s)", c->id, argv[0], cmd.user ?: "ourselves",
+                          r == 126 ? "cannot become that user or enter its home" : "cannot execute it");
+        else if (r > 0)
+                log_warning("pm2:%s: pm2 %s exited with %d", c->id, verb, r);
+        return r;
 }
 
 /* The process's jlist state and pid: 0, -ENOENT when pm2 does not know it, -EBADMSG when jlist
