@@ -189,15 +189,22 @@ class PM2:
 
 
 def all_acked_in_db(tc, db, logs):
-    """Every insert any writer acknowledged is in the database."""
+    """Every insert any writer acknowledged is in the database. The logs are read first: a writer
+    still running acknowledges inserts that a table read before them would not see."""
+    acked = [i for log in logs for i in log.acked_ids()]
     c = H.db_connect(db)
     try:
         have = {r[0] for r in c.execute("SELECT id FROM acks")}
     finally:
         c.close()
-    acked = [i for log in logs for i in log.acked_ids()]
     missing = [i for i in acked if i not in have]
-    tc.assertEqual(missing, [], "acknowledged inserts lost")
+    where = {}
+    for log in logs:
+        recs = log.records()
+        for n, (kind, value, _) in enumerate(recs):
+            if kind == "ack" and value in missing:
+                where[value] = (log.path, recs[max(0, n - 3):n + 4])
+    tc.assertEqual(missing, [], "acknowledged inserts lost: %r (max id in the table %s)" % (where, max(have or [0])))
     return acked
 
 
