@@ -41,6 +41,7 @@ class Engine:
             os.symlink("usr/" + link, os.path.join(root, link))
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         self.docker("import", "-", IMAGE, stdin=tar.stdout)
+        tar.stdout.close()
         tar.wait()
 
     def log_text(self):
@@ -172,6 +173,29 @@ class ContainerTest(H.TestCase):
         r = d.ctl("lock-check")
         holders = {h["pid"]: h.get("unit") for h in r.json.get("holders", [])}
         self.assertEqual(holders.get(pid), "container:" + cid[:12], r)
+
+    def test_gate_from_a_container_entrypoint_through_a_mounted_socket(self):
+        """An entrypoint runs `migratectl wait` on migrated's socket, mounted into the container,
+        before the writer: it starts only once the pending migrations are applied."""
+        d = self.daemon(config=self.config(["container:web"]), database=None)
+        log = D.Log(self.path("gated.acks"))
+        sock_dir = os.path.dirname(d.socket)
+        ctl = self.path("migratectl")
+        shutil.copy(H.MIGRATECTL_BIN, ctl)
+        entry = "%s --socket %s wait --timeout 120 && exec /usr/bin/python3 %s %s %s gated" % (
+            ctl, d.socket, self.writer, self.db, log.path)
+        ENGINE.docker("run", "-d", "--name", "gated", "--network", "none", "-v", "/usr:/usr:ro",
+                      "-v", "%s:%s" % (sock_dir, sock_dir), IMAGE, "/bin/sh", "-c", entry)
+        self.names.append("gated")
+        # the entrypoint's migratectl runs (3 migrations pending: the gate is shut)
+        D.wait_for(lambda: "wait --timeout" in ENGINE.docker("top", "gated", check=False).stdout.decode(),
+                   "migratectl wait running in the container")
+        self.assertEqual(len(d.status()["pending"]), 3)
+        self.assertEqual(log.starts(), [], "the writer started before the schema was current")
+
+        self.assertCtl(d.ctl("up"), 0)
+        log.wait_acks(5)
+        self.assertEqual(H.applied_versions(self.db), [1, 2, 3])
 
     def test_container_ignoring_sigterm_is_killed(self):
         log = self.container("stubborn", mode="ignore-term", health=False)
