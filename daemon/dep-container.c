@@ -65,7 +65,7 @@ static int container_ids(const dep_ctx *c, char ***ret, size_t *ret_n) {
                 r = asprintf(&filter, "{\"label\":[\"com.docker.compose.project=%.*s\",\"com.docker.compose.service=%s\"]}",
                              (int) (slash ? slash - c->id : 0), c->id, slash ? slash + 1 : "");
         else
-                r = asprintf(&filter, "{\"name\":[\"^/%s$\"]}", c->id);
+                r = asprintf(&filter, "{\"name\":[\"^/?%s$\"]}", c->id); /* docker: "/NAME", podman: "NAME" */
         if (r < 0 || !(escaped = dep_http_escape(filter)) ||
             asprintf(&path, "/containers/json?all=1&filters=%s", escaped) < 0)
                 return -ENOMEM;
@@ -115,7 +115,9 @@ static int inspect(const dep_ctx *c, const char *id, container_state *ret) {
                 return status == 404 ? -ENOENT : -EBADMSG;
         }
         health = json_object_get(state, "Health");
-        ret->running = json_is_true(json_object_get(state, "Running"));
+        /* podman says Running false while it is still "stopping": only an end state is stopped */
+        ret->running = json_is_true(json_object_get(state, "Running")) ||
+                       streq(json_string_value(json_object_get(state, "Status")) ?: "", "stopping");
         ret->healthy = !json_is_object(health) ||
                        streq(json_string_value(json_object_get(health, "Status")) ?: "", "healthy");
         ret->exit_code = (int) json_integer_value(json_object_get(state, "ExitCode"));

@@ -67,7 +67,7 @@ int dep_http_request(const char *socket_path, const char *method, const char *pa
         strcpy(sa.sun_path, socket_path);
         if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
                 return -errno;
-        n = asprintf(&req, "%s %s HTTP/1.0\r\nHost: docker\r\nUser-Agent: migrated\r\nContent-Length: 0\r\n\r\n",
+        n = asprintf(&req, "%s %s HTTP/1.0\r\nHost: docker\r\nUser-Agent: migrated\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
                      method, path);
         if (n < 0)
                 return -ENOMEM;
