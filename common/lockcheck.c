@@ -49,10 +49,6 @@ char *lockcheck_unit_of_pid_full(pid_t pid, bool *ret_user_unit) {
         return unit;
 }
 
-char *lockcheck_unit_of_pid(pid_t pid) {
-        return lockcheck_unit_of_pid_full(pid, NULL);
-}
-
 /* A /proc file in one read: they are generated at once and small (max bytes at most). */
 static char *read_small(const char *path, size_t max, size_t *ret_len) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -74,6 +70,52 @@ static char *read_small(const char *path, size_t max, size_t *ret_len) {
                 *ret_len = (size_t) n;
         return buf;
 }
+
+/* "pm2:NAME" for a process pm2 runs: pm2 gives its processes pm_id= and name= in their
+ * environment (readable by their owner and root only); NULL otherwise. */
+char *lockcheck_pm2_name_of_pid(pid_t pid) {
+        char path[64], *env, *name = NULL, *ret = NULL;
+        bool pm2 = false;
+        size_t len = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/environ", (int) pid);
+        env = read_small(path, 256 * 1024, &len);
+        for (size_t i = 0; env && i < len; i += strlen(env + i) + 1) {
+                if (strneq(env + i, "pm_id=", 6))
+                        pm2 = true;
+                else if (strneq(env + i, "name=", 5))
+                        name = env + i + 5;
+        }
+        if (pm2 && name && *name && asprintf(&ret, "pm2:%s", name) < 0)
+                ret = NULL;
+        free(env);
+        return ret;
+}
+
+/* "container:ID" (its first 12 hex digits, what docker and podman accept) for a process in a
+ * container, from the cgroup the engine made for it ("/docker/ID", "docker-ID.scope",
+ * "libpod-ID.scope"); NULL otherwise. */
+char *lockcheck_container_of_pid(pid_t pid) {
+        static const char *const marks[] = { "/docker/", "docker-", "libpod-" };
+        char path[64], *text, *ret = NULL;
+        size_t len = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/cgroup", (int) pid);
+        text = read_small(path, 64 * 1024, &len);
+        for (size_t i = 0; text && !ret && i < ELEMENTSOF(marks); i++)
+                for (const char *p = strstr(text, marks[i]); p && !ret; p = strstr(p + 1, marks[i])) {
+                        const char *id = p + strlen(marks[i]);
+                        if (strspn(id, "0123456789abcdef") == 64 && asprintf(&ret, "container:%.12s", id) < 0)
+                                ret = NULL;
+                }
+        free(text);
+        return ret;
+}
+
+char *lockcheck_unit_of_pid(pid_t pid) {
+        return lockcheck_unit_of_pid_full(pid, NULL);
+}
+
 
 static char *user_name(uid_t uid) {
         struct passwd pw, *found = NULL;
@@ -104,7 +146,9 @@ static void fill_process(holder *h) {
                 h->uid = st.st_uid;
                 h->user = user_name(st.st_uid);
         }
-        h->unit = lockcheck_unit_of_pid_full(h->pid, &h->user_unit);
+        /* the dependent's name for a pm2 process or a container, rather than the unit they run in */
+        h->unit = lockcheck_pm2_name_of_pid(h->pid) ?: lockcheck_container_of_pid(h->pid)
+                                                   ?: lockcheck_unit_of_pid_full(h->pid, &h->user_unit);
 }
 
 int lockcheck_process_info(pid_t pid, holder *ret) {

@@ -30,7 +30,7 @@ typedef struct holder {
         char *user;    /* the name of uid, or NULL */
         char *comm;
         char *cmdline; /* arguments joined by spaces */
-        char *unit;    /* the systemd unit from its cgroup, or NULL */
+        char *unit;    /* "pm2:NAME" for a pm2 process, else the systemd unit from its cgroup, or NULL */
         bool user_unit; /* unit belongs to a user manager (systemctl --user) */
         unsigned files; /* HOLDS_* */
         unsigned writable_files; /* HOLDS_* opened for writing */
@@ -50,6 +50,10 @@ json_t *holders_to_json(const holder *h, size_t n);
 
 /* The unit a process belongs to, from its cgroup (user units first); NULL when none. */
 char *lockcheck_unit_of_pid(pid_t pid);
+/* "pm2:NAME" when pm2 runs the process (from its environment), else NULL. */
+char *lockcheck_pm2_name_of_pid(pid_t pid);
+/* "container:ID" when the process runs in a docker or podman container, else NULL. */
+char *lockcheck_container_of_pid(pid_t pid);
 /* The same, telling whether it is a user manager's unit. */
 char *lockcheck_unit_of_pid_full(pid_t pid, bool *ret_user_unit);
 

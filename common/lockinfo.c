@@ -252,14 +252,19 @@ static char *who_text(const lockinfo_who *who) {
         return s;
 }
 
-/* How to make it let go: a service is stopped through its manager (killing it would only get it
- * restarted), anything else (a scope is a login session or a container) by its pid. */
+/* How to make it let go: a service, a pm2 process or a container is stopped through its manager (killing it
+ * would only get it restarted), anything else (a scope is a login session or a container) by its pid. */
 static char *stop_text(const lockinfo_who *who, const char *database) {
         size_t n = who && who->unit ? strlen(who->unit) : 0;
         char *s;
         int r;
 
-        if (n > 8 && streq(who->unit + n - 8, ".service"))
+        if (who && who->unit && strneq(who->unit, "pm2:", 4))
+                /* pm2 would start a killed process again */
+                r = asprintf(&s, "stop it with pm2 stop %s (as its owner, with its PM2_HOME)", who->unit + 4);
+        else if (who && who->unit && strneq(who->unit, "container:", 10))
+                r = asprintf(&s, "stop it with docker stop %s (or podman stop)", who->unit + 10);
+        else if (n > 8 && streq(who->unit + n - 8, ".service"))
                 r = asprintf(&s, "stop it with systemctl%s stop %s", who->user_unit ? " --user" : "", who->unit);
         else if (who_known(who))
                 r = asprintf(&s, "end that process (kill %d)", (int) who->pid);

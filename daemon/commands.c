@@ -12,6 +12,7 @@
 #include "jobs.h"
 #include "migdir-format.h"
 #include "protocol-methods.h"
+#include "deps.h"
 #include "units.h"
 #include "unrecorded.h"
 #include "log.h"
@@ -124,7 +125,7 @@ static void add_units_to_dry_run(server *s, json_t *result) {
         size_t n = 0;
         bool changes = json_array_size(json_object_get(result, "steps")) > 0;
 
-        if (s->units && units_query(s->units, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
+        if (s->deps && deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
                 for (size_t i = 0; i < n; i++)
                         json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "unit", st[i].name, "active_state",
                                                              st[i].active_state, "will_stop",
@@ -143,7 +144,7 @@ static void add_daemon_to_lock_check(server *s, json_t *report) {
         jobs_describe(s->jobs, daemon);
         json_object_set_new(daemon, "pid", json_integer((json_int_t) getpid()));
         json_object_set_new(report, "daemon", daemon);
-        if (s->units && units_query(s->units, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
+        if (s->deps && deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
                 for (size_t i = 0; i < n; i++)
                         json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s}", "unit", st[i].name, "load_state",
                                                              st[i].load_state, "active_state", st[i].active_state,

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "macro.h"
 #include "statefile.h"
+#include "deps.h"
 #include "units.h"
 
 static json_t *outcomes_json(const unit_outcome *o, size_t n) {
@@ -64,7 +65,7 @@ static json_t *database_outcome(const job *jb) {
  * line is units_failed, naming each unit, its outcome and how to inspect it. */
 static void job_units_failed(job *jb, json_t *failed, const char *names) {
         server *s = jb->owner->server;
-        _cleanup_free_ char *msg = NULL, *db_text = NULL;
+        _cleanup_free_ char *msg = NULL, *db_text = NULL, *status_cmd = NULL, *log_cmd = NULL;
         const char *unit = json_string_value(json_object_get(json_array_get(failed, 0), "unit"));
         const char *status = json_string_value(json_object_get(jb->result, "status"));
         json_t *outcome = database_outcome(jb);
@@ -74,8 +75,8 @@ static void job_units_failed(job *jb, json_t *failed, const char *names) {
                 k = asprintf(&db_text, "the database job succeeded (%s)", status ?: "done");
         else
                 k = asprintf(&db_text, "the database job failed: %s", jb->err.message ?: "?");
-        if (k < 0 || asprintf(&msg, "%s did not start again; %s; inspect with: systemctl%s status %s", names, db_text,
-                              s->cfg->user_manager ? " --user" : "", unit ?: "UNIT") < 0)
+        if (k < 0 || deps_inspect_commands(s->cfg, unit ?: "UNIT", &status_cmd, &log_cmd) < 0 ||
+            asprintf(&msg, "%s did not start again; %s; inspect with: %s", names, db_text, status_cmd) < 0)
                 msg = NULL;
         job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED,
                  json_pack("{s:O,s:o}", "units_failed", failed, "database", outcome ?: json_null()),
@@ -87,7 +88,6 @@ static void job_units_failed(job *jb, json_t *failed, const char *names) {
  * message. */
 static json_t *failed_units(job *jb, const char *verb, unit_outcome *o, size_t n, char **const names, size_t n_names,
                             char **ret_names) {
-        const char *user = jb->owner->server->cfg->user_manager ? " --user" : "";
         json_t *failed = json_array();
 
         for (size_t i = 0; i < (o ? n : n_names); i++) {
@@ -97,8 +97,7 @@ static json_t *failed_units(job *jb, const char *verb, unit_outcome *o, size_t n
                 if (o && o[i].ok)
                         continue;
                 log_error("Failed to %s %s: %s", verb, name, result);
-                if (asprintf(&status_cmd, "systemctl%s status %s", user, name) < 0 ||
-                    asprintf(&journal_cmd, "journalctl%s -u %s", user, name) < 0)
+                if (deps_inspect_commands(jb->owner->server->cfg, name, &status_cmd, &journal_cmd) < 0)
                         continue;
                 json_array_append_new(failed, json_pack("{s:s,s:s,s:s,s:s}", "unit", name, "outcome", result, "status",
                                                         status_cmd, "journal", journal_cmd));
@@ -142,7 +141,7 @@ void job_phase_start_units(job *jb) {
         for (size_t i = 0; i < jb->n_stopped; i++)
                 json_array_append_new(names, json_string(jb->stopped[i]));
         job_broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "starting", "units", names));
-        r = units_start(s->units, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->start_timeout_s * 1000000,
+        r = deps_start(s->deps, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->start_timeout_s * 1000000,
                         on_started, jb);
         if (r < 0) {
                 log_error_errno(r, "Failed to start the dependent units again: %m");
@@ -190,7 +189,7 @@ void job_phase_stop_units(job *jb) {
         int r;
 
         jb->phase = PHASE_STOPPING;
-        r = units_query(s->units, s->cfg->units, s->cfg->n_units, &st, &n);
+        r = deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
                          "cannot ask the service manager about the dependent units; nothing was changed");
@@ -219,7 +218,7 @@ void job_phase_stop_units(job *jb) {
         job_broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "stopping", "units", names));
         server_notify_status(s, "stopping %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
         jb->t_stop_begin = job_mono_ms();
-        r = units_stop(s->units, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped,
+        r = deps_stop(s->deps, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped,
                        jb);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, "cannot stop the dependent units; nothing was changed");

@@ -470,7 +470,7 @@ static void job_prepared(void *userdata) {
                 job_finish(jb);
                 return;
         }
-        if (jb->changes && s->cfg->n_units > 0 && s->units)
+        if (jb->changes && s->cfg->n_units > 0 && s->deps)
                 job_phase_stop_units(jb);
         else
                 job_phase_apply(jb);

@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "statedir.h"
 #include "statefile.h"
+#include "deps.h"
 #include "units.h"
 #include "jobs.h"
 #include "dblock.h"
@@ -169,13 +170,13 @@ static int recover_units(server *s) {
                     "starting them now", job_id, n);
         journal_event(LOG_WARNING, MESSAGE_ID_RECOVERED, "Recovering from an interrupted job", "DATABASE",
                       s->cfg->database, NULL);
-        r = n > 0 && s->units ? units_start(s->units, names, n, (uint64_t) s->cfg->start_timeout_s * 1000000,
+        r = n > 0 && s->deps ? deps_start(s->deps, names, n, (uint64_t) s->cfg->start_timeout_s * 1000000,
                                             on_recovered, &rc)
                               : 0;
         strv_free_n(names, n);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the units again: %m");
-        while (n > 0 && s->units && !rc.done)
+        while (n > 0 && s->deps && !rc.done)
                 event_base_loop(s->base, EVLOOP_ONCE);
         r = statefile_remove(s->state_fd);
         if (r < 0)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "deps.h"
 #include "jobs.h"
 #include "statedir.h"
 #include "units.h"
@@ -325,7 +326,7 @@ int server_new(const config *cfg, const db_file_identity *identity, server **ret
         if (open_state(s) < 0 || open_engines(s, identity) < 0)
                 return -EIO;
         if (cfg->n_units > 0) {
-                r = units_new(s->base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &s->units);
+                r = deps_new(s->base, cfg, &s->deps);
                 if (r < 0) {
                         log_error_errno(r, "Failed to connect to the %s service manager: %m",
                                         cfg->user_manager ? "user" : "system");
@@ -386,7 +387,7 @@ server *server_free(server *s) {
         if (s->exit_check)
                 event_free(s->exit_check);
         s->jobs = jobs_free(s->jobs);
-        s->units = units_free(s->units);
+        s->deps = deps_free(s->deps);
         if (s->watchdog)
                 event_free(s->watchdog);
         s->job_engine = engine_free(s->job_engine);

@@ -16,7 +16,7 @@
 #include "worker.h"
 
 typedef struct jobs jobs;
-typedef struct units units;
+typedef struct deps deps;
 typedef struct waiter waiter;
 
 typedef struct server {
@@ -29,7 +29,7 @@ typedef struct server {
         engine *read_engine;
         jobs *jobs;
         json_t *snapshot; /* the last status document, answered from while a job runs */
-        units *units;     /* NULL when no dependent units are configured */
+        deps *deps;       /* NULL when no dependents are configured */
         waiter *waiters;  /* "wait" requests until the schema is current */
         int state_fd;     /* the state directory (statedir.h) */
         gate gate;        /* the hold and the failed plan that open "wait" besides a current schema */

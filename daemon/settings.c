@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h" /* build configuration: PROJECT_VERSION, DEFAULT_SOCKET */
+#include "deps.h"
 #include "settings.h"
 #include "statedir.h"
 #include "macro.h"
@@ -59,7 +60,8 @@ static void units_clear(config *c) {
         c->n_units = 0;
 }
 
-/* "a.service b.service" (spaces or commas); each name must look like a unit name. */
+/* "a.service b.service pm2:api" (spaces or commas); each name must look like a unit name or
+ * carry a known kind prefix. */
 static int parse_units(const char *v, config *c) {
         _cleanup_free_ char *copy = strdup(v);
         char *save = NULL;
@@ -69,7 +71,7 @@ static int parse_units(const char *v, config *c) {
         units_clear(c);
         for (char *t = strtok_r(copy, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
                 char **m;
-                if (!strchr(t, '.') || strchr(t, '/') || strlen(t) > 255)
+                if (!deps_name_is_valid(t))
                         return -EINVAL;
                 /* kept NULL-terminated: sd-bus reads it as a strv */
                 m = realloc(c->units, (c->n_units + 2) * sizeof(char *));
@@ -93,8 +95,50 @@ static int parse_manager(const char *v, bool *ret_user) {
         return 0;
 }
 
+static void dep_settings_clear(config *c) {
+        for (size_t i = 0; i < c->n_dep_settings; i++) {
+                free(c->dep_settings[i].section);
+                free(c->dep_settings[i].key);
+                free(c->dep_settings[i].value);
+        }
+        free(c->dep_settings);
+        c->dep_settings = NULL;
+        c->n_dep_settings = 0;
+}
+
+/* A key of a dependent's section; a later one replaces an earlier one. */
+static int add_dep_setting(config *c, const char *section, const char *key, const char *value) {
+        dep_setting *m;
+
+        if (!*value)
+                return -EINVAL;
+        for (size_t i = 0; i < c->n_dep_settings; i++)
+                if (streq(c->dep_settings[i].section, section) && streq(c->dep_settings[i].key, key)) {
+                        char *v = strdup(value);
+                        if (!v)
+                                return -ENOMEM;
+                        free(c->dep_settings[i].value);
+                        c->dep_settings[i].value = v;
+                        return 0;
+                }
+        m = realloc(c->dep_settings, (c->n_dep_settings + 1) * sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        c->dep_settings = m;
+        m[c->n_dep_settings] = (dep_setting) { strdup(section), strdup(key), strdup(value) };
+        if (!m[c->n_dep_settings].section || !m[c->n_dep_settings].key || !m[c->n_dep_settings].value) {
+                free(m[c->n_dep_settings].section);
+                free(m[c->n_dep_settings].key);
+                free(m[c->n_dep_settings].value);
+                return -ENOMEM;
+        }
+        c->n_dep_settings++;
+        return 0;
+}
+
 void config_clear(config *c) {
         units_clear(c);
+        dep_settings_clear(c);
         free(c->backup_dir);
         free(c->database);
         free(c->migrations_dir);
@@ -301,7 +345,7 @@ static const char *setting_expects(const setting *st, char *buf, size_t size) {
         case SETTING_MODE: return "an octal mode, 0..0777";
         case SETTING_USER: return "an existing user";
         case SETTING_GROUP: return "an existing group";
-        case SETTING_UNITS: return "unit names like a.service";
+        case SETTING_UNITS: return "unit names like a.service, or pm2:NAME, exec:NAME, container:NAME, compose:PROJECT/SERVICE";
         case SETTING_MANAGER: return "system or user";
         case SETTING_FORMAT: return migdir_format_choices();
         case SETTING_INTEGRITY: return "quick, full or off";
@@ -320,7 +364,7 @@ static bool section_is_known(const char *name, size_t len) {
         for (size_t i = 0; i < settings_n; i++)
                 if (strlen(settings_table[i].section) == len && strneq(settings_table[i].section, name, len))
                         return true;
-        return false;
+        return deps_section_is_known(name, len);
 }
 
 /* "database, migrations, daemon, units, backup": each section once, in the table's order. */
@@ -331,6 +375,8 @@ static void known_sections(char *buf, size_t size) {
         for (size_t i = 0; i < settings_n && k < size; i++)
                 if (i == 0 || !streq(settings_table[i].section, settings_table[i - 1].section))
                         k += (size_t) snprintf(buf + k, size - k, "%s%s", k > 0 ? ", " : "", settings_table[i].section);
+        if (k < size)
+                (void) snprintf(buf + k, size - k, ", pm2.NAME, exec.NAME, container.NAME, compose.PROJECT");
 }
 
 typedef struct ini_state {
@@ -347,7 +393,7 @@ static int ini_error(ini_state *st, const char *section, const char *key, const 
 static int on_ini_entry(void *userdata, const char *section, const char *key, const char *value) {
         ini_state *st = userdata;
         const setting *row = setting_find(section, key);
-        char buf[64], sections[128];
+        char buf[64], sections[192];
         const char *expects;
 
         if (row) {
@@ -355,6 +401,13 @@ static int on_ini_entry(void *userdata, const char *section, const char *key, co
                         return 1;
                 expects = setting_expects(row, buf, sizeof(buf));
                 return ini_error(st, section, key, expects ? "must be " : "must not be empty", expects);
+        }
+        /* [pm2.NAME], [exec.NAME], [container.NAME], [compose.PROJECT]: the dependents' own keys */
+        if (deps_section_is_known(section, strlen(section))) {
+                if (!deps_key_is_known(section, key))
+                        return ini_error(st, section, key, "unknown key", NULL);
+                return add_dep_setting(st->c, section, key, value) == 0 ? 1
+                                                                       : ini_error(st, section, key, "must not be empty", NULL);
         }
         if (section_is_known(section, strlen(section)))
                 return ini_error(st, section, key, "unknown key", NULL);
@@ -370,7 +423,7 @@ static int check_sections(FILE *f, ini_state *st) {
         char buf[1024];
         int line = 0;
 
-        char sections[128];
+        char sections[192];
 
         known_sections(sections, sizeof(sections));
         while (fgets(buf, sizeof(buf), f)) {
@@ -602,6 +655,11 @@ int config_load(int argc, char **argv, config *c) {
         }
         if (!c->state_dir && !(c->state_dir = statedir_default_path(c->database))) {
                 fprintf(stderr, "migrated: no state directory: set --state-dir (or HOME, XDG_STATE_HOME)\n");
+                return CONFIG_EXIT_USAGE;
+        }
+        _cleanup_free_ char *why = deps_check_config(c);
+        if (why) {
+                fprintf(stderr, "migrated: %s\n", why);
                 return CONFIG_EXIT_USAGE;
         }
         return CONFIG_RUN;

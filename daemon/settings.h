@@ -8,6 +8,13 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* One key of a dependent's section, e.g. [pm2.api] home = /srv/api/.pm2 (deps.h reads them). */
+typedef struct dep_setting {
+        char *section;
+        char *key;
+        char *value;
+} dep_setting;
+
 typedef struct config {
         char *database;
         char *migrations_dir;
@@ -29,9 +36,11 @@ typedef struct config {
         unsigned max_connections_per_uid;
         unsigned idle_timeout_s;
         unsigned request_timeout_s; /* an unfinished request line, from its first byte */
-        /* dependent units */
+        /* dependent units, and dependents of other kinds ("pm2:api", "exec:NAME"; deps.h) */
         char **units;
         size_t n_units;
+        dep_setting *dep_settings;
+        size_t n_dep_settings;
         bool user_manager;
         unsigned stop_timeout_s;
         unsigned start_timeout_s;

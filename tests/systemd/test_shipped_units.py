@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The shipped units under a real systemd *system* manager: migrated@.service and migrated@.socket
 (socket activation included), the shipped sysusers.d and tmpfiles.d entries, and two writer
-services gated with the shipped dependent-service.conf drop-in, running real jobs.
+services gated with the shipped dependent-service.conf drop-in, running real jobs; and a pm2
+process of another user as a dependent of migrated@app.service with the shipped pm2 drop-in
+(systemd/migrated-pm2.conf; pm2 from npm, see tests/dependents).
 
 The system manager is a container booted with systemd-nspawn on the host's own tree:
 
@@ -40,6 +42,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 import harness as H  # noqa: E402
+sys.path.insert(0, os.path.join(SRC, "tests", "dependents"))
+import deplib as D  # noqa: E402
 
 SKIP = 77
 NAME = "free-sleep"
@@ -66,6 +70,27 @@ CONF = textwrap.dedent("""\
     [backup]
     dir = /var/backups/migrated/free-sleep
     """).format(db=DB, mig=MIGRATIONS, units=" ".join(WRITERS))
+
+MASKED = ["docker.service", "docker.socket", "containerd.service"]
+
+# pm2:api under the shipped unit with the shipped pm2 drop-in (systemd/migrated-pm2.conf): pm2's
+# processes belong to the user "deploy", whose pm2 home is the one the drop-in names.
+PM2_HOME = "/home/deploy/.pm2"
+PM2 = "/opt/pm2/node_modules/.bin/pm2"
+APP_DB = "/var/lib/app/app.db"
+APP_CONF = textwrap.dedent("""\
+    [database]
+    path = {db}
+    [migrations]
+    directory = /var/lib/app/migrations
+    [units]
+    units = pm2:api
+    stop_timeout = 10
+    [pm2.api]
+    user = deploy
+    home = {home}
+    pm2 = {pm2}
+    """).format(db=APP_DB, home=PM2_HOME, pm2=PM2)
 
 V = {
     1: ("create_devices", "CREATE TABLE devices (id INTEGER PRIMARY KEY, serial TEXT);\n", "DROP TABLE devices;\n"),
@@ -110,6 +135,10 @@ class Container:
                 text = rewrite_paths(f.read())
             with open(os.path.join(system, unit), "w") as f:
                 f.write(text)
+        # the host's container engine (docker.io, for tests/dependents) is installed too: its
+        # units would wait for a network and an engine the container has no use for
+        for unit in MASKED:
+            os.symlink("/dev/null", os.path.join(system, unit))
         if TEST_DROPIN:
             os.makedirs(os.path.join(system, "migrated@.service.d"))
             with open(os.path.join(system, "migrated@.service.d", "test.conf"), "w") as f:
@@ -135,6 +164,12 @@ class Container:
         shutil.copy(os.path.join(SRC, "systemd", "migrated.tmpfiles"), os.path.join(d, "tmpfiles.d", "migrated.conf"))
         with open(os.path.join(d, "migrated", NAME + ".conf"), "w") as f:
             f.write(CONF)
+        with open(os.path.join(d, "migrated", "app.conf"), "w") as f:
+            f.write(APP_CONF)
+        os.makedirs(os.path.join(system, "migrated@app.service.d"))
+        shutil.copy(os.path.join(SRC, "systemd", "migrated-pm2.conf"),
+                    os.path.join(system, "migrated@app.service.d", "pm2.conf"))
+        self.pm2_dir = os.path.dirname(os.path.dirname(os.path.dirname(D.install_pm2())))
         shutil.copy(os.environ["MIGRATED_BIN"], os.path.join(d, "opt", "migrated"))
         shutil.copy(os.environ["MIGRATECTL_BIN"], os.path.join(d, "opt", "migratectl"))
         shutil.copy(os.path.join(HERE, "writer.py"), os.path.join(d, "opt", "writer.py"))
@@ -148,6 +183,7 @@ class Container:
                 "--bind-ro=%s/tmpfiles.d:/etc/tmpfiles.d" % d,
                 "--bind-ro=%s/migrated:/etc/migrated" % d,
                 "--bind-ro=%s/opt:/opt/migrated" % d,
+                "--bind-ro=%s:/opt/pm2" % self.pm2_dir,
                 "--boot", "systemd.firstboot=off"]
         self.console = open(os.path.join(d, "console.log"), "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.console, stderr=self.console,
@@ -338,6 +374,37 @@ class ShippedUnitsTest(unittest.TestCase):
               % (before, self.states(), r.returncode), flush=True)
         self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
         self.assertIn("systemctl status migrated@%s.service" % NAME, r.stderr)
+
+
+    def test_pm2_dependent_under_the_shipped_unit_with_its_dropin(self):
+        c = self.c
+        self.assertEqual(self.sh("useradd", "--create-home", "deploy").returncode, 0)
+        os.makedirs(c.root("/var/lib/app/migrations"))
+        H.write_migrations(c.root("/var/lib/app/migrations"), {1: V[1]})
+        r = self.sh("/usr/bin/python3", "-c", "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n"
+                    "c.executescript(sys.argv[2])\n", APP_DB, "PRAGMA journal_mode=WAL; " + ACKS_SQL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.sh("chown", "-R", "deploy:", "/var/lib/app")
+        gid = self.sh("id", "-g", "deploy").stdout.strip()
+        pm2 = ["setpriv", "--reuid=deploy", "--regid=" + gid, "--init-groups", "env", "HOME=/home/deploy",
+               "PM2_HOME=" + PM2_HOME, PM2]
+        r = self.sh(*(pm2 + ["start", "/opt/migrated/writer.py", "--name", "api", "--interpreter", "/usr/bin/python3",
+                             "--", APP_DB, "/var/lib/app/api.acks", "api"]), timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        log = D.Log(c.root("/var/lib/app/api.acks"))
+        log.wait_acks(10)
+        first = log.starts()[-1]
+
+        r = self.sh("systemctl", "start", "migrated@app.service", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.sh("/opt/migrated/migratectl", "--instance", "app", "up", timeout=JOB_TIMEOUT)
+        journal = self.sh("journalctl", "--no-pager", "-n", "40", "-u", "migrated@app.service").stdout
+        print("PATH pm2:api under the shipped unit + migrated-pm2.conf: exit %d" % r.returncode, flush=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + journal)
+        self.assertIn("stopped pm2:api", r.stdout + r.stderr)
+        H.wait_until(lambda: log.starts()[-1] != first, 60, what="api started again by pm2")
+        log.wait_acks(5)
+        self.assertIn(("stop", first), [(k, v) for k, v, _ in log.records()])
 
 
 def main():

@@ -8,14 +8,14 @@ Modes:
   write        insert one row into `acks` every --interval seconds (default 0.02), each in its own
                short transaction; after each COMMIT append "ack ID MONOTONIC" to LOG (flush+fsync):
                the acknowledged inserts. SIGTERM: finish the current insert, log "stop", exit 0.
-  ignore-term  the same, but SIGTERM is ignored (SIG_IGN): only SIGKILL ends it.
+  ignore-term  the same, but SIGTERM and SIGINT are ignored (SIG_IGN): only SIGKILL ends it.
   fail         exit 1 at once (a unit that fails to start).
   hold         open the database (and its -wal/-shm), then do nothing until SIGTERM.
 
 The service tells systemd READY=1 (Type=notify) once the database is open, so "active" means "has
 the database open". LOG also gets "start PID MONOTONIC" (process started), "ready PID MONOTONIC"
 (READY=1 sent), and at a clean exit "term PID MONOTONIC" (when SIGTERM arrived) and "stop PID
-MONOTONIC" (exiting). MONOTONIC
+MONOTONIC" (exiting); SIGINT (pm2's stop signal) counts as SIGTERM. MONOTONIC
 is CLOCK_MONOTONIC in seconds, the clock of systemd's *TimestampMonotonic properties.
 
 The `acks` table (id INTEGER PRIMARY KEY, writer TEXT, pid INTEGER, at REAL) is created by the test
@@ -72,10 +72,12 @@ def main():
         sys.exit(1)
 
     stopping = []
-    if args.mode == "ignore-term":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    else:
-        signal.signal(signal.SIGTERM, lambda *_: stopping.append(time.monotonic()))
+    # SIGINT is how pm2 stops a process: treated like SIGTERM.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if args.mode == "ignore-term":
+            signal.signal(sig, signal.SIG_IGN)
+        else:
+            signal.signal(sig, lambda *_: stopping.append(time.monotonic()))
 
     db = sqlite3.connect(args.database, timeout=60, isolation_level=None)
     mode = db.execute("PRAGMA journal_mode").fetchone()[0]

@@ -409,6 +409,28 @@ static void test_action_names_the_unit(void **state) {
         assert_contains(d, "kill 77");
 }
 
+/* A pm2 process is stopped through pm2: killed, pm2 would start it again. */
+static void test_action_names_the_pm2_process(void **state) {
+        lockinfo_facts f = { .wal = true, .held_write = LOCKINFO_WAL_WRITE, PROBE_BUSY };
+        lockinfo_who who = { .pid = 901, .comm = "node", .unit = "pm2:api" };
+        _cleanup_free_ char *a = lockinfo_action(LOCKINFO_WRITER_ACTIVE, &f, &who, 1, "/srv/app.db", NULL);
+
+        assert_contains(a, "pm2:api (pid 901) holds the write lock");
+        assert_contains(a, "stop it with pm2 stop api (as its owner, with its PM2_HOME)");
+        assert_null(strstr(a, "kill"));
+}
+
+/* A container is stopped through its engine, by the id lock-check found in its cgroup. */
+static void test_action_names_the_container(void **state) {
+        lockinfo_facts f = { .wal = true, .held_write = LOCKINFO_WAL_WRITE, PROBE_BUSY };
+        lockinfo_who who = { .pid = 902, .comm = "python3", .unit = "container:14a0b28cb233" };
+        _cleanup_free_ char *a = lockinfo_action(LOCKINFO_WRITER_ACTIVE, &f, &who, 1, "/srv/app.db", NULL);
+
+        assert_contains(a, "container:14a0b28cb233 (pid 902) holds the write lock");
+        assert_contains(a, "stop it with docker stop 14a0b28cb233");
+        assert_null(strstr(a, "kill"));
+}
+
 static void test_action_other_verdicts(void **state) {
         lockinfo_facts f = { .held_write = LOCKINFO_EXCLUSIVE, PROBE_BUSY };
         lockinfo_who who = { .pid = 9, .comm = "app", .unit = "app.service" };
@@ -628,6 +650,8 @@ int main(void) {
                 cmocka_unit_test(test_verdict_rules),
                 cmocka_unit_test(test_verdict_names),
                 cmocka_unit_test(test_action_names_the_unit),
+                cmocka_unit_test(test_action_names_the_pm2_process),
+                cmocka_unit_test(test_action_names_the_container),
                 cmocka_unit_test(test_action_other_verdicts),
                 cmocka_unit_test(test_inspect_missing),
                 cmocka_unit_test(test_inspect_not_sqlite),
