@@ -91,42 +91,8 @@ def create_db(path):
         c.close()
 
 
-class Log:
-    """A writer's log: start/ready/ack/term/stop records (writer.py)."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def records(self):
-        out = []
-        try:
-            with open(self.path) as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) == 3:
-                        out.append((parts[0], int(parts[1]), float(parts[2])))
-        except FileNotFoundError:
-            pass
-        return out
-
-    def acked_ids(self):
-        return [v for k, v, _ in self.records() if k == "ack"]
-
-    def starts(self):
-        return [v for k, v, _ in self.records() if k == "start"]
-
-    def acks_since_last_start(self):
-        n = 0
-        for k, _, _ in self.records():
-            if k == "start":
-                n = 0
-            elif k == "ack":
-                n += 1
-        return n
-
-    def wait_acks(self, n, timeout=30.0):
-        H.wait_until(lambda: self.acks_since_last_start() >= n, timeout,
-                     what="%d acknowledged inserts in %s" % (n, self.path))
+# a writer's log: the same records as under systemd
+Log = H.WriterLog
 
 
 class PM2:

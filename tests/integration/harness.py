@@ -817,3 +817,45 @@ def main():
     prog = unittest.main(verbosity=2, exit=False)
     sys.stderr.flush()
     sys.exit(exit_status(prog.result, os.path.basename(sys.argv[0])))
+
+
+class WriterLog:
+    """A test writer's log (tests/systemd/writer.py): one "KIND VALUE MONOTONIC_S" record a line,
+    kinds start (pid), ready, ack (row id), term, stop. Read by the systemd, crash and dependents
+    tests alike."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def records(self):
+        """[(kind, value, monotonic_s)]: ("start", pid, t), ("ack", id, t), ..."""
+        out = []
+        try:
+            with open(self.path) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 3:
+                        out.append((parts[0], int(parts[1]), float(parts[2])))
+        except FileNotFoundError:
+            pass
+        return out
+
+    def acked_ids(self):
+        return [v for k, v, _ in self.records() if k == "ack"]
+
+    def starts(self):
+        return [v for k, v, _ in self.records() if k == "start"]
+
+    def acks_since_last_start(self):
+        n = 0
+        for k, _, _ in self.records():
+            if k == "start":
+                n = 0
+            elif k == "ack":
+                n += 1
+        return n
+
+    def wait_acks(self, n, timeout=30.0):
+        """Waits until the current process has acknowledged at least n inserts."""
+        wait_until(lambda: self.acks_since_last_start() >= n, timeout,
+                   what="%d acknowledged inserts in %s" % (n, self.path))

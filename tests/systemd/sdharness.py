@@ -428,7 +428,7 @@ def scalar(db, sql, args=()):
 # Writers
 
 
-class Writer:
+class Writer(H.WriterLog):
     """A writer.py service, run by its own user unit."""
 
     def __init__(self, tc, name, mode, db, extra_service=""):
@@ -437,6 +437,7 @@ class Writer:
         self.unit = name + ".service"
         self.mode = mode
         self.log_path = tc.path(name + ".acks")
+        H.WriterLog.__init__(self, self.log_path)
         self.out_path = tc.path(name + ".out")
         argv = [PYTHON, WRITER, db, self.log_path, name, "--mode", mode]
         self.text = textwrap.dedent("""\
@@ -463,39 +464,6 @@ class Writer:
 
     def state(self):
         return active_state(self.unit)
-
-    def records(self):
-        """[(kind, value, monotonic_s)] of the log: ("start", pid, t), ("ack", id, t), ..."""
-        out = []
-        try:
-            with open(self.log_path) as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) == 3:
-                        out.append((parts[0], int(parts[1]), float(parts[2])))
-        except FileNotFoundError:
-            pass
-        return out
-
-    def acked_ids(self):
-        return [v for k, v, _ in self.records() if k == "ack"]
-
-    def starts(self):
-        return [v for k, v, _ in self.records() if k == "start"]
-
-    def acks_since_last_start(self):
-        n = 0
-        for k, _, _ in self.records():
-            if k == "start":
-                n = 0
-            elif k == "ack":
-                n += 1
-        return n
-
-    def wait_acks(self, n, timeout=15.0):
-        """Waits until the current process has acknowledged at least n inserts."""
-        wait_until(lambda: self.acks_since_last_start() >= n, timeout, interval=0.02,
-                   what="%d acknowledged inserts from %s" % (n, self.name))
 
     def out(self):
         try:
