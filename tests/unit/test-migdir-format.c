@@ -24,46 +24,12 @@
 #include "macro.h"
 #include "migdir-internal.h"
 #include "one-file-format.h"
+#include "tmpdir.h"
 
 #define SQL_DEVICES "CREATE TABLE devices (id INTEGER PRIMARY KEY, serial TEXT NOT NULL);\n"
 #define SHA_DEVICES "fd4b452fccba76cc1ea2be410031083e6e5f1ffcc5e1ade68d64ed272d7f4fe2"
 /* the same statement with CRLF line endings: printf '...;\r\n' | sha256sum */
 #define SQL_DEVICES_CRLF "CREATE TABLE devices (id INTEGER PRIMARY KEY, serial TEXT NOT NULL);\r\n"
-
-static int remove_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
-static int dir_setup(void **state) {
-        char *p = strdup("/tmp/test-migdir-format-XXXXXX");
-
-        if (!p || !mkdtemp(p)) {
-                free(p);
-                return -1;
-        }
-        *state = p;
-        return 0;
-}
-
-static int dir_teardown(void **state) {
-        char *p = *state;
-
-        nftw(p, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
-        free(p);
-        return 0;
-}
-
-static void put(const char *dir, const char *name, const char *text) {
-        char *p;
-        int fd;
-
-        assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
-        fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
-        assert_int_equal(close(fd), 0);
-        free(p);
-}
 
 static void sub(const char *dir, const char *name) {
         char *p;

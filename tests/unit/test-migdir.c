@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "migdir.h"
+#include "tmpdir.h"
 
 /* Contents and their SHA-256, computed with: printf '<contents>' | sha256sum */
 #define SQL_DEVICES "CREATE TABLE devices (id INTEGER PRIMARY KEY, serial TEXT NOT NULL);\n"
@@ -43,51 +44,6 @@ static migration_set sentinel_set;
 #define SENTINEL (&sentinel_set)
 
 /* ---- temporary directories ---- */
-
-static int remove_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
-static int dir_setup(void **state) {
-        char *p = strdup("/tmp/test-migdir-XXXXXX");
-
-        if (!p || !mkdtemp(p)) {
-                free(p);
-                return -1;
-        }
-        *state = p;
-        return 0;
-}
-
-static int dir_teardown(void **state) {
-        char *p = *state;
-
-        chmod(p, 0700);
-        nftw(p, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
-        free(p);
-        return 0;
-}
-
-static char *path_of(const char *dir, const char *name) {
-        char *p;
-
-        assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
-        return p;
-}
-
-static void write_bytes(const char *dir, const char *name, const void *data, size_t size) {
-        char *p = path_of(dir, name);
-        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, data, size), (ssize_t) size);
-        assert_int_equal(close(fd), 0);
-        free(p);
-}
-
-static void put(const char *dir, const char *name, const char *text) {
-        write_bytes(dir, name, text, strlen(text));
-}
 
 /* Sets a file's mtime (atime follows) to sec.nsec. */
 static void set_mtime(const char *dir, const char *name, struct timespec t) {
