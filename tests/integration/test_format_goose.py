@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 
 import harness
-from harness import db_connect
+from harness import db_connect, query
 
 FIXTURES = os.path.join(harness.HERE, "fixtures", "goose", "migrations")
 FILES = sorted(f for f in os.listdir(FIXTURES) if f.endswith(".sql"))
@@ -55,28 +55,16 @@ def sections(path):
 
 
 def user_schema(db):
-    c = db_connect(db)
-    try:
-        return c.execute(USER_SCHEMA_QUERY).fetchall()
-    finally:
-        c.close()
+    return query(db, USER_SCHEMA_QUERY)
 
 
 def goose_rows(db):
-    c = db_connect(db)
-    try:
-        return c.execute("SELECT id, version_id, is_applied, tstamp FROM goose_db_version ORDER BY id").fetchall()
-    finally:
-        c.close()
+    return query(db, "SELECT id, version_id, is_applied, tstamp FROM goose_db_version ORDER BY id")
 
 
 def goose_table_sql(db):
-    c = db_connect(db)
-    try:
-        r = c.execute("SELECT sql FROM sqlite_master WHERE name = 'goose_db_version'").fetchone()
-        return r[0] if r else None
-    finally:
-        c.close()
+    r = query(db, "SELECT sql FROM sqlite_master WHERE name = 'goose_db_version'")
+    return r[0][0] if r else None
 
 
 def goose_version(db):
@@ -95,16 +83,12 @@ def goose_version(db):
 def goose_status(db, versions):
     """goose status: per migration, the newest row by tstamp (GetMigrationByVersion), applied or
     pending."""
-    c = db_connect(db)
-    try:
-        out = {}
-        for v in versions:
-            r = c.execute("SELECT tstamp, is_applied FROM goose_db_version WHERE version_id=? "
-                          "ORDER BY tstamp DESC LIMIT 1", (v,)).fetchone()
-            out[v] = bool(r and r[1])
-        return out
-    finally:
-        c.close()
+    out = {}
+    for v in versions:
+        r = query(db, "SELECT tstamp, is_applied FROM goose_db_version WHERE version_id=? "
+                  "ORDER BY tstamp DESC LIMIT 1", (v,))
+        out[v] = bool(r and r[0][1])
+    return out
 
 
 class GooseTest(harness.TestCase):
