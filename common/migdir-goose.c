@@ -173,7 +173,7 @@ static int refuse(const char **ret_reason, const char *fmt, ...) {
 static int goose_split(const char *sql, size_t size, size_t *ret_up_off, size_t *ret_up_len, size_t *ret_down_off,
                        size_t *ret_down_len, const char **ret_reason) {
         size_t pos = 0, up_off = 0, up_end = SIZE_MAX, down_off = 0;
-        unsigned n = 0, pending_line = 0, begin_line = 0;
+        unsigned n = 0, pending_line = 0, begin_line = 0, empty_block_line = 0;
         bool buffered = false; /* goose's statement buffer is not empty */
         int state = S_START;
         goose_line l;
@@ -232,11 +232,11 @@ static int goose_split(const char *sql, size_t size, size_t *ret_up_off, size_t 
                                 if (state != S_BEGIN_UP && state != S_BEGIN_DOWN)
                                         return refuse(ret_reason, "line %u: '-- +goose StatementEnd' without a "
                                                       "StatementBegin before it", n);
-                                if (!buffered)
-                                        /* goose would then drop the next line of SQL */
-                                        return refuse(ret_reason, "line %u: the StatementBegin block of line %u is empty",
-                                                      n, begin_line);
                                 state = state == S_BEGIN_UP ? S_END_UP : S_END_DOWN;
+                                if (!buffered) {
+                                        empty_block_line = begin_line;
+                                        continue;
+                                }
                                 break;
                         case GOOSE_NO_TRANSACTION: /* read by goose_parse_directives */
                         case GOOSE_ENVSUB_OFF:
@@ -253,6 +253,11 @@ static int goose_split(const char *sql, size_t size, size_t *ret_up_off, size_t 
                 if (state == S_START)
                         return refuse(ret_reason, "line %u: SQL before the '-- +goose Up' annotation", n);
                 if (state == S_END_UP || state == S_END_DOWN) {
+                        if (!buffered)
+                                /* goose stores its empty buffer here and drops this line */
+                                return refuse(ret_reason, "line %u: goose would skip this line, as it follows the "
+                                              "empty StatementBegin block of line %u: remove the empty block", n,
+                                              empty_block_line);
                         state = state == S_END_UP ? S_UP : S_DOWN;
                         buffered = false;
                         pending_line = 0;

@@ -133,8 +133,11 @@ static void test_split_malformed(void **state) {
         assert_refused("-- +goose Up\n-- +goose StatementBegin\nSELECT 1;\n-- +goose Down\nSELECT 2;\n",
                        "line 4: '-- +goose Down' inside the StatementBegin block of line 2");
         assert_refused("-- +goose Up\nSELECT 1;\n-- +goose StatementEnd\n", "line 3: '-- +goose StatementEnd' without");
-        assert_refused("-- +goose Up\n-- +goose StatementBegin\n-- +goose StatementEnd\nSELECT 1;\n",
-                       "line 3: the StatementBegin block of line 2 is empty");
+        /* after an empty block goose drops the next line of SQL; an empty block at the end is harmless */
+        assert_refused("-- +goose Up\n-- +goose StatementBegin\n-- +goose StatementEnd\n\n-- c\nSELECT 1;\n",
+                       "line 6: goose would skip this line, as it follows the empty StatementBegin block of line 2");
+        assert_null(refusal("-- +goose Up\nSELECT 1;\n-- +goose Down\n-- +goose StatementBegin\n-- +goose StatementEnd\n"));
+        assert_null(refusal("-- +goose Up\n-- +goose StatementBegin\n-- +goose StatementEnd\n-- +goose Down\nSELECT 1;\n"));
         assert_refused("SELECT 0;\n-- +goose Up\nSELECT 1;\n", "line 1: SQL before the '-- +goose Up'");
         /* goose splits at a line ending in ';': a statement left open is refused where it starts */
         assert_refused("-- +goose Up\nCREATE TABLE t (x)\n\n-- +goose Down\nDROP TABLE t;\n",
