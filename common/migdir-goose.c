@@ -275,7 +275,10 @@ static int goose_split(const char *sql, size_t size, size_t *ret_up_off, size_t 
                 return refuse(ret_reason, "no '-- +goose Up' annotation: a goose migration starts its SQL with one");
         if (state == S_BEGIN_UP || state == S_BEGIN_DOWN)
                 return refuse(ret_reason, "line %u: '-- +goose StatementBegin' has no StatementEnd", begin_line);
-        if (buffered && pending_line > 0)
+        /* An unfinished statement in the Down section: goose's CLI still runs up (it parses the
+         * direction it runs) and refuses down; here down hands it to SQLite, which runs it or fails
+         * naming its line. */
+        if (buffered && pending_line > 0 && up_end == SIZE_MAX)
                 return refuse(ret_reason, "line %u: the statement is not finished: its last line must end with ';' "
                               "(goose splits statements there)", pending_line);
 

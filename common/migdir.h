@@ -31,6 +31,7 @@ typedef struct migration_script {
         char *sql;  /* NUL-terminated contents */
         size_t size;
         unsigned flags;
+        unsigned line_offset; /* lines of the file before sql (a section of a one-file format) */
         /* identity of the file when read, so that a rescan can reuse unchanged contents */
         ino_t ino;
         int64_t mtime_ns;

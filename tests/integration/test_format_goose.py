@@ -278,7 +278,9 @@ class GooseTest(harness.TestCase):
         r = d.ctl("up")
         self.assertEqual(r.rc, 1, r)
         self.assertEqual(r.json["error"]["code"], "migration_failed", r)
-        self.assertIn("00005_broken.sql", r.out + r.err)
+        # the file's line, not the line within its Up section
+        self.assertIn("00005_broken.sql:3:", r.json["error"]["message"], r)
+        self.assertEqual(r.json["error"]["line"], 3, r)
         self.assertEqual(goose_rows(db), before)
         self.assertEqual(user_schema(db), schema)
 

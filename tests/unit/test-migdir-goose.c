@@ -143,6 +143,8 @@ static void test_split_malformed(void **state) {
         assert_refused("-- +goose Up\nCREATE TABLE t (x)\n\n-- +goose Down\nDROP TABLE t;\n",
                        "line 2: the statement is not finished");
         assert_refused("-- +goose Up\nSELECT 1;\nSELECT 2\n", "line 3: the statement is not finished");
+        /* in the Down section it only breaks goose's down: up still runs there */
+        assert_null(refusal("-- +goose Up\nSELECT 1;\n-- +goose Down\nDROP TABLE a\nDROP TABLE b\n"));
         assert_refused("-- +goose Up\nSELECT 1;--no space\n", "line 2: the statement is not finished");
 }
 
@@ -188,6 +190,9 @@ static void test_load(void **state) {
         assert_string_equal(s->items[0].up.file, "00001_devices.sql");
         assert_non_null(s->items[0].down.file);
         assert_string_equal(s->items[0].down.sql, "DROP TABLE devices;\n");
+        /* failures name the file's lines: each section knows how many lines precede it */
+        assert_int_equal(s->items[0].up.line_offset, 2);
+        assert_int_equal(s->items[0].down.line_offset, 10);
         assert_int_equal(s->items[1].up.flags, MIGRATION_NO_TRANSACTION);
         assert_null(s->items[1].down.file);
         assert_int_equal(s->items[2].version, INT64_C(20260306120000));
