@@ -258,6 +258,16 @@ class GooseTest(harness.TestCase):
         self.assertCtl(d.ctl("down"), 0)
         self.assertEqual(goose_version(db), VERSIONS[-1])
 
+        # Without a Down section the migration is irreversible, and the refusal says which section.
+        with open(os.path.join(self.mdir, "00005_vacuum.sql"), "w") as f:
+            f.write("-- +goose NO TRANSACTION\n-- +goose Up\nVACUUM;\n")
+        self.assertCtl(d.ctl("up"), 0)
+        r = d.ctl("down")
+        self.assertEqual(r.json["error"]["code"], "irreversible", r)
+        self.assertIn("00005_vacuum.sql is irreversible (it has no down section)", r.json["error"]["message"], r)
+        self.assertEqual(goose_version(db), 5)
+        self.assertCtl(d.ctl("mark", "rolled-back", "5"), 0)
+
         # The same file without the annotation fails in the transaction, and records nothing.
         with open(os.path.join(self.mdir, "00005_vacuum.sql"), "w") as f:
             f.write("-- +goose Up\nVACUUM;\n\n-- +goose Down\nVACUUM;\n")
