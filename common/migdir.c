@@ -224,6 +224,9 @@ int migdir_read_split(int dir_fd, const char *file, const migration_format *f, c
                 }
                 t->size = len;
                 t->flags = whole.flags;
+                for (size_t k = 0; k < off; k++)
+                        if (whole.sql[k] == '\n')
+                                t->line_offset++;
                 t->ino = whole.ino;
                 t->mtime_ns = whole.mtime_ns;
         }
@@ -264,6 +267,19 @@ migration *migdir_set_add(migration_set *s) {
 
 void migdir_set_drop_last(migration_set *s) {
         migdir_migration_done(&s->items[--s->n]);
+}
+
+int migdir_load_item(migration_set *s, migdir_item_loader load, int dir_fd, const char *file,
+                     const migration_set *previous, migdir_errors *errors) {
+        migration *m = migdir_set_add(s);
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        r = load(dir_fd, file, previous, m, errors);
+        if (r != 0)
+                migdir_set_drop_last(s);
+        return r;
 }
 
 static const char *item_label(const migration *m) {

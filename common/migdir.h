@@ -31,6 +31,7 @@ typedef struct migration_script {
         char *sql;  /* NUL-terminated contents */
         size_t size;
         unsigned flags;
+        unsigned line_offset; /* lines of the file before sql (a section of a one-file format) */
         /* identity of the file when read, so that a rescan can reuse unchanged contents */
         ino_t ino;
         int64_t mtime_ns;
@@ -42,7 +43,8 @@ typedef struct migration_script {
  * the first is the fallback. A new format appends one line. */
 #define MIGDIR_FORMATS(X)                                                                          \
         X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
-        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */ \
+        X(MIGDIR_GOOSE, goose)   /* {version}_{name}.sql with -- +goose Up / Down sections */
 
 typedef enum migdir_format {
 #define MIGDIR_FORMAT_ENUM(id, name) id,
@@ -127,6 +129,13 @@ int migration_parse_filename(const char *file, int64_t *ret_version, char **ret_
 int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags, char **ret_bad);
 
 bool migration_name_is_valid(const char *name);
+
+/* The version `migratectl new` gives the next migration after s: the current UTC time as
+ * YYYYMMDDHHMMSS where s is numbered by timestamps (and that sorts last), else the latest plus one.
+ * Returns 0 or -EOVERFLOW. */
+int migration_next_version(const migration_set *s, int64_t *ret);
+/* The current UTC time as a YYYYMMDDHHMMSS version. */
+int64_t migration_timestamp_version_now(void);
 
 /* Number of digits in the widest version of the set (at least 4), for naming new files. */
 int migration_set_version_width(const migration_set *s);

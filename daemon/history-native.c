@@ -13,10 +13,17 @@
 static const history_format *const formats[] = {
         &history_native,
         &history_prisma,
+        &history_goose,
 };
 
-const char *const history_tables[] = { "migrated_schema", "_prisma_migrations", "migrated_attempts", "migrated_meta",
-                                       NULL };
+const char *const history_tables[] = {
+        "migrated_schema",
+        "_prisma_migrations",
+        "migrated_attempts",
+        "migrated_meta",
+        "goose_db_version",
+        NULL,
+};
 
 const history_format *history_find(migdir_format format) {
         for (size_t i = 0; i < ELEMENTSOF(formats); i++)
@@ -134,19 +141,32 @@ static int native_remove_applied(db *d, const migration *m, db_failure *f) {
         return delete_version(d, m, NULL, f, "cannot record the reverted migration");
 }
 
-static int native_mark_applied(db *d, const migration *m, db_failure *f) {
+int history_is_applied(db *d, const history_format *h, int64_t version, bool *ret, db_failure *f) {
         applied_set a = {};
+        int r;
+
+        r = h->load_applied(d, &a, f);
+        if (r != 0)
+                return r;
+        *ret = applied_set_find(&a, version) != NULL;
+        applied_set_clear(&a);
+        return 0;
+}
+
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f) {
         bool already;
         int r;
 
-        r = native_load_applied(d, &a, f);
+        r = history_is_applied(d, h, m->version, &already, f);
         if (r != 0)
                 return r;
-        already = applied_set_find(&a, m->version) != NULL;
-        applied_set_clear(&a);
         if (already)
                 return history_refuse(f, "%s is already recorded as applied", m->up.file);
-        return native_record_applied(d, m, 0, f);
+        return h->record_applied(d, m, 0, f);
+}
+
+static int native_mark_applied(db *d, const migration *m, db_failure *f) {
+        return history_mark_applied_once(d, &history_native, m, f);
 }
 
 /* Ours has no failed state: marking rolled back forgets an applied migration reverted by hand. */

@@ -24,6 +24,7 @@ struct history_format {
 
 extern const history_format history_native;
 extern const history_format history_prisma;
+extern const history_format history_goose;
 
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
@@ -39,6 +40,12 @@ extern const char *const history_tables[];
  * filled); empty when table does not exist yet. */
 int history_load(db *d, const char *table, const char *sql, db_row_fn row, applied_set *ret, db_failure *f,
                  const char *what);
+
+/* Whether version is applied by h's rule. */
+int history_is_applied(db *d, const history_format *h, int64_t version, bool *ret, db_failure *f);
+/* mark applied for a format without a failed state: a record as if it ran, refused when the
+ * migration is already applied. */
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
 
 /* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "macro.h"
+#include "migdir-format.h"
 #include "plan.h"
 
 void applied_set_clear(applied_set *a) {
@@ -207,8 +208,10 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
                                       "migration %" PRId64 " (%s) is applied but its files are missing", a->version,
                                       a->name);
                 if (!m->down.file)
+                        /* a format with one file per migration (goose) has down sections */
                         return refuse(e, PROTOCOL_ERROR_IRREVERSIBLE, m,
-                                      "%s is irreversible (it has no down file); nothing was changed", m->up.file);
+                                      "%s is irreversible (it has no down %s); nothing was changed", m->up.file,
+                                      m->format && m->format->split ? "section" : "file");
                 plan_add(p, m, false);
         }
         p->to_version = count < applied->n ? applied->items[applied->n - 1 - count].version : 0;
