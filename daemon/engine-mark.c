@@ -16,7 +16,7 @@ static const migration *find_target(const migration_set *set, const char *target
         char *end;
         long long v = strtoll(target, &end, 10);
 
-        if (*target && *end == '\0' && v > 0)
+        if (*target && *end == '\0' && v >= 0)
                 return migration_set_find(set, v);
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];

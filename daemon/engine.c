@@ -189,7 +189,10 @@ int engine_load(engine *e, applied_set *applied, engine_error *err) {
         r = db_load_applied(e->db, applied, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
-        return 0;
+        r = applied_set_fill_through(applied, e->set);
+        if (r < 0)
+                applied_set_clear(applied);
+        return r;
 }
 
 /* Jobs need a directory that is readable and valid right now. */

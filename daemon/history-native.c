@@ -13,10 +13,11 @@
 static const history_format *const formats[] = {
         &history_native,
         &history_prisma,
+        &history_golang_migrate,
 };
 
 const char *const history_tables[] = { "migrated_schema", "_prisma_migrations", "migrated_attempts", "migrated_meta",
-                                       NULL };
+                                       "schema_migrations", NULL };
 
 const history_format *history_find(migdir_format format) {
         for (size_t i = 0; i < ELEMENTSOF(formats); i++)
@@ -36,6 +37,13 @@ int history_version_of(db *d, int64_t *ret, db_failure *f) {
                         return r;
                 if (!exists)
                         continue;
+                if (formats[i]->claims) {
+                        r = formats[i]->claims(d, &exists, f);
+                        if (r != 0)
+                                return r;
+                        if (!exists)
+                                continue;
+                }
                 r = formats[i]->load_applied(d, &a, f);
                 if (r != 0)
                         return r;

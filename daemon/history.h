@@ -12,6 +12,7 @@
 struct history_format {
         migdir_format format;
         const char *table; /* its applied-set table */
+        int (*claims)(db *d, bool *ret, db_failure *f); /* whether the database's table is this format's, by its columns; NULL: its name suffices */
         /* Creates the table when absent; the caller holds a write transaction. */
         int (*ensure)(db *d, db_failure *f);
         int (*load_applied)(db *d, applied_set *ret, db_failure *f);
@@ -24,6 +25,7 @@ struct history_format {
 
 extern const history_format history_native;
 extern const history_format history_prisma;
+extern const history_format history_golang_migrate;
 
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
