@@ -45,6 +45,32 @@ int engine_fail_db(engine_error *err, db_failure *f, json_t *extra) {
         return r;
 }
 
+/* A directory that reads as native may belong to another tool whose history table the database
+ * has (golang-migrate's NNNN_title.up.sql are native names too): the table decides. */
+static int choose_format(engine *e, const engine_options *o, db_failure *f) {
+        migdir_format claimed = e->format;
+        int r;
+
+        if (o->format_auto && e->format == MIGDIR_NATIVE) {
+                r = db_adopt_claimed_format(e->db, &claimed, f);
+                if (r != 0)
+                        return r;
+        }
+        if (claimed != e->format) {
+                e->format = claimed;
+                r = asprintf(&e->format_reason, "the database has %s's history table %s",
+                             migdir_format_to_string(claimed), db_history_table(e->db));
+        } else if (o->format_auto)
+                r = asprintf(&e->format_reason, "detected from the directory: %s", o->format_reason ?: "");
+        else
+                r = asprintf(&e->format_reason, "set in the configuration");
+        if (r < 0) {
+                e->format_reason = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         _cleanup_free_ engine *e = NULL;
         db_failure f = {};
@@ -69,7 +95,11 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
                 return -ENOMEM;
         }
         r = db_open(&dbo, &e->db, &f);
+        if (r == 0)
+                r = choose_format(e, o, &f);
         if (r != 0) {
+                db_close(e->db);
+                free(e->format_reason);
                 free(e->database);
                 free(e->migrations_dir);
                 free(e->backup_dir);
@@ -88,6 +118,7 @@ engine *engine_free(engine *e) {
         free(e->database);
         free(e->migrations_dir);
         free(e->backup_dir);
+        free(e->format_reason);
         free(e);
         return NULL;
 }
@@ -247,6 +278,8 @@ int engine_status(engine *e, json_t **ret, engine_error *err) {
         if (!e->set)
                 json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
         json_object_set_new(o, "format", json_string(migdir_format_to_string(e->format)));
+        json_object_set_new(o, "format_reason", json_string(e->format_reason));
+        json_object_set_new(o, "history_table", json_string(db_history_table(e->db)));
         applied_set_clear(&applied);
         if (!o)
                 return -ENOMEM;

@@ -30,6 +30,10 @@ typedef struct engine_options {
         unsigned backup_keep;
         engine_integrity integrity;
         migdir_format format; /* the migrations' layout and the matching bookkeeping */
+        /* format was detected from the directory alone (format = auto): a database whose
+         * history table another format claims decides instead */
+        bool format_auto;
+        const char *format_reason; /* why format, for status; NULL: set in the configuration */
         db_file_identity identity; /* the database file the daemon locked; unknown: whatever is there */
 } engine_options;
 

@@ -26,6 +26,25 @@ const history_format *history_find(migdir_format format) {
         return NULL;
 }
 
+int history_claimed(db *d, const history_format **ret, db_failure *f) {
+        *ret = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(formats); i++) {
+                bool mine = false;
+                int r;
+
+                if (!formats[i]->claims)
+                        continue;
+                r = formats[i]->claims(d, &mine, f);
+                if (r != 0)
+                        return r;
+                if (mine) {
+                        *ret = formats[i];
+                        return 0;
+                }
+        }
+        return 0;
+}
+
 int history_version_of(db *d, int64_t *ret, db_failure *f) {
         for (size_t i = 0; i < ELEMENTSOF(formats); i++) {
                 applied_set a = {};

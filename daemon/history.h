@@ -34,6 +34,10 @@ const history_format *history_find(migdir_format format);
  * it has none (a database that never saw a migration). */
 int history_version_of(db *d, int64_t *ret, db_failure *f);
 
+/* The first format that claims the database's history table by its columns (one with a claims
+ * member), or *ret = NULL. */
+int history_claimed(db *d, const history_format **ret, db_failure *f);
+
 /* Every table the bookkeeping of any format may own, NULL-terminated: not the user's. */
 extern const char *const history_tables[];
 
