@@ -129,6 +129,10 @@ void engine_interrupt(engine *e, engine_stop_reason why) {
         db_interrupt(e->db);
 }
 
+migdir_format engine_format(engine *e) {
+        return e->format;
+}
+
 const db_backend *engine_backend(engine *e) {
         return db_get_backend(e->db);
 }

@@ -370,8 +370,7 @@ int server_listen(server *s) {
                 return -EIO;
         }
         log_info("Serving %s (%s migrations in %s) on %s", cfg->database,
-                 cfg->format >= 0 ? migdir_format_to_string((migdir_format) cfg->format)
-                                  : migdir_format_to_string(migdir_detect_format(cfg->migrations_dir)),
+                 migdir_format_to_string(engine_format(s->job_engine)),
                  cfg->migrations_dir,
                  s->socket_created ? cfg->socket_path : "the socket passed by systemd");
         return 0;

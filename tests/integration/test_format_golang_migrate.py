@@ -32,9 +32,9 @@ MIGRATIONS = {
         "    UPDATE users SET email = lower(email) WHERE id = new.id;\nEND;\n"
         "COMMIT;\n",
         "BEGIN TRANSACTION;\nDROP TRIGGER users_lower;\nDELETE FROM users;\nEND TRANSACTION;\n"),
-    3: ("index", "CREATE INDEX users_email ON users (email);\n", "DROP INDEX users_email;\n"),
+    10: ("index", "CREATE INDEX users_email ON users (email);\n", "DROP INDEX users_email;\n"),
 }
-VERSIONS = [0, 1, 2, 3]
+VERSIONS = [0, 1, 2, 10]
 
 USER_SCHEMA_QUERY = ("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'migrated\\_%' ESCAPE '\\' "
                      "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT IN ('schema_migrations', "
@@ -120,7 +120,7 @@ class GolangMigrateTest(Base):
         self.assertEqual([p["version"] for p in st["pending"]], VERSIONS, st)
 
         self.assertCtl(d.ctl("up"), 0)
-        self.assertEqual(gm_rows(db), [(3, 0)])
+        self.assertEqual(gm_rows(db), [(10, 0)])
         c = db_connect(db)
         self.assertEqual(c.execute("SELECT sql FROM sqlite_master WHERE name = 'schema_migrations'").fetchone()[0],
                          GM_TABLE_SQL)
@@ -135,7 +135,8 @@ class GolangMigrateTest(Base):
         self.assertEqual([a["version"] for a in st["applied"]], VERSIONS, st)
         self.assertEqual(st["pending"], [], st)
 
-        # down one at a time: the version becomes the previous migration's, as the tool's down
+        # down one at a time: the version becomes the previous migration's (2, not 9), as the
+        # tool's down does
         self.assertCtl(d.ctl("down"), 0)
         self.assertEqual(gm_rows(db), [(2, 0)])
         self.assertCtl(d.ctl("down", "--steps", "2"), 0)
@@ -148,7 +149,7 @@ class GolangMigrateTest(Base):
         self.assertEqual(d.status()["applied"], [])
 
         self.assertCtl(d.ctl("up"), 0)
-        self.assertEqual(gm_rows(db), [(3, 0)])
+        self.assertEqual(gm_rows(db), [(10, 0)])
         self.assertEqual(user_schema(db), cli_schema(self.tmp, self.dir))
 
     def test_takeover_of_what_the_tool_left(self):
@@ -159,9 +160,9 @@ class GolangMigrateTest(Base):
         self.assertEqual(st["format"], "golang-migrate", st)
         self.assertEqual(st["problems"], [], st)
         self.assertEqual([a["version"] for a in st["applied"]], [0, 1, 2], st)
-        self.assertEqual([p["version"] for p in st["pending"]], [3], st)
+        self.assertEqual([p["version"] for p in st["pending"]], [10], st)
         self.assertCtl(d.ctl("up"), 0)
-        self.assertEqual(gm_rows(db), [(3, 0)])
+        self.assertEqual(gm_rows(db), [(10, 0)])
         self.assertEqual(user_schema(db), cli_schema(self.tmp, self.dir))
 
     def test_dirty_database_is_refused_then_forced(self):
@@ -181,17 +182,17 @@ class GolangMigrateTest(Base):
         self.assertCtl(d.ctl("mark", "rolled-back", "2"), 0)
         self.assertEqual(gm_rows(db), [(1, 0)])
         self.assertCtl(d.ctl("up"), 0)
-        self.assertEqual(gm_rows(db), [(3, 0)])
+        self.assertEqual(gm_rows(db), [(10, 0)])
 
     def test_dirty_database_marked_applied(self):
         db = tool_left(self.path("app.db"), self.dir, 3, version=2, dirty=True)
         d = self.start(db, self.dir)
         self.ctl_error(d.ctl("up"), 1, "failed_migration")
-        # mark applied 2 = migrate force 2: 2 counts as done, 3 runs
+        # mark applied 2 = migrate force 2: 2 counts as done, 10 runs
         self.assertCtl(d.ctl("mark", "applied", "2"), 0)
         self.assertEqual(gm_rows(db), [(2, 0)])
         self.assertCtl(d.ctl("up"), 0)
-        self.assertEqual(gm_rows(db), [(3, 0)])
+        self.assertEqual(gm_rows(db), [(10, 0)])
         self.assertEqual(user_schema(db), cli_schema(self.tmp, self.dir))
 
     def test_version_zero_alone(self):
@@ -202,14 +203,14 @@ class GolangMigrateTest(Base):
         self.assertEqual(gm_rows(db), [(0, 0)])
         st = d.status()
         self.assertEqual([a["version"] for a in st["applied"]], [0], st)
-        self.assertEqual([p["version"] for p in st["pending"]], [1, 2, 3], st)
+        self.assertEqual([p["version"] for p in st["pending"]], [1, 2, 10], st)
         self.assertCtl(d.ctl("mark", "rolled-back", "0"), 0)
         self.assertEqual(gm_rows(db), [])
         self.assertEqual([p["version"] for p in d.status()["pending"]], VERSIONS)
 
     def test_auto_detection(self):
         # native names only: native, unless the database has golang-migrate's table
-        plain = harness.write_migrations(self.path("plain"), {1: MIGRATIONS[0], 2: MIGRATIONS[3]})
+        plain = harness.write_migrations(self.path("plain"), {1: MIGRATIONS[0], 2: MIGRATIONS[10]})
         db = self.path("native.db")
         harness.create_wal_db(db)
         d = self.start(db, plain)
@@ -261,21 +262,22 @@ class GolangMigrateTest(Base):
         d = self.start(db, self.dir)
         r = harness.ctl("new", "add_orders", "--migrations", self.dir, json_out=True, sock=d.socket)
         self.assertCtl(r, 0)
-        self.assertTrue(os.path.exists(os.path.join(self.dir, "0004_add_orders.up.sql")), os.listdir(self.dir))
-        self.assertTrue(os.path.exists(os.path.join(self.dir, "0004_add_orders.down.sql")), os.listdir(self.dir))
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "0011_add_orders.up.sql")), os.listdir(self.dir))
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "0011_add_orders.down.sql")), os.listdir(self.dir))
 
 
 class OwnTransactionTest(Base):
     """Every format: a script wrapped in BEGIN; ... COMMIT; has the wrapper folded into the plan's
     transaction; BEGIN/COMMIT anywhere else is refused before anything changes."""
 
-    def native_set(self, third_up):
+    def native_set(self, third_up, third_down=None):
         return harness.write_migrations(self.path("native"), {1: MIGRATIONS[0], 2: MIGRATIONS[2],
-                                                              3: ("more", third_up, None)})
+                                                              3: ("more", third_up, third_down)})
 
     def test_wrapped_files_fold_into_one_transaction(self):
         directory = self.native_set("BEGIN IMMEDIATE TRANSACTION;\nINSERT INTO users VALUES (3, 'C@example.com');\n"
-                                    "COMMIT TRANSACTION; -- done\n")
+                                    "COMMIT TRANSACTION; -- done\n",
+                                    "begin;\nDELETE FROM users WHERE id = 3;\ncommit;\n")
         db = self.path("app.db")
         harness.create_wal_db(db)
         d = self.start(db, directory)
@@ -291,9 +293,12 @@ class OwnTransactionTest(Base):
                          [("a@example.com",), ("b@example.com",), ("c@example.com",)])
         c.close()
         self.assertEqual(harness.applied_versions(db), [1, 2, 3])
-        # the wrapped down file too
-        self.assertCtl(d.ctl("down", "--steps", "1"), 1)  # 3 has no down: irreversible, nothing done
-        self.assertEqual(harness.applied_versions(db), [1, 2, 3])
+        # the wrapped down files too, in one transaction
+        r = d.ctl("down", "--steps", "2", "--dry-run")
+        self.assertEqual([s.get("own_transaction") for s in r.json["steps"]], ["folded", "folded"], r)
+        self.assertCtl(d.ctl("down", "--steps", "2"), 0)
+        self.assertEqual(harness.applied_versions(db), [1])
+        self.assertEqual(harness.query(db, "SELECT count(*) FROM users"), [(0,)])
 
     def test_transaction_control_in_the_middle_is_refused(self):
         directory = self.native_set("INSERT INTO users VALUES (3, 'c@example.com');\nCOMMIT;\n"
