@@ -300,6 +300,19 @@ class OwnTransactionTest(Base):
         self.assertEqual(harness.applied_versions(db), [1])
         self.assertEqual(harness.query(db, "SELECT count(*) FROM users"), [(0,)])
 
+    def test_wrapped_file_marked_no_transaction_is_its_own_transaction(self):
+        directory = self.native_set("-- migrated: no-transaction\nBEGIN;\nINSERT INTO users VALUES (3, 'c@example.com');\n"
+                                    "COMMIT;\n")
+        db = self.path("app.db")
+        harness.create_wal_db(db)
+        d = self.start(db, directory)
+        plan = d.call("plan", {"direction": "up"})
+        self.assertEqual([s.get("own_transaction") for s in plan["steps"]], [None, "folded", "own"], plan)
+        self.assertFalse(plan["atomic"], plan)
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(harness.applied_versions(db), [1, 2, 3])
+        self.assertEqual(harness.query(db, "SELECT id FROM users ORDER BY id"), [(1,), (2,), (3,)])
+
     def test_transaction_control_in_the_middle_is_refused(self):
         directory = self.native_set("INSERT INTO users VALUES (3, 'c@example.com');\nCOMMIT;\n"
                                     "INSERT INTO users VALUES (4, 'd@example.com');\n")
