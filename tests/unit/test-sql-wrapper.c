@@ -40,6 +40,10 @@ static void test_wrapped(void **state) {
                 { "BEGIN;\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = 1;\nEND;\nCOMMIT;\n",
                   "\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = 1;\nEND;" },
                 { "BEGIN;\nCOMMIT;\n", "" },
+                /* ';' in a trailing comment, in doubled quotes, in quoted identifiers */
+                { "BEGIN;\nSELECT 1;\nCOMMIT; -- done; really\n", "\nSELECT 1;" },
+                { "BEGIN;\nINSERT INTO \"a;b\" VALUES ('x'';COMMIT;y', [c;d], `e;f`);\nEND;",
+                  "\nINSERT INTO \"a;b\" VALUES ('x'';COMMIT;y', [c;d], `e;f`);" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -64,6 +68,8 @@ static void test_not_wrapped(void **state) {
                 "BEGIN;\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = 1;\nEND;\n",
                 "CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE a SET x = 1; END;\n",
                 "BEGINNING;\nSELECT 1;\nCOMMIT;\n",
+                "BEGIN;\nSELECT 'unterminated;\nCOMMIT;\n",
+                "BEGIN;\nSELECT 1; /* COMMIT; */\n",
                 "",
         };
 
