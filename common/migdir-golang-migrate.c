@@ -3,7 +3,8 @@
  * named as the tool's own parser accepts them (source/parse.go:
  * ^([0-9]+)_(.*)\.(down|up)\.(.*)$, the version an unsigned integer): version 0 and zero padding
  * are fine, the title may hold any character and may even be empty. The tool has no in-file
- * directives: each file is one multi-statement script. */
+ * directives: each file is one multi-statement script; migrated's "-- migrated: no-transaction"
+ * (a comment to the tool) stands in for its x-no-tx-wrap URL option. */
 
 #include <dirent.h>
 #include <errno.h>
@@ -236,12 +237,6 @@ int64_t golang_migrate_previous_version(const migration *m) {
                                                                                 : GOLANG_MIGRATE_NIL_VERSION;
 }
 
-/* No directives: a line such as "-- migrated: no-transaction" is an ordinary comment here. */
-static int gm_parse_directives(const char *sql, size_t size, unsigned *ret_flags, char **ret_bad) {
-        *ret_flags = 0;
-        return 0;
-}
-
 /* A name only golang-migrate accepts: a set that uses one is not migrated's own. */
 static bool gm_detect(int dir_fd, const char **ret_reason) {
         static char reason[MIGRATION_NAME_MAX + 160];
@@ -301,11 +296,13 @@ const migration_format migration_format_golang_migrate = {
         .capability = "golang-migrate",
         .layout = "{version}_{title}.up.sql and {version}_{title}.down.sql (golang-migrate)",
         .version_word = "version",
-        .directive_prefix = "",
-        .directives = "none",
+        /* the tool has none; migrated's own, a comment to the tool, marks what its x-no-tx-wrap
+         * URL option would run outside a transaction (VACUUM, transaction statements inside) */
+        .directive_prefix = "-- migrated: ",
+        .directives = "no-transaction",
         .detect = gm_detect,
         .load_items = gm_load_items,
-        .parse_directives = gm_parse_directives,
+        .parse_directives = migration_parse_directives,
         .compare = migdir_compare_integer,
         .free_data = free,
         .new_files = gm_new_files,

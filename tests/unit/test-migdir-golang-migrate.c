@@ -106,16 +106,22 @@ static void test_order_and_predecessors(void **state) {
         migration_set_free(s);
 }
 
-static void test_no_directives(void **state) {
+static void test_directives(void **state) {
         const char *dir = *state;
         migration_set *s = NULL;
         migdir_errors e = {};
 
-        /* golang-migrate has no directives: a migrated directive is an ordinary comment here */
-        put(dir, "1_a.up.sql", "-- migrated: no-transaction\n-- migrated: whatever\n" SQL);
+        /* the tool has none; migrated's own stands in for its x-no-tx-wrap */
+        put(dir, "1_a.up.sql", "-- golang-migrate: a comment\n-- migrated: no-transaction\nVACUUM;\n");
+        put(dir, "2_b.up.sql", SQL);
         assert_int_equal(load(dir, &s, &e), 0);
-        assert_int_equal(s->items[0].up.flags, 0);
+        assert_int_equal(s->items[0].up.flags, MIGRATION_NO_TRANSACTION);
+        assert_int_equal(s->items[1].up.flags, 0);
         migration_set_free(s);
+        put(dir, "3_c.up.sql", "-- migrated: whatever\n" SQL);
+        assert_int_equal(load(dir, &s, &e), MIGDIR_INVALID);
+        assert_true(has_error(&e, "3_c.up.sql", "unknown directive"));
+        migdir_errors_clear(&e);
 }
 
 static void test_problems_all_listed(void **state) {
@@ -199,7 +205,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_names),
                 T(test_order_and_predecessors),
-                T(test_no_directives),
+                T(test_directives),
                 T(test_problems_all_listed),
                 T(test_detect),
                 T(test_detect_version_zero),
