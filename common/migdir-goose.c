@@ -533,9 +533,9 @@ static int goose_new_files(const migration_set *s, const char *name, migration_n
         if (!snake)
                 return -ENOMEM;
         if (s->n == 0)
-                version = migration_timestamp_version_now();
+                version = migdir_timestamp_version_now();
         else {
-                r = migration_next_version(s, &version);
+                r = migdir_next_version(s, &version);
                 if (r < 0)
                         return r;
         }

@@ -46,3 +46,10 @@ void migdir_migration_done(migration *m);
 
 /* Orders by the integer version: the rule of every format whose versions are integers. */
 int migdir_compare_integer(const migration *a, const migration *b);
+
+/* The version `new` gives the next migration of an integer-versioned set: the current UTC
+ * YYYYMMDDHHMMSS when the set is numbered by timestamps, else the latest plus one. Returns 0 or
+ * -EOVERFLOW. */
+int migdir_next_version(const migration_set *s, int64_t *ret);
+/* The current UTC time as a YYYYMMDDHHMMSS version. */
+int64_t migdir_timestamp_version_now(void);

@@ -44,7 +44,8 @@ typedef struct migration_script {
 #define MIGDIR_FORMATS(X)                                                                          \
         X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
         X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */ \
-        X(MIGDIR_GOOSE, goose)   /* {version}_{name}.sql with -- +goose Up / Down sections */
+        X(MIGDIR_GOOSE, goose)   /* {version}_{name}.sql with -- +goose Up / Down sections */ \
+        X(MIGDIR_GOLANG_MIGRATE, golang_migrate) /* {version}_{title}.up.sql / .down.sql */
 
 typedef enum migdir_format {
 #define MIGDIR_FORMAT_ENUM(id, name) id,
@@ -130,12 +131,6 @@ int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags
 
 bool migration_name_is_valid(const char *name);
 
-/* The version `migratectl new` gives the next migration after s: the current UTC time as
- * YYYYMMDDHHMMSS where s is numbered by timestamps (and that sorts last), else the latest plus one.
- * Returns 0 or -EOVERFLOW. */
-int migration_next_version(const migration_set *s, int64_t *ret);
-/* The current UTC time as a YYYYMMDDHHMMSS version. */
-int64_t migration_timestamp_version_now(void);
 
 /* Number of digits in the widest version of the set (at least 4), for naming new files. */
 int migration_set_version_width(const migration_set *s);

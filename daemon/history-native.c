@@ -14,6 +14,7 @@ static const history_format *const formats[] = {
         &history_native,
         &history_prisma,
         &history_goose,
+        &history_golang_migrate,
 };
 
 const char *const history_tables[] = {
@@ -22,6 +23,7 @@ const char *const history_tables[] = {
         "migrated_attempts",
         "migrated_meta",
         "goose_db_version",
+        "schema_migrations",
         NULL,
 };
 
@@ -30,6 +32,25 @@ const history_format *history_find(migdir_format format) {
                 if (formats[i]->format == format)
                         return formats[i];
         return NULL;
+}
+
+int history_claimed(db *d, const history_format **ret, db_failure *f) {
+        *ret = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(formats); i++) {
+                bool mine = false;
+                int r;
+
+                if (!formats[i]->claims)
+                        continue;
+                r = formats[i]->claims(d, &mine, f);
+                if (r != 0)
+                        return r;
+                if (mine) {
+                        *ret = formats[i];
+                        return 0;
+                }
+        }
+        return 0;
 }
 
 int history_version_of(db *d, int64_t *ret, db_failure *f) {
@@ -43,6 +64,13 @@ int history_version_of(db *d, int64_t *ret, db_failure *f) {
                         return r;
                 if (!exists)
                         continue;
+                if (formats[i]->claims) {
+                        r = formats[i]->claims(d, &exists, f);
+                        if (r != 0)
+                                return r;
+                        if (!exists)
+                                continue;
+                }
                 r = formats[i]->load_applied(d, &a, f);
                 if (r != 0)
                         return r;

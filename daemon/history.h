@@ -12,6 +12,7 @@
 struct history_format {
         migdir_format format;
         const char *table; /* its applied-set table */
+        int (*claims)(db *d, bool *ret, db_failure *f); /* whether the database's table is this format's, by its columns; NULL: its name suffices */
         /* Creates the table when absent; the caller holds a write transaction. */
         int (*ensure)(db *d, db_failure *f);
         int (*load_applied)(db *d, applied_set *ret, db_failure *f);
@@ -25,6 +26,7 @@ struct history_format {
 extern const history_format history_native;
 extern const history_format history_prisma;
 extern const history_format history_goose;
+extern const history_format history_golang_migrate;
 
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
@@ -32,6 +34,10 @@ const history_format *history_find(migdir_format format);
 /* The version a database of any format is at: from the first format whose table it has; 0 when
  * it has none (a database that never saw a migration). */
 int history_version_of(db *d, int64_t *ret, db_failure *f);
+
+/* The first format that claims the database's history table by its columns (one with a claims
+ * member), or *ret = NULL. */
+int history_claimed(db *d, const history_format **ret, db_failure *f);
 
 /* Every table the bookkeeping of any format may own, NULL-terminated: not the user's. */
 extern const char *const history_tables[];

@@ -447,6 +447,15 @@ def _table_exists(c, name):
     return c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
+def query(db, sql, params=()):
+    """Every row of one query, on a connection of our own."""
+    c = db_connect(db)
+    try:
+        return c.execute(sql, params).fetchall()
+    finally:
+        c.close()
+
+
 def schema(db):
     """The user schema: (type, name, tbl_name, sql) of everything but bookkeeping."""
     c = db_connect(db)
