@@ -42,7 +42,8 @@ typedef struct migration_script {
  * the first is the fallback. A new format appends one line. */
 #define MIGDIR_FORMATS(X)                                                                          \
         X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
-        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */ \
+        X(MIGDIR_FLYWAY, flyway) /* V<version>__<description>.sql (+ U<version>__<description>.sql) */
 
 typedef enum migdir_format {
 #define MIGDIR_FORMAT_ENUM(id, name) id,
@@ -130,3 +131,12 @@ bool migration_name_is_valid(const char *name);
 
 /* Number of digits in the widest version of the set (at least 4), for naming new files. */
 int migration_set_version_width(const migration_set *s);
+
+/* Flyway's rules (migdir-flyway.c), which its history reuses. */
+
+/* Parses a Flyway version ("1.2.10", "1_2") of len bytes into the int64 that orders as Flyway
+ * orders versions (at most three parts); *ret_key, if given, gets Flyway's display text ('_' as
+ * '.'). Returns 0, -EINVAL with a static reason, or -ENOMEM. */
+int migration_flyway_version(const char *text, size_t len, int64_t *ret, char **ret_key, const char **ret_reason);
+/* Flyway's checksum of a script: CRC-32 of its lines without line breaks or a leading BOM. */
+int32_t migration_flyway_checksum(const char *sql, size_t size);

@@ -13,10 +13,11 @@
 static const history_format *const formats[] = {
         &history_native,
         &history_prisma,
+        &history_flyway,
 };
 
 const char *const history_tables[] = { "migrated_schema", "_prisma_migrations", "migrated_attempts", "migrated_meta",
-                                       NULL };
+                                       "flyway_schema_history", NULL };
 
 const history_format *history_find(migdir_format format) {
         for (size_t i = 0; i < ELEMENTSOF(formats); i++)
@@ -72,16 +73,25 @@ static int native_ensure(db *d, db_failure *f) {
         return db_query(d, schema_sql, NULL, 0, NULL, NULL, NULL, f, "cannot create migrated_schema");
 }
 
-static int load_row(const db_value *c, size_t n, void *userdata) {
-        applied_set *a = userdata;
+applied_migration *history_add_applied(applied_set *a) {
         applied_migration *m;
 
         m = realloc(a->items, (a->n + 1) * sizeof(*m));
         if (!m)
-                return -ENOMEM;
+                return NULL;
         a->items = m;
         m = &a->items[a->n++];
         memset(m, 0, sizeof(*m));
+        return m;
+}
+
+static int load_row(const db_value *c, size_t n, void *userdata) {
+        applied_set *a = userdata;
+        applied_migration *m;
+
+        m = history_add_applied(a);
+        if (!m)
+                return -ENOMEM;
         m->version = c[0].i;
         m->name = strdup(c[1].s ?: "");
         snprintf(m->checksum, sizeof(m->checksum), "%s", c[2].s ?: "");
@@ -134,19 +144,39 @@ static int native_remove_applied(db *d, const migration *m, db_failure *f) {
         return delete_version(d, m, NULL, f, "cannot record the reverted migration");
 }
 
-static int native_mark_applied(db *d, const migration *m, db_failure *f) {
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f) {
         applied_set a = {};
         bool already;
         int r;
 
-        r = native_load_applied(d, &a, f);
+        r = h->load_applied(d, &a, f);
         if (r != 0)
                 return r;
         already = applied_set_find(&a, m->version) != NULL;
         applied_set_clear(&a);
         if (already)
                 return history_refuse(f, "%s is already recorded as applied", m->up.file);
-        return native_record_applied(d, m, 0, f);
+        return h->record_applied(d, m, 0, f);
+}
+
+static int native_mark_applied(db *d, const migration *m, db_failure *f) {
+        return history_mark_applied_once(d, &history_native, m, f);
+}
+
+int history_add_failed(applied_set *a, const char *name) {
+        char **v;
+
+        for (size_t i = 0; i < a->n_failed; i++)
+                if (streq(a->failed[i], name))
+                        return 0;
+        v = realloc(a->failed, (a->n_failed + 1) * sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        a->failed = v;
+        if (!(a->failed[a->n_failed] = strdup(name)))
+                return -ENOMEM;
+        a->n_failed++;
+        return 0;
 }
 
 /* Ours has no failed state: marking rolled back forgets an applied migration reverted by hand. */

@@ -24,6 +24,7 @@ struct history_format {
 
 extern const history_format history_native;
 extern const history_format history_prisma;
+extern const history_format history_flyway;
 
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
@@ -39,6 +40,16 @@ extern const char *const history_tables[];
  * filled); empty when table does not exist yet. */
 int history_load(db *d, const char *table, const char *sql, db_row_fn row, applied_set *ret, db_failure *f,
                  const char *what);
+
+/* mark_applied for a history without a failed state: refused when m is applied already, else
+ * recorded as applied in no time. */
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
+
+/* Appends a zeroed item to a's applied migrations and returns it, or NULL. */
+applied_migration *history_add_applied(applied_set *a);
+
+/* Adds name to the failed migrations of a, once. */
+int history_add_failed(applied_set *a, const char *name);
 
 /* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);

@@ -22,13 +22,20 @@ void applied_set_clear(applied_set *a) {
 }
 
 int64_t applied_set_current(const applied_set *a) {
-        return a && a->n > 0 ? a->items[a->n - 1].version : 0;
+        int64_t last = a && a->n > 0 ? a->items[a->n - 1].version : 0;
+
+        return a && a->baseline > last ? a->baseline : last;
 }
+
+/* What applied_set_find returns for a version that a baseline covers. */
+static const applied_migration baselined = { .name = (char *) "<< Baseline >>" };
 
 /* The set is sorted by version: binary search keeps status over thousands of migrations linear. */
 const applied_migration *applied_set_find(const applied_set *a, int64_t version) {
         size_t lo = 0, hi = a ? a->n : 0;
 
+        if (a && version > 0 && version <= a->baseline)
+                return &baselined;
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
                 if (a->items[mid].version == version)
@@ -211,7 +218,7 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
                                       "%s is irreversible (it has no down file); nothing was changed", m->up.file);
                 plan_add(p, m, false);
         }
-        p->to_version = count < applied->n ? applied->items[applied->n - 1 - count].version : 0;
+        p->to_version = count < applied->n ? applied->items[applied->n - 1 - count].version : applied->baseline;
         return 0;
 }
 

@@ -26,6 +26,8 @@ typedef struct applied_set {
         /* Prisma: migrations whose last run failed and was not resolved (mark applied/rolled-back) */
         char **failed;
         size_t n_failed;
+        /* Flyway: a baseline row's version; every version up to it counts as applied */
+        int64_t baseline;
 } applied_set;
 
 void applied_set_clear(applied_set *a);
