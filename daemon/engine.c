@@ -264,7 +264,8 @@ static int plan_refused(engine_error *err, plan_error *pe) {
 static int check_baseline(engine *e, const applied_set *applied, engine_error *err) {
         bool tables = false;
 
-        if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0)
+        if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0 ||
+            applied->baseline > 0)
                 return 0;
         if (db_has_user_tables(e->db, &tables) < 0 || !tables)
                 return 0;
