@@ -312,6 +312,23 @@ static int flyway_new_files(const migration_set *s, const char *name, migration_
         return 0;
 }
 
+/* "1.2.10" from its packing; trailing zero parts left out ("2", "1.1"). */
+static void flyway_key_of(int64_t version, char *buf, size_t size) {
+        int64_t major = version / FLYWAY_MAJOR_SCALE, minor = version / FLYWAY_PATCH_LIMIT % FLYWAY_MINOR_LIMIT,
+                patch = version % FLYWAY_PATCH_LIMIT;
+
+        if (patch != 0)
+                snprintf(buf, size, "%" PRId64 ".%" PRId64 ".%" PRId64, major, minor, patch);
+        else if (minor != 0)
+                snprintf(buf, size, "%" PRId64 ".%" PRId64, major, minor);
+        else
+                snprintf(buf, size, "%" PRId64, major);
+}
+
+static int flyway_version_of_key(const char *key, int64_t *ret) {
+        return migration_flyway_version(key, strlen(key), ret, NULL, NULL);
+}
+
 const migration_format migration_format_flyway = {
         .name = "flyway",
         .capability = "flyway",
@@ -327,4 +344,6 @@ const migration_format migration_format_flyway = {
         .prepare = flyway_prepare,
         .free_data = free, /* no state of its own: the checksum is in m->checksum */
         .new_files = flyway_new_files,
+        .key_of = flyway_key_of,
+        .version_of_key = flyway_version_of_key,
 };

@@ -438,3 +438,28 @@ void migration_new_clear(migration_new *n) {
         }
         memset(n, 0, sizeof(*n));
 }
+
+void migration_format_key(const migration_format *f, int64_t version, char buf[static MIGRATION_KEY_MAX]) {
+        if (version == 0)
+                buf[0] = '\0';
+        else if (f && f->key_of)
+                f->key_of(version, buf, MIGRATION_KEY_MAX);
+        else
+                snprintf(buf, MIGRATION_KEY_MAX, "%" PRId64, version);
+}
+
+int migration_format_parse_key(const migration_format *f, const char *key, int64_t *ret) {
+        int64_t v = 0;
+
+        if (f && f->version_of_key)
+                return f->version_of_key(key, ret);
+        if (!*key)
+                return -EINVAL;
+        for (const char *p = key; *p; p++) {
+                if (*p < '0' || *p > '9' || v > (INT64_MAX - (*p - '0')) / 10)
+                        return -EINVAL;
+                v = v * 10 + (*p - '0');
+        }
+        *ret = v;
+        return 0;
+}

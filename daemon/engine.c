@@ -725,3 +725,7 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
         json_decref(s.pending_done);
         return r;
 }
+
+migdir_format engine_format(const engine *e) {
+        return e->format;
+}

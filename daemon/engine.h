@@ -47,6 +47,8 @@ enum {
 };
 
 int engine_new(const engine_options *o, engine **ret, engine_error *err);
+/* The migrations' format the engine reads (and its bookkeeping). */
+migdir_format engine_format(const engine *e);
 engine *engine_free(engine *e);
 
 typedef enum engine_stop_reason {

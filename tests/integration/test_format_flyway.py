@@ -51,11 +51,24 @@ MIGRATIONS = [
 ]
 KEYS = [m[0] for m in MIGRATIONS]
 
-def packed(key):
-    """The integer protocol version 1 carries for a Flyway version: major * 10^5 + minor * 10^3 +
-    patch (common/migdir-flyway.c), which orders as Flyway orders versions."""
-    parts = [int(p) for p in key.replace("_", ".").split(".")] + [0, 0]
-    return parts[0] * 100000 + parts[1] * 1000 + parts[2]
+def key_order(key):
+    """Flyway's order of versions: numeric parts, trailing zeros ignored."""
+    parts = [int(p) for p in key.replace("_", ".").split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return parts
+
+
+def rpc2(d, method, params=None):
+    """A request in protocol version 2 (versions as string keys); returns (events, final)."""
+    with harness.Conn(d.socket) as c:
+        c.send(method, params, extra={"protocol": 2})
+        return c.read_reply()
+
+
+def status(d):
+    _, final = rpc2(d, "status")
+    return final["result"]
 
 
 def flyway_checksum(data):
@@ -139,7 +152,7 @@ class FlywayTest(harness.TestCase):
                 row(baseline, "<< Flyway Baseline >>", "BASELINE", "<< Flyway Baseline >>", None)
             for i, (key, desc, script) in enumerate(MIGRATIONS[:applied]):
                 c.executescript(read_bytes(self.script(script)).decode("utf-8-sig"))
-                if baseline is None or packed(key) > packed(baseline):
+                if baseline is None or key_order(key) > key_order(baseline):
                     row(key, desc, "SQL", script, self.checksum(script))
             for r in extra_rows:
                 row(*r)
@@ -172,17 +185,17 @@ class FlywayTest(harness.TestCase):
     def test_fresh_database_up_writes_flyways_history(self):
         db = self.path("fresh.sqlite")
         d = self.start(db)
-        st = d.status()
+        st = status(d)
         self.assertEqual(st["format"], "flyway", st)
-        self.assertEqual([p["version"] for p in st["pending"]], [packed(k) for k in KEYS], st)
+        self.assertEqual([p["version"] for p in st["pending"]], KEYS, st)
         r = d.ctl("up")
         self.assertCtl(r, 0)
-        self.assertEqual([a["version"] for a in r.json["applied"]], [packed(k) for k in KEYS], r)
+        self.assertEqual([a["version"] for a in r.json["applied"]], KEYS, r)
         self.assertEqual(sqlite_master_sql(db, "flyway_schema_history"), FLYWAY_TABLE_SQL, "Flyway's exact DDL")
         self.assertEqual(sqlite_master_sql(db, "flyway_schema_history_s_idx"), 'CREATE INDEX "flyway_schema_history_s_idx" ON "flyway_schema_history" ("success")')
         self.assertMigratedRows(history_rows(db), 1, MIGRATIONS)
         self.assertEqual(user_schema(db), self.reference_schema([m[2] for m in MIGRATIONS]))
-        st = d.status()
+        st = status(d)
         self.assertEqual(st["problems"], [], st)
         self.assertEqual(st["pending"], [], st)
         # the BOM + CRLF file's checksum is its LF twin's: Flyway reads lines
@@ -195,12 +208,12 @@ class FlywayTest(harness.TestCase):
         d = self.start(db)
         r = d.ctl("down")
         self.assertCtl(r, 0)
-        self.assertEqual([x["version"] for x in r.json["reverted"]], [packed("2")], r)
+        self.assertEqual([x["version"] for x in r.json["reverted"]], ["2"], r)
         rows = history_rows(db)
         self.assertEqual([x["version"] for x in rows], KEYS[:4], "the undone migration's row is deleted")
         self.assertEqual(user_schema(db), self.reference_schema([m[2] for m in MIGRATIONS[:4]]))
         # 1.2.10 has an undo, 1.2.9 has none: down --to 1.2.9 reverts one, further is refused
-        self.assertCtl(d.ctl("down", "--to", str(packed("1.2.9"))), 0)
+        self.assertCtl(d.ctl("down", "--to", "1.2.9"), 0)
         self.assertEqual([x["version"] for x in history_rows(db)], KEYS[:3])
         r = d.ctl("down")
         self.assertCtl(r, 1)
@@ -217,14 +230,14 @@ class FlywayTest(harness.TestCase):
         db = self.flyway_db(4)
         before = history_rows(db)
         d = self.start(db)
-        st = d.status()
-        self.assertEqual(st["current_version"], packed("1.2.10"), st)
+        st = status(d)
+        self.assertEqual(st["current_version"], "1.2.10", st)
         self.assertEqual([a["name"] for a in st["applied"]], [m[1] for m in MIGRATIONS[:4]], st)
-        self.assertEqual([p["version"] for p in st["pending"]], [packed("2")], st)
+        self.assertEqual([p["version"] for p in st["pending"]], ["2"], st)
         self.assertEqual(st["problems"], [], st)
         r = d.ctl("up")
         self.assertCtl(r, 0)
-        self.assertEqual([a["version"] for a in r.json["applied"]], [packed("2")], r)
+        self.assertEqual([a["version"] for a in r.json["applied"]], ["2"], r)
         rows = history_rows(db)
         self.assertEqual(rows[:4], before, "Flyway's rows are left as they were")
         self.assertMigratedRows(rows[4:], 5, MIGRATIONS[4:])
@@ -233,13 +246,13 @@ class FlywayTest(harness.TestCase):
     def test_baseline_row_covers_older_versions(self):
         db = self.flyway_db(2, baseline="1.1")
         d = self.start(db)
-        st = d.status()
-        self.assertEqual(st["current_version"], packed("1.1"), st)
-        self.assertEqual([p["version"] for p in st["pending"]], [packed(k) for k in KEYS[2:]], st)
+        st = status(d)
+        self.assertEqual(st["current_version"], "1.1", st)
+        self.assertEqual([p["version"] for p in st["pending"]], KEYS[2:], st)
         self.assertEqual(st["problems"], [], st)
         r = d.ctl("up")
         self.assertCtl(r, 0)
-        self.assertEqual([a["version"] for a in r.json["applied"]], [packed(k) for k in KEYS[2:]], r)
+        self.assertEqual([a["version"] for a in r.json["applied"]], KEYS[2:], r)
         rows = history_rows(db)
         self.assertEqual(rows[0]["type"], "BASELINE")
         self.assertMigratedRows(rows[1:], 2, MIGRATIONS[2:])
@@ -247,7 +260,7 @@ class FlywayTest(harness.TestCase):
         # down stops at the baseline: what it covers has no rows to undo
         self.assertCtl(d.ctl("down", "--to", "0"), 1)
         # and migrated's own baseline is for an empty history only
-        self.assertCtl(d.ctl("baseline", str(packed("1.2.9"))), 1)
+        self.assertCtl(d.ctl("baseline", "1.2.9"), 1)
         self.assertEqual(len(history_rows(db)), 4)
 
     def test_teams_undo_rows_are_read(self):
@@ -259,8 +272,8 @@ class FlywayTest(harness.TestCase):
         c.commit()
         c.close()
         d = self.start(db)
-        st = d.status()
-        self.assertEqual([p["version"] for p in st["pending"]], [packed("2")], st)
+        st = status(d)
+        self.assertEqual([p["version"] for p in st["pending"]], ["2"], st)
         self.assertCtl(d.ctl("up"), 0)
         rows = history_rows(db)
         self.assertEqual([(x["version"], x["type"]) for x in rows][-2:], [("2", "UNDO_SQL"), ("2", "SQL")])
@@ -284,12 +297,12 @@ class FlywayTest(harness.TestCase):
         with open(path, "wb") as f:
             f.write(b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n"))
         d = self.start(db)
-        self.assertEqual(d.status()["problems"], [])
+        self.assertEqual(status(d)["problems"], [])
         with open(path, "wb") as f:
             f.write(data.replace(b"email", b"mail"))
-        st = d.status()
+        st = status(d)
         kinds = [(p["kind"], p["version"]) for p in st["problems"]]
-        self.assertEqual(kinds, [("checksum_mismatch", packed("1.1"))], st)
+        self.assertEqual(kinds, [("checksum_mismatch", "1.1")], st)
         self.assertEqual(st["problems"][0]["expected"], str(flyway_checksum(data)), st)
         self.assertEqual(st["problems"][0]["actual"], str(self.checksum("V1_1__add_email.sql")), st)
 
@@ -310,12 +323,89 @@ class FlywayTest(harness.TestCase):
 
     def test_detection_and_format_option(self):
         d = self.start(self.path("auto.sqlite"))
-        self.assertEqual(d.status()["format"], "flyway")
+        self.assertEqual(status(d)["format"], "flyway")
         # an explicit format wins over detection
         d2 = self.start(self.path("native.sqlite"), extra_args=["--format", "native"])
-        st = d2.status()
+        st = status(d2)
         self.assertEqual(st["format"], "native", st)
         self.assertTrue(st["problems"], st)
+
+    def test_protocol_versions(self):
+        db = self.path("proto.sqlite")
+        d = self.start(db)
+        # version 1 gets hello, and a clear refusal naming the version to speak for the rest
+        self.assertEqual(d.call("hello")["protocol"], 1)
+        self.assertEqual(rpc2(d, "hello")[1]["result"]["protocols"], [1, 2])
+        for method, params in (("status", None), ("up", {"to": 3}), ("plan", None)):
+            _, final = d.rpc(method, params)
+            err = self.assertError(final, "invalid_request")
+            self.assertEqual(err["protocol_required"], 2, final)
+            self.assertIn('"protocol": 2', err["message"])
+        self.assertEqual(history_rows(db), [], "a refused request changes nothing")
+        # version 2: string keys in params and replies, null for the empty schema
+        st = status(d)
+        self.assertIsNone(st["current_version"], st)
+        self.assertEqual(st["latest_version"], "2", st)
+        self.assertEqual(st["gate"]["target"], "2", st)
+        _, final = rpc2(d, "plan", {"to": "1.2.9"})
+        plan = self.assertResult(final)
+        self.assertEqual([x["version"] for x in plan["steps"]], KEYS[:3], plan)
+        self.assertIsNone(plan["from_version"], plan)
+        events, final = rpc2(d, "up", {"to": "1_2_9"})
+        result = self.assertResult(final)
+        self.assertEqual(result["to_version"], "1.2.9", result)
+        started = [e for e in events if e["event"] == "started"][0]
+        self.assertEqual((started["from_version"], started["to_version"]), (None, "1.2.9"), started)
+        self.assertEqual([e["version"] for e in events if e["event"] == "migration" and e["phase"] == "applied"],
+                         KEYS[:3])
+        _, final = rpc2(d, "history", {"limit": 1})
+        attempt = self.assertResult(final)["attempts"][0]
+        self.assertEqual((attempt["from_version"], attempt["to_version"]), (None, "1.2.9"), attempt)
+        # the same version spelled as Flyway allows ("1.2.9.0") is the same version
+        _, final = rpc2(d, "plan", {"to": "1.2.9.0"})
+        self.assertEqual(self.assertResult(final)["steps"], [])
+        # integers and malformed keys are refused in version 2
+        for bad in (3, "1.x", "", True):
+            _, final = rpc2(d, "up", {"to": bad})
+            self.assertError(final, "invalid_params")
+        # down to the empty schema is null; 1.2.9 has no undo, so it is refused and says so
+        _, final = rpc2(d, "down", {"to": None})
+        err = self.assertError(final, "irreversible")
+        self.assertEqual(err["version"], "1.2.9", err)
+        self.assertEqual([x["version"] for x in history_rows(db)], KEYS[:3])
+
+    def test_migratectl_speaks_version_2(self):
+        db = self.flyway_db(2)
+        d = self.start(db)
+        r = d.ctl("status")
+        self.assertCtl(r, 0)
+        self.assertEqual(r.json["current_version"], "1.1", r)
+        r = d.ctl("status", json_out=False)
+        self.assertCtl(r, 0)
+        self.assertIn("1.2.10", r.out)
+        r = d.ctl("up", "--to", "1.2.10")
+        self.assertCtl(r, 0)
+        self.assertEqual([a["version"] for a in r.json["applied"]], ["1.2.9", "1.2.10"], r)
+        r = d.ctl("down", "--to", "1.2.9")
+        self.assertCtl(r, 0)
+        self.assertEqual(r.json["to_version"], "1.2.9", r)
+        self.assertEqual([x["version"] for x in history_rows(db)], KEYS[:3])
+
+    def test_version_2_on_an_integer_format(self):
+        # native: version 1 keeps its integers, version 2 spells the same versions as strings
+        mdir = self.path("native")
+        os.mkdir(mdir)
+        for v, sql in ((1, "CREATE TABLE a (x);"), (2, "CREATE TABLE b (x);")):
+            with open(os.path.join(mdir, "%04d_t%d.up.sql" % (v, v)), "w") as f:
+                f.write(sql + "\n")
+        d = self.daemon(self.path("native.sqlite"), mdir)
+        self.assertEqual(d.status()["latest_version"], 2)
+        self.assertEqual(status(d)["latest_version"], "2")
+        _, final = rpc2(d, "up", {"to": "0001"})
+        self.assertEqual(self.assertResult(final)["to_version"], "1")
+        self.assertEqual(d.status()["current_version"], 1)
+        r = d.ctl("status")
+        self.assertEqual(r.json["current_version"], 1, "migratectl speaks version 1 where it suffices")
 
 
 if __name__ == "__main__":
