@@ -25,6 +25,9 @@
 #define FLYWAY_PATCH_LIMIT 1000
 #define FLYWAY_MAJOR_SCALE ((int64_t) FLYWAY_MINOR_LIMIT * FLYWAY_PATCH_LIMIT)
 #define FLYWAY_MAJOR_MAX ((INT64_MAX - FLYWAY_MAJOR_SCALE + 1) / FLYWAY_MAJOR_SCALE)
+/* Repeatables get the numbers above every packed version, in the order of their descriptions
+ * (Flyway applies them in that order, after the versioned ones). */
+#define FLYWAY_REPEATABLE_BASE ((FLYWAY_MAJOR_MAX + 1) * FLYWAY_MAJOR_SCALE)
 /* Majors from here up are YYYYMMDDHHMMSS timestamps (14 digits) for `new`. */
 #define FLYWAY_TIMESTAMP_MIN INT64_C(10000000000000)
 
@@ -137,13 +140,18 @@ static int parse_name(const char *file, char *ret_prefix, int64_t *ret_version, 
         sep = strstr(file + 1, "__");
         if (!sep || sep >= file + len - 4)
                 FAIL("the name needs '__' between the version and the description");
-        if (file[0] == 'R')
-                FAIL("repeatable migrations (R__) are not supported yet: migrated applies versioned ones only");
         if (sep + 2 == file + len - 4)
                 FAIL("the description after '__' is empty");
-        r = migration_flyway_version(file + 1, (size_t) (sep - file - 1), ret_version, ret_key, ret_reason);
-        if (r < 0)
-                return r;
+        if (file[0] == 'R') {
+                if (sep != file + 1)
+                        FAIL("a repeatable migration has no version: R__<description>.sql");
+                *ret_version = 0; /* given once every repeatable is known */
+                *ret_key = NULL;
+        } else {
+                r = migration_flyway_version(file + 1, (size_t) (sep - file - 1), ret_version, ret_key, ret_reason);
+                if (r < 0)
+                        return r;
+        }
         desc = strndup(sep + 2, (size_t) (file + len - 4 - sep - 2));
         if (!desc) {
                 free(*ret_key);
@@ -198,6 +206,8 @@ static int load_pass(int dir_fd, char want, const migration_set *previous, migra
                 }
                 if (prefix != want)
                         continue;
+                if (want == 'R')
+                        version = FLYWAY_REPEATABLE_BASE; /* for now: numbered by repeatables_number() */
                 if (want == 'U') {
                         for (size_t i = 0; i < s->n && !m; i++)
                                 if (s->items[i].version == version)
@@ -226,6 +236,8 @@ static int load_pass(int dir_fd, char want, const migration_set *previous, migra
                         m->name = TAKE_PTR(desc);
                         r = migdir_read_script(dir_fd, de->d_name, &migration_format_flyway, previous, version, true,
                                                &m->up, m->checksum, errors);
+                        if (r == 0 && want == 'R')
+                                m->up.flags |= MIGRATION_REPEATABLE;
                         if (r != 0)
                                 migdir_set_drop_last(s);
                 }
@@ -239,10 +251,46 @@ static int load_pass(int dir_fd, char want, const migration_set *previous, migra
         return r < 0 ? r : bad;
 }
 
+static int by_description(const void *x, const void *y) {
+        const migration *const *a = x, *const *b = y;
+
+        return strcmp((*a)->name, (*b)->name);
+}
+
+/* Numbers the repeatables in the order of their descriptions, after every versioned migration;
+ * two with one description are an error, as in Flyway. Returns 0, 1 (recorded) or -ENOMEM. */
+static int repeatables_number(migration_set *s, migdir_errors *errors) {
+        _cleanup_free_ migration **list = NULL;
+        size_t n = 0;
+        int bad = 0;
+
+        list = calloc(s->n + 1, sizeof(migration *));
+        if (!list)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n; i++)
+                if (s->items[i].up.flags & MIGRATION_REPEATABLE)
+                        list[n++] = &s->items[i];
+        qsort(list, n, sizeof(migration *), by_description);
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0 && streq(list[i]->name, list[i - 1]->name)) {
+                        if (migdir_error_add(errors, "%s: a second repeatable migration \"%s\", also %s", list[i]->up.file,
+                                             list[i]->name, list[i - 1]->up.file) < 0)
+                                return -ENOMEM;
+                        bad = 1;
+                }
+                list[i]->version = FLYWAY_REPEATABLE_BASE + (int64_t) i;
+        }
+        return bad;
+}
+
 static int flyway_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
         int r, bad;
 
         bad = load_pass(dir_fd, 'V', previous, s, errors);
+        if (bad >= 0 && (r = load_pass(dir_fd, 'R', previous, s, errors)) != 0)
+                bad = r < 0 ? r : 1;
+        if (bad >= 0 && (r = repeatables_number(s, errors)) != 0)
+                bad = r < 0 ? r : 1;
         if (bad < 0)
                 return bad;
         r = load_pass(dir_fd, 'U', previous, s, errors);
@@ -280,7 +328,7 @@ static bool flyway_detect(int dir_fd, const char **ret_reason) {
 /* The major of the newest version goes on by one (by the clock where majors are timestamps),
  * keeping the zero padding of the newest file. */
 static int flyway_new_files(const migration_set *s, const char *name, migration_new *ret) {
-        const migration *last = s && s->n > 0 ? &s->items[s->n - 1] : NULL;
+        const migration *last = migration_set_latest(s) ? migration_set_find(s, migration_set_latest(s)) : NULL;
         int64_t major = last ? last->version / FLYWAY_MAJOR_SCALE : 0, next = major + 1;
         int width = 1;
         char when[32];
@@ -312,8 +360,13 @@ static int flyway_new_files(const migration_set *s, const char *name, migration_
         return 0;
 }
 
-/* "1.2.10" from its packing; trailing zero parts left out ("2", "1.1"). */
+/* "1.2.10" from its packing; trailing zero parts left out ("2", "1.1"). A repeatable is "R<n>",
+ * the n-th by description. */
 static void flyway_key_of(int64_t version, char *buf, size_t size) {
+        if (version >= FLYWAY_REPEATABLE_BASE) {
+                snprintf(buf, size, "R%" PRId64, version - FLYWAY_REPEATABLE_BASE + 1);
+                return;
+        }
         int64_t major = version / FLYWAY_MAJOR_SCALE, minor = version / FLYWAY_PATCH_LIMIT % FLYWAY_MINOR_LIMIT,
                 patch = version % FLYWAY_PATCH_LIMIT;
 

@@ -185,7 +185,11 @@ const migration *migration_set_find(const migration_set *s, int64_t version) {
 }
 
 int64_t migration_set_latest(const migration_set *s) {
-        return s && s->n > 0 ? s->items[s->n - 1].version : 0;
+        /* repeatables sort last and are no version to reach */
+        for (size_t i = s ? s->n : 0; i > 0; i--)
+                if (!(s->items[i - 1].up.flags & MIGRATION_REPEATABLE))
+                        return s->items[i - 1].version;
+        return 0;
 }
 
 

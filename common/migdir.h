@@ -19,6 +19,9 @@
 enum {
         /* -- migrated: no-transaction: run outside a transaction, on its own */
         MIGRATION_NO_TRANSACTION = 1u << 0,
+        /* Flyway's R__ scripts: no version of their own, after every versioned migration, applied
+         * again whenever their checksum changes */
+        MIGRATION_REPEATABLE = 1u << 1,
 };
 
 /* Expected outcomes, positive per the project's error convention. */
@@ -115,7 +118,7 @@ void migdir_errors_clear(migdir_errors *e);
 
 /* The member with this version number, or NULL. */
 const migration *migration_set_find(const migration_set *s, int64_t version);
-int64_t migration_set_latest(const migration_set *s); /* 0 when empty */
+int64_t migration_set_latest(const migration_set *s); /* the newest versioned one; 0 when none */
 
 /* The native format's rules (migdir-native.c), which migratectl and the other formats reuse. */
 

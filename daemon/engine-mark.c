@@ -119,7 +119,7 @@ int engine_baseline(engine *e, const engine_job *job, json_t **ret_result, engin
         r = resolve_target(e, job, &target, &applied, err);
         if (r != 0)
                 return r;
-        empty = applied.n == 0 && applied.n_failed == 0 && applied.baseline == 0;
+        empty = applied.n == 0 && applied.n_failed == 0 && applied.baseline == 0 && applied.n_repeatables == 0;
         applied_set_clear(&applied);
         if (!empty)
                 return engine_fail(err, PROTOCOL_ERROR_INVALID_PARAMS, NULL,

@@ -265,7 +265,7 @@ static int check_baseline(engine *e, const applied_set *applied, engine_error *e
         bool tables = false;
 
         if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0 ||
-            applied->baseline > 0)
+            applied->baseline > 0 || applied->n_repeatables > 0)
                 return 0;
         if (db_has_user_tables(e->db, &tables) < 0 || !tables)
                 return 0;
@@ -553,7 +553,12 @@ static int run_group(run_state *s, size_t i, size_t j) {
                 r = db_commit(d, &s->failure);
         if (r != 0)
                 goto rollback;
-        s->reached = s->p->steps[j - 1].migration->version;
+        /* the newest versioned step: a repeatable (Flyway's) is no version to reach */
+        for (size_t k = j; k > 0; k--)
+                if (!(s->p->steps[k - 1].migration->up.flags & MIGRATION_REPEATABLE)) {
+                        s->reached = s->p->steps[k - 1].migration->version;
+                        break;
+                }
         if (s->p->direction == PLAN_DOWN)
                 s->reached = j < s->p->n ? s->p->steps[j].migration->version : s->p->to_version;
         json_array_extend(s->done, s->pending_done);

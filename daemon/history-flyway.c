@@ -46,6 +46,17 @@ static int flyway_ensure(db *d, db_failure *f) {
         return r;
 }
 
+/* The checksum (Flyway's INT, as decimal text), time and duration of a row. */
+static void set_row(applied_migration *m, const db_value *c) {
+        if (c[3].type == DB_VALUE_INT)
+                snprintf(m->checksum, sizeof(m->checksum), "%" PRId32, (int32_t) c[3].i);
+        else
+                snprintf(m->checksum, sizeof(m->checksum), "%s", c[3].s ?: "");
+        free(m->applied_at);
+        m->applied_at = strdup(c[4].s ?: "");
+        m->duration_ms = c[5].i;
+}
+
 static void drop_version(applied_set *a, int64_t version) {
         for (size_t i = 0; i < a->n; i++)
                 if (a->items[i].version == version) {
@@ -55,6 +66,29 @@ static void drop_version(applied_set *a, int64_t version) {
                         a->n--;
                         return;
                 }
+}
+
+/* The application of a repeatable migration (a row without a version): the latest per
+ * description counts. */
+static int add_repeatable(applied_set *a, const db_value *c) {
+        const char *desc = c[1].s ?: "";
+        applied_migration *m = NULL, *v;
+
+        for (size_t i = 0; i < a->n_repeatables && !m; i++)
+                if (streq(a->repeatables[i].name, desc))
+                        m = &a->repeatables[i];
+        if (!m) {
+                v = realloc(a->repeatables, (a->n_repeatables + 1) * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                a->repeatables = v;
+                m = &a->repeatables[a->n_repeatables++];
+                memset(m, 0, sizeof(*m));
+                if (!(m->name = strdup(desc)))
+                        return -ENOMEM;
+        }
+        set_row(m, c);
+        return m->applied_at ? 0 : -ENOMEM;
 }
 
 /* Rows in installed_rank order. Columns: version, description, type, checksum, installed_on,
@@ -67,8 +101,10 @@ static int load_row(const db_value *c, size_t n, void *userdata) {
         applied_migration *m;
         int64_t version;
 
+        if (!key && streq(type, "SQL"))
+                return success ? add_repeatable(a, c) : 0;
         if (!key || migration_flyway_version(key, strlen(key), &version, NULL, NULL) < 0)
-                return 0; /* repeatables (no version), schema markers */
+                return 0; /* schema markers, versions Flyway's rules cannot read */
         if (streq(type, "BASELINE")) {
                 if (success && version > a->baseline)
                         a->baseline = version;
@@ -89,12 +125,7 @@ static int load_row(const db_value *c, size_t n, void *userdata) {
                 return -ENOMEM;
         m->version = version;
         m->name = strdup(c[1].s ?: "");
-        if (c[3].type == DB_VALUE_INT)
-                snprintf(m->checksum, sizeof(m->checksum), "%" PRId32, (int32_t) c[3].i);
-        else
-                snprintf(m->checksum, sizeof(m->checksum), "%s", c[3].s ?: "");
-        m->applied_at = strdup(c[4].s ?: "");
-        m->duration_ms = c[5].i;
+        set_row(m, c);
         return m->name && m->applied_at ? 0 : -ENOMEM;
 }
 

@@ -15,6 +15,11 @@ void applied_set_clear(applied_set *a) {
                 free(a->items[i].applied_at);
         }
         free(a->items);
+        for (size_t i = 0; i < a->n_repeatables; i++) {
+                free(a->repeatables[i].name);
+                free(a->repeatables[i].applied_at);
+        }
+        free(a->repeatables);
         for (size_t i = 0; i < a->n_failed; i++)
                 free(a->failed[i]);
         free(a->failed);
@@ -46,6 +51,15 @@ const applied_migration *applied_set_find(const applied_set *a, int64_t version)
                         hi = mid;
         }
         return NULL;
+}
+
+bool applied_set_has(const applied_set *a, const migration *m) {
+        if (!(m->up.flags & MIGRATION_REPEATABLE))
+                return applied_set_find(a, m->version);
+        for (size_t i = 0; a && i < a->n_repeatables; i++)
+                if (streq(a->repeatables[i].name, m->name))
+                        return migration_checksum_matches(m, a->repeatables[i].checksum);
+        return false;
 }
 
 void plan_error_clear(plan_error *e) {
@@ -168,13 +182,23 @@ static int plan_up(const migration_set *set, const applied_set *applied, const p
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
                 bool older = version_cmp(set, m->version, current) < 0 && req->allow_out_of_order;
+                if (m->up.flags & MIGRATION_REPEATABLE) {
+                        /* Flyway's repeatables: after the versioned ones, on the way to the latest */
+                        if (target == migration_set_latest(set) && !applied_set_has(applied, m))
+                                plan_add(p, m, true);
+                        continue;
+                }
                 if ((version_cmp(set, m->version, current) > 0 || older) &&
                     version_cmp(set, m->version, target) <= 0 && !applied_set_find(applied, m->version))
                         plan_add(p, m, true);
         }
-        p->to_version = p->n > 0 && version_cmp(set, p->steps[p->n - 1].migration->version, current) > 0
-                                ? p->steps[p->n - 1].migration->version
-                                : current;
+        p->to_version = current;
+        for (size_t i = p->n; i > 0; i--)
+                if (!(p->steps[i - 1].migration->up.flags & MIGRATION_REPEATABLE)) {
+                        if (version_cmp(set, p->steps[i - 1].migration->version, current) > 0)
+                                p->to_version = p->steps[i - 1].migration->version;
+                        break;
+                }
         return 0;
 }
 

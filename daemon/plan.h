@@ -28,11 +28,16 @@ typedef struct applied_set {
         size_t n_failed;
         /* Flyway: a baseline row's version; every version up to it counts as applied */
         int64_t baseline;
+        /* Flyway: the latest application of each repeatable migration (name: its description) */
+        applied_migration *repeatables;
+        size_t n_repeatables;
 } applied_set;
 
 void applied_set_clear(applied_set *a);
 int64_t applied_set_current(const applied_set *a); /* newest applied version, 0 when none */
 const applied_migration *applied_set_find(const applied_set *a, int64_t version);
+/* Whether m is applied: its version is, or, for a repeatable, its current script (checksum). */
+bool applied_set_has(const applied_set *a, const migration *m);
 
 typedef enum plan_direction {
         PLAN_UP,

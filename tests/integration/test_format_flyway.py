@@ -307,7 +307,7 @@ class FlywayTest(harness.TestCase):
         self.assertEqual(st["problems"][0]["actual"], str(self.checksum("V1_1__add_email.sql")), st)
 
     def test_directory_problems_are_reported(self):
-        with open(self.script("R__views.sql"), "w") as f:
+        with open(self.script("R1__views.sql"), "w") as f:
             f.write("CREATE VIEW v AS SELECT 1;\n")
         with open(self.script("V1.0__same_as_1.sql"), "w") as f:
             f.write("SELECT 1;\n")
@@ -317,7 +317,7 @@ class FlywayTest(harness.TestCase):
         self.assertCtl(r, 1)
         self.assertEqual(r.json["error"]["code"], "directory_invalid", r)
         text = str(r.json)
-        self.assertIn("R__views.sql: repeatable migrations (R__) are not supported yet", text)
+        self.assertIn("R1__views.sql: a repeatable migration has no version", text)
         self.assertIn("duplicate version", text)
         self.assertEqual(history_rows(db), [])
 
@@ -329,6 +329,46 @@ class FlywayTest(harness.TestCase):
         st = status(d2)
         self.assertEqual(st["format"], "native", st)
         self.assertTrue(st["problems"], st)
+
+    def test_repeatable_applied_last_and_again_on_change(self):
+        db = self.flyway_db(4)
+        shutil.copy(os.path.join(FIXTURE_EXTRA, "R__user_emails.sql"), self.mdir)
+        d = self.start(db)
+        st = status(d)
+        self.assertEqual([(p["version"], p["name"]) for p in st["pending"]], [("2", "create tags"),
+                                                                              ("R1", "user emails")], st)
+        self.assertEqual(st["latest_version"], "2", "a repeatable is no version to reach")
+        r = d.ctl("up")
+        self.assertCtl(r, 0)
+        self.assertEqual([a["name"] for a in r.json["applied"]], ["create tags", "user emails"], r)
+        self.assertEqual(r.json["to_version"], "2", r)
+        rows = history_rows(db)
+        self.assertEqual(len(rows), 6)
+        rep = rows[5]
+        self.assertEqual((rep["installed_rank"], rep["version"], rep["description"], rep["type"], rep["script"],
+                          rep["success"]), (6, None, "user emails", "SQL", "R__user_emails.sql", 1), rep)
+        self.assertEqual(rep["checksum"], self.checksum("R__user_emails.sql"))
+        st = status(d)
+        self.assertEqual((st["pending"], st["problems"], st["current_version"]), ([], [], "2"), st)
+        self.assertEqual(self.assertResult(rpc2(d, "up")[1])["status"], "current")
+        self.assertEqual(len(history_rows(db)), 6, "an unchanged repeatable is not run again")
+        # changed: pending again (not a checksum mismatch), applied again as a new row
+        with open(self.script("R__user_emails.sql"), "a") as f:
+            f.write("-- now with a comment\n")
+        st = status(d)
+        self.assertEqual([p["name"] for p in st["pending"]], ["user emails"], st)
+        self.assertEqual(st["problems"], [], st)
+        r = d.ctl("up")
+        self.assertCtl(r, 0)
+        rows = history_rows(db)
+        self.assertEqual([(x["installed_rank"], x["version"]) for x in rows[5:]], [(6, None), (7, None)])
+        self.assertEqual(rows[6]["checksum"], self.checksum("R__user_emails.sql"))
+        self.assertNotEqual(rows[5]["checksum"], rows[6]["checksum"])
+        # down reverts versioned migrations only
+        r = d.ctl("down")
+        self.assertCtl(r, 0)
+        self.assertEqual([x["name"] for x in r.json["reverted"]], ["create tags"], r)
+        self.assertEqual([x["version"] for x in history_rows(db)], KEYS[:4] + [None, None])
 
     def test_protocol_versions(self):
         db = self.path("proto.sqlite")

@@ -106,10 +106,20 @@ static void test_directory(void **state) {
         put(dir, "V1_2_9__earlier_one.sql", "SELECT 2;\n");
         put(dir, "U1.2.10__later.sql", "SELECT -3;\n");
         put(dir, "flyway.conf", "flyway.url=jdbc:sqlite:x\n");
+        put(dir, "R__z_last.sql", "SELECT 'z';\n");
+        put(dir, "R__a_first.sql", SQL_T);
         put(dir, "README.md", "not a migration\n");
         s = load(dir, 0, &e);
         assert_int_equal(e.n, 0);
-        assert_int_equal(s->n, 3);
+        assert_int_equal(s->n, 5);
+        /* repeatables after every versioned one, by description, none of them "the latest" */
+        assert_string_equal(s->items[3].up.file, "R__a_first.sql");
+        assert_string_equal(s->items[3].name, "a first");
+        assert_true(s->items[3].up.flags & MIGRATION_REPEATABLE);
+        assert_null(s->items[3].version_key);
+        assert_string_equal(s->items[3].checksum, "-1838919807");
+        assert_string_equal(s->items[4].up.file, "R__z_last.sql");
+        assert_int_equal(migration_set_latest(s), s->items[2].version);
         assert_string_equal(s->items[0].version_key, "1");
         assert_string_equal(s->items[1].version_key, "1.2.9");
         assert_string_equal(s->items[1].name, "earlier one");
@@ -126,23 +136,26 @@ static void test_directory_problems(void **state) {
         const char *dir = *state;
         _cleanup_(migration_set_freep) migration_set *s = NULL;
         migdir_errors e = {};
-        bool dup = false, orphan = false, repeatable = false, sep = false;
+        bool dup = false, orphan = false, repeatable = false, sep = false, rver = false;
 
         put(dir, "V1__a.sql", "SELECT 1;\n");
         put(dir, "V1.0__same_version.sql", "SELECT 1;\n");
         put(dir, "U2__no_such_version.sql", "SELECT 2;\n");
-        put(dir, "R__views.sql", "SELECT 3;\n");
+        put(dir, "R__my_views.sql", "SELECT 3;\n");
+        put(dir, "R__my views.sql", "SELECT 3;\n");
+        put(dir, "R2__versioned_repeatable.sql", "SELECT 3;\n");
         put(dir, "V3_no_separator.sql", "SELECT 4;\n");
         s = load(dir, MIGDIR_INVALID, &e);
         assert_null(s);
         for (size_t i = 0; i < e.n; i++) {
                 dup = dup || strstr(e.messages[i], "duplicate version");
                 orphan = orphan || strstr(e.messages[i], "U2__no_such_version.sql: an undo of version 2");
-                repeatable = repeatable || strstr(e.messages[i], "R__views.sql: repeatable");
+                repeatable = repeatable || strstr(e.messages[i], "a second repeatable migration \"my views\"");
                 sep = sep || strstr(e.messages[i], "V3_no_separator.sql: the name needs '__'");
+                rver = rver || strstr(e.messages[i], "R2__versioned_repeatable.sql: a repeatable migration has no version");
         }
-        assert_true(dup && orphan && repeatable && sep);
-        assert_int_equal(e.n, 4);
+        assert_true(dup && orphan && repeatable && sep && rver);
+        assert_int_equal(e.n, 5);
         migdir_errors_clear(&e);
 }
 
@@ -154,6 +167,7 @@ static void test_detect_and_new(void **state) {
 
         put(dir, "V001__init.sql", "SELECT 1;\n");
         put(dir, "V001.5__more.sql", "SELECT 1;\n");
+        put(dir, "R__views.sql", "SELECT 1;\n");
         assert_int_equal(migdir_detect_format_reason(dir, &reason), MIGDIR_FLYWAY);
         assert_non_null(strstr(reason, "V<version>__"));
         s = load(dir, 0, NULL);
