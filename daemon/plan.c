@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migdir-format.h"
 #include "macro.h"
 #include "plan.h"
 
@@ -89,6 +90,14 @@ static int refuse(plan_error *e, protocol_error_code code, const migration *m, c
         return e->message ? PLAN_REFUSED : -ENOMEM;
 }
 
+/* A version in a message, as its format spells it ("1.2.10" for Flyway; the number for the
+ * integer formats; 0 for the empty schema). */
+static const char *version_text(const migration_set *set, int64_t v, char buf[static MIGRATION_KEY_MAX]) {
+        migration_format_key(set ? migration_format_get(set->format) : NULL, v, buf);
+        return buf[0] ? buf : "0";
+}
+#define VTEXT(v) version_text(set, (v), (char[MIGRATION_KEY_MAX]) {})
+
 size_t plan_check_applied(const migration_set *set, const applied_set *applied, plan_error *ret_error) {
         size_t problems = 0;
 
@@ -107,9 +116,9 @@ size_t plan_check_applied(const migration_set *set, const applied_set *applied, 
                 if (!m) {
                         if (problems++ == 0 && ret_error) {
                                 refuse(ret_error, PROTOCOL_ERROR_MISSING_MIGRATION, NULL,
-                                       "migration %" PRId64 " (%s) is applied but its file is missing from %s; "
+                                       "migration %s (%s) is applied but its file is missing from %s; "
                                        "restore the file, or point migrated at the right directory",
-                                       a->version, a->name, set->dir);
+                                       VTEXT(a->version), a->name, set->dir);
                                 ret_error->version = a->version;
                         }
                         continue;
@@ -165,19 +174,18 @@ static int plan_up(const migration_set *set, const applied_set *applied, const p
                 return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL, "\"steps\" applies to down only");
         if (req->to != PLAN_NO_TARGET && req->to != 0 && !migration_set_find(set, req->to))
                 return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
-                              "there is no migration %" PRId64 " in %s", req->to, set->dir);
+                              "there is no migration %s in %s", VTEXT(req->to), set->dir);
         if (version_cmp(set, target, current) < 0)
                 return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
-                              "target %" PRId64 " is older than the current version %" PRId64 "; use down --to %" PRId64,
-                              target, current, target);
+                              "target %s is older than the current version %s; use down --to %s", VTEXT(target),
+                              VTEXT(current), VTEXT(target));
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
                 if (version_cmp(set, m->version, current) < 0 && !applied_set_find(applied, m->version) && !req->allow_out_of_order)
                         return refuse(e, PROTOCOL_ERROR_OUT_OF_ORDER, m,
-                                      "%s is pending but older than the current version %" PRId64
-                                      "; give it a version above %" PRId64 " (rename it), or apply it out of order "
-                                      "on purpose with up --allow-out-of-order",
-                                      m->up.file, current, current);
+                                      "%s is pending but older than the current version %s; give it a version above %s "
+                                      "(rename it), or apply it out of order on purpose with up --allow-out-of-order",
+                                      m->up.file, VTEXT(current), VTEXT(current));
         }
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
@@ -212,12 +220,12 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
         if (req->to != PLAN_NO_TARGET) {
                 if (version_cmp(set, req->to, current) > 0)
                         return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
-                                      "target %" PRId64 " is newer than the current version %" PRId64 "; use up --to %" PRId64,
-                                      req->to, current, req->to);
+                                      "target %s is newer than the current version %s; use up --to %s", VTEXT(req->to),
+                                      VTEXT(current), VTEXT(req->to));
                 if (req->to != 0 && !applied_set_find(applied, req->to))
                         return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
-                                      "version %" PRId64 " is not applied; down --to takes 0 or an applied version",
-                                      req->to);
+                                      "version %s is not applied; down --to takes 0 or an applied version",
+                                      VTEXT(req->to));
                 count = 0;
                 for (size_t i = 0; i < applied->n; i++)
                         if (version_cmp(set, applied->items[i].version, req->to) > 0)
@@ -235,7 +243,7 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
                 const migration *m = migration_set_find(set, a->version);
                 if (!m)
                         return refuse(e, PROTOCOL_ERROR_MISSING_MIGRATION, NULL,
-                                      "migration %" PRId64 " (%s) is applied but its files are missing", a->version,
+                                      "migration %s (%s) is applied but its files are missing", VTEXT(a->version),
                                       a->name);
                 if (!m->down.file)
                         return refuse(e, PROTOCOL_ERROR_IRREVERSIBLE, m,
