@@ -321,6 +321,12 @@ class FlywayTest(harness.TestCase):
         self.assertIn("duplicate version", text)
         self.assertEqual(history_rows(db), [])
 
+    def test_new_follows_the_directory(self):
+        r = harness.ctl("new", "add_things", "--migrations", self.mdir, json_out=True)
+        self.assertCtl(r, 0)
+        self.assertTrue(os.path.exists(self.script("V3__add_things.sql")), r)
+        self.assertEqual(r.json["up"], self.script("V3__add_things.sql"), r)
+
     def test_detection_and_format_option(self):
         d = self.start(self.path("auto.sqlite"))
         self.assertEqual(status(d)["format"], "flyway")
@@ -404,6 +410,9 @@ class FlywayTest(harness.TestCase):
         # the same version spelled as Flyway allows ("1.2.9.0") is the same version
         _, final = rpc2(d, "plan", {"to": "1.2.9.0"})
         self.assertEqual(self.assertResult(final)["steps"], [])
+        # messages spell versions as Flyway does
+        _, final = rpc2(d, "up", {"to": "9.9"})
+        self.assertIn("there is no migration 9.9 in", self.assertError(final, "unknown_version")["message"])
         # integers and malformed keys are refused in version 2
         for bad in (3, "1.x", "", True):
             _, final = rpc2(d, "up", {"to": bad})
