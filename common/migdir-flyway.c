@@ -303,15 +303,9 @@ static bool flyway_detect(int dir_fd, const char **ret_reason) {
         bool found = false;
         DIR *d;
 
-        /* dir_fd may be O_PATH: open the directory for reading */
-        int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
+        d = migdir_opendir(dir_fd); /* reopens "." for reading: dir_fd may be O_PATH */
+        if (!d)
                 return false;
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return false;
-        }
         while (!found && (de = readdir(d))) {
                 const char *sep = strstr(de->d_name, "__");
                 size_t len = strlen(de->d_name);
