@@ -9,13 +9,18 @@
 #include <string.h>
 
 #include "engine-internal.h"
+#include "migdir-format.h"
 #include "macro.h"
 
-/* A migration named by its version, its recorded name (Prisma folder), its name or its file. */
+/* A migration named by its version (as its format spells it: "3", "1.2.10"), its recorded name
+ * (Prisma folder), its name or its file. */
 static const migration *find_target(const migration_set *set, const char *target) {
         char *end;
         long long v = strtoll(target, &end, 10);
+        int64_t key;
 
+        if (migration_format_parse_key(migration_format_get(set->format), target, &key) == 0 && key > 0)
+                return migration_set_find(set, key);
         if (*target && *end == '\0' && v > 0)
                 return migration_set_find(set, v);
         for (size_t i = 0; i < set->n; i++) {

@@ -259,6 +259,11 @@ class FlywayTest(harness.TestCase):
         self.assertEqual(user_schema(db), self.reference_schema([m[2] for m in MIGRATIONS]))
         # down stops at the baseline: what it covers has no rows to undo
         self.assertCtl(d.ctl("down", "--to", "0"), 1)
+        # mark takes Flyway's version: rolled-back forgets the row of 1.2.10, applied records it again
+        self.assertCtl(d.ctl("mark", "rolled-back", "1.2.10"), 0)
+        self.assertNotIn("1.2.10", [x["version"] for x in history_rows(db)])
+        self.assertCtl(d.ctl("mark", "applied", "1_2_10"), 0)
+        self.assertEqual(history_rows(db)[-1]["version"], "1.2.10")
         # and migrated's own baseline is for an empty history only
         self.assertCtl(d.ctl("baseline", "1.2.9"), 1)
         self.assertEqual(len(history_rows(db)), 4)
