@@ -143,8 +143,32 @@ static int parse_number(const char *s, int64_t *ret) {
         return 0;
 }
 
+/* The protocol version to speak from the start: 2 once a version is given as a key that is not a
+ * number ("1.2.10"); else version 1, and version 2 when the daemon asks for it. */
+static int arg_protocol = 1;
+
+/* A version that is not a number but a format's key, such as Flyway's 1.2.10. */
+static bool is_version_key(const char *s) {
+        int64_t n;
+
+        return *s && strspn(s, "0123456789._") == strlen(s) && parse_number(s, &n) < 0;
+}
+
+/* A version argument: a number (protocol 1), or a key (then protocol 2). NULL: neither. */
+static json_t *version_arg(const char *s) {
+        int64_t n;
+
+        if (parse_number(s, &n) == 0)
+                return json_integer((json_int_t) n);
+        if (!is_version_key(s))
+                return NULL;
+        arg_protocol = 2;
+        return json_string(s);
+}
+
 /* What the verbs' options ask of the daemon; only what was given goes into the request. */
 typedef struct request_args {
+        const char *to_key; /* --to as a version key such as 1.2.10 (protocol 2) */
         int64_t to, steps, limit, timeout;
         bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse, out_of_order, strict;
         const char *migrations;
@@ -167,7 +191,13 @@ static int parse_verb_options(const verb *v, int argc, char **argv, const struct
         while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_TO:
-                        r = number_option(v, "--to", &a->to, &a->has_to);
+                        if (is_version_key(optarg)) {
+                                a->to_key = optarg;
+                                a->has_to = true;
+                                arg_protocol = 2;
+                                r = CONTINUE;
+                        } else
+                                r = number_option(v, "--to", &a->to, &a->has_to);
                         break;
                 case ARG_STEPS:
                         r = number_option(v, "--steps", &a->steps, &a->has_steps);
@@ -223,7 +253,8 @@ static json_t *request_params(const request_args *a) {
 
         if (!p)
                 return NULL;
-        if ((a->has_to && json_object_set_new(p, "to", json_integer((json_int_t) a->to)) < 0) ||
+        if ((a->has_to && json_object_set_new(p, "to", a->to_key ? json_string(a->to_key)
+                                                                : json_integer((json_int_t) a->to)) < 0) ||
             (a->has_steps && json_object_set_new(p, "steps", json_integer((json_int_t) a->steps)) < 0) ||
             (a->has_limit && json_object_set_new(p, "limit", json_integer((json_int_t) a->limit)) < 0) ||
             (a->dry_run && json_object_set_new(p, "dry_run", json_true()) < 0) ||
@@ -320,6 +351,7 @@ static int call_daemon_until(protocol_method_id method, json_t *params, int (*re
                         "  is migrated running? start it or pass --socket\n", path, strerror(-r));
                 return EXIT_UNREACHABLE;
         }
+        c->protocol = arg_protocol;
         r = conn_call(c, protocol_methods[method].name, params, on_event, &p, &kind, &root, &body);
         progress_end(&p);
         if (r != 0)
@@ -623,15 +655,16 @@ static int verb_mark(const verb *v, int argc, char **argv) {
 static int verb_baseline(const verb *v, int argc, char **argv) {
         static const struct option options[] = { COMMON_OPTIONS, {} };
         request_args a = {};
-        int64_t version;
+        json_t *version;
         int r;
 
         r = parse_verb_options(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (argc - optind != 1 || parse_number(argv[optind], &version) < 0 || version == 0)
-                return usage_error(v, "expected one VERSION (a migration's number)");
-        return call_daemon(v->method, json_pack("{s:I}", "version", (json_int_t) version), render_marked, NULL);
+        if (argc - optind != 1 || !(version = version_arg(argv[optind])) ||
+            (json_is_integer(version) && json_integer_value(version) == 0))
+                return usage_error(v, "expected one VERSION (a migration's number, or its key such as 1.2.10)");
+        return call_daemon(v->method, json_pack("{s:o}", "version", version), render_marked, NULL);
 }
 
 /* With --database, inspects locally (the daemon may be what is down); else asks the daemon, which

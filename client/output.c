@@ -177,6 +177,8 @@ size_t json_get_array_size(json_t *o, const char *key) {
 const char *fmt_version(json_t *o, const char *key, char buf[static 24]) {
         int64_t v;
 
+        if (json_get_str(o, key))
+                return json_get_str(o, key); /* protocol version 2: the format's key, as is */
         if (!json_get_int(o, key, &v))
                 return "none";
         snprintf(buf, 24, "%" PRId64, v);

@@ -16,6 +16,8 @@ static void print_migration(FILE *f, json_t *o) {
 
         if (json_get_int(o, "version", &v))
                 fprintf(f, "%04" PRId64, v);
+        else if (json_get_str(o, "version"))
+                fputs(json_get_str(o, "version"), f);
         else
                 fputs("?", f);
         if (json_get_str(o, "name"))
@@ -226,6 +228,8 @@ static void render_problems(json_t *problems) {
 static int table_add_version(table *t, json_t *o) {
         int64_t v;
 
+        if (json_get_str(o, "version"))
+                return table_add(t, json_get_str(o, "version"));
         if (!json_get_int(o, "version", &v))
                 return table_add(t, NULL);
         return table_addf(t, "%04" PRId64, v);
@@ -482,7 +486,10 @@ static void render_dry_run_details(json_t *result) {
                 printf("  %zu. %s:", i + 1, json_get_bool(g, "transaction", true) ? "in one transaction"
                                                                                    : "outside a transaction");
                 for (size_t k = 0; k < json_array_size(v); k++)
-                        printf(" %" JSON_INTEGER_FORMAT, json_integer_value(json_array_get(v, k)));
+                        if (json_is_string(json_array_get(v, k)))
+                                printf(" %s", json_string_value(json_array_get(v, k)));
+                        else
+                                printf(" %" JSON_INTEGER_FORMAT, json_integer_value(json_array_get(v, k)));
                 putchar('\n');
         }
         for (size_t i = 0; i < json_array_size(units); i++)

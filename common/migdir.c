@@ -185,7 +185,11 @@ const migration *migration_set_find(const migration_set *s, int64_t version) {
 }
 
 int64_t migration_set_latest(const migration_set *s) {
-        return s && s->n > 0 ? s->items[s->n - 1].version : 0;
+        /* repeatables sort last and are no version to reach */
+        for (size_t i = s ? s->n : 0; i > 0; i--)
+                if (!(s->items[i - 1].up.flags & MIGRATION_REPEATABLE))
+                        return s->items[i - 1].version;
+        return 0;
 }
 
 
@@ -453,4 +457,29 @@ void migration_new_clear(migration_new *n) {
                 free(n->files[i].content);
         }
         memset(n, 0, sizeof(*n));
+}
+
+void migration_format_key(const migration_format *f, int64_t version, char buf[static MIGRATION_KEY_MAX]) {
+        if (version == 0)
+                buf[0] = '\0';
+        else if (f && f->key_of)
+                f->key_of(version, buf, MIGRATION_KEY_MAX);
+        else
+                snprintf(buf, MIGRATION_KEY_MAX, "%" PRId64, version);
+}
+
+int migration_format_parse_key(const migration_format *f, const char *key, int64_t *ret) {
+        int64_t v = 0;
+
+        if (f && f->version_of_key)
+                return f->version_of_key(key, ret);
+        if (!*key)
+                return -EINVAL;
+        for (const char *p = key; *p; p++) {
+                if (*p < '0' || *p > '9' || v > (INT64_MAX - (*p - '0')) / 10)
+                        return -EINVAL;
+                v = v * 10 + (*p - '0');
+        }
+        *ret = v;
+        return 0;
 }

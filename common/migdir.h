@@ -19,6 +19,9 @@
 enum {
         /* -- migrated: no-transaction: run outside a transaction, on its own */
         MIGRATION_NO_TRANSACTION = 1u << 0,
+        /* Flyway's R__ scripts: no version of their own, after every versioned migration, applied
+         * again whenever their checksum changes */
+        MIGRATION_REPEATABLE = 1u << 1,
 };
 
 /* Expected outcomes, positive per the project's error convention. */
@@ -45,7 +48,8 @@ typedef struct migration_script {
         X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
         X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */ \
         X(MIGDIR_GOOSE, goose)   /* {version}_{name}.sql with -- +goose Up / Down sections */ \
-        X(MIGDIR_GOLANG_MIGRATE, golang_migrate) /* {version}_{title}.up.sql / .down.sql */
+        X(MIGDIR_GOLANG_MIGRATE, golang_migrate) /* {version}_{title}.up.sql / .down.sql */ \
+        X(MIGDIR_FLYWAY, flyway) /* V<version>__<description>.sql (+ U<version>__<description>.sql) */
 
 typedef enum migdir_format {
 #define MIGDIR_FORMAT_ENUM(id, name) id,
@@ -117,7 +121,7 @@ void migdir_errors_clear(migdir_errors *e);
 
 /* The member with this version number, or NULL. */
 const migration *migration_set_find(const migration_set *s, int64_t version);
-int64_t migration_set_latest(const migration_set *s); /* 0 when empty */
+int64_t migration_set_latest(const migration_set *s); /* the newest versioned one; 0 when none */
 
 /* The native format's rules (migdir-native.c), which migratectl and the other formats reuse. */
 
@@ -134,3 +138,12 @@ bool migration_name_is_valid(const char *name);
 
 /* Number of digits in the widest version of the set (at least 4), for naming new files. */
 int migration_set_version_width(const migration_set *s);
+
+/* Flyway's rules (migdir-flyway.c), which its history reuses. */
+
+/* Parses a Flyway version ("1.2.10", "1_2") of len bytes into the int64 that orders as Flyway
+ * orders versions (at most three parts); *ret_key, if given, gets Flyway's display text ('_' as
+ * '.'). Returns 0, -EINVAL with a static reason, or -ENOMEM. */
+int migration_flyway_version(const char *text, size_t len, int64_t *ret, char **ret_key, const char **ret_reason);
+/* Flyway's checksum of a script: CRC-32 of its lines without line breaks or a leading BOM. */
+int32_t migration_flyway_checksum(const char *sql, size_t size);

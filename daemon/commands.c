@@ -15,6 +15,7 @@
 #include "deps.h"
 #include "units.h"
 #include "unrecorded.h"
+#include "versionkeys.h"
 #include "log.h"
 #include "macro.h"
 
@@ -450,9 +451,11 @@ static void cmd_hello(request *rq) {
                 if (migration_format_at(i)->capability)
                         json_array_append_new(capabilities, json_string(migration_format_at(i)->capability));
         server_reply_result(rq->server, rq->peer.conn_id, rq->id,
-                            json_pack("{s:i,s:s,s:s,s:o,s:o,s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
-                                      "server", "migrated", "version", PROJECT_VERSION, "methods", methods,
-                                      "capabilities", capabilities, "pid", (json_int_t) getpid()));
+                            json_pack("{s:i,s:[ii],s:s,s:s,s:o,s:o,s:I}", "protocol",
+                                      control_protocol(rq->server->control, rq->peer.conn_id), "protocols",
+                                      PROTOCOL_VERSION_MIN, MIGRATED_PROTOCOL_VERSION, "server", "migrated", "version",
+                                      PROJECT_VERSION, "methods", methods, "capabilities", capabilities, "pid",
+                                      (json_int_t) getpid()));
         request_free(rq);
 }
 
@@ -473,6 +476,27 @@ static bool peer_may_change(const server *s, const peer *p) {
         return false;
 }
 
+/* Version 1 carries versions as integers, which a format with dotted keys (Flyway's) cannot use:
+ * such a daemon answers version 1 with hello only. Version 2's version params become the
+ * integers the handlers read. Returns 0 or a protocol_error_code + 1 with *ret_message set. */
+static int check_protocol(server *s, protocol_method_id id, const protocol_request *req, char **ret_message) {
+        const migration_format *f = server_wire_format(s);
+        int r;
+
+        if (req->protocol >= 2) {
+                r = versionkeys_params(f, req->params, ret_message);
+                if (r == -ENOMEM && !*ret_message)
+                        return PROTOCOL_ERROR_INTERNAL + 1;
+                return r < 0 ? PROTOCOL_ERROR_INVALID_PARAMS + 1 : 0;
+        }
+        if (id == METHOD_HELLO || !versionkeys_v1_refused(f))
+                return 0;
+        if (asprintf(ret_message, "the %s format's versions are string keys (such as 1.2.10) that protocol version 1 "
+                     "cannot carry: send \"protocol\": 2 with the request (migratectl does)", f->name) < 0)
+                *ret_message = NULL;
+        return PROTOCOL_ERROR_INVALID_REQUEST + 1;
+}
+
 void commands_dispatch(server *s, const peer *p, const char *line, size_t size) {
         protocol_request req;
         protocol_method_id id;
@@ -486,6 +510,7 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
+        control_set_protocol(s->control, p->conn_id, req.protocol);
         id = protocol_method_from_name(req.method);
         if (id < 0 || !handlers[id]) {
                 free(msg);
@@ -496,9 +521,15 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
-        r = protocol_check_params(req.params, protocol_methods[id].params, protocol_methods[id].n_params, &msg);
+        r = check_protocol(s, id, &req, &msg);
+        if (r == 0)
+                r = protocol_check_params(req.params, protocol_methods[id].params, protocol_methods[id].n_params, &msg);
         if (r > 0) {
-                server_reply_error(s, p->conn_id, req.id, (protocol_error_code) (r - 1), msg, NULL);
+                /* a refused version 1 says which version to speak, for clients to switch */
+                server_reply_error(s, p->conn_id, req.id, (protocol_error_code) (r - 1), msg,
+                                   r == PROTOCOL_ERROR_INVALID_REQUEST + 1
+                                           ? json_pack("{s:i}", "protocol_required", MIGRATED_PROTOCOL_VERSION)
+                                           : NULL);
                 protocol_request_done(&req);
                 return;
         }

@@ -9,15 +9,23 @@
 #include <string.h>
 
 #include "engine-internal.h"
+#include "migdir-format.h"
 #include "macro.h"
 
-/* A migration named by its version, its recorded name (Prisma folder), its name or its file. */
+/* A migration named by its version (as its format spells it: "3", "1.2.10"), its recorded name
+ * (Prisma folder), its name or its file. */
 static const migration *find_target(const migration_set *set, const char *target) {
         char *end;
         long long v = strtoll(target, &end, 10);
-        /* a number is a version first (golang-migrate's sets may hold a migration 0) */
-        const migration *by_version = *target && *end == '\0' && v >= 0 ? migration_set_find(set, v) : NULL;
+        int64_t key;
+        const migration *by_version = NULL;
 
+        /* a number is a version first (golang-migrate's sets may hold a migration 0; Flyway's
+         * versions are dotted keys) */
+        if (migration_format_parse_key(migration_format_get(set->format), target, &key) == 0 && key >= 0)
+                by_version = migration_set_find(set, key);
+        else if (*target && *end == '\0' && v >= 0)
+                by_version = migration_set_find(set, v);
         if (by_version)
                 return by_version;
         for (size_t i = 0; i < set->n; i++) {
@@ -121,7 +129,7 @@ int engine_baseline(engine *e, const engine_job *job, json_t **ret_result, engin
         r = resolve_target(e, job, &target, &applied, err);
         if (r != 0)
                 return r;
-        empty = applied.n == 0 && applied.n_failed == 0;
+        empty = applied.n == 0 && applied.n_failed == 0 && applied.baseline == 0 && applied.n_repeatables == 0;
         applied_set_clear(&applied);
         if (!empty)
                 return engine_fail(err, PROTOCOL_ERROR_INVALID_PARAMS, NULL,

@@ -129,10 +129,6 @@ void engine_interrupt(engine *e, engine_stop_reason why) {
         db_interrupt(e->db);
 }
 
-migdir_format engine_format(engine *e) {
-        return e->format;
-}
-
 const db_backend *engine_backend(engine *e) {
         return db_get_backend(e->db);
 }
@@ -304,7 +300,8 @@ static int plan_refused(engine_error *err, plan_error *pe) {
 static int check_baseline(engine *e, const applied_set *applied, engine_error *err) {
         bool tables = false;
 
-        if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0)
+        if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0 ||
+            applied->baseline > 0 || applied->n_repeatables > 0)
                 return 0;
         if (db_has_user_tables(e->db, &tables) < 0 || !tables)
                 return 0;
@@ -594,7 +591,12 @@ static int run_group(run_state *s, size_t i, size_t j) {
                 r = db_commit(d, &s->failure);
         if (r != 0)
                 goto rollback;
-        s->reached = s->p->steps[j - 1].migration->version;
+        /* the newest versioned step: a repeatable (Flyway's) is no version to reach */
+        for (size_t k = j; k > 0; k--)
+                if (!(s->p->steps[k - 1].migration->up.flags & MIGRATION_REPEATABLE)) {
+                        s->reached = s->p->steps[k - 1].migration->version;
+                        break;
+                }
         if (s->p->direction == PLAN_DOWN)
                 s->reached = j < s->p->n ? s->p->steps[j].migration->version : s->p->to_version;
         json_array_extend(s->done, s->pending_done);
@@ -765,4 +767,8 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
         json_decref(s.done);
         json_decref(s.pending_done);
         return r;
+}
+
+migdir_format engine_format(const engine *e) {
+        return e->format;
 }

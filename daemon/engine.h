@@ -51,6 +51,9 @@ enum {
 };
 
 int engine_new(const engine_options *o, engine **ret, engine_error *err);
+/* The migrations' format the engine reads (and its bookkeeping): configured, detected from the
+ * directory, or claimed by the database. */
+migdir_format engine_format(const engine *e);
 engine *engine_free(engine *e);
 
 typedef enum engine_stop_reason {
@@ -68,8 +71,6 @@ engine_stop_reason engine_stop_requested(engine *e);
 
 /* The backend the engine's database was opened with (set once: safe from any thread). */
 const db_backend *engine_backend(engine *e);
-/* The format in use: configured, detected from the directory, or claimed by the database. */
-migdir_format engine_format(engine *e);
 
 /* Clears a stop request; called by the job's owner before a job starts. */
 void engine_reset_stop(engine *e);

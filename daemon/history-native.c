@@ -15,6 +15,7 @@ static const history_format *const formats[] = {
         &history_prisma,
         &history_goose,
         &history_golang_migrate,
+        &history_flyway,
 };
 
 const char *const history_tables[] = {
@@ -24,6 +25,7 @@ const char *const history_tables[] = {
         "migrated_meta",
         "goose_db_version",
         "schema_migrations",
+        "flyway_schema_history",
         NULL,
 };
 
@@ -107,16 +109,25 @@ static int native_ensure(db *d, db_failure *f) {
         return db_query(d, schema_sql, NULL, 0, NULL, NULL, NULL, f, "cannot create migrated_schema");
 }
 
-static int load_row(const db_value *c, size_t n, void *userdata) {
-        applied_set *a = userdata;
+applied_migration *history_add_applied(applied_set *a) {
         applied_migration *m;
 
         m = realloc(a->items, (a->n + 1) * sizeof(*m));
         if (!m)
-                return -ENOMEM;
+                return NULL;
         a->items = m;
         m = &a->items[a->n++];
         memset(m, 0, sizeof(*m));
+        return m;
+}
+
+static int load_row(const db_value *c, size_t n, void *userdata) {
+        applied_set *a = userdata;
+        applied_migration *m;
+
+        m = history_add_applied(a);
+        if (!m)
+                return -ENOMEM;
         m->version = c[0].i;
         m->name = strdup(c[1].s ?: "");
         snprintf(m->checksum, sizeof(m->checksum), "%s", c[2].s ?: "");
@@ -195,6 +206,22 @@ int history_mark_applied_once(db *d, const history_format *h, const migration *m
 
 static int native_mark_applied(db *d, const migration *m, db_failure *f) {
         return history_mark_applied_once(d, &history_native, m, f);
+}
+
+int history_add_failed(applied_set *a, const char *name) {
+        char **v;
+
+        for (size_t i = 0; i < a->n_failed; i++)
+                if (streq(a->failed[i], name))
+                        return 0;
+        v = realloc(a->failed, (a->n_failed + 1) * sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        a->failed = v;
+        if (!(a->failed[a->n_failed] = strdup(name)))
+                return -ENOMEM;
+        a->n_failed++;
+        return 0;
 }
 
 /* Ours has no failed state: marking rolled back forgets an applied migration reverted by hand. */

@@ -73,22 +73,6 @@ static char *column_time(const db_value *v) {
         return strdup(buf);
 }
 
-static int add_failed(applied_set *a, const char *name) {
-        char **v;
-
-        for (size_t i = 0; i < a->n_failed; i++)
-                if (streq(a->failed[i], name))
-                        return 0;
-        v = realloc(a->failed, (a->n_failed + 1) * sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        a->failed = v;
-        if (!(a->failed[a->n_failed] = strdup(name)))
-                return -ENOMEM;
-        a->n_failed++;
-        return 0;
-}
-
 static int by_version(const void *x, const void *y) {
         const applied_migration *a = x, *b = y;
 
@@ -109,16 +93,13 @@ static int load_row(const db_value *c, size_t n, void *userdata) {
         if (rolled_back)
                 return 0;
         if (!finished)
-                return add_failed(a, name);
+                return history_add_failed(a, name);
         for (size_t i = 0; i < a->n; i++)
                 if (a->items[i].version == version)
                         return 0; /* the earliest successful row counts; a later one is a duplicate */
-        m = realloc(a->items, (a->n + 1) * sizeof(*m));
+        m = history_add_applied(a);
         if (!m)
                 return -ENOMEM;
-        a->items = m;
-        m = &a->items[a->n++];
-        memset(m, 0, sizeof(*m));
         m->version = version;
         m->name = strdup(name);
         snprintf(m->checksum, sizeof(m->checksum), "%s", c[1].s ?: "");

@@ -27,6 +27,7 @@ extern const history_format history_native;
 extern const history_format history_prisma;
 extern const history_format history_goose;
 extern const history_format history_golang_migrate;
+extern const history_format history_flyway;
 
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
@@ -52,6 +53,16 @@ int history_is_applied(db *d, const history_format *h, int64_t version, bool *re
 /* mark applied for a format without a failed state: a record as if it ran, refused when the
  * migration is already applied. */
 int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
+
+/* mark_applied for a history without a failed state: refused when m is applied already, else
+ * recorded as applied in no time. */
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
+
+/* Appends a zeroed item to a's applied migrations and returns it, or NULL. */
+applied_migration *history_add_applied(applied_set *a);
+
+/* Adds name to the failed migrations of a, once. */
+int history_add_failed(applied_set *a, const char *name);
 
 /* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);

@@ -71,7 +71,7 @@ json_t *report_status(const char *database, const migration_set *set, const appl
         for (size_t i = 0; set && i < set->n; i++) {
                 const migration *m = &set->items[i];
                 json_t *p;
-                if (applied_set_find(applied, m->version))
+                if (applied_set_has(applied, m))
                         continue;
                 p = json_object();
                 json_object_set_new(p, "version", json_integer(m->version));

@@ -16,6 +16,7 @@
 #include "jobs.h"
 #include "statedir.h"
 #include "units.h"
+#include "versionkeys.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
@@ -25,11 +26,21 @@ static char *final_line(char *line) {
         return line ?: strdup(PROTOCOL_FALLBACK_ERROR);
 }
 
+const migration_format *server_wire_format(server *s) {
+        return s->read_engine ? migration_format_get(engine_format(s->read_engine)) : NULL;
+}
+
+/* A reply's versions as the connection's protocol spells them. */
+static json_t *wire(server *s, uint64_t conn_id, json_t *v) {
+        return control_protocol(s->control, conn_id) >= 2 ? versionkeys_reply(server_wire_format(s), v) : v;
+}
+
 void server_reply_result(server *s, uint64_t conn_id, json_t *id, json_t *result) {
         if (conn_id == 0) {
                 json_decref(result);
                 return;
         }
+        result = wire(s, conn_id, result);
         (void) control_send(s->control, conn_id, final_line(protocol_encode_result(id, result)), true);
 }
 
@@ -39,6 +50,7 @@ void server_reply_error(server *s, uint64_t conn_id, json_t *id, protocol_error_
                 json_decref(extra);
                 return;
         }
+        extra = wire(s, conn_id, extra);
         (void) control_send(s->control, conn_id, final_line(protocol_encode_error(id, code, message, extra)), true);
 }
 
@@ -47,6 +59,7 @@ void server_reply_event(server *s, uint64_t conn_id, json_t *id, const char *eve
                 json_decref(fields);
                 return;
         }
+        fields = wire(s, conn_id, fields);
         (void) control_send(s->control, conn_id, protocol_encode_event(id, event, fields), false);
 }
 

@@ -88,13 +88,13 @@ static void test_rows(void **state) {
         }
         assert_null(migration_format_at(migration_format_count()));
         assert_null(migration_format_from_name("auto"));
-        assert_null(migration_format_from_name("flyway"));
+        assert_null(migration_format_from_name("liquibase"));
         assert_null(migration_format_from_name(""));
 }
 
 static void test_choices(void **state) {
         /* the one place the "format" setting's values are spelled */
-        assert_string_equal(migdir_format_choices(), "auto, native, prisma, goose or golang-migrate");
+        assert_string_equal(migdir_format_choices(), "auto, native, prisma, goose, golang-migrate or flyway");
         assert_ptr_equal(migdir_format_choices(), migdir_format_choices());
 }
 
