@@ -54,7 +54,8 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         if (!e)
                 return -ENOMEM;
         db_options dbo = { .backend = o->backend, .target = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
-                           .cancel = &e->interrupted, .format = o->format, .identity = o->identity };
+                           .cancel = &e->interrupted, .format = o->format, .identity = o->identity,
+                           .own_target = o->own_target, .own_identity = o->own_identity };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
         e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;
