@@ -101,6 +101,18 @@ static bool prisma_checksum_also_matches(const migration *m, const char *recorde
         return false;
 }
 
+/* The leading number of a folder's name: its version, 0 when there is none or it is too large. */
+static int64_t folder_version(const char *folder) {
+        int64_t v = 0;
+
+        for (const char *p = folder; isdigit((unsigned char) *p); p++) {
+                if (v > (INT64_MAX - (*p - '0')) / 10)
+                        return 0;
+                v = v * 10 + (*p - '0');
+        }
+        return v;
+}
+
 /* One migration folder: "<digits>_<name>" (or "<digits>-<name>") holding migration.sql. Prisma
  * itself takes any folder name (its CLI writes a 14-digit UTC timestamp, '_' and the name); migrated
  * needs the leading number as the migration's version. Returns 1 for a problem that was recorded
@@ -109,15 +121,14 @@ static int load_folder(int dir_fd, const char *folder, const migration_set *prev
                        migdir_errors *errors) {
         _cleanup_free_ char *up = NULL, *down = NULL;
         const char *p = folder;
-        int64_t version = 0;
+        int64_t version = folder_version(folder);
         struct stat st;
         int r;
 
-        for (; isdigit((unsigned char) *p); p++) {
-                if (version > (INT64_MAX - (*p - '0')) / 10)
-                        return migdir_error_add(errors, "%s: the timestamp is too large", folder) ?: 1;
-                version = version * 10 + (*p - '0');
-        }
+        while (isdigit((unsigned char) *p))
+                p++;
+        if (p != folder && version == 0 && strspn(folder, "0") != (size_t) (p - folder))
+                return migdir_error_add(errors, "%s: the timestamp is too large", folder) ?: 1;
         if (p == folder || (*p != '_' && *p != '-') || !p[1] || version == 0)
                 return migdir_error_add(errors, "%s: not a Prisma migration folder migrated can order (expected "
                                         "<timestamp>_<name>)", folder) ?: 1;
@@ -150,6 +161,7 @@ static int load_folder(int dir_fd, const char *folder, const migration_set *prev
 static int prisma_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
         struct dirent *de;
         bool bad = false;
+        size_t from;
         int r = 0;
         DIR *d;
 
@@ -167,9 +179,14 @@ static int prisma_load_items(int dir_fd, const migration_set *previous, migratio
                         r = -ENOMEM;
                         break;
                 }
+                from = errors ? errors->n : 0;
                 r = load_folder(dir_fd, de->d_name, previous, m, errors);
                 if (r != 0)
                         migdir_set_drop_last(s);
+                /* a bad folder is one item: the others stay usable (its leading number, if any,
+                 * says which plans would need it) */
+                if (r > 0 && migdir_errors_tag(errors, from, folder_version(de->d_name)) < 0)
+                        r = -ENOMEM;
                 if (r < 0)
                         break;
                 if (r > 0)

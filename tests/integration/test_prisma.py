@@ -787,6 +787,34 @@ class PrismaTest(harness.TestCase):
         self.assertEqual(st["problems"], [], st)
         self.assertEqual(st["current_version"], TS[-1], st)
 
+    def test_one_bad_folder_hides_none_of_the_others(self):
+        # A folder migrated cannot use is reported; the others stay visible and pending, a plan
+        # that does not reach it runs, and one that would need it is refused naming it.
+        db = self.prisma_db(2)
+        bad = "20240501000000_no_script"
+        os.makedirs(os.path.join(self.mdir, bad))
+        d = self.start(db)
+        st = d.status()
+        self.assertEqual([p.get("migration_name") for p in st["pending"]], FOLDERS[2:], st)
+        self.assertTrue(any(bad in p.get("message", "") for p in st["problems"]), st)
+        r = d.ctl("up")
+        err = self.ctl_error(r, 1, "directory_invalid")
+        self.assertIn(bad, err["message"], r)
+        self.assertEqual(user_schema(db), self.reference_schema(FOLDERS[:2]))
+        r = d.ctl("up", "--to", TS[2])
+        self.assertCtl(r, 0)
+        self.assertEqual([a["version"] for a in r.json["applied"]], [TS[2]], r)
+        self.assertEqual(user_schema(db), self.reference_schema(FOLDERS[:3]))
+
+        # A folder without a timestamp: no plan upwards can say it does not need it; a down can.
+        shutil.rmtree(os.path.join(self.mdir, bad))
+        os.makedirs(os.path.join(self.mdir, "notes"))
+        err = self.ctl_error(d.ctl("up"), 1, "directory_invalid")
+        self.assertIn("notes", err["message"])
+        r = d.ctl("down", "--to", TS[1])
+        self.assertCtl(r, 0)
+        self.assertEqual(user_schema(db), self.reference_schema(FOLDERS[:2]))
+
     # =========================================================================================
     # 8. A lock file for another provider
 

@@ -215,6 +215,33 @@ static void test_prisma_names_and_order(void **state) {
         migration_set_free(s);
 }
 
+/* A bad folder is one item: loading by items keeps the others and says which version it is. */
+static void test_prisma_bad_folder_is_one_item(void **state) {
+        const char *dir = *state;
+        migration_set *s = NULL;
+        migdir_errors e = {};
+
+        sub(dir, "20260101000000_good");
+        put(dir, "20260101000000_good/migration.sql", SQL_DEVICES);
+        sub(dir, "20260102000000_no_script");
+        assert_int_equal(migdir_load_format(dir, MIGDIR_PRISMA, NULL, &s, &e), MIGDIR_INVALID);
+        assert_null(s);
+        migdir_errors_clear(&e);
+        assert_int_equal(migdir_load_format_items(dir, MIGDIR_PRISMA, NULL, &s, &e), 0);
+        assert_non_null(s);
+        assert_int_equal(s->n, 1);
+        assert_int_equal(e.n, 1);
+        assert_non_null(strstr(e.messages[0], "20260102000000_no_script"));
+        assert_int_equal(migdir_error_version(&e, 0), INT64_C(20260102000000));
+        migration_set_free(s);
+        migdir_errors_clear(&e);
+        /* a problem of the directory as a whole still invalidates it */
+        put(dir, "migration_lock.toml", "provider = \"postgresql\"\n");
+        assert_int_equal(migdir_load_format_items(dir, MIGDIR_PRISMA, NULL, &s, &e), MIGDIR_INVALID);
+        assert_int_equal(migdir_error_version(&e, 0), -1);
+        migdir_errors_clear(&e);
+}
+
 static void test_prisma_duplicate(void **state) {
         const char *dir = *state;
         migration_set *s = NULL;
@@ -378,6 +405,7 @@ int main(void) {
                 T(test_load_native_keys),
                 T(test_load_prisma),
                 T(test_prisma_names_and_order),
+                T(test_prisma_bad_folder_is_one_item),
                 T(test_prisma_duplicate),
                 T(test_prisma_provider),
                 T(test_split),
