@@ -121,6 +121,26 @@ class PrismaHistoryTest(harness.TestCase):
         self.assertEqual(rows(hist), [(3, 40, "up", "failed"), (4, 41, "up", "succeeded"),
                                       (5, 57, "up", "interrupted")])
 
+    def test_planted_history_file_is_refused(self):
+        # Like every state file: a symlink (or a file writable by others) is never opened.
+        db = self.prisma_db(2)
+        d = self.daemon(db, self.mdir, start=False)
+        os.makedirs(d.state_dir(), mode=0o700)
+        target = self.path("elsewhere.sqlite")
+        open(target, "w").close()
+        os.symlink(target, self.history_db(d))
+        d.start(wait=False)
+        self.assertNotEqual(d.wait(), 0)
+        self.assertIn("history.sqlite", d.log())
+        self.assertEqual(os.path.getsize(target), 0, "nothing is written through the symlink")
+        os.unlink(self.history_db(d))
+        with open(self.history_db(d), "w"):
+            pass
+        os.chmod(self.history_db(d), 0o622)
+        d.start(wait=False)
+        self.assertNotEqual(d.wait(), 0)
+        self.assertIn("history.sqlite", d.log())
+
     def test_restore_keeps_the_history_and_brings_back_no_table(self):
         # The backup is taken from a database that still holds the old tables (as one an earlier
         # migrated took would); the restore must neither bring them back nor rewrite the history.
