@@ -187,6 +187,10 @@ int db_max_job_id(db *d, uint64_t *ret, db_failure *f) {
         return history_max_job_id(d, ret, f);
 }
 
+bool db_history_apart(db *d) {
+        return d->own;
+}
+
 int db_record_event(db *d, const db_event *ev, db_failure *f) {
         return history_record_event(d, ev, f);
 }

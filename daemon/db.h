@@ -219,6 +219,9 @@ int db_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
 int db_max_job_id(db *d, uint64_t *ret, db_failure *f);
 /* Records a job that is not a migration (restore, mark, baseline) as one succeeded attempt. */
 int db_record_event(db *d, const db_event *ev, db_failure *f);
+/* Whether migrated's own tables live apart from the database (db.own): a job's record then
+ * cannot share the database's transaction and is written once that has committed. */
+bool db_history_apart(db *d);
 /* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
 int db_mark_applied(db *d, const migration *m, db_failure *f);
 int db_mark_rolled_back(db *d, const migration *m, db_failure *f);
