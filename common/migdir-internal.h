@@ -11,6 +11,10 @@
 
 int migdir_error_add(migdir_errors *e, const char *fmt, ...) _printf_(2, 3);
 
+/* Says that the messages from index from on are about the one item of that version (0: its
+ * version is unknown), so that migdir_load_format_items() can keep the other items. */
+int migdir_errors_tag(migdir_errors *e, size_t from, int64_t version);
+
 /* asprintf() that leaves *ret NULL on failure (glibc leaves it undefined). Returns 0 or -ENOMEM. */
 int migdir_asprintf(char **ret, const char *fmt, ...) _printf_(2, 3);
 

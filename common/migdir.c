@@ -40,8 +40,37 @@ void migdir_errors_clear(migdir_errors *e) {
         for (size_t i = 0; i < e->n; i++)
                 free(e->messages[i]);
         free(e->messages);
-        e->messages = NULL;
-        e->n = 0;
+        free(e->versions);
+        *e = (migdir_errors) {};
+}
+
+int migdir_errors_tag(migdir_errors *e, size_t from, int64_t version) {
+        int64_t *v;
+
+        if (!e || e->n == 0)
+                return 0;
+        v = realloc(e->versions, e->n * sizeof(int64_t));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = e->n_versions; i < e->n; i++)
+                v[i] = -1;
+        for (size_t i = from; i < e->n; i++)
+                v[i] = version;
+        e->versions = v;
+        e->n_versions = e->n;
+        return 0;
+}
+
+int64_t migdir_error_version(const migdir_errors *e, size_t i) {
+        return e && i < e->n_versions ? e->versions[i] : -1;
+}
+
+/* Whether every problem recorded is about one item. */
+static bool errors_all_items(const migdir_errors *e) {
+        for (size_t i = 0; e && i < e->n; i++)
+                if (migdir_error_version(e, i) < 0)
+                        return false;
+        return true;
 }
 
 int migdir_asprintf(char **ret, const char *fmt, ...) {
@@ -301,11 +330,11 @@ static int item_cmp(const void *a, const void *b, void *userdata) {
 
 /* The driver every format shares: the format loads each item and records the problems of each,
  * then the set is put in the format's order and the same version twice is refused. */
-int migdir_load_with(const char *dir, const migration_format *f, const migration_set *previous, migration_set **ret,
-                     migdir_errors *ret_errors) {
+static int load_with(const char *dir, const migration_format *f, const migration_set *previous, bool items,
+                     migration_set **ret, migdir_errors *ret_errors) {
         _cleanup_(migration_set_freep) migration_set *s = NULL;
         _cleanup_close_ int dir_fd = -1;
-        bool bad = false;
+        bool bad = false, bad_items = false;
         int r;
 
         dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -323,7 +352,7 @@ int migdir_load_with(const char *dir, const migration_format *f, const migration
         r = f->load_items(dir_fd, previous, s, ret_errors);
         if (r < 0)
                 return r;
-        bad = bad || r > 0;
+        bad_items = r > 0;
         for (size_t i = 0; i < s->n; i++) {
                 s->items[i].format = f;
                 if (f->prepare) {
@@ -343,14 +372,20 @@ int migdir_load_with(const char *dir, const migration_format *f, const migration
                                 return r;
                         bad = true;
                 }
-        if (bad)
+        /* problems of single items hide the others only when the caller cannot keep them apart */
+        if (bad || (bad_items && (!items || !ret_errors || !errors_all_items(ret_errors))))
                 return MIGDIR_INVALID;
         *ret = TAKE_PTR(s);
         return 0;
 }
 
-int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
-                       migdir_errors *ret_errors) {
+int migdir_load_with(const char *dir, const migration_format *f, const migration_set *previous, migration_set **ret,
+                     migdir_errors *ret_errors) {
+        return load_with(dir, f, previous, false, ret, ret_errors);
+}
+
+static int load_format(const char *dir, migdir_format format, const migration_set *previous, bool items,
+                       migration_set **ret, migdir_errors *ret_errors) {
         const migration_format *f = migration_format_get(format);
         int r;
 
@@ -358,10 +393,20 @@ int migdir_load_format(const char *dir, migdir_format format, const migration_se
                 return -EINVAL;
         if (previous && previous->format != format)
                 previous = NULL;
-        r = migdir_load_with(dir, f, previous, ret, ret_errors);
+        r = load_with(dir, f, previous, items, ret, ret_errors);
         if (r == 0)
                 (*ret)->format = format;
         return r;
+}
+
+int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
+                       migdir_errors *ret_errors) {
+        return load_format(dir, format, previous, false, ret, ret_errors);
+}
+
+int migdir_load_format_items(const char *dir, migdir_format format, const migration_set *previous,
+                             migration_set **ret, migdir_errors *ret_errors) {
+        return load_format(dir, format, previous, true, ret, ret_errors);
 }
 
 int migdir_load(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors) {

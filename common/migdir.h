@@ -85,6 +85,10 @@ typedef struct migration_set {
 typedef struct migdir_errors {
         char **messages;
         size_t n;
+        /* Per message, once a format tagged it (migdir_errors_tag): the version of the one item
+         * it is about, 0 when the item's version is unknown, -1 when it is not about one item. */
+        int64_t *versions;
+        size_t n_versions;
 } migdir_errors;
 
 /* Reads and validates dir. Returns 0 with *ret set, MIGDIR_INVALID with every problem in
@@ -97,6 +101,16 @@ int migdir_load(const char *dir, const migration_set *previous, migration_set **
 /* The same for a directory in the given format. */
 int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
                        migdir_errors *ret_errors);
+
+/* The same, except that an item with problems hides none of the others: when every problem is
+ * about one item (tagged by the format), returns 0 with the good items in *ret and those problems
+ * in *ret_errors, so that they are reported and the rest stays usable. Problems of the directory
+ * as a whole (its lock file, a duplicate version) still give MIGDIR_INVALID. */
+int migdir_load_format_items(const char *dir, migdir_format format, const migration_set *previous,
+                             migration_set **ret, migdir_errors *ret_errors);
+
+/* The version of the item errors->messages[i] is about: 0 unknown, -1 not about one item. */
+int64_t migdir_error_version(const migdir_errors *e, size_t i);
 
 /* The first format of the table that recognises dir (Prisma: migration_lock.toml), else
  * MIGDIR_NATIVE. *ret_reason, if given, says why in a phrase ("migration_lock.toml is present"). */

@@ -23,6 +23,7 @@ struct engine {
         migration_set *set;      /* the last good scan, reused to skip unchanged files */
         migdir_errors dir_errors; /* problems of the last scan */
         int dir_errno;            /* the directory itself could not be read */
+        bool dir_items_only;      /* every problem is about one item: the others stay usable */
         atomic_bool interrupted;
         _Atomic int stop_reason; /* engine_stop_reason */
 };

@@ -66,9 +66,14 @@ int engine_check_mark(engine *e, const engine_job *job, engine_error *err) {
         return r;
 }
 
-/* Runs fn for each of ms in one write transaction, then records the job. */
+/* Runs fn for each of ms in one write transaction, then records the job: in the same
+ * transaction, or once it has committed when the history lives apart (never a record of a
+ * change that was rolled back). */
 static int in_transaction(engine *e, const engine_job *job, const migration *const *ms, size_t n, bool applied,
                           const char *detail, int64_t from, int64_t to, engine_error *err) {
+        db_event ev = { .job_id = job->id, .direction = job->kind == ENGINE_JOB_BASELINE ? "baseline" : "mark",
+                        .from_version = from, .to_version = to, .detail = detail, .requested_by = job->requested_by };
+        bool apart = db_history_apart(e->db);
         db *d = e->db;
         db_failure f = {};
         int r;
@@ -76,18 +81,18 @@ static int in_transaction(engine *e, const engine_job *job, const migration *con
         r = db_begin(d, &f);
         for (size_t i = 0; r == 0 && i < n; i++)
                 r = applied ? db_mark_applied(d, ms[i], &f) : db_mark_rolled_back(d, ms[i], &f);
-        if (r == 0) {
-                db_event ev = { .job_id = job->id,
-                                .direction = job->kind == ENGINE_JOB_BASELINE ? "baseline" : "mark",
-                                .from_version = from, .to_version = to, .detail = detail,
-                                .requested_by = job->requested_by };
+        if (r == 0 && !apart)
                 r = db_record_event(d, &ev, &f);
-        }
         if (r == 0)
                 r = db_commit(d, &f);
         if (r != 0) {
                 db_rollback(d);
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
+        }
+        if (apart) {
+                r = db_record_event(d, &ev, &f);
+                if (r != 0)
+                        return r < 0 ? r : engine_fail_db(err, &f, NULL);
         }
         return 0;
 }

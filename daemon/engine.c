@@ -80,7 +80,8 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         if (!e)
                 return -ENOMEM;
         db_options dbo = { .backend = o->backend, .target = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
-                           .cancel = &e->interrupted, .format = o->format, .identity = o->identity };
+                           .cancel = &e->interrupted, .format = o->format, .identity = o->identity,
+                           .own_target = o->own_target, .own_identity = o->own_identity };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
         e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;
@@ -186,14 +187,16 @@ uint64_t engine_last_job_id(engine *e) {
 }
 
 /* Rescans the directory. Keeps the previous good set when the new scan is invalid, but reports
- * the problems: read views still answer, jobs refuse. */
+ * the problems: read views still answer, jobs refuse. Problems of single items (a bad Prisma
+ * folder) leave the other items usable: jobs refuse only plans that would need a bad one. */
 static int engine_scan(engine *e) {
         migration_set *s = NULL;
         int r;
 
         migdir_errors_clear(&e->dir_errors);
         e->dir_errno = 0;
-        r = migdir_load_format(e->migrations_dir, e->format, e->set, &s, &e->dir_errors);
+        r = migdir_load_format_items(e->migrations_dir, e->format, e->set, &s, &e->dir_errors);
+        e->dir_items_only = r == 0 && e->dir_errors.n > 0;
         if (r < 0 && r != -ENOMEM) {
                 e->dir_errno = -r;
                 return 0;
@@ -232,7 +235,7 @@ int engine_require_valid_directory(engine *e, engine_error *err) {
                 return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID, NULL,
                                    "cannot read the migrations directory %s: %s", e->migrations_dir,
                                    strerror(e->dir_errno));
-        if (e->dir_errors.n > 0)
+        if (e->dir_errors.n > 0 && !e->dir_items_only)
                 return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID,
                                    json_pack("{s:o}", "errors", report_dir_errors(&e->dir_errors)),
                                    "the migrations directory %s has %zu problem%s; first: %s", e->migrations_dir,
@@ -311,6 +314,27 @@ static int check_baseline(engine *e, const applied_set *applied, engine_error *e
                            "\"migratectl baseline V\" (nothing is run), then run up");
 }
 
+/* Whether the plan would need an item the directory could not load: an up needs every bad
+ * item not applied up to its target (all of them without one, and one whose version is unknown
+ * always); a down needs the applied ones above its target. */
+static int check_bad_items(engine *e, const applied_set *applied, const plan_request *req, const plan *p,
+                           engine_error *err) {
+        for (size_t i = 0; e->dir_items_only && i < e->dir_errors.n; i++) {
+                int64_t v = migdir_error_version(&e->dir_errors, i);
+                bool is_applied = v > 0 && applied_set_find(applied, v);
+                bool needed = req->direction == PLAN_UP
+                                      ? !is_applied && (v == 0 || req->to == PLAN_NO_TARGET || v <= req->to)
+                                      : is_applied && v > p->to_version;
+
+                if (needed)
+                        return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID,
+                                           json_pack("{s:o}", "errors", report_dir_errors(&e->dir_errors)),
+                                           "this plan needs a migration that cannot be used: %s",
+                                           e->dir_errors.messages[i]);
+        }
+        return 0;
+}
+
 int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *ret_current, engine_error *err) {
         applied_set applied = {};
         plan_error pe = {};
@@ -327,6 +351,11 @@ int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *r
                         r = plan_refused(err, &pe);
                         if (err->code == PROTOCOL_ERROR_IRREVERSIBLE)
                                 engine_explain_irreversible(e, err);
+                }
+                if (r == 0) {
+                        r = check_bad_items(e, &applied, req, *ret, err);
+                        if (r != 0)
+                                *ret = plan_free(*ret);
                 }
         }
         if (ret_current)

@@ -35,6 +35,10 @@ typedef struct engine_options {
         bool format_auto;
         const char *format_reason; /* why format, for status; NULL: set in the configuration */
         db_file_identity identity; /* the database file the daemon locked; unknown: whatever is there */
+        /* The state directory's history.sqlite, for migrated's own tables when the format keeps
+         * them out of the database (db_options.own_target); NULL: in the database. */
+        const char *own_target;
+        db_file_identity own_identity;
 } engine_options;
 
 /* A failure to hand back to the client: code, message, and details for scripts. */

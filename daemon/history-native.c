@@ -246,4 +246,5 @@ const history_format history_native = {
         .remove_applied = native_remove_applied,
         .mark_applied = native_mark_applied,
         .mark_rolled_back = native_mark_rolled_back,
+        .own_tables_in_database = true,
 };

@@ -159,12 +159,16 @@ static int exec_named(db *d, const char *sql, const char *name, int64_t *ret_cha
                         what);
 }
 
-/* A down leaves the row, rolled back: Prisma then sees the migration as not applied. */
+/* A down deletes the migration's applied row, as Prisma users do for a rollback by hand: "prisma
+ * migrate status" then lists it as pending (it counts a row with rolled_back_at set as recorded)
+ * and "migrate deploy" applies it again. Rows Prisma itself rolled back (a failed run resolved)
+ * are its history and stay. */
 static int prisma_remove_applied(db *d, const migration *m, db_failure *f) {
-        return exec_named(d,
-                          "UPDATE \"_prisma_migrations\" SET \"rolled_back_at\" = ?2 WHERE \"migration_name\" = ?1 "
-                          "AND \"finished_at\" IS NOT NULL AND \"rolled_back_at\" IS NULL",
-                          migration_record_name(m), NULL, f, "cannot record the reverted migration");
+        return db_query(d,
+                        "DELETE FROM \"_prisma_migrations\" WHERE \"migration_name\" = ?1 "
+                        "AND \"finished_at\" IS NOT NULL AND \"rolled_back_at\" IS NULL",
+                        (db_value[]) { DB_TEXT(migration_record_name(m)) }, 1, NULL, NULL, NULL, f,
+                        "cannot record the reverted migration");
 }
 
 static int count_row(const db_value *c, size_t n, void *userdata) {

@@ -21,6 +21,10 @@ struct history_format {
         /* Bookkeeping without running the script (the table exists, a write transaction is open). */
         int (*mark_applied)(db *d, const migration *m, db_failure *f);
         int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
+        /* migrated_attempts and migrated_meta live in the application database itself (native
+         * only, as they always have); false, the default: in the daemon's state directory, so that
+         * a foreign tool's view of the database holds no table of ours. */
+        bool own_tables_in_database;
 };
 
 extern const history_format history_native;
@@ -69,6 +73,11 @@ int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
 
 /* ---- history-attempts.c: migrated_attempts and migrated_meta ---- */
 
+/* The database that holds migrated's own tables for d: d->own when they live apart, else d. */
+static inline db *history_own(db *d) {
+        return d->own ?: d;
+}
+
 /* The layout of migrated's own tables that this build writes; older ones are upgraded in place. */
 #define HISTORY_SCHEMA_VERSION 2
 
@@ -78,8 +87,8 @@ extern const char history_attempts_columns[];
         "id, job_id, direction, status, from_version, to_version, versions, error, error_file, error_line, "     \
         "started_at, finished_at, requested_by, detail"
 
-/* The format's table, then the attempts and meta tables at the current layout (upgrading an
- * older one); the caller holds a write transaction. */
+/* The format's table, then (when they live in d) the attempts and meta tables at the current
+ * layout (upgrading an older one); the caller holds a write transaction on d. */
 int history_ensure(db *d, db_failure *f);
 /* The layout version recorded in the database: 0 when it has no tables of ours, 1 for the
  * unversioned layout that came before migrated_meta. */
@@ -91,6 +100,11 @@ int history_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failur
 int history_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
                            unsigned error_line, db_failure *f);
 int history_attempts(db *d, unsigned limit, json_t **ret, db_failure *f);
+/* Moves migrated_attempts and migrated_meta that an earlier migrated left in d to history_own(d)
+ * (when that is another database), then marks attempts left running as interrupted. */
 int history_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
 int history_record_event(db *d, const db_event *ev, db_failure *f);
+/* Moves the attempts and meta tables an earlier migrated left in app into own (see
+ * history_recover_interrupted); nothing when app has none. */
+int history_move_own(db *app, db *own, db_failure *f);
 int history_max_job_id(db *d, uint64_t *ret, db_failure *f);

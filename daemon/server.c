@@ -237,6 +237,24 @@ static void on_request(void *userdata, const peer *p, const char *line, size_t s
         commands_dispatch(userdata, p, line, size);
 }
 
+/* history.sqlite in the state directory, for migrated's own tables when the format keeps them
+ * out of the application database; validated as every state file is. */
+static int open_own_history(server *s, char **ret_path, db_file_identity *ret_identity) {
+        struct stat st;
+        int r;
+
+        r = statedir_create_file(s->state_fd, STATEDIR_HISTORY_NAME, &st);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "%s/%s is not a regular file of ours writable by us alone; move it aside",
+                                       s->cfg->state_dir, STATEDIR_HISTORY_NAME);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s/%s: %m", s->cfg->state_dir, STATEDIR_HISTORY_NAME);
+        if (asprintf(ret_path, "%s/%s", s->cfg->state_dir, STATEDIR_HISTORY_NAME) < 0)
+                return -ENOMEM;
+        *ret_identity = (db_file_identity) { .known = true, .dev = st.st_dev, .ino = st.st_ino };
+        return 0;
+}
+
 /* Opens both engines and clears what a killed predecessor left behind, before serving anyone. */
 static int open_engines(server *s, const db_file_identity *identity) {
         const char *reason = NULL;
@@ -247,10 +265,17 @@ static int open_engines(server *s, const db_file_identity *identity) {
                              .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
                              .format = detected, .format_auto = s->cfg->format < 0, .format_reason = reason,
                              .identity = *identity };
+        _cleanup_free_ char *own = NULL;
         engine_error err = {};
         json_t *snap = NULL;
         int r;
 
+        if (!db_format_keeps_own_tables(o.format)) {
+                r = open_own_history(s, &own, &o.own_identity);
+                if (r < 0)
+                        return r;
+                o.own_target = own;
+        }
         r = engine_new(&o, &s->job_engine, &err);
         if (r == 0) {
                 o.read_only = true;
