@@ -11,7 +11,17 @@
 #include "engine-internal.h"
 #include "macro.h"
 
-/* A migration named by its version, its recorded name (Prisma folder), its name or its file. */
+/* Whether target is the up file's name without its extensions: "0001_create_users" for
+ * 0001_create_users.up.sql, the stem `migratectl new` printed. */
+static bool is_file_stem(const migration *m, const char *target) {
+        size_t n = strlen(target);
+
+        return n > 0 && m->up.file && m->version_key && strneq(target, m->version_key, strlen(m->version_key)) &&
+               strneq(m->up.file, target, n) && m->up.file[n] == '.';
+}
+
+/* A migration named by its version, its recorded name (Prisma folder), its name, its file or its
+ * file's stem. */
 static const migration *find_target(const migration_set *set, const char *target) {
         char *end;
         long long v = strtoll(target, &end, 10);
@@ -20,7 +30,8 @@ static const migration *find_target(const migration_set *set, const char *target
                 return migration_set_find(set, v);
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
-                if (streq(migration_record_name(m), target) || streq(m->name, target) || streq(m->up.file, target))
+                if (streq(migration_record_name(m), target) || streq(m->name, target) || streq(m->up.file, target) ||
+                    is_file_stem(m, target))
                         return m;
         }
         return NULL;
