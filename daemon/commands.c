@@ -291,7 +291,7 @@ static void cmd_cancel(request *rq) {
                 if (id == 0 ? asprintf(&msg, "no job is running") < 0
                             : asprintf(&msg, "no job %" PRIu64 " is queued or running", id) < 0)
                         msg = NULL;
-                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_STATE_CONFLICT,
                                    msg ?: "no such job", NULL);
         } else
                 server_reply_result(rq->server, rq->peer.conn_id, rq->id, result);

@@ -133,7 +133,7 @@ int engine_baseline(engine *e, const engine_job *job, json_t **ret_result, engin
         empty = applied.n == 0 && applied.n_failed == 0;
         applied_set_clear(&applied);
         if (!empty)
-                return engine_fail(err, PROTOCOL_ERROR_INVALID_PARAMS, NULL,
+                return engine_fail(err, PROTOCOL_ERROR_STATE_CONFLICT, NULL,
                                    "a baseline is only for a database without migration history, and this one has "
                                    "one; use mark applied for single migrations");
         ms = calloc(e->set->n + 1, sizeof(*ms));

@@ -52,7 +52,7 @@ int history_refuse(db_failure *f, const char *fmt, ...) {
         int r;
 
         db_failure_clear(f);
-        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
+        f->code = PROTOCOL_ERROR_STATE_CONFLICT;
         va_start(ap, fmt);
         r = vasprintf(&f->message, fmt, ap);
         va_end(ap);

@@ -40,7 +40,7 @@ extern const char *const history_tables[];
 int history_load(db *d, const char *table, const char *sql, db_row_fn row, applied_set *ret, db_failure *f,
                  const char *what);
 
-/* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
+/* An expected refusal of a bookkeeping request (state_conflict), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
 
 /* ---- history-attempts.c: migrated_attempts and migrated_meta ---- */

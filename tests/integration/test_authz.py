@@ -391,7 +391,7 @@ class AuthzTest(harness.TestCase):
         self.assertEqual(self.assertResult(down)["status"], "reverted")
         self.assertResult(backup)
         # nothing to cancel, but past the permission check
-        self.assertError(cancel, "invalid_params")
+        self.assertError(cancel, "state_conflict")
         self.assertEqual(status["result"]["current_version"], 1)
         self.assertEqual(applied_versions(self.db), [1])
         self.assertEqual([r for r in self.refusals(d) if r[1] == self.member[0]], [],
