@@ -117,6 +117,12 @@ static const verb_doc docs[] = {
           "history (one created before migrated was used). Nothing is run.",
           OPTIONS("VERSION", "the newest migration the database already has"),
           "migratectl baseline 7" },
+        { "repair",
+          "Accepts the edited file of an applied migration on purpose: its checksum replaces the recorded "
+          "one, and the history records both checksums and who did it. For an edit that changes nothing "
+          "the database needs (a comment, a fix already made by hand); otherwise write a new migration.",
+          OPTIONS("MIGRATION", "the version (3), the file stem (0003_add_users), the name or the file"),
+          "migratectl repair 0003_add_users" },
         { "new",
           "Creates the next NNNN_NAME.up.sql and NNNN_NAME.down.sql in the migrations directory. "
           "Needs no daemon.",

@@ -309,7 +309,7 @@ static int verb_redo(const verb *v, int argc, char **argv) {
         json_auto_t *status = NULL, *down = NULL, *up = NULL, *doc = NULL;
         char label[128], question[192];
         request_args a = {};
-        int64_t version;
+        int64_t version, latest = -1;
         int r;
 
         r = parse_options_only(v, argc, argv, options, &a);
@@ -328,7 +328,10 @@ static int verb_redo(const verb *v, int argc, char **argv) {
         r = call_daemon(METHOD_DOWN, json_pack("{s:I}", "steps", (json_int_t) 1), arg_json ? NULL : render_job, &down);
         if (r != EXIT_OK)
                 return r;
-        r = call_daemon(METHOD_UP, json_pack("{s:I}", "to", (json_int_t) version), arg_json ? NULL : render_job, &up);
+        /* at the newest migration a plain up, which releases the gate's hold that down set */
+        json_get_int(status, "latest_version", &latest);
+        r = call_daemon(METHOD_UP, latest == version ? json_object() : json_pack("{s:I}", "to", (json_int_t) version),
+                        arg_json ? NULL : render_job, &up);
         if (r != EXIT_OK || !arg_json)
                 return r;
         doc = json_pack("{s:O,s:O}", "down", down, "up", up);
@@ -569,6 +572,27 @@ static int verb_mark(const verb *v, int argc, char **argv) {
                            NULL);
 }
 
+static int render_repaired(json_t *result) {
+        printf("%s: the edited file is accepted; its checksum %.12s%s replaces %.12s%s (recorded in history).\n",
+               json_get_str(result, "name") ?: "?", json_get_str(result, "checksum") ?: "?", glyph_ellipsis(),
+               json_get_str(result, "previous_checksum") ?: "?", glyph_ellipsis());
+        return 0;
+}
+
+/* repair MIGRATION: an applied migration's file was edited on purpose; accept its checksum. */
+static int verb_repair(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (argc - optind != 1)
+                return usage_error(v, "expected one MIGRATION (its version, name or file)");
+        return call_daemon(v->method, json_pack("{s:s}", "migration", argv[optind]), render_repaired, NULL);
+}
+
 static int verb_baseline(const verb *v, int argc, char **argv) {
         static const struct option options[] = { COMMON_OPTIONS, {} };
         request_args a = {};
@@ -664,6 +688,7 @@ const verb verbs[] = {
         { METHOD_LOCK_CHECK, NULL, verb_lock_check, "[--database PATH]", "Who holds the database and what to do" },
         { METHOD_MARK, NULL, verb_mark, "applied|rolled-back MIGRATION", "Record a migration's state without running it" },
         { METHOD_BASELINE, NULL, verb_baseline, "VERSION", "Record migrations up to VERSION as applied" },
+        { METHOD_REPAIR, NULL, verb_repair, "MIGRATION", "Accept an applied migration's edited file (new checksum)" },
         { _METHOD_INVALID, "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
         { _METHOD_INVALID, "help", verb_help, "[COMMAND]", "Show this list, or a command's options and an example" },
         {}

@@ -210,6 +210,8 @@ int db_record_event(db *d, const db_event *ev, db_failure *f);
 /* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
 int db_mark_applied(db *d, const migration *m, db_failure *f);
 int db_mark_rolled_back(db *d, const migration *m, db_failure *f);
+/* Records the file's current checksum for an applied migration (repair). */
+int db_repair_checksum(db *d, const migration *m, db_failure *f);
 /* Whether the database has tables of its own (not the backend's, not bookkeeping). */
 int db_has_user_tables(db *d, bool *ret);
 

@@ -162,6 +162,20 @@ static int native_mark_rolled_back(db *d, const migration *m, db_failure *f) {
         return 0;
 }
 
+static int native_repair_checksum(db *d, const migration *m, db_failure *f) {
+        int64_t changes = 0;
+        int r;
+
+        r = db_query(d, "UPDATE migrated_schema SET checksum = ?2 WHERE version = ?1",
+                     (db_value[]) { DB_INT(m->version), DB_TEXT(m->checksum) }, 2, NULL, NULL, &changes, f,
+                     "cannot record the new checksum");
+        if (r != 0)
+                return r;
+        if (changes == 0)
+                return history_refuse(f, "%s is not applied: there is no recorded checksum to repair", m->up.file);
+        return 0;
+}
+
 const history_format history_native = {
         .format = MIGDIR_NATIVE,
         .table = "migrated_schema",
@@ -171,4 +185,5 @@ const history_format history_native = {
         .remove_applied = native_remove_applied,
         .mark_applied = native_mark_applied,
         .mark_rolled_back = native_mark_rolled_back,
+        .repair_checksum = native_repair_checksum,
 };

@@ -20,6 +20,8 @@ struct history_format {
         /* Bookkeeping without running the script (the table exists, a write transaction is open). */
         int (*mark_applied)(db *d, const migration *m, db_failure *f);
         int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
+        /* Records m's current checksum for its applied row (repair); NULL: the format has none to repair. */
+        int (*repair_checksum)(db *d, const migration *m, db_failure *f);
 };
 
 extern const history_format history_native;

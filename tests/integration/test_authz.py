@@ -62,6 +62,7 @@ METHOD_TABLE = {
     "restore": ("change", [RESTORE]),
     "mark": ("change", [{"migration": "2", "state": "applied"}, {"migration": "1", "state": "rolled_back"}]),
     "baseline": ("change", [{"version": 2}]),
+    "repair": ("change", [{"migration": "1"}]),
 }
 # Dry runs of changing methods change nothing, so anyone who may read may ask for one.
 DRY_RUNS = [("up", {"dry_run": True}), ("down", {"steps": 1, "dry_run": True})]

@@ -150,6 +150,30 @@ class CliDaemonTest(harness.TestCase):
         self.assertIn("Reverted 1 migration", r.out)
         self.assertIn("Applied 1 migration", r.out)
 
+    def test_repair_accepts_an_edited_file_and_records_who(self):
+        d = self.start()
+        self.assertCtl(d.ctl("up"), 0)
+        r = self.assertCtl(d.ctl("repair", "0002_t2"), 1)
+        self.assertEqual(r.json["error"]["code"], "state_conflict")  # nothing edited yet
+        path = os.path.join(self.mig, harness.up_file(self.mig, 2))
+        old = harness.sha256_file(path)
+        with open(path, "a") as f:
+            f.write("-- a comment added after deployment\n")
+        self.assertCtl(d.ctl("status", "--check"), 5)
+        r = self.assertCtl(d.ctl("repair", "0002_t2", json_out=False), 0)
+        self.assertIn("t2: the edited file is accepted", r.out)
+        self.assertCtl(d.ctl("status", "--check"), 0)
+        self.assertCtl(d.ctl("verify"), 0)
+        attempt = self.assertCtl(d.ctl("history", "--limit", 1), 0).json["attempts"][0]
+        self.assertEqual((attempt["direction"], attempt["status"]), ("repair", "succeeded"))
+        self.assertIn("uid=%d" % os.getuid(), attempt["requested_by"])
+        self.assertIn(old, attempt["detail"])
+        self.assertIn(harness.sha256_file(path), attempt["detail"])
+        self.assertEqual(harness.applied_versions(self.db), [1, 2, 3])
+        r = self.assertCtl(d.ctl("repair", "9"), 1)
+        self.assertEqual(r.json["error"]["code"], "unknown_version")
+        self.assertCtl(d.ctl("repair"), 2)
+
     def test_mark_applied_by_the_stem_new_wrote(self):
         d = self.start()
         r = self.assertCtl(d.ctl("mark", "applied", "0001_t1"), 0)

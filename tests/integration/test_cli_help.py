@@ -8,7 +8,7 @@ import harness
 from harness import ctl
 
 VERBS = ["status", "version", "up", "down", "redo", "plan", "history", "verify", "wait", "cancel", "backup",
-         "backups", "restore", "lock-check", "mark", "baseline", "new", "help"]
+         "backups", "restore", "lock-check", "mark", "baseline", "repair", "new", "help"]
 
 # Each verb's own options, every one of which its help page must explain.
 OPTIONS = {
