@@ -78,6 +78,36 @@ class CliDaemonTest(harness.TestCase):
     def pty(self, *args, env=None):
         return PtyRun(["--socket", self.d.socket] + list(args), env=env)
 
+    def start_failing(self, database, migrations, socket_path=None):
+        d = self.daemon(database, migrations, socket_path=socket_path, start=False)
+        d.start(wait=False)
+        return d, d.wait(30)
+
+    def test_daemon_start_errors_name_the_path_and_the_remedy(self):
+        mig = harness.write_migrations(self.path("migrations"), {1: ("one", "CREATE TABLE one (id INTEGER);\n", None)})
+        missing = self.path("no-such-migrations")
+        d, rc = self.start_failing(self.path("db.sqlite"), missing)
+        self.assertEqual(rc, 2, d.log())
+        self.assertIn("The migrations directory %s does not exist" % missing, d.log())
+        self.assertIn("migratectl new NAME --migrations %s" % missing, d.log())
+        self.assertFalse(os.path.exists(self.path("db.sqlite")), "nothing is created for a refused start")
+
+        with open(self.path("a-file"), "w"):
+            pass
+        d, rc = self.start_failing(self.path("db.sqlite"), self.path("a-file"))
+        self.assertEqual(rc, 2, d.log())
+        self.assertIn("is not a directory", d.log())
+
+        d, rc = self.start_failing(self.path("no-dir", "db.sqlite"), mig)
+        self.assertEqual(rc, 1, d.log())
+        self.assertIn("no-dir/db.sqlite", d.log())
+        self.assertIn("create it, or correct database=", d.log())
+
+        d, rc = self.start_failing(self.path("db.sqlite"), mig, socket_path=self.path("no-run", "m.sock"))
+        self.assertEqual(rc, 1, d.log())
+        self.assertIn("no-run/m.sock", d.log())
+        self.assertIn("RuntimeDirectory=", d.log())
+
     def test_shared_options_after_the_verb(self):
         d = self.start()
         r = self.assertCtl(ctl("status", "--socket", d.socket, "--json"), 0)
