@@ -186,7 +186,7 @@ int help_overview(void) {
         size_t column = 0;
 
         for (const verb *v = verbs; v->run; v++)
-                if (strlen(verb_name(v)) > column)
+                if (v->help && strlen(verb_name(v)) > column)
                         column = strlen(verb_name(v));
         column += 4;
 
@@ -194,7 +194,8 @@ int help_overview(void) {
                "Client of migrated, the daemon that applies schema migrations to one database.\n\n"
                "Commands:\n");
         for (const verb *v = verbs; v->run; v++)
-                print_item(verb_name(v), v->help, column);
+                if (v->help)
+                        print_item(verb_name(v), v->help, column);
         printf("\nOptions (before or after the command):\n");
         print_options(shared_options);
         print_item("--version", "show migratectl's version (the schema's: migratectl version)", OPTION_COLUMN);
@@ -219,7 +220,7 @@ int help_verb(const verb *v) {
         const verb_doc *d = doc_find(verb_name(v));
 
         printf("Usage: migratectl %s %s\n\n", verb_name(v), v->usage);
-        print_wrapped(v->help, 0);
+        print_wrapped(v->help ?: "Names for the shell completion, one a line (internal).", 0);
         if (d) {
                 putchar('\n');
                 print_wrapped(d->about, 0);

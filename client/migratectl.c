@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "complete.h"
 #include "config.h"
 #include "confirm.h"
 #include "conn.h"
@@ -668,7 +669,30 @@ static int verb_cancel(const verb *v, int argc, char **argv) {
         return call_daemon(v->method, params, render_cancel, NULL);
 }
 
-/* In the order --help lists them; each help line fits VERB_HELP_MAX. */
+/* __complete verbs|migrations|backups: names for the shell completion, one a line (the scripts
+ * send standard error to /dev/null: a completion stays quiet when the daemon is away). */
+static int verb_complete(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        const char *what;
+        request_args a = {};
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (argc - optind > 1)
+                return usage_error(v, "unexpected argument '%s'", argv[optind + 1]);
+        what = argc > optind ? argv[optind] : "verbs";
+        arg_json = false;
+        if (streq(what, "migrations"))
+                return call_daemon(METHOD_STATUS, NULL, complete_print_migrations, NULL);
+        if (streq(what, "backups"))
+                return call_daemon(METHOD_BACKUPS, NULL, complete_print_backups, NULL);
+        complete_print_verbs();
+        return EXIT_OK;
+}
+
+/* In the order --help lists them; each help line fits VERB_HELP_MAX; no help line: hidden. */
 const verb verbs[] = {
         { METHOD_STATUS, NULL, verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
         { METHOD_STATUS, "version", verb_version, "", "Print the schema version alone (for scripts)" },
@@ -691,12 +715,13 @@ const verb verbs[] = {
         { METHOD_REPAIR, NULL, verb_repair, "MIGRATION", "Accept an applied migration's edited file (new checksum)" },
         { _METHOD_INVALID, "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
         { _METHOD_INVALID, "help", verb_help, "[COMMAND]", "Show this list, or a command's options and an example" },
+        { _METHOD_INVALID, "__complete", verb_complete, "verbs|migrations|backups", NULL },
         {}
 };
 /* Every method but hello has its verb, plus the verbs named in their row (version, redo, new,
- * help) and the end marker: a method added to the protocol's table without a verb here fails to
- * build (or, if it has none, adjust the count). */
-_Static_assert(ELEMENTSOF(verbs) == _METHOD_MAX - 1 + 4 + 1, "one verb per method with a verb");
+ * help, __complete) and the end marker: a method added to the protocol's table without a verb
+ * here fails to build (or, if it has none, adjust the count). */
+_Static_assert(ELEMENTSOF(verbs) == _METHOD_MAX - 1 + 5 + 1, "one verb per method with a verb");
 
 const verb *verb_find(const char *name) {
         for (const verb *v = verbs; v->run; v++)
@@ -724,7 +749,8 @@ static int missing_command(void) {
         size_t k = 0;
 
         for (const verb *v = verbs; v->run && k < sizeof(list); v++)
-                k += (size_t) snprintf(list + k, sizeof(list) - k, "%s%s", k > 0 ? ", " : "", verb_name(v));
+                if (v->help)
+                        k += (size_t) snprintf(list + k, sizeof(list) - k, "%s%s", k > 0 ? ", " : "", verb_name(v));
         return usage_error(NULL, "missing command (one of %s)", list);
 }
 
