@@ -26,8 +26,8 @@ static const verb_doc docs[] = {
         { "status",
           "Shows the database's schema version, the newest migration in the directory, the applied and "
           "pending migrations, and any problem (an edited applied file, a missing file, a failed migration).",
-          OPTIONS("--check", "exit 4 when migrations are pending, 5 when an applied file was edited, 0 when "
-                  "the schema is current (for scripts and monitoring)"),
+          OPTIONS("--check", "exit 4 when migrations are pending, 5 when an applied file was edited, 1 for "
+                  "another problem (a missing file or directory), 0 when the schema is current"),
           "migratectl status --check || echo 'not current'" },
         { "up",
           "Applies the pending migrations in one transaction: all of them or none. The dependent units are "

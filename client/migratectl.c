@@ -198,6 +198,8 @@ static int verb_status(const verb *v, int argc, char **argv) {
                 return r;
         if (has_checksum_mismatch(result))
                 return EXIT_CHECKSUM;
+        if (json_get_array_size(result, "problems") > 0) /* a missing file, an unreadable directory */
+                return EXIT_FAILED;
         return json_get_array_size(result, "pending") > 0 ? EXIT_PENDING : EXIT_OK;
 }
 

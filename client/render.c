@@ -206,11 +206,12 @@ static void render_problem(FILE *f, json_t *p) {
         fputs("  ", f);
         for (const char *k = kind; *k; k++)
                 fputc(*k == '_' ? ' ' : toupper((unsigned char) *k), f);
-        fputc(' ', f);
         if (file)
-                fputs(file, f);
-        else
+                fprintf(f, " %s", file);
+        else if (json_object_get(p, "version")) { /* a problem of the whole directory names none */
+                fputc(' ', f);
                 print_migration(f, p);
+        }
         if (streq(kind, "checksum_mismatch") && json_get_str(p, "expected") && json_get_str(p, "actual"))
                 fprintf(f, ": recorded %.*s%s, file now %.*s%s\n", SHORT_CHECKSUM, json_get_str(p, "expected"),
                         glyph_ellipsis(), SHORT_CHECKSUM, json_get_str(p, "actual"), glyph_ellipsis());

@@ -108,6 +108,16 @@ class CliDaemonTest(harness.TestCase):
         self.assertIn("no-run/m.sock", d.log())
         self.assertIn("RuntimeDirectory=", d.log())
 
+    def test_status_check_fails_when_the_directory_is_gone(self):
+        d = self.start()
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertCtl(d.ctl("status", "--check"), 0)
+        os.rename(self.mig, self.mig + ".moved")
+        r = self.assertCtl(d.ctl("status", "--check", json_out=False), 1)
+        self.assertIn("DIRECTORY: cannot read the migrations directory %s" % self.mig, r.out)
+        os.rename(self.mig + ".moved", self.mig)
+        self.assertCtl(d.ctl("status", "--check"), 0)
+
     def test_shared_options_after_the_verb(self):
         d = self.start()
         r = self.assertCtl(ctl("status", "--socket", d.socket, "--json"), 0)
