@@ -452,17 +452,6 @@ static int verb_new(const verb *v, int argc, char **argv) {
         return new_migration(a.migrations ?: new_default_dir(), argv[optind], arg_json);
 }
 
-static int render_wait(json_t *result) {
-        char buf[24];
-
-        if (json_get_bool(result, "schema_current", true))
-                printf("The schema is current (version %s).\n", fmt_version(result, "current_version", buf));
-        else
-                printf("Go ahead on version %s: %s.\n", fmt_version(result, "current_version", buf),
-                       json_get_str(result, "reason") ?: "the last migration failed");
-        return 0;
-}
-
 /* The gate for services (ExecStartPre=): returns once the schema is current. */
 static int verb_wait(const verb *v, int argc, char **argv) {
         static const struct option options[] = {
@@ -540,19 +529,6 @@ static int verb_restore(const verb *v, int argc, char **argv) {
         return call_daemon(v->method, params, render_job, NULL);
 }
 
-static int render_marked(json_t *result) {
-        const char *status = json_get_str(result, "status") ?: "";
-        char buf[24];
-
-        if (streq(status, "baselined"))
-                printf("Baseline recorded: migrations up to %s marked applied (nothing was run).\n",
-                       fmt_version(result, "to_version", buf));
-        else
-                printf("%s marked %s (nothing was run).\n", json_get_str(result, "name") ?: "?",
-                       streq(status, "marked_applied") ? "applied" : "rolled back");
-        return 0;
-}
-
 /* mark applied|rolled-back MIGRATION: Prisma's migrate resolve, in both formats. */
 static int verb_mark(const verb *v, int argc, char **argv) {
         static const struct option options[] = { COMMON_OPTIONS, {} };
@@ -573,13 +549,6 @@ static int verb_mark(const verb *v, int argc, char **argv) {
                 return usage_error(v, "the state must be 'applied' or 'rolled-back', not '%s'", argv[optind]);
         return call_daemon(v->method, json_pack("{s:s,s:s}", "migration", argv[optind + 1], "state", state), render_marked,
                            NULL);
-}
-
-static int render_repaired(json_t *result) {
-        printf("%s: the edited file is accepted; its checksum %.12s%s replaces %.12s%s (recorded in history).\n",
-               json_get_str(result, "name") ?: "?", json_get_str(result, "checksum") ?: "?", glyph_ellipsis(),
-               json_get_str(result, "previous_checksum") ?: "?", glyph_ellipsis());
-        return 0;
 }
 
 /* repair MIGRATION: an applied migration's file was edited on purpose; accept its checksum. */
@@ -631,19 +600,6 @@ static int verb_lock_check(const verb *v, int argc, char **argv) {
         if (r != EXIT_OK)
                 return r;
         return lockcheck_exit_code(result);
-}
-
-static int render_cancel(json_t *result) {
-        int64_t id = 0;
-        const char *state = json_get_str(result, "state");
-
-        json_get_int(result, "job_id", &id);
-        if (state && streq(state, "removed"))
-                printf("Job %" PRId64 " removed from the queue.\n", id);
-        else
-                printf("Job %" PRId64 " is being cancelled: its transaction is rolled back and the units are "
-                       "started again.\n", id);
-        return 0;
 }
 
 static int verb_cancel(const verb *v, int argc, char **argv) {

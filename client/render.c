@@ -642,3 +642,47 @@ int render_verify(json_t *result) {
         render_problems(problems);
         return 0;
 }
+
+int render_wait(json_t *result) {
+        char buf[24];
+
+        if (json_get_bool(result, "schema_current", true))
+                printf("The schema is current (version %s).\n", fmt_version(result, "current_version", buf));
+        else
+                printf("Go ahead on version %s: %s.\n", fmt_version(result, "current_version", buf),
+                       json_get_str(result, "reason") ?: "the last migration failed");
+        return 0;
+}
+
+int render_marked(json_t *result) {
+        const char *status = json_get_str(result, "status") ?: "";
+        char buf[24];
+
+        if (streq(status, "baselined"))
+                printf("Baseline recorded: migrations up to %s marked applied (nothing was run).\n",
+                       fmt_version(result, "to_version", buf));
+        else
+                printf("%s marked %s (nothing was run).\n", json_get_str(result, "name") ?: "?",
+                       streq(status, "marked_applied") ? "applied" : "rolled back");
+        return 0;
+}
+
+int render_repaired(json_t *result) {
+        printf("%s: the edited file is accepted; its checksum %.12s%s replaces %.12s%s (recorded in history).\n",
+               json_get_str(result, "name") ?: "?", json_get_str(result, "checksum") ?: "?", glyph_ellipsis(),
+               json_get_str(result, "previous_checksum") ?: "?", glyph_ellipsis());
+        return 0;
+}
+
+int render_cancel(json_t *result) {
+        int64_t id = 0;
+        const char *state = json_get_str(result, "state");
+
+        json_get_int(result, "job_id", &id);
+        if (state && streq(state, "removed"))
+                printf("Job %" PRId64 " removed from the queue.\n", id);
+        else
+                printf("Job %" PRId64 " is being cancelled: its transaction is rolled back and the units are "
+                       "started again.\n", id);
+        return 0;
+}
