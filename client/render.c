@@ -668,8 +668,9 @@ int render_marked(json_t *result) {
 }
 
 int render_repaired(json_t *result) {
-        printf("%s: the edited file is accepted; its checksum %.12s%s replaces %.12s%s (recorded in history).\n",
-               json_get_str(result, "name") ?: "?", json_get_str(result, "checksum") ?: "?", glyph_ellipsis(),
+        print_migration(stdout, result);
+        printf(": the edited file is accepted; its checksum %.*s%s replaces %.*s%s (recorded in history).\n",
+               SHORT_CHECKSUM, json_get_str(result, "checksum") ?: "?", glyph_ellipsis(), SHORT_CHECKSUM,
                json_get_str(result, "previous_checksum") ?: "?", glyph_ellipsis());
         return 0;
 }

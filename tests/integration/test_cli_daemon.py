@@ -201,7 +201,7 @@ class CliDaemonTest(harness.TestCase):
             f.write("-- a comment added after deployment\n")
         self.assertCtl(d.ctl("status", "--check"), 5)
         r = self.assertCtl(d.ctl("repair", "0002_t2", json_out=False), 0)
-        self.assertIn("t2: the edited file is accepted", r.out)
+        self.assertIn("0002 t2: the edited file is accepted", r.out)
         self.assertCtl(d.ctl("status", "--check"), 0)
         self.assertCtl(d.ctl("verify"), 0)
         attempt = self.assertCtl(d.ctl("history", "--limit", 1), 0).json["attempts"][0]
