@@ -219,7 +219,9 @@ static const verb_doc *doc_find(const char *name) {
 int help_verb(const verb *v) {
         const verb_doc *d = doc_find(verb_name(v));
 
-        printf("Usage: migratectl %s %s\n\n", verb_name(v), v->usage);
+        printf("Usage: migratectl %s%s", verb_name(v), *v->usage ? " " : "");
+        print_wrapped(v->usage, strlen("Usage: migratectl  ") + strlen(verb_name(v)));
+        putchar('\n');
         print_wrapped(v->help ?: "Names for the shell completion, one a line (internal).", 0);
         if (d) {
                 putchar('\n');

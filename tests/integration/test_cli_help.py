@@ -48,7 +48,7 @@ class CliHelpTest(harness.TestCase):
                 for option in OPTIONS.get(v, []) + SHARED:
                     self.assertRegex(page, r"\n  (-h, )?%s\b.*\S" % re.escape(option),
                                      "%s --help does not explain %s" % (v, option))
-                for line in page.splitlines()[1:]:
+                for line in page.splitlines():
                     self.assertLessEqual(len(line), 80, "too wide: %r" % line)
 
     def test_did_you_mean(self):
