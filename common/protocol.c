@@ -44,6 +44,7 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_BACKUP_SPACE] = "backup_space",
         [PROTOCOL_ERROR_DISK_FULL] = "disk_full",
         [PROTOCOL_ERROR_NOT_WRITABLE] = "not_writable",
+        [PROTOCOL_ERROR_STATE_CONFLICT] = "state_conflict",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

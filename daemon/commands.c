@@ -292,7 +292,7 @@ static void cmd_cancel(request *rq) {
                 if (id == 0 ? asprintf(&msg, "no job is running") < 0
                             : asprintf(&msg, "no job %" PRIu64 " is queued or running", id) < 0)
                         msg = NULL;
-                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_STATE_CONFLICT,
                                    msg ?: "no such job", NULL);
         } else
                 server_reply_result(rq->server, rq->peer.conn_id, rq->id, result);
@@ -381,6 +381,22 @@ static void cmd_baseline(request *rq) {
         request_free(rq);
 }
 
+/* repair {"migration": ...}: accept an applied migration's edited file on purpose. */
+static void cmd_repair(request *rq) {
+        _cleanup_free_ char *who = describe_peer(&rq->peer);
+        const char *target = json_string_value(json_object_get(rq->params, "migration"));
+        engine_job spec = { .kind = ENGINE_JOB_REPAIR, .requested_by = who, .target = target };
+
+        if (!target) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "repair needs \"migration\"", NULL);
+                request_free(rq);
+                return;
+        }
+        jobs_submit(rq->server->jobs, &spec, rq->peer.conn_id, rq->id);
+        request_free(rq);
+}
+
 static void cmd_backup(request *rq) {
         submit_simple_job(rq, ENGINE_JOB_BACKUP);
 }
@@ -436,6 +452,7 @@ static const command_fn handlers[] = {
         [METHOD_RESTORE] = cmd_restore,
         [METHOD_MARK] = cmd_mark,
         [METHOD_BASELINE] = cmd_baseline,
+        [METHOD_REPAIR] = cmd_repair,
 };
 _Static_assert(ELEMENTSOF(handlers) == _METHOD_MAX, "one handler per protocol_method_id");
 

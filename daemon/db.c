@@ -223,6 +223,17 @@ int db_adopt_claimed_format(db *d, migdir_format *ret, db_failure *f) {
         return r;
 }
 
+int db_repair_checksum(db *d, const migration *m, db_failure *f) {
+        int r = history_ensure(d, f);
+
+        if (r != 0)
+                return r;
+        if (!d->history->repair_checksum)
+                return history_refuse(f, "checksums recorded in %s cannot be repaired by migrated (only the native "
+                                      "format's)", d->history->table);
+        return d->history->repair_checksum(d, m, f);
+}
+
 int db_has_user_tables(db *d, bool *ret) {
         return d->backend->has_user_tables(d, history_tables, ret);
 }

@@ -231,6 +231,8 @@ const char *db_history_table(db *d);
  * (golang-migrate's schema_migrations with its dirty column), switches the connection's
  * bookkeeping to that format and sets *ret to it; otherwise leaves *ret alone. */
 int db_adopt_claimed_format(db *d, migdir_format *ret, db_failure *f);
+/* Records the file's current checksum for an applied migration (repair). */
+int db_repair_checksum(db *d, const migration *m, db_failure *f);
 /* Whether the database has tables of its own (not the backend's, not bookkeeping). */
 int db_has_user_tables(db *d, bool *ret);
 

@@ -58,6 +58,7 @@ int engine_check_restore(engine *e, const engine_job *job, engine_error *err);
 /* engine-mark.c */
 int engine_mark(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
 int engine_baseline(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
+int engine_repair(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
 int engine_check_mark(engine *e, const engine_job *job, engine_error *err);
 
 /* Requires the directory to be readable and valid now (jobs refuse otherwise). */

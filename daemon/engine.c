@@ -428,6 +428,7 @@ int engine_preview(engine *e, const engine_job *job, bool *ret_changes, engine_e
         case ENGINE_JOB_MARK_APPLIED:
         case ENGINE_JOB_MARK_ROLLED_BACK:
         case ENGINE_JOB_BASELINE:
+        case ENGINE_JOB_REPAIR:
                 *ret_changes = false; /* bookkeeping only: the schema and the services are not touched */
                 return engine_check_mark(e, job, err);
         default:
@@ -447,6 +448,7 @@ const char *engine_job_kind_name(const engine_job *j) {
         case ENGINE_JOB_MARK_APPLIED: return "mark-applied";
         case ENGINE_JOB_MARK_ROLLED_BACK: return "mark-rolled-back";
         case ENGINE_JOB_BASELINE: return "baseline";
+        case ENGINE_JOB_REPAIR: return "repair";
         default: return j->request.direction == PLAN_UP ? "up" : "down";
         }
 }
@@ -464,6 +466,7 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
         case ENGINE_JOB_MARK_APPLIED:
         case ENGINE_JOB_MARK_ROLLED_BACK: return engine_mark(e, job, ret_result, err);
         case ENGINE_JOB_BASELINE: return engine_baseline(e, job, ret_result, err);
+        case ENGINE_JOB_REPAIR: return engine_repair(e, job, ret_result, err);
         default: return engine_run_plan(e, job, e->backup_dir != NULL, progress, userdata, ret_result, err);
         }
 }

@@ -100,6 +100,7 @@ typedef enum engine_job_kind {
         ENGINE_JOB_MARK_APPLIED,     /* record a migration as applied without running it */
         ENGINE_JOB_MARK_ROLLED_BACK, /* resolve a failed (Prisma) / forget an applied (ours) migration */
         ENGINE_JOB_BASELINE,         /* record everything up to a version as applied, on an empty history */
+        ENGINE_JOB_REPAIR,           /* accept an applied migration's edited file: record its new checksum */
 } engine_job_kind;
 
 typedef struct engine_job {
@@ -109,7 +110,7 @@ typedef struct engine_job {
         bool per_migration;
         const char *requested_by;
         const char *backup; /* restore: the backup's file name; NULL: the newest */
-        const char *target; /* mark: the migration (version, name or file); baseline: the version */
+        const char *target; /* mark, repair: the migration (version, name or file); baseline: the version */
 } engine_job;
 
 const char *engine_job_kind_name(const engine_job *j);

@@ -89,7 +89,7 @@ int history_refuse(db_failure *f, const char *fmt, ...) {
         int r;
 
         db_failure_clear(f);
-        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
+        f->code = PROTOCOL_ERROR_STATE_CONFLICT;
         va_start(ap, fmt);
         r = vasprintf(&f->message, fmt, ap);
         va_end(ap);
@@ -237,6 +237,20 @@ static int native_mark_rolled_back(db *d, const migration *m, db_failure *f) {
         return 0;
 }
 
+static int native_repair_checksum(db *d, const migration *m, db_failure *f) {
+        int64_t changes = 0;
+        int r;
+
+        r = db_query(d, "UPDATE migrated_schema SET checksum = ?2 WHERE version = ?1",
+                     (db_value[]) { DB_INT(m->version), DB_TEXT(m->checksum) }, 2, NULL, NULL, &changes, f,
+                     "cannot record the new checksum");
+        if (r != 0)
+                return r;
+        if (changes == 0)
+                return history_refuse(f, "%s is not applied: there is no recorded checksum to repair", m->up.file);
+        return 0;
+}
+
 const history_format history_native = {
         .format = MIGDIR_NATIVE,
         .table = "migrated_schema",
@@ -247,4 +261,5 @@ const history_format history_native = {
         .mark_applied = native_mark_applied,
         .mark_rolled_back = native_mark_rolled_back,
         .own_tables_in_database = true,
+        .repair_checksum = native_repair_checksum,
 };

@@ -25,6 +25,8 @@ struct history_format {
          * only, as they always have); false, the default: in the daemon's state directory, so that
          * a foreign tool's view of the database holds no table of ours. */
         bool own_tables_in_database;
+        /* Records m's current checksum for its applied row (repair); NULL: the format has none to repair. */
+        int (*repair_checksum)(db *d, const migration *m, db_failure *f);
 };
 
 extern const history_format history_native;
@@ -58,17 +60,13 @@ int history_is_applied(db *d, const history_format *h, int64_t version, bool *re
  * migration is already applied. */
 int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
 
-/* mark_applied for a history without a failed state: refused when m is applied already, else
- * recorded as applied in no time. */
-int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
-
 /* Appends a zeroed item to a's applied migrations and returns it, or NULL. */
 applied_migration *history_add_applied(applied_set *a);
 
 /* Adds name to the failed migrations of a, once. */
 int history_add_failed(applied_set *a, const char *name);
 
-/* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
+/* An expected refusal of a bookkeeping request (state_conflict), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
 
 /* ---- history-attempts.c: migrated_attempts and migrated_meta ---- */

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "macro.h"
 #include "server.h"
+#include "startcheck.h"
 
 typedef struct refresh {
         server *server;
@@ -321,6 +322,10 @@ int main(int argc, char **argv) {
                 config_clear(&cfg);
                 return r == CONFIG_EXIT_OK ? EXIT_SUCCESS : 2;
         }
+        if (startcheck_migrations_dir(cfg.migrations_dir) < 0) {
+                config_clear(&cfg);
+                return 2; /* a configuration error, like an unknown option */
+        }
         create = (dblock_create) { .owner = cfg.database_uid, .group = cfg.database_gid,
                                    .mode = (mode_t) cfg.database_mode };
         r = dblock_acquire(cfg.database, &create, &lock_fd, &identity, &created, &holder);
@@ -335,7 +340,9 @@ int main(int argc, char **argv) {
                 return EXIT_FAILURE;
         }
         if (r < 0) {
-                log_error_errno(r, "Failed to open and lock %s: %m", cfg.database);
+                const char *remedy = startcheck_remedy(r, false);
+                log_error_errno(r, "Failed to open and lock %s: %m%s%s", cfg.database, remedy ? "; " : "",
+                                remedy ?: "");
                 config_clear(&cfg);
                 return EXIT_FAILURE;
         }

@@ -225,8 +225,10 @@ static int plan_up(const migration_set *set, const applied_set *applied, const p
                               "there is no migration %s in %s", VTEXT(req->to), set->dir);
         if (version_cmp(set, target, current) < 0)
                 return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
-                              "target %s is older than the current version %s; use down --to %s", VTEXT(target),
-                              VTEXT(current), VTEXT(target));
+                              "version %s is %s (the current version is %s): up only goes forward; to go back "
+                              "to %s, use down --to %s",
+                              VTEXT(target), applied_set_find(applied, target) ? "already applied" : "older than the current one",
+                              VTEXT(current), VTEXT(target), VTEXT(target));
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
                 if (version_cmp(set, m->version, current) < 0 && !applied_set_find(applied, m->version) && !req->allow_out_of_order)
@@ -281,8 +283,10 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
                                 count++;
         } else {
                 int64_t steps = req->steps == 0 ? 1 : req->steps;
-                if (steps < 0 || (uint64_t) steps > applied->n)
-                        return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL,
+                if (steps < 0)
+                        return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL, "\"steps\" must be at least 1");
+                if ((uint64_t) steps > applied->n)
+                        return refuse(e, PROTOCOL_ERROR_STATE_CONFLICT, NULL,
                                       "cannot revert %" PRId64 " migrations: %zu applied", steps, applied->n);
                 count = (size_t) steps;
         }

@@ -60,9 +60,12 @@ json_t *report_status(const char *database, const migration_set *set, const appl
 
         for (size_t i = 0; i < applied->n; i++) {
                 const applied_migration *a = &applied->items[i];
+                const migration *f = set ? migration_set_find(set, a->version) : NULL;
                 json_t *m = json_object();
                 json_object_set_new(m, "version", json_integer(a->version));
                 json_object_set_new(m, "name", json_string(a->name));
+                if (f) /* the file it came from, while it is still there */
+                        json_object_set_new(m, "file", json_string(f->up.file));
                 json_object_set_new(m, "checksum", json_string(a->checksum));
                 json_object_set_new(m, "applied_at", json_string(a->applied_at));
                 json_object_set_new(m, "duration_ms", json_integer(a->duration_ms));

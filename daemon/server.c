@@ -20,6 +20,7 @@
 #include "log.h"
 #include "macro.h"
 #include "server.h"
+#include "startcheck.h"
 
 /* A final reply that cannot be encoded (e.g. no memory for it) still ends its request. */
 static char *final_line(char *line) {
@@ -344,8 +345,11 @@ static int open_listener(const config *cfg, bool *ret_created) {
                 return log_error_errno(fd, "Cannot listen on %s: %s", cfg->socket_path,
                                        fd == -EEXIST ? "a file that is not a socket is in the way"
                                                      : "another process is listening there");
-        if (fd < 0)
-                return log_error_errno(fd, "Failed to listen on %s: %m", cfg->socket_path);
+        if (fd < 0) {
+                const char *remedy = startcheck_remedy(fd, true);
+                return log_error_errno(fd, "Failed to listen on %s: %m%s%s", cfg->socket_path, remedy ? "; " : "",
+                                       remedy ?: "");
+        }
         *ret_created = true;
         return fd;
 }

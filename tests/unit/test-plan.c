@@ -405,9 +405,9 @@ static void test_down_steps_too_many(void **state) {
         applied_set a = APPLIED(1, 2);
         plan_error e;
 
-        expect_refusal(s, &a, down_req(PLAN_NO_TARGET, 3), PROTOCOL_ERROR_INVALID_PARAMS, &e);
+        expect_refusal(s, &a, down_req(PLAN_NO_TARGET, 3), PROTOCOL_ERROR_STATE_CONFLICT, &e);
         plan_error_clear(&e);
-        expect_refusal(s, &a, down_req(PLAN_NO_TARGET, INT64_MAX), PROTOCOL_ERROR_INVALID_PARAMS, &e);
+        expect_refusal(s, &a, down_req(PLAN_NO_TARGET, INT64_MAX), PROTOCOL_ERROR_STATE_CONFLICT, &e);
         plan_error_clear(&e);
         expect_refusal(s, &a, down_req(PLAN_NO_TARGET, -1), PROTOCOL_ERROR_INVALID_PARAMS, &e);
         plan_error_clear(&e);
