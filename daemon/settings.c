@@ -145,6 +145,8 @@ void config_clear(config *c) {
         free(c->socket_path);
         free(c->config_file);
         free(c->state_dir);
+        free(c->metrics_textfile);
+        free(c->metrics_listen);
         memset(c, 0, sizeof(*c));
 }
 
@@ -311,6 +313,12 @@ const setting settings_table[] = {
         { .section = "backup", .key = "integrity", .flag = "integrity", .type = SETTING_INTEGRITY,
           .dflt = "quick", .offset = FIELD(integrity, int), .arg = "MODE",
           .help = "quick, full or off: checked before and after each job" },
+        { .section = "metrics", .key = "textfile", .flag = "metrics-textfile", .type = SETTING_STRING,
+          .offset = FIELD(metrics_textfile, char *), .arg = "PATH",
+          .help = "write Prometheus metrics there (node_exporter's textfile collector)" },
+        { .section = "metrics", .key = "listen", .flag = "metrics-listen", .type = SETTING_STRING,
+          .offset = FIELD(metrics_listen, char *), .arg = "ADDR",
+          .help = "serve them over HTTP on a loopback address (127.0.0.1:PORT)" },
 };
 const size_t settings_n = ELEMENTSOF(settings_table);
 

@@ -49,6 +49,9 @@ typedef struct config {
         char *backup_dir;       /* default: "<database>-backups" */
         unsigned backup_keep;
         int integrity;          /* engine_integrity */
+        /* metrics for Prometheus (metrics.h): NULL, off */
+        char *metrics_textfile;
+        char *metrics_listen;
 } config;
 
 typedef enum setting_type {

@@ -174,7 +174,7 @@ static void test_bad_values_in_the_file(void **state) {
                 { "[units]\nstop_timeout = x\n", ":2: [units] stop_timeout: must be seconds, 1..86400" },
                 { "[database]\npath =\n", ":2: [database] path: must not be empty" },
                 { "[daemon]\nsockett_mode = 1\n", ":2: [daemon] sockett_mode: unknown key" },
-                { "[backups]\n", ":1: [backups]: unknown section (known: database, migrations, daemon, units, backup, pm2.NAME, exec.NAME, container.NAME, compose.PROJECT)" },
+                { "[backups]\n", ":1: [backups]: unknown section (known: database, migrations, daemon, units, backup, metrics, pm2.NAME, exec.NAME, container.NAME, compose.PROJECT)" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
