@@ -142,6 +142,9 @@ class InstallPathTest(harness.TestCase):
             if line.startswith("migrated is starting on"):
                 break
         self.assertNotIn("sudo", "".join(seen))
+        # the build's output is shown, not hidden; the man pages are built with it
+        self.assertIn("ninja: Entering directory", "".join(seen))
+        self.assertTrue(os.path.exists(os.path.join(build, "packaging", "migratectl.1")), "no man page built (scdoc?)")
         sock = os.path.join(demo, "migrated.sock")
         harness.wait_until(lambda: os.path.exists(sock), harness.READY_TIMEOUT * 3, what="the demo daemon's socket")
         st = harness.wait_until(lambda: (lambda s: s if s.get("state") == "idle" and not s.get("pending") else None)(
