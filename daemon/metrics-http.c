@@ -86,8 +86,7 @@ int metrics_http_new(struct event_base *base, const char *listen, metrics *m, me
         unsigned port;
 
         if (!metrics_listen_parse(listen, host, sizeof(host), &port)) {
-                log_error("[metrics] listen = %s: must be 127.0.0.1:PORT, [::1]:PORT or localhost:PORT (the "
-                          "endpoint answers anyone who connects: loopback only)", listen);
+                log_error("[metrics] listen = %s: must be " METRICS_LISTEN_EXPECTED, listen);
                 return -EINVAL;
         }
         h = calloc(1, sizeof(*h));

@@ -50,6 +50,10 @@ int metrics_http_new(struct event_base *base, const char *listen, metrics *m, me
                      unsigned *ret_port);
 metrics_http *metrics_http_free(metrics_http *h);
 
+/* What listen must look like, for the messages. */
+#define METRICS_LISTEN_EXPECTED \
+        "127.0.0.1:PORT, [::1]:PORT or localhost:PORT (the endpoint answers anyone who connects: loopback only)"
+
 /* Whether listen names a loopback host and a port; host and port split out (host: without
  * brackets, at most size bytes). */
 bool metrics_listen_parse(const char *listen, char *host, size_t size, unsigned *ret_port);

@@ -65,6 +65,7 @@ typedef enum setting_type {
         SETTING_MANAGER,   /* bool user_manager: system or user */
         SETTING_FORMAT,    /* int migdir_format, -1: auto */
         SETTING_INTEGRITY, /* int engine_integrity */
+        SETTING_LOOPBACK,  /* char *, a loopback address and a port (metrics.h) */
 } setting_type;
 
 /* One setting: a key of the INI file, and maybe a flag (settings.c has the table). */
