@@ -129,13 +129,23 @@ static void write_textfile(metrics *m) {
         m->write_failed = false;
 }
 
+/* Every status and wait request brings a snapshot: the file is rewritten only when what it
+ * shows of it changed. */
 void metrics_set_snapshot(metrics *m, json_t *snapshot) {
+        int64_t version, pending, problems;
+
         if (!m || !snapshot)
                 return;
+        version = integer_or_zero(json_object_get(snapshot, "current_version"));
+        pending = (int64_t) json_array_size(json_object_get(snapshot, "pending"));
+        problems = (int64_t) json_array_size(json_object_get(snapshot, "problems"));
+        if (m->have_snapshot && !m->write_failed && version == m->schema_version && pending == m->pending &&
+            problems == m->problems)
+                return;
         m->have_snapshot = true;
-        m->schema_version = integer_or_zero(json_object_get(snapshot, "current_version"));
-        m->pending = (int64_t) json_array_size(json_object_get(snapshot, "pending"));
-        m->problems = (int64_t) json_array_size(json_object_get(snapshot, "problems"));
+        m->schema_version = version;
+        m->pending = pending;
+        m->problems = problems;
         write_textfile(m);
 }
 

@@ -7,6 +7,7 @@ here: every sample under its HELP and TYPE lines, counters named *_total)."""
 
 import os
 import re
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -168,6 +169,18 @@ class MetricsTest(harness.TestCase):
             self.assertEqual(r.returncode, 2, listen)  # a usage error, before anything is opened
             self.assertIn("--metrics-listen takes 127.0.0.1:PORT, [::1]:PORT or localhost:PORT", r.stderr)
             self.assertIn(listen, r.stderr)
+
+    def test_textfile_follows_a_rescan_without_a_job(self):
+        d = self.daemon(database=self.db, migrations=self.migrations, extra_args=["--metrics-textfile", self.textfile])
+        self.assertCtl(d.ctl("up", json_out=False), 0)
+        with open(os.path.join(self.migrations, "0009_more.up.sql"), "w") as f:
+            f.write("CREATE TABLE more (a INTEGER);\n")
+        d.signal(signal.SIGHUP)  # a release dropped a file in: the rescan shows it pending
+        harness.wait_until(lambda: value(parse_exposition(self.read_textfile()), "migrated_pending_migrations") == 1,
+                           30, interval=0.05, what="the text file to show the new migration pending")
+        m = parse_exposition(self.read_textfile())
+        self.assertEqual(value(m, "migrated_schema_version"), EXAMPLE_LATEST)
+        self.assertEqual(value(m, "migrated_last_job_success", kind="up"), 1)
 
     def test_no_metrics_unless_configured(self):
         d = self.daemon(database=self.db, migrations=self.migrations)
