@@ -164,6 +164,10 @@ int render_event(json_t *ev, void *userdata) {
                         fprintf(stderr, "backing up the database%s\n", glyph_ellipsis());
         } else if (streq(event, "unit"))
                 render_unit_event(ev);
+        else if (streq(event, "lock") && streq(json_get_str(ev, "phase") ?: "", "waiting") &&
+                 !json_object_get(ev, "holder"))
+                /* the plain wait for the database's write lock; one naming a holder reads as fields */
+                fprintf(stderr, "taking the database's write lock%s\n", glyph_ellipsis());
         else
                 render_other_event(event, ev);
         return 0;

@@ -49,6 +49,8 @@ typedef struct job {
         bool gate_updated;
         json_t *units_report;  /* {"stopped": [...], "started": [...]} */
         int64_t t_stop_begin, t_stop_end, t_apply_end, t_start_end, t_checks_ms, t_sql_ms;
+        int64_t t_begin;       /* when it left the queue, for its duration */
+        bool holders_waited;   /* other processes kept the database open after the stop */
 
         /* outcome; worker fields are read on the loop thread after the worker finished */
         int r;

@@ -239,6 +239,13 @@ void job_finish(job *jb) {
                 journal_event(LOG_ERR, MESSAGE_ID_JOB_FAILED, jb->err.message ?: "Job failed", "JOB_ID", id, "JOB_KIND",
                               direction(jb), "ERROR_CODE", protocol_error_code_to_string(jb->err.code),
                               "REQUESTED_BY", jb->requested_by, NULL);
+        metrics_job_finished(s->metrics, &(metrics_job) {
+                .kind = direction(jb),
+                .error_code = jb->r == 0 ? NULL : protocol_error_code_to_string(jb->err.code),
+                .duration_ms = jb->t_begin ? job_mono_ms() - jb->t_begin : 0,
+                .downtime_ms = jb->t_stop_begin && jb->t_start_end ? jb->t_start_end - jb->t_stop_begin : 0,
+                .waited_for_holders = jb->holders_waited,
+                .holder_wait_ms = jb->holders_waited ? jb->t_checks_ms : 0 });
         if (jb->snapshot)
                 server_set_snapshot(s, TAKE_PTR(jb->snapshot));
         for (size_t i = 0; i < jb->n_subs; i++) {
@@ -315,6 +322,7 @@ static void job_apply(void *userdata) {
                 size_t n = 0;
                 if (db_find_holders(backend, s->cfg->database, &n, &who, &holders) < 0 || n == 0)
                         break;
+                jb->holders_waited = true;
                 if (job_mono_ms() >= deadline) {
                         _cleanup_free_ char *msg = NULL;
                         if (asprintf(&msg, "the database is still open after the units stopped: %s; stop %s, or "
@@ -492,6 +500,7 @@ static void jobs_start_next(jobs *j) {
         jb->next = NULL;
         j->running = jb;
         jb->phase = PHASE_PREPARING;
+        jb->t_begin = job_mono_ms();
         engine_reset_stop(s->job_engine);
         if (job_moves_schema(jb))
                 s->gate.suspended = true; /* this job decides anew */

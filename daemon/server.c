@@ -162,6 +162,7 @@ void server_set_snapshot(server *s, json_t *snapshot) {
                 return;
         json_decref(s->snapshot);
         s->snapshot = snapshot;
+        metrics_set_snapshot(s->metrics, snapshot);
         check_waiters(s);
 }
 
@@ -369,6 +370,9 @@ int server_new(const config *cfg, const db_file_identity *identity, server **ret
                 return log_error_errno(ENOMEM, "Failed to create the event loop: %m");
         if (open_state(s) < 0 || open_engines(s, identity) < 0)
                 return -EIO;
+        if (metrics_new(s->base, cfg->database, cfg->metrics_textfile, cfg->metrics_listen, &s->metrics) < 0)
+                return -EIO;
+        metrics_set_snapshot(s->metrics, s->snapshot);
         if (cfg->n_units > 0) {
                 r = deps_new(s->base, cfg, &s->deps);
                 if (r < 0) {
@@ -430,6 +434,7 @@ server *server_free(server *s) {
         if (s->exit_check)
                 event_free(s->exit_check);
         s->jobs = jobs_free(s->jobs);
+        s->metrics = metrics_free(s->metrics);
         s->deps = deps_free(s->deps);
         if (s->watchdog)
                 event_free(s->watchdog);

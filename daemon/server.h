@@ -12,6 +12,7 @@
 #include "macro.h"
 #include "engine.h"
 #include "gate.h"
+#include "metrics.h"
 #include "settings.h"
 #include "worker.h"
 
@@ -41,6 +42,7 @@ typedef struct server {
         bool rescan_pending; /* another SIGHUP came meanwhile: one more rescan after it */
         struct event *exit_check;
         struct event *watchdog;
+        metrics *metrics; /* NULL: no metrics configured */
 } server;
 
 /* Builds what serving needs before anyone is served: the event loop, the state directory, both

@@ -14,6 +14,7 @@
 
 #include "config.h" /* build configuration: PROJECT_VERSION, DEFAULT_SOCKET */
 #include "deps.h"
+#include "metrics.h"
 #include "settings.h"
 #include "statedir.h"
 #include "macro.h"
@@ -145,6 +146,8 @@ void config_clear(config *c) {
         free(c->socket_path);
         free(c->config_file);
         free(c->state_dir);
+        free(c->metrics_textfile);
+        free(c->metrics_listen);
         memset(c, 0, sizeof(*c));
 }
 
@@ -230,6 +233,16 @@ static int set_string(char **dst, const char *v) {
         return 0;
 }
 
+/* HOST:PORT on a loopback address: what answers there answers anyone who connects. */
+static int parse_loopback(const char *v, char **dst) {
+        char host[64];
+        unsigned port;
+
+        if (!metrics_listen_parse(v, host, sizeof(host), &port))
+                return -EINVAL;
+        return set_string(dst, v);
+}
+
 /* The settings, one row per key: its INI section and key, its command-line flag, its type and
  * limits, the config field it fills and its --help line. The INI parser, the command line, the
  * flag-over-file merge and --help all read this table; tests/unit/test-settings checks that the
@@ -311,6 +324,12 @@ const setting settings_table[] = {
         { .section = "backup", .key = "integrity", .flag = "integrity", .type = SETTING_INTEGRITY,
           .dflt = "quick", .offset = FIELD(integrity, int), .arg = "MODE",
           .help = "quick, full or off: checked before and after each job" },
+        { .section = "metrics", .key = "textfile", .flag = "metrics-textfile", .type = SETTING_STRING,
+          .offset = FIELD(metrics_textfile, char *), .arg = "PATH",
+          .help = "write Prometheus metrics there (node_exporter's textfile collector)" },
+        { .section = "metrics", .key = "listen", .flag = "metrics-listen", .type = SETTING_LOOPBACK,
+          .offset = FIELD(metrics_listen, char *), .arg = "ADDR",
+          .help = "serve them over HTTP on a loopback address (127.0.0.1:PORT)" },
 };
 const size_t settings_n = ELEMENTSOF(settings_table);
 
@@ -329,6 +348,7 @@ static int setting_parse(const setting *st, const char *value, config *c) {
         case SETTING_MANAGER: return parse_manager(value, field);
         case SETTING_FORMAT: return parse_format(value, field);
         case SETTING_INTEGRITY: return parse_integrity(value, field);
+        case SETTING_LOOPBACK: return parse_loopback(value, field);
         }
         return -EINVAL;
 }
@@ -349,6 +369,7 @@ static const char *setting_expects(const setting *st, char *buf, size_t size) {
         case SETTING_MANAGER: return "system or user";
         case SETTING_FORMAT: return migdir_format_choices();
         case SETTING_INTEGRITY: return "quick, full or off";
+        case SETTING_LOOPBACK: return METRICS_LISTEN_EXPECTED;
         }
         return NULL;
 }
@@ -649,7 +670,7 @@ int config_load(int argc, char **argv, config *c) {
                 return CONFIG_EXIT_USAGE;
         if (make_absolute(&c->database) < 0 || make_absolute(&c->migrations_dir) < 0 ||
             make_absolute(&c->socket_path) < 0 || make_absolute(&c->backup_dir) < 0 ||
-            make_absolute(&c->state_dir) < 0) {
+            make_absolute(&c->state_dir) < 0 || make_absolute(&c->metrics_textfile) < 0) {
                 fprintf(stderr, "migrated: cannot resolve relative paths: %s\n", strerror(errno));
                 return CONFIG_EXIT_USAGE;
         }

@@ -49,6 +49,9 @@ typedef struct config {
         char *backup_dir;       /* default: "<database>-backups" */
         unsigned backup_keep;
         int integrity;          /* engine_integrity */
+        /* metrics for Prometheus (metrics.h): NULL, off */
+        char *metrics_textfile;
+        char *metrics_listen;
 } config;
 
 typedef enum setting_type {
@@ -62,6 +65,7 @@ typedef enum setting_type {
         SETTING_MANAGER,   /* bool user_manager: system or user */
         SETTING_FORMAT,    /* int migdir_format, -1: auto */
         SETTING_INTEGRITY, /* int engine_integrity */
+        SETTING_LOOPBACK,  /* char *, a loopback address and a port (metrics.h) */
 } setting_type;
 
 /* One setting: a key of the INI file, and maybe a flag (settings.c has the table). */

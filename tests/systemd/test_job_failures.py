@@ -9,6 +9,7 @@ import time
 
 import sdharness as S
 from sdharness import H
+from test_metrics import parse_exposition, value  # tests/integration, on the path through sdharness
 
 # Fails on line 6 (no such column), after a statement that worked.
 BROKEN_0003 = textwrap.dedent("""\
@@ -91,7 +92,8 @@ class FailuresTest(S.TestCase):
     # 6 ------------------------------------------------------------------------------------------
     def test_stray_holder_fails_database_in_use_before_any_change(self):
         mig = S.devices_migrations(self.path("migrations"))
-        ws = self.setup_writers(mig, holder_timeout=2)
+        prom = self.path("migrated.prom")
+        ws = self.setup_writers(mig, holder_timeout=2, extra_args=["--metrics-textfile", prom])
         stray = self.helper(STRAY_SCRIPT, [self.db], "stray")
         stray.expect_line("holding")
         before = H.schema(self.db)
@@ -133,6 +135,20 @@ class FailuresTest(S.TestCase):
         r = self.ctl("up")
         self.assertCtl(r, 0)
         self.assertEqual(H.applied_versions(self.db), [1, 2, 3])
+
+        # the metrics: one job waited for the stray holder and failed on it, the dependents were
+        # stopped by each of the three jobs, and the last one succeeded
+        with open(prom) as f:
+            m = parse_exposition(f.read())
+        self.assertEqual(value(m, "migrated_lock_waits_total"), 1)
+        self.assertGreater(value(m, "migrated_lock_wait_seconds_total"), 0)
+        self.assertEqual(value(m, "migrated_job_failures_total", code="database_in_use"), 1)
+        self.assertEqual(value(m, "migrated_jobs_total", kind="up", outcome="succeeded"), 2)
+        self.assertEqual(value(m, "migrated_jobs_total", kind="up", outcome="failed"), 1)
+        self.assertGreater(value(m, "migrated_downtime_seconds_total"), 0)
+        self.assertGreater(value(m, "migrated_last_job_downtime_seconds", kind="up"), 0)
+        self.assertEqual(value(m, "migrated_last_job_success", kind="up"), 1)
+        self.assertEqual(value(m, "migrated_schema_version"), 3)
 
 
 if __name__ == "__main__":

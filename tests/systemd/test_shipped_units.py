@@ -3,7 +3,9 @@
 (socket activation included), the shipped sysusers.d and tmpfiles.d entries, and two writer
 services gated with the shipped dependent-service.conf drop-in, running real jobs; and a pm2
 process of another user as a dependent of migrated@app.service with the shipped pm2 drop-in
-(systemd/migrated-pm2.conf; pm2 from npm, see tests/dependents).
+(systemd/migrated-pm2.conf; pm2 from npm, see tests/dependents); and migrated@metrics.service
+with [metrics] listen, refused by the shipped sandbox and served with the shipped drop-in
+(systemd/migrated-metrics.conf).
 
 The system manager is a container booted with systemd-nspawn on the host's own tree:
 
@@ -92,6 +94,19 @@ APP_CONF = textwrap.dedent("""\
     pm2 = {pm2}
     """).format(db=APP_DB, home=PM2_HOME, pm2=PM2)
 
+# [metrics] listen under the shipped unit: it needs systemd/migrated-metrics.conf
+METRICS_DB = "/var/lib/metrics/app.db"
+METRICS_PORT = 9464
+METRICS_CONF = textwrap.dedent("""\
+    [database]
+    path = {db}
+    [migrations]
+    directory = /var/lib/metrics/migrations
+    [metrics]
+    listen = 127.0.0.1:{port}
+    textfile = /var/lib/migrated/metrics/migrated.prom
+    """).format(db=METRICS_DB, port=METRICS_PORT)
+
 V = {
     1: ("create_devices", "CREATE TABLE devices (id INTEGER PRIMARY KEY, serial TEXT);\n", "DROP TABLE devices;\n"),
     2: ("add_settings", "CREATE TABLE settings (k TEXT PRIMARY KEY, v TEXT);\n", "DROP TABLE settings;\n"),
@@ -166,6 +181,8 @@ class Container:
             f.write(CONF)
         with open(os.path.join(d, "migrated", "app.conf"), "w") as f:
             f.write(APP_CONF)
+        with open(os.path.join(d, "migrated", "metrics.conf"), "w") as f:
+            f.write(METRICS_CONF)
         os.makedirs(os.path.join(system, "migrated@app.service.d"))
         shutil.copy(os.path.join(SRC, "systemd", "migrated-pm2.conf"),
                     os.path.join(system, "migrated@app.service.d", "pm2.conf"))
@@ -405,6 +422,39 @@ class ShippedUnitsTest(unittest.TestCase):
         H.wait_until(lambda: log.starts()[-1] != first, 60, what="api started again by pm2")
         log.wait_acks(5)
         self.assertIn(("stop", first), [(k, v) for k, v, _ in log.records()])
+
+    def test_metrics_endpoint_under_the_shipped_unit_with_its_dropin(self):
+        c = self.c
+        unit = "migrated@metrics.service"
+        os.makedirs(c.root("/var/lib/metrics/migrations"))
+        H.write_migrations(c.root("/var/lib/metrics/migrations"), {1: V[1]})
+        journal = lambda: self.sh("journalctl", "--no-pager", "-n", "30", "-u", unit).stdout  # noqa: E731
+
+        # the shipped sandbox has no IP sockets: the start fails and says which drop-in it needs
+        r = self.sh("systemctl", "start", unit, timeout=60)
+        print("PATH [metrics] listen under the shipped unit without its drop-in: exit %d" % r.returncode, flush=True)
+        self.assertNotEqual(r.returncode, 0)
+        H.wait_until(lambda: "migrated-metrics.conf" in journal(), 30, what="the start error in the journal")
+        self.sh("systemctl", "stop", unit)
+
+        dropins = os.path.join(self.tmp, "system", unit + ".d")
+        os.makedirs(dropins)
+        shutil.copy(os.path.join(SRC, "systemd", "migrated-metrics.conf"), os.path.join(dropins, "metrics.conf"))
+        self.assertEqual(self.sh("systemctl", "daemon-reload").returncode, 0)
+        self.sh("systemctl", "reset-failed", unit)
+        r = self.sh("systemctl", "start", unit, timeout=60)
+        print("PATH [metrics] listen under the shipped unit + migrated-metrics.conf: exit %d" % r.returncode, flush=True)
+        self.assertEqual(r.returncode, 0, r.stderr + journal())
+        r = self.sh("/opt/migrated/migratectl", "--instance", "metrics", "up", timeout=JOB_TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + journal())
+        code = ("import sys, urllib.request\n"
+                "print(urllib.request.urlopen('http://127.0.0.1:%d/metrics' % int(sys.argv[1]), timeout=30).read().decode())\n")
+        r = self.sh("/usr/bin/python3", "-c", code, str(METRICS_PORT))
+        self.assertEqual(r.returncode, 0, r.stderr + journal())
+        line = 'migrated_schema_version{database="%s"} 1' % METRICS_DB
+        self.assertIn(line, r.stdout)
+        with open(c.root("/var/lib/migrated/metrics/migrated.prom")) as f:
+            self.assertIn(line, f.read())
 
 
 def main():

@@ -126,6 +126,7 @@ static const char *sample(const setting *st) {
         case SETTING_MANAGER: return "user";
         case SETTING_FORMAT: return "prisma";
         case SETTING_INTEGRITY: return "full";
+        case SETTING_LOOPBACK: return "127.0.0.1:9464";
         }
         return NULL;
 }
@@ -173,8 +174,9 @@ static void test_bad_values_in_the_file(void **state) {
                 { "[backup]\nkeep = 0\n", ":2: [backup] keep: must be 1..10000" },
                 { "[units]\nstop_timeout = x\n", ":2: [units] stop_timeout: must be seconds, 1..86400" },
                 { "[database]\npath =\n", ":2: [database] path: must not be empty" },
+                { "[metrics]\nlisten = 0.0.0.0:9464\n", ":2: [metrics] listen: must be 127.0.0.1:PORT, [::1]:PORT or localhost:PORT" },
                 { "[daemon]\nsockett_mode = 1\n", ":2: [daemon] sockett_mode: unknown key" },
-                { "[backups]\n", ":1: [backups]: unknown section (known: database, migrations, daemon, units, backup, pm2.NAME, exec.NAME, container.NAME, compose.PROJECT)" },
+                { "[backups]\n", ":1: [backups]: unknown section (known: database, migrations, daemon, units, backup, metrics, pm2.NAME, exec.NAME, container.NAME, compose.PROJECT)" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
