@@ -145,38 +145,16 @@ static int load_folder(int dir_fd, const char *folder, const migration_set *prev
         return 0;
 }
 
-/* Every subdirectory is a migration folder; files beside them (migration_lock.toml) are not. */
+/* Every subdirectory is a migration folder; files beside them (migration_lock.toml, READMEs) are
+ * not migrations. */
+static bool is_folder(int dir_fd, const char *name) {
+        struct stat st;
+
+        return name[0] != '.' && fstatat(dir_fd, name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
 static int prisma_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
-        struct dirent *de;
-        bool bad = false;
-        int r = 0;
-        DIR *d;
-
-        d = migdir_opendir(dir_fd);
-        if (!d)
-                return -errno;
-        while ((de = readdir(d))) {
-                struct stat st;
-                migration *m;
-
-                if (de->d_name[0] == '.' || fstatat(dir_fd, de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
-                        continue; /* migration_lock.toml, READMEs: not migrations */
-                m = migdir_set_add(s);
-                if (!m) {
-                        r = -ENOMEM;
-                        break;
-                }
-                r = load_folder(dir_fd, de->d_name, previous, m, errors);
-                if (r != 0)
-                        migdir_set_drop_last(s);
-                if (r < 0)
-                        break;
-                if (r > 0)
-                        bad = true;
-                r = 0;
-        }
-        closedir(d);
-        return r < 0 ? r : bad;
+        return migdir_load_entries(dir_fd, previous, s, errors, is_folder, load_folder);
 }
 
 /* migration_lock.toml marks Prisma Migrate's directory. */

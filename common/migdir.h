@@ -42,7 +42,8 @@ typedef struct migration_script {
  * the first is the fallback. A new format appends one line. */
 #define MIGDIR_FORMATS(X)                                                                          \
         X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
-        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */ \
+        X(MIGDIR_DBMATE, dbmate) /* <version>_<name>.sql with -- migrate:up / -- migrate:down blocks */
 
 typedef enum migdir_format {
 #define MIGDIR_FORMAT_ENUM(id, name) id,

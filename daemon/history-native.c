@@ -13,10 +13,11 @@
 static const history_format *const formats[] = {
         &history_native,
         &history_prisma,
+        &history_dbmate,
 };
 
 const char *const history_tables[] = { "migrated_schema", "_prisma_migrations", "migrated_attempts", "migrated_meta",
-                                       NULL };
+                                       "schema_migrations", NULL };
 
 const history_format *history_find(migdir_format format) {
         for (size_t i = 0; i < ELEMENTSOF(formats); i++)
@@ -36,6 +37,13 @@ int history_version_of(db *d, int64_t *ret, db_failure *f) {
                         return r;
                 if (!exists)
                         continue;
+                if (formats[i]->claims) {
+                        r = formats[i]->claims(d, &exists, f);
+                        if (r != 0)
+                                return r;
+                        if (!exists)
+                                continue; /* another format's table of the same name */
+                }
                 r = formats[i]->load_applied(d, &a, f);
                 if (r != 0)
                         return r;
@@ -125,41 +133,54 @@ static int native_record_applied(db *d, const migration *m, int64_t duration_ms,
                         NULL, NULL, NULL, f, "cannot record the applied migration");
 }
 
-static int delete_version(db *d, const migration *m, int64_t *ret_changes, db_failure *f, const char *what) {
-        return db_query(d, "DELETE FROM migrated_schema WHERE version = ?1", (db_value[]) { DB_INT(m->version) }, 1,
-                        NULL, NULL, ret_changes, f, what);
-}
-
 static int native_remove_applied(db *d, const migration *m, db_failure *f) {
-        return delete_version(d, m, NULL, f, "cannot record the reverted migration");
+        return db_query(d, "DELETE FROM migrated_schema WHERE version = ?1", (db_value[]) { DB_INT(m->version) }, 1,
+                        NULL, NULL, NULL, f, "cannot record the reverted migration");
 }
 
-static int native_mark_applied(db *d, const migration *m, db_failure *f) {
+/* Whether m's version is in h's applied set. */
+static int is_applied(const history_format *h, db *d, const migration *m, bool *ret, db_failure *f) {
         applied_set a = {};
+        int r;
+
+        r = h->load_applied(d, &a, f);
+        if (r != 0)
+                return r;
+        *ret = applied_set_find(&a, m->version) != NULL;
+        applied_set_clear(&a);
+        return 0;
+}
+
+int history_mark_applied_plain(const history_format *h, db *d, const migration *m, db_failure *f) {
         bool already;
         int r;
 
-        r = native_load_applied(d, &a, f);
+        r = is_applied(h, d, m, &already, f);
         if (r != 0)
                 return r;
-        already = applied_set_find(&a, m->version) != NULL;
-        applied_set_clear(&a);
         if (already)
                 return history_refuse(f, "%s is already recorded as applied", m->up.file);
-        return native_record_applied(d, m, 0, f);
+        return h->record_applied(d, m, 0, f);
 }
 
-/* Ours has no failed state: marking rolled back forgets an applied migration reverted by hand. */
-static int native_mark_rolled_back(db *d, const migration *m, db_failure *f) {
-        int64_t changes = 0;
+int history_mark_rolled_back_plain(const history_format *h, db *d, const migration *m, db_failure *f) {
+        bool applied;
         int r;
 
-        r = delete_version(d, m, &changes, f, "cannot mark the migration rolled back");
+        r = is_applied(h, d, m, &applied, f);
         if (r != 0)
                 return r;
-        if (changes == 0)
+        if (!applied)
                 return history_refuse(f, "%s is not applied, so it cannot be marked rolled back", m->up.file);
-        return 0;
+        return h->remove_applied(d, m, f);
+}
+
+static int native_mark_applied(db *d, const migration *m, db_failure *f) {
+        return history_mark_applied_plain(&history_native, d, m, f);
+}
+
+static int native_mark_rolled_back(db *d, const migration *m, db_failure *f) {
+        return history_mark_rolled_back_plain(&history_native, d, m, f);
 }
 
 const history_format history_native = {

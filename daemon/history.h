@@ -20,10 +20,12 @@ struct history_format {
         /* Bookkeeping without running the script (the table exists, a write transaction is open). */
         int (*mark_applied)(db *d, const migration *m, db_failure *f);
         int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
+        int (*claims)(db *d, bool *ret, db_failure *f); /* whether the database's table is this format's, by its columns; NULL: its name suffices */
 };
 
 extern const history_format history_native;
 extern const history_format history_prisma;
+extern const history_format history_dbmate;
 
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
@@ -39,6 +41,12 @@ extern const char *const history_tables[];
  * filled); empty when table does not exist yet. */
 int history_load(db *d, const char *table, const char *sql, db_row_fn row, applied_set *ret, db_failure *f,
                  const char *what);
+
+/* mark applied / mark rolled-back of a format without a failed state (h's load, record and remove):
+ * the first refused when the migration is already applied, the second (forgetting a migration
+ * reverted by hand) when it is not. */
+int history_mark_applied_plain(const history_format *h, db *d, const migration *m, db_failure *f);
+int history_mark_rolled_back_plain(const history_format *h, db *d, const migration *m, db_failure *f);
 
 /* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
