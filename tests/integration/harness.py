@@ -819,6 +819,35 @@ def main():
     sys.exit(exit_status(prog.result, os.path.basename(sys.argv[0])))
 
 
+NPM_TIMEOUT = 300.0
+
+
+def npm_install(package_dir, program, what):
+    """The program (relative to the install) of the package.json and package-lock.json in
+    package_dir, installed by `npm ci` once per lockfile into MIGRATED_TEST_NPM_DIR; exits 77 (or
+    fails under CI=true) without node and npm or when the registry cannot be reached."""
+    for tool in ("node", "npm"):
+        if not shutil.which(tool):
+            cannot_run("%s is not installed (packaging/install-deps.sh test installs nodejs and npm)" % tool)
+    h = hashlib.sha256()
+    for f in ("package.json", "package-lock.json"):
+        with open(os.path.join(package_dir, f), "rb") as fh:
+            h.update(fh.read())
+    base = os.environ.get("MIGRATED_TEST_NPM_DIR") or os.path.join(tempfile.gettempdir(), "migrated-test-npm")
+    d = os.path.join(base, h.hexdigest()[:16])
+    prog = os.path.join(d, program)
+    if os.access(prog, os.X_OK):
+        return prog
+    os.makedirs(d, exist_ok=True)
+    for f in ("package.json", "package-lock.json"):
+        shutil.copy(os.path.join(package_dir, f), d)
+    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=d,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=NPM_TIMEOUT)
+    if r.returncode != 0 or not os.access(prog, os.X_OK):
+        cannot_run("npm ci of %s failed (is the npm registry reachable?):\n%s" % (what, r.stdout.decode(errors="replace")))
+    return prog
+
+
 class WriterLog:
     """A test writer's log (tests/systemd/writer.py): one "KIND VALUE MONOTONIC_S" record a line,
     kinds start (pid), ready, ack (row id), term, stop. Read by the systemd, crash and dependents
