@@ -438,13 +438,18 @@ def _table_exists(c, name):
     return c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
-def schema(db):
-    """The user schema: (type, name, tbl_name, sql) of everything but bookkeeping."""
+def query(db, sql):
+    """Every row of sql in db, through a connection of its own."""
     c = db_connect(db)
     try:
-        return c.execute(SCHEMA_QUERY).fetchall()
+        return c.execute(sql).fetchall()
     finally:
         c.close()
+
+
+def schema(db):
+    """The user schema: (type, name, tbl_name, sql) of everything but bookkeeping."""
+    return query(db, SCHEMA_QUERY)
 
 
 def tables(db):

@@ -7,10 +7,9 @@ fixtures/dbmate/; tests/oracles/test_dbmate.py checks the same against the real 
 
 import os
 import shutil
-import sqlite3
 
 import harness
-from harness import db_connect
+from harness import query
 
 FIXTURES = os.path.join(harness.HERE, "fixtures", "dbmate")
 FILES = sorted(os.listdir(os.path.join(FIXTURES, "migrations")))
@@ -20,14 +19,6 @@ BAD_OPTION = "20240302120000_bad_option.sql"
 
 # dbmate's statement (pkg/driver/sqlite CreateMigrationsTable), as sqlite_master keeps it.
 DBMATE_TABLE_SQL = 'CREATE TABLE "schema_migrations" (version varchar(128) primary key)'
-
-
-def query(db, sql):
-    c = db_connect(db)
-    try:
-        return c.execute(sql).fetchall()
-    finally:
-        c.close()
 
 
 def recorded(db):

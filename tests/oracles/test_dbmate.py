@@ -20,7 +20,7 @@ TESTS = os.path.dirname(HERE)
 sys.path.append(os.path.join(TESTS, "integration"))
 
 import harness as H  # noqa: E402
-from harness import db_connect  # noqa: E402
+from harness import query  # noqa: E402
 
 DBMATE_BIN = None
 FIXTURES = os.path.join(TESTS, "integration", "fixtures", "dbmate")
@@ -36,19 +36,7 @@ USER_SCHEMA_QUERY = ("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE 
 
 
 def user_schema(db):
-    c = db_connect(db)
-    try:
-        return c.execute(USER_SCHEMA_QUERY).fetchall()
-    finally:
-        c.close()
-
-
-def query(db, sql):
-    c = db_connect(db)
-    try:
-        return c.execute(sql).fetchall()
-    finally:
-        c.close()
+    return query(db, USER_SCHEMA_QUERY)
 
 
 class DbmateOracleTest(H.TestCase):
