@@ -74,6 +74,24 @@ class DbmateFormatTest(harness.TestCase):
         self.assertIn("published", columns(db, "posts"))
         self.assertEqual(d.status()["pending"], [])
 
+    def test_version_is_recorded_as_written(self):
+        # dbmate's version is the text of the digits: "007", not 7; down deletes that row.
+        mdir = self.path("padded")
+        os.mkdir(mdir)
+        for name, up, down in (("007_first.sql", "create table a (x);", "drop table a;"),
+                               ("008_second.sql", "create table b (x);", "drop table b;")):
+            with open(os.path.join(mdir, name), "w") as f:
+                f.write("-- migrate:up\n%s\n-- migrate:down\n%s\n" % (up, down))
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mdir)
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(recorded(db), ["007", "008"])
+        self.assertCtl(d.ctl("down", "--to", "7"), 0)
+        self.assertEqual(recorded(db), ["007"])
+        self.assertEqual(tables(db), ["a"])
+        st = d.status()
+        self.assertEqual((st["current_version"], [p["file"] for p in st["pending"]]), (7, ["008_second.sql"]), st)
+
     def test_transaction_false_per_block(self):
         # The VACUUM migration runs only outside a transaction, both ways.
         db = self.path("db.sqlite")

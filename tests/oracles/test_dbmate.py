@@ -159,6 +159,24 @@ class DbmateOracleTest(H.TestCase):
         self.assertCtl(r, 0)
         self.assertEqual(r.json.get("applied", []), [], r)
 
+    def test_padded_versions(self):
+        # "007" is dbmate's version, as text: migrated reverts the row dbmate wrote, and the
+        # other way round.
+        for name, table in (("007_first.sql", "a"), ("008_second.sql", "b")):
+            with open(os.path.join(self.mdir, name), "w") as f:
+                f.write("-- migrate:up\ncreate table %s (x);\n-- migrate:down\ndrop table %s;\n" % (table, table))
+        db = self.path("padded.sqlite")
+        self.dbmate(db, "up")
+        d = self.daemon(db, self.mdir)
+        self.assertAgree(d, db, ["007_first.sql", "008_second.sql"])
+        self.assertCtl(d.ctl("down", "--to", "7"), 0)
+        self.assertAgree(d, db, ["007_first.sql"])
+        self.dbmate(db, "rollback")
+        self.assertAgree(d, db, [])
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertAgree(d, db, ["007_first.sql", "008_second.sql"])
+        self.assertEqual(query(db, "SELECT version FROM schema_migrations ORDER BY version"), [("007",), ("008",)])
+
     def test_failed_migration_both_ways(self):
         db = self.wal_db_by_dbmate(FILES)
         self.add(FAILING)
