@@ -112,6 +112,14 @@ static int dbmate_split(const char *sql, size_t size, size_t *ret_up_off, size_t
         return 0;
 }
 
+/* Whether the pair [w, end) split at colon is transaction:<value>. */
+static bool option_is(const char *w, const char *colon, const char *end, const char *value) {
+        size_t n = strlen(value);
+
+        return colon - w == 11 && memcmp(w, "transaction", 11) == 0 && (size_t) (end - colon - 1) == n &&
+               memcmp(colon + 1, value, n) == 0;
+}
+
 /* The options of the block directive on the first line of [sql, sql + size), as dbmate's
  * parseMigrationOptions reads them: whitespace-separated key:value pairs after the directive.
  * transaction:false is the no-transaction flag and transaction:true the default. dbmate ignores
@@ -141,11 +149,12 @@ static int block_options(const char *sql, size_t size, unsigned *ret_flags, char
                 colon = memchr(w, ':', (size_t) (p - w));
                 if (!colon || memchr(colon + 1, ':', (size_t) (p - colon - 1)))
                         continue; /* not a pair: dbmate skips it */
-                if ((size_t) (colon - w) == 11 && memcmp(w, "transaction", 11) == 0 &&
-                    (size_t) (p - colon - 1) == 5 && memcmp(colon + 1, "false", 5) == 0)
+                /* a key given twice: the last one counts (dbmate's options are a map) */
+                if (option_is(w, colon, p, "false"))
                         flags |= MIGRATION_NO_TRANSACTION;
-                else if (!((size_t) (colon - w) == 11 && memcmp(w, "transaction", 11) == 0 &&
-                           (size_t) (p - colon - 1) == 4 && memcmp(colon + 1, "true", 4) == 0)) {
+                else if (option_is(w, colon, p, "true"))
+                        flags &= ~MIGRATION_NO_TRANSACTION;
+                else {
                         *ret_bad = strndup(w, (size_t) (p - w));
                         return -EINVAL;
                 }

@@ -85,7 +85,7 @@ static void test_options_per_block(void **state) {
 
         put(dir, "1_a.sql", "-- migrate:up transaction:false\nVACUUM;\n-- migrate:down\nselect 1;\n");
         put(dir, "2_b.sql", "--migrate:up\nselect 1;\n--   migrate:down   transaction:false   free words\nVACUUM;\n");
-        put(dir, "3_c.sql", "-- migrate:up transaction:true\nselect 1;\n-- migrate:down\n");
+        put(dir, "3_c.sql", "-- migrate:up transaction:false transaction:true\nselect 1;\n-- migrate:down\n");
         s = load_ok(dir);
         assert_int_equal(s->n, 3);
         assert_int_equal(s->items[0].up.flags, MIGRATION_NO_TRANSACTION);
