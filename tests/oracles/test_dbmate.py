@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The real dbmate (npm @dbmate/linux-x64@2.36.0: the static binary that the dbmate package runs
 here) and migrated on the same SQLite database: whatever one applies or reverts, the other sees,
-through dbmate's schema_migrations. dbmate is the
-oracle: `dbmate status --exit-code` must agree with migrated after each step, and a database
-migrated brought up must have the schema dbmate gives the same files.
+through dbmate's schema_migrations. dbmate is the oracle: `dbmate status --exit-code` must agree
+with migrated after each step, and a database migrated brought up must have the schema dbmate
+gives the same files.
 
 The migrations are tests/integration/fixtures/dbmate/ (written for these tests the way `dbmate new`
 starts a file), among them a transaction:false block (VACUUM, which SQLite refuses inside a
