@@ -92,6 +92,22 @@ class DbmateFormatTest(harness.TestCase):
         st = d.status()
         self.assertEqual((st["current_version"], [p["file"] for p in st["pending"]]), (7, ["008_second.sql"]), st)
 
+    def test_mark_applied_and_rolled_back(self):
+        # dbmate has no failed state: mark records or forgets the version row, running nothing.
+        db = self.path("db.sqlite")
+        d = self.daemon(db, self.mdir)
+        self.assertCtl(d.ctl("mark", "applied", str(VERSIONS[0])), 0)
+        self.assertEqual(recorded(db), [str(VERSIONS[0])])
+        self.assertEqual(tables(db), [])
+        r = d.ctl("mark", "applied", str(VERSIONS[0]))
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("already recorded as applied", r.out + r.err, r)
+        self.assertCtl(d.ctl("mark", "rolled-back", str(VERSIONS[0])), 0)
+        self.assertEqual(recorded(db), [])
+        r = d.ctl("mark", "rolled-back", str(VERSIONS[0]))
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("not applied", r.out + r.err, r)
+
     def test_transaction_false_per_block(self):
         # The VACUUM migration runs only outside a transaction, both ways.
         db = self.path("db.sqlite")
