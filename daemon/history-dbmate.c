@@ -16,12 +16,22 @@
 /* dbmate's own statement (pkg/driver/sqlite: CreateMigrationsTable), byte for byte. */
 static const char dbmate_table_sql[] = "create table if not exists \"schema_migrations\" (version varchar(128) primary key)";
 
-/* Whether the query runs, i.e. the columns it names exist. */
+/* Whether the query runs, i.e. the columns it names exist. Inside a savepoint, rolled back: a
+ * failed statement would otherwise end a transaction on backends that abort on any error. */
 static bool query_runs(db *d, const char *sql) {
         db_failure f = {};
-        bool ok = db_query(d, sql, NULL, 0, NULL, NULL, NULL, &f, "probe") == 0;
+        bool ok, savepoint;
 
+        savepoint = db_query(d, "SAVEPOINT migrated_probe", NULL, 0, NULL, NULL, NULL, &f, "probe") == 0;
         db_failure_clear(&f);
+        ok = db_query(d, sql, NULL, 0, NULL, NULL, NULL, &f, "probe") == 0;
+        db_failure_clear(&f);
+        if (savepoint) {
+                (void) db_query(d, "ROLLBACK TO migrated_probe", NULL, 0, NULL, NULL, NULL, &f, "probe");
+                db_failure_clear(&f);
+                (void) db_query(d, "RELEASE migrated_probe", NULL, 0, NULL, NULL, NULL, &f, "probe");
+                db_failure_clear(&f);
+        }
         return ok;
 }
 

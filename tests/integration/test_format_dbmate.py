@@ -64,6 +64,8 @@ class DbmateFormatTest(harness.TestCase):
         self.assertCtl(r, 0)
         self.assertEqual(recorded(db), [str(v) for v in VERSIONS[:2]])
         self.assertNotIn("published", columns(db, "posts"))
+        # the backup taken before the down is read as dbmate's: at the version it held then
+        self.assertEqual(d.call("backups")["backups"][0]["version"], VERSIONS[-1])
         st = d.status()
         self.assertEqual(st["current_version"], VERSIONS[1], st)
         self.assertEqual([p["version"] for p in st["pending"]], VERSIONS[2:], st)
