@@ -177,6 +177,24 @@ class DbmateOracleTest(H.TestCase):
         self.assertAgree(d, db, ["007_first.sql", "008_second.sql"])
         self.assertEqual(query(db, "SELECT version FROM schema_migrations ORDER BY version"), [("007",), ("008",)])
 
+    def test_two_blocks_in_one_file(self):
+        # dbmate 2.36 runs each up block of a file and records the version after each: on SQLite
+        # the second record fails after its block ran. migrated refuses the file before running.
+        with open(os.path.join(self.mdir, "1_two.sql"), "w") as f:
+            f.write("-- migrate:up\ncreate table a (x);\n-- migrate:down\ndrop table a;\n"
+                    "-- migrate:up\ncreate table b (x);\n-- migrate:down\ndrop table b;\n")
+        rc, out = self.dbmate(self.path("dbmate.sqlite"), "up", ok=False)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("UNIQUE constraint failed: schema_migrations.version", out)
+        db = self.path("migrated.sqlite")
+        d = self.daemon(db, self.mdir, extra_args=["--format", "dbmate"])
+        st = d.status()
+        self.assertIn("more than one '-- migrate:up' block", str(st["problems"]), st)
+        r = d.ctl("up")
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.json["error"]["code"], "directory_invalid", r)
+        self.assertFalse(os.path.exists(db) and query(db, "SELECT name FROM sqlite_master WHERE name IN ('a', 'b')"))
+
     def test_failed_migration_both_ways(self):
         db = self.wal_db_by_dbmate(FILES)
         self.add(FAILING)
