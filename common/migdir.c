@@ -224,6 +224,9 @@ int migdir_read_split(int dir_fd, const char *file, const migration_format *f, c
                 }
                 t->size = len;
                 t->flags = whole.flags;
+                for (size_t k = 0; k < off; k++)
+                        if (whole.sql[k] == '\n')
+                                t->line_offset++;
                 t->ino = whole.ino;
                 t->mtime_ns = whole.mtime_ns;
         }

@@ -34,6 +34,7 @@ typedef struct migration_script {
         /* identity of the file when read, so that a rescan can reuse unchanged contents */
         ino_t ino;
         int64_t mtime_ns;
+        unsigned line_offset; /* lines of the file before sql (a section of a one-file format), for error lines */
 } migration_script;
 
 /* The table of migration formats, one line per format: its migdir_format value (what the

@@ -495,6 +495,8 @@ static int apply_step(run_state *s, size_t k, bool in_transaction) {
         }
         r = db_exec_script(d, st->script->sql, st->script->size, in_transaction, &s->failure);
         if (r != 0) {
+                if (s->failure.line > 0)
+                        s->failure.line += st->script->line_offset; /* the file's line, not the section's */
                 s->failed_step = st;
                 return r;
         }

@@ -180,6 +180,20 @@ class DbmateFormatTest(harness.TestCase):
         self.assertEqual(tables(db), ["posts", "users"])
         self.assertEqual([p["file"] for p in d.status()["pending"]], [FAILING])
 
+    def test_error_line_is_the_files(self):
+        # A failing statement is reported at its line in the file, not in its block.
+        name = "20240401000000_broken_down.sql"
+        with open(os.path.join(self.mdir, name), "w") as f:
+            f.write("-- header\n-- another\n-- migrate:up\ncreate table t (x);\n\n-- migrate:down\n"
+                    "drop table t;\nselect * from no_such_table;\n")
+        db = self.path("db.sqlite")
+        d = self.daemon(db, self.mdir)
+        self.assertCtl(d.ctl("up"), 0)
+        r = d.ctl("down")
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("%s:8:" % name, r.out + r.err, r)
+        self.assertEqual(tables(db), ["posts", "t", "users"])
+
     def test_golang_migrate_table_is_not_dbmates(self):
         # golang-migrate names its table schema_migrations too, with a dirty column.
         db = self.path("db.sqlite")
