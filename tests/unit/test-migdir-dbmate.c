@@ -74,6 +74,9 @@ static void test_blocks(void **state) {
         /* each block from its directive line, as dbmate runs it */
         assert_string_equal(m->up.sql, "-- migrate:up\ncreate table users (id integer);\n\n");
         assert_string_equal(m->down.sql, "-- migrate:down\ndrop table users;\n");
+        /* the lines of the file before each block, for error lines */
+        assert_int_equal(m->up.line_offset, 2);
+        assert_int_equal(m->down.line_offset, 5);
         assert_int_equal(m->up.flags, 0);
         assert_int_equal(m->down.flags, 0);
         migration_set_free(s);
