@@ -420,6 +420,18 @@ int render_status(json_t *result) {
         return 0;
 }
 
+
+/* A step's TRANSACTION cell; a file wrapped in its own BEGIN; ... COMMIT; says what became of it. */
+static const char *step_transaction(json_t *s) {
+        const char *own = json_get_str(s, "own_transaction");
+        bool txn = json_get_bool(s, "transaction", true);
+
+        if (own && streq(own, "folded"))
+                return "yes (its BEGIN/COMMIT folded in)";
+        if (own)
+                return "its own BEGIN/COMMIT";
+        return txn ? "yes" : "no";
+}
 /* A plan, from `plan` or a dry run: the span, whether it is all-or-nothing, then its steps. */
 static void render_dry_run_details(json_t *result);
 
@@ -448,7 +460,7 @@ int render_plan(json_t *result, bool dry_run) {
 
                 r = table_add_version(t, s) ?: table_add(t, json_get_str(s, "name")) ?:
                     table_add(t, json_get_str(s, "file")) ?:
-                    table_add(t, json_get_bool(s, "transaction", true) ? "yes" : "no");
+                    table_add(t, step_transaction(s));
         }
         if (r < 0)
                 return r;

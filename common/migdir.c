@@ -304,6 +304,19 @@ void migdir_set_drop_last(migration_set *s) {
         migdir_migration_done(&s->items[--s->n]);
 }
 
+int migdir_load_item(migration_set *s, migdir_item_loader load, int dir_fd, const char *file,
+                     const migration_set *previous, migdir_errors *errors) {
+        migration *m = migdir_set_add(s);
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        r = load(dir_fd, file, previous, m, errors);
+        if (r != 0)
+                migdir_set_drop_last(s);
+        return r;
+}
+
 static const char *item_label(const migration *m) {
         return m->key ?: m->up.file;
 }

@@ -31,10 +31,10 @@ typedef struct migration_script {
         char *sql;  /* NUL-terminated contents */
         size_t size;
         unsigned flags;
+        unsigned line_offset; /* lines of the file before sql (a section of a one-file format) */
         /* identity of the file when read, so that a rescan can reuse unchanged contents */
         ino_t ino;
         int64_t mtime_ns;
-        unsigned line_offset; /* lines of the file before sql (a section of a one-file format), for error lines */
 } migration_script;
 
 /* The table of migration formats, one line per format: its migdir_format value (what the
@@ -44,6 +44,8 @@ typedef struct migration_script {
 #define MIGDIR_FORMATS(X)                                                                          \
         X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
         X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */ \
+        X(MIGDIR_GOOSE, goose)   /* {version}_{name}.sql with -- +goose Up / Down sections */ \
+        X(MIGDIR_GOLANG_MIGRATE, golang_migrate) /* {version}_{title}.up.sql / .down.sql */ \
         X(MIGDIR_DBMATE, dbmate) /* <version>_<name>.sql with -- migrate:up / -- migrate:down blocks */
 
 typedef enum migdir_format {
@@ -129,6 +131,7 @@ int migration_parse_filename(const char *file, int64_t *ret_version, char **ret_
 int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags, char **ret_bad);
 
 bool migration_name_is_valid(const char *name);
+
 
 /* Number of digits in the widest version of the set (at least 4), for naming new files. */
 int migration_set_version_width(const migration_set *s);

@@ -172,6 +172,21 @@ int db_mark_rolled_back(db *d, const migration *m, db_failure *f) {
         return r != 0 ? r : d->history->mark_rolled_back(d, m, f);
 }
 
+const char *db_history_table(db *d) {
+        return d->history->table;
+}
+
+int db_adopt_claimed_format(db *d, migdir_format *ret, db_failure *f) {
+        const history_format *h = NULL;
+        int r = history_claimed(d, &h, f);
+
+        if (r == 0 && h) {
+                d->history = h;
+                *ret = h->format;
+        }
+        return r;
+}
+
 int db_has_user_tables(db *d, bool *ret) {
         return d->backend->has_user_tables(d, history_tables, ret);
 }

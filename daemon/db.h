@@ -210,6 +210,12 @@ int db_record_event(db *d, const db_event *ev, db_failure *f);
 /* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
 int db_mark_applied(db *d, const migration *m, db_failure *f);
 int db_mark_rolled_back(db *d, const migration *m, db_failure *f);
+/* The history table of the connection's format ("migrated_schema", "schema_migrations"). */
+const char *db_history_table(db *d);
+/* When the database has the history table of a format that claims it by its columns
+ * (golang-migrate's schema_migrations with its dirty column), switches the connection's
+ * bookkeeping to that format and sets *ret to it; otherwise leaves *ret alone. */
+int db_adopt_claimed_format(db *d, migdir_format *ret, db_failure *f);
 /* Whether the database has tables of its own (not the backend's, not bookkeeping). */
 int db_has_user_tables(db *d, bool *ret);
 

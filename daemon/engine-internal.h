@@ -18,6 +18,7 @@ struct engine {
         engine_integrity integrity;
         unsigned busy_timeout_ms;
         migdir_format format;
+        char *format_reason; /* why this format: detected, or set in the configuration */
         db *db;
         migration_set *set;      /* the last good scan, reused to skip unchanged files */
         migdir_errors dir_errors; /* problems of the last scan */

@@ -15,9 +15,11 @@
 static const migration *find_target(const migration_set *set, const char *target) {
         char *end;
         long long v = strtoll(target, &end, 10);
+        /* a number is a version first (golang-migrate's sets may hold a migration 0) */
+        const migration *by_version = *target && *end == '\0' && v >= 0 ? migration_set_find(set, v) : NULL;
 
-        if (*target && *end == '\0' && v > 0)
-                return migration_set_find(set, v);
+        if (by_version)
+                return by_version;
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
                 if (streq(migration_record_name(m), target) || streq(m->name, target) || streq(m->up.file, target))

@@ -45,6 +45,32 @@ int engine_fail_db(engine_error *err, db_failure *f, json_t *extra) {
         return r;
 }
 
+/* A directory that reads as native may belong to another tool whose history table the database
+ * has (golang-migrate's NNNN_title.up.sql are native names too): the table decides. */
+static int choose_format(engine *e, const engine_options *o, db_failure *f) {
+        migdir_format claimed = e->format;
+        int r;
+
+        if (o->format_auto && e->format == MIGDIR_NATIVE) {
+                r = db_adopt_claimed_format(e->db, &claimed, f);
+                if (r != 0)
+                        return r;
+        }
+        if (claimed != e->format) {
+                e->format = claimed;
+                r = asprintf(&e->format_reason, "the database has %s's history table %s",
+                             migdir_format_to_string(claimed), db_history_table(e->db));
+        } else if (o->format_auto)
+                r = asprintf(&e->format_reason, "detected from the directory: %s", o->format_reason ?: "");
+        else
+                r = asprintf(&e->format_reason, "set in the configuration");
+        if (r < 0) {
+                e->format_reason = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         _cleanup_free_ engine *e = NULL;
         db_failure f = {};
@@ -69,7 +95,11 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
                 return -ENOMEM;
         }
         r = db_open(&dbo, &e->db, &f);
+        if (r == 0)
+                r = choose_format(e, o, &f);
         if (r != 0) {
+                db_close(e->db);
+                free(e->format_reason);
                 free(e->database);
                 free(e->migrations_dir);
                 free(e->backup_dir);
@@ -88,6 +118,7 @@ engine *engine_free(engine *e) {
         free(e->database);
         free(e->migrations_dir);
         free(e->backup_dir);
+        free(e->format_reason);
         free(e);
         return NULL;
 }
@@ -96,6 +127,10 @@ void engine_interrupt(engine *e, engine_stop_reason why) {
         atomic_store(&e->stop_reason, (int) why);
         atomic_store(&e->interrupted, true);
         db_interrupt(e->db);
+}
+
+migdir_format engine_format(engine *e) {
+        return e->format;
 }
 
 const db_backend *engine_backend(engine *e) {
@@ -189,7 +224,10 @@ int engine_load(engine *e, applied_set *applied, engine_error *err) {
         r = db_load_applied(e->db, applied, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
-        return 0;
+        r = applied_set_fill_through(applied, e->set);
+        if (r < 0)
+                applied_set_clear(applied);
+        return r;
 }
 
 /* Jobs need a directory that is readable and valid right now. */
@@ -244,6 +282,8 @@ int engine_status(engine *e, json_t **ret, engine_error *err) {
         if (!e->set)
                 json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
         json_object_set_new(o, "format", json_string(migdir_format_to_string(e->format)));
+        json_object_set_new(o, "format_reason", json_string(e->format_reason));
+        json_object_set_new(o, "history_table", json_string(db_history_table(e->db)));
         applied_set_clear(&applied);
         if (!o)
                 return -ENOMEM;

@@ -30,6 +30,10 @@ typedef struct engine_options {
         unsigned backup_keep;
         engine_integrity integrity;
         migdir_format format; /* the migrations' layout and the matching bookkeeping */
+        /* format was detected from the directory alone (format = auto): a database whose
+         * history table another format claims decides instead */
+        bool format_auto;
+        const char *format_reason; /* why format, for status; NULL: set in the configuration */
         db_file_identity identity; /* the database file the daemon locked; unknown: whatever is there */
 } engine_options;
 
@@ -64,6 +68,8 @@ engine_stop_reason engine_stop_requested(engine *e);
 
 /* The backend the engine's database was opened with (set once: safe from any thread). */
 const db_backend *engine_backend(engine *e);
+/* The format in use: configured, detected from the directory, or claimed by the database. */
+migdir_format engine_format(engine *e);
 
 /* Clears a stop request; called by the job's owner before a job starts. */
 void engine_reset_stop(engine *e);

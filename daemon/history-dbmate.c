@@ -145,12 +145,12 @@ static int dbmate_remove_applied(db *d, const migration *m, db_failure *f) {
 }
 
 static int dbmate_mark_applied(db *d, const migration *m, db_failure *f) {
-        return history_mark_applied_plain(&history_dbmate, d, m, f);
+        return history_mark_applied_once(d, &history_dbmate, m, f);
 }
 
 /* dbmate has no failed state: marking rolled back forgets an applied migration reverted by hand. */
 static int dbmate_mark_rolled_back(db *d, const migration *m, db_failure *f) {
-        return history_mark_rolled_back_plain(&history_dbmate, d, m, f);
+        return history_mark_rolled_back_once(d, &history_dbmate, m, f);
 }
 
 const history_format history_dbmate = {

@@ -13,17 +13,45 @@
 static const history_format *const formats[] = {
         &history_native,
         &history_prisma,
+        &history_goose,
+        &history_golang_migrate,
         &history_dbmate,
 };
 
-const char *const history_tables[] = { "migrated_schema", "_prisma_migrations", "migrated_attempts", "migrated_meta",
-                                       "schema_migrations", NULL };
+const char *const history_tables[] = {
+        "migrated_schema",
+        "_prisma_migrations",
+        "migrated_attempts",
+        "migrated_meta",
+        "goose_db_version",
+        "schema_migrations",
+        NULL,
+};
 
 const history_format *history_find(migdir_format format) {
         for (size_t i = 0; i < ELEMENTSOF(formats); i++)
                 if (formats[i]->format == format)
                         return formats[i];
         return NULL;
+}
+
+int history_claimed(db *d, const history_format **ret, db_failure *f) {
+        *ret = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(formats); i++) {
+                bool mine = false;
+                int r;
+
+                if (!formats[i]->claims)
+                        continue;
+                r = formats[i]->claims(d, &mine, f);
+                if (r != 0)
+                        return r;
+                if (mine) {
+                        *ret = formats[i];
+                        return 0;
+                }
+        }
+        return 0;
 }
 
 int history_version_of(db *d, int64_t *ret, db_failure *f) {
@@ -42,7 +70,7 @@ int history_version_of(db *d, int64_t *ret, db_failure *f) {
                         if (r != 0)
                                 return r;
                         if (!exists)
-                                continue; /* another format's table of the same name */
+                                continue;
                 }
                 r = formats[i]->load_applied(d, &a, f);
                 if (r != 0)
@@ -133,29 +161,32 @@ static int native_record_applied(db *d, const migration *m, int64_t duration_ms,
                         NULL, NULL, NULL, f, "cannot record the applied migration");
 }
 
-static int native_remove_applied(db *d, const migration *m, db_failure *f) {
+static int delete_version(db *d, const migration *m, int64_t *ret_changes, db_failure *f, const char *what) {
         return db_query(d, "DELETE FROM migrated_schema WHERE version = ?1", (db_value[]) { DB_INT(m->version) }, 1,
-                        NULL, NULL, NULL, f, "cannot record the reverted migration");
+                        NULL, NULL, ret_changes, f, what);
 }
 
-/* Whether m's version is in h's applied set. */
-static int is_applied(const history_format *h, db *d, const migration *m, bool *ret, db_failure *f) {
+static int native_remove_applied(db *d, const migration *m, db_failure *f) {
+        return delete_version(d, m, NULL, f, "cannot record the reverted migration");
+}
+
+int history_is_applied(db *d, const history_format *h, int64_t version, bool *ret, db_failure *f) {
         applied_set a = {};
         int r;
 
         r = h->load_applied(d, &a, f);
         if (r != 0)
                 return r;
-        *ret = applied_set_find(&a, m->version) != NULL;
+        *ret = applied_set_find(&a, version) != NULL;
         applied_set_clear(&a);
         return 0;
 }
 
-int history_mark_applied_plain(const history_format *h, db *d, const migration *m, db_failure *f) {
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f) {
         bool already;
         int r;
 
-        r = is_applied(h, d, m, &already, f);
+        r = history_is_applied(d, h, m->version, &already, f);
         if (r != 0)
                 return r;
         if (already)
@@ -163,11 +194,11 @@ int history_mark_applied_plain(const history_format *h, db *d, const migration *
         return h->record_applied(d, m, 0, f);
 }
 
-int history_mark_rolled_back_plain(const history_format *h, db *d, const migration *m, db_failure *f) {
+int history_mark_rolled_back_once(db *d, const history_format *h, const migration *m, db_failure *f) {
         bool applied;
         int r;
 
-        r = is_applied(h, d, m, &applied, f);
+        r = history_is_applied(d, h, m->version, &applied, f);
         if (r != 0)
                 return r;
         if (!applied)
@@ -176,11 +207,20 @@ int history_mark_rolled_back_plain(const history_format *h, db *d, const migrati
 }
 
 static int native_mark_applied(db *d, const migration *m, db_failure *f) {
-        return history_mark_applied_plain(&history_native, d, m, f);
+        return history_mark_applied_once(d, &history_native, m, f);
 }
 
+/* Ours has no failed state: marking rolled back forgets an applied migration reverted by hand. */
 static int native_mark_rolled_back(db *d, const migration *m, db_failure *f) {
-        return history_mark_rolled_back_plain(&history_native, d, m, f);
+        int64_t changes = 0;
+        int r;
+
+        r = delete_version(d, m, &changes, f, "cannot mark the migration rolled back");
+        if (r != 0)
+                return r;
+        if (changes == 0)
+                return history_refuse(f, "%s is not applied, so it cannot be marked rolled back", m->up.file);
+        return 0;
 }
 
 const history_format history_native = {

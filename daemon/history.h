@@ -12,6 +12,7 @@
 struct history_format {
         migdir_format format;
         const char *table; /* its applied-set table */
+        int (*claims)(db *d, bool *ret, db_failure *f); /* whether the database's table is this format's, by its columns; NULL: its name suffices */
         /* Creates the table when absent; the caller holds a write transaction. */
         int (*ensure)(db *d, db_failure *f);
         int (*load_applied)(db *d, applied_set *ret, db_failure *f);
@@ -20,11 +21,12 @@ struct history_format {
         /* Bookkeeping without running the script (the table exists, a write transaction is open). */
         int (*mark_applied)(db *d, const migration *m, db_failure *f);
         int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
-        int (*claims)(db *d, bool *ret, db_failure *f); /* whether the database's table is this format's, by its columns; NULL: its name suffices */
 };
 
 extern const history_format history_native;
 extern const history_format history_prisma;
+extern const history_format history_goose;
+extern const history_format history_golang_migrate;
 extern const history_format history_dbmate;
 
 /* The history of format; NULL when none is registered. */
@@ -34,6 +36,10 @@ const history_format *history_find(migdir_format format);
  * it has none (a database that never saw a migration). */
 int history_version_of(db *d, int64_t *ret, db_failure *f);
 
+/* The first format that claims the database's history table by its columns (one with a claims
+ * member), or *ret = NULL. */
+int history_claimed(db *d, const history_format **ret, db_failure *f);
+
 /* Every table the bookkeeping of any format may own, NULL-terminated: not the user's. */
 extern const char *const history_tables[];
 
@@ -42,11 +48,14 @@ extern const char *const history_tables[];
 int history_load(db *d, const char *table, const char *sql, db_row_fn row, applied_set *ret, db_failure *f,
                  const char *what);
 
-/* mark applied / mark rolled-back of a format without a failed state (h's load, record and remove):
- * the first refused when the migration is already applied, the second (forgetting a migration
- * reverted by hand) when it is not. */
-int history_mark_applied_plain(const history_format *h, db *d, const migration *m, db_failure *f);
-int history_mark_rolled_back_plain(const history_format *h, db *d, const migration *m, db_failure *f);
+/* Whether version is applied by h's rule. */
+int history_is_applied(db *d, const history_format *h, int64_t version, bool *ret, db_failure *f);
+/* mark applied for a format without a failed state: a record as if it ran, refused when the
+ * migration is already applied. */
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
+/* mark rolled-back for a format without a failed state: forgets an applied migration reverted
+ * by hand (h's remove), refused when it is not applied. */
+int history_mark_rolled_back_once(db *d, const history_format *h, const migration *m, db_failure *f);
 
 /* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);

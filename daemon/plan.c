@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "macro.h"
+#include "migdir-format.h"
 #include "plan.h"
 
 void applied_set_clear(applied_set *a) {
@@ -18,7 +19,47 @@ void applied_set_clear(applied_set *a) {
         for (size_t i = 0; i < a->n_failed; i++)
                 free(a->failed[i]);
         free(a->failed);
+        free(a->failed_hint);
         memset(a, 0, sizeof(*a));
+}
+
+int applied_set_fill_through(applied_set *a, const migration_set *set) {
+        applied_migration *items, *rec;
+        size_t n = 0;
+
+        if (!a->through || !set || a->n != 1)
+                return 0;
+        rec = &a->items[0];
+        items = calloc(set->n + 1, sizeof(*items));
+        if (!items)
+                return -ENOMEM;
+        for (size_t i = 0; i < set->n && set->items[i].version <= rec->version; i++) {
+                const migration *m = &set->items[i];
+                applied_migration *t = &items[n++];
+
+                t->version = m->version;
+                t->name = strdup(m->name);
+                t->applied_at = strdup(m->version == rec->version ? rec->applied_at : "");
+                memcpy(t->checksum, m->checksum, SHA256_HEX_SIZE); /* the tool keeps no checksums */
+                if (!t->name || !t->applied_at) {
+                        for (size_t k = 0; k < n; k++) {
+                                free(items[k].name);
+                                free(items[k].applied_at);
+                        }
+                        free(items);
+                        return -ENOMEM;
+                }
+        }
+        if (n == 0 || items[n - 1].version != rec->version)
+                items[n++] = *rec; /* recorded, but no file: plan_check_applied names it */
+        else {
+                free(rec->name);
+                free(rec->applied_at);
+        }
+        free(a->items);
+        a->items = items;
+        a->n = n;
+        return 0;
 }
 
 int64_t applied_set_current(const applied_set *a) {
@@ -77,7 +118,8 @@ size_t plan_check_applied(const migration_set *set, const applied_set *applied, 
                                "migration %s failed in an earlier run and was never resolved, so its changes may be "
                                "partly in the database; repair the database by hand, then run \"migratectl mark "
                                "rolled-back %s\" to run it again, or \"migratectl mark applied %s\" if you completed "
-                               "it by hand", applied->failed[i], applied->failed[i], applied->failed[i]);
+                               "it by hand%s%s", applied->failed[i], applied->failed[i], applied->failed[i],
+                               applied->failed_hint ? ". " : "", applied->failed_hint ?: "");
 
         for (size_t i = 0; i < applied->n; i++) {
                 const applied_migration *a = &applied->items[i];
@@ -135,6 +177,13 @@ static int plan_add(plan *p, const migration *m, bool up) {
         return 0;
 }
 
+/* Whether v comes after the current version. With nothing applied, every migration does,
+ * version 0 included (golang-migrate's sets may start at 0, which protocol 1 also uses for the
+ * empty schema). */
+static bool after_current(const migration_set *set, const applied_set *applied, int64_t v, int64_t current) {
+        return applied->n == 0 || version_cmp(set, v, current) > 0;
+}
+
 static int plan_up(const migration_set *set, const applied_set *applied, const plan_request *req, plan *p,
                    plan_error *e) {
         int64_t current = applied_set_current(applied);
@@ -161,11 +210,11 @@ static int plan_up(const migration_set *set, const applied_set *applied, const p
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
                 bool older = version_cmp(set, m->version, current) < 0 && req->allow_out_of_order;
-                if ((version_cmp(set, m->version, current) > 0 || older) &&
+                if ((after_current(set, applied, m->version, current) || older) &&
                     version_cmp(set, m->version, target) <= 0 && !applied_set_find(applied, m->version))
                         plan_add(p, m, true);
         }
-        p->to_version = p->n > 0 && version_cmp(set, p->steps[p->n - 1].migration->version, current) > 0
+        p->to_version = p->n > 0 && after_current(set, applied, p->steps[p->n - 1].migration->version, current)
                                 ? p->steps[p->n - 1].migration->version
                                 : current;
         return 0;
@@ -187,9 +236,10 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
                         return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
                                       "version %" PRId64 " is not applied; down --to takes 0 or an applied version",
                                       req->to);
+                /* down --to 0 is the empty schema: a migration numbered 0 is reverted too */
                 count = 0;
                 for (size_t i = 0; i < applied->n; i++)
-                        if (version_cmp(set, applied->items[i].version, req->to) > 0)
+                        if (req->to == 0 || version_cmp(set, applied->items[i].version, req->to) > 0)
                                 count++;
         } else {
                 int64_t steps = req->steps == 0 ? 1 : req->steps;
@@ -207,8 +257,10 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
                                       "migration %" PRId64 " (%s) is applied but its files are missing", a->version,
                                       a->name);
                 if (!m->down.file)
+                        /* a format with one file per migration (goose) has down sections */
                         return refuse(e, PROTOCOL_ERROR_IRREVERSIBLE, m,
-                                      "%s is irreversible (it has no down file); nothing was changed", m->up.file);
+                                      "%s is irreversible (it has no down %s); nothing was changed", m->up.file,
+                                      m->format && m->format->split ? "section" : "file");
                 plan_add(p, m, false);
         }
         p->to_version = count < applied->n ? applied->items[applied->n - 1 - count].version : 0;

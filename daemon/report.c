@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "macro.h"
 #include "report.h"
+#include "sql-wrapper.h"
 
 static json_t *migration_problem(const char *kind, int64_t version, const char *name, const char *file) {
         json_t *o = json_object();
@@ -105,6 +106,12 @@ json_t *report_plan(const plan *p) {
                 json_object_set_new(s, "name", json_string(p->steps[i].migration->name));
                 json_object_set_new(s, "file", json_string(p->steps[i].script->file));
                 json_object_set_new(s, "transaction", json_boolean(p->steps[i].transaction));
+                /* a file wrapped whole in BEGIN; … COMMIT;: its wrapper joins the plan's
+                 * transaction ("folded"), or, run on its own, is its own transaction */
+                size_t b, e;
+                if (sql_find_wrapper(p->steps[i].script->sql, p->steps[i].script->size, &b, &e) > 0)
+                        json_object_set_new(s, "own_transaction",
+                                            json_string(p->steps[i].transaction ? "folded" : "own"));
                 json_array_append_new(steps, s);
         }
         json_object_set_new(o, "direction", json_string(p->direction == PLAN_UP ? "up" : "down"));

@@ -226,11 +226,13 @@ static void on_request(void *userdata, const peer *p, const char *line, size_t s
 
 /* Opens both engines and clears what a killed predecessor left behind, before serving anyone. */
 static int open_engines(server *s, const db_file_identity *identity) {
+        const char *reason = NULL;
+        migdir_format detected = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
+                                                     : migdir_detect_format_reason(s->cfg->migrations_dir, &reason);
         engine_options o = { .database = s->cfg->database, .migrations_dir = s->cfg->migrations_dir,
                              .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
                              .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
-                             .format = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
-                                                           : migdir_detect_format(s->cfg->migrations_dir),
+                             .format = detected, .format_auto = s->cfg->format < 0, .format_reason = reason,
                              .identity = *identity };
         engine_error err = {};
         json_t *snap = NULL;
@@ -368,8 +370,7 @@ int server_listen(server *s) {
                 return -EIO;
         }
         log_info("Serving %s (%s migrations in %s) on %s", cfg->database,
-                 cfg->format >= 0 ? migdir_format_to_string((migdir_format) cfg->format)
-                                  : migdir_format_to_string(migdir_detect_format(cfg->migrations_dir)),
+                 migdir_format_to_string(engine_format(s->job_engine)),
                  cfg->migrations_dir,
                  s->socket_created ? cfg->socket_path : "the socket passed by systemd");
         return 0;

@@ -434,17 +434,17 @@ def db_connect(path, timeout=10.0):
     return sqlite3.connect(path, timeout=timeout, isolation_level=None)
 
 
-def _table_exists(c, name):
-    return c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
-
-
-def query(db, sql):
-    """Every row of sql in db, through a connection of its own."""
+def query(db, sql, params=()):
+    """Every row of one query on its own connection."""
     c = db_connect(db)
     try:
-        return c.execute(sql).fetchall()
+        return c.execute(sql, params).fetchall()
     finally:
         c.close()
+
+
+def _table_exists(c, name):
+    return c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
 def schema(db):
