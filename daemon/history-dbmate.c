@@ -16,31 +16,17 @@
 /* dbmate's own statement (pkg/driver/sqlite: CreateMigrationsTable), byte for byte. */
 static const char dbmate_table_sql[] = "create table if not exists \"schema_migrations\" (version varchar(128) primary key)";
 
-/* Whether the query runs, i.e. the columns it names exist. Inside a savepoint, rolled back: a
- * failed statement would otherwise end a transaction on backends that abort on any error. */
-static bool query_runs(db *d, const char *sql) {
-        db_failure f = {};
-        bool ok, savepoint;
-
-        savepoint = db_query(d, "SAVEPOINT migrated_probe", NULL, 0, NULL, NULL, NULL, &f, "probe") == 0;
-        db_failure_clear(&f);
-        ok = db_query(d, sql, NULL, 0, NULL, NULL, NULL, &f, "probe") == 0;
-        db_failure_clear(&f);
-        if (savepoint) {
-                (void) db_query(d, "ROLLBACK TO migrated_probe", NULL, 0, NULL, NULL, NULL, &f, "probe");
-                db_failure_clear(&f);
-                (void) db_query(d, "RELEASE migrated_probe", NULL, 0, NULL, NULL, NULL, &f, "probe");
-                db_failure_clear(&f);
-        }
-        return ok;
-}
-
 /* golang-migrate names its table schema_migrations too; its has a dirty column, dbmate's has
- * version and no dirty. Unquoted names: SQLite takes an unknown "quoted" name for a string. */
+ * version and no dirty. */
 static int dbmate_claims(db *d, bool *ret, db_failure *f) {
-        *ret = query_runs(d, "SELECT version FROM schema_migrations WHERE 0 = 1") &&
-               !query_runs(d, "SELECT dirty FROM schema_migrations WHERE 0 = 1");
-        return 0;
+        bool version = false, dirty = false;
+        int r;
+
+        r = history_has_column(d, "schema_migrations", "version", &version, f);
+        if (r == 0 && version)
+                r = history_has_column(d, "schema_migrations", "dirty", &dirty, f);
+        *ret = version && !dirty;
+        return r;
 }
 
 /* A schema_migrations that is not dbmate's is refused rather than written into. */

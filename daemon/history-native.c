@@ -83,6 +83,27 @@ int history_version_of(db *d, int64_t *ret, db_failure *f) {
         return 0;
 }
 
+int history_has_column(db *d, const char *table, const char *column, bool *ret, db_failure *f) {
+        _cleanup_free_ char *sql = NULL;
+        db_failure ignored = {};
+        bool savepoint;
+
+        /* unquoted: SQLite reads an unknown "quoted" name as a string literal */
+        if (asprintf(&sql, "SELECT %s FROM %s LIMIT 0", column, table) < 0)
+                return -ENOMEM;
+        savepoint = db_query(d, "SAVEPOINT migrated_probe", NULL, 0, NULL, NULL, NULL, &ignored, "probe") == 0;
+        db_failure_clear(&ignored);
+        *ret = db_query(d, sql, NULL, 0, NULL, NULL, NULL, &ignored, "probe") == 0;
+        db_failure_clear(&ignored);
+        if (savepoint) {
+                (void) db_query(d, "ROLLBACK TO migrated_probe", NULL, 0, NULL, NULL, NULL, &ignored, "probe");
+                db_failure_clear(&ignored);
+                (void) db_query(d, "RELEASE migrated_probe", NULL, 0, NULL, NULL, NULL, &ignored, "probe");
+                db_failure_clear(&ignored);
+        }
+        return 0;
+}
+
 int history_refuse(db_failure *f, const char *fmt, ...) {
         va_list ap;
         int r;

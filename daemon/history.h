@@ -57,6 +57,11 @@ int history_mark_applied_once(db *d, const history_format *h, const migration *m
  * by hand (h's remove), refused when it is not applied. */
 int history_mark_rolled_back_once(db *d, const history_format *h, const migration *m, db_failure *f);
 
+/* Whether table has column (both plain identifiers), by a query that names it: run inside a
+ * savepoint rolled back, so that its failure never ends the caller's transaction on a backend
+ * that aborts on any error. */
+int history_has_column(db *d, const char *table, const char *column, bool *ret, db_failure *f);
+
 /* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
 
