@@ -41,7 +41,9 @@ int history_claimed(db *d, const history_format **ret, db_failure *f) {
                 bool mine = false;
                 int r;
 
-                if (!formats[i]->claims)
+                /* dbmate's directory carries its own marker (a '-- migrate:up' line), so one
+                 * without it is not dbmate's; and its table is also Rails' and others' */
+                if (!formats[i]->claims || formats[i]->format == MIGDIR_DBMATE)
                         continue;
                 r = formats[i]->claims(d, &mine, f);
                 if (r != 0)

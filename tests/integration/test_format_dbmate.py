@@ -194,6 +194,23 @@ class DbmateFormatTest(harness.TestCase):
         self.assertIn("%s:8:" % name, r.out + r.err, r)
         self.assertEqual(tables(db), ["posts", "t", "users"])
 
+    def test_native_directory_is_not_adopted_by_the_table(self):
+        # A table like dbmate's (Rails keeps the same one) does not make a native directory
+        # dbmate's: only golang-migrate's names are ambiguous with ours.
+        plain = self.path("plain")
+        os.mkdir(plain)
+        with open(os.path.join(plain, "0001_devices.up.sql"), "w") as f:
+            f.write("CREATE TABLE devices (id INTEGER PRIMARY KEY);\n")
+        db = self.path("db.sqlite")
+        harness.create_wal_db(db, 'create table "schema_migrations" (version varchar(128) primary key); '
+                                  "INSERT INTO schema_migrations VALUES ('20240101000000');")
+        d = self.daemon(db, plain)
+        st = d.status()
+        self.assertEqual((st["format"], st["problems"]), ("native", []), st)
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(recorded(db), ["20240101000000"])
+        self.assertIn("devices", tables(db))
+
     def test_golang_migrate_table_is_not_dbmates(self):
         # golang-migrate names its table schema_migrations too, with a dirty column.
         db = self.path("db.sqlite")
