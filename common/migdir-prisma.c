@@ -157,7 +157,14 @@ static int load_folder(int dir_fd, const char *folder, const migration_set *prev
         return 0;
 }
 
-/* Every subdirectory is a migration folder; files beside them (migration_lock.toml) are not. */
+/* Every subdirectory is a migration folder; files beside them (migration_lock.toml, READMEs) are
+ * not migrations. */
+static bool is_folder(int dir_fd, const char *name) {
+        struct stat st;
+
+        return name[0] != '.' && fstatat(dir_fd, name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
 static int prisma_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
         struct dirent *de;
         bool bad = false;
@@ -169,11 +176,10 @@ static int prisma_load_items(int dir_fd, const migration_set *previous, migratio
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                struct stat st;
                 migration *m;
 
-                if (de->d_name[0] == '.' || fstatat(dir_fd, de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
-                        continue; /* migration_lock.toml, READMEs: not migrations */
+                if (!is_folder(dir_fd, de->d_name))
+                        continue;
                 m = migdir_set_add(s);
                 if (!m) {
                         r = -ENOMEM;

@@ -287,6 +287,41 @@ DIR *migdir_opendir(int dir_fd) {
         return d;
 }
 
+int migdir_load_entries(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors,
+                        bool (*want)(int dir_fd, const char *name),
+                        int (*load_one)(int dir_fd, const char *name, const migration_set *previous, migration *m,
+                                        migdir_errors *errors)) {
+        struct dirent *de;
+        bool bad = false;
+        int r = 0;
+        DIR *d;
+
+        d = migdir_opendir(dir_fd);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                migration *m;
+
+                if (!want(dir_fd, de->d_name))
+                        continue;
+                m = migdir_set_add(s);
+                if (!m) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = load_one(dir_fd, de->d_name, previous, m, errors);
+                if (r != 0)
+                        migdir_set_drop_last(s);
+                if (r < 0)
+                        break;
+                if (r > 0)
+                        bad = true;
+                r = 0;
+        }
+        closedir(d);
+        return r < 0 ? r : bad;
+}
+
 migration *migdir_set_add(migration_set *s) {
         migration *m;
 

@@ -49,7 +49,8 @@ typedef struct migration_script {
         X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */ \
         X(MIGDIR_GOOSE, goose)   /* {version}_{name}.sql with -- +goose Up / Down sections */ \
         X(MIGDIR_GOLANG_MIGRATE, golang_migrate) /* {version}_{title}.up.sql / .down.sql */ \
-        X(MIGDIR_FLYWAY, flyway) /* V<version>__<description>.sql (+ U<version>__<description>.sql) */
+        X(MIGDIR_FLYWAY, flyway) /* V<version>__<description>.sql (+ U<version>__<description>.sql) */ \
+        X(MIGDIR_DBMATE, dbmate) /* <version>_<name>.sql with -- migrate:up / -- migrate:down blocks */
 
 typedef enum migdir_format {
 #define MIGDIR_FORMAT_ENUM(id, name) id,

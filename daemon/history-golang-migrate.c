@@ -36,13 +36,7 @@ static int gm_claims(db *d, bool *ret, db_failure *f) {
         *ret = false;
         if (!exists)
                 return 0;
-        r = db_query(d, "SELECT dirty FROM schema_migrations LIMIT 0", NULL, 0, NULL, NULL, NULL, f,
-                     "no dirty column");
-        if (r < 0)
-                return r;
-        db_failure_clear(f);
-        *ret = r == 0;
-        return 0;
+        return history_has_column(d, "schema_migrations", "dirty", ret, f);
 }
 
 static bool value_true(const db_value *v) {

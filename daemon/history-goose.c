@@ -136,15 +136,7 @@ static int goose_mark_applied(db *d, const migration *m, db_failure *f) {
 
 /* goose has no failed state: marking rolled back forgets a migration reverted by hand. */
 static int goose_mark_rolled_back(db *d, const migration *m, db_failure *f) {
-        bool applied;
-        int r;
-
-        r = history_is_applied(d, &history_goose, m->version, &applied, f);
-        if (r != 0)
-                return r;
-        if (!applied)
-                return history_refuse(f, "%s is not applied, so it cannot be marked rolled back", m->up.file);
-        return delete_version(d, m, NULL, f, "cannot mark the migration rolled back");
+        return history_mark_rolled_back_once(d, &history_goose, m, f);
 }
 
 const history_format history_goose = {

@@ -16,6 +16,7 @@ static const history_format *const formats[] = {
         &history_goose,
         &history_golang_migrate,
         &history_flyway,
+        &history_dbmate,
 };
 
 const char *const history_tables[] = {
@@ -42,7 +43,9 @@ int history_claimed(db *d, const history_format **ret, db_failure *f) {
                 bool mine = false;
                 int r;
 
-                if (!formats[i]->claims)
+                /* dbmate's directory carries its own marker (a '-- migrate:up' line), so one
+                 * without it is not dbmate's; and its table is also Rails' and others' */
+                if (!formats[i]->claims || formats[i]->format == MIGDIR_DBMATE)
                         continue;
                 r = formats[i]->claims(d, &mine, f);
                 if (r != 0)
@@ -81,6 +84,27 @@ int history_version_of(db *d, int64_t *ret, db_failure *f) {
                 return 0;
         }
         *ret = 0;
+        return 0;
+}
+
+int history_has_column(db *d, const char *table, const char *column, bool *ret, db_failure *f) {
+        _cleanup_free_ char *sql = NULL;
+        db_failure ignored = {};
+        bool savepoint;
+
+        /* unquoted: SQLite reads an unknown "quoted" name as a string literal */
+        if (asprintf(&sql, "SELECT %s FROM %s LIMIT 0", column, table) < 0)
+                return -ENOMEM;
+        savepoint = db_query(d, "SAVEPOINT migrated_probe", NULL, 0, NULL, NULL, NULL, &ignored, "probe") == 0;
+        db_failure_clear(&ignored);
+        *ret = db_query(d, sql, NULL, 0, NULL, NULL, NULL, &ignored, "probe") == 0;
+        db_failure_clear(&ignored);
+        if (savepoint) {
+                (void) db_query(d, "ROLLBACK TO migrated_probe", NULL, 0, NULL, NULL, NULL, &ignored, "probe");
+                db_failure_clear(&ignored);
+                (void) db_query(d, "RELEASE migrated_probe", NULL, 0, NULL, NULL, NULL, &ignored, "probe");
+                db_failure_clear(&ignored);
+        }
         return 0;
 }
 
@@ -202,6 +226,18 @@ int history_mark_applied_once(db *d, const history_format *h, const migration *m
         if (already)
                 return history_refuse(f, "%s is already recorded as applied", m->up.file);
         return h->record_applied(d, m, 0, f);
+}
+
+int history_mark_rolled_back_once(db *d, const history_format *h, const migration *m, db_failure *f) {
+        bool applied;
+        int r;
+
+        r = history_is_applied(d, h, m->version, &applied, f);
+        if (r != 0)
+                return r;
+        if (!applied)
+                return history_refuse(f, "%s is not applied, so it cannot be marked rolled back", m->up.file);
+        return h->remove_applied(d, m, f);
 }
 
 static int native_mark_applied(db *d, const migration *m, db_failure *f) {

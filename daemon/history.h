@@ -34,6 +34,7 @@ extern const history_format history_prisma;
 extern const history_format history_goose;
 extern const history_format history_golang_migrate;
 extern const history_format history_flyway;
+extern const history_format history_dbmate;
 
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
@@ -59,6 +60,14 @@ int history_is_applied(db *d, const history_format *h, int64_t version, bool *re
 /* mark applied for a format without a failed state: a record as if it ran, refused when the
  * migration is already applied. */
 int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
+/* mark rolled-back for a format without a failed state: forgets an applied migration reverted
+ * by hand (h's remove), refused when it is not applied. */
+int history_mark_rolled_back_once(db *d, const history_format *h, const migration *m, db_failure *f);
+
+/* Whether table has column (both plain identifiers), by a query that names it: run inside a
+ * savepoint rolled back, so that its failure never ends the caller's transaction on a backend
+ * that aborts on any error. */
+int history_has_column(db *d, const char *table, const char *column, bool *ret, db_failure *f);
 
 /* Appends a zeroed item to a's applied migrations and returns it, or NULL. */
 applied_migration *history_add_applied(applied_set *a);

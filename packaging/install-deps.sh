@@ -22,7 +22,8 @@ test_pkgs="$test_pkgs systemd-container"
 # the container dependents (tests/dependents/test_containers.py: dockerd started by the test, an
 # image made from the host's busybox)
 test_pkgs="$test_pkgs docker.io busybox-static"
-# the dependents suite (tests/dependents: a real pm2 from npm, pinned by its package-lock.json):
+# the dependents and oracles suites (tests/dependents: a real pm2, tests/oracles: the real dbmate,
+# from npm, pinned by their package-lock.json):
 # node and npm; Debian's packages unless a node that brings its own npm is installed already
 if [ "${1:-build}" = test ] && ! command -v npm >/dev/null 2>&1; then
         test_pkgs="$test_pkgs nodejs npm"

@@ -28,7 +28,7 @@ PM2_TIMEOUT = 60.0
 
 def install_pm2():
     """The pm2 CLI of package-lock.json beside this file (see harness.npm_install)."""
-    return H.npm_install(HERE, "pm2", "pm2")
+    return H.npm_install(HERE, os.path.join("node_modules", ".bin", "pm2"), "pm2")
 
 
 def migrations(directory):

@@ -447,22 +447,9 @@ def _table_exists(c, name):
     return c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
-def query(db, sql, params=()):
-    """Every row of one query, on a connection of our own."""
-    c = db_connect(db)
-    try:
-        return c.execute(sql, params).fetchall()
-    finally:
-        c.close()
-
-
 def schema(db):
     """The user schema: (type, name, tbl_name, sql) of everything but bookkeeping."""
-    c = db_connect(db)
-    try:
-        return c.execute(SCHEMA_QUERY).fetchall()
-    finally:
-        c.close()
+    return query(db, SCHEMA_QUERY)
 
 
 def tables(db):
@@ -815,33 +802,6 @@ def cannot_run(why):
 NPM_TIMEOUT = 300.0
 
 
-def npm_install(src_dir, program, what):
-    """The npm packages pinned by package.json and package-lock.json in src_dir, installed once
-    per lockfile with `npm ci --ignore-scripts` into MIGRATED_TEST_NPM_DIR (or a directory under
-    the system's temporary directory); returns the path of node_modules/.bin/<program>. The file
-    cannot run (SKIP, or FAIL under CI=true) without node and npm or when the install fails."""
-    for tool in ("node", "npm"):
-        if not shutil.which(tool):
-            cannot_run("%s is not installed (packaging/install-deps.sh test installs nodejs and npm)" % tool)
-    h = hashlib.sha256()
-    for f in ("package.json", "package-lock.json"):
-        with open(os.path.join(src_dir, f), "rb") as fh:
-            h.update(fh.read())
-    base = os.environ.get("MIGRATED_TEST_NPM_DIR") or os.path.join(tempfile.gettempdir(), "migrated-test-npm")
-    d = os.path.join(base, h.hexdigest()[:16])
-    binary = os.path.join(d, "node_modules", ".bin", program)
-    if os.access(binary, os.X_OK):
-        return binary
-    os.makedirs(d, exist_ok=True)
-    for f in ("package.json", "package-lock.json"):
-        shutil.copy(os.path.join(src_dir, f), d)
-    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=d,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=NPM_TIMEOUT)
-    if r.returncode != 0 or not os.access(binary, os.X_OK):
-        cannot_run("npm ci of %s failed (is the npm registry reachable?):\n%s" % (what, r.stdout.decode(errors="replace")))
-    return binary
-
-
 def exit_status(result, name):
     """The process status for a unittest result: skips are listed; all skipped is 77 (SKIP); any
     skip under CI is a failure naming its reason."""
@@ -865,6 +825,35 @@ def main():
     prog = unittest.main(verbosity=2, exit=False)
     sys.stderr.flush()
     sys.exit(exit_status(prog.result, os.path.basename(sys.argv[0])))
+
+
+NPM_TIMEOUT = 300.0
+
+
+def npm_install(package_dir, program, what):
+    """The program (relative to the install) of the package.json and package-lock.json in
+    package_dir, installed by `npm ci` once per lockfile into MIGRATED_TEST_NPM_DIR; exits 77 (or
+    fails under CI=true) without node and npm or when the registry cannot be reached."""
+    for tool in ("node", "npm"):
+        if not shutil.which(tool):
+            cannot_run("%s is not installed (packaging/install-deps.sh test installs nodejs and npm)" % tool)
+    h = hashlib.sha256()
+    for f in ("package.json", "package-lock.json"):
+        with open(os.path.join(package_dir, f), "rb") as fh:
+            h.update(fh.read())
+    base = os.environ.get("MIGRATED_TEST_NPM_DIR") or os.path.join(tempfile.gettempdir(), "migrated-test-npm")
+    d = os.path.join(base, h.hexdigest()[:16])
+    prog = os.path.join(d, program)
+    if os.access(prog, os.X_OK):
+        return prog
+    os.makedirs(d, exist_ok=True)
+    for f in ("package.json", "package-lock.json"):
+        shutil.copy(os.path.join(package_dir, f), d)
+    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=d,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=NPM_TIMEOUT)
+    if r.returncode != 0 or not os.access(prog, os.X_OK):
+        cannot_run("npm ci of %s failed (is the npm registry reachable?):\n%s" % (what, r.stdout.decode(errors="replace")))
+    return prog
 
 
 class WriterLog:

@@ -96,7 +96,8 @@ class ProtocolTest(harness.TestCase):
         self.assertIn("capabilities", res)
         # the fixed capabilities, then one per migration format that announces itself
         self.assertEqual(res["capabilities"], ["events", "coalescing", "dry_run", "units", "wait", "backups",
-                                               "rehearse", "prisma", "goose", "golang-migrate", "flyway"])
+                                               "rehearse", "prisma", "goose", "golang-migrate", "flyway",
+                                               "dbmate"])
 
     def test_hello_without_params_and_with_empty_params(self):
         reply = send_raw_line(self.d.socket, b'{"id":1,"method":"hello"}')

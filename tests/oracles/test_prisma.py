@@ -233,7 +233,7 @@ class PrismaOracleTest(harness.TestCase):
 
 def install():
     global PRISMA
-    PRISMA = harness.npm_install(HERE, "prisma", "the Prisma CLI")
+    PRISMA = harness.npm_install(HERE, os.path.join("node_modules", ".bin", "prisma"), "the Prisma CLI")
 
 
 if __name__ == "__main__":

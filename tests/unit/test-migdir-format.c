@@ -94,7 +94,7 @@ static void test_rows(void **state) {
 
 static void test_choices(void **state) {
         /* the one place the "format" setting's values are spelled */
-        assert_string_equal(migdir_format_choices(), "auto, native, prisma, goose, golang-migrate or flyway");
+        assert_string_equal(migdir_format_choices(), "auto, native, prisma, goose, golang-migrate, flyway or dbmate");
         assert_ptr_equal(migdir_format_choices(), migdir_format_choices());
 }
 
