@@ -23,6 +23,7 @@ typedef struct db_failure {
         protocol_error_code code; /* MIGRATION_FAILED, BUSY, INTERRUPTED, FOREIGN_KEY_VIOLATION, DATABASE */
         char *message;
         unsigned line; /* exec_script: 1-based line of the failure in the script, 0 if unknown */
+        bool retry; /* a lock timeout or deadlock: nothing is wrong with the SQL, the plan may run again */
 } db_failure;
 
 enum {
@@ -48,6 +49,8 @@ typedef struct db_options {
         atomic_bool *cancel;
         /* The file the daemon locked: the connection must have opened this one. */
         db_file_identity identity;
+        /* A file holding the password (servers); NULL: none, or the target says. */
+        const char *password_file;
 } db_options;
 
 /* The small parameterised query API every backend provides, over which the history layer
@@ -73,6 +76,9 @@ typedef struct db_value {
 static inline db_value db_value_text(const char *s) {
         return (db_value) { .type = s ? DB_VALUE_TEXT : DB_VALUE_NULL, .s = s };
 }
+
+/* Called while the writer lock is held by someone else, with who holds it (a JSON object). */
+typedef void (*db_wait_fn)(void *userdata, json_t *holder);
 
 /* Called for each row of a query; a non-zero return stops the query and is returned. */
 typedef int (*db_row_fn)(const db_value *cols, size_t n, void *userdata);
@@ -159,6 +165,10 @@ typedef struct db_backend {
         int (*find_holders)(const char *target, size_t *ret_n, char **ret_description, json_t **ret_holders);
         /* Why the database is busy: a lock-check report, with an "action" sentence. */
         int (*lock_report)(const char *target, json_t **ret_report);
+        /* The writer lock of a shared server, held from lock() to unlock() across the job's
+         * transactions; waiting calls wait with the holder. NULL: the backend's own locking. */
+        int (*lock)(db *d, db_wait_fn wait, void *userdata, db_failure *f);
+        void (*unlock)(db *d);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -228,6 +238,9 @@ int db_disk_size(const db_backend *b, const char *target, uint64_t *ret_bytes);
 int db_find_holders(const db_backend *b, const char *target, size_t *ret_n, char **ret_description,
                     json_t **ret_holders);
 int db_lock_report(const db_backend *b, const char *target, json_t **ret_report);
+/* The writer lock for a job (nothing for a backend without one). */
+int db_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
+void db_unlock(db *d);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);

@@ -53,8 +53,10 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         e = calloc(1, sizeof(*e));
         if (!e)
                 return -ENOMEM;
-        db_options dbo = { .backend = o->backend, .target = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
-                           .cancel = &e->interrupted, .format = o->format, .identity = o->identity };
+        db_options dbo = { .backend = o->backend, .target = o->target ?: o->database,
+                           .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
+                           .cancel = &e->interrupted, .format = o->format, .identity = o->identity,
+                           .password_file = o->password_file };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
         e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;

@@ -22,7 +22,9 @@ typedef enum engine_integrity {
 
 typedef struct engine_options {
         const char *backend; /* a registered database backend; NULL: the default */
-        const char *database; /* its target: a file path, a connection string */
+        const char *database; /* its target: a file path; a server's: its name, for the backups */
+        const char *target;   /* a server's: the connection string; NULL: database */
+        const char *password_file;
         const char *migrations_dir;
         unsigned busy_timeout_ms;
         bool read_only; /* the reader's engine: never writes */

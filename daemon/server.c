@@ -226,7 +226,9 @@ static void on_request(void *userdata, const peer *p, const char *line, size_t s
 
 /* Opens both engines and clears what a killed predecessor left behind, before serving anyone. */
 static int open_engines(server *s, const db_file_identity *identity) {
-        engine_options o = { .database = s->cfg->database, .migrations_dir = s->cfg->migrations_dir,
+        engine_options o = { .backend = s->cfg->backend, .database = s->cfg->database,
+                             .target = s->cfg->connection, .password_file = s->cfg->password_file,
+                             .migrations_dir = s->cfg->migrations_dir,
                              .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
                              .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
                              .format = s->cfg->format >= 0 ? (migdir_format) s->cfg->format

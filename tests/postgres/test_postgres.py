@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The PostgreSQL backend against a real server: the same engine, jobs and history as on SQLite."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pgharness import PgTestCase, harness  # noqa: E402
+
+BASIC = [
+    (1, "users", "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);\n", "DROP TABLE users;\n"),
+    (2, "posts", "CREATE TABLE posts (id bigint PRIMARY KEY,\n  user_id bigint REFERENCES users (id));\n",
+     "DROP TABLE posts;\n"),
+]
+
+
+def write(directory, migrations):
+    for version, name, up, down in migrations:
+        with open(os.path.join(directory, "%04d_%s.up.sql" % (version, name)), "w") as f:
+            f.write(up)
+        if down is not None:
+            with open(os.path.join(directory, "%04d_%s.down.sql" % (version, name)), "w") as f:
+                f.write(down)
+
+
+class TestEngineOnPostgres(PgTestCase):
+    def tables(self):
+        return sorted(r[0] for r in self.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+
+    def test_up_status_history_verify_down(self):
+        write(self.migrations, BASIC)
+        d = self.daemon()
+        st = d.status()
+        self.assertEqual(len(st["pending"]), 2, st)
+        res = d.call("up")
+        self.assertEqual(res["status"], "applied", res)
+        self.assertEqual(res["to_version"], 2)
+        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_meta", "migrated_schema", "posts", "users"])
+        self.assertEqual(self.sql("SELECT version, name FROM migrated_schema ORDER BY version"),
+                         [["1", "users"], ["2", "posts"]])
+        self.assertEqual(d.status()["current_version"], 2)
+        hist = d.call("history")["attempts"]
+        self.assertEqual(hist[0]["status"], "succeeded")
+        self.assertEqual(d.call("verify")["ok"], True)
+        self.assertEqual(d.call("up")["status"], "current")
+        res = d.call("down", {"to": 1})
+        self.assertEqual(res["to_version"], 1, res)
+        self.assertNotIn("posts", self.tables())
+        # the backup taken before each change is a pg_dump archive, listed with the others
+        backups = d.call("backups")["backups"]
+        self.assertGreaterEqual(len(backups), 2, backups)
+        with open(backups[0]["path"], "rb") as f:
+            self.assertEqual(f.read(5), b"PGDMP")
+
+    def test_failure_rolls_back_the_whole_plan_and_names_file_and_line(self):
+        write(self.migrations, BASIC + [
+            (3, "broken", "ALTER TABLE users ADD COLUMN email text;\n\nSELECT 1;\nSELECT nosuchcolumn\n  FROM users;\n",
+             None)])
+        d = self.daemon()
+        _, final = d.rpc("up")
+        err = harness.error_of(final)
+        self.assertEqual(err["code"], "migration_failed", err)
+        self.assertEqual(err["file"], "0003_broken.up.sql")
+        self.assertEqual(err["line"], 4, err)
+        self.assertIn("0003_broken.up.sql:4:", err["message"])
+        self.assertIn("nosuchcolumn", err["message"])
+        # one transaction for the whole plan: 1 and 2 are not there either
+        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_meta", "migrated_schema"])
+        self.assertEqual(self.sql("SELECT count(*) FROM migrated_schema"), [["0"]])
+        self.assertEqual(d.call("history")["attempts"][0]["status"], "failed")
+
+    def test_no_transaction_create_index_concurrently(self):
+        write(self.migrations, BASIC[:1] + [
+            (2, "idx", "-- migrated: no-transaction\nCREATE INDEX CONCURRENTLY users_name ON users (name);\n",
+             "-- migrated: no-transaction\nDROP INDEX CONCURRENTLY users_name;\n")])
+        d = self.daemon()
+        res = d.call("up")
+        self.assertEqual(res["to_version"], 2, res)
+        self.assertEqual(self.sql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_name'::regclass"),
+                         [["t"]])
+        self.assertEqual(d.call("down", {"to": 1})["to_version"], 1)
+        self.assertEqual(self.sql("SELECT count(*) FROM pg_class WHERE relname = 'users_name'"), [["0"]])
+
+
+if __name__ == "__main__":
+    unittest.main()
