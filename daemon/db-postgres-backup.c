@@ -54,12 +54,15 @@ static int run_tool(char *const argv[], int out_fd, const char *password, int *r
 
 int pg_backup_to(db *d, const char *path, int fd, db_failure *f) {
         db_pg *p = to_pg(d);
-        _cleanup_free_ char *dbname = NULL;
+        _cleanup_free_ char *dbname = NULL, *wait = NULL;
         int status = 0, r;
 
-        if (asprintf(&dbname, "--dbname=%s", p->conninfo) < 0)
+        /* a session holding a table exclusively makes the dump fail after lock_timeout, not hang */
+        if (asprintf(&dbname, "--dbname=%s", p->conninfo) < 0 ||
+            asprintf(&wait, "--lock-wait-timeout=%ums", p->lock_timeout_ms ?: 1) < 0)
                 return -ENOMEM;
-        char *argv[] = { (char *) "pg_dump", (char *) "--format=custom", (char *) "--no-password", dbname, NULL };
+        char *argv[] = { (char *) "pg_dump", (char *) "--format=custom", (char *) "--no-password", wait, dbname,
+                         NULL };
         r = run_tool(argv, fd, p->password, &status);
         if (r == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && fsync(fd) == 0)
                 return 0;

@@ -15,6 +15,7 @@ struct engine {
         char *migrations_dir;
         char *backup_dir;
         unsigned backup_keep;
+        bool no_auto_backup;
         engine_integrity integrity;
         unsigned busy_timeout_ms;
         migdir_format format;

@@ -61,6 +61,7 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         e->migrations_dir = strdup(o->migrations_dir);
         e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;
         e->backup_keep = o->backup_keep;
+        e->no_auto_backup = o->no_auto_backup;
         e->integrity = o->integrity;
         e->busy_timeout_ms = o->busy_timeout_ms;
         e->format = o->format;
@@ -334,7 +335,7 @@ int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_erro
                                       json_integer(p->steps[i].migration->version));
         }
         json_object_set_new(o, "transactions", groups);
-        json_object_set_new(o, "backup", p->n > 0 && e->backup_dir
+        json_object_set_new(o, "backup", p->n > 0 && e->backup_dir && !e->no_auto_backup
                                                  ? json_pack("{s:s,s:I}", "dir", e->backup_dir, "keep",
                                                              (json_int_t) e->backup_keep)
                                                  : json_null());
@@ -400,7 +401,7 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
         case ENGINE_JOB_MARK_APPLIED:
         case ENGINE_JOB_MARK_ROLLED_BACK: return engine_mark(e, job, ret_result, err);
         case ENGINE_JOB_BASELINE: return engine_baseline(e, job, ret_result, err);
-        default: return engine_run_plan(e, job, e->backup_dir != NULL, progress, userdata, ret_result, err);
+        default: return engine_run_plan(e, job, e->backup_dir && !e->no_auto_backup, progress, userdata, ret_result, err);
         }
 }
 
@@ -643,8 +644,38 @@ static int check_before(engine *e, engine_error *err) {
         return r;
 }
 
-int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
-                    json_t **ret_result, engine_error *err) {
+/* How often a plan that met a lock timeout or a deadlock runs again before the job fails. */
+#define ENGINE_LOCK_ATTEMPTS 5
+
+/* A lock timeout or deadlock before anything was committed: the plan was wholly rolled back and
+ * may run again after a pause (growing: 200 ms, 400 ms, …), unless the job is stopped. */
+static bool retry_plan(run_state *s, unsigned attempt) {
+        const plan_step *st = s->failed_step;
+        long ms = 100L << (attempt < 5 ? attempt : 5);
+
+        if (!s->failure.retry || s->reached != s->p->from_version || (st && !st->transaction) ||
+            atomic_load(&s->e->interrupted))
+                return false;
+        if (attempt >= ENGINE_LOCK_ATTEMPTS) {
+                char *m = NULL;
+                if (asprintf(&m, "%s; gave up after %u attempts", s->failure.message ?: "", attempt) >= 0) {
+                        free(s->failure.message);
+                        s->failure.message = m;
+                }
+                return false;
+        }
+        emit(s, "lock", json_pack("{s:s,s:I,s:s}", "phase", "retrying", "attempt", (json_int_t) attempt, "reason",
+                                  s->failure.message ?: ""));
+        db_failure_clear(&s->failure);
+        s->failed_step = NULL;
+        json_array_clear(s->done);
+        for (long slept = 0; slept < ms && !atomic_load(&s->e->interrupted); slept += 50)
+                nanosleep(&(struct timespec) { 0, 50 * 1000000L }, NULL);
+        return !atomic_load(&s->e->interrupted);
+}
+
+static int run_plan_locked(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress,
+                           void *userdata, json_t **ret_result, engine_error *err) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ char *versions = NULL;
         run_state s = { .e = e, .job = job, .progress = progress, .userdata = userdata };
@@ -703,10 +734,14 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
         s.reached = p->from_version;
         s.done = json_array();
         s.pending_done = json_array();
-        for (size_t i = 0, j; i < p->n; i = j) {
-                j = group_end(p, i, job->per_migration);
-                r = run_group(&s, i, j);
-                if (r != 0)
+        for (unsigned attempt = 1;; attempt++) {
+                for (size_t i = 0, j; i < p->n; i = j) {
+                        j = group_end(p, i, job->per_migration);
+                        r = run_group(&s, i, j);
+                        if (r != 0)
+                                break;
+                }
+                if (r <= 0 || !retry_plan(&s, attempt))
                         break;
         }
         if (r > 0) {
@@ -724,5 +759,35 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
         db_failure_clear(&s.failure);
         json_decref(s.done);
         json_decref(s.pending_done);
+        return r;
+}
+
+typedef struct lock_waiter {
+        engine_progress_fn progress;
+        void *userdata;
+} lock_waiter;
+
+static void on_lock_wait(void *userdata, json_t *holder) {
+        lock_waiter *w = userdata;
+
+        if (w->progress)
+                w->progress(w->userdata, "lock", json_pack("{s:s,s:o}", "phase", "waiting", "holder", holder));
+        else
+                json_decref(holder);
+}
+
+/* A shared server's writer lock is taken before the plan is made, so that a plan another daemon
+ * applied meanwhile is found applied ("current"), and held until the job ends. */
+int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
+                    json_t **ret_result, engine_error *err) {
+        lock_waiter w = { progress, userdata };
+        db_failure f = {};
+        int r;
+
+        r = db_lock(e->db, on_lock_wait, &w, &f);
+        if (r != 0)
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
+        r = run_plan_locked(e, job, take_backup, progress, userdata, ret_result, err);
+        db_unlock(e->db);
         return r;
 }

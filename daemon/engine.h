@@ -30,6 +30,7 @@ typedef struct engine_options {
         bool read_only; /* the reader's engine: never writes */
         const char *backup_dir; /* NULL: no backups (rehearsal copies) */
         unsigned backup_keep;
+        bool no_auto_backup; /* no backup before a change */
         engine_integrity integrity;
         migdir_format format; /* the migrations' layout and the matching bookkeeping */
         db_file_identity identity; /* the database file the daemon locked; unknown: whatever is there */

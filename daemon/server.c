@@ -230,7 +230,7 @@ static int open_engines(server *s, const db_file_identity *identity) {
                              .target = s->cfg->connection, .password_file = s->cfg->password_file,
                              .migrations_dir = s->cfg->migrations_dir,
                              .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
-                             .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
+                             .backup_keep = s->cfg->backup_keep, .no_auto_backup = s->cfg->no_auto_backup, .integrity = (engine_integrity) s->cfg->integrity,
                              .format = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
                                                            : migdir_detect_format(s->cfg->migrations_dir),
                              .identity = *identity };
@@ -238,6 +238,8 @@ static int open_engines(server *s, const db_file_identity *identity) {
         json_t *snap = NULL;
         int r;
 
+        if (s->cfg->no_auto_backup)
+                log_warning("No backup is taken before a change ([backup] skip = true)");
         r = engine_new(&o, &s->job_engine, &err);
         if (r == 0) {
                 o.read_only = true;

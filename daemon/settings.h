@@ -51,6 +51,7 @@ typedef struct config {
         /* backups and checks */
         char *backup_dir;       /* default: "<database>-backups" */
         unsigned backup_keep;
+        bool no_auto_backup;    /* no backup before a change (still on demand) */
         int integrity;          /* engine_integrity */
 } config;
 

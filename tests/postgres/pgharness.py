@@ -145,6 +145,7 @@ class Session:
         if self.proc.poll() is None:
             self.proc.stdin.close()
             self.proc.wait(timeout=30)
+        self.proc.stdout.close()
 
 
 class PgTestCase(unittest.TestCase):
