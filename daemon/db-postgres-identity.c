@@ -11,31 +11,6 @@
 #include "db-postgres-internal.h"
 #include "db-postgres.h"
 
-/* The connection's settings as "key=value …", without the password. */
-static char *redact(const char *target) {
-        PQconninfoOption *opts = PQconninfoParse(target, NULL);
-        size_t size = 0;
-        char *out = NULL;
-        FILE *f;
-
-        if (!opts)
-                return strdup("(an unparsable connection string)");
-        f = open_memstream(&out, &size);
-        if (f) {
-                bool first = true;
-
-                for (PQconninfoOption *o = opts; o->keyword; o++) {
-                        if (!o->val || !*o->val || streq(o->keyword, "password"))
-                                continue;
-                        fprintf(f, "%s%s=%s", first ? "" : " ", o->keyword, o->val);
-                        first = false;
-                }
-                fclose(f);
-        }
-        PQconninfoFree(opts);
-        return out;
-}
-
 int db_postgres_identify(const char *target, const char *password_file, char **ret_key, char **ret_display,
                          char **ret_error) {
         db_options o = { .backend = "postgresql", .target = target, .password_file = password_file,
@@ -46,7 +21,7 @@ int db_postgres_identify(const char *target, const char *password_file, char **r
         int r;
 
         *ret_error = NULL;
-        *ret_display = redact(target);
+        *ret_display = pg_conninfo_split(target, NULL);
         r = db_postgres_backend.open(&o, &d, &f);
         if (r != 0) {
                 *ret_error = TAKE_PTR(f.message);

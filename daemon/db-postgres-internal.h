@@ -16,7 +16,7 @@ typedef struct db_pg {
         db base;
         PGconn *conn;
         PGcancel *canceller; /* PQcancel() from another thread uses only this */
-        char *conninfo;      /* as configured, for pg_dump; may hold a password */
+        char *conninfo;      /* as configured but without the password, for pg_dump and the log */
         char *password;      /* from password_file; NULL: none */
         unsigned lock_timeout_ms;
         atomic_bool *cancel;
@@ -29,6 +29,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
 #define _cleanup_pgresult_ _cleanup_(PQclearp)
 
 db_pg *to_pg(db *d);
+/* The connection's settings as a connection string without the password, which goes to
+ * *ret_password (when given; NULL: it had none). */
+char *pg_conninfo_split(const char *target, char **ret_password);
 /* Maps a failed result (or a broken connection when res is NULL) to a failure. */
 int pg_fail(db_pg *p, const PGresult *res, db_failure *f, const char *what);
 /* Runs SQL without parameters; 0, or DB_FAILED with f filled. */

@@ -79,6 +79,41 @@ int pg_exec_simple(db_pg *p, const char *sql, db_failure *f, const char *what) {
         return pg_result_ok(res) ? 0 : pg_fail(p, res, f, what);
 }
 
+char *pg_conninfo_split(const char *target, char **ret_password) {
+        PQconninfoOption *opts = PQconninfoParse(target, NULL);
+        size_t size = 0;
+        char *out = NULL;
+        FILE *f;
+
+        if (ret_password)
+                *ret_password = NULL;
+        if (!opts)
+                return strdup("(an unparsable connection string)");
+        f = open_memstream(&out, &size);
+        if (f) {
+                bool first = true;
+
+                for (PQconninfoOption *o = opts; o->keyword; o++) {
+                        if (!o->val || !*o->val)
+                                continue;
+                        if (streq(o->keyword, "password")) {
+                                if (ret_password)
+                                        *ret_password = strdup(o->val);
+                                continue;
+                        }
+                        /* values quoted as conninfo wants them: 'it''s' → 'it\'s' */
+                        fprintf(f, "%s%s='", first ? "" : " ", o->keyword);
+                        for (const char *c = o->val; *c; c++)
+                                fprintf(f, "%s%c", *c == '\'' || *c == '\\' ? "\\" : "", *c);
+                        fputc('\'', f);
+                        first = false;
+                }
+                fclose(f);
+        }
+        PQconninfoFree(opts);
+        return out;
+}
+
 static int unreadable(db_failure *f, const char *path) {
         db_failure_clear(f);
         f->code = PROTOCOL_ERROR_DATABASE;
@@ -164,8 +199,13 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         p->lock_timeout_ms = o->busy_timeout_ms;
         p->cancel = o->cancel;
         p->read_only = o->read_only;
-        p->conninfo = strdup(o->target);
-        r = p->conninfo ? read_password(o->password_file, &p->password, f) : -ENOMEM;
+        /* pg_dump gets the connection without its password, which goes into its environment */
+        p->conninfo = pg_conninfo_split(o->target, &p->password);
+        r = p->conninfo ? 0 : -ENOMEM;
+        if (r == 0 && o->password_file) {
+                free(p->password);
+                r = read_password(o->password_file, &p->password, f);
+        }
         if (r != 0) {
                 pg_close(&p->base);
                 return r;

@@ -94,6 +94,10 @@ class Cluster:
         return self
 
     def stop(self):
+        pid_file = getattr(self, "pgbouncer_pid", None)
+        if pid_file and os.path.exists(pid_file):
+            with open(pid_file) as f:
+                os.kill(int(f.read().strip()), 15)
         self._as_user([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop"])
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -114,6 +118,38 @@ class Cluster:
         if check and r.returncode != 0:
             raise AssertionError("psql %r failed: %s" % (sql, r.stderr))
         return [line.split("\t") for line in r.stdout.splitlines() if line]
+
+    def require_password(self, role):
+        """From now on role must log in with its password (the rest stays trusted)."""
+        hba = os.path.join(self.data, "pg_hba.conf")
+        with open(hba) as f:
+            rest = f.read()
+        with open(hba, "w") as f:
+            f.write("local all %s scram-sha-256\n%s" % (role, rest))
+        self.psql("postgres", "SELECT pg_reload_conf()")
+
+    def start_pgbouncer(self, pool_mode="transaction"):
+        """pgbouncer in front of this server (as PG_USER: it refuses root), on its own Unix socket;
+        returns a function giving a connection string through it for a database."""
+        if not shutil.which("pgbouncer"):
+            raise unittest.SkipTest("missing pgbouncer (Debian: pgbouncer)")
+        d = os.path.join(self.dir, "pgbouncer")
+        os.mkdir(d)
+        with open(os.path.join(d, "users.txt"), "w") as f:
+            f.write('"postgres" ""\n')
+        with open(os.path.join(d, "pgbouncer.ini"), "w") as f:
+            f.write("[databases]\n* = host=%s port=%d\n[pgbouncer]\nlisten_addr =\nlisten_port = 6433\n"
+                    "unix_socket_dir = %s\nauth_type = trust\nauth_file = %s/users.txt\npool_mode = %s\n"
+                    "server_reset_query =\nlogfile = %s/log\npidfile = %s/pid\n"
+                    % (self.sock, self.port, d, d, pool_mode, d, d))
+        for name in os.listdir(d):
+            os.chown(os.path.join(d, name), self.user.pw_uid, self.user.pw_gid)
+        os.chown(d, self.user.pw_uid, self.user.pw_gid)
+        r = self._as_user(["pgbouncer", "-d", os.path.join(d, "pgbouncer.ini")])
+        if r.returncode != 0:
+            raise AssertionError("pgbouncer failed: " + r.stderr + r.stdout)
+        self.pgbouncer_pid = os.path.join(d, "pid")
+        return lambda dbname: "host=%s port=6433 user=postgres dbname=%s" % (d, dbname)
 
     def session(self, dbname):
         """An interactive psql session (another client holding locks): write statements to it,

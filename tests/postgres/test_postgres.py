@@ -84,6 +84,41 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertEqual(d.call("down", {"to": 1})["to_version"], 1)
         self.assertEqual(self.sql("SELECT count(*) FROM pg_class WHERE relname = 'users_name'"), [["0"]])
 
+    def test_transaction_pooler_is_refused_with_the_hint(self):
+        write(self.migrations, BASIC)
+        through = self.cluster.start_pgbouncer("transaction")
+        d = harness.Daemon(self.workdir, migrations=self.migrations,
+                           extra_args=["--connection", through(self.dbname), "--state-dir",
+                                       os.path.join(self.workdir, "state-pooled")])
+        self.addCleanup(d.kill)
+        d.start(wait=False)
+        self.assertNotEqual(d.wait(), 0)
+        self.assertIn("connection pooler", d.log())
+        self.assertIn("connect to PostgreSQL directly", d.log())
+        self.assertEqual(self.tables(), [])
+
+    def test_password_file_is_used_and_never_logged(self):
+        write(self.migrations, BASIC[:1])
+        self.cluster.psql("postgres", "CREATE ROLE app LOGIN PASSWORD 'sekret-pw'")
+        self.cluster.psql("postgres", "ALTER DATABASE %s OWNER TO app" % self.dbname)
+        self.cluster.psql(self.dbname, "ALTER SCHEMA public OWNER TO app")
+        self.cluster.require_password("app")
+        pw = os.path.join(self.workdir, "pw")
+        with open(pw, "w") as f:
+            f.write("sekret-pw\n")
+        conninfo = self.cluster.conninfo(self.dbname, user="app") + " password=wrong-in-conninfo"
+        d = harness.Daemon(self.workdir, migrations=self.migrations,
+                           extra_args=["--connection", conninfo, "--password-file", pw, "--state-dir",
+                                       os.path.join(self.workdir, "state-pw")])
+        self.addCleanup(d.kill)
+        d.start()
+        self.assertEqual(d.call("up")["to_version"], 1)
+        self.assertEqual(self.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'users'"), [["app"]])
+        d.stop()
+        self.assertNotIn("sekret-pw", d.log())
+        self.assertNotIn("wrong-in-conninfo", d.log())
+        self.assertIn("user='app'", d.log())
+
 
 if __name__ == "__main__":
     unittest.main()
