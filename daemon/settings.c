@@ -700,6 +700,10 @@ bool config_is_server(const config *c) {
         return c->backend && streq(c->backend, "postgresql");
 }
 
+const char *config_target(const config *c) {
+        return config_is_server(c) ? c->connection : c->database;
+}
+
 int config_name_server(config *c, const char *name) {
         if (!c->database && !(c->database = strdup(name)))
                 return -ENOMEM;

@@ -97,6 +97,8 @@ void config_clear(config *c);
 
 /* Whether the database is a server's (PostgreSQL) rather than a file. */
 bool config_is_server(const config *c);
+/* What the backend opens: the file, or the server's connection string. */
+const char *config_target(const config *c);
 /* A server's database, once connected: its name (when [database] path did not give one) keys the
  * state directory, and the backups go into it unless [backup] dir says otherwise. */
 int config_name_server(config *c, const char *name);

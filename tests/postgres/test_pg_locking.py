@@ -64,6 +64,21 @@ class TestLocking(PgTestCase):
         self.assertEqual(self.sql("SELECT max(version) FROM migrated_schema"), [["1"]])
         self.assertEqual(d.call("up")["to_version"], 2)
 
+    def test_lock_check_names_the_sessions_holding_table_locks(self):
+        write(self.migrations, BASIC[:1])
+        d = self.daemon()
+        d.call("up")
+        self.assertEqual(d.call("lock_check")["relation_locks"], [])
+        other = self.cluster.session(self.dbname)
+        self.addCleanup(other.close)
+        pid = int(other.run("SELECT 'pid:' || pg_backend_pid();", "pid:").split(":")[1])
+        other.run("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT 'locked';", "locked")
+        report = d.call("lock_check")
+        self.assertEqual(report["backend"], "postgresql")
+        held = [r for r in report["relation_locks"] if r["relation"] == "users"]
+        self.assertEqual([(r["pid"], r["mode"], r["granted"]) for r in held], [(pid, "AccessExclusiveLock", True)])
+        self.assertIn("lock_timeout", report["action"])
+
     def test_two_daemons_concurrent_up_apply_once(self):
         write(self.migrations, BASIC + [(3, "slow", "SELECT pg_sleep(1);\nCREATE TABLE t3 (x int);\n", None)])
         a = self.daemon(name="a")
