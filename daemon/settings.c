@@ -499,9 +499,9 @@ static int make_absolute(char **path) {
 
 /* --help: the usage, then one line per flag of the table. */
 static void help(void) {
-        printf("Usage: migrated --database PATH --migrations DIR [OPTIONS]\n"
+        printf("Usage: migrated (--database PATH | --connection CONNINFO) --migrations DIR [OPTIONS]\n"
                "\n"
-               "The single writer of schema changes for one SQLite database: applies the\n"
+               "The single writer of schema changes for one SQLite or PostgreSQL database: applies the\n"
                "migrations of DIR on request over a Unix socket, one job at a time.\n"
                "\n");
         for (size_t i = 0; i < settings_n; i++) {
