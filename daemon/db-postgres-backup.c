@@ -14,8 +14,7 @@
 
 extern char **environ;
 
-/* Runs argv with stdout to out_fd, the password (if any) in PGPASSWORD; its exit status. */
-static int run_tool(char *const argv[], int out_fd, const char *password, int *ret_status) {
+int pg_run_tool(char *const argv[], int out_fd, const char *password, int *ret_status) {
         posix_spawn_file_actions_t fa;
         _cleanup_free_ char *pw = NULL;
         size_t n = 0;
@@ -63,7 +62,7 @@ int pg_backup_to(db *d, const char *path, int fd, db_failure *f) {
                 return -ENOMEM;
         char *argv[] = { (char *) "pg_dump", (char *) "--format=custom", (char *) "--no-password", wait, dbname,
                          NULL };
-        r = run_tool(argv, fd, p->password, &status);
+        r = pg_run_tool(argv, fd, p->password, &status);
         if (r == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && fsync(fd) == 0)
                 return 0;
         db_failure_clear(f);

@@ -39,6 +39,11 @@ int pg_exec_simple(db_pg *p, const char *sql, db_failure *f, const char *what);
 bool pg_result_ok(const PGresult *res);
 
 /* db-postgres-script.c */
+/* The end of the SQL statement starting at p: after its semicolon (quotes, dollar quotes and
+ * comments skipped), or end. */
+const char *pg_statement_end(const char *p, const char *end);
+/* The first byte at or after p that is not white space or a comment. */
+const char *pg_skip_blank(const char *p, const char *end);
 int pg_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_failure *f);
 
 /* db-postgres-lock.c */
@@ -49,4 +54,11 @@ int pg_lock_report(const char *target, json_t **ret_report);
 
 /* db-postgres-backup.c */
 int pg_backup_to(db *d, const char *path, int fd, db_failure *f);
+/* Runs argv (a PostgreSQL client program) with stdout to out_fd and the password, if any, in its
+ * environment only; its wait status. */
+int pg_run_tool(char *const argv[], int out_fd, const char *password, int *ret_status);
+
+/* db-postgres-restore.c */
+int pg_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
+int pg_restore_from(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f);
 bool pg_backup_complete(int fd, uint64_t size);

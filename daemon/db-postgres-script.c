@@ -66,8 +66,7 @@ static const char *skip_token(const char *p, const char *end) {
         return p;
 }
 
-/* The end of the statement starting at p: after its semicolon, or the end of the script. */
-static const char *statement_end(const char *p, const char *end) {
+const char *pg_statement_end(const char *p, const char *end) {
         while (p < end) {
                 const char *q = skip_token(p, end);
 
@@ -82,8 +81,7 @@ static const char *statement_end(const char *p, const char *end) {
         return end;
 }
 
-/* Whether p..end holds only white space and comments. */
-static const char *skip_blank(const char *p, const char *end) {
+const char *pg_skip_blank(const char *p, const char *end) {
         while (p < end) {
                 if (isspace((unsigned char) *p))
                         p++;
@@ -108,7 +106,7 @@ static bool is_transaction_control(const char *p, const char *end) {
             keyword_is(p, end, "START") || keyword_is(p, end, "ABORT"))
                 return true;
         if (keyword_is(p, end, "ROLLBACK"))
-                return !keyword_is(skip_blank(p + 8, end), end, "TO");
+                return !keyword_is(pg_skip_blank(p + 8, end), end, "TO");
         return false;
 }
 
@@ -173,11 +171,11 @@ int pg_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_
         while (s < end) {
                 _cleanup_free_ char *text = NULL;
                 _cleanup_pgresult_ PGresult *res = NULL;
-                const char *start = skip_blank(s, end), *stop;
+                const char *start = pg_skip_blank(s, end), *stop;
 
                 if (start >= end)
                         break;
-                stop = statement_end(start, end);
+                stop = pg_statement_end(start, end);
                 if (in_transaction && is_transaction_control(start, stop))
                         return script_fail(f, line_of(sql, start),
                                            "transaction control statements are not allowed in a migration: "

@@ -473,13 +473,6 @@ static int pg_size(db *d, uint64_t *ret_bytes) {
         return 0;
 }
 
-static int pg_restore_from(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f) {
-        db_failure_clear(f);
-        f->code = PROTOCOL_ERROR_DATABASE;
-        f->message = strdup("restoring a PostgreSQL database is not supported yet: use pg_restore by hand");
-        return f->message ? DB_FAILED : -ENOMEM;
-}
-
 const db_backend db_postgres_backend = {
         .name = "postgresql",
         .backup_suffix = ".pgdump",
@@ -497,6 +490,7 @@ const db_backend db_postgres_backend = {
         .has_user_tables = pg_has_user_tables,
         .backup_to = pg_backup_to,
         .restore_from = pg_restore_from,
+        .inspect_backup = pg_inspect_backup,
         .backup_complete = pg_backup_complete,
         .info = pg_info,
         .check_integrity = pg_check_integrity,

@@ -84,6 +84,33 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertEqual(d.call("down", {"to": 1})["to_version"], 1)
         self.assertEqual(self.sql("SELECT count(*) FROM pg_class WHERE relname = 'users_name'"), [["0"]])
 
+    def test_backup_restore_round_trip_keeps_history(self):
+        write(self.migrations, BASIC + [
+            (3, "kinds", "CREATE TYPE kind AS ENUM ('a', 'b');\nCREATE TABLE k (v kind);\n"
+                         "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;\n",
+             "DROP TABLE k;\nDROP TYPE kind;\nDROP FUNCTION f();\n")])
+        d = self.daemon()
+        self.assertEqual(d.call("up", {"to": 1})["to_version"], 1)
+        self.sql("INSERT INTO users VALUES (1, 'tab\there'), (2, E'back\\\\slash')")
+        rows = self.sql("SELECT id, md5(name) FROM users ORDER BY id")
+        manual = d.call("backup")["backup"]
+        self.assertEqual(manual["version"], 1, manual)
+        self.assertEqual(d.call("up")["to_version"], 3)
+        self.sql("INSERT INTO users VALUES (3, 'after the backup')")
+        before = self.sql("SELECT count(*) FROM migrated_attempts")
+        res = d.call("restore", {"backup": manual["file"]})
+        self.assertEqual((res["status"], res["to_version"]), ("restored", 1), res)
+        # the schema and data of the backup; nothing created after it survives
+        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_meta", "migrated_schema", "users"])
+        self.assertEqual(self.sql("SELECT id, md5(name) FROM users ORDER BY id"), rows)
+        self.assertEqual(self.sql("SELECT count(*) FROM pg_type WHERE typname = 'kind'"), [["0"]])
+        self.assertEqual(self.sql("SELECT count(*) FROM pg_proc WHERE proname = 'f'"), [["0"]])
+        # the live history survives and records the restore
+        self.assertEqual(self.sql("SELECT count(*) FROM migrated_attempts"), [[str(int(before[0][0]) + 1)]])
+        self.assertEqual(d.call("history")["attempts"][0]["direction"], "restore")
+        self.assertEqual(d.status()["current_version"], 1)
+        self.assertEqual(d.call("up")["to_version"], 3)
+
     def test_transaction_pooler_is_refused_with_the_hint(self):
         write(self.migrations, BASIC)
         through = self.cluster.start_pgbouncer("transaction")
