@@ -21,6 +21,7 @@ typedef struct db_pg {
         unsigned lock_timeout_ms;
         atomic_bool *cancel;
         bool read_only;
+        bool in_transaction; /* between begin() and commit() or rollback() */
         bool locked;       /* the session advisory lock is held */
         bool lock_by_begin; /* taken by begin(): released at commit or rollback */
 } db_pg;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "db-postgres-internal.h"
+#include "log.h"
 
 /* The lock's two keys: "migr" and the layout of migrated's lock (advisory locks are per database
  * already). */
@@ -70,6 +71,10 @@ int pg_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f) {
                 if (holder && (!last || !json_equal(holder, last))) {
                         if (wait)
                                 wait(userdata, json_incref(holder));
+                        else
+                                log_info("Waiting for the writer lock, held by pid %d (%s)",
+                                         (int) json_integer_value(json_object_get(holder, "pid")),
+                                         json_string_value(json_object_get(holder, "application_name")) ?: "?");
                         json_decref(last);
                         last = json_incref(holder);
                 }

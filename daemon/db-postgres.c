@@ -173,6 +173,25 @@ static int refuse_pooler(db_pg *p, db_failure *f) {
         return f->message ? DB_FAILED : -ENOMEM;
 }
 
+/* The session's settings, at open and again after a lost connection was reset. */
+static int setup_session(db_pg *p, db_failure *f) {
+        int r;
+
+        if (p->canceller)
+                PQfreeCancel(p->canceller);
+        p->canceller = PQgetCancel(p->conn);
+        r = refuse_pooler(p, f);
+        /* a daemon killed mid-statement must not leave its transaction open (and its locks
+         * held) until the statement ends: the server checks the client is still there */
+        if (r == 0)
+                (void) pg_exec_simple(p, "SET client_connection_check_interval = '1s'", NULL, NULL);
+        if (r == 0 && p->read_only)
+                r = pg_exec_simple(p, "SET default_transaction_read_only = on", f, "cannot set up the connection");
+        if (r == 0)
+                r = pg_exec_simple(p, "SET client_min_messages = warning", f, "cannot set up the connection");
+        return r;
+}
+
 static void pg_close(db *d) {
         db_pg *p = to_pg(d);
 
@@ -199,6 +218,14 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         p->lock_timeout_ms = o->busy_timeout_ms;
         p->cancel = o->cancel;
         p->read_only = o->read_only;
+        if (o->format != MIGDIR_NATIVE) {
+                /* Prisma's table on PostgreSQL has its own types (timestamptz): not written yet */
+                db_failure_clear(f);
+                f->code = PROTOCOL_ERROR_DATABASE;
+                f->message = strdup("the postgresql backend keeps the native bookkeeping only (format = native)");
+                pg_close(&p->base);
+                return f->message ? DB_FAILED : -ENOMEM;
+        }
         /* pg_dump gets the connection without its password, which goes into its environment */
         p->conninfo = pg_conninfo_split(o->target, &p->password);
         r = p->conninfo ? 0 : -ENOMEM;
@@ -224,16 +251,7 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
                 pg_close(&p->base);
                 return r;
         }
-        p->canceller = PQgetCancel(p->conn);
-        r = refuse_pooler(p, f);
-        /* a daemon killed mid-statement must not leave its transaction open (and its locks
-         * held) until the statement ends: the server checks the client is still there */
-        if (r == 0)
-                (void) pg_exec_simple(p, "SET client_connection_check_interval = '1s'", NULL, NULL);
-        if (r == 0 && o->read_only)
-                r = pg_exec_simple(p, "SET default_transaction_read_only = on", f, "cannot set up the connection");
-        if (r == 0)
-                r = pg_exec_simple(p, "SET client_min_messages = warning", f, "cannot set up the connection");
+        r = setup_session(p, f);
         if (r != 0) {
                 pg_close(&p->base);
                 return r;
@@ -249,6 +267,8 @@ static void pg_interrupt(db *d) {
         if (p->canceller)
                 (void) PQcancel(p->canceller, err, sizeof(err));
 }
+
+static void pg_rollback(db *d);
 
 /* A transaction outside a job's lock (mark, baseline, the attempt records) takes the lock for
  * itself, so that every write to the database happens under it. */
@@ -266,10 +286,14 @@ static int pg_begin(db *d, db_failure *f) {
         r = pg_exec_simple(p, "BEGIN", f, "cannot start a transaction");
         if (r != 0)
                 return r;
+        p->in_transaction = true;
         /* a statement waiting for a table lock gives up after lock_timeout: the whole plan is
          * rolled back and retried rather than queueing every other session behind it */
         snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %u", p->lock_timeout_ms);
-        return pg_exec_simple(p, sql, f, "cannot set lock_timeout");
+        r = pg_exec_simple(p, sql, f, "cannot set lock_timeout");
+        if (r != 0)
+                pg_rollback(d);
+        return r;
 }
 
 static void release_begin_lock(db_pg *p) {
@@ -282,6 +306,7 @@ static void release_begin_lock(db_pg *p) {
 static void pg_rollback(db *d) {
         db_pg *p = to_pg(d);
 
+        p->in_transaction = false;
         if (PQtransactionStatus(p->conn) != PQTRANS_IDLE)
                 PQclear(PQexec(p->conn, "ROLLBACK"));
         release_begin_lock(p);
@@ -291,6 +316,7 @@ static int pg_commit(db *d, db_failure *f) {
         db_pg *p = to_pg(d);
         int r = pg_exec_simple(p, "COMMIT", f, "cannot commit");
 
+        p->in_transaction = false;
         if (r != 0)
                 pg_rollback(d);
         release_begin_lock(p);
@@ -420,20 +446,24 @@ static int pg_check_foreign_keys(db *d, db_failure *f) {
         return 0;
 }
 
-/* The server names the database; a connection cannot be renamed over. */
+/* The server names the database; a connection cannot be renamed over, but the server may end
+ * it (a restart, pg_terminate_backend): between transactions it is opened again; inside one
+ * the transaction is gone, which is a failure, never a silent reconnect before COMMIT. */
 static int pg_check_identity(db *d, db_failure *f) {
+        _cleanup_pgresult_ PGresult *res = NULL;
         db_pg *p = to_pg(d);
 
-        if (PQstatus(p->conn) == CONNECTION_OK)
+        res = PQexec(p->conn, "SELECT 1");
+        if (pg_result_ok(res))
                 return 0;
+        if (PQstatus(p->conn) == CONNECTION_OK || p->in_transaction)
+                return pg_fail(p, res, f, "the connection to PostgreSQL failed (the transaction is rolled back)");
+        /* the server ended the session: its transaction and the lock went with it */
         PQreset(p->conn);
+        p->locked = p->lock_by_begin = false;
         if (PQstatus(p->conn) != CONNECTION_OK)
                 return pg_fail(p, NULL, f, "the connection to PostgreSQL was lost");
-        if (p->canceller)
-                PQfreeCancel(p->canceller);
-        p->canceller = PQgetCancel(p->conn);
-        p->locked = false;
-        return 0;
+        return setup_session(p, f);
 }
 
 /* Indexes left invalid (a CREATE INDEX CONCURRENTLY that failed) are the damage a migration

@@ -111,6 +111,28 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertEqual(d.status()["current_version"], 1)
         self.assertEqual(d.call("up")["to_version"], 3)
 
+    def test_sessions_ended_by_the_server_are_reconnected(self):
+        write(self.migrations, BASIC)
+        d = self.daemon()
+        self.assertEqual(d.call("up", {"to": 1})["to_version"], 1)
+        ended = self.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name LIKE 'migrated%'")
+        self.assertEqual(len(ended), 2, ended)  # the job's connection and the reader's
+        self.assertEqual(d.call("up")["to_version"], 2)
+        self.assertEqual(d.status()["current_version"], 2)
+        self.assertEqual(len(d.call("history")["attempts"]), 2)
+
+    def test_prisma_directory_is_refused_clearly(self):
+        os.makedirs(os.path.join(self.migrations, "20240101000000_init"))
+        with open(os.path.join(self.migrations, "20240101000000_init", "migration.sql"), "w") as f:
+            f.write("CREATE TABLE a (id int);\n")
+        with open(os.path.join(self.migrations, "migration_lock.toml"), "w") as f:
+            f.write('provider = "postgresql"\n')
+        d = self.daemon(start=False)
+        d.start(wait=False)
+        self.assertNotEqual(d.wait(), 0)
+        self.assertIn("native bookkeeping only", d.log())
+
     def test_transaction_pooler_is_refused_with_the_hint(self):
         write(self.migrations, BASIC)
         through = self.cluster.start_pgbouncer("transaction")
