@@ -114,10 +114,10 @@ char *pg_conninfo_split(const char *target, char **ret_password) {
         return out;
 }
 
-static int unreadable(db_failure *f, const char *path) {
+static int unreadable(db_failure *f, const char *path, int error) {
         db_failure_clear(f);
         f->code = PROTOCOL_ERROR_DATABASE;
-        if (asprintf(&f->message, "cannot read the password file %s: %s", path, strerror(errno)) < 0)
+        if (asprintf(&f->message, "cannot read the password file %s: %s", path, strerror(error)) < 0)
                 f->message = NULL;
         return f->message ? DB_FAILED : -ENOMEM;
 }
@@ -138,11 +138,14 @@ static int read_password(const char *file, char **ret, db_failure *f) {
                 return -ENOMEM;
         fd = open(path ?: file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
-                return unreadable(f, path ?: file);
+                return unreadable(f, path ?: file, errno);
         n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0) {
+                int error = errno;
+                close(fd);
+                return unreadable(f, path ?: file, error);
+        }
         close(fd);
-        if (n < 0)
-                return unreadable(f, path ?: file);
         buf[n] = '\0';
         buf[strcspn(buf, "\r\n")] = '\0';
         *ret = strdup(buf);
@@ -379,8 +382,10 @@ static int pg_query(db *d, const char *sql, const db_value *params, size_t n_par
         char ints[16][24];
         int r = 0;
 
-        if (!text || n_params > ELEMENTSOF(types))
+        if (!text)
                 return -ENOMEM;
+        if (n_params > ELEMENTSOF(types))
+                return -E2BIG;
         for (size_t i = 0; i < n_params; i++) {
                 /* an integer is sent as int8; text as "unknown", so that the column decides */
                 types[i] = params[i].type == DB_VALUE_INT ? PG_INT8OID : 0;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -276,6 +277,16 @@ static int open_state(server *s) {
                         log_error("Cannot use the state directory: %s", msg);
                 else
                         log_error_errno(s->state_fd, "Failed to open the state directory %s: %m", s->cfg->state_dir);
+                return -EIO;
+        }
+        /* A server's database has no file to flock: its state directory, named by the server's
+         * identity, is the one-daemon-per-host lock instead (across hosts, the advisory lock). */
+        if (config_is_server(s->cfg) && flock(s->state_fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
+                        log_error("Another migrated serves %s from the state directory %s", s->cfg->database,
+                                  s->cfg->state_dir);
+                else
+                        log_error_errno(errno, "Failed to lock the state directory %s: %m", s->cfg->state_dir);
                 return -EIO;
         }
         r = gate_load(&s->gate, s->state_fd, s->cfg->database, &msg);

@@ -122,6 +122,14 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertEqual(d.status()["current_version"], 2)
         self.assertEqual(len(d.call("history")["attempts"]), 2)
 
+    def test_one_daemon_per_state_directory(self):
+        write(self.migrations, BASIC)
+        self.daemon(name="same")
+        second = self.daemon(name="same", start=False)
+        second.start(wait=False)
+        self.assertNotEqual(second.wait(), 0)
+        self.assertIn("Another migrated serves pg-", second.log())
+
     def test_prisma_directory_is_refused_clearly(self):
         os.makedirs(os.path.join(self.migrations, "20240101000000_init"))
         with open(os.path.join(self.migrations, "20240101000000_init", "migration.sql"), "w") as f:
