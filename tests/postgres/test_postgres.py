@@ -54,6 +54,8 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertGreaterEqual(len(backups), 2, backups)
         with open(backups[0]["path"], "rb") as f:
             self.assertEqual(f.read(5), b"PGDMP")
+        self.assertEqual(d.call("lock_check")["relation_locks"], [])
+        self.assertEqual(d.stop(), 0)
 
     def test_failure_rolls_back_the_whole_plan_and_names_file_and_line(self):
         write(self.migrations, BASIC + [
@@ -110,6 +112,7 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertEqual(d.call("history")["attempts"][0]["direction"], "restore")
         self.assertEqual(d.status()["current_version"], 1)
         self.assertEqual(d.call("up")["to_version"], 3)
+        self.assertEqual(d.stop(), 0)  # a clean exit (and, under a sanitizer, no leak)
 
     def test_sessions_ended_by_the_server_are_reconnected(self):
         write(self.migrations, BASIC)
