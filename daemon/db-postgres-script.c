@@ -66,7 +66,19 @@ static const char *skip_token(const char *p, const char *end) {
         return p;
 }
 
+static bool keyword_is(const char *p, const char *end, const char *kw);
+
+static bool word_start(const char *start, const char *p) {
+        return p == start || !(isalnum((unsigned char) p[-1]) || p[-1] == '_' || p[-1] == '$');
+}
+
+/* A SQL-standard routine body (CREATE FUNCTION … BEGIN ATOMIC … END) holds semicolons of its
+ * own: as psql does, BEGIN and CASE open a level and END closes one, in such statements only. */
 const char *pg_statement_end(const char *p, const char *end) {
+        const char *start = p;
+        bool routine = false;
+        int depth = 0;
+
         while (p < end) {
                 const char *q = skip_token(p, end);
 
@@ -74,8 +86,19 @@ const char *pg_statement_end(const char *p, const char *end) {
                         p = q;
                         continue;
                 }
-                if (*p == ';')
+                if (*p == ';' && depth == 0)
                         return p + 1;
+                if (isalpha((unsigned char) *p) && word_start(start, p)) {
+                        if (keyword_is(p, end, "FUNCTION") || keyword_is(p, end, "PROCEDURE"))
+                                routine = true;
+                        else if (routine && (keyword_is(p, end, "BEGIN") || keyword_is(p, end, "CASE")))
+                                depth++;
+                        else if (routine && depth > 0 && keyword_is(p, end, "END"))
+                                depth--;
+                        while (p < end && (isalnum((unsigned char) *p) || *p == '_'))
+                                p++;
+                        continue;
+                }
                 p++;
         }
         return end;

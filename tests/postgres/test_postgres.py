@@ -125,6 +125,26 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertEqual(d.status()["current_version"], 2)
         self.assertEqual(len(d.call("history")["attempts"]), 2)
 
+    def test_statements_are_split_as_psql_splits_them(self):
+        # semicolons inside quotes, dollar quotes, comments and a BEGIN ATOMIC body are not ends
+        write(self.migrations, BASIC[:1] + [(2, "bodies", """CREATE TABLE notes (body text DEFAULT 'a;b');
+/* a comment; with a semicolon */
+CREATE FUNCTION twice(i int) RETURNS int LANGUAGE plpgsql AS $body$
+BEGIN
+  RETURN i * 2; -- here;
+END;
+$body$;
+CREATE FUNCTION kind(i int) RETURNS text LANGUAGE sql
+BEGIN ATOMIC
+  SELECT CASE WHEN i > 0 THEN 'pos' ELSE 'neg' END;
+END;
+INSERT INTO notes VALUES (E'it\\'s; fine'), ('x'';y');
+""", None)])
+        d = self.daemon()
+        self.assertEqual(d.call("up")["to_version"], 2)
+        self.assertEqual(self.sql("SELECT twice(21), kind(-1)"), [["42", "neg"]])
+        self.assertEqual(self.sql("SELECT count(*) FROM notes"), [["2"]])
+
     def test_one_daemon_per_state_directory(self):
         write(self.migrations, BASIC)
         self.daemon(name="same")
