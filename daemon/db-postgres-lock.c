@@ -106,6 +106,7 @@ int pg_lock_report(const char *target, json_t **ret_report) {
         const char *values[] = { "migrated (lock-check)", target, NULL };
         PGconn *conn = PQconnectdbParams(keys, values, 1);
         json_t *report, *sessions, *holder;
+        bool free_now;
 
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
                 PQfinish(conn);
@@ -128,8 +129,10 @@ int pg_lock_report(const char *target, json_t **ret_report) {
                                                 PQgetvalue(res, i, 4), "granted", PQgetvalue(res, i, 5)[0] == 't',
                                                 "relation", PQgetvalue(res, i, 6), "query", PQgetvalue(res, i, 7)));
         PQfinish(conn);
-        report = json_pack("{s:s,s:o,s:o,s:s}", "backend", "postgresql", "writer_lock_holder",
-                           holder ?: json_null(), "relation_locks", sessions, "action",
+        free_now = !holder && json_array_size(sessions) == 0;
+        report = json_pack("{s:s,s:o,s:o,s:b,s:s,s:s}", "backend", "postgresql", "writer_lock_holder",
+                           holder ?: json_null(), "relation_locks", sessions, "migration_possible", free_now,
+                           "verdict", holder ? "migrating" : free_now ? "free" : "tables_locked", "action",
                            holder ? "another migrated (or a session using its advisory lock) is migrating this "
                                     "database: wait for it, or end that session"
                            : json_array_size(sessions) > 0

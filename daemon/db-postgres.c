@@ -495,8 +495,9 @@ static int pg_check_integrity(db *d, bool full, db_failure *f) {
 static int pg_info(db *d, json_t *status) {
         db_pg *p = to_pg(d);
 
-        return json_object_set_new(status, "server_version", json_integer(PQserverVersion(p->conn))) < 0 ? -ENOMEM
-                                                                                                         : 0;
+        const char *v = PQparameterStatus(p->conn, "server_version");
+
+        return json_object_set_new(status, "server_version", json_string(v ?: "?")) < 0 ? -ENOMEM : 0;
 }
 
 static int pg_size(db *d, uint64_t *ret_bytes) {

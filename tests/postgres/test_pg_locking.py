@@ -78,6 +78,15 @@ class TestLocking(PgTestCase):
         held = [r for r in report["relation_locks"] if r["relation"] == "users"]
         self.assertEqual([(r["pid"], r["mode"], r["granted"]) for r in held], [(pid, "AccessExclusiveLock", True)])
         self.assertIn("lock_timeout", report["action"])
+        self.assertFalse(report["migration_possible"])
+        r = harness.ctl("lock-check", sock=d.socket)
+        self.assertEqual(r.rc, 6, r)  # busy
+        self.assertIn("AccessExclusiveLock", r.out)
+        self.assertIn("pgharness-session", r.out)
+        other.run("ROLLBACK; SELECT 'done';", "done")
+        r = harness.ctl("lock-check", sock=d.socket)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("Writer lock: free", r.out)
 
     def test_two_daemons_concurrent_up_apply_once(self):
         write(self.migrations, BASIC + [(3, "slow", "SELECT pg_sleep(1);\nCREATE TABLE t3 (x int);\n", None)])
