@@ -57,6 +57,10 @@ class TestLocking(PgTestCase):
         self.assertIn("gave up after 5 attempts", err["message"])
         retries = [e for e in events if e["event"] == "lock" and e.get("phase") == "retrying"]
         self.assertEqual(len(retries), 4, events)
+        # migratectl tells each retry and the failure
+        r = harness.ctl("up", sock=d.socket, timeout=120)
+        self.assertEqual(r.rc, 6, r)
+        self.assertEqual(r.err.count("running the plan again"), 4, r.err)
         other.run("ROLLBACK; SELECT 'done';", "done")
         # unchanged: no column, no record; then the same job succeeds once the lock is gone
         self.assertEqual(self.sql("SELECT count(*) FROM information_schema.columns "
