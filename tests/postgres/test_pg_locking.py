@@ -4,6 +4,7 @@
 table lock that outlasts lock_timeout, two daemons racing, a daemon killed mid-migration."""
 
 import os
+import signal
 import sys
 import threading
 import unittest
@@ -136,6 +137,20 @@ class TestLocking(PgTestCase):
         self.assertEqual(res["to_version"], 2, res)
         statuses = [a["status"] for a in b.call("history")["attempts"]]
         self.assertEqual(statuses, ["succeeded", "interrupted"], statuses)
+
+    def test_sigterm_cancels_the_running_statement_and_rolls_back(self):
+        write(self.migrations, BASIC[:1] + [(2, "slow", "CREATE TABLE t2 (x int);\nSELECT pg_sleep(600);\n", None)])
+        d = self.daemon()
+        with harness.Conn(d.socket, 120) as c:
+            c.send("up")
+            while not self.sql("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(600)%'"):
+                pass
+            d.signal(signal.SIGTERM)
+            _, final = c.read_reply(timeout=60)
+        self.assertEqual(harness.error_of(final)["code"], "interrupted", final)
+        self.assertEqual(d.wait(), 0)
+        self.assertEqual(self.sql("SELECT count(*) FROM pg_tables WHERE tablename IN ('users', 't2')"), [["0"]])
+        self.assertEqual(self.sql("SELECT status FROM migrated_attempts"), [["interrupted"]])
 
 
 if __name__ == "__main__":
