@@ -18,6 +18,7 @@ typedef struct db_pg {
         PGcancel *canceller; /* PQcancel() from another thread uses only this */
         char *conninfo;      /* as configured but without the password, for pg_dump and the log */
         char *password;      /* from password_file; NULL: none */
+        char *search_path;   /* the session's, as connected: restored after each script */
         unsigned lock_timeout_ms;
         atomic_bool *cancel;
         bool read_only;
@@ -38,6 +39,8 @@ int pg_fail(db_pg *p, const PGresult *res, db_failure *f, const char *what);
 /* Runs SQL without parameters; 0, or DB_FAILED with f filled. */
 int pg_exec_simple(db_pg *p, const char *sql, db_failure *f, const char *what);
 bool pg_result_ok(const PGresult *res);
+/* Puts the session's search_path back as it was when connected. */
+int pg_restore_search_path(db_pg *p, db_failure *f);
 
 /* db-postgres-script.c */
 /* The end of the SQL statement starting at p: after its semicolon (quotes, dollar quotes and

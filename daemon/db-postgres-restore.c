@@ -231,7 +231,7 @@ int pg_restore_from(db *d, const char *path, const char *scratch, const db_event
                 r = run_restore_script(p, script, size, f);
         /* the script empties search_path for the session: back to the connection's own */
         if (r == 0)
-                r = pg_exec_simple(p, "RESET search_path", f, "cannot finish the restore");
+                r = pg_restore_search_path(p, f);
         if (r == 0)
                 r = move_own_tables(p, "migrated_restore_keep", schema, f);
         if (r == 0)

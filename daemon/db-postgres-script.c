@@ -220,5 +220,5 @@ int pg_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_
                         return script_fail(f, line_of(sql, start), "this statement ended migrated's transaction");
                 s = stop;
         }
-        return 0;
+        return pg_restore_search_path(p, f);
 }

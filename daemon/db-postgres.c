@@ -192,7 +192,25 @@ static int setup_session(db_pg *p, db_failure *f) {
                 r = pg_exec_simple(p, "SET default_transaction_read_only = on", f, "cannot set up the connection");
         if (r == 0)
                 r = pg_exec_simple(p, "SET client_min_messages = warning", f, "cannot set up the connection");
+        if (r == 0 && !p->search_path) {
+                _cleanup_pgresult_ PGresult *res = PQexec(p->conn, "SHOW search_path");
+                if (!pg_result_ok(res) || PQntuples(res) != 1)
+                        r = pg_fail(p, res, f, "cannot read search_path");
+                else if (!(p->search_path = strdup(PQgetvalue(res, 0, 0))))
+                        r = -ENOMEM;
+        }
         return r;
+}
+
+/* A script's SET search_path must not move migrated's own tables: the session's is put back
+ * (for the rest of the transaction and after it). */
+int pg_restore_search_path(db_pg *p, db_failure *f) {
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *v[1] = { p->search_path };
+
+        res = PQexecParams(p->conn, "SELECT pg_catalog.set_config('search_path', $1, false)", 1, NULL, v, NULL, NULL,
+                           0);
+        return pg_result_ok(res) ? 0 : pg_fail(p, res, f, "cannot restore search_path");
 }
 
 static void pg_close(db *d) {
@@ -204,6 +222,7 @@ static void pg_close(db *d) {
                 PQfreeCancel(p->canceller);
         PQfinish(p->conn);
         free(p->conninfo);
+        free(p->search_path);
         if (p->password)
                 explicit_bzero(p->password, strlen(p->password));
         free(p->password);

@@ -145,6 +145,20 @@ INSERT INTO notes VALUES (E'it\\'s; fine'), ('x'';y');
         self.assertEqual(self.sql("SELECT twice(21), kind(-1)"), [["42", "neg"]])
         self.assertEqual(self.sql("SELECT count(*) FROM notes"), [["2"]])
 
+    def test_a_script_setting_search_path_does_not_move_the_bookkeeping(self):
+        self.sql("CREATE SCHEMA other")
+        write(self.migrations, BASIC[:1] + [(2, "elsewhere", "SET search_path = other;\nCREATE TABLE t (x int);\n",
+                                             "SET search_path = other;\nDROP TABLE t;\n")])
+        d = self.daemon()
+        self.assertEqual(d.call("up")["to_version"], 2)
+        self.assertEqual(self.sql("SELECT schemaname, tablename FROM pg_tables WHERE tablename LIKE 'migrated%' "
+                                  "OR tablename = 't' ORDER BY 2"),
+                         [["public", "migrated_attempts"], ["public", "migrated_meta"], ["public", "migrated_schema"],
+                          ["other", "t"]])
+        self.assertEqual(self.sql("SELECT max(version) FROM public.migrated_schema"), [["2"]])
+        self.assertEqual(d.call("down", {"to": 1})["to_version"], 1)
+        self.assertEqual(d.status()["current_version"], 1)
+
     def test_one_daemon_per_state_directory(self):
         write(self.migrations, BASIC)
         self.daemon(name="same")
