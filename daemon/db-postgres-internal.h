@@ -6,6 +6,7 @@
  * writer lock: a session advisory lock) and db-postgres-backup.c (pg_dump and pg_restore). */
 
 #include <libpq-fe.h>
+#include <pthread.h>
 
 #include "db.h"
 #include "macro.h"
@@ -15,7 +16,8 @@ extern const db_backend db_postgres_backend;
 typedef struct db_pg {
         db base;
         PGconn *conn;
-        PGcancel *canceller; /* PQcancel() from another thread uses only this */
+        PGcancel *canceller; /* PQcancel() from another thread uses only this, under cancel_lock */
+        pthread_mutex_t cancel_lock;
         char *conninfo;      /* as configured but without the password, for pg_dump and the log */
         char *password;      /* from password_file; NULL: none */
         char *search_path;   /* the session's, as connected: restored after each script */

@@ -180,9 +180,12 @@ static int refuse_pooler(db_pg *p, db_failure *f) {
 static int setup_session(db_pg *p, db_failure *f) {
         int r;
 
+        /* a reset connection has a new cancel key; db_interrupt() may be using the old one */
+        pthread_mutex_lock(&p->cancel_lock);
         if (p->canceller)
                 PQfreeCancel(p->canceller);
         p->canceller = PQgetCancel(p->conn);
+        pthread_mutex_unlock(&p->cancel_lock);
         r = refuse_pooler(p, f);
         /* a daemon killed mid-statement must not leave its transaction open (and its locks
          * held) until the statement ends: the server checks the client is still there */
@@ -220,6 +223,7 @@ static void pg_close(db *d) {
                 return;
         if (p->canceller)
                 PQfreeCancel(p->canceller);
+        pthread_mutex_destroy(&p->cancel_lock);
         PQfinish(p->conn);
         free(p->conninfo);
         free(p->search_path);
@@ -237,6 +241,7 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         if (!p)
                 return -ENOMEM;
         p->base.backend = &db_postgres_backend;
+        pthread_mutex_init(&p->cancel_lock, NULL);
         p->lock_timeout_ms = o->busy_timeout_ms;
         p->cancel = o->cancel;
         p->read_only = o->read_only;
@@ -286,8 +291,10 @@ static void pg_interrupt(db *d) {
         db_pg *p = to_pg(d);
         char err[256];
 
+        pthread_mutex_lock(&p->cancel_lock);
         if (p->canceller)
                 (void) PQcancel(p->canceller, err, sizeof(err));
+        pthread_mutex_unlock(&p->cancel_lock);
 }
 
 static void pg_rollback(db *d);
