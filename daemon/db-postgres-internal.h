@@ -57,6 +57,7 @@ int pg_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_
 int pg_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
 void pg_unlock(db *d);
 int pg_lock_report(const char *target, json_t **ret_report);
+int pg_lock_report_live(db *d, json_t **ret_report);
 
 /* db-postgres-backup.c */
 int pg_backup_to(db *d, const char *path, int fd, db_failure *f);

@@ -100,18 +100,11 @@ void pg_unlock(db *d) {
 
 /* lock-check on PostgreSQL: who holds migrated's lock, and which sessions hold or wait for
  * relation locks, from pg_locks and pg_stat_activity. */
-int pg_lock_report(const char *target, json_t **ret_report) {
+static int report_on(PGconn *conn, json_t **ret_report) {
         _cleanup_pgresult_ PGresult *res = NULL;
-        const char *keys[] = { "application_name", "dbname", NULL };
-        const char *values[] = { "migrated (lock-check)", target, NULL };
-        PGconn *conn = PQconnectdbParams(keys, values, 1);
         json_t *report, *sessions, *holder;
         bool free_now;
 
-        if (!conn || PQstatus(conn) != CONNECTION_OK) {
-                PQfinish(conn);
-                return -ECONNREFUSED;
-        }
         holder = describe_holder(conn);
         res = PQexec(conn,
                      "SELECT a.pid, a.application_name, coalesce(a.client_addr::text, 'local'), a.state, "
@@ -120,15 +113,18 @@ int pg_lock_report(const char *target, json_t **ret_report) {
                      "WHERE l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_catalog.pg_database "
                      "WHERE datname = current_database()) AND l.pid <> pg_backend_pid() "
                      "AND l.relation >= 16384 ORDER BY l.granted, a.pid");
+        if (!pg_result_ok(res)) {
+                json_decref(holder);
+                return -EIO;
+        }
         sessions = json_array();
-        for (int i = 0; pg_result_ok(res) && i < PQntuples(res); i++)
+        for (int i = 0; i < PQntuples(res); i++)
                 json_array_append_new(sessions,
                                       json_pack("{s:i,s:s,s:s,s:s,s:s,s:b,s:s,s:s}", "pid", atoi(PQgetvalue(res, i, 0)),
                                                 "application_name", PQgetvalue(res, i, 1), "client_addr",
                                                 PQgetvalue(res, i, 2), "state", PQgetvalue(res, i, 3), "mode",
                                                 PQgetvalue(res, i, 4), "granted", PQgetvalue(res, i, 5)[0] == 't',
                                                 "relation", PQgetvalue(res, i, 6), "query", PQgetvalue(res, i, 7)));
-        PQfinish(conn);
         free_now = !holder && json_array_size(sessions) == 0;
         report = json_pack("{s:s,s:o,s:o,s:b,s:s,s:s}", "backend", "postgresql", "writer_lock_holder",
                            holder ?: json_null(), "relation_locks", sessions, "migration_possible", free_now,
@@ -143,4 +139,21 @@ int pg_lock_report(const char *target, json_t **ret_report) {
                 return -ENOMEM;
         *ret_report = report;
         return 0;
+}
+
+/* Through a connection of its own (no password: the daemon uses pg_lock_report_live). */
+int pg_lock_report(const char *target, json_t **ret_report) {
+        const char *keys[] = { "application_name", "dbname", NULL };
+        const char *values[] = { "migrated (lock-check)", target, NULL };
+        PGconn *conn = PQconnectdbParams(keys, values, 1);
+        int r = -ECONNREFUSED;
+
+        if (conn && PQstatus(conn) == CONNECTION_OK)
+                r = report_on(conn, ret_report);
+        PQfinish(conn);
+        return r;
+}
+
+int pg_lock_report_live(db *d, json_t **ret_report) {
+        return report_on(to_pg(d)->conn, ret_report);
 }

@@ -558,6 +558,7 @@ const db_backend db_postgres_backend = {
         .check_integrity = pg_check_integrity,
         .size = pg_size,
         .lock_report = pg_lock_report,
+        .lock_report_live = pg_lock_report_live,
         .lock = pg_lock,
         .unlock = pg_unlock,
 };

@@ -234,3 +234,8 @@ void db_unlock(db *d) {
         if (d->backend->unlock)
                 d->backend->unlock(d);
 }
+
+int db_lock_report_live(db *d, const char *target, json_t **ret_report) {
+        return d->backend->lock_report_live ? d->backend->lock_report_live(d, ret_report)
+                                            : db_lock_report(d->backend, target, ret_report);
+}

@@ -169,6 +169,9 @@ typedef struct db_backend {
          * transactions; waiting calls wait with the holder. NULL: the backend's own locking. */
         int (*lock)(db *d, db_wait_fn wait, void *userdata, db_failure *f);
         void (*unlock)(db *d);
+        /* lock_report through the open connection (a server's credentials are the connection's);
+         * NULL: lock_report from the target. */
+        int (*lock_report_live)(db *d, json_t **ret_report);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -238,6 +241,8 @@ int db_disk_size(const db_backend *b, const char *target, uint64_t *ret_bytes);
 int db_find_holders(const db_backend *b, const char *target, size_t *ret_n, char **ret_description,
                     json_t **ret_holders);
 int db_lock_report(const db_backend *b, const char *target, json_t **ret_report);
+/* The lock report, through d's connection when its backend can, else from the target. */
+int db_lock_report_live(db *d, const char *target, json_t **ret_report);
 /* The writer lock for a job (nothing for a backend without one). */
 int db_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
 void db_unlock(db *d);

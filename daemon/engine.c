@@ -101,6 +101,10 @@ void engine_interrupt(engine *e, engine_stop_reason why) {
         db_interrupt(e->db);
 }
 
+int engine_lock_report(engine *e, const char *target, json_t **ret_report) {
+        return db_lock_report_live(e->db, target, ret_report);
+}
+
 const db_backend *engine_backend(engine *e) {
         return db_get_backend(e->db);
 }

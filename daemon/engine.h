@@ -68,6 +68,9 @@ engine_stop_reason engine_stop_requested(engine *e);
 /* The backend the engine's database was opened with (set once: safe from any thread). */
 const db_backend *engine_backend(engine *e);
 
+/* Why the database is busy (lock-check), from the engine's thread. */
+int engine_lock_report(engine *e, const char *target, json_t **ret_report);
+
 /* Clears a stop request; called by the job's owner before a job starts. */
 void engine_reset_stop(engine *e);
 

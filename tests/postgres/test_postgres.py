@@ -208,6 +208,8 @@ INSERT INTO notes VALUES (E'it\\'s; fine'), ('x'';y');
         d.start()
         self.assertEqual(d.call("up")["to_version"], 1)
         self.assertEqual(self.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'users'"), [["app"]])
+        # lock-check too goes through the daemon's own authenticated connection
+        self.assertEqual(d.call("lock_check")["verdict"], "free")
         d.stop()
         self.assertNotIn("sekret-pw", d.log())
         self.assertNotIn("wrong-in-conninfo", d.log())
