@@ -56,6 +56,7 @@ int pg_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_
 /* Takes the writer lock by polling, calling wait (when given) with who holds it meanwhile. */
 int pg_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
 void pg_unlock(db *d);
+int pg_try_lock(db *d, bool *ret_got, db_failure *f);
 int pg_lock_report(const char *target, json_t **ret_report);
 int pg_lock_report_live(db *d, json_t **ret_report);
 

@@ -87,6 +87,19 @@ int pg_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f) {
         return r;
 }
 
+int pg_try_lock(db *d, bool *ret_got, db_failure *f) {
+        db_pg *p = to_pg(d);
+        int r;
+
+        if (p->locked) {
+                *ret_got = true;
+                return 0;
+        }
+        r = try_lock(p, ret_got, f);
+        p->locked = r == 0 && *ret_got;
+        return r;
+}
+
 void pg_unlock(db *d) {
         db_pg *p = to_pg(d);
 

@@ -559,6 +559,7 @@ const db_backend db_postgres_backend = {
         .size = pg_size,
         .lock_report = pg_lock_report,
         .lock_report_live = pg_lock_report_live,
+        .try_lock = pg_try_lock,
         .lock = pg_lock,
         .unlock = pg_unlock,
 };

@@ -239,3 +239,8 @@ int db_lock_report_live(db *d, const char *target, json_t **ret_report) {
         return d->backend->lock_report_live ? d->backend->lock_report_live(d, ret_report)
                                             : db_lock_report(d->backend, target, ret_report);
 }
+
+int db_try_lock(db *d, bool *ret_got, db_failure *f) {
+        *ret_got = true;
+        return d->backend->try_lock ? d->backend->try_lock(d, ret_got, f) : 0;
+}

@@ -172,6 +172,8 @@ typedef struct db_backend {
         /* lock_report through the open connection (a server's credentials are the connection's);
          * NULL: lock_report from the target. */
         int (*lock_report_live)(db *d, json_t **ret_report);
+        /* lock() without waiting: *ret_got tells whether it is held now. */
+        int (*try_lock)(db *d, bool *ret_got, db_failure *f);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -246,6 +248,8 @@ int db_lock_report_live(db *d, const char *target, json_t **ret_report);
 /* The writer lock for a job (nothing for a backend without one). */
 int db_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
 void db_unlock(db *d);
+/* The writer lock if it is free now (*ret_got); a backend without one: always got. */
+int db_try_lock(db *d, bool *ret_got, db_failure *f);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);

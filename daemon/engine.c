@@ -101,10 +101,6 @@ void engine_interrupt(engine *e, engine_stop_reason why) {
         db_interrupt(e->db);
 }
 
-int engine_lock_report(engine *e, const char *target, json_t **ret_report) {
-        return db_lock_report_live(e->db, target, ret_report);
-}
-
 const db_backend *engine_backend(engine *e) {
         return db_get_backend(e->db);
 }
@@ -132,6 +128,7 @@ int engine_check_identity(engine *e, engine_error *err) {
 
 int engine_recover(engine *e, engine_error *err) {
         db_failure f = {};
+        bool got = false;
         unsigned n = 0;
         int r;
 
@@ -143,7 +140,16 @@ int engine_recover(engine *e, engine_error *err) {
                 else if (r < 0)
                         log_warning_errno(r, "Cannot clean up the backup directory %s: %m", e->backup_dir);
         }
-        r = db_recover_interrupted(e->db, &n, &f);
+        /* On a shared server an attempt "running" while another daemon holds the writer lock is
+         * that daemon's, under way: only attempts nobody is running are marked interrupted. */
+        r = db_try_lock(e->db, &got, &f);
+        if (r == 0 && !got) {
+                log_info("Another migrated holds the writer lock: its running attempts are left as they are");
+                return 0;
+        }
+        if (r == 0)
+                r = db_recover_interrupted(e->db, &n, &f);
+        db_unlock(e->db);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         return (int) n;
@@ -678,7 +684,7 @@ static bool retry_plan(run_state *s, unsigned attempt) {
         return !atomic_load(&s->e->interrupted);
 }
 
-static int run_plan_locked(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress,
+int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress,
                            void *userdata, json_t **ret_result, engine_error *err) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ char *versions = NULL;
@@ -763,35 +769,5 @@ static int run_plan_locked(engine *e, const engine_job *job, bool take_backup, e
         db_failure_clear(&s.failure);
         json_decref(s.done);
         json_decref(s.pending_done);
-        return r;
-}
-
-typedef struct lock_waiter {
-        engine_progress_fn progress;
-        void *userdata;
-} lock_waiter;
-
-static void on_lock_wait(void *userdata, json_t *holder) {
-        lock_waiter *w = userdata;
-
-        if (w->progress)
-                w->progress(w->userdata, "lock", json_pack("{s:s,s:o}", "phase", "waiting", "holder", holder));
-        else
-                json_decref(holder);
-}
-
-/* A shared server's writer lock is taken before the plan is made, so that a plan another daemon
- * applied meanwhile is found applied ("current"), and held until the job ends. */
-int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
-                    json_t **ret_result, engine_error *err) {
-        lock_waiter w = { progress, userdata };
-        db_failure f = {};
-        int r;
-
-        r = db_lock(e->db, on_lock_wait, &w, &f);
-        if (r != 0)
-                return r < 0 ? r : engine_fail_db(err, &f, NULL);
-        r = run_plan_locked(e, job, take_backup, progress, userdata, ret_result, err);
-        db_unlock(e->db);
         return r;
 }

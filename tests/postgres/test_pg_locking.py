@@ -138,6 +138,23 @@ class TestLocking(PgTestCase):
         statuses = [a["status"] for a in b.call("history")["attempts"]]
         self.assertEqual(statuses, ["succeeded", "interrupted"], statuses)
 
+    def test_a_daemon_starting_while_another_migrates_leaves_its_attempt_alone(self):
+        write(self.migrations, BASIC[:1] + [(2, "slow", "CREATE TABLE t2 (x int);\nSELECT pg_sleep(600);\n", None)])
+        a = self.daemon(name="a")
+        with harness.Conn(a.socket, 120) as c:
+            c.send("up")
+            while not self.sql("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(600)%'"):
+                pass
+            # b starts and serves at once; a's attempt is a's, still running
+            b = self.daemon(name="b")
+            self.assertIn("its running attempts are left as they are", b.log())
+            self.assertEqual(b.status()["state"], "idle")
+            self.assertEqual(self.sql("SELECT status FROM migrated_attempts"), [["running"]])
+            a.signal(signal.SIGTERM)
+            _, final = c.read_reply(timeout=60)
+        self.assertEqual(harness.error_of(final)["code"], "interrupted", final)
+        self.assertEqual(self.sql("SELECT status FROM migrated_attempts"), [["interrupted"]])
+
     def test_sigterm_cancels_the_running_statement_and_rolls_back(self):
         write(self.migrations, BASIC[:1] + [(2, "slow", "CREATE TABLE t2 (x int);\nSELECT pg_sleep(600);\n", None)])
         d = self.daemon()
