@@ -10,7 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pgharness import PgTestCase  # noqa: E402
+from pgharness import PgTestCase, harness  # noqa: E402
 
 CONTRACT_BIN = os.environ.get("CONTRACT_BIN", os.path.join(os.path.dirname(os.environ.get(
     "MIGRATED_BIN", "build/daemon/migrated")), "..", "tests", "unit", "test-db-contract"))
@@ -27,4 +27,4 @@ class TestContract(PgTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()

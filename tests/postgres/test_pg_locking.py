@@ -171,4 +171,4 @@ class TestLocking(PgTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()

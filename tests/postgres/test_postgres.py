@@ -217,4 +217,4 @@ INSERT INTO notes VALUES (E'it\\'s; fine'), ('x'';y');
 
 
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()
