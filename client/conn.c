@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,17 +138,70 @@ static int conn_read_line(conn *c, char **ret_line, size_t *ret_size) {
         }
 }
 
+static int conn_call_once(conn *c, const char *method, json_t *params, conn_event_fn on_event, void *userdata,
+                          protocol_reply_kind *ret_kind, json_t **ret_root, json_t **ret_body);
+
+/* Version 2 spells the version params as strings: "to": 5 is "to": "5". */
+static int params_to_v2(json_t *params) {
+        static const char *const keys[] = { "to", "version" };
+        char buf[24];
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                json_t *v = json_object_get(params, keys[i]);
+                if (!json_is_integer(v))
+                        continue;
+                snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                if (json_object_set_new(params, keys[i], json_integer_value(v) == 0 ? json_null() : json_string(buf)) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* A daemon whose versions are not integers (Flyway's) refuses version 1 before doing anything,
+ * naming the version it needs: then the same request goes again in that version. */
+static bool wants_newer_protocol(conn *c, protocol_reply_kind kind, json_t *body) {
+        json_t *v = json_object_get(body, "protocol_required");
+
+        return kind == PROTOCOL_REPLY_ERROR && c->protocol < 2 && json_is_integer(v) && json_integer_value(v) == 2;
+}
+
+int conn_call(conn *c, const char *method, json_t *params, conn_event_fn on_event, void *userdata,
+              protocol_reply_kind *ret_kind, json_t **ret_root, json_t **ret_body) {
+        json_auto_t *kept = NULL;
+        int r;
+
+        if (!params)
+                params = json_object();
+        kept = json_deep_copy(params);
+        if (!kept) {
+                json_decref(params);
+                return -ENOMEM;
+        }
+        r = conn_call_once(c, method, params, on_event, userdata, ret_kind, ret_root, ret_body);
+        if (r != 0 || !wants_newer_protocol(c, *ret_kind, *ret_body))
+                return r;
+        json_decref(*ret_root);
+        c->protocol = 2;
+        if (params_to_v2(kept) < 0)
+                return -ENOMEM;
+        return conn_call_once(c, method, json_incref(kept), on_event, userdata, ret_kind, ret_root, ret_body);
+}
+
 /* One request per connection, so the first result or error line (also one with id null, for a
  * request the daemon could not read) is ours and ends the call; events go to on_event as they
  * come. */
-int conn_call(conn *c, const char *method, json_t *params, conn_event_fn on_event, void *userdata,
-              protocol_reply_kind *ret_kind, json_t **ret_root, json_t **ret_body) {
+static int conn_call_once(conn *c, const char *method, json_t *params, conn_event_fn on_event, void *userdata,
+                          protocol_reply_kind *ret_kind, json_t **ret_root, json_t **ret_body) {
         _cleanup_free_ char *request = NULL;
         json_t *id;
         int r;
 
+        if (c->protocol >= 2 && params_to_v2(params) < 0) {
+                json_decref(params);
+                return -ENOMEM;
+        }
         id = json_integer(CONN_REQUEST_ID);
-        request = protocol_encode_request(id, method, params);
+        request = protocol_encode_request_version(id, method, params, c->protocol ?: 1);
         json_decref(id);
         if (!request)
                 return -ENOMEM;

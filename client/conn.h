@@ -25,6 +25,7 @@ typedef struct conn {
         int fd;
         char *buf;
         size_t start, end, allocated; /* unread bytes are buf[start..end) */
+        int protocol; /* 0 or 1: version 1 until the daemon asks for more, 2: versions as string keys */
 } conn;
 
 /* --socket, else $MIGRATED_SOCKET, else the compiled-in default. */

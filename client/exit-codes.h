@@ -54,6 +54,8 @@ static inline const char *exit_code_meaning(int code) {
 static inline int exit_code_from_error(const char *code) {
         if (!code)
                 return EXIT_FAILED;
+        if (strcmp(code, "invalid_params") == 0) /* the daemon found a usage error the client let through */
+                return EXIT_USAGE;
         if (strcmp(code, "checksum_mismatch") == 0)
                 return EXIT_CHECKSUM;
         if (strcmp(code, "busy") == 0 || strcmp(code, "database_in_use") == 0)

@@ -9,22 +9,6 @@
 #include "lockinfo.h"
 #include "output.h"
 
-/* "12.0 KiB", "4096 bytes". Returns buf. */
-static const char *fmt_size(int64_t bytes, char buf[static 32]) {
-        static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
-        double v = (double) bytes;
-        size_t u = 0;
-
-        if (bytes < 1024) {
-                snprintf(buf, 32, "%" PRId64 " bytes", bytes);
-                return buf;
-        }
-        for (v /= 1024; v >= 1024 && u + 1 < ELEMENTSOF(units); u++)
-                v /= 1024;
-        snprintf(buf, 32, "%.1f %s", v, units[u]);
-        return buf;
-}
-
 /* A file's short name as people know it: "db", "-wal", "-shm". */
 static const char *file_label(const char *file) {
         if (file && streq(file, "wal"))

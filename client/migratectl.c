@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -10,9 +9,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
+#include "complete.h"
 #include "config.h"
+#include "confirm.h"
 #include "conn.h"
 #include "exit-codes.h"
+#include "help.h"
 #include "hints.h"
 #include "lockcheck.h"
 #include "macro.h"
@@ -21,200 +24,8 @@
 #include "protocol-methods.h"
 #include "render.h"
 
-/* The client's side of a method: the verb that calls it, which parses its own arguments and
- * returns an exit code. The verb's name and the method it calls come from the protocol's method
- * table (common/protocol-methods.c); a verb without a method (new) names itself. */
-typedef struct verb verb;
-struct verb {
-        protocol_method_id method; /* _METHOD_INVALID: runs without the daemon */
-        const char *name;          /* only when method is _METHOD_INVALID */
-        int (*run)(const verb *v, int argc, char **argv);
-        const char *usage;
-        const char *help;
-};
-
-/* Long-only options, shared by the global and the per-verb parsers. */
-enum {
-        ARG_SOCKET = 0x100,
-        ARG_JSON,
-        ARG_VERSION,
-        ARG_CHECK,
-        ARG_TO,
-        ARG_STEPS,
-        ARG_DRY_RUN,
-        ARG_PER_MIGRATION,
-        ARG_LIMIT,
-        ARG_MIGRATIONS,
-        ARG_INSTANCE,
-        ARG_TIMEOUT,
-        ARG_REHEARSE,
-        ARG_ALLOW_OUT_OF_ORDER,
-        ARG_DATABASE,
-        ARG_STRICT,
-};
-
-#define CONTINUE (-1)
-#define COMMON_OPTIONS                                              \
-        { "json", no_argument, NULL, ARG_JSON },                    \
-        { "help", no_argument, NULL, 'h' }
-
-static const char *arg_socket = NULL;
-static char *arg_instance_socket = NULL; /* from --instance NAME */
-static bool arg_json = false;
-
-static const verb verbs[];
-
-static const char *verb_name(const verb *v) {
-        return v->method >= 0 ? protocol_methods[v->method].verb : v->name;
-}
-
-/* The full help: every verb from the verb table, the options, the exit codes. */
-static int help(void) {
-        _cleanup_(table_freep) table *verbs_table = table_new(2), *codes = table_new(2);
-        int r = verbs_table && codes ? 0 : -ENOMEM;
-
-        for (const verb *v = verbs; r >= 0 && v->run; v++)
-                r = table_addf(verbs_table, "%s %s", verb_name(v), v->usage) ?: table_add(verbs_table, v->help);
-        for (int c = 0; r >= 0 && c <= EXIT_CODE_MAX; c++)
-                r = table_addf(codes, "%d", c) ?: table_add(codes, exit_code_meaning(c));
-        if (r < 0)
-                return r;
-
-        printf("migratectl [--socket PATH | --instance NAME] [--json] COMMAND [ARGS]\n\n"
-               "Client of migrated, the daemon that applies schema migrations to one database.\n\n"
-               "Commands:\n");
-        table_print(verbs_table, stdout, "  ");
-        printf("\nOptions:\n"
-               "  --socket PATH  the daemon's socket (default: $MIGRATED_SOCKET, else %s)\n"
-               "  --instance NAME  the socket of migrated@NAME.service: " INSTANCE_SOCKET_DIR "/NAME.sock\n"
-               "  --json         print one JSON document on stdout instead of text\n"
-               "  -h --help      show this help (after a command: that command's usage)\n"
-               "  --version      show the version\n"
-               "\nExit codes:\n",
-               DEFAULT_SOCKET);
-        table_print(codes, stdout, "  ");
-        return EXIT_OK;
-}
-
-static int usage_error(const verb *v, const char *fmt, ...) _printf_(2, 3);
-static int usage_error(const verb *v, const char *fmt, ...) {
-        va_list ap;
-
-        fputs("migratectl: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        if (v)
-                fprintf(stderr, "\nUsage: migratectl %s %s", verb_name(v), v->usage);
-        fprintf(stderr, "\nTry 'migratectl --help' for more information.\n");
-        return EXIT_USAGE;
-}
-
-/* Options every verb takes, and getopt's complaints. Returns CONTINUE or an exit code. */
-static int common_option(const verb *v, int c, char **argv) {
-        switch (c) {
-        case ARG_JSON:
-                arg_json = true;
-                return CONTINUE;
-        case 'h':
-                printf("Usage: migratectl %s %s\n  %s\n", verb_name(v), v->usage, v->help);
-                return EXIT_OK;
-        case ':':
-                return usage_error(v, "option '%s' needs an argument", argv[optind - 1]);
-        default:
-                if (optopt > 0 && optopt < 0x100)
-                        return usage_error(v, "unknown option '-%c'", optopt);
-                return usage_error(v, "unknown option '%s'", argv[optind - 1]);
-        }
-}
-
-/* Strict: digits only, the whole string, no sign, no overflow. Returns 0 or -EINVAL. */
-static int parse_number(const char *s, int64_t *ret) {
-        char *end;
-        long long n;
-
-        if (*s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        n = strtoll(s, &end, 10);
-        if (errno != 0 || *end != '\0')
-                return -EINVAL;
-        *ret = (int64_t) n;
-        return 0;
-}
-
-/* What the verbs' options ask of the daemon; only what was given goes into the request. */
-typedef struct request_args {
-        int64_t to, steps, limit, timeout;
-        bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse, out_of_order, strict;
-        const char *migrations;
-        const char *database; /* lock-check --database: inspect without the daemon */
-} request_args;
-
-static int number_option(const verb *v, const char *option, int64_t *ret, bool *ret_given) {
-        if (parse_number(optarg, ret) < 0)
-                return usage_error(v, "invalid number for %s: '%s' (expected a whole number >= 0)", option, optarg);
-        *ret_given = true;
-        return CONTINUE;
-}
-
-/* The one getopt loop of the verbs; each verb's options table says which options it takes.
- * Returns CONTINUE with optind at the first positional argument, or an exit code. */
-static int parse_verb_options(const verb *v, int argc, char **argv, const struct option *options, request_args *a) {
-        int c, r;
-
-        optind = 0; /* glibc: start over for this argv */
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_TO:
-                        r = number_option(v, "--to", &a->to, &a->has_to);
-                        break;
-                case ARG_STEPS:
-                        r = number_option(v, "--steps", &a->steps, &a->has_steps);
-                        break;
-                case ARG_LIMIT:
-                        r = number_option(v, "--limit", &a->limit, &a->has_limit);
-                        break;
-                case ARG_TIMEOUT:
-                        r = number_option(v, "--timeout", &a->timeout, &a->has_timeout);
-                        break;
-                case ARG_DRY_RUN:
-                        a->dry_run = true;
-                        continue;
-                case ARG_PER_MIGRATION:
-                        a->per_migration = true;
-                        continue;
-                case ARG_REHEARSE:
-                        a->rehearse = true;
-                        continue;
-                case ARG_ALLOW_OUT_OF_ORDER:
-                        a->out_of_order = true;
-                        continue;
-                case ARG_STRICT:
-                        a->strict = true;
-                        continue;
-                case ARG_CHECK:
-                        a->check = true;
-                        continue;
-                case ARG_MIGRATIONS:
-                        a->migrations = optarg;
-                        continue;
-                default:
-                        r = common_option(v, c, argv);
-                }
-                if (r != CONTINUE)
-                        return r;
-        }
-        return CONTINUE;
-}
-
-/* For verbs without positional arguments: options, then nothing else. */
-static int parse_options_only(const verb *v, int argc, char **argv, const struct option *options, request_args *a) {
-        int r = parse_verb_options(v, argc, argv, options, a);
-
-        if (r == CONTINUE && optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
-        return r;
+const char *verb_name(const verb *v) {
+        return v->name ?: protocol_methods[v->method].verb;
 }
 
 /* Builds params from the given options only, so the daemon's defaults apply to the rest. */
@@ -223,7 +34,8 @@ static json_t *request_params(const request_args *a) {
 
         if (!p)
                 return NULL;
-        if ((a->has_to && json_object_set_new(p, "to", json_integer((json_int_t) a->to)) < 0) ||
+        if ((a->has_to && json_object_set_new(p, "to", a->to_key ? json_string(a->to_key)
+                                                                : json_integer((json_int_t) a->to)) < 0) ||
             (a->has_steps && json_object_set_new(p, "steps", json_integer((json_int_t) a->steps)) < 0) ||
             (a->has_limit && json_object_set_new(p, "limit", json_integer((json_int_t) a->limit)) < 0) ||
             (a->dry_run && json_object_set_new(p, "dry_run", json_true()) < 0) ||
@@ -265,6 +77,19 @@ static int reply_error(json_t *error) {
         return exit_code_from_error(json_get_str(error, "code"));
 }
 
+/* --json: what the client found itself (no daemon to ask) is a JSON document on stdout too, shaped
+ * like the daemon's errors, so a script reading stdout always gets one. */
+static void client_error_json(const char *code, const char *path, int error) {
+        _cleanup_free_ char *message = NULL;
+        json_auto_t *doc = NULL;
+
+        if (asprintf(&message, "cannot talk to %s: %s", path, strerror(-error)) < 0)
+                message = NULL;
+        doc = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", message ?: code, "socket", path);
+        if (doc)
+                (void) output_json(doc);
+}
+
 static int64_t now_ms(void) {
         struct timespec ts;
 
@@ -296,9 +121,9 @@ static int connect_until(const char *path, int64_t deadline_ms, conn **ret) {
         }
 }
 
-/* One request, start to end: connect, send, show progress, print the final line. On success
- * *ret_result (if given) gets a reference to the result for the verb's own exit code. With a
- * connect deadline, connecting is retried until then. */
+/* One request, start to end: connect, send, show progress, print the final line (render NULL: the
+ * verb prints the result itself). On success *ret_result (if given) gets a reference to the result
+ * for the verb's own exit code. With a connect deadline, connecting is retried until then. */
 static int call_daemon_until(protocol_method_id method, json_t *params, int (*render)(json_t *), json_t **ret_result,
                              int64_t connect_deadline_ms) {
         _cleanup_(conn_freep) conn *c = NULL;
@@ -310,24 +135,31 @@ static int call_daemon_until(protocol_method_id method, json_t *params, int (*re
         int r;
 
         r = connect_until(path, connect_deadline_ms, &c);
-        if (r == -EACCES) {
-                json_decref(params);
-                return hint_permission_denied(path);
-        }
         if (r < 0) {
                 json_decref(params);
+                if (arg_json)
+                        client_error_json(r == -EACCES ? "permission_denied" : "unreachable", path, r);
+                if (r == -EACCES)
+                        return hint_permission_denied(path);
                 fprintf(stderr, "migratectl: error: cannot connect to %s: %s\n"
                         "  is migrated running? start it or pass --socket\n", path, strerror(-r));
                 return EXIT_UNREACHABLE;
         }
+        c->protocol = arg_protocol;
         r = conn_call(c, protocol_methods[method].name, params, on_event, &p, &kind, &root, &body);
         progress_end(&p);
-        if (r != 0)
+        if (r != 0) {
+                if (arg_json)
+                        client_error_json("connection_lost", path, r > 0 ? -ECONNRESET : r);
                 return call_failed(path, r, p.n_events);
+        }
         if (kind == PROTOCOL_REPLY_ERROR)
                 return reply_error(body);
 
-        r = arg_json ? output_json(body) : render(body);
+        if (!render) /* the verb prints */
+                r = 0;
+        else
+                r = arg_json ? output_json(body) : render(body);
         if (r < 0) {
                 fprintf(stderr, "migratectl: error: cannot print the result: %s\n", strerror(-r));
                 return EXIT_FAILED;
@@ -368,24 +200,19 @@ static int verb_status(const verb *v, int argc, char **argv) {
                 return r;
         if (has_checksum_mismatch(result))
                 return EXIT_CHECKSUM;
+        if (json_get_array_size(result, "problems") > 0) /* a missing file, an unreadable directory */
+                return EXIT_FAILED;
         return json_get_array_size(result, "pending") > 0 ? EXIT_PENDING : EXIT_OK;
 }
 
-/* up and down: the same request shape, the same rendering. */
-static int run_job(const verb *v, int argc, char **argv, const struct option *options) {
-        request_args a = {};
-        json_t *params;
-        int r;
+/* The answer to a declined confirmation: nothing happened, and the exit code says so. */
+static int declined(void) {
+        fprintf(stderr, "migratectl: cancelled; nothing was changed\n");
+        return EXIT_FAILED;
+}
 
-        r = parse_options_only(v, argc, argv, options, &a);
-        if (r != CONTINUE)
-                return r;
-        if (a.has_steps && a.has_to)
-                return usage_error(v, "--steps and --to exclude each other");
-        params = request_params(&a);
-        if (!params)
-                return -ENOMEM;
-        return call_daemon(v->method, params, render_job, NULL);
+static int render_plan_result(json_t *result) {
+        return render_plan(result, false);
 }
 
 static int verb_up(const verb *v, int argc, char **argv) {
@@ -398,8 +225,40 @@ static int verb_up(const verb *v, int argc, char **argv) {
                 { "allow-out-of-order", no_argument, NULL, ARG_ALLOW_OUT_OF_ORDER },
                 {}
         };
+        request_args a = {};
+        json_t *params;
+        int r;
 
-        return run_job(v, argc, argv, options);
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (a.dry_run && a.rehearse)
+                return usage_error(v, "--dry-run and --rehearse exclude each other (a rehearsal already changes "
+                                   "only a copy)");
+        params = request_params(&a);
+        if (!params)
+                return -ENOMEM;
+        return call_daemon(v->method, params, render_job, NULL);
+}
+
+/* On a terminal, shows what down will revert (the daemon's plan) and asks first. Returns
+ * CONTINUE to go ahead, or an exit code. */
+static int confirm_down(const request_args *a) {
+        json_t *params;
+        int r;
+
+        if (a->dry_run || !confirm_needed(a->yes))
+                return CONTINUE;
+        params = request_params(a);
+        if (!params || json_object_set_new(params, "direction", json_string("down")) < 0) {
+                json_decref(params);
+                return -ENOMEM;
+        }
+        r = call_daemon(METHOD_PLAN, params, arg_json ? NULL : render_plan_result, NULL);
+        if (r != EXIT_OK)
+                return r;
+        return confirm(false, "Revert these migrations (their down files run, data they hold is lost)?") ? CONTINUE
+                                                                                                           : declined();
 }
 
 static int verb_down(const verb *v, int argc, char **argv) {
@@ -408,15 +267,105 @@ static int verb_down(const verb *v, int argc, char **argv) {
                 { "steps", required_argument, NULL, ARG_STEPS },
                 { "to", required_argument, NULL, ARG_TO },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "yes", no_argument, NULL, ARG_YES },
                 {}
         };
+        request_args a = {};
+        json_t *params;
+        int r;
 
-        return run_job(v, argc, argv, options);
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (a.has_steps && a.has_to)
+                return usage_error(v, "--steps and --to exclude each other");
+        r = confirm_down(&a);
+        if (r != CONTINUE)
+                return r;
+        params = request_params(&a);
+        if (!params)
+                return -ENOMEM;
+        return call_daemon(v->method, params, render_job, NULL);
 }
 
-static int render_plan_result(json_t *result) {
-        return render_plan(result, false);
+/* The last applied migration of a status result: its version, and "0003 name" for people.
+ * Returns false when none is applied. */
+static bool last_applied(json_t *status, int64_t *ret_version, char label[static 128]) {
+        json_t *applied = json_get_array(status, "applied"), *last = NULL, *m;
+        int64_t version = 0, best = -1;
+        size_t i;
+
+        json_array_foreach(applied, i, m)
+                if (json_get_int(m, "version", &version) && version > best) {
+                        best = version;
+                        last = m;
+                }
+        if (!last)
+                return false;
+        snprintf(label, 128, "%04" PRId64 " %s", best, json_get_str(last, "name") ?: "");
+        *ret_version = best;
+        return true;
 }
+
+/* redo: down one step, then up to the same version, for development; two jobs, each all or
+ * nothing, so a failing up leaves the database one migration lower, as its message says. */
+static int verb_redo(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, { "yes", no_argument, NULL, ARG_YES }, {} };
+        json_auto_t *status = NULL, *down = NULL, *up = NULL, *doc = NULL;
+        char label[128], question[192];
+        request_args a = {};
+        int64_t version, latest = -1;
+        int r;
+
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        r = call_daemon(METHOD_STATUS, NULL, NULL, &status);
+        if (r != EXIT_OK)
+                return r;
+        if (!last_applied(status, &version, label)) {
+                fprintf(stderr, "migratectl: error: nothing to redo: no migration is applied\n");
+                return EXIT_FAILED;
+        }
+        snprintf(question, sizeof(question), "Revert %s and apply it again?", label);
+        if (!confirm(a.yes, question))
+                return declined();
+        r = call_daemon(METHOD_DOWN, json_pack("{s:I}", "steps", (json_int_t) 1), arg_json ? NULL : render_job, &down);
+        if (r != EXIT_OK)
+                return r;
+        /* at the newest migration a plain up, which releases the gate's hold that down set */
+        json_get_int(status, "latest_version", &latest);
+        r = call_daemon(METHOD_UP, latest == version ? json_object() : json_pack("{s:I}", "to", (json_int_t) version),
+                        arg_json ? NULL : render_job, &up);
+        if (r != EXIT_OK || !arg_json)
+                return r;
+        doc = json_pack("{s:O,s:O}", "down", down, "up", up);
+        return doc && output_json(doc) >= 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+/* version: the schema version alone, "0" before the first migration, for scripts and gates. */
+static int verb_version(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        json_auto_t *status = NULL, *doc = NULL;
+        request_args a = {};
+        int64_t version = 0;
+        int r;
+
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        r = call_daemon(v->method, NULL, NULL, &status);
+        if (r != EXIT_OK)
+                return r;
+        json_get_int(status, "current_version", &version);
+        if (!arg_json) {
+                printf("%" PRId64 "\n", version);
+                return EXIT_OK;
+        }
+        doc = json_pack("{s:I}", "version", (json_int_t) version);
+        return doc && output_json(doc) >= 0 ? EXIT_OK : EXIT_FAILED;
+}
+
 
 static int verb_plan(const verb *v, int argc, char **argv) {
         static const struct option options[] = {
@@ -505,17 +454,6 @@ static int verb_new(const verb *v, int argc, char **argv) {
         return new_migration(a.migrations ?: new_default_dir(), argv[optind], arg_json);
 }
 
-static int render_wait(json_t *result) {
-        char buf[24];
-
-        if (json_get_bool(result, "schema_current", true))
-                printf("The schema is current (version %s).\n", fmt_version(result, "current_version", buf));
-        else
-                printf("Go ahead on version %s: %s.\n", fmt_version(result, "current_version", buf),
-                       json_get_str(result, "reason") ?: "the last migration failed");
-        return 0;
-}
-
 /* The gate for services (ExecStartPre=): returns once the schema is current. */
 static int verb_wait(const verb *v, int argc, char **argv) {
         static const struct option options[] = {
@@ -569,7 +507,8 @@ static int verb_backups(const verb *v, int argc, char **argv) {
 }
 
 static int verb_restore(const verb *v, int argc, char **argv) {
-        static const struct option options[] = { COMMON_OPTIONS, {} };
+        static const struct option options[] = { COMMON_OPTIONS, { "yes", no_argument, NULL, ARG_YES }, {} };
+        _cleanup_free_ char *question = NULL;
         request_args a = {};
         json_t *params;
         int r;
@@ -579,23 +518,17 @@ static int verb_restore(const verb *v, int argc, char **argv) {
                 return r;
         if (optind + 1 < argc)
                 return usage_error(v, "unexpected argument '%s'", argv[optind + 1]);
+        if (asprintf(&question, "Replace the database with %s (changes made since it was taken are lost; the "
+                     "current database is backed up first)?", optind < argc ? argv[optind] : "the newest backup") < 0) {
+                question = NULL;
+                return -ENOMEM;
+        }
+        if (!confirm(a.yes, question))
+                return declined();
         params = optind < argc ? json_pack("{s:s}", "backup", argv[optind]) : json_object();
         if (!params)
                 return -ENOMEM;
         return call_daemon(v->method, params, render_job, NULL);
-}
-
-static int render_marked(json_t *result) {
-        const char *status = json_get_str(result, "status") ?: "";
-        char buf[24];
-
-        if (streq(status, "baselined"))
-                printf("Baseline recorded: migrations up to %s marked applied (nothing was run).\n",
-                       fmt_version(result, "to_version", buf));
-        else
-                printf("%s marked %s (nothing was run).\n", json_get_str(result, "name") ?: "?",
-                       streq(status, "marked_applied") ? "applied" : "rolled back");
-        return 0;
 }
 
 /* mark applied|rolled-back MIGRATION: Prisma's migrate resolve, in both formats. */
@@ -620,18 +553,33 @@ static int verb_mark(const verb *v, int argc, char **argv) {
                            NULL);
 }
 
-static int verb_baseline(const verb *v, int argc, char **argv) {
+/* repair MIGRATION: an applied migration's file was edited on purpose; accept its checksum. */
+static int verb_repair(const verb *v, int argc, char **argv) {
         static const struct option options[] = { COMMON_OPTIONS, {} };
         request_args a = {};
-        int64_t version;
         int r;
 
         r = parse_verb_options(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
-        if (argc - optind != 1 || parse_number(argv[optind], &version) < 0 || version == 0)
-                return usage_error(v, "expected one VERSION (a migration's number)");
-        return call_daemon(v->method, json_pack("{s:I}", "version", (json_int_t) version), render_marked, NULL);
+        if (argc - optind != 1)
+                return usage_error(v, "expected one MIGRATION (its version, name or file)");
+        return call_daemon(v->method, json_pack("{s:s}", "migration", argv[optind]), render_repaired, NULL);
+}
+
+static int verb_baseline(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        json_t *version;
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (argc - optind != 1 || !(version = version_arg(argv[optind])) ||
+            (json_is_integer(version) && json_integer_value(version) == 0))
+                return usage_error(v, "expected one VERSION (a migration's number, or its key such as 1.2.10)");
+        return call_daemon(v->method, json_pack("{s:o}", "version", version), render_marked, NULL);
 }
 
 /* With --database, inspects locally (the daemon may be what is down); else asks the daemon, which
@@ -644,39 +592,17 @@ static int verb_lock_check(const verb *v, int argc, char **argv) {
         };
         json_auto_t *result = NULL;
         request_args a = {};
-        int c, r;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
-                if (c == ARG_DATABASE) {
-                        a.database = optarg;
-                        continue;
-                }
-                r = common_option(v, c, argv);
-                if (r != CONTINUE)
-                        return r;
-        }
-        if (optind < argc)
-                return usage_error(v, "unexpected argument '%s'", argv[optind]);
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
         if (a.database)
                 return lockcheck_local(a.database, arg_json);
         r = call_daemon(v->method, NULL, render_lockcheck, &result);
         if (r != EXIT_OK)
                 return r;
         return lockcheck_exit_code(result);
-}
-
-static int render_cancel(json_t *result) {
-        int64_t id = 0;
-        const char *state = json_get_str(result, "state");
-
-        json_get_int(result, "job_id", &id);
-        if (state && streq(state, "removed"))
-                printf("Job %" PRId64 " removed from the queue.\n", id);
-        else
-                printf("Job %" PRId64 " is being cancelled: its transaction is rolled back and the units are "
-                       "started again.\n", id);
-        return 0;
 }
 
 static int verb_cancel(const verb *v, int argc, char **argv) {
@@ -704,37 +630,78 @@ static int verb_cancel(const verb *v, int argc, char **argv) {
         return call_daemon(v->method, params, render_cancel, NULL);
 }
 
-/* In the order --help lists them. */
-static const verb verbs[] = {
+/* __complete verbs|migrations|backups: names for the shell completion, one a line (the scripts
+ * send standard error to /dev/null: a completion stays quiet when the daemon is away). */
+static int verb_complete(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        const char *what;
+        request_args a = {};
+        int r;
+
+        r = parse_verb_options(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (argc - optind > 1)
+                return usage_error(v, "unexpected argument '%s'", argv[optind + 1]);
+        what = argc > optind ? argv[optind] : "verbs";
+        arg_json = false;
+        if (streq(what, "migrations"))
+                return call_daemon(METHOD_STATUS, NULL, complete_print_migrations, NULL);
+        if (streq(what, "backups"))
+                return call_daemon(METHOD_BACKUPS, NULL, complete_print_backups, NULL);
+        complete_print_verbs();
+        return EXIT_OK;
+}
+
+/* In the order --help lists them; each help line fits VERB_HELP_MAX; no help line: hidden. */
+const verb verbs[] = {
         { METHOD_STATUS, NULL, verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
+        { METHOD_STATUS, "version", verb_version, "", "Print the schema version alone (for scripts)" },
         { METHOD_UP, NULL, verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration] [--allow-out-of-order]",
-          "Apply pending migrations, all or nothing (--rehearse: on a copy)" },
-        { METHOD_DOWN, NULL, verb_down, "[--steps N | --to V] [--dry-run]", "Revert migrations (default: the last one)" },
-        { METHOD_PLAN, NULL, verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do; change nothing" },
+          "Apply pending migrations, all or nothing" },
+        { METHOD_DOWN, NULL, verb_down, "[--steps N | --to V] [--dry-run] [--yes]",
+          "Revert migrations (default: the last one)" },
+        { METHOD_DOWN, "redo", verb_redo, "[--yes]", "Revert the last migration and apply it again" },
+        { METHOD_PLAN, NULL, verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do" },
         { METHOD_HISTORY, NULL, verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
         { METHOD_VERIFY, NULL, verb_verify, "", "Check applied migrations against their files" },
-        { METHOD_WAIT, NULL, verb_wait, "[--timeout S] [--strict]",
-          "Return once the schema is current, or a failed migration was rolled back (--strict: current only)" },
+        { METHOD_WAIT, NULL, verb_wait, "[--timeout S] [--strict]", "Return once the schema is current (a gate)" },
         { METHOD_CANCEL, NULL, verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
         { METHOD_BACKUP, NULL, verb_backup, "", "Take a backup now (online, consistent)" },
         { METHOD_BACKUPS, NULL, verb_backups, "", "List the backups, newest first" },
-        { METHOD_RESTORE, NULL, verb_restore, "[BACKUP]", "Replace the database with a backup (default: the newest)" },
-        { METHOD_LOCK_CHECK, NULL, verb_lock_check, "[--database PATH]",
-          "Who holds the database and what to do (exit 6: a migration could not run now)" },
-        { METHOD_MARK, NULL, verb_mark, "applied|rolled-back MIGRATION", "Record a migration's state without running it (migrate resolve)" },
-        { METHOD_BASELINE, NULL, verb_baseline, "VERSION", "Record migrations up to VERSION as applied on a database without history" },
+        { METHOD_RESTORE, NULL, verb_restore, "[BACKUP] [--yes]", "Replace the database with a backup" },
+        { METHOD_LOCK_CHECK, NULL, verb_lock_check, "[--database PATH]", "Who holds the database and what to do" },
+        { METHOD_MARK, NULL, verb_mark, "applied|rolled-back MIGRATION", "Record a migration's state without running it" },
+        { METHOD_BASELINE, NULL, verb_baseline, "VERSION", "Record migrations up to VERSION as applied" },
+        { METHOD_REPAIR, NULL, verb_repair, "MIGRATION", "Accept an applied migration's edited file (new checksum)" },
         { _METHOD_INVALID, "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
+        { _METHOD_INVALID, "help", verb_help, "[COMMAND]", "Show this list, or a command's options and an example" },
+        { _METHOD_INVALID, "__complete", verb_complete, "verbs|migrations|backups", NULL },
         {}
 };
-/* Every method but hello has its verb, plus new and the end marker: a method added to the
- * protocol's table without a verb here fails to build (or, if it has none, adjust the count). */
-_Static_assert(ELEMENTSOF(verbs) == _METHOD_MAX - 1 + 1 + 1, "one verb per method with a verb");
+/* Every method but hello has its verb, plus the verbs named in their row (version, redo, new,
+ * help, __complete) and the end marker: a method added to the protocol's table without a verb
+ * here fails to build (or, if it has none, adjust the count). */
+_Static_assert(ELEMENTSOF(verbs) == _METHOD_MAX - 1 + 5 + 1, "one verb per method with a verb");
 
-static const verb *verb_find(const char *name) {
+const verb *verb_find(const char *name) {
         for (const verb *v = verbs; v->run; v++)
                 if (streq(verb_name(v), name))
                         return v;
         return NULL;
+}
+
+/* "unknown command 'stauts'; did you mean 'status'?" */
+static int unknown_command(const char *name) {
+        const char *names[64], *best;
+        size_t n = 0;
+
+        for (const verb *v = verbs; v->run && n < ELEMENTSOF(names); v++)
+                names[n++] = verb_name(v);
+        best = closest_word(name, names, n);
+        if (best)
+                return usage_error(NULL, "unknown command '%s'; did you mean '%s'?", name, best);
+        return usage_error(NULL, "unknown command '%s'", name);
 }
 
 /* Names every verb, in the table's order. */
@@ -743,51 +710,40 @@ static int missing_command(void) {
         size_t k = 0;
 
         for (const verb *v = verbs; v->run && k < sizeof(list); v++)
-                k += (size_t) snprintf(list + k, sizeof(list) - k, "%s%s", k > 0 ? ", " : "", verb_name(v));
+                if (v->help)
+                        k += (size_t) snprintf(list + k, sizeof(list) - k, "%s%s", k > 0 ? ", " : "", verb_name(v));
         return usage_error(NULL, "missing command (one of %s)", list);
 }
 
-/* Global options stop at the command; the command's own options follow it. Returns CONTINUE or
- * an exit code. */
+/* Options before the command; the command's parser accepts the shared ones again after it.
+ * Returns CONTINUE or an exit code. */
 static int parse_global_options(int argc, char **argv) {
         static const struct option options[] = {
-                { "socket", required_argument, NULL, ARG_SOCKET },
-                { "instance", required_argument, NULL, ARG_INSTANCE },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "help", no_argument, NULL, 'h' },
+                COMMON_OPTIONS,
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
         };
-        int c;
+        int c, r;
 
-        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_SOCKET:
-                        arg_socket = optarg;
-                        break;
-                case ARG_INSTANCE:
-                        /* migrated@NAME.service listens on /run/migrated/NAME.sock */
-                        if (!*optarg || strchr(optarg, '/') || strlen(optarg) > 64)
-                                return usage_error(NULL, "--instance takes an instance name, not '%s'", optarg);
-                        free(arg_instance_socket);
-                        if (asprintf(&arg_instance_socket, "%s/%s.sock", INSTANCE_SOCKET_DIR, optarg) < 0)
-                                return -ENOMEM;
-                        break;
-                case ARG_JSON:
-                        arg_json = true;
-                        break;
                 case 'h':
-                        return help();
+                        return help_overview();
                 case ARG_VERSION:
                         printf("migratectl %s\n", PROJECT_VERSION);
                         return EXIT_OK;
                 case ':':
                         return usage_error(NULL, "option '%s' needs an argument", argv[optind - 1]);
-                default:
+                case '?':
                         if (optopt > 0 && optopt < 0x100)
                                 return usage_error(NULL, "unknown option '-%c'", optopt);
                         return usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+                default:
+                        r = shared_option(c);
+                        if (r != CONTINUE)
+                                return r;
                 }
+        }
         return CONTINUE;
 }
 
@@ -804,7 +760,7 @@ static int run(int argc, char **argv) {
                 return missing_command();
         v = verb_find(argv[optind]);
         if (!v)
-                return usage_error(NULL, "unknown command '%s'", argv[optind]);
+                return unknown_command(argv[optind]);
         return v->run(v, argc - optind, argv + optind);
 }
 

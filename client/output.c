@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "output.h"
 
@@ -17,6 +18,7 @@ struct table {
 };
 
 static bool utf8 = false;
+static color_mode colors = COLOR_AUTO;
 
 table *table_new(size_t n_columns) {
         table *t;
@@ -177,6 +179,8 @@ size_t json_get_array_size(json_t *o, const char *key) {
 const char *fmt_version(json_t *o, const char *key, char buf[static 24]) {
         int64_t v;
 
+        if (json_get_str(o, key))
+                return json_get_str(o, key); /* protocol version 2: the format's key, as is */
         if (!json_get_int(o, key, &v))
                 return "none";
         snprintf(buf, 24, "%" PRId64, v);
@@ -215,4 +219,53 @@ char *fmt_field(json_t *o, const char *key) {
 const char *fmt_count(int64_t n, const char *noun, char buf[static 64]) {
         snprintf(buf, 64, "%" PRId64 " %s%s", n, noun, n == 1 ? "" : "s");
         return buf;
+}
+
+/* "12.0 KiB", "4096 bytes". Returns buf. */
+const char *fmt_size(int64_t bytes, char buf[static 32]) {
+        static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+        double v = (double) bytes;
+        size_t u = 0;
+
+        if (bytes < 1024) {
+                snprintf(buf, 32, "%" PRId64 " bytes", bytes);
+                return buf;
+        }
+        for (v /= 1024; v >= 1024 && u + 1 < ELEMENTSOF(units); u++)
+                v /= 1024;
+        snprintf(buf, 32, "%.1f %s", v, units[u]);
+        return buf;
+}
+
+void output_set_color(color_mode mode) {
+        colors = mode;
+}
+
+/* https://no-color.org: a set, non-empty NO_COLOR turns automatic colour off; so does a dumb
+ * terminal. --color=always wins over both. */
+static bool color_wanted(FILE *f) {
+        const char *no_color = getenv("NO_COLOR"), *term = getenv("TERM");
+
+        if (colors != COLOR_AUTO)
+                return colors == COLOR_ALWAYS;
+        if (no_color && *no_color)
+                return false;
+        if (term && streq(term, "dumb"))
+                return false;
+        return isatty(fileno(f));
+}
+
+const char *color_on(FILE *f, color c) {
+        static const char *const sequences[_COLOR_MAX] = {
+                [COLOR_RED] = "\033[1;31m",
+                [COLOR_GREEN] = "\033[32m",
+                [COLOR_YELLOW] = "\033[33m",
+                [COLOR_BOLD] = "\033[1m",
+        };
+
+        return color_wanted(f) && c >= 0 && c < _COLOR_MAX ? sequences[c] : "";
+}
+
+const char *color_off(FILE *f) {
+        return color_wanted(f) ? "\033[0m" : "";
 }

@@ -47,3 +47,26 @@ const char *fmt_version(json_t *o, const char *key, char buf[static 24]);
 char *fmt_field(json_t *o, const char *key);
 /* "1 migration" / "3 migrations". Returns buf. */
 const char *fmt_count(int64_t n, const char *noun, char buf[static 64]);
+/* A size in bytes for people: "12.0 KiB", "4096 bytes" (--json keeps the raw number). Returns buf. */
+const char *fmt_size(int64_t bytes, char buf[static 32]);
+
+/* Colour: --color=auto (a terminal, and $NO_COLOR unset or empty), always or never. */
+typedef enum color_mode {
+        COLOR_AUTO,
+        COLOR_ALWAYS,
+        COLOR_NEVER,
+} color_mode;
+
+typedef enum color {
+        COLOR_RED,    /* errors, problems */
+        COLOR_GREEN,  /* what was done */
+        COLOR_YELLOW, /* what is pending */
+        COLOR_BOLD,
+        _COLOR_MAX,
+} color;
+
+void output_set_color(color_mode mode);
+/* The escape sequence that starts c on f, or "" when f gets no colour. */
+const char *color_on(FILE *f, color c);
+/* The one that ends it, or "". */
+const char *color_off(FILE *f);

@@ -16,6 +16,8 @@ static void print_migration(FILE *f, json_t *o) {
 
         if (json_get_int(o, "version", &v))
                 fprintf(f, "%04" PRId64, v);
+        else if (json_get_str(o, "version"))
+                fputs(json_get_str(o, "version"), f);
         else
                 fputs("?", f);
         if (json_get_str(o, "name"))
@@ -170,9 +172,11 @@ int render_event(json_t *ev, void *userdata) {
                 render_units_event(ev);
         else if (streq(event, "backup")) {
                 json_t *bk = json_object_get(ev, "backup");
-                _cleanup_free_ char *size = fmt_field(bk, "size");
+                char size[32];
+                int64_t bytes;
                 if (json_is_object(bk))
-                        fprintf(stderr, "backup taken: %s (%s bytes)\n", json_get_str(bk, "path") ?: "?", size ?: "?");
+                        fprintf(stderr, "backup taken: %s (%s)\n", json_get_str(bk, "path") ?: "?",
+                                json_get_int(bk, "size", &bytes) ? fmt_size(bytes, size) : "?");
                 else
                         fprintf(stderr, "backing up the database%s\n", glyph_ellipsis());
         } else if (streq(event, "lock") && (json_is_object(json_object_get(ev, "holder")) ||
@@ -198,7 +202,8 @@ void render_error(json_t *error) {
         const char *message = json_get_str(error, "message");
         int64_t line;
 
-        fprintf(stderr, "migratectl: error: %s\n", message && *message ? message : code ?: "unknown error");
+        fprintf(stderr, "migratectl: %serror:%s %s\n", color_on(stderr, COLOR_RED), color_off(stderr),
+                message && *message ? message : code ?: "unknown error");
         if (file && json_get_int(error, "line", &line))
                 fprintf(stderr, "  at %s:%" PRId64 "\n", file, line);
         else if (file)
@@ -223,11 +228,12 @@ static void render_problem(FILE *f, json_t *p) {
         fputs("  ", f);
         for (const char *k = kind; *k; k++)
                 fputc(*k == '_' ? ' ' : toupper((unsigned char) *k), f);
-        fputc(' ', f);
         if (file)
-                fputs(file, f);
-        else
+                fprintf(f, " %s", file);
+        else if (json_object_get(p, "version")) { /* a problem of the whole directory names none */
+                fputc(' ', f);
                 print_migration(f, p);
+        }
         if (streq(kind, "checksum_mismatch") && json_get_str(p, "expected") && json_get_str(p, "actual"))
                 fprintf(f, ": recorded %.*s%s, file now %.*s%s\n", SHORT_CHECKSUM, json_get_str(p, "expected"),
                         glyph_ellipsis(), SHORT_CHECKSUM, json_get_str(p, "actual"), glyph_ellipsis());
@@ -238,7 +244,7 @@ static void render_problem(FILE *f, json_t *p) {
 static void render_problems(json_t *problems) {
         if (json_array_size(problems) == 0)
                 return;
-        printf("\nProblems (%zu):\n", json_array_size(problems));
+        printf("\n%sProblems (%zu):%s\n", color_on(stdout, COLOR_RED), json_array_size(problems), color_off(stdout));
         for (size_t i = 0; i < json_array_size(problems); i++)
                 render_problem(stdout, json_array_get(problems, i));
 }
@@ -246,6 +252,8 @@ static void render_problems(json_t *problems) {
 static int table_add_version(table *t, json_t *o) {
         int64_t v;
 
+        if (json_get_str(o, "version"))
+                return table_add(t, json_get_str(o, "version"));
         if (!json_get_int(o, "version", &v))
                 return table_add(t, NULL);
         return table_addf(t, "%04" PRId64, v);
@@ -299,7 +307,7 @@ static int render_pending(json_t *pending) {
         }
         if (r < 0)
                 return r;
-        printf("\nPending (%zu):\n", json_array_size(pending));
+        printf("\n%sPending (%zu):%s\n", color_on(stdout, COLOR_YELLOW), json_array_size(pending), color_off(stdout));
         table_print(t, stdout, "  ");
         return 0;
 }
@@ -440,6 +448,18 @@ int render_status(json_t *result) {
         return 0;
 }
 
+
+/* A step's TRANSACTION cell; a file wrapped in its own BEGIN; ... COMMIT; says what became of it. */
+static const char *step_transaction(json_t *s) {
+        const char *own = json_get_str(s, "own_transaction");
+        bool txn = json_get_bool(s, "transaction", true);
+
+        if (own && streq(own, "folded"))
+                return "yes (its BEGIN/COMMIT folded in)";
+        if (own)
+                return "its own BEGIN/COMMIT";
+        return txn ? "yes" : "no";
+}
 /* A plan, from `plan` or a dry run: the span, whether it is all-or-nothing, then its steps. */
 static void render_dry_run_details(json_t *result);
 
@@ -468,7 +488,7 @@ int render_plan(json_t *result, bool dry_run) {
 
                 r = table_add_version(t, s) ?: table_add(t, json_get_str(s, "name")) ?:
                     table_add(t, json_get_str(s, "file")) ?:
-                    table_add(t, json_get_bool(s, "transaction", true) ? "yes" : "no");
+                    table_add(t, step_transaction(s));
         }
         if (r < 0)
                 return r;
@@ -490,7 +510,10 @@ static void render_dry_run_details(json_t *result) {
                 printf("  %zu. %s:", i + 1, json_get_bool(g, "transaction", true) ? "in one transaction"
                                                                                    : "outside a transaction");
                 for (size_t k = 0; k < json_array_size(v); k++)
-                        printf(" %" JSON_INTEGER_FORMAT, json_integer_value(json_array_get(v, k)));
+                        if (json_is_string(json_array_get(v, k)))
+                                printf(" %s", json_string_value(json_array_get(v, k)));
+                        else
+                                printf(" %" JSON_INTEGER_FORMAT, json_integer_value(json_array_get(v, k)));
                 putchar('\n');
         }
         for (size_t i = 0; i < json_array_size(units); i++)
@@ -532,14 +555,16 @@ int render_job(json_t *result) {
                 printf("Rehearsal on a copy (the live database was not touched): ");
         if (streq(status, "backed_up") || streq(status, "restored")) {
                 json_t *bk = json_object_get(result, "backup");
-                _cleanup_free_ char *size = fmt_field(bk, "size");
+                char size[32];
+                int64_t bytes;
                 if (streq(status, "restored")) {
                         printf("Restored %s: ", json_get_str(result, "restored_from") ?: "?");
                         print_span(stdout, result);
                         printf("\nThe database as it was before is in ");
                 } else
                         printf("Backup ");
-                printf("%s (%s bytes)\n", json_get_str(bk, "path") ?: "?", size ?: "?");
+                printf("%s (%s)\n", json_get_str(bk, "path") ?: "?",
+                       json_get_int(bk, "size", &bytes) ? fmt_size(bytes, size) : "?");
                 return 0;
         }
         if (streq(status, "current")) {
@@ -547,9 +572,11 @@ int render_job(json_t *result) {
                 return 0;
         }
         if (streq(status, "applied"))
-                printf("Applied %s: ", fmt_count((int64_t) n, "migration", b));
+                printf("%sApplied %s%s: ", color_on(stdout, COLOR_GREEN), fmt_count((int64_t) n, "migration", b),
+                       color_off(stdout));
         else if (streq(status, "reverted"))
-                printf("Reverted %s: ", fmt_count((int64_t) n, "migration", b));
+                printf("%sReverted %s%s: ", color_on(stdout, COLOR_GREEN), fmt_count((int64_t) n, "migration", b),
+                       color_off(stdout));
         else
                 printf("Finished (%s): ", *status ? status : "unknown status");
         print_span(stdout, result);
@@ -582,9 +609,11 @@ int render_backups(json_t *result) {
         r = table_add(t, "TIME") ?: table_add(t, "VERSION") ?: table_add(t, "SIZE") ?: table_add(t, "FILE");
         for (size_t i = 0; r >= 0 && i < json_array_size(list); i++) {
                 json_t *b = json_array_get(list, i);
-                _cleanup_free_ char *size = fmt_field(b, "size");
+                char size[32];
+                int64_t bytes;
                 r = table_add(t, json_get_str(b, "time") ?: "?") ?: table_add_version(t, b) ?:
-                    table_add(t, size ?: "?") ?: table_add(t, json_get_str(b, "file") ?: "?");
+                    table_add(t, json_get_int(b, "size", &bytes) ? fmt_size(bytes, size) : "?") ?:
+                    table_add(t, json_get_str(b, "file") ?: "?");
         }
         if (r < 0)
                 return r;
@@ -650,5 +679,50 @@ int render_verify(json_t *result) {
         }
         printf("FAILED: %s checked\n", fmt_count(checked, "applied migration", b));
         render_problems(problems);
+        return 0;
+}
+
+int render_wait(json_t *result) {
+        char buf[24];
+
+        if (json_get_bool(result, "schema_current", true))
+                printf("The schema is current (version %s).\n", fmt_version(result, "current_version", buf));
+        else
+                printf("Go ahead on version %s: %s.\n", fmt_version(result, "current_version", buf),
+                       json_get_str(result, "reason") ?: "the last migration failed");
+        return 0;
+}
+
+int render_marked(json_t *result) {
+        const char *status = json_get_str(result, "status") ?: "";
+        char buf[24];
+
+        if (streq(status, "baselined"))
+                printf("Baseline recorded: migrations up to %s marked applied (nothing was run).\n",
+                       fmt_version(result, "to_version", buf));
+        else
+                printf("%s marked %s (nothing was run).\n", json_get_str(result, "name") ?: "?",
+                       streq(status, "marked_applied") ? "applied" : "rolled back");
+        return 0;
+}
+
+int render_repaired(json_t *result) {
+        print_migration(stdout, result);
+        printf(": the edited file is accepted; its checksum %.*s%s replaces %.*s%s (recorded in history).\n",
+               SHORT_CHECKSUM, json_get_str(result, "checksum") ?: "?", glyph_ellipsis(), SHORT_CHECKSUM,
+               json_get_str(result, "previous_checksum") ?: "?", glyph_ellipsis());
+        return 0;
+}
+
+int render_cancel(json_t *result) {
+        int64_t id = 0;
+        const char *state = json_get_str(result, "state");
+
+        json_get_int(result, "job_id", &id);
+        if (state && streq(state, "removed"))
+                printf("Job %" PRId64 " removed from the queue.\n", id);
+        else
+                printf("Job %" PRId64 " is being cancelled: its transaction is rolled back and the units are "
+                       "started again.\n", id);
         return 0;
 }

@@ -27,3 +27,7 @@ int render_plan(json_t *result, bool dry_run);
 int render_history(json_t *result);
 int render_verify(json_t *result);
 int render_backups(json_t *result);
+int render_wait(json_t *result);
+int render_marked(json_t *result);   /* mark and baseline */
+int render_repaired(json_t *result);
+int render_cancel(json_t *result);

@@ -71,7 +71,18 @@ struct migration_format {
          * -EOVERFLOW when no version is left, -ENOMEM. NULL: this format's files are written by
          * its own tool. */
         int (*new_files)(const migration_set *s, const char *name, migration_new *ret);
+        /* A version as its string key (protocol version 2), into buf. NULL: the integer in decimal. */
+        void (*key_of)(int64_t version, char *buf, size_t size);
+        /* The version a string key names; -EINVAL when key is not one. NULL: a decimal integer. */
+        int (*version_of_key)(const char *key, int64_t *ret);
 };
+
+#define MIGRATION_KEY_MAX 32
+
+/* A version's string key by f's rule (version 0, the empty schema, has none: ""). */
+void migration_format_key(const migration_format *f, int64_t version, char buf[static MIGRATION_KEY_MAX]);
+/* The version a string key names by f's rule: 0, or -EINVAL. */
+int migration_format_parse_key(const migration_format *f, const char *key, int64_t *ret);
 
 /* migration_format_native, migration_format_prisma, ...: each defined in its migdir-<name>.c */
 #define MIGDIR_FORMAT_DECLARE(id, name) extern const migration_format migration_format_##name;

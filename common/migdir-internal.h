@@ -11,6 +11,10 @@
 
 int migdir_error_add(migdir_errors *e, const char *fmt, ...) _printf_(2, 3);
 
+/* Says that the messages from index from on are about the one item of that version (0: its
+ * version is unknown), so that migdir_load_format_items() can keep the other items. */
+int migdir_errors_tag(migdir_errors *e, size_t from, int64_t version);
+
 /* asprintf() that leaves *ret NULL on failure (glibc leaves it undefined). Returns 0 or -ENOMEM. */
 int migdir_asprintf(char **ret, const char *fmt, ...) _printf_(2, 3);
 
@@ -33,7 +37,23 @@ migration *migdir_set_add(migration_set *s);
 /* Drops the last migration of s (one whose item had problems). */
 void migdir_set_drop_last(migration_set *s);
 
+/* Loads one item of the directory (a file, a folder) into m: 0, 1 with its problems recorded, or
+ * -errno. */
+typedef int (*migdir_item_loader)(int dir_fd, const char *file, const migration_set *previous, migration *m,
+                                  migdir_errors *errors);
+/* Appends the item load reads from file to s, or nothing when it has problems (1, recorded);
+ * returns 0, 1 or -errno. */
+int migdir_load_item(migration_set *s, migdir_item_loader load, int dir_fd, const char *file,
+                     const migration_set *previous, migdir_errors *errors);
+
 void migdir_migration_done(migration *m);
 
 /* Orders by the integer version: the rule of every format whose versions are integers. */
 int migdir_compare_integer(const migration *a, const migration *b);
+
+/* The version `new` gives the next migration of an integer-versioned set: the current UTC
+ * YYYYMMDDHHMMSS when the set is numbered by timestamps, else the latest plus one. Returns 0 or
+ * -EOVERFLOW. */
+int migdir_next_version(const migration_set *s, int64_t *ret);
+/* The current UTC time as a YYYYMMDDHHMMSS version. */
+int64_t migdir_timestamp_version_now(void);

@@ -334,9 +334,13 @@ static int64_t utc_timestamp_version(time_t now) {
                (int64_t) tm.tm_mday * 1000000 + tm.tm_hour * 10000 + tm.tm_min * 100 + tm.tm_sec;
 }
 
+int64_t migdir_timestamp_version_now(void) {
+        return utc_timestamp_version(time(NULL));
+}
+
 /* A directory numbered by timestamps stays numbered by timestamps; a sequence goes on by one.
  * Either way the new version sorts after every existing one. */
-static int next_version(const migration_set *s, int64_t *ret) {
+int migdir_next_version(const migration_set *s, int64_t *ret) {
         int64_t latest = migration_set_latest(s), ts;
 
         if (latest == INT64_MAX)
@@ -362,7 +366,7 @@ static int native_new_files(const migration_set *s, const char *name, migration_
         int64_t version;
         int r;
 
-        r = next_version(s, &version);
+        r = migdir_next_version(s, &version);
         if (r < 0)
                 return r;
         if (!gmtime_r(&now, &tm) || strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)

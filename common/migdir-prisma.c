@@ -101,28 +101,40 @@ static bool prisma_checksum_also_matches(const migration *m, const char *recorde
         return false;
 }
 
-/* One migration folder: "<digits>_<name>" holding migration.sql. Returns 1 for a problem that
- * was recorded in errors. */
+/* The leading number of a folder's name: its version, 0 when there is none or it is too large. */
+static int64_t folder_version(const char *folder) {
+        int64_t v = 0;
+
+        for (const char *p = folder; isdigit((unsigned char) *p); p++) {
+                if (v > (INT64_MAX - (*p - '0')) / 10)
+                        return 0;
+                v = v * 10 + (*p - '0');
+        }
+        return v;
+}
+
+/* One migration folder: "<digits>_<name>" (or "<digits>-<name>") holding migration.sql. Prisma
+ * itself takes any folder name (its CLI writes a 14-digit UTC timestamp, '_' and the name); migrated
+ * needs the leading number as the migration's version. Returns 1 for a problem that was recorded
+ * in errors. */
 static int load_folder(int dir_fd, const char *folder, const migration_set *previous, migration *m,
                        migdir_errors *errors) {
         _cleanup_free_ char *up = NULL, *down = NULL;
         const char *p = folder;
-        int64_t version = 0;
+        int64_t version = folder_version(folder);
         struct stat st;
         int r;
 
-        for (; isdigit((unsigned char) *p); p++) {
-                if (version > (INT64_MAX - (*p - '0')) / 10)
-                        return migdir_error_add(errors, "%s: the timestamp is too large", folder) ?: 1;
-                version = version * 10 + (*p - '0');
-        }
-        if (p == folder || *p != '_' || !p[1] || version == 0)
-                return migdir_error_add(errors, "%s: not a Prisma migration folder (expected <timestamp>_<name>)",
-                                        folder) ?: 1;
+        while (isdigit((unsigned char) *p))
+                p++;
+        if (p != folder && version == 0 && strspn(folder, "0") != (size_t) (p - folder))
+                return migdir_error_add(errors, "%s: the timestamp is too large", folder) ?: 1;
+        if (p == folder || (*p != '_' && *p != '-') || !p[1] || version == 0)
+                return migdir_error_add(errors, "%s: not a Prisma migration folder migrated can order (expected "
+                                        "<timestamp>_<name>)", folder) ?: 1;
         for (const char *q = p + 1; *q; q++)
-                if (!(isalnum((unsigned char) *q) || *q == '_' || *q == '-'))
-                        return migdir_error_add(errors, "%s: the name may contain only letters, digits, '_' and '-'",
-                                                folder) ?: 1;
+                if ((unsigned char) *q < 0x20 || *q == 0x7f)
+                        return migdir_error_add(errors, "%s: the name contains a control character", folder) ?: 1;
         if (asprintf(&up, "%s/migration.sql", folder) < 0 || asprintf(&down, "%s/down.sql", folder) < 0)
                 return -ENOMEM;
         if (fstatat(dir_fd, up, &st, 0) < 0)
@@ -149,6 +161,7 @@ static int load_folder(int dir_fd, const char *folder, const migration_set *prev
 static int prisma_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
         struct dirent *de;
         bool bad = false;
+        size_t from;
         int r = 0;
         DIR *d;
 
@@ -166,9 +179,14 @@ static int prisma_load_items(int dir_fd, const migration_set *previous, migratio
                         r = -ENOMEM;
                         break;
                 }
+                from = errors ? errors->n : 0;
                 r = load_folder(dir_fd, de->d_name, previous, m, errors);
                 if (r != 0)
                         migdir_set_drop_last(s);
+                /* a bad folder is one item: the others stay usable (its leading number, if any,
+                 * says which plans would need it) */
+                if (r > 0 && migdir_errors_tag(errors, from, folder_version(de->d_name)) < 0)
+                        r = -ENOMEM;
                 if (r < 0)
                         break;
                 if (r > 0)
@@ -177,6 +195,37 @@ static int prisma_load_items(int dir_fd, const migration_set *previous, migratio
         }
         closedir(d);
         return r < 0 ? r : bad;
+}
+
+/* The weight of a character in the order of JavaScript's localeCompare (ICU's root collation)
+ * for ASCII: spaces and punctuation, then digits, then letters whatever their case. */
+static int collation_class(unsigned char c) {
+        if (isdigit(c))
+                return 1;
+        if (isalpha(c))
+                return 2;
+        return c < 0x80 ? 0 : 3;
+}
+
+/* Prisma applies its folders in the order of localeCompare on their names; migrated identifies a
+ * migration by its timestamp, so two folders with the same one are the same version (a
+ * duplicate). Punctuation sorts before digits there, so "1_init" comes before "10_users" (a byte
+ * comparison says otherwise). */
+static int prisma_compare(const migration *a, const migration *b) {
+        const unsigned char *x = (const unsigned char *) (a->key ?: ""), *y = (const unsigned char *) (b->key ?: "");
+
+        if (a->version == b->version)
+                return 0;
+        for (; *x && *y; x++, y++) {
+                int cx = collation_class(*x), cy = collation_class(*y), lx = tolower(*x), ly = tolower(*y);
+                if (cx != cy)
+                        return cx < cy ? -1 : 1;
+                if (lx != ly)
+                        return lx < ly ? -1 : 1;
+        }
+        if (*x || *y)
+                return *x ? 1 : -1;
+        return strcmp(a->key ?: "", b->key ?: "");
 }
 
 /* migration_lock.toml marks Prisma Migrate's directory. */
@@ -200,7 +249,7 @@ const migration_format migration_format_prisma = {
         .check_dir = check_provider,
         .load_items = prisma_load_items,
         .parse_directives = migration_parse_directives,
-        .compare = migdir_compare_integer,
+        .compare = prisma_compare,
         .prepare = prisma_prepare,
         .free_data = free,
         .checksum_also_matches = prisma_checksum_also_matches,

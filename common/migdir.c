@@ -40,8 +40,37 @@ void migdir_errors_clear(migdir_errors *e) {
         for (size_t i = 0; i < e->n; i++)
                 free(e->messages[i]);
         free(e->messages);
-        e->messages = NULL;
-        e->n = 0;
+        free(e->versions);
+        *e = (migdir_errors) {};
+}
+
+int migdir_errors_tag(migdir_errors *e, size_t from, int64_t version) {
+        int64_t *v;
+
+        if (!e || e->n == 0)
+                return 0;
+        v = realloc(e->versions, e->n * sizeof(int64_t));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = e->n_versions; i < e->n; i++)
+                v[i] = -1;
+        for (size_t i = from; i < e->n; i++)
+                v[i] = version;
+        e->versions = v;
+        e->n_versions = e->n;
+        return 0;
+}
+
+int64_t migdir_error_version(const migdir_errors *e, size_t i) {
+        return e && i < e->n_versions ? e->versions[i] : -1;
+}
+
+/* Whether every problem recorded is about one item. */
+static bool errors_all_items(const migdir_errors *e) {
+        for (size_t i = 0; e && i < e->n; i++)
+                if (migdir_error_version(e, i) < 0)
+                        return false;
+        return true;
 }
 
 int migdir_asprintf(char **ret, const char *fmt, ...) {
@@ -185,7 +214,11 @@ const migration *migration_set_find(const migration_set *s, int64_t version) {
 }
 
 int64_t migration_set_latest(const migration_set *s) {
-        return s && s->n > 0 ? s->items[s->n - 1].version : 0;
+        /* repeatables sort last and are no version to reach */
+        for (size_t i = s ? s->n : 0; i > 0; i--)
+                if (!(s->items[i - 1].up.flags & MIGRATION_REPEATABLE))
+                        return s->items[i - 1].version;
+        return 0;
 }
 
 
@@ -224,6 +257,9 @@ int migdir_read_split(int dir_fd, const char *file, const migration_format *f, c
                 }
                 t->size = len;
                 t->flags = whole.flags;
+                for (size_t k = 0; k < off; k++)
+                        if (whole.sql[k] == '\n')
+                                t->line_offset++;
                 t->ino = whole.ino;
                 t->mtime_ns = whole.mtime_ns;
         }
@@ -266,6 +302,19 @@ void migdir_set_drop_last(migration_set *s) {
         migdir_migration_done(&s->items[--s->n]);
 }
 
+int migdir_load_item(migration_set *s, migdir_item_loader load, int dir_fd, const char *file,
+                     const migration_set *previous, migdir_errors *errors) {
+        migration *m = migdir_set_add(s);
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        r = load(dir_fd, file, previous, m, errors);
+        if (r != 0)
+                migdir_set_drop_last(s);
+        return r;
+}
+
 static const char *item_label(const migration *m) {
         return m->key ?: m->up.file;
 }
@@ -281,11 +330,11 @@ static int item_cmp(const void *a, const void *b, void *userdata) {
 
 /* The driver every format shares: the format loads each item and records the problems of each,
  * then the set is put in the format's order and the same version twice is refused. */
-int migdir_load_with(const char *dir, const migration_format *f, const migration_set *previous, migration_set **ret,
-                     migdir_errors *ret_errors) {
+static int load_with(const char *dir, const migration_format *f, const migration_set *previous, bool items,
+                     migration_set **ret, migdir_errors *ret_errors) {
         _cleanup_(migration_set_freep) migration_set *s = NULL;
         _cleanup_close_ int dir_fd = -1;
-        bool bad = false;
+        bool bad = false, bad_items = false;
         int r;
 
         dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -303,7 +352,7 @@ int migdir_load_with(const char *dir, const migration_format *f, const migration
         r = f->load_items(dir_fd, previous, s, ret_errors);
         if (r < 0)
                 return r;
-        bad = bad || r > 0;
+        bad_items = r > 0;
         for (size_t i = 0; i < s->n; i++) {
                 s->items[i].format = f;
                 if (f->prepare) {
@@ -323,14 +372,20 @@ int migdir_load_with(const char *dir, const migration_format *f, const migration
                                 return r;
                         bad = true;
                 }
-        if (bad)
+        /* problems of single items hide the others only when the caller cannot keep them apart */
+        if (bad || (bad_items && (!items || !ret_errors || !errors_all_items(ret_errors))))
                 return MIGDIR_INVALID;
         *ret = TAKE_PTR(s);
         return 0;
 }
 
-int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
-                       migdir_errors *ret_errors) {
+int migdir_load_with(const char *dir, const migration_format *f, const migration_set *previous, migration_set **ret,
+                     migdir_errors *ret_errors) {
+        return load_with(dir, f, previous, false, ret, ret_errors);
+}
+
+static int load_format(const char *dir, migdir_format format, const migration_set *previous, bool items,
+                       migration_set **ret, migdir_errors *ret_errors) {
         const migration_format *f = migration_format_get(format);
         int r;
 
@@ -338,10 +393,20 @@ int migdir_load_format(const char *dir, migdir_format format, const migration_se
                 return -EINVAL;
         if (previous && previous->format != format)
                 previous = NULL;
-        r = migdir_load_with(dir, f, previous, ret, ret_errors);
+        r = load_with(dir, f, previous, items, ret, ret_errors);
         if (r == 0)
                 (*ret)->format = format;
         return r;
+}
+
+int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
+                       migdir_errors *ret_errors) {
+        return load_format(dir, format, previous, false, ret, ret_errors);
+}
+
+int migdir_load_format_items(const char *dir, migdir_format format, const migration_set *previous,
+                             migration_set **ret, migdir_errors *ret_errors) {
+        return load_format(dir, format, previous, true, ret, ret_errors);
 }
 
 int migdir_load(const char *dir, const migration_set *previous, migration_set **ret, migdir_errors *ret_errors) {
@@ -437,4 +502,29 @@ void migration_new_clear(migration_new *n) {
                 free(n->files[i].content);
         }
         memset(n, 0, sizeof(*n));
+}
+
+void migration_format_key(const migration_format *f, int64_t version, char buf[static MIGRATION_KEY_MAX]) {
+        if (version == 0)
+                buf[0] = '\0';
+        else if (f && f->key_of)
+                f->key_of(version, buf, MIGRATION_KEY_MAX);
+        else
+                snprintf(buf, MIGRATION_KEY_MAX, "%" PRId64, version);
+}
+
+int migration_format_parse_key(const migration_format *f, const char *key, int64_t *ret) {
+        int64_t v = 0;
+
+        if (f && f->version_of_key)
+                return f->version_of_key(key, ret);
+        if (!*key)
+                return -EINVAL;
+        for (const char *p = key; *p; p++) {
+                if (*p < '0' || *p > '9' || v > (INT64_MAX - (*p - '0')) / 10)
+                        return -EINVAL;
+                v = v * 10 + (*p - '0');
+        }
+        *ret = v;
+        return 0;
 }

@@ -19,6 +19,9 @@
 enum {
         /* -- migrated: no-transaction: run outside a transaction, on its own */
         MIGRATION_NO_TRANSACTION = 1u << 0,
+        /* Flyway's R__ scripts: no version of their own, after every versioned migration, applied
+         * again whenever their checksum changes */
+        MIGRATION_REPEATABLE = 1u << 1,
 };
 
 /* Expected outcomes, positive per the project's error convention. */
@@ -31,6 +34,7 @@ typedef struct migration_script {
         char *sql;  /* NUL-terminated contents */
         size_t size;
         unsigned flags;
+        unsigned line_offset; /* lines of the file before sql (a section of a one-file format) */
         /* identity of the file when read, so that a rescan can reuse unchanged contents */
         ino_t ino;
         int64_t mtime_ns;
@@ -42,7 +46,10 @@ typedef struct migration_script {
  * the first is the fallback. A new format appends one line. */
 #define MIGDIR_FORMATS(X)                                                                          \
         X(MIGDIR_NATIVE, native) /* NNNN_name.up.sql / NNNN_name.down.sql */                      \
-        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */
+        X(MIGDIR_PRISMA, prisma) /* <timestamp>_<name>/migration.sql (+ down.sql), migration_lock.toml */ \
+        X(MIGDIR_GOOSE, goose)   /* {version}_{name}.sql with -- +goose Up / Down sections */ \
+        X(MIGDIR_GOLANG_MIGRATE, golang_migrate) /* {version}_{title}.up.sql / .down.sql */ \
+        X(MIGDIR_FLYWAY, flyway) /* V<version>__<description>.sql (+ U<version>__<description>.sql) */
 
 typedef enum migdir_format {
 #define MIGDIR_FORMAT_ENUM(id, name) id,
@@ -78,6 +85,10 @@ typedef struct migration_set {
 typedef struct migdir_errors {
         char **messages;
         size_t n;
+        /* Per message, once a format tagged it (migdir_errors_tag): the version of the one item
+         * it is about, 0 when the item's version is unknown, -1 when it is not about one item. */
+        int64_t *versions;
+        size_t n_versions;
 } migdir_errors;
 
 /* Reads and validates dir. Returns 0 with *ret set, MIGDIR_INVALID with every problem in
@@ -90,6 +101,16 @@ int migdir_load(const char *dir, const migration_set *previous, migration_set **
 /* The same for a directory in the given format. */
 int migdir_load_format(const char *dir, migdir_format format, const migration_set *previous, migration_set **ret,
                        migdir_errors *ret_errors);
+
+/* The same, except that an item with problems hides none of the others: when every problem is
+ * about one item (tagged by the format), returns 0 with the good items in *ret and those problems
+ * in *ret_errors, so that they are reported and the rest stays usable. Problems of the directory
+ * as a whole (its lock file, a duplicate version) still give MIGDIR_INVALID. */
+int migdir_load_format_items(const char *dir, migdir_format format, const migration_set *previous,
+                             migration_set **ret, migdir_errors *ret_errors);
+
+/* The version of the item errors->messages[i] is about: 0 unknown, -1 not about one item. */
+int64_t migdir_error_version(const migdir_errors *e, size_t i);
 
 /* The first format of the table that recognises dir (Prisma: migration_lock.toml), else
  * MIGDIR_NATIVE. *ret_reason, if given, says why in a phrase ("migration_lock.toml is present"). */
@@ -114,7 +135,7 @@ void migdir_errors_clear(migdir_errors *e);
 
 /* The member with this version number, or NULL. */
 const migration *migration_set_find(const migration_set *s, int64_t version);
-int64_t migration_set_latest(const migration_set *s); /* 0 when empty */
+int64_t migration_set_latest(const migration_set *s); /* the newest versioned one; 0 when none */
 
 /* The native format's rules (migdir-native.c), which migratectl and the other formats reuse. */
 
@@ -128,5 +149,15 @@ int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags
 
 bool migration_name_is_valid(const char *name);
 
+
 /* Number of digits in the widest version of the set (at least 4), for naming new files. */
 int migration_set_version_width(const migration_set *s);
+
+/* Flyway's rules (migdir-flyway.c), which its history reuses. */
+
+/* Parses a Flyway version ("1.2.10", "1_2") of len bytes into the int64 that orders as Flyway
+ * orders versions (at most three parts); *ret_key, if given, gets Flyway's display text ('_' as
+ * '.'). Returns 0, -EINVAL with a static reason, or -ENOMEM. */
+int migration_flyway_version(const char *text, size_t len, int64_t *ret, char **ret_key, const char **ret_reason);
+/* Flyway's checksum of a script: CRC-32 of its lines without line breaks or a leading BOM. */
+int32_t migration_flyway_checksum(const char *sql, size_t size);

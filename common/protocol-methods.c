@@ -43,6 +43,9 @@ static const param_spec mark_params[] = {
 static const param_spec baseline_params[] = {
         { "version", PARAM_INT, 1, VERSION_MAX },
 };
+static const param_spec repair_params[] = {
+        { "migration", PARAM_STRING, 0, 255 },
+};
 
 #define PARAMS(p) p, ELEMENTSOF(p)
 
@@ -63,6 +66,7 @@ const protocol_method protocol_methods[] = {
         [METHOD_RESTORE] = { "restore", PARAMS(restore_params), METHOD_CHANGES, "restore" },
         [METHOD_MARK] = { "mark", PARAMS(mark_params), METHOD_CHANGES, "mark" },
         [METHOD_BASELINE] = { "baseline", PARAMS(baseline_params), METHOD_CHANGES, "baseline" },
+        [METHOD_REPAIR] = { "repair", PARAMS(repair_params), METHOD_CHANGES, "repair" },
 };
 _Static_assert(ELEMENTSOF(protocol_methods) == _METHOD_MAX, "one row per protocol_method_id");
 

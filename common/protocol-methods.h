@@ -31,6 +31,7 @@ typedef enum protocol_method_id {
         METHOD_RESTORE,
         METHOD_MARK,
         METHOD_BASELINE,
+        METHOD_REPAIR,
         _METHOD_MAX,
         _METHOD_INVALID = -1,
 } protocol_method_id;

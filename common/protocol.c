@@ -44,6 +44,7 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_BACKUP_SPACE] = "backup_space",
         [PROTOCOL_ERROR_DISK_FULL] = "disk_full",
         [PROTOCOL_ERROR_NOT_WRITABLE] = "not_writable",
+        [PROTOCOL_ERROR_STATE_CONFLICT] = "state_conflict",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {
@@ -108,7 +109,7 @@ int protocol_decode_request(const char *line, size_t size, protocol_request *ret
                 ret->id = id;
 
         json_object_foreach(root, key, value)
-                if (!streq(key, "id") && !streq(key, "method") && !streq(key, "params"))
+                if (!streq(key, "id") && !streq(key, "method") && !streq(key, "params") && !streq(key, "protocol"))
                         return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "unknown field \"%s\"", key);
         if (!id)
                 return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "missing field \"id\"");
@@ -129,6 +130,12 @@ int protocol_decode_request(const char *line, size_t size, protocol_request *ret
                 if (!params || json_object_set_new(root, "params", params) < 0)
                         return fail(PROTOCOL_ERROR_INTERNAL, ret_message, "out of memory");
         }
+        value = json_object_get(root, "protocol");
+        if (value && (!json_is_integer(value) || json_integer_value(value) < PROTOCOL_VERSION_MIN ||
+                      json_integer_value(value) > MIGRATED_PROTOCOL_VERSION))
+                return fail(PROTOCOL_ERROR_INVALID_REQUEST, ret_message, "\"protocol\" must be an integer from %d to %d",
+                            PROTOCOL_VERSION_MIN, MIGRATED_PROTOCOL_VERSION);
+        ret->protocol = value ? (int) json_integer_value(value) : PROTOCOL_VERSION_MIN;
         ret->method = json_string_value(method);
         ret->params = params;
         return 0;
@@ -330,7 +337,16 @@ char *protocol_encode_event(json_t *id, const char *event, json_t *fields) {
 }
 
 char *protocol_encode_request(json_t *id, const char *method, json_t *params) {
+        return protocol_encode_request_version(id, method, params, PROTOCOL_VERSION_MIN);
+}
+
+char *protocol_encode_request_version(json_t *id, const char *method, json_t *params, int protocol) {
         json_t *o = reply_base(id);
+
+        if (o && protocol > PROTOCOL_VERSION_MIN && json_object_set_new(o, "protocol", json_integer(protocol)) < 0) {
+                json_decref(o);
+                o = NULL;
+        }
 
         if (!params)
                 params = json_object();

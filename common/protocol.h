@@ -12,13 +12,19 @@
  * out. Decoding is strict: unknown fields, wrong types, duplicate keys, trailing bytes and lines
  * longer than PROTOCOL_LINE_MAX are errors, answered with id null when the id is not known.
  * Bump MIGRATED_PROTOCOL_VERSION on any incompatible change; additions are announced in hello's
- * "capabilities". */
+ * "capabilities".
+ *
+ * Version 2 (a request's top-level "protocol": 2) carries versions as the format's string keys
+ * ("1.2.10"; "0001" is "1") and the empty schema as null, in params ("to", "version") and in
+ * every reply of the request's connection; version 1 (no "protocol" field) carries integers and is
+ * refused by a daemon whose format's versions are not integers (Flyway's). */
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MIGRATED_PROTOCOL_VERSION 1
+#define MIGRATED_PROTOCOL_VERSION 2 /* the newest this build speaks */
+#define PROTOCOL_VERSION_MIN 1
 #define PROTOCOL_LINE_MAX (64 * 1024)
 #define PROTOCOL_ID_STRING_MAX 64
 #define PROTOCOL_ID_INT_MAX ((json_int_t) 1 << 53)
@@ -62,6 +68,7 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_BACKUP_SPACE,      /* not enough free space for the backup: refused before anything stopped */
         PROTOCOL_ERROR_DISK_FULL,         /* the database's filesystem is full: refused before anything stopped */
         PROTOCOL_ERROR_NOT_WRITABLE,      /* the database, its directory or the backup directory is not writable */
+        PROTOCOL_ERROR_STATE_CONFLICT,    /* well-formed, but the state forbids it (mark applied twice, no job to cancel) */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 
@@ -72,6 +79,7 @@ typedef struct protocol_request {
         json_t *id;     /* integer or string; NULL when it could not be recovered */
         const char *method;
         json_t *params; /* always an object */
+        int protocol;   /* the request's "protocol": PROTOCOL_VERSION_MIN when absent */
         json_t *root;   /* owns everything above */
 } protocol_request;
 
@@ -112,6 +120,8 @@ char *protocol_encode_result(json_t *id, json_t *result);
 char *protocol_encode_error(json_t *id, protocol_error_code code, const char *message, json_t *extra);
 char *protocol_encode_event(json_t *id, const char *event, json_t *fields);
 char *protocol_encode_request(json_t *id, const char *method, json_t *params);
+/* The same in a given protocol version (a "protocol" field from version 2 on). */
+char *protocol_encode_request_version(json_t *id, const char *method, json_t *params, int protocol);
 
 typedef enum protocol_reply_kind {
         PROTOCOL_REPLY_EVENT,

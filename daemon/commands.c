@@ -15,6 +15,7 @@
 #include "deps.h"
 #include "units.h"
 #include "unrecorded.h"
+#include "versionkeys.h"
 #include "log.h"
 #include "macro.h"
 
@@ -291,7 +292,7 @@ static void cmd_cancel(request *rq) {
                 if (id == 0 ? asprintf(&msg, "no job is running") < 0
                             : asprintf(&msg, "no job %" PRIu64 " is queued or running", id) < 0)
                         msg = NULL;
-                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_STATE_CONFLICT,
                                    msg ?: "no such job", NULL);
         } else
                 server_reply_result(rq->server, rq->peer.conn_id, rq->id, result);
@@ -380,6 +381,22 @@ static void cmd_baseline(request *rq) {
         request_free(rq);
 }
 
+/* repair {"migration": ...}: accept an applied migration's edited file on purpose. */
+static void cmd_repair(request *rq) {
+        _cleanup_free_ char *who = describe_peer(&rq->peer);
+        const char *target = json_string_value(json_object_get(rq->params, "migration"));
+        engine_job spec = { .kind = ENGINE_JOB_REPAIR, .requested_by = who, .target = target };
+
+        if (!target) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "repair needs \"migration\"", NULL);
+                request_free(rq);
+                return;
+        }
+        jobs_submit(rq->server->jobs, &spec, rq->peer.conn_id, rq->id);
+        request_free(rq);
+}
+
 static void cmd_backup(request *rq) {
         submit_simple_job(rq, ENGINE_JOB_BACKUP);
 }
@@ -435,6 +452,7 @@ static const command_fn handlers[] = {
         [METHOD_RESTORE] = cmd_restore,
         [METHOD_MARK] = cmd_mark,
         [METHOD_BASELINE] = cmd_baseline,
+        [METHOD_REPAIR] = cmd_repair,
 };
 _Static_assert(ELEMENTSOF(handlers) == _METHOD_MAX, "one handler per protocol_method_id");
 
@@ -450,9 +468,11 @@ static void cmd_hello(request *rq) {
                 if (migration_format_at(i)->capability)
                         json_array_append_new(capabilities, json_string(migration_format_at(i)->capability));
         server_reply_result(rq->server, rq->peer.conn_id, rq->id,
-                            json_pack("{s:i,s:s,s:s,s:o,s:o,s:I}", "protocol", MIGRATED_PROTOCOL_VERSION,
-                                      "server", "migrated", "version", PROJECT_VERSION, "methods", methods,
-                                      "capabilities", capabilities, "pid", (json_int_t) getpid()));
+                            json_pack("{s:i,s:[ii],s:s,s:s,s:o,s:o,s:I}", "protocol",
+                                      control_protocol(rq->server->control, rq->peer.conn_id), "protocols",
+                                      PROTOCOL_VERSION_MIN, MIGRATED_PROTOCOL_VERSION, "server", "migrated", "version",
+                                      PROJECT_VERSION, "methods", methods, "capabilities", capabilities, "pid",
+                                      (json_int_t) getpid()));
         request_free(rq);
 }
 
@@ -473,6 +493,27 @@ static bool peer_may_change(const server *s, const peer *p) {
         return false;
 }
 
+/* Version 1 carries versions as integers, which a format with dotted keys (Flyway's) cannot use:
+ * such a daemon answers version 1 with hello only. Version 2's version params become the
+ * integers the handlers read. Returns 0 or a protocol_error_code + 1 with *ret_message set. */
+static int check_protocol(server *s, protocol_method_id id, const protocol_request *req, char **ret_message) {
+        const migration_format *f = server_wire_format(s);
+        int r;
+
+        if (req->protocol >= 2) {
+                r = versionkeys_params(f, req->params, ret_message);
+                if (r == -ENOMEM && !*ret_message)
+                        return PROTOCOL_ERROR_INTERNAL + 1;
+                return r < 0 ? PROTOCOL_ERROR_INVALID_PARAMS + 1 : 0;
+        }
+        if (id == METHOD_HELLO || !versionkeys_v1_refused(f))
+                return 0;
+        if (asprintf(ret_message, "the %s format's versions are string keys (such as 1.2.10) that protocol version 1 "
+                     "cannot carry: send \"protocol\": 2 with the request (migratectl does)", f->name) < 0)
+                *ret_message = NULL;
+        return PROTOCOL_ERROR_INVALID_REQUEST + 1;
+}
+
 void commands_dispatch(server *s, const peer *p, const char *line, size_t size) {
         protocol_request req;
         protocol_method_id id;
@@ -486,6 +527,7 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
+        control_set_protocol(s->control, p->conn_id, req.protocol);
         id = protocol_method_from_name(req.method);
         if (id < 0 || !handlers[id]) {
                 free(msg);
@@ -496,9 +538,15 @@ void commands_dispatch(server *s, const peer *p, const char *line, size_t size) 
                 protocol_request_done(&req);
                 return;
         }
-        r = protocol_check_params(req.params, protocol_methods[id].params, protocol_methods[id].n_params, &msg);
+        r = check_protocol(s, id, &req, &msg);
+        if (r == 0)
+                r = protocol_check_params(req.params, protocol_methods[id].params, protocol_methods[id].n_params, &msg);
         if (r > 0) {
-                server_reply_error(s, p->conn_id, req.id, (protocol_error_code) (r - 1), msg, NULL);
+                /* a refused version 1 says which version to speak, for clients to switch */
+                server_reply_error(s, p->conn_id, req.id, (protocol_error_code) (r - 1), msg,
+                                   r == PROTOCOL_ERROR_INVALID_REQUEST + 1
+                                           ? json_pack("{s:i}", "protocol_required", MIGRATED_PROTOCOL_VERSION)
+                                           : NULL);
                 protocol_request_done(&req);
                 return;
         }

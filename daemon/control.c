@@ -24,6 +24,7 @@ typedef struct connection {
         struct event *line_timer; /* the deadline of an unfinished request line */
         peer peer;
         unsigned outstanding; /* requests without their final reply yet */
+        int protocol;         /* of its latest request; 0: none yet (version 1) */
         bool paused;          /* reading paused: too many requests in progress */
         bool read_eof;        /* the client shut down its sending side */
         bool closing; /* no more input; freed once the output is flushed */
@@ -434,6 +435,19 @@ control *control_free(control *c) {
                 close(c->reserve_fd);
         free(c);
         return NULL;
+}
+
+void control_set_protocol(control *c, uint64_t conn_id, int protocol) {
+        connection *k = find(c, conn_id);
+
+        if (k)
+                k->protocol = protocol;
+}
+
+int control_protocol(control *c, uint64_t conn_id) {
+        connection *k = find(c, conn_id);
+
+        return !k ? 0 : k->protocol ?: PROTOCOL_VERSION_MIN;
 }
 
 int control_send(control *c, uint64_t conn_id, char *line, bool final) {

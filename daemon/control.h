@@ -49,6 +49,11 @@ control *control_free(control *c);
  * connection is gone. */
 int control_send(control *c, uint64_t conn_id, char *line, bool final);
 
+/* The protocol version the connection's latest request asked for (PROTOCOL_VERSION_MIN until
+ * one did; 0 when the connection is gone): its replies are in that version. */
+void control_set_protocol(control *c, uint64_t conn_id, int protocol);
+int control_protocol(control *c, uint64_t conn_id);
+
 /* Stops accepting new connections (shutdown). */
 void control_stop_accepting(control *c);
 

@@ -204,6 +204,15 @@ int sqlite_carry_history(db *d, const char *scratch, const db_event *ev, db_fail
         if (r == 0)
                 r = sqlite_exec_simple(s, "PRAGMA restored.journal_mode = OFF; PRAGMA restored.synchronous = OFF; BEGIN",
                                        f, "cannot prepare the copy being restored");
+        if (r == 0 && !ev) {
+                /* the history lives apart: a backup an earlier migrated took may still hold its tables */
+                r = sqlite_exec_simple(s, "DROP TABLE IF EXISTS restored.migrated_attempts; "
+                                       "DROP TABLE IF EXISTS restored.migrated_meta; COMMIT",
+                                       f, "cannot prepare the copy being restored");
+                sqlite_rollback(d);
+                (void) sqlite3_exec(s->conn, "DETACH restored", NULL, NULL, NULL);
+                return r;
+        }
         if (r == 0) {
                 sql = sqlite3_mprintf("DROP TABLE IF EXISTS restored.migrated_attempts; "
                                       "CREATE TABLE restored.migrated_attempts %s; "

@@ -16,6 +16,7 @@
 
 #include "db-sqlite-internal.h"
 #include "macro.h"
+#include "sql-wrapper.h"
 
 db_sqlite *to_sqlite(db *d) {
         return (db_sqlite *) d;
@@ -216,39 +217,13 @@ static unsigned line_of(const char *sql, const char *at) {
         return line;
 }
 
-/* Skips white space and SQL comments, to find where a statement really starts. */
-static const char *skip_blank(const char *p, const char *end) {
-        while (p < end) {
-                if (isspace((unsigned char) *p))
-                        p++;
-                else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
-                        while (p < end && *p != '\n')
-                                p++;
-                } else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
-                        const char *c = p + 2;
-                        while (c + 1 < end && !(c[0] == '*' && c[1] == '/'))
-                                c++;
-                        p = c + 1 < end ? c + 2 : end;
-                } else
-                        break;
-        }
-        return p;
-}
-
-static bool keyword_is(const char *p, const char *end, const char *kw) {
-        size_t n = strlen(kw);
-
-        return (size_t) (end - p) >= n && strncasecmp(p, kw, n) == 0 &&
-               ((size_t) (end - p) == n || !(isalnum((unsigned char) p[n]) || p[n] == '_'));
-}
-
 /* Statements that would end or nest our transaction: a migration must not contain them. */
 static bool is_transaction_control(const char *p, const char *end) {
-        if (keyword_is(p, end, "BEGIN") || keyword_is(p, end, "COMMIT") || keyword_is(p, end, "END"))
+        if (sql_keyword_is(p, end, "BEGIN") || sql_keyword_is(p, end, "COMMIT") || sql_keyword_is(p, end, "END"))
                 return true;
-        if (keyword_is(p, end, "ROLLBACK")) {
-                const char *q = skip_blank(p + 8, end);
-                return !keyword_is(q, end, "TO");
+        if (sql_keyword_is(p, end, "ROLLBACK")) {
+                const char *q = sql_skip_blank(p + 8, end);
+                return !sql_keyword_is(q, end, "TO");
         }
         return false;
 }
@@ -271,10 +246,22 @@ static int script_fail(db_failure *f, protocol_error_code code, unsigned line, c
 static int sqlite_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_failure *f) {
         db_sqlite *s = to_sqlite(d);
         const char *p = sql, *end = sql + size;
+        size_t body_start, body_end;
+        int w;
 
+        /* BEGIN; … COMMIT; around the whole file: the plan's transaction is the file's */
+        if (in_transaction) {
+                w = sql_find_wrapper(sql, size, &body_start, &body_end);
+                if (w < 0)
+                        return w;
+                if (w > 0) {
+                        p = sql + body_start;
+                        end = sql + body_end;
+                }
+        }
         while (p < end) {
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
-                const char *tail = NULL, *start = skip_blank(p, end);
+                const char *tail = NULL, *start = sql_skip_blank(p, end);
                 int rc;
 
                 if (start >= end)
@@ -292,8 +279,10 @@ static int sqlite_exec_script(db *d, const char *sql, size_t size, bool in_trans
                 if (in_transaction && is_transaction_control(start, end))
                         return script_fail(f, PROTOCOL_ERROR_MIGRATION_FAILED, line_of(sql, start),
                                            "transaction control statements are not allowed in a migration: "
-                                           "migrated runs it in its own transaction (use '-- migrated: "
-                                           "no-transaction' to run it outside one)");
+                                           "migrated runs it in its own transaction; a file may only be "
+                                           "wrapped whole in BEGIN; ... COMMIT; (then the wrapper joins that "
+                                           "transaction), or marked '-- migrated: no-transaction' to run on "
+                                           "its own");
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW)
                         ;
                 if (rc != SQLITE_DONE) {

@@ -53,10 +53,31 @@ void db_timestamp(char buf[32]) {
         snprintf(buf + n, 32 - n, ".%03dZ", (int) (ts.tv_nsec / 1000000));
 }
 
+bool db_format_keeps_own_tables(migdir_format format) {
+        const history_format *h = history_find(format);
+
+        return !h || h->own_tables_in_database;
+}
+
+/* migrated's own tables apart from the application database: always a SQLite file, whatever
+ * the application database's backend, opened like the database itself (same busy timeout and
+ * read-only mode) and checked to be the file the caller validated. */
+static int open_own(const db_options *o, db **ret, db_failure *f) {
+        db_options own = { .backend = "sqlite", .target = o->own_target, .busy_timeout_ms = o->busy_timeout_ms,
+                           .read_only = o->read_only, .format = MIGDIR_NATIVE, .identity = o->own_identity };
+        int r;
+
+        r = db_backend_find(own.backend)->open(&own, ret, f);
+        if (r == 0)
+                (*ret)->history = &history_native;
+        return r;
+}
+
 /* An unknown backend name is a configuration mistake, told as such rather than as -ENOENT. */
 int db_open(const db_options *o, db **ret, db_failure *f) {
         const db_backend *b = db_backend_find(o->backend);
         const history_format *h = history_find(o->format);
+        db *own = NULL;
         int r;
 
         if (!b || !h) {
@@ -68,15 +89,26 @@ int db_open(const db_options *o, db **ret, db_failure *f) {
                         return -ENOMEM;
                 return DB_FAILED;
         }
+        if (o->own_target && !h->own_tables_in_database) {
+                r = open_own(o, &own, f);
+                if (r != 0)
+                        return r;
+        }
         r = b->open(o, ret, f);
-        if (r == 0)
-                (*ret)->history = h;
-        return r;
+        if (r != 0) {
+                db_close(own);
+                return r;
+        }
+        (*ret)->history = h;
+        (*ret)->own = own;
+        return 0;
 }
 
 void db_close(db *d) {
-        if (d)
-                d->backend->close(d);
+        if (!d)
+                return;
+        db_close(d->own);
+        d->backend->close(d);
 }
 
 void db_closep(db **d) {
@@ -157,6 +189,10 @@ int db_max_job_id(db *d, uint64_t *ret, db_failure *f) {
         return history_max_job_id(d, ret, f);
 }
 
+bool db_history_apart(db *d) {
+        return d->own;
+}
+
 int db_record_event(db *d, const db_event *ev, db_failure *f) {
         return history_record_event(d, ev, f);
 }
@@ -174,6 +210,32 @@ int db_mark_rolled_back(db *d, const migration *m, db_failure *f) {
         return r != 0 ? r : d->history->mark_rolled_back(d, m, f);
 }
 
+const char *db_history_table(db *d) {
+        return d->history->table;
+}
+
+int db_adopt_claimed_format(db *d, migdir_format *ret, db_failure *f) {
+        const history_format *h = NULL;
+        int r = history_claimed(d, &h, f);
+
+        if (r == 0 && h) {
+                d->history = h;
+                *ret = h->format;
+        }
+        return r;
+}
+
+int db_repair_checksum(db *d, const migration *m, db_failure *f) {
+        int r = history_ensure(d, f);
+
+        if (r != 0)
+                return r;
+        if (!d->history->repair_checksum)
+                return history_refuse(f, "checksums recorded in %s cannot be repaired by migrated (only the native "
+                                      "format's)", d->history->table);
+        return d->history->repair_checksum(d, m, f);
+}
+
 int db_has_user_tables(db *d, bool *ret) {
         return d->backend->has_user_tables(d, history_tables, ret);
 }
@@ -182,7 +244,15 @@ int db_backup_to(db *d, const char *path, int fd, db_failure *f) {
         return d->backend->backup_to(d, path, fd, f);
 }
 
+/* Where migrated's own tables live apart, the restore leaves them alone and records itself there
+ * afterwards: a restore never rewrites the history. */
 int db_restore_from(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f) {
+        int r;
+
+        if (d->own) {
+                r = d->backend->restore_from(d, path, scratch, NULL, f);
+                return r != 0 ? r : history_record_event(d, ev, f);
+        }
         return d->backend->restore_from(d, path, scratch, ev, f);
 }
 

@@ -51,6 +51,11 @@ typedef struct db_options {
         db_file_identity identity;
         /* A file holding the password (servers); NULL: none, or the target says. */
         const char *password_file;
+        /* A SQLite file (the state directory's history.sqlite) for migrated's own tables when the
+         * format keeps them out of the application database (db_format_keeps_own_tables() false),
+         * and the identity it must have; NULL: they stay in the application database. */
+        const char *own_target;
+        db_file_identity own_identity;
 } db_options;
 
 /* The small parameterised query API every backend provides, over which the history layer
@@ -138,6 +143,8 @@ typedef struct db_backend {
         int (*backup_to)(db *d, const char *path, int fd, db_failure *f);
         /* Replaces the database's content with the backup at path, in one transaction, keeping the
          * live history (every attempt survives a restore) and recording ev in the same transaction.
+         * ev NULL: migrated's own tables live in another database (db.own), so none is carried
+         * and any the backup holds (from an earlier migrated) is dropped from the restored copy.
          * scratch is an empty file the caller created exclusively (a working copy of the backup). */
         int (*restore_from)(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f);
         /* Whether the open regular file fd (of size st_size) is a complete backup: a file cut
@@ -181,7 +188,12 @@ typedef struct history_format history_format;
 struct db {
         const db_backend *backend;
         const history_format *history; /* the bookkeeping of o->format, set by db_open() */
+        db *own; /* migrated_attempts and migrated_meta, when apart (db_options.own_target); NULL: here */
 };
+
+/* Whether the format keeps migrated_attempts and migrated_meta in the application database
+ * (native) rather than in the state directory's history.sqlite (every other format). */
+bool db_format_keeps_own_tables(migdir_format format);
 
 #define DB_BACKEND_DEFAULT "sqlite"
 
@@ -222,9 +234,20 @@ int db_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
 int db_max_job_id(db *d, uint64_t *ret, db_failure *f);
 /* Records a job that is not a migration (restore, mark, baseline) as one succeeded attempt. */
 int db_record_event(db *d, const db_event *ev, db_failure *f);
+/* Whether migrated's own tables live apart from the database (db.own): a job's record then
+ * cannot share the database's transaction and is written once that has committed. */
+bool db_history_apart(db *d);
 /* Bookkeeping without running anything (Prisma's migrate resolve, baselines). */
 int db_mark_applied(db *d, const migration *m, db_failure *f);
 int db_mark_rolled_back(db *d, const migration *m, db_failure *f);
+/* The history table of the connection's format ("migrated_schema", "schema_migrations"). */
+const char *db_history_table(db *d);
+/* When the database has the history table of a format that claims it by its columns
+ * (golang-migrate's schema_migrations with its dirty column), switches the connection's
+ * bookkeeping to that format and sets *ret to it; otherwise leaves *ret alone. */
+int db_adopt_claimed_format(db *d, migdir_format *ret, db_failure *f);
+/* Records the file's current checksum for an applied migration (repair). */
+int db_repair_checksum(db *d, const migration *m, db_failure *f);
 /* Whether the database has tables of its own (not the backend's, not bookkeeping). */
 int db_has_user_tables(db *d, bool *ret);
 

@@ -19,10 +19,12 @@ struct engine {
         engine_integrity integrity;
         unsigned busy_timeout_ms;
         migdir_format format;
+        char *format_reason; /* why this format: detected, or set in the configuration */
         db *db;
         migration_set *set;      /* the last good scan, reused to skip unchanged files */
         migdir_errors dir_errors; /* problems of the last scan */
         int dir_errno;            /* the directory itself could not be read */
+        bool dir_items_only;      /* every problem is about one item: the others stay usable */
         atomic_bool interrupted;
         _Atomic int stop_reason; /* engine_stop_reason */
 };
@@ -61,6 +63,7 @@ int engine_check_restore(engine *e, const engine_job *job, engine_error *err);
 /* engine-mark.c */
 int engine_mark(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
 int engine_baseline(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
+int engine_repair(engine *e, const engine_job *job, json_t **ret_result, engine_error *err);
 int engine_check_mark(engine *e, const engine_job *job, engine_error *err);
 
 /* Requires the directory to be readable and valid now (jobs refuse otherwise). */

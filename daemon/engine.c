@@ -45,6 +45,32 @@ int engine_fail_db(engine_error *err, db_failure *f, json_t *extra) {
         return r;
 }
 
+/* A directory that reads as native may belong to another tool whose history table the database
+ * has (golang-migrate's NNNN_title.up.sql are native names too): the table decides. */
+static int choose_format(engine *e, const engine_options *o, db_failure *f) {
+        migdir_format claimed = e->format;
+        int r;
+
+        if (o->format_auto && e->format == MIGDIR_NATIVE) {
+                r = db_adopt_claimed_format(e->db, &claimed, f);
+                if (r != 0)
+                        return r;
+        }
+        if (claimed != e->format) {
+                e->format = claimed;
+                r = asprintf(&e->format_reason, "the database has %s's history table %s",
+                             migdir_format_to_string(claimed), db_history_table(e->db));
+        } else if (o->format_auto)
+                r = asprintf(&e->format_reason, "detected from the directory: %s", o->format_reason ?: "");
+        else
+                r = asprintf(&e->format_reason, "set in the configuration");
+        if (r < 0) {
+                e->format_reason = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         _cleanup_free_ engine *e = NULL;
         db_failure f = {};
@@ -56,7 +82,8 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         db_options dbo = { .backend = o->backend, .target = o->target ?: o->database,
                            .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
                            .cancel = &e->interrupted, .format = o->format, .identity = o->identity,
-                           .password_file = o->password_file };
+                           .password_file = o->password_file, .own_target = o->own_target,
+                           .own_identity = o->own_identity };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
         e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;
@@ -72,7 +99,11 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
                 return -ENOMEM;
         }
         r = db_open(&dbo, &e->db, &f);
+        if (r == 0)
+                r = choose_format(e, o, &f);
         if (r != 0) {
+                db_close(e->db);
+                free(e->format_reason);
                 free(e->database);
                 free(e->migrations_dir);
                 free(e->backup_dir);
@@ -91,6 +122,7 @@ engine *engine_free(engine *e) {
         free(e->database);
         free(e->migrations_dir);
         free(e->backup_dir);
+        free(e->format_reason);
         free(e);
         return NULL;
 }
@@ -168,14 +200,16 @@ uint64_t engine_last_job_id(engine *e) {
 }
 
 /* Rescans the directory. Keeps the previous good set when the new scan is invalid, but reports
- * the problems: read views still answer, jobs refuse. */
+ * the problems: read views still answer, jobs refuse. Problems of single items (a bad Prisma
+ * folder) leave the other items usable: jobs refuse only plans that would need a bad one. */
 static int engine_scan(engine *e) {
         migration_set *s = NULL;
         int r;
 
         migdir_errors_clear(&e->dir_errors);
         e->dir_errno = 0;
-        r = migdir_load_format(e->migrations_dir, e->format, e->set, &s, &e->dir_errors);
+        r = migdir_load_format_items(e->migrations_dir, e->format, e->set, &s, &e->dir_errors);
+        e->dir_items_only = r == 0 && e->dir_errors.n > 0;
         if (r < 0 && r != -ENOMEM) {
                 e->dir_errno = -r;
                 return 0;
@@ -202,7 +236,10 @@ int engine_load(engine *e, applied_set *applied, engine_error *err) {
         r = db_load_applied(e->db, applied, &f);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
-        return 0;
+        r = applied_set_fill_through(applied, e->set);
+        if (r < 0)
+                applied_set_clear(applied);
+        return r;
 }
 
 /* Jobs need a directory that is readable and valid right now. */
@@ -211,7 +248,7 @@ int engine_require_valid_directory(engine *e, engine_error *err) {
                 return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID, NULL,
                                    "cannot read the migrations directory %s: %s", e->migrations_dir,
                                    strerror(e->dir_errno));
-        if (e->dir_errors.n > 0)
+        if (e->dir_errors.n > 0 && !e->dir_items_only)
                 return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID,
                                    json_pack("{s:o}", "errors", report_dir_errors(&e->dir_errors)),
                                    "the migrations directory %s has %zu problem%s; first: %s", e->migrations_dir,
@@ -257,6 +294,8 @@ int engine_status(engine *e, json_t **ret, engine_error *err) {
         if (!e->set)
                 json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
         json_object_set_new(o, "format", json_string(migdir_format_to_string(e->format)));
+        json_object_set_new(o, "format_reason", json_string(e->format_reason));
+        json_object_set_new(o, "history_table", json_string(db_history_table(e->db)));
         applied_set_clear(&applied);
         if (!o)
                 return -ENOMEM;
@@ -277,7 +316,8 @@ static int plan_refused(engine_error *err, plan_error *pe) {
 static int check_baseline(engine *e, const applied_set *applied, engine_error *err) {
         bool tables = false;
 
-        if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0)
+        if (!migration_format_get(e->format)->baseline_untracked_tables || applied->n > 0 || applied->n_failed > 0 ||
+            applied->baseline > 0 || applied->n_repeatables > 0)
                 return 0;
         if (db_has_user_tables(e->db, &tables) < 0 || !tables)
                 return 0;
@@ -285,6 +325,27 @@ static int check_baseline(engine *e, const applied_set *applied, engine_error *e
                            "the database has tables but no migration history, so migrated cannot know which "
                            "migrations it already has; if its schema matches migration V, record that with "
                            "\"migratectl baseline V\" (nothing is run), then run up");
+}
+
+/* Whether the plan would need an item the directory could not load: an up needs every bad
+ * item not applied up to its target (all of them without one, and one whose version is unknown
+ * always); a down needs the applied ones above its target. */
+static int check_bad_items(engine *e, const applied_set *applied, const plan_request *req, const plan *p,
+                           engine_error *err) {
+        for (size_t i = 0; e->dir_items_only && i < e->dir_errors.n; i++) {
+                int64_t v = migdir_error_version(&e->dir_errors, i);
+                bool is_applied = v > 0 && applied_set_find(applied, v);
+                bool needed = req->direction == PLAN_UP
+                                      ? !is_applied && (v == 0 || req->to == PLAN_NO_TARGET || v <= req->to)
+                                      : is_applied && v > p->to_version;
+
+                if (needed)
+                        return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID,
+                                           json_pack("{s:o}", "errors", report_dir_errors(&e->dir_errors)),
+                                           "this plan needs a migration that cannot be used: %s",
+                                           e->dir_errors.messages[i]);
+        }
+        return 0;
 }
 
 int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *ret_current, engine_error *err) {
@@ -303,6 +364,11 @@ int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *r
                         r = plan_refused(err, &pe);
                         if (err->code == PROTOCOL_ERROR_IRREVERSIBLE)
                                 engine_explain_irreversible(e, err);
+                }
+                if (r == 0) {
+                        r = check_bad_items(e, &applied, req, *ret, err);
+                        if (r != 0)
+                                *ret = plan_free(*ret);
                 }
         }
         if (ret_current)
@@ -375,6 +441,7 @@ int engine_preview(engine *e, const engine_job *job, bool *ret_changes, engine_e
         case ENGINE_JOB_MARK_APPLIED:
         case ENGINE_JOB_MARK_ROLLED_BACK:
         case ENGINE_JOB_BASELINE:
+        case ENGINE_JOB_REPAIR:
                 *ret_changes = false; /* bookkeeping only: the schema and the services are not touched */
                 return engine_check_mark(e, job, err);
         default:
@@ -394,6 +461,7 @@ const char *engine_job_kind_name(const engine_job *j) {
         case ENGINE_JOB_MARK_APPLIED: return "mark-applied";
         case ENGINE_JOB_MARK_ROLLED_BACK: return "mark-rolled-back";
         case ENGINE_JOB_BASELINE: return "baseline";
+        case ENGINE_JOB_REPAIR: return "repair";
         default: return j->request.direction == PLAN_UP ? "up" : "down";
         }
 }
@@ -411,6 +479,7 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
         case ENGINE_JOB_MARK_APPLIED:
         case ENGINE_JOB_MARK_ROLLED_BACK: return engine_mark(e, job, ret_result, err);
         case ENGINE_JOB_BASELINE: return engine_baseline(e, job, ret_result, err);
+        case ENGINE_JOB_REPAIR: return engine_repair(e, job, ret_result, err);
         default: return engine_run_plan(e, job, e->backup_dir && !e->no_auto_backup, progress, userdata, ret_result, err);
         }
 }
@@ -508,6 +577,8 @@ static int apply_step(run_state *s, size_t k, bool in_transaction) {
         }
         r = db_exec_script(d, st->script->sql, st->script->size, in_transaction, &s->failure);
         if (r != 0) {
+                if (s->failure.line > 0)
+                        s->failure.line += st->script->line_offset; /* the file's line, not the section's */
                 s->failed_step = st;
                 return r;
         }
@@ -565,7 +636,12 @@ static int run_group(run_state *s, size_t i, size_t j) {
                 r = db_commit(d, &s->failure);
         if (r != 0)
                 goto rollback;
-        s->reached = s->p->steps[j - 1].migration->version;
+        /* the newest versioned step: a repeatable (Flyway's) is no version to reach */
+        for (size_t k = j; k > 0; k--)
+                if (!(s->p->steps[k - 1].migration->up.flags & MIGRATION_REPEATABLE)) {
+                        s->reached = s->p->steps[k - 1].migration->version;
+                        break;
+                }
         if (s->p->direction == PLAN_DOWN)
                 s->reached = j < s->p->n ? s->p->steps[j].migration->version : s->p->to_version;
         json_array_extend(s->done, s->pending_done);
@@ -770,4 +846,8 @@ int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, e
         json_decref(s.done);
         json_decref(s.pending_done);
         return r;
+}
+
+migdir_format engine_format(const engine *e) {
+        return e->format;
 }

@@ -33,7 +33,15 @@ typedef struct engine_options {
         bool no_auto_backup; /* no backup before a change */
         engine_integrity integrity;
         migdir_format format; /* the migrations' layout and the matching bookkeeping */
+        /* format was detected from the directory alone (format = auto): a database whose
+         * history table another format claims decides instead */
+        bool format_auto;
+        const char *format_reason; /* why format, for status; NULL: set in the configuration */
         db_file_identity identity; /* the database file the daemon locked; unknown: whatever is there */
+        /* The state directory's history.sqlite, for migrated's own tables when the format keeps
+         * them out of the database (db_options.own_target); NULL: in the database. */
+        const char *own_target;
+        db_file_identity own_identity;
 } engine_options;
 
 /* A failure to hand back to the client: code, message, and details for scripts. */
@@ -50,6 +58,9 @@ enum {
 };
 
 int engine_new(const engine_options *o, engine **ret, engine_error *err);
+/* The migrations' format the engine reads (and its bookkeeping): configured, detected from the
+ * directory, or claimed by the database. */
+migdir_format engine_format(const engine *e);
 engine *engine_free(engine *e);
 
 typedef enum engine_stop_reason {
@@ -95,6 +106,7 @@ typedef enum engine_job_kind {
         ENGINE_JOB_MARK_APPLIED,     /* record a migration as applied without running it */
         ENGINE_JOB_MARK_ROLLED_BACK, /* resolve a failed (Prisma) / forget an applied (ours) migration */
         ENGINE_JOB_BASELINE,         /* record everything up to a version as applied, on an empty history */
+        ENGINE_JOB_REPAIR,           /* accept an applied migration's edited file: record its new checksum */
 } engine_job_kind;
 
 typedef struct engine_job {
@@ -104,7 +116,7 @@ typedef struct engine_job {
         bool per_migration;
         const char *requested_by;
         const char *backup; /* restore: the backup's file name; NULL: the newest */
-        const char *target; /* mark: the migration (version, name or file); baseline: the version */
+        const char *target; /* mark, repair: the migration (version, name or file); baseline: the version */
 } engine_job;
 
 const char *engine_job_kind_name(const engine_job *j);

@@ -4,6 +4,7 @@
  * the daemon upgrades an older layout in place instead of being blocked by it). */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,89 @@ static int ensure_own(db *d, db_failure *f) {
 int history_ensure(db *d, db_failure *f) {
         int r = d->history->ensure(d, f);
 
-        return r != 0 ? r : ensure_own(d, f);
+        return r != 0 || history_own(d) != d ? r : ensure_own(d, f);
+}
+
+/* The format's table in the application database, in a transaction of its own, for when
+ * migrated's tables live apart (a Prisma database gets _prisma_migrations as Prisma makes it). */
+static int ensure_format_table(db *d, db_failure *f) {
+        int r;
+
+        r = db_begin(d, f);
+        if (r == 0)
+                r = d->history->ensure(d, f);
+        if (r == 0)
+                r = db_commit(d, f);
+        if (r != 0)
+                db_rollback(d);
+        return r;
+}
+
+typedef struct move_ctx {
+        db *own;
+        db_failure *f;
+} move_ctx;
+
+/* One attempt row of the application database into the state database: skipped when it is
+ * already there (a move interrupted between its two commits runs again), its id kept when free. */
+static int move_row(const db_value *c, size_t n, void *userdata) {
+        move_ctx *m = userdata;
+
+        if (n != 14)
+                return -EINVAL;
+        return db_query(m->own,
+                        "INSERT INTO migrated_attempts (" HISTORY_ATTEMPT_COLUMNS ") SELECT CASE WHEN EXISTS "
+                        "(SELECT 1 FROM migrated_attempts WHERE id = ?1) THEN NULL ELSE ?1 END, ?2, ?3, ?4, ?5, ?6, "
+                        "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 WHERE NOT EXISTS (SELECT 1 FROM migrated_attempts "
+                        "WHERE job_id = ?2 AND direction = ?3 AND started_at = ?11)",
+                        c, n, NULL, NULL, NULL, m->f, "cannot move migrated_attempts to the state directory");
+}
+
+/* Crash-safe in this order: the rows are copied and committed in the state database first, and
+ * only then are the tables dropped from the application database; a crash in between copies
+ * again at the next start, finding every row already there. */
+int history_move_own(db *app, db *own, db_failure *f) {
+        move_ctx m = { .own = own, .f = f };
+        bool attempts, meta;
+        int64_t v;
+        int r;
+
+        r = db_table_exists(app, "migrated_attempts", &attempts, f);
+        if (r == 0)
+                r = db_table_exists(app, "migrated_meta", &meta, f);
+        if (r != 0 || (!attempts && !meta))
+                return r;
+        r = history_schema_version(app, &v, f);
+        if (r != 0)
+                return r;
+        if (v > HISTORY_SCHEMA_VERSION)
+                return history_refuse(f,
+                                      "the database holds migrated_attempts at layout %" PRIi64 ", newer than this "
+                                      "migrated's %d: they stay where they are",
+                                      v, HISTORY_SCHEMA_VERSION);
+        r = db_begin(own, f);
+        if (r != 0)
+                return r;
+        r = ensure_own(own, f);
+        if (r == 0 && attempts)
+                r = db_query(app, "SELECT " HISTORY_ATTEMPT_COLUMNS " FROM migrated_attempts ORDER BY id", NULL, 0,
+                             move_row, &m, NULL, f, "cannot read migrated_attempts");
+        if (r == 0)
+                r = db_commit(own, f);
+        if (r != 0) {
+                db_rollback(own);
+                return r;
+        }
+        r = db_begin(app, f);
+        if (r == 0)
+                r = run(app, "DROP TABLE IF EXISTS migrated_attempts", f, "cannot drop the moved migrated_attempts");
+        if (r == 0)
+                r = run(app, "DROP TABLE IF EXISTS migrated_meta", f, "cannot drop the moved migrated_meta");
+        if (r == 0)
+                r = db_commit(app, f);
+        if (r != 0)
+                db_rollback(app);
+        return r;
 }
 
 /* At start-up: an older layout left by an earlier migrated is upgraded before anything reads it. */
@@ -152,16 +235,22 @@ static int id_row(const db_value *c, size_t n, void *userdata) {
 
 /* Records the attempt as running in a transaction of its own, committed before the migration
  * starts, so that a crash leaves a trace that the next start turns into "interrupted". */
-int history_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failure *f) {
+int history_attempt_begin(db *app, const db_attempt *a, int64_t *ret_id, db_failure *f) {
+        db *d = history_own(app);
         char now[32];
         int64_t id = 0;
         int r;
 
+        if (d != app) {
+                r = ensure_format_table(app, f);
+                if (r != 0)
+                        return r;
+        }
         r = db_begin(d, f);
         if (r != 0)
                 return r;
         db_timestamp(now);
-        r = history_ensure(d, f);
+        r = d == app ? history_ensure(d, f) : ensure_own(d, f);
         if (r == 0)
                 r = db_query(d, recover_sql, (db_value[]) { DB_TEXT(now) }, 1, NULL, NULL, NULL, f,
                              "cannot record the attempt");
@@ -184,12 +273,12 @@ int history_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failur
         return 0;
 }
 
-int history_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
+int history_attempt_finish(db *app, int64_t id, const char *status, const char *error, const char *error_file,
                            unsigned error_line, db_failure *f) {
         char now[32];
 
         db_timestamp(now);
-        return db_query(d,
+        return db_query(history_own(app),
                         "UPDATE migrated_attempts SET status = ?2, error = ?3, error_file = ?4, "
                         "error_line = ?5, finished_at = ?6 WHERE id = ?1",
                         (db_value[]) { DB_INT(id), DB_TEXT(status), DB_TEXT(error), DB_TEXT(error_file),
@@ -215,7 +304,8 @@ static int attempt_row(const db_value *c, size_t n, void *userdata) {
         return 0;
 }
 
-int history_attempts(db *d, unsigned limit, json_t **ret, db_failure *f) {
+int history_attempts(db *app, unsigned limit, json_t **ret, db_failure *f) {
+        db *d = history_own(app);
         json_t *arr = json_array();
         bool exists;
         int r;
@@ -235,14 +325,17 @@ int history_attempts(db *d, unsigned limit, json_t **ret, db_failure *f) {
         return 0;
 }
 
-int history_recover_interrupted(db *d, unsigned *ret_count, db_failure *f) {
+int history_recover_interrupted(db *app, unsigned *ret_count, db_failure *f) {
+        db *d = history_own(app);
         int64_t changes = 0;
         bool exists;
         char now[32];
         int r;
 
         *ret_count = 0;
-        r = history_upgrade(d, f);
+        r = d != app ? history_move_own(app, d, f) : 0;
+        if (r == 0)
+                r = history_upgrade(d, f);
         if (r == 0)
                 r = db_table_exists(d, "migrated_attempts", &exists, f);
         if (r != 0 || !exists)
@@ -255,11 +348,12 @@ int history_recover_interrupted(db *d, unsigned *ret_count, db_failure *f) {
         return r;
 }
 
-int history_record_event(db *d, const db_event *ev, db_failure *f) {
+int history_record_event(db *app, const db_event *ev, db_failure *f) {
+        db *d = history_own(app);
         char now[32];
         int r;
 
-        r = history_ensure(d, f);
+        r = d == app ? history_ensure(d, f) : ensure_own(d, f);
         if (r != 0)
                 return r;
         db_timestamp(now);
@@ -273,7 +367,8 @@ int history_record_event(db *d, const db_event *ev, db_failure *f) {
                         NULL, NULL, NULL, f, "cannot record the job in the history");
 }
 
-int history_max_job_id(db *d, uint64_t *ret, db_failure *f) {
+int history_max_job_id(db *app, uint64_t *ret, db_failure *f) {
+        db *d = history_own(app);
         int64_t max = 0;
         bool exists;
         int r;

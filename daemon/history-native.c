@@ -13,16 +13,46 @@
 static const history_format *const formats[] = {
         &history_native,
         &history_prisma,
+        &history_goose,
+        &history_golang_migrate,
+        &history_flyway,
 };
 
-const char *const history_tables[] = { "migrated_schema", "_prisma_migrations", "migrated_attempts", "migrated_meta",
-                                       NULL };
+const char *const history_tables[] = {
+        "migrated_schema",
+        "_prisma_migrations",
+        "migrated_attempts",
+        "migrated_meta",
+        "goose_db_version",
+        "schema_migrations",
+        "flyway_schema_history",
+        NULL,
+};
 
 const history_format *history_find(migdir_format format) {
         for (size_t i = 0; i < ELEMENTSOF(formats); i++)
                 if (formats[i]->format == format)
                         return formats[i];
         return NULL;
+}
+
+int history_claimed(db *d, const history_format **ret, db_failure *f) {
+        *ret = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(formats); i++) {
+                bool mine = false;
+                int r;
+
+                if (!formats[i]->claims)
+                        continue;
+                r = formats[i]->claims(d, &mine, f);
+                if (r != 0)
+                        return r;
+                if (mine) {
+                        *ret = formats[i];
+                        return 0;
+                }
+        }
+        return 0;
 }
 
 int history_version_of(db *d, int64_t *ret, db_failure *f) {
@@ -36,6 +66,13 @@ int history_version_of(db *d, int64_t *ret, db_failure *f) {
                         return r;
                 if (!exists)
                         continue;
+                if (formats[i]->claims) {
+                        r = formats[i]->claims(d, &exists, f);
+                        if (r != 0)
+                                return r;
+                        if (!exists)
+                                continue;
+                }
                 r = formats[i]->load_applied(d, &a, f);
                 if (r != 0)
                         return r;
@@ -52,7 +89,7 @@ int history_refuse(db_failure *f, const char *fmt, ...) {
         int r;
 
         db_failure_clear(f);
-        f->code = PROTOCOL_ERROR_INVALID_PARAMS;
+        f->code = PROTOCOL_ERROR_STATE_CONFLICT;
         va_start(ap, fmt);
         r = vasprintf(&f->message, fmt, ap);
         va_end(ap);
@@ -72,16 +109,25 @@ static int native_ensure(db *d, db_failure *f) {
         return db_query(d, schema_sql, NULL, 0, NULL, NULL, NULL, f, "cannot create migrated_schema");
 }
 
-static int load_row(const db_value *c, size_t n, void *userdata) {
-        applied_set *a = userdata;
+applied_migration *history_add_applied(applied_set *a) {
         applied_migration *m;
 
         m = realloc(a->items, (a->n + 1) * sizeof(*m));
         if (!m)
-                return -ENOMEM;
+                return NULL;
         a->items = m;
         m = &a->items[a->n++];
         memset(m, 0, sizeof(*m));
+        return m;
+}
+
+static int load_row(const db_value *c, size_t n, void *userdata) {
+        applied_set *a = userdata;
+        applied_migration *m;
+
+        m = history_add_applied(a);
+        if (!m)
+                return -ENOMEM;
         m->version = c[0].i;
         m->name = strdup(c[1].s ?: "");
         snprintf(m->checksum, sizeof(m->checksum), "%s", c[2].s ?: "");
@@ -134,19 +180,48 @@ static int native_remove_applied(db *d, const migration *m, db_failure *f) {
         return delete_version(d, m, NULL, f, "cannot record the reverted migration");
 }
 
-static int native_mark_applied(db *d, const migration *m, db_failure *f) {
+int history_is_applied(db *d, const history_format *h, int64_t version, bool *ret, db_failure *f) {
         applied_set a = {};
+        int r;
+
+        r = h->load_applied(d, &a, f);
+        if (r != 0)
+                return r;
+        *ret = applied_set_find(&a, version) != NULL;
+        applied_set_clear(&a);
+        return 0;
+}
+
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f) {
         bool already;
         int r;
 
-        r = native_load_applied(d, &a, f);
+        r = history_is_applied(d, h, m->version, &already, f);
         if (r != 0)
                 return r;
-        already = applied_set_find(&a, m->version) != NULL;
-        applied_set_clear(&a);
         if (already)
                 return history_refuse(f, "%s is already recorded as applied", m->up.file);
-        return native_record_applied(d, m, 0, f);
+        return h->record_applied(d, m, 0, f);
+}
+
+static int native_mark_applied(db *d, const migration *m, db_failure *f) {
+        return history_mark_applied_once(d, &history_native, m, f);
+}
+
+int history_add_failed(applied_set *a, const char *name) {
+        char **v;
+
+        for (size_t i = 0; i < a->n_failed; i++)
+                if (streq(a->failed[i], name))
+                        return 0;
+        v = realloc(a->failed, (a->n_failed + 1) * sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        a->failed = v;
+        if (!(a->failed[a->n_failed] = strdup(name)))
+                return -ENOMEM;
+        a->n_failed++;
+        return 0;
 }
 
 /* Ours has no failed state: marking rolled back forgets an applied migration reverted by hand. */
@@ -162,6 +237,20 @@ static int native_mark_rolled_back(db *d, const migration *m, db_failure *f) {
         return 0;
 }
 
+static int native_repair_checksum(db *d, const migration *m, db_failure *f) {
+        int64_t changes = 0;
+        int r;
+
+        r = db_query(d, "UPDATE migrated_schema SET checksum = ?2 WHERE version = ?1",
+                     (db_value[]) { DB_INT(m->version), DB_TEXT(m->checksum) }, 2, NULL, NULL, &changes, f,
+                     "cannot record the new checksum");
+        if (r != 0)
+                return r;
+        if (changes == 0)
+                return history_refuse(f, "%s is not applied: there is no recorded checksum to repair", m->up.file);
+        return 0;
+}
+
 const history_format history_native = {
         .format = MIGDIR_NATIVE,
         .table = "migrated_schema",
@@ -171,4 +260,6 @@ const history_format history_native = {
         .remove_applied = native_remove_applied,
         .mark_applied = native_mark_applied,
         .mark_rolled_back = native_mark_rolled_back,
+        .own_tables_in_database = true,
+        .repair_checksum = native_repair_checksum,
 };

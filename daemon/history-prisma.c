@@ -73,22 +73,6 @@ static char *column_time(const db_value *v) {
         return strdup(buf);
 }
 
-static int add_failed(applied_set *a, const char *name) {
-        char **v;
-
-        for (size_t i = 0; i < a->n_failed; i++)
-                if (streq(a->failed[i], name))
-                        return 0;
-        v = realloc(a->failed, (a->n_failed + 1) * sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        a->failed = v;
-        if (!(a->failed[a->n_failed] = strdup(name)))
-                return -ENOMEM;
-        a->n_failed++;
-        return 0;
-}
-
 static int by_version(const void *x, const void *y) {
         const applied_migration *a = x, *b = y;
 
@@ -109,16 +93,13 @@ static int load_row(const db_value *c, size_t n, void *userdata) {
         if (rolled_back)
                 return 0;
         if (!finished)
-                return add_failed(a, name);
+                return history_add_failed(a, name);
         for (size_t i = 0; i < a->n; i++)
                 if (a->items[i].version == version)
                         return 0; /* the earliest successful row counts; a later one is a duplicate */
-        m = realloc(a->items, (a->n + 1) * sizeof(*m));
+        m = history_add_applied(a);
         if (!m)
                 return -ENOMEM;
-        a->items = m;
-        m = &a->items[a->n++];
-        memset(m, 0, sizeof(*m));
         m->version = version;
         m->name = strdup(name);
         snprintf(m->checksum, sizeof(m->checksum), "%s", c[1].s ?: "");
@@ -178,12 +159,16 @@ static int exec_named(db *d, const char *sql, const char *name, int64_t *ret_cha
                         what);
 }
 
-/* A down leaves the row, rolled back: Prisma then sees the migration as not applied. */
+/* A down deletes the migration's applied row, as Prisma users do for a rollback by hand: "prisma
+ * migrate status" then lists it as pending (it counts a row with rolled_back_at set as recorded)
+ * and "migrate deploy" applies it again. Rows Prisma itself rolled back (a failed run resolved)
+ * are its history and stay. */
 static int prisma_remove_applied(db *d, const migration *m, db_failure *f) {
-        return exec_named(d,
-                          "UPDATE \"_prisma_migrations\" SET \"rolled_back_at\" = ?2 WHERE \"migration_name\" = ?1 "
-                          "AND \"finished_at\" IS NOT NULL AND \"rolled_back_at\" IS NULL",
-                          migration_record_name(m), NULL, f, "cannot record the reverted migration");
+        return db_query(d,
+                        "DELETE FROM \"_prisma_migrations\" WHERE \"migration_name\" = ?1 "
+                        "AND \"finished_at\" IS NOT NULL AND \"rolled_back_at\" IS NULL",
+                        (db_value[]) { DB_TEXT(migration_record_name(m)) }, 1, NULL, NULL, NULL, f,
+                        "cannot record the reverted migration");
 }
 
 static int count_row(const db_value *c, size_t n, void *userdata) {

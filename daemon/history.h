@@ -12,6 +12,7 @@
 struct history_format {
         migdir_format format;
         const char *table; /* its applied-set table */
+        int (*claims)(db *d, bool *ret, db_failure *f); /* whether the database's table is this format's, by its columns; NULL: its name suffices */
         /* Creates the table when absent; the caller holds a write transaction. */
         int (*ensure)(db *d, db_failure *f);
         int (*load_applied)(db *d, applied_set *ret, db_failure *f);
@@ -20,10 +21,19 @@ struct history_format {
         /* Bookkeeping without running the script (the table exists, a write transaction is open). */
         int (*mark_applied)(db *d, const migration *m, db_failure *f);
         int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
+        /* migrated_attempts and migrated_meta live in the application database itself (native
+         * only, as they always have); false, the default: in the daemon's state directory, so that
+         * a foreign tool's view of the database holds no table of ours. */
+        bool own_tables_in_database;
+        /* Records m's current checksum for its applied row (repair); NULL: the format has none to repair. */
+        int (*repair_checksum)(db *d, const migration *m, db_failure *f);
 };
 
 extern const history_format history_native;
 extern const history_format history_prisma;
+extern const history_format history_goose;
+extern const history_format history_golang_migrate;
+extern const history_format history_flyway;
 
 /* The history of format; NULL when none is registered. */
 const history_format *history_find(migdir_format format);
@@ -31,6 +41,10 @@ const history_format *history_find(migdir_format format);
 /* The version a database of any format is at: from the first format whose table it has; 0 when
  * it has none (a database that never saw a migration). */
 int history_version_of(db *d, int64_t *ret, db_failure *f);
+
+/* The first format that claims the database's history table by its columns (one with a claims
+ * member), or *ret = NULL. */
+int history_claimed(db *d, const history_format **ret, db_failure *f);
 
 /* Every table the bookkeeping of any format may own, NULL-terminated: not the user's. */
 extern const char *const history_tables[];
@@ -40,10 +54,27 @@ extern const char *const history_tables[];
 int history_load(db *d, const char *table, const char *sql, db_row_fn row, applied_set *ret, db_failure *f,
                  const char *what);
 
-/* An expected refusal of a bookkeeping request (invalid_params), described by fmt. */
+/* Whether version is applied by h's rule. */
+int history_is_applied(db *d, const history_format *h, int64_t version, bool *ret, db_failure *f);
+/* mark applied for a format without a failed state: a record as if it ran, refused when the
+ * migration is already applied. */
+int history_mark_applied_once(db *d, const history_format *h, const migration *m, db_failure *f);
+
+/* Appends a zeroed item to a's applied migrations and returns it, or NULL. */
+applied_migration *history_add_applied(applied_set *a);
+
+/* Adds name to the failed migrations of a, once. */
+int history_add_failed(applied_set *a, const char *name);
+
+/* An expected refusal of a bookkeeping request (state_conflict), described by fmt. */
 int history_refuse(db_failure *f, const char *fmt, ...) _printf_(2, 3);
 
 /* ---- history-attempts.c: migrated_attempts and migrated_meta ---- */
+
+/* The database that holds migrated's own tables for d: d->own when they live apart, else d. */
+static inline db *history_own(db *d) {
+        return d->own ?: d;
+}
 
 /* The layout of migrated's own tables that this build writes; older ones are upgraded in place. */
 #define HISTORY_SCHEMA_VERSION 2
@@ -54,8 +85,8 @@ extern const char history_attempts_columns[];
         "id, job_id, direction, status, from_version, to_version, versions, error, error_file, error_line, "     \
         "started_at, finished_at, requested_by, detail"
 
-/* The format's table, then the attempts and meta tables at the current layout (upgrading an
- * older one); the caller holds a write transaction. */
+/* The format's table, then (when they live in d) the attempts and meta tables at the current
+ * layout (upgrading an older one); the caller holds a write transaction on d. */
 int history_ensure(db *d, db_failure *f);
 /* The layout version recorded in the database: 0 when it has no tables of ours, 1 for the
  * unversioned layout that came before migrated_meta. */
@@ -67,6 +98,11 @@ int history_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failur
 int history_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
                            unsigned error_line, db_failure *f);
 int history_attempts(db *d, unsigned limit, json_t **ret, db_failure *f);
+/* Moves migrated_attempts and migrated_meta that an earlier migrated left in d to history_own(d)
+ * (when that is another database), then marks attempts left running as interrupted. */
 int history_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);
 int history_record_event(db *d, const db_event *ev, db_failure *f);
+/* Moves the attempts and meta tables an earlier migrated left in app into own (see
+ * history_recover_interrupted); nothing when app has none. */
+int history_move_own(db *app, db *own, db_failure *f);
 int history_max_job_id(db *d, uint64_t *ret, db_failure *f);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "macro.h"
 #include "server.h"
+#include "startcheck.h"
 
 typedef struct refresh {
         server *server;
@@ -343,6 +344,10 @@ int main(int argc, char **argv) {
                 config_clear(&cfg);
                 return r == CONFIG_EXIT_OK ? EXIT_SUCCESS : 2;
         }
+        if (startcheck_migrations_dir(cfg.migrations_dir) < 0) {
+                config_clear(&cfg);
+                return 2; /* a configuration error, like an unknown option */
+        }
         if (config_is_server(&cfg)) {
                 r = run_server_database(&cfg, &stop_signals);
                 config_clear(&cfg);
@@ -362,7 +367,9 @@ int main(int argc, char **argv) {
                 return EXIT_FAILURE;
         }
         if (r < 0) {
-                log_error_errno(r, "Failed to open and lock %s: %m", cfg.database);
+                const char *remedy = startcheck_remedy(r, false);
+                log_error_errno(r, "Failed to open and lock %s: %m%s%s", cfg.database, remedy ? "; " : "",
+                                remedy ?: "");
                 config_clear(&cfg);
                 return EXIT_FAILURE;
         }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "macro.h"
+#include "migdir-format.h"
 #include "plan.h"
 
 void applied_set_clear(applied_set *a) {
@@ -15,20 +16,72 @@ void applied_set_clear(applied_set *a) {
                 free(a->items[i].applied_at);
         }
         free(a->items);
+        for (size_t i = 0; i < a->n_repeatables; i++) {
+                free(a->repeatables[i].name);
+                free(a->repeatables[i].applied_at);
+        }
+        free(a->repeatables);
         for (size_t i = 0; i < a->n_failed; i++)
                 free(a->failed[i]);
         free(a->failed);
+        free(a->failed_hint);
         memset(a, 0, sizeof(*a));
 }
 
-int64_t applied_set_current(const applied_set *a) {
-        return a && a->n > 0 ? a->items[a->n - 1].version : 0;
+int applied_set_fill_through(applied_set *a, const migration_set *set) {
+        applied_migration *items, *rec;
+        size_t n = 0;
+
+        if (!a->through || !set || a->n != 1)
+                return 0;
+        rec = &a->items[0];
+        items = calloc(set->n + 1, sizeof(*items));
+        if (!items)
+                return -ENOMEM;
+        for (size_t i = 0; i < set->n && set->items[i].version <= rec->version; i++) {
+                const migration *m = &set->items[i];
+                applied_migration *t = &items[n++];
+
+                t->version = m->version;
+                t->name = strdup(m->name);
+                t->applied_at = strdup(m->version == rec->version ? rec->applied_at : "");
+                memcpy(t->checksum, m->checksum, SHA256_HEX_SIZE); /* the tool keeps no checksums */
+                if (!t->name || !t->applied_at) {
+                        for (size_t k = 0; k < n; k++) {
+                                free(items[k].name);
+                                free(items[k].applied_at);
+                        }
+                        free(items);
+                        return -ENOMEM;
+                }
+        }
+        if (n == 0 || items[n - 1].version != rec->version)
+                items[n++] = *rec; /* recorded, but no file: plan_check_applied names it */
+        else {
+                free(rec->name);
+                free(rec->applied_at);
+        }
+        free(a->items);
+        a->items = items;
+        a->n = n;
+        return 0;
 }
+
+int64_t applied_set_current(const applied_set *a) {
+        int64_t last = a && a->n > 0 ? a->items[a->n - 1].version : 0;
+
+        return a && a->baseline > last ? a->baseline : last;
+}
+
+/* What applied_set_find returns for a version that a baseline covers. */
+static const applied_migration baselined = { .name = (char *) "<< Baseline >>" };
 
 /* The set is sorted by version: binary search keeps status over thousands of migrations linear. */
 const applied_migration *applied_set_find(const applied_set *a, int64_t version) {
         size_t lo = 0, hi = a ? a->n : 0;
 
+        if (a && version > 0 && version <= a->baseline)
+                return &baselined;
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
                 if (a->items[mid].version == version)
@@ -39,6 +92,15 @@ const applied_migration *applied_set_find(const applied_set *a, int64_t version)
                         hi = mid;
         }
         return NULL;
+}
+
+bool applied_set_has(const applied_set *a, const migration *m) {
+        if (!(m->up.flags & MIGRATION_REPEATABLE))
+                return applied_set_find(a, m->version);
+        for (size_t i = 0; a && i < a->n_repeatables; i++)
+                if (streq(a->repeatables[i].name, m->name))
+                        return migration_checksum_matches(m, a->repeatables[i].checksum);
+        return false;
 }
 
 void plan_error_clear(plan_error *e) {
@@ -68,6 +130,14 @@ static int refuse(plan_error *e, protocol_error_code code, const migration *m, c
         return e->message ? PLAN_REFUSED : -ENOMEM;
 }
 
+/* A version in a message, as its format spells it ("1.2.10" for Flyway; the number for the
+ * integer formats; 0 for the empty schema). */
+static const char *version_text(const migration_set *set, int64_t v, char buf[static MIGRATION_KEY_MAX]) {
+        migration_format_key(set ? migration_format_get(set->format) : NULL, v, buf);
+        return buf[0] ? buf : "0";
+}
+#define VTEXT(v) version_text(set, (v), (char[MIGRATION_KEY_MAX]) {})
+
 size_t plan_check_applied(const migration_set *set, const applied_set *applied, plan_error *ret_error) {
         size_t problems = 0;
 
@@ -77,7 +147,8 @@ size_t plan_check_applied(const migration_set *set, const applied_set *applied, 
                                "migration %s failed in an earlier run and was never resolved, so its changes may be "
                                "partly in the database; repair the database by hand, then run \"migratectl mark "
                                "rolled-back %s\" to run it again, or \"migratectl mark applied %s\" if you completed "
-                               "it by hand", applied->failed[i], applied->failed[i], applied->failed[i]);
+                               "it by hand%s%s", applied->failed[i], applied->failed[i], applied->failed[i],
+                               applied->failed_hint ? ". " : "", applied->failed_hint ?: "");
 
         for (size_t i = 0; i < applied->n; i++) {
                 const applied_migration *a = &applied->items[i];
@@ -86,9 +157,9 @@ size_t plan_check_applied(const migration_set *set, const applied_set *applied, 
                 if (!m) {
                         if (problems++ == 0 && ret_error) {
                                 refuse(ret_error, PROTOCOL_ERROR_MISSING_MIGRATION, NULL,
-                                       "migration %" PRId64 " (%s) is applied but its file is missing from %s; "
+                                       "migration %s (%s) is applied but its file is missing from %s; "
                                        "restore the file, or point migrated at the right directory",
-                                       a->version, a->name, set->dir);
+                                       VTEXT(a->version), a->name, set->dir);
                                 ret_error->version = a->version;
                         }
                         continue;
@@ -135,6 +206,13 @@ static int plan_add(plan *p, const migration *m, bool up) {
         return 0;
 }
 
+/* Whether v comes after the current version. With nothing applied, every migration does,
+ * version 0 included (golang-migrate's sets may start at 0, which protocol 1 also uses for the
+ * empty schema). */
+static bool after_current(const migration_set *set, const applied_set *applied, int64_t v, int64_t current) {
+        return (applied->n == 0 && applied->baseline == 0) || version_cmp(set, v, current) > 0;
+}
+
 static int plan_up(const migration_set *set, const applied_set *applied, const plan_request *req, plan *p,
                    plan_error *e) {
         int64_t current = applied_set_current(applied);
@@ -144,30 +222,41 @@ static int plan_up(const migration_set *set, const applied_set *applied, const p
                 return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL, "\"steps\" applies to down only");
         if (req->to != PLAN_NO_TARGET && req->to != 0 && !migration_set_find(set, req->to))
                 return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
-                              "there is no migration %" PRId64 " in %s", req->to, set->dir);
+                              "there is no migration %s in %s", VTEXT(req->to), set->dir);
         if (version_cmp(set, target, current) < 0)
                 return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
-                              "target %" PRId64 " is older than the current version %" PRId64 "; use down --to %" PRId64,
-                              target, current, target);
+                              "version %s is %s (the current version is %s): up only goes forward; to go back "
+                              "to %s, use down --to %s",
+                              VTEXT(target), applied_set_find(applied, target) ? "already applied" : "older than the current one",
+                              VTEXT(current), VTEXT(target), VTEXT(target));
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
                 if (version_cmp(set, m->version, current) < 0 && !applied_set_find(applied, m->version) && !req->allow_out_of_order)
                         return refuse(e, PROTOCOL_ERROR_OUT_OF_ORDER, m,
-                                      "%s is pending but older than the current version %" PRId64
-                                      "; give it a version above %" PRId64 " (rename it), or apply it out of order "
-                                      "on purpose with up --allow-out-of-order",
-                                      m->up.file, current, current);
+                                      "%s is pending but older than the current version %s; give it a version above %s "
+                                      "(rename it), or apply it out of order on purpose with up --allow-out-of-order",
+                                      m->up.file, VTEXT(current), VTEXT(current));
         }
         for (size_t i = 0; i < set->n; i++) {
                 const migration *m = &set->items[i];
                 bool older = version_cmp(set, m->version, current) < 0 && req->allow_out_of_order;
-                if ((version_cmp(set, m->version, current) > 0 || older) &&
+                if (m->up.flags & MIGRATION_REPEATABLE) {
+                        /* Flyway's repeatables: after the versioned ones, on the way to the latest */
+                        if (target == migration_set_latest(set) && !applied_set_has(applied, m))
+                                plan_add(p, m, true);
+                        continue;
+                }
+                if ((after_current(set, applied, m->version, current) || older) &&
                     version_cmp(set, m->version, target) <= 0 && !applied_set_find(applied, m->version))
                         plan_add(p, m, true);
         }
-        p->to_version = p->n > 0 && version_cmp(set, p->steps[p->n - 1].migration->version, current) > 0
-                                ? p->steps[p->n - 1].migration->version
-                                : current;
+        p->to_version = current;
+        for (size_t i = p->n; i > 0; i--)
+                if (!(p->steps[i - 1].migration->up.flags & MIGRATION_REPEATABLE)) {
+                        if (after_current(set, applied, p->steps[i - 1].migration->version, current))
+                                p->to_version = p->steps[i - 1].migration->version;
+                        break;
+                }
         return 0;
 }
 
@@ -181,20 +270,23 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
         if (req->to != PLAN_NO_TARGET) {
                 if (version_cmp(set, req->to, current) > 0)
                         return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
-                                      "target %" PRId64 " is newer than the current version %" PRId64 "; use up --to %" PRId64,
-                                      req->to, current, req->to);
+                                      "target %s is newer than the current version %s; use up --to %s", VTEXT(req->to),
+                                      VTEXT(current), VTEXT(req->to));
                 if (req->to != 0 && !applied_set_find(applied, req->to))
                         return refuse(e, PROTOCOL_ERROR_UNKNOWN_VERSION, NULL,
                                       "version %" PRId64 " is not applied; down --to takes 0 or an applied version",
                                       req->to);
+                /* down --to 0 is the empty schema: a migration numbered 0 is reverted too */
                 count = 0;
                 for (size_t i = 0; i < applied->n; i++)
-                        if (version_cmp(set, applied->items[i].version, req->to) > 0)
+                        if (req->to == 0 || version_cmp(set, applied->items[i].version, req->to) > 0)
                                 count++;
         } else {
                 int64_t steps = req->steps == 0 ? 1 : req->steps;
-                if (steps < 0 || (uint64_t) steps > applied->n)
-                        return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL,
+                if (steps < 0)
+                        return refuse(e, PROTOCOL_ERROR_INVALID_PARAMS, NULL, "\"steps\" must be at least 1");
+                if ((uint64_t) steps > applied->n)
+                        return refuse(e, PROTOCOL_ERROR_STATE_CONFLICT, NULL,
                                       "cannot revert %" PRId64 " migrations: %zu applied", steps, applied->n);
                 count = (size_t) steps;
         }
@@ -204,14 +296,16 @@ static int plan_down(const migration_set *set, const applied_set *applied, const
                 const migration *m = migration_set_find(set, a->version);
                 if (!m)
                         return refuse(e, PROTOCOL_ERROR_MISSING_MIGRATION, NULL,
-                                      "migration %" PRId64 " (%s) is applied but its files are missing", a->version,
+                                      "migration %s (%s) is applied but its files are missing", VTEXT(a->version),
                                       a->name);
                 if (!m->down.file)
+                        /* a format with one file per migration (goose) has down sections */
                         return refuse(e, PROTOCOL_ERROR_IRREVERSIBLE, m,
-                                      "%s is irreversible (it has no down file); nothing was changed", m->up.file);
+                                      "%s is irreversible (it has no down %s); nothing was changed", m->up.file,
+                                      m->format && m->format->split ? "section" : "file");
                 plan_add(p, m, false);
         }
-        p->to_version = count < applied->n ? applied->items[applied->n - 1 - count].version : 0;
+        p->to_version = count < applied->n ? applied->items[applied->n - 1 - count].version : applied->baseline;
         return 0;
 }
 

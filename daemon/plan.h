@@ -26,11 +26,25 @@ typedef struct applied_set {
         /* Prisma: migrations whose last run failed and was not resolved (mark applied/rolled-back) */
         char **failed;
         size_t n_failed;
+        char *failed_hint; /* the format's own tool's way out of a failed state, for the refusal */
+        /* The history records only the newest version (golang-migrate): every migration of the
+         * set up to it is applied, filled in by applied_set_fill_through(). */
+        bool through;
+        /* Flyway: a baseline row's version; every version up to it counts as applied */
+        int64_t baseline;
+        /* Flyway: the latest application of each repeatable migration (name: its description) */
+        applied_migration *repeatables;
+        size_t n_repeatables;
 } applied_set;
 
 void applied_set_clear(applied_set *a);
 int64_t applied_set_current(const applied_set *a); /* newest applied version, 0 when none */
 const applied_migration *applied_set_find(const applied_set *a, int64_t version);
+/* For a history that records only its newest version (a->through): every migration of set up to
+ * it becomes an applied item, with the file's name and checksum. Returns 0 or -ENOMEM. */
+int applied_set_fill_through(applied_set *a, const migration_set *set);
+/* Whether m is applied: its version is, or, for a repeatable, its current script (checksum). */
+bool applied_set_has(const applied_set *a, const migration *m);
 
 typedef enum plan_direction {
         PLAN_UP,

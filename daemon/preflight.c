@@ -87,7 +87,7 @@ int preflight_check(const config *cfg, const db_backend *backend, const engine_j
                             "the filesystem of %s is full (%" PRIu64 " KiB free); free some space; nothing was "
                             "stopped or changed", dir, (uint64_t) sv.f_bavail * sv.f_frsize / 1024);
         if (!cfg->backup_dir || job->kind == ENGINE_JOB_MARK_APPLIED || job->kind == ENGINE_JOB_MARK_ROLLED_BACK ||
-            job->kind == ENGINE_JOB_BASELINE)
+            job->kind == ENGINE_JOB_BASELINE || job->kind == ENGINE_JOB_REPAIR)
                 return 0;
         backup_at = existing_dir(cfg->backup_dir);
         if (!backup_at)

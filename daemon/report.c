@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "macro.h"
 #include "report.h"
+#include "sql-wrapper.h"
 
 static json_t *migration_problem(const char *kind, int64_t version, const char *name, const char *file) {
         json_t *o = json_object();
@@ -59,9 +60,12 @@ json_t *report_status(const char *database, const migration_set *set, const appl
 
         for (size_t i = 0; i < applied->n; i++) {
                 const applied_migration *a = &applied->items[i];
+                const migration *f = set ? migration_set_find(set, a->version) : NULL;
                 json_t *m = json_object();
                 json_object_set_new(m, "version", json_integer(a->version));
                 json_object_set_new(m, "name", json_string(a->name));
+                if (f) /* the file it came from, while it is still there */
+                        json_object_set_new(m, "file", json_string(f->up.file));
                 json_object_set_new(m, "checksum", json_string(a->checksum));
                 json_object_set_new(m, "applied_at", json_string(a->applied_at));
                 json_object_set_new(m, "duration_ms", json_integer(a->duration_ms));
@@ -70,7 +74,7 @@ json_t *report_status(const char *database, const migration_set *set, const appl
         for (size_t i = 0; set && i < set->n; i++) {
                 const migration *m = &set->items[i];
                 json_t *p;
-                if (applied_set_find(applied, m->version))
+                if (applied_set_has(applied, m))
                         continue;
                 p = json_object();
                 json_object_set_new(p, "version", json_integer(m->version));
@@ -105,6 +109,12 @@ json_t *report_plan(const plan *p) {
                 json_object_set_new(s, "name", json_string(p->steps[i].migration->name));
                 json_object_set_new(s, "file", json_string(p->steps[i].script->file));
                 json_object_set_new(s, "transaction", json_boolean(p->steps[i].transaction));
+                /* a file wrapped whole in BEGIN; … COMMIT;: its wrapper joins the plan's
+                 * transaction ("folded"), or, run on its own, is its own transaction */
+                size_t b, e;
+                if (sql_find_wrapper(p->steps[i].script->sql, p->steps[i].script->size, &b, &e) > 0)
+                        json_object_set_new(s, "own_transaction",
+                                            json_string(p->steps[i].transaction ? "folded" : "own"));
                 json_array_append_new(steps, s);
         }
         json_object_set_new(o, "direction", json_string(p->direction == PLAN_UP ? "up" : "down"));

@@ -17,13 +17,24 @@
 #include "jobs.h"
 #include "statedir.h"
 #include "units.h"
+#include "versionkeys.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
+#include "startcheck.h"
 
 /* A final reply that cannot be encoded (e.g. no memory for it) still ends its request. */
 static char *final_line(char *line) {
         return line ?: strdup(PROTOCOL_FALLBACK_ERROR);
+}
+
+const migration_format *server_wire_format(server *s) {
+        return s->read_engine ? migration_format_get(engine_format(s->read_engine)) : NULL;
+}
+
+/* A reply's versions as the connection's protocol spells them. */
+static json_t *wire(server *s, uint64_t conn_id, json_t *v) {
+        return control_protocol(s->control, conn_id) >= 2 ? versionkeys_reply(server_wire_format(s), v) : v;
 }
 
 void server_reply_result(server *s, uint64_t conn_id, json_t *id, json_t *result) {
@@ -31,6 +42,7 @@ void server_reply_result(server *s, uint64_t conn_id, json_t *id, json_t *result
                 json_decref(result);
                 return;
         }
+        result = wire(s, conn_id, result);
         (void) control_send(s->control, conn_id, final_line(protocol_encode_result(id, result)), true);
 }
 
@@ -40,6 +52,7 @@ void server_reply_error(server *s, uint64_t conn_id, json_t *id, protocol_error_
                 json_decref(extra);
                 return;
         }
+        extra = wire(s, conn_id, extra);
         (void) control_send(s->control, conn_id, final_line(protocol_encode_error(id, code, message, extra)), true);
 }
 
@@ -48,6 +61,7 @@ void server_reply_event(server *s, uint64_t conn_id, json_t *id, const char *eve
                 json_decref(fields);
                 return;
         }
+        fields = wire(s, conn_id, fields);
         (void) control_send(s->control, conn_id, protocol_encode_event(id, event, fields), false);
 }
 
@@ -225,22 +239,50 @@ static void on_request(void *userdata, const peer *p, const char *line, size_t s
         commands_dispatch(userdata, p, line, size);
 }
 
+/* history.sqlite in the state directory, for migrated's own tables when the format keeps them
+ * out of the application database; validated as every state file is. */
+static int open_own_history(server *s, char **ret_path, db_file_identity *ret_identity) {
+        struct stat st;
+        int r;
+
+        r = statedir_create_file(s->state_fd, STATEDIR_HISTORY_NAME, &st);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "%s/%s is not a regular file of ours writable by us alone; move it aside",
+                                       s->cfg->state_dir, STATEDIR_HISTORY_NAME);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s/%s: %m", s->cfg->state_dir, STATEDIR_HISTORY_NAME);
+        if (asprintf(ret_path, "%s/%s", s->cfg->state_dir, STATEDIR_HISTORY_NAME) < 0)
+                return -ENOMEM;
+        *ret_identity = (db_file_identity) { .known = true, .dev = st.st_dev, .ino = st.st_ino };
+        return 0;
+}
+
 /* Opens both engines and clears what a killed predecessor left behind, before serving anyone. */
 static int open_engines(server *s, const db_file_identity *identity) {
+        const char *reason = NULL;
+        migdir_format detected = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
+                                                     : migdir_detect_format_reason(s->cfg->migrations_dir, &reason);
         engine_options o = { .backend = s->cfg->backend, .database = s->cfg->database,
                              .target = s->cfg->connection, .password_file = s->cfg->password_file,
                              .migrations_dir = s->cfg->migrations_dir,
                              .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
-                             .backup_keep = s->cfg->backup_keep, .no_auto_backup = s->cfg->no_auto_backup, .integrity = (engine_integrity) s->cfg->integrity,
-                             .format = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
-                                                           : migdir_detect_format(s->cfg->migrations_dir),
+                             .backup_keep = s->cfg->backup_keep, .no_auto_backup = s->cfg->no_auto_backup,
+                             .integrity = (engine_integrity) s->cfg->integrity,
+                             .format = detected, .format_auto = s->cfg->format < 0, .format_reason = reason,
                              .identity = *identity };
+        _cleanup_free_ char *own = NULL;
         engine_error err = {};
         json_t *snap = NULL;
         int r;
 
         if (s->cfg->no_auto_backup)
                 log_warning("No backup is taken before a change ([backup] skip = true)");
+        if (!db_format_keeps_own_tables(o.format)) {
+                r = open_own_history(s, &own, &o.own_identity);
+                if (r < 0)
+                        return r;
+                o.own_target = own;
+        }
         r = engine_new(&o, &s->job_engine, &err);
         if (r == 0) {
                 o.read_only = true;
@@ -319,8 +361,11 @@ static int open_listener(const config *cfg, bool *ret_created) {
                 return log_error_errno(fd, "Cannot listen on %s: %s", cfg->socket_path,
                                        fd == -EEXIST ? "a file that is not a socket is in the way"
                                                      : "another process is listening there");
-        if (fd < 0)
-                return log_error_errno(fd, "Failed to listen on %s: %m", cfg->socket_path);
+        if (fd < 0) {
+                const char *remedy = startcheck_remedy(fd, true);
+                return log_error_errno(fd, "Failed to listen on %s: %m%s%s", cfg->socket_path, remedy ? "; " : "",
+                                       remedy ?: "");
+        }
         *ret_created = true;
         return fd;
 }
@@ -383,8 +428,7 @@ int server_listen(server *s) {
                 return -EIO;
         }
         log_info("Serving %s (%s migrations in %s) on %s", cfg->database,
-                 cfg->format >= 0 ? migdir_format_to_string((migdir_format) cfg->format)
-                                  : migdir_format_to_string(migdir_detect_format(cfg->migrations_dir)),
+                 migdir_format_to_string(engine_format(s->job_engine)),
                  cfg->migrations_dir,
                  s->socket_created ? cfg->socket_path : "the socket passed by systemd");
         return 0;

@@ -54,6 +54,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(server *, server_free);
 
 /* Replies on a connection: id is the request's id (borrowed). Lost connections are ignored. */
 void server_reply_result(server *s, uint64_t conn_id, json_t *id, json_t *result);
+/* The format whose version keys protocol version 2 speaks; NULL before the engines open. */
+const migration_format *server_wire_format(server *s);
 void server_reply_error(server *s, uint64_t conn_id, json_t *id, protocol_error_code code, const char *message,
                         json_t *extra);
 void server_reply_event(server *s, uint64_t conn_id, json_t *id, const char *event, json_t *fields);

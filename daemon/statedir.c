@@ -176,6 +176,22 @@ int statedir_write(int dirfd, const char *name, json_t *doc) {
         return fsync(dirfd) < 0 ? -errno : 0;
 }
 
+/* The checks every state file gets: ours, regular, and writable by us alone. */
+static bool state_file_ok(const struct stat *st) {
+        return S_ISREG(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+int statedir_create_file(int dirfd, const char *name, struct stat *ret_st) {
+        _cleanup_close_ int fd = -1;
+
+        fd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return errno == ELOOP ? -EBADMSG : -errno;
+        if (fstat(fd, ret_st) < 0)
+                return -errno;
+        return state_file_ok(ret_st) ? 0 : -EBADMSG;
+}
+
 int statedir_read(int dirfd, const char *name, json_t **ret) {
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *buf = NULL;
@@ -189,8 +205,7 @@ int statedir_read(int dirfd, const char *name, json_t **ret) {
                 return errno == ELOOP ? -EBADMSG : -errno;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
-            st.st_size > STATEDIR_DOC_MAX)
+        if (!state_file_ok(&st) || st.st_size > STATEDIR_DOC_MAX)
                 return -EBADMSG;
         buf = malloc((size_t) st.st_size + 1);
         if (!buf)

@@ -8,6 +8,10 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <sys/stat.h>
+
+/* migrated's own history tables for every format that keeps them out of the database. */
+#define STATEDIR_HISTORY_NAME "history.sqlite"
 
 /* The default for a database: the first path of $STATE_DIRECTORY when systemd set it; otherwise
  * /var/lib/migrated/db-<escaped path> for root and ${XDG_STATE_HOME:-~/.local/state}/migrated/db-…
@@ -29,6 +33,11 @@ int statedir_write(int dirfd, const char *name, json_t *doc);
 /* Reads name as a JSON object: -ENOENT when absent; -EBADMSG when it is not a regular file owned by
  * us, is writable by others, too large or not a JSON object. */
 int statedir_read(int dirfd, const char *name, json_t **ret);
+
+/* Creates name when absent (0600, never through a symlink) and checks it as statedir_read() does:
+ * a regular file owned by us and not writable by others, else -EBADMSG. Fills *ret_st. For a file
+ * another program opens by path (SQLite), which then checks that it opened this very file. */
+int statedir_create_file(int dirfd, const char *name, struct stat *ret_st);
 
 /* Removes name; absent is fine. */
 int statedir_remove(int dirfd, const char *name);

@@ -1,5 +1,8 @@
 # bash completion for migratectl(1)                          -*- shell-script -*-
 # SPDX-License-Identifier: MIT
+#
+# Verbs come from the binary (migratectl __complete verbs), migration and backup names from the
+# live daemon (migratectl __complete migrations|backups), on the socket the command line names.
 
 # The instances that have a configuration: /etc/migrated/NAME.conf (example.conf is a template).
 _migratectl_instances()
@@ -14,14 +17,15 @@ _migratectl_instances()
     printf '%s\n' "${names[@]}"
 }
 
-# The backups the daemon lists, by file name (what restore takes). Asks the daemon, briefly.
-_migratectl_backups()
+# migratectl __complete WHAT, with the command line's --socket/--instance; briefly, quietly.
+# $1: the migratectl being completed, $2: WHAT, the rest: the connection options.
+_migratectl_names()
 {
-    local -a cmd=("$1" "${@:2}" --json backups)
+    local -a cmd=("$1" "${@:3}" __complete "$2")
     if type -P timeout &>/dev/null; then
         cmd=(timeout 2 "${cmd[@]}")
     fi
-    "${cmd[@]}" 2>/dev/null | grep -o '"file": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'
+    "${cmd[@]}" 2>/dev/null
 }
 
 _migratectl()
@@ -29,11 +33,10 @@ _migratectl()
     local cur prev words cword
     _init_completion || return
 
-    local commands="status up down plan history verify wait cancel backup backups restore mark
-        baseline lock-check new"
-    local global_opts="--socket --instance --json --help --version"
+    local shared_opts="--socket --instance --json --color --help"
 
-    # The command is the first word that is neither a global option nor its argument.
+    # The command is the first word that is neither an option nor an option's argument;
+    # --socket and --instance count wherever they are (they are accepted after the command too).
     local i command= command_index=0
     local -a conn=()
     for ((i = 1; i < cword; i++)); do
@@ -42,76 +45,101 @@ _migratectl()
                 conn+=("${words[i]}" "${words[i + 1]}")
                 ((i++))
                 ;;
+            --color)
+                ((i++))
+                ;;
             --socket=* | --instance=*)
                 conn+=("${words[i]}")
                 ;;
             -*) ;;
             *)
-                command=${words[i]}
-                command_index=$i
-                break
+                if [[ -z $command ]]; then
+                    command=${words[i]}
+                    command_index=$i
+                fi
                 ;;
         esac
     done
 
-    if [[ -z $command ]]; then
-        case $prev in
-            --socket)
-                _filedir
-                return
-                ;;
-            --instance)
-                COMPREPLY=($(compgen -W "$(_migratectl_instances)" -- "$cur"))
-                return
-                ;;
-        esac
-        if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "$global_opts" -- "$cur"))
-        else
-            COMPREPLY=($(compgen -W "$commands" -- "$cur"))
-        fi
-        return
-    fi
-
-    # Options that take a value the shell cannot guess: complete nothing.
     case $prev in
-        --to | --steps | --limit | --timeout)
+        --socket | --database)
+            _filedir
+            return
+            ;;
+        --instance)
+            COMPREPLY=($(compgen -W "$(_migratectl_instances)" -- "$cur"))
+            return
+            ;;
+        --color)
+            COMPREPLY=($(compgen -W "auto always never" -- "$cur"))
             return
             ;;
         --migrations)
             _filedir -d
             return
             ;;
-        --database)
-            _filedir
-            return
+        --to | --steps | --limit | --timeout)
+            return # a number the shell cannot guess
             ;;
     esac
 
-    local opts="--json --help" args=
-    local n_args=$((cword - command_index - 1))
+    if [[ -z $command ]]; then
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "$shared_opts --version" -- "$cur"))
+        else
+            local verbs
+            verbs=$(_migratectl_names "${words[0]}" verbs)
+            [[ -n $verbs ]] || verbs="status version up down redo plan history verify wait cancel backup
+                backups restore lock-check mark baseline repair new help"
+            COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
+        fi
+        return
+    fi
+
+    # Positional arguments after the command, options not counted.
+    local n_args=0
+    for ((i = command_index + 1; i < cword; i++)); do
+        case ${words[i]} in
+            --socket | --instance | --color | --to | --steps | --limit | --timeout | --migrations | --database)
+                ((i++))
+                ;;
+            -*) ;;
+            *) ((n_args++)) ;;
+        esac
+    done
+
+    local opts=$shared_opts args=
     case $command in
         status) opts+=" --check" ;;
         up) opts+=" --to --dry-run --rehearse --per-migration --allow-out-of-order" ;;
-        down) opts+=" --steps --to --dry-run" ;;
+        down) opts+=" --steps --to --dry-run --yes" ;;
+        redo) opts+=" --yes" ;;
         plan)
             opts+=" --to --steps"
             ((n_args == 0)) && args="up down"
             ;;
         history) opts+=" --limit" ;;
-        wait) opts+=" --timeout" ;;
+        wait) opts+=" --timeout --strict" ;;
         mark)
-            ((n_args == 0)) && args="applied rolled-back"
+            if ((n_args == 0)); then
+                args="applied rolled-back"
+            elif ((n_args == 1)); then
+                args=$(_migratectl_names "${words[0]}" migrations "${conn[@]}")
+            fi
+            ;;
+        repair)
+            ((n_args == 0)) && args=$(_migratectl_names "${words[0]}" migrations "${conn[@]}")
+            ;;
+        restore)
+            opts+=" --yes"
+            ((n_args == 0)) && args=$(_migratectl_names "${words[0]}" backups "${conn[@]}")
+            ;;
+        help)
+            ((n_args == 0)) && args=$(_migratectl_names "${words[0]}" verbs)
             ;;
         new) opts+=" --migrations" ;;
         lock-check) opts+=" --database" ;;
-        restore)
-            if [[ $cur != -* ]] && ((n_args == 0)); then
-                COMPREPLY=($(compgen -W "$(_migratectl_backups "${words[0]}" "${conn[@]}")" -- "$cur"))
-                return
-            fi
-            ;;
-        verify | cancel | backup | backups | baseline) ;;
+        version | verify | cancel | backup | backups | baseline) ;;
         *) return ;;
     esac
 

@@ -8,13 +8,10 @@ database open and acknowledging each committed insert in its log), and a migrate
 pm2 runs the writer with `--interpreter python3`: Node 20 has no SQLite of its own and a native
 module would need a compiler; what migrated coordinates is the pm2 process, whatever it runs."""
 
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
@@ -26,37 +23,12 @@ import harness as H  # noqa: E402
 
 WRITER = os.path.join(TESTS, "systemd", "writer.py")
 PYTHON = sys.executable or "python3"
-NPM_TIMEOUT = 300.0
 PM2_TIMEOUT = 60.0
 
 
-def _lock_hash():
-    h = hashlib.sha256()
-    for f in ("package.json", "package-lock.json"):
-        with open(os.path.join(HERE, f), "rb") as fh:
-            h.update(fh.read())
-    return h.hexdigest()[:16]
-
-
 def install_pm2():
-    """The pm2 CLI of package-lock.json, installed by `npm ci` (once per lockfile); exits 77 (or
-    fails under CI=true) without node and npm."""
-    for tool in ("node", "npm"):
-        if not shutil.which(tool):
-            H.cannot_run("%s is not installed (packaging/install-deps.sh test installs nodejs and npm)" % tool)
-    base = os.environ.get("MIGRATED_TEST_NPM_DIR") or os.path.join(tempfile.gettempdir(), "migrated-test-npm")
-    d = os.path.join(base, _lock_hash())
-    pm2 = os.path.join(d, "node_modules", ".bin", "pm2")
-    if os.access(pm2, os.X_OK):
-        return pm2
-    os.makedirs(d, exist_ok=True)
-    for f in ("package.json", "package-lock.json"):
-        shutil.copy(os.path.join(HERE, f), d)
-    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=d,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=NPM_TIMEOUT)
-    if r.returncode != 0 or not os.access(pm2, os.X_OK):
-        H.cannot_run("npm ci of pm2 failed (is the npm registry reachable?):\n%s" % r.stdout.decode(errors="replace"))
-    return pm2
+    """The pm2 CLI of package-lock.json beside this file (see harness.npm_install)."""
+    return H.npm_install(HERE, "pm2", "pm2")
 
 
 def migrations(directory):

@@ -10,12 +10,11 @@
  *     files), `wait` together with an option that could replace our socket (`wait` retries
  *     connecting to a missing socket until its timeout), and `lock-check` with --database (it
  *     scans every process in /proc, without the daemon);
- *   - words starting with "--i" (--instance and its abbreviations) are skipped as well: main()
- *     frees the static arg_instance_socket without setting it to NULL, so the next in-process call
- *     with --instance frees it again in parse_global_options() (harmless in a real process, which
- *     calls main() once; a double free here).
- * Other static state of migratectl.c: arg_socket is set by every call (we always pass --socket);
- * arg_json stays true once a call had --json. getopt's state is global: optind is reset to 0
+ *   - words starting with "--i" (--instance and its abbreviations) are skipped as well: with our
+ *     --socket, --instance is always refused as exclusive, which would only mask the rest.
+ * Other static state of migratectl (client/args.c): arg_socket is set by every call (we always
+ * pass --socket); arg_json and the colour mode stay as the last call that set them left them.
+ * Confirmations never prompt: stdin is not a terminal here. getopt's state is global: optind is reset to 0
  * (glibc: start over) before each call; the verbs do it themselves, the global options do not. */
 #include <fcntl.h>
 #include <getopt.h>

@@ -434,8 +434,26 @@ def db_connect(path, timeout=10.0):
     return sqlite3.connect(path, timeout=timeout, isolation_level=None)
 
 
+def query(db, sql, params=()):
+    """Every row of one query on its own connection."""
+    c = db_connect(db)
+    try:
+        return c.execute(sql, params).fetchall()
+    finally:
+        c.close()
+
+
 def _table_exists(c, name):
     return c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
+def query(db, sql, params=()):
+    """Every row of one query, on a connection of our own."""
+    c = db_connect(db)
+    try:
+        return c.execute(sql, params).fetchall()
+    finally:
+        c.close()
 
 
 def schema(db):
@@ -792,6 +810,36 @@ def cannot_run(why):
         sys.exit(1)
     print("SKIP: %s" % why, flush=True)
     sys.exit(SKIP)
+
+
+NPM_TIMEOUT = 300.0
+
+
+def npm_install(src_dir, program, what):
+    """The npm packages pinned by package.json and package-lock.json in src_dir, installed once
+    per lockfile with `npm ci --ignore-scripts` into MIGRATED_TEST_NPM_DIR (or a directory under
+    the system's temporary directory); returns the path of node_modules/.bin/<program>. The file
+    cannot run (SKIP, or FAIL under CI=true) without node and npm or when the install fails."""
+    for tool in ("node", "npm"):
+        if not shutil.which(tool):
+            cannot_run("%s is not installed (packaging/install-deps.sh test installs nodejs and npm)" % tool)
+    h = hashlib.sha256()
+    for f in ("package.json", "package-lock.json"):
+        with open(os.path.join(src_dir, f), "rb") as fh:
+            h.update(fh.read())
+    base = os.environ.get("MIGRATED_TEST_NPM_DIR") or os.path.join(tempfile.gettempdir(), "migrated-test-npm")
+    d = os.path.join(base, h.hexdigest()[:16])
+    binary = os.path.join(d, "node_modules", ".bin", program)
+    if os.access(binary, os.X_OK):
+        return binary
+    os.makedirs(d, exist_ok=True)
+    for f in ("package.json", "package-lock.json"):
+        shutil.copy(os.path.join(src_dir, f), d)
+    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=d,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=NPM_TIMEOUT)
+    if r.returncode != 0 or not os.access(binary, os.X_OK):
+        cannot_run("npm ci of %s failed (is the npm registry reachable?):\n%s" % (what, r.stdout.decode(errors="replace")))
+    return binary
 
 
 def exit_status(result, name):

@@ -62,6 +62,7 @@ METHOD_TABLE = {
     "restore": ("change", [RESTORE]),
     "mark": ("change", [{"migration": "2", "state": "applied"}, {"migration": "1", "state": "rolled_back"}]),
     "baseline": ("change", [{"version": 2}]),
+    "repair": ("change", [{"migration": "1"}]),
 }
 # Dry runs of changing methods change nothing, so anyone who may read may ask for one.
 DRY_RUNS = [("up", {"dry_run": True}), ("down", {"steps": 1, "dry_run": True})]
@@ -391,7 +392,7 @@ class AuthzTest(harness.TestCase):
         self.assertEqual(self.assertResult(down)["status"], "reverted")
         self.assertResult(backup)
         # nothing to cancel, but past the permission check
-        self.assertError(cancel, "invalid_params")
+        self.assertError(cancel, "state_conflict")
         self.assertEqual(status["result"]["current_version"], 1)
         self.assertEqual(applied_versions(self.db), [1])
         self.assertEqual([r for r in self.refusals(d) if r[1] == self.member[0]], [],

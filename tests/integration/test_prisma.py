@@ -712,24 +712,24 @@ class PrismaTest(harness.TestCase):
     # =========================================================================================
     # 6. Down with down.sql
 
-    def test_down_sets_rolled_back_at_and_up_reapplies(self):
-        db = self.prisma_db(3)
+    def test_down_removes_the_row_and_up_reapplies(self):
+        # As Prisma users roll back by hand: the migration's row goes, so that `prisma migrate
+        # status` lists it as pending again (a row with rolled_back_at set would still count as
+        # recorded there). A row Prisma itself rolled back (a failed run resolved) stays as it is.
+        failed_t = BASE_MS + 3 * 86400000 - 3600000
+        db = self.prisma_db(3, history=[(F_CATEGORIES, dict(started_at=failed_t, finished_at=None,
+                                                            logs=PRISMA_ERROR_LOGS % F_CATEGORIES,
+                                                            rolled_back_at=failed_t + 60000,
+                                                            applied_steps_count=0))])
         before = self.rows_of(db, F_CATEGORIES)
-        self.assertEqual(len(before), 1)
+        self.assertEqual(len(before), 2)
         d = self.start(db)
 
-        t0 = now_ms()
         r = d.ctl("down")
-        t1 = now_ms()
         self.assertCtl(r, 0)
         self.assertEqual(r.json["status"], "reverted", r)
         self.assertEqual([x["version"] for x in r.json["reverted"]], [TS[2]], r)
-        rows = self.rows_of(db, F_CATEGORIES)
-        self.assertEqual(len(rows), 1, rows)
-        self.assertEqual(rows[0]["id"], before[0]["id"])
-        self.assertEqual(rows[0]["finished_at"], before[0]["finished_at"])
-        self.assertEqual(rows[0]["t_rolled_back_at"], "integer", rows)
-        self.assertTrue(t0 <= rows[0]["rolled_back_at"] <= t1, (t0, rows, t1))
+        self.assertEqual(self.rows_of(db, F_CATEGORIES), before[:1], "only Prisma's rolled-back row stays")
         self.assertEqual(user_schema(db), self.reference_schema(FOLDERS[:2]))
 
         st = d.status()
@@ -749,8 +749,7 @@ class PrismaTest(harness.TestCase):
         self.assertEqual([a["version"] for a in r.json["applied"]], [TS[2]], r)
         rows = self.rows_of(db, F_CATEGORIES)
         self.assertEqual(len(rows), 2, rows)
-        self.assertEqual(rows[0]["id"], before[0]["id"])
-        self.assertIsNotNone(rows[0]["rolled_back_at"], "the reverted row stays rolled back")
+        self.assertEqual(rows[0], before[0])
         self.assertMigratedRow(rows[1], F_CATEGORIES, t0, t1)
         self.assertEqual(user_schema(db), self.reference_schema(FOLDERS[:3]))
         st = d.status()
@@ -787,6 +786,34 @@ class PrismaTest(harness.TestCase):
         self.assertEqual(st["pending"], [], st)
         self.assertEqual(st["problems"], [], st)
         self.assertEqual(st["current_version"], TS[-1], st)
+
+    def test_one_bad_folder_hides_none_of_the_others(self):
+        # A folder migrated cannot use is reported; the others stay visible and pending, a plan
+        # that does not reach it runs, and one that would need it is refused naming it.
+        db = self.prisma_db(2)
+        bad = "20240501000000_no_script"
+        os.makedirs(os.path.join(self.mdir, bad))
+        d = self.start(db)
+        st = d.status()
+        self.assertEqual([p.get("migration_name") for p in st["pending"]], FOLDERS[2:], st)
+        self.assertTrue(any(bad in p.get("message", "") for p in st["problems"]), st)
+        r = d.ctl("up")
+        err = self.ctl_error(r, 1, "directory_invalid")
+        self.assertIn(bad, err["message"], r)
+        self.assertEqual(user_schema(db), self.reference_schema(FOLDERS[:2]))
+        r = d.ctl("up", "--to", TS[2])
+        self.assertCtl(r, 0)
+        self.assertEqual([a["version"] for a in r.json["applied"]], [TS[2]], r)
+        self.assertEqual(user_schema(db), self.reference_schema(FOLDERS[:3]))
+
+        # A folder without a timestamp: no plan upwards can say it does not need it; a down can.
+        shutil.rmtree(os.path.join(self.mdir, bad))
+        os.makedirs(os.path.join(self.mdir, "notes"))
+        err = self.ctl_error(d.ctl("up"), 1, "directory_invalid")
+        self.assertIn("notes", err["message"])
+        r = d.ctl("down", "--to", TS[1])
+        self.assertCtl(r, 0)
+        self.assertEqual(user_schema(db), self.reference_schema(FOLDERS[:2]))
 
     # =========================================================================================
     # 8. A lock file for another provider

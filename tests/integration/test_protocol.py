@@ -26,6 +26,8 @@ BAD_LINES = [
     ("nesting deeper than the parser allows",
      b'{"id":1,"method":"hello","params":{"a":' + b"[" * 20000 + b"]" * 20000 + b"}}", "invalid_json", None),
     ("unknown top-level field", b'{"id":5,"method":"hello","extra":true}', "invalid_request", 5),
+    ("protocol version out of range", b'{"id":6,"method":"hello","protocol":3}', "invalid_request", 6),
+    ("protocol version not an integer", b'{"id":7,"method":"hello","protocol":"2"}', "invalid_request", 7),
     ("missing id", b'{"method":"hello"}', "invalid_request", None),
     ("id is an array", b'{"id":[1],"method":"hello"}', "invalid_request", None),
     ("id is an object", b'{"id":{"a":1},"method":"hello"}', "invalid_request", None),
@@ -94,7 +96,7 @@ class ProtocolTest(harness.TestCase):
         self.assertIn("capabilities", res)
         # the fixed capabilities, then one per migration format that announces itself
         self.assertEqual(res["capabilities"], ["events", "coalescing", "dry_run", "units", "wait", "backups",
-                                               "rehearse", "prisma"])
+                                               "rehearse", "prisma", "goose", "golang-migrate", "flyway"])
 
     def test_hello_without_params_and_with_empty_params(self):
         reply = send_raw_line(self.d.socket, b'{"id":1,"method":"hello"}')

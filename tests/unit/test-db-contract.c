@@ -326,7 +326,7 @@ static void test_bookkeeping(void **st) {
         assert_int_equal(db_begin(s->d, &f), 0);
         assert_int_equal(db_remove_applied(s->d, &m2, &f), 0);
         assert_int_equal(db_mark_applied(s->d, &m1, &f), DB_FAILED); /* already applied */
-        assert_int_equal(f.code, PROTOCOL_ERROR_INVALID_PARAMS);
+        assert_int_equal(f.code, PROTOCOL_ERROR_STATE_CONFLICT);
         db_failure_clear(&f);
         db_event ev = { .job_id = 6, .direction = "mark", .from_version = 2, .to_version = 1, .detail = "test" };
         assert_int_equal(db_record_event(s->d, &ev, &f), 0);

@@ -88,13 +88,13 @@ static void test_rows(void **state) {
         }
         assert_null(migration_format_at(migration_format_count()));
         assert_null(migration_format_from_name("auto"));
-        assert_null(migration_format_from_name("flyway"));
+        assert_null(migration_format_from_name("liquibase"));
         assert_null(migration_format_from_name(""));
 }
 
 static void test_choices(void **state) {
         /* the one place the "format" setting's values are spelled */
-        assert_string_equal(migdir_format_choices(), "auto, native or prisma");
+        assert_string_equal(migdir_format_choices(), "auto, native, prisma, goose, golang-migrate or flyway");
         assert_ptr_equal(migdir_format_choices(), migdir_format_choices());
 }
 
@@ -185,6 +185,61 @@ static void test_load_prisma(void **state) {
         assert_true(migration_checksum_matches(&s->items[0], s->items[1].checksum));
         assert_false(migration_checksum_matches(&s->items[0], "0000"));
         migration_set_free(s);
+}
+
+/* Folder names Prisma takes: a dash after the timestamp, any name; ordered as Prisma orders them
+ * (localeCompare on the names: punctuation before digits, so 1_init before 10_users). */
+static void test_prisma_names_and_order(void **state) {
+        static const char *const folders[] = { "20260306120000-call-caller-transcript", "2_posts",
+                                               "20260101000000_a b.c", "10_users", "1_init" };
+        static const char *const order[] = { "1_init", "10_users", "2_posts", "20260101000000_a b.c",
+                                             "20260306120000-call-caller-transcript" };
+        const char *dir = *state;
+        migration_set *s;
+        char *p;
+
+        put(dir, "migration_lock.toml", "provider = \"sqlite\"\n");
+        for (size_t i = 0; i < ELEMENTSOF(folders); i++) {
+                sub(dir, folders[i]);
+                assert_true(asprintf(&p, "%s/migration.sql", folders[i]) > 0);
+                put(dir, p, SQL_DEVICES);
+                free(p);
+        }
+        s = load_ok(dir, MIGDIR_PRISMA);
+        assert_int_equal(s->n, ELEMENTSOF(order));
+        for (size_t i = 0; i < ELEMENTSOF(order); i++)
+                assert_string_equal(migration_record_name(&s->items[i]), order[i]);
+        assert_int_equal(s->items[4].version, INT64_C(20260306120000));
+        assert_string_equal(s->items[4].name, "call-caller-transcript");
+        assert_ptr_equal(migration_set_find(s, 2), &s->items[2]);
+        migration_set_free(s);
+}
+
+/* A bad folder is one item: loading by items keeps the others and says which version it is. */
+static void test_prisma_bad_folder_is_one_item(void **state) {
+        const char *dir = *state;
+        migration_set *s = NULL;
+        migdir_errors e = {};
+
+        sub(dir, "20260101000000_good");
+        put(dir, "20260101000000_good/migration.sql", SQL_DEVICES);
+        sub(dir, "20260102000000_no_script");
+        assert_int_equal(migdir_load_format(dir, MIGDIR_PRISMA, NULL, &s, &e), MIGDIR_INVALID);
+        assert_null(s);
+        migdir_errors_clear(&e);
+        assert_int_equal(migdir_load_format_items(dir, MIGDIR_PRISMA, NULL, &s, &e), 0);
+        assert_non_null(s);
+        assert_int_equal(s->n, 1);
+        assert_int_equal(e.n, 1);
+        assert_non_null(strstr(e.messages[0], "20260102000000_no_script"));
+        assert_int_equal(migdir_error_version(&e, 0), INT64_C(20260102000000));
+        migration_set_free(s);
+        migdir_errors_clear(&e);
+        /* a problem of the directory as a whole still invalidates it */
+        put(dir, "migration_lock.toml", "provider = \"postgresql\"\n");
+        assert_int_equal(migdir_load_format_items(dir, MIGDIR_PRISMA, NULL, &s, &e), MIGDIR_INVALID);
+        assert_int_equal(migdir_error_version(&e, 0), -1);
+        migdir_errors_clear(&e);
 }
 
 static void test_prisma_duplicate(void **state) {
@@ -349,6 +404,8 @@ int main(void) {
                 cmocka_unit_test(test_detect_missing_dir),
                 T(test_load_native_keys),
                 T(test_load_prisma),
+                T(test_prisma_names_and_order),
+                T(test_prisma_bad_folder_is_one_item),
                 T(test_prisma_duplicate),
                 T(test_prisma_provider),
                 T(test_split),

@@ -405,9 +405,9 @@ static void test_down_steps_too_many(void **state) {
         applied_set a = APPLIED(1, 2);
         plan_error e;
 
-        expect_refusal(s, &a, down_req(PLAN_NO_TARGET, 3), PROTOCOL_ERROR_INVALID_PARAMS, &e);
+        expect_refusal(s, &a, down_req(PLAN_NO_TARGET, 3), PROTOCOL_ERROR_STATE_CONFLICT, &e);
         plan_error_clear(&e);
-        expect_refusal(s, &a, down_req(PLAN_NO_TARGET, INT64_MAX), PROTOCOL_ERROR_INVALID_PARAMS, &e);
+        expect_refusal(s, &a, down_req(PLAN_NO_TARGET, INT64_MAX), PROTOCOL_ERROR_STATE_CONFLICT, &e);
         plan_error_clear(&e);
         expect_refusal(s, &a, down_req(PLAN_NO_TARGET, -1), PROTOCOL_ERROR_INVALID_PARAMS, &e);
         plan_error_clear(&e);
@@ -642,6 +642,63 @@ static void test_applied_set_helpers(void **state) {
         applied_set_clear(&none);
 }
 
+/* ---- a set starting at version 0 (golang-migrate), a history of the newest version only ---- */
+
+static void test_version_zero(void **state) {
+        migration_set *s = SET({ 0, 0 }, { 1, 0 }, { 2, 0 });
+        applied_set none = NONE_APPLIED, zero = APPLIED(0), all = APPLIED(0, 1, 2);
+        plan *p;
+
+        /* nothing applied: 0 is pending like the others */
+        p = EXPECT_PLAN(s, &none, up_req(PLAN_NO_TARGET), 0, 2, 0, 1, 2);
+        plan_free(p);
+        p = EXPECT_PLAN(s, &none, up_req(0), 0, 0, 0);
+        plan_free(p);
+        /* 0 applied: it is not applied again */
+        p = EXPECT_PLAN(s, &zero, up_req(PLAN_NO_TARGET), 0, 2, 1, 2);
+        plan_free(p);
+        p = EXPECT_EMPTY_PLAN(s, &zero, up_req(0), 0);
+        plan_free(p);
+        /* down --to 0 is the empty schema (protocol 1): 0 is reverted too */
+        p = EXPECT_PLAN(s, &all, down_req(0, 0), 2, 0, 2, 1, 0);
+        plan_free(p);
+        /* stopping at 0 takes --steps */
+        p = EXPECT_PLAN(s, &all, down_req(PLAN_NO_TARGET, 2), 2, 0, 2, 1);
+        plan_free(p);
+        applied_set_clear(&none);
+        applied_set_clear(&zero);
+        applied_set_clear(&all);
+        migration_set_free(s);
+}
+
+static void test_fill_through(void **state) {
+        migration_set *s = SET({ 0, 0 }, { 1, 0 }, { 5, 0 }, { 7, 0 });
+        applied_set a = APPLIED(5), gone = APPLIED(6), plain = APPLIED(1);
+
+        /* the recorded version and every migration before it, with the files' checksums */
+        a.through = true;
+        assert_int_equal(applied_set_fill_through(&a, s), 0);
+        assert_int_equal(a.n, 3);
+        assert_int_equal(a.items[0].version, 0);
+        assert_int_equal(a.items[2].version, 5);
+        assert_string_equal(a.items[1].checksum, s->items[1].checksum);
+        assert_string_equal(a.items[1].name, "m1");
+        assert_int_equal(plan_check_applied(s, &a, NULL), 0);
+        /* a recorded version without its file stays, so that it is reported missing */
+        gone.through = true;
+        assert_int_equal(applied_set_fill_through(&gone, s), 0);
+        assert_int_equal(gone.n, 4);
+        assert_int_equal(gone.items[3].version, 6);
+        assert_int_equal(plan_check_applied(s, &gone, NULL), 1);
+        /* a history that records every migration is left alone */
+        assert_int_equal(applied_set_fill_through(&plain, s), 0);
+        assert_int_equal(plain.n, 1);
+        applied_set_clear(&a);
+        applied_set_clear(&gone);
+        applied_set_clear(&plain);
+        migration_set_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_up_all_pending),
@@ -666,6 +723,8 @@ int main(void) {
                 cmocka_unit_test(test_missing_migration),
                 cmocka_unit_test(test_check_applied),
                 cmocka_unit_test(test_applied_set_helpers),
+                cmocka_unit_test(test_version_zero),
+                cmocka_unit_test(test_fill_through),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

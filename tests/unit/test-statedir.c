@@ -178,6 +178,34 @@ static void test_write_read_and_planted_files(void **state) {
         rm_rf(root);
 }
 
+/* history.sqlite: created 0600, and refused like every state file when planted. */
+static void test_create_file(void **state) {
+        _cleanup_free_ char *root = tmp_root(), *dir = join(root, "state"), *msg = NULL, *victim = join(root, "victim"),
+                            *path = NULL;
+        struct stat st;
+        int fd;
+
+        fd = statedir_open(dir, &msg);
+        assert_true(fd >= 0);
+        assert_int_equal(statedir_create_file(fd, "h.sqlite", &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(statedir_create_file(fd, "h.sqlite", &st), 0); /* an existing one is fine */
+
+        path = join(dir, "l.sqlite");
+        write_file(victim, "", 0600);
+        assert_int_equal(symlink(victim, path), 0);
+        assert_int_equal(statedir_create_file(fd, "l.sqlite", &st), -EBADMSG);
+        free(path);
+        path = join(dir, "w.sqlite");
+        write_file(path, "", 0602);
+        assert_int_equal(statedir_create_file(fd, "w.sqlite", &st), -EBADMSG);
+        assert_int_equal(mkdirat(fd, "d.sqlite", 0700), 0);
+        assert_true(statedir_create_file(fd, "d.sqlite", &st) < 0);
+        close(fd);
+        rm_rf(root);
+}
+
 static void test_units_file_validated(void **state) {
         _cleanup_free_ char *root = tmp_root(), *dir = join(root, "state"), *msg = NULL;
         char *names[] = { "a.service", "b.service" }, **got = NULL;
@@ -276,6 +304,7 @@ int main(void) {
                 cmocka_unit_test(test_default_path),
                 cmocka_unit_test(test_open_creates_0700_and_refuses_what_others_could_change),
                 cmocka_unit_test(test_write_read_and_planted_files),
+                cmocka_unit_test(test_create_file),
                 cmocka_unit_test(test_units_file_validated),
                 cmocka_unit_test(test_gate_hold_and_failed_plan),
         };
