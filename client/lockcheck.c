@@ -210,9 +210,60 @@ static int render_daemon(json_t *report) {
         return 0;
 }
 
+/* The daemon's state, then whether a migration can run now and what to do. */
+static int render_verdict(json_t *report) {
+        int r = render_daemon(report);
+
+        if (r < 0)
+                return r;
+        printf("\nVerdict: %s (%s)\n", json_get_str(report, "verdict") ?: "unknown",
+               lockcheck_exit_code(report) == EXIT_OK ? "a migration can run now" : "a migration cannot run now");
+        printf("  %s\n", json_get_str(report, "action") ?: "");
+        return 0;
+}
+
+/* A PostgreSQL server's report: who holds migrated's advisory lock, which sessions hold or wait
+ * for locks on the schema's tables (pg_locks and pg_stat_activity). */
+static int render_server_report(json_t *report) {
+        _cleanup_(table_freep) table *t = table_new(6);
+        json_t *writer = json_object_get(report, "writer_lock_holder");
+        json_t *locks = json_get_array(report, "relation_locks");
+        int r = t ? 0 : -ENOMEM;
+
+        if (json_is_object(writer))
+                printf("Writer lock: held by pid %" JSON_INTEGER_FORMAT " (%s, %s): %s\n",
+                       json_integer_value(json_object_get(writer, "pid")),
+                       json_get_str(writer, "application_name") ?: "?", json_get_str(writer, "client_addr") ?: "?",
+                       json_get_str(writer, "query") ?: "");
+        else
+                printf("Writer lock: free\n");
+        if (r == 0 && json_array_size(locks) == 0) {
+                printf("\nTable locks of other sessions: none\n");
+        } else if (r == 0) {
+                r = table_add(t, "PID") ?: table_add(t, "APPLICATION") ?: table_add(t, "CLIENT") ?:
+                    table_add(t, "TABLE") ?: table_add(t, "MODE") ?: table_add(t, "STATE");
+                for (size_t i = 0; r >= 0 && i < json_array_size(locks); i++) {
+                        json_t *l = json_array_get(locks, i);
+                        r = table_addf(t, "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(l, "pid"))) ?:
+                            table_add(t, json_get_str(l, "application_name")) ?:
+                            table_add(t, json_get_str(l, "client_addr")) ?: table_add(t, json_get_str(l, "relation")) ?:
+                            table_addf(t, "%s%s", json_get_str(l, "mode") ?: "?",
+                                       json_get_bool(l, "granted", true) ? "" : " (waiting)") ?:
+                            table_add(t, json_get_str(l, "state"));
+                }
+                if (r >= 0) {
+                        printf("\nTable locks of other sessions (%zu):\n", json_array_size(locks));
+                        table_print(t, stdout, "  ");
+                }
+        }
+        return r < 0 ? r : render_verdict(report);
+}
+
 int render_lockcheck(json_t *report) {
         int r;
 
+        if (streq(json_get_str(report, "backend") ?: "", "postgresql"))
+                return render_server_report(report);
         render_files(report);
         r = render_holders(json_get_array(report, "holders"));
         if (r < 0)
@@ -221,13 +272,7 @@ int render_lockcheck(json_t *report) {
         if (r < 0)
                 return r;
         render_probe(json_object_get(report, "probe"));
-        r = render_daemon(report);
-        if (r < 0)
-                return r;
-        printf("\nVerdict: %s (%s)\n", json_get_str(report, "verdict") ?: "unknown",
-               lockcheck_exit_code(report) == EXIT_OK ? "a migration can run now" : "a migration cannot run now");
-        printf("  %s\n", json_get_str(report, "action") ?: "");
-        return 0;
+        return render_verdict(report);
 }
 
 int lockcheck_exit_code(json_t *report) {

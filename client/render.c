@@ -128,6 +128,23 @@ static void render_other_event(const char *event, json_t *ev) {
         fputc('\n', stderr);
 }
 
+/* A shared server's writer lock: who holds it while we wait, or a plan run again after a lock
+ * timeout. */
+static void render_server_lock_event(json_t *ev) {
+        json_t *h = json_object_get(ev, "holder");
+        int64_t attempt = 0;
+
+        if (json_is_object(h)) {
+                fprintf(stderr, "waiting for the writer lock, held by pid %" JSON_INTEGER_FORMAT " (%s, %s): %s\n",
+                        json_integer_value(json_object_get(h, "pid")), json_get_str(h, "application_name") ?: "?",
+                        json_get_str(h, "client_addr") ?: "?", json_get_str(h, "query") ?: "");
+                return;
+        }
+        json_get_int(ev, "attempt", &attempt);
+        fprintf(stderr, "rolled back by a lock wait (attempt %" PRId64 "), running the plan again: %s\n", attempt,
+                json_get_str(ev, "reason") ?: "");
+}
+
 int render_event(json_t *ev, void *userdata) {
         progress *p = userdata;
         const char *event = json_get_str(ev, "event") ?: "event";
@@ -162,7 +179,10 @@ int render_event(json_t *ev, void *userdata) {
                                 json_get_int(bk, "size", &bytes) ? fmt_size(bytes, size) : "?");
                 else
                         fprintf(stderr, "backing up the database%s\n", glyph_ellipsis());
-        } else if (streq(event, "unit"))
+        } else if (streq(event, "lock") && (json_is_object(json_object_get(ev, "holder")) ||
+                                             streq(json_get_str(ev, "phase") ?: "", "retrying")))
+                render_server_lock_event(ev);
+        else if (streq(event, "unit"))
                 render_unit_event(ev);
         else if (streq(event, "lock") && streq(json_get_str(ev, "phase") ?: "", "waiting") &&
                  !json_object_get(ev, "holder"))

@@ -105,7 +105,7 @@ static void read_run(void *userdata) {
         case READ_BACKUPS: t->r = engine_list_backups(e, &t->result, &t->err); break;
         case READ_LOCK_CHECK:
                 /* the backend knows its locks (SQLite: /proc/locks and the wal-index) */
-                t->r = db_lock_report(engine_backend(e), t->rq->server->cfg->database, &t->result);
+                t->r = engine_lock_report(e, config_target(t->rq->server->cfg), &t->result);
                 if (t->r < 0) {
                         t->err.code = PROTOCOL_ERROR_DATABASE;
                         if (asprintf(&t->err.message, "cannot inspect %s: %s", t->rq->server->cfg->database,

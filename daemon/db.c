@@ -14,9 +14,11 @@
 
 /* One row per backend; each is defined in its own file(s). */
 extern const db_backend db_sqlite_backend;
+extern const db_backend db_postgres_backend;
 
 static const db_backend *const backends[] = {
         &db_sqlite_backend,
+        &db_postgres_backend,
 };
 
 const db_backend *db_backend_find(const char *name) {
@@ -292,4 +294,23 @@ int db_find_holders(const db_backend *b, const char *target, size_t *ret_n, char
 
 int db_lock_report(const db_backend *b, const char *target, json_t **ret_report) {
         return b->lock_report ? b->lock_report(target, ret_report) : -EOPNOTSUPP;
+}
+
+int db_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f) {
+        return d->backend->lock ? d->backend->lock(d, wait, userdata, f) : 0;
+}
+
+void db_unlock(db *d) {
+        if (d->backend->unlock)
+                d->backend->unlock(d);
+}
+
+int db_lock_report_live(db *d, const char *target, json_t **ret_report) {
+        return d->backend->lock_report_live ? d->backend->lock_report_live(d, ret_report)
+                                            : db_lock_report(d->backend, target, ret_report);
+}
+
+int db_try_lock(db *d, bool *ret_got, db_failure *f) {
+        *ret_got = true;
+        return d->backend->try_lock ? d->backend->try_lock(d, ret_got, f) : 0;
 }

@@ -23,6 +23,7 @@ typedef struct db_failure {
         protocol_error_code code; /* MIGRATION_FAILED, BUSY, INTERRUPTED, FOREIGN_KEY_VIOLATION, DATABASE */
         char *message;
         unsigned line; /* exec_script: 1-based line of the failure in the script, 0 if unknown */
+        bool retry; /* a lock timeout or deadlock: nothing is wrong with the SQL, the plan may run again */
 } db_failure;
 
 enum {
@@ -48,6 +49,8 @@ typedef struct db_options {
         atomic_bool *cancel;
         /* The file the daemon locked: the connection must have opened this one. */
         db_file_identity identity;
+        /* A file holding the password (servers); NULL: none, or the target says. */
+        const char *password_file;
         /* A SQLite file (the state directory's history.sqlite) for migrated's own tables when the
          * format keeps them out of the application database (db_format_keeps_own_tables() false),
          * and the identity it must have; NULL: they stay in the application database. */
@@ -78,6 +81,9 @@ typedef struct db_value {
 static inline db_value db_value_text(const char *s) {
         return (db_value) { .type = s ? DB_VALUE_TEXT : DB_VALUE_NULL, .s = s };
 }
+
+/* Called while the writer lock is held by someone else, with who holds it (a JSON object). */
+typedef void (*db_wait_fn)(void *userdata, json_t *holder);
 
 /* Called for each row of a query; a non-zero return stops the query and is returned. */
 typedef int (*db_row_fn)(const db_value *cols, size_t n, void *userdata);
@@ -166,6 +172,15 @@ typedef struct db_backend {
         int (*find_holders)(const char *target, size_t *ret_n, char **ret_description, json_t **ret_holders);
         /* Why the database is busy: a lock-check report, with an "action" sentence. */
         int (*lock_report)(const char *target, json_t **ret_report);
+        /* The writer lock of a shared server, held from lock() to unlock() across the job's
+         * transactions; waiting calls wait with the holder. NULL: the backend's own locking. */
+        int (*lock)(db *d, db_wait_fn wait, void *userdata, db_failure *f);
+        void (*unlock)(db *d);
+        /* lock_report through the open connection (a server's credentials are the connection's);
+         * NULL: lock_report from the target. */
+        int (*lock_report_live)(db *d, json_t **ret_report);
+        /* lock() without waiting: *ret_got tells whether it is held now. */
+        int (*try_lock)(db *d, bool *ret_got, db_failure *f);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -251,6 +266,13 @@ int db_disk_size(const db_backend *b, const char *target, uint64_t *ret_bytes);
 int db_find_holders(const db_backend *b, const char *target, size_t *ret_n, char **ret_description,
                     json_t **ret_holders);
 int db_lock_report(const db_backend *b, const char *target, json_t **ret_report);
+/* The lock report, through d's connection when its backend can, else from the target. */
+int db_lock_report_live(db *d, const char *target, json_t **ret_report);
+/* The writer lock for a job (nothing for a backend without one). */
+int db_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
+void db_unlock(db *d);
+/* The writer lock if it is free now (*ret_got); a backend without one: always got. */
+int db_try_lock(db *d, bool *ret_got, db_failure *f);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);

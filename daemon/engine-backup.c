@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,7 @@ int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind 
         db_failure f = {};
         uint64_t need = 0, avail = 0;
         int64_t t0 = now_ms();
+        struct stat st;
         int r;
 
         r = open_backup_dir(e, &dirfd, err);
@@ -131,7 +133,8 @@ int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind 
                 return -ENOMEM;
         }
         info.file = TAKE_PTR(name);
-        info.size = need;
+        /* what the file holds (a server's dump is smaller than the database) */
+        info.size = fstat(fd, &st) == 0 ? (uint64_t) st.st_size : need;
         *ret_info = backup_info_to_json(&info);
         json_object_set_new(*ret_info, "duration_ms", json_integer(now_ms() - t0));
         backup_info_clear(&info);

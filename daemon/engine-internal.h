@@ -15,6 +15,7 @@ struct engine {
         char *migrations_dir;
         char *backup_dir;
         unsigned backup_keep;
+        bool no_auto_backup;
         engine_integrity integrity;
         unsigned busy_timeout_ms;
         migdir_format format;
@@ -38,6 +39,10 @@ int engine_check_identity(engine *e, engine_error *err);
  * builds the plan (refusals become err). */
 int engine_load(engine *e, applied_set *applied, engine_error *err);
 int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *ret_current, engine_error *err);
+
+/* A migration job once the writer lock is held (engine-lock.c takes it: engine_run_plan). */
+int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress,
+                           void *userdata, json_t **ret_result, engine_error *err);
 
 /* Backup of the live database before a change; fills *ret_info ({file, path, size, ...}). */
 int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind kind, json_t **ret_info,

@@ -79,13 +79,16 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         e = calloc(1, sizeof(*e));
         if (!e)
                 return -ENOMEM;
-        db_options dbo = { .backend = o->backend, .target = o->database, .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
+        db_options dbo = { .backend = o->backend, .target = o->target ?: o->database,
+                           .busy_timeout_ms = o->busy_timeout_ms, .read_only = o->read_only,
                            .cancel = &e->interrupted, .format = o->format, .identity = o->identity,
-                           .own_target = o->own_target, .own_identity = o->own_identity };
+                           .password_file = o->password_file, .own_target = o->own_target,
+                           .own_identity = o->own_identity };
         e->database = strdup(o->database);
         e->migrations_dir = strdup(o->migrations_dir);
         e->backup_dir = o->backup_dir ? strdup(o->backup_dir) : NULL;
         e->backup_keep = o->backup_keep;
+        e->no_auto_backup = o->no_auto_backup;
         e->integrity = o->integrity;
         e->busy_timeout_ms = o->busy_timeout_ms;
         e->format = o->format;
@@ -157,6 +160,7 @@ int engine_check_identity(engine *e, engine_error *err) {
 
 int engine_recover(engine *e, engine_error *err) {
         db_failure f = {};
+        bool got = false;
         unsigned n = 0;
         int r;
 
@@ -168,7 +172,16 @@ int engine_recover(engine *e, engine_error *err) {
                 else if (r < 0)
                         log_warning_errno(r, "Cannot clean up the backup directory %s: %m", e->backup_dir);
         }
-        r = db_recover_interrupted(e->db, &n, &f);
+        /* On a shared server an attempt "running" while another daemon holds the writer lock is
+         * that daemon's, under way: only attempts nobody is running are marked interrupted. */
+        r = db_try_lock(e->db, &got, &f);
+        if (r == 0 && !got) {
+                log_info("Another migrated holds the writer lock: its running attempts are left as they are");
+                return 0;
+        }
+        if (r == 0)
+                r = db_recover_interrupted(e->db, &n, &f);
+        db_unlock(e->db);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         return (int) n;
@@ -398,7 +411,7 @@ int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_erro
                                       json_integer(p->steps[i].migration->version));
         }
         json_object_set_new(o, "transactions", groups);
-        json_object_set_new(o, "backup", p->n > 0 && e->backup_dir
+        json_object_set_new(o, "backup", p->n > 0 && e->backup_dir && !e->no_auto_backup
                                                  ? json_pack("{s:s,s:I}", "dir", e->backup_dir, "keep",
                                                              (json_int_t) e->backup_keep)
                                                  : json_null());
@@ -467,7 +480,7 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
         case ENGINE_JOB_MARK_ROLLED_BACK: return engine_mark(e, job, ret_result, err);
         case ENGINE_JOB_BASELINE: return engine_baseline(e, job, ret_result, err);
         case ENGINE_JOB_REPAIR: return engine_repair(e, job, ret_result, err);
-        default: return engine_run_plan(e, job, e->backup_dir != NULL, progress, userdata, ret_result, err);
+        default: return engine_run_plan(e, job, e->backup_dir && !e->no_auto_backup, progress, userdata, ret_result, err);
         }
 }
 
@@ -717,8 +730,38 @@ static int check_before(engine *e, engine_error *err) {
         return r;
 }
 
-int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
-                    json_t **ret_result, engine_error *err) {
+/* How often a plan that met a lock timeout or a deadlock runs again before the job fails. */
+#define ENGINE_LOCK_ATTEMPTS 5
+
+/* A lock timeout or deadlock before anything was committed: the plan was wholly rolled back and
+ * may run again after a pause (growing: 200 ms, 400 ms, …), unless the job is stopped. */
+static bool retry_plan(run_state *s, unsigned attempt) {
+        const plan_step *st = s->failed_step;
+        long ms = 100L << (attempt < 5 ? attempt : 5);
+
+        if (!s->failure.retry || s->reached != s->p->from_version || (st && !st->transaction) ||
+            atomic_load(&s->e->interrupted))
+                return false;
+        if (attempt >= ENGINE_LOCK_ATTEMPTS) {
+                char *m = NULL;
+                if (asprintf(&m, "%s; gave up after %u attempts", s->failure.message ?: "", attempt) >= 0) {
+                        free(s->failure.message);
+                        s->failure.message = m;
+                }
+                return false;
+        }
+        emit(s, "lock", json_pack("{s:s,s:I,s:s}", "phase", "retrying", "attempt", (json_int_t) attempt, "reason",
+                                  s->failure.message ?: ""));
+        db_failure_clear(&s->failure);
+        s->failed_step = NULL;
+        json_array_clear(s->done);
+        for (long slept = 0; slept < ms && !atomic_load(&s->e->interrupted); slept += 50)
+                nanosleep(&(struct timespec) { 0, 50 * 1000000L }, NULL);
+        return !atomic_load(&s->e->interrupted);
+}
+
+int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress,
+                           void *userdata, json_t **ret_result, engine_error *err) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ char *versions = NULL;
         run_state s = { .e = e, .job = job, .progress = progress, .userdata = userdata };
@@ -777,10 +820,14 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
         s.reached = p->from_version;
         s.done = json_array();
         s.pending_done = json_array();
-        for (size_t i = 0, j; i < p->n; i = j) {
-                j = group_end(p, i, job->per_migration);
-                r = run_group(&s, i, j);
-                if (r != 0)
+        for (unsigned attempt = 1;; attempt++) {
+                for (size_t i = 0, j; i < p->n; i = j) {
+                        j = group_end(p, i, job->per_migration);
+                        r = run_group(&s, i, j);
+                        if (r != 0)
+                                break;
+                }
+                if (r <= 0 || !retry_plan(&s, attempt))
                         break;
         }
         if (r > 0) {

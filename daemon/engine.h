@@ -22,12 +22,15 @@ typedef enum engine_integrity {
 
 typedef struct engine_options {
         const char *backend; /* a registered database backend; NULL: the default */
-        const char *database; /* its target: a file path, a connection string */
+        const char *database; /* its target: a file path; a server's: its name, for the backups */
+        const char *target;   /* a server's: the connection string; NULL: database */
+        const char *password_file;
         const char *migrations_dir;
         unsigned busy_timeout_ms;
         bool read_only; /* the reader's engine: never writes */
         const char *backup_dir; /* NULL: no backups (rehearsal copies) */
         unsigned backup_keep;
+        bool no_auto_backup; /* no backup before a change */
         engine_integrity integrity;
         migdir_format format; /* the migrations' layout and the matching bookkeeping */
         /* format was detected from the directory alone (format = auto): a database whose
@@ -75,6 +78,9 @@ engine_stop_reason engine_stop_requested(engine *e);
 
 /* The backend the engine's database was opened with (set once: safe from any thread). */
 const db_backend *engine_backend(engine *e);
+
+/* Why the database is busy (lock-check), from the engine's thread. */
+int engine_lock_report(engine *e, const char *target, json_t **ret_report);
 
 /* Clears a stop request; called by the job's owner before a job starts. */
 void engine_reset_stop(engine *e);

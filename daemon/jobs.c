@@ -320,7 +320,7 @@ static void job_apply(void *userdata) {
                 _cleanup_free_ char *who = NULL;
                 json_t *holders = NULL;
                 size_t n = 0;
-                if (db_find_holders(backend, s->cfg->database, &n, &who, &holders) < 0 || n == 0)
+                if (db_find_holders(backend, config_target(s->cfg), &n, &who, &holders) < 0 || n == 0)
                         break;
                 jb->holders_waited = true;
                 if (job_mono_ms() >= deadline) {
@@ -363,7 +363,7 @@ static void job_apply(void *userdata) {
         /* A job that could not get the database says who holds it, in its backend's terms. */
         if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_BUSY) {
                 json_t *report = NULL;
-                if (db_lock_report(backend, s->cfg->database, &report) == 0) {
+                if (engine_lock_report(s->job_engine, config_target(s->cfg), &report) == 0) {
                         const char *action = json_string_value(json_object_get(report, "action"));
                         char *msg;
                         if (action && asprintf(&msg, "%s. %s", jb->err.message, action) >= 0) {

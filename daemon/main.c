@@ -19,6 +19,7 @@
 #include "units.h"
 #include "jobs.h"
 #include "dblock.h"
+#include "db-postgres.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
@@ -300,6 +301,27 @@ static void warn_if_world_readable(int fd, const char *database) {
                             (unsigned) (st.st_mode & 07777));
 }
 
+/* A server's database: no file to lock (the server's advisory lock keeps one writer, across
+ * hosts too); it is named by the server's identity, which keys the state directory. */
+static int run_server_database(config *cfg, const sigset_t *held) {
+        _cleanup_free_ char *key = NULL, *display = NULL, *error = NULL;
+        db_file_identity none = {};
+        int r;
+
+        r = db_postgres_identify(cfg->connection, cfg->password_file, &key, &display, &error);
+        if (r < 0) {
+                log_error("Cannot use the PostgreSQL database %s: %s", display ?: "?", error ?: strerror(-r));
+                return r;
+        }
+        r = config_name_server(cfg, key);
+        if (r < 0)
+                return log_error_errno(r, "No state directory for %s: set --state-dir: %m", key);
+        log_info("PostgreSQL database %s is %s; state in %s", display, key, cfg->state_dir);
+        signal(SIGPIPE, SIG_IGN);
+        raise_fd_limit();
+        return run(cfg, &none, held);
+}
+
 int main(int argc, char **argv) {
         config cfg;
         pid_t holder = 0;
@@ -325,6 +347,11 @@ int main(int argc, char **argv) {
         if (startcheck_migrations_dir(cfg.migrations_dir) < 0) {
                 config_clear(&cfg);
                 return 2; /* a configuration error, like an unknown option */
+        }
+        if (config_is_server(&cfg)) {
+                r = run_server_database(&cfg, &stop_signals);
+                config_clear(&cfg);
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
         create = (dblock_create) { .owner = cfg.database_uid, .group = cfg.database_gid,
                                    .mode = (mode_t) cfg.database_mode };

@@ -74,12 +74,13 @@ int preflight_check(const config *cfg, const db_backend *backend, const engine_j
         if (!copy)
                 return -ENOMEM;
         dir = dirname(copy);
-        r = check_writable(dir, dir, "the database's directory", err);
-        if (r == 0)
+        /* a server's database is no file of ours: only the backup directory is */
+        r = config_is_server(cfg) ? 0 : check_writable(dir, dir, "the database's directory", err);
+        if (r == 0 && !config_is_server(cfg))
                 r = check_writable(cfg->database, cfg->database, "the database", err);
         if (r != 0)
                 return r;
-        if (statvfs(dir, &sv) == 0 && (uint64_t) sv.f_bavail * sv.f_frsize < PREFLIGHT_DB_FREE_MIN)
+        if (!config_is_server(cfg) && statvfs(dir, &sv) == 0 && (uint64_t) sv.f_bavail * sv.f_frsize < PREFLIGHT_DB_FREE_MIN)
                 return fail(err, PROTOCOL_ERROR_DISK_FULL,
                             json_pack("{s:s,s:I}", "path", dir, "free_bytes",
                                       (json_int_t) ((uint64_t) sv.f_bavail * sv.f_frsize)),

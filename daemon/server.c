@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -262,9 +263,12 @@ static int open_engines(server *s, const db_file_identity *identity) {
         const char *reason = NULL;
         migdir_format detected = s->cfg->format >= 0 ? (migdir_format) s->cfg->format
                                                      : migdir_detect_format_reason(s->cfg->migrations_dir, &reason);
-        engine_options o = { .database = s->cfg->database, .migrations_dir = s->cfg->migrations_dir,
+        engine_options o = { .backend = s->cfg->backend, .database = s->cfg->database,
+                             .target = s->cfg->connection, .password_file = s->cfg->password_file,
+                             .migrations_dir = s->cfg->migrations_dir,
                              .busy_timeout_ms = s->cfg->busy_timeout_ms, .backup_dir = s->cfg->backup_dir,
-                             .backup_keep = s->cfg->backup_keep, .integrity = (engine_integrity) s->cfg->integrity,
+                             .backup_keep = s->cfg->backup_keep, .no_auto_backup = s->cfg->no_auto_backup,
+                             .integrity = (engine_integrity) s->cfg->integrity,
                              .format = detected, .format_auto = s->cfg->format < 0, .format_reason = reason,
                              .identity = *identity };
         _cleanup_free_ char *own = NULL;
@@ -272,6 +276,8 @@ static int open_engines(server *s, const db_file_identity *identity) {
         json_t *snap = NULL;
         int r;
 
+        if (s->cfg->no_auto_backup)
+                log_warning("No backup is taken before a change ([backup] skip = true)");
         if (!db_format_keeps_own_tables(o.format)) {
                 r = open_own_history(s, &own, &o.own_identity);
                 if (r < 0)
@@ -314,6 +320,16 @@ static int open_state(server *s) {
                         log_error("Cannot use the state directory: %s", msg);
                 else
                         log_error_errno(s->state_fd, "Failed to open the state directory %s: %m", s->cfg->state_dir);
+                return -EIO;
+        }
+        /* A server's database has no file to flock: its state directory, named by the server's
+         * identity, is the one-daemon-per-host lock instead (across hosts, the advisory lock). */
+        if (config_is_server(s->cfg) && flock(s->state_fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
+                        log_error("Another migrated serves %s from the state directory %s", s->cfg->database,
+                                  s->cfg->state_dir);
+                else
+                        log_error_errno(errno, "Failed to lock the state directory %s: %m", s->cfg->state_dir);
                 return -EIO;
         }
         r = gate_load(&s->gate, s->state_fd, s->cfg->database, &msg);

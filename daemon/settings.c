@@ -142,6 +142,9 @@ void config_clear(config *c) {
         dep_settings_clear(c);
         free(c->backup_dir);
         free(c->database);
+        free(c->backend);
+        free(c->connection);
+        free(c->password_file);
         free(c->migrations_dir);
         free(c->socket_path);
         free(c->config_file);
@@ -268,6 +271,15 @@ const setting settings_table[] = {
         { .section = "database", .key = "mode", .flag = "database-mode", .type = SETTING_MODE, .dflt = "0640",
           .offset = FIELD(database_mode, unsigned), .arg = "MODE",
           .help = "mode of a database migrated creates" },
+        { .section = "database", .key = "backend", .flag = "backend", .type = SETTING_STRING,
+          .offset = FIELD(backend, char *), .arg = "NAME",
+          .help = "sqlite (the default) or postgresql (the default when connection is set)" },
+        { .section = "database", .key = "connection", .flag = "connection", .type = SETTING_STRING,
+          .offset = FIELD(connection, char *), .arg = "CONNINFO",
+          .help = "PostgreSQL: a libpq connection string or URL (never logged with its password)" },
+        { .section = "database", .key = "password_file", .flag = "password-file", .type = SETTING_STRING,
+          .offset = FIELD(password_file, char *), .arg = "PATH",
+          .help = "PostgreSQL: a file holding the password (a bare name: a systemd credential)" },
         { .section = "migrations", .key = "directory", .flag = "migrations", .short_flag = 'm',
           .type = SETTING_STRING, .offset = FIELD(migrations_dir, char *), .arg = "DIR",
           .help = "the migrations directory (NNNN_name.up.sql ...)" },
@@ -321,6 +333,9 @@ const setting settings_table[] = {
         { .section = "backup", .key = "keep", .flag = "keep", .type = SETTING_UINT, .min = 1, .max = 10000,
           .dflt = "10", .offset = FIELD(backup_keep, unsigned), .arg = "N",
           .help = "how many backups to keep" },
+        { .section = "backup", .key = "skip", .flag = "skip-backup", .type = SETTING_BOOL,
+          .offset = FIELD(no_auto_backup, bool),
+          .help = "take no backup before a change (migratectl backup still makes one)" },
         { .section = "backup", .key = "integrity", .flag = "integrity", .type = SETTING_INTEGRITY,
           .dflt = "quick", .offset = FIELD(integrity, int), .arg = "MODE",
           .help = "quick, full or off: checked before and after each job" },
@@ -505,9 +520,9 @@ static int make_absolute(char **path) {
 
 /* --help: the usage, then one line per flag of the table. */
 static void help(void) {
-        printf("Usage: migrated --database PATH --migrations DIR [OPTIONS]\n"
+        printf("Usage: migrated (--database PATH | --connection CONNINFO) --migrations DIR [OPTIONS]\n"
                "\n"
-               "The single writer of schema changes for one SQLite database: applies the\n"
+               "The single writer of schema changes for one SQLite or PostgreSQL database: applies the\n"
                "migrations of DIR on request over a Unix socket, one job at a time.\n"
                "\n");
         for (size_t i = 0; i < settings_n; i++) {
@@ -661,20 +676,36 @@ int config_load(int argc, char **argv, config *c) {
         for (size_t i = 0; i < a->n_given; i++)
                 if (setting_parse(a->given[i].row, a->given[i].value, c) < 0)
                         return check_flag(a->given[i].row, a->given[i].value) ?: CONFIG_EXIT_USAGE;
-        if (!c->database || !c->migrations_dir) {
-                fprintf(stderr, "migrated: %s is required (flag or config file)\nTry 'migrated --help'.\n",
-                        !c->database ? "--database" : "--migrations");
+        if (c->connection && !c->backend && !(c->backend = strdup("postgresql")))
+                return CONFIG_EXIT_USAGE;
+        if (c->backend && !streq(c->backend, "sqlite") && !streq(c->backend, "postgresql")) {
+                fprintf(stderr, "migrated: unknown backend \"%s\" (sqlite or postgresql)\n", c->backend);
                 return CONFIG_EXIT_USAGE;
         }
-        if (!c->backup_dir && asprintf(&c->backup_dir, "%s-backups", c->database) < 0)
+        if (config_is_server(c) && !c->connection) {
+                fprintf(stderr, "migrated: the postgresql backend needs [database] connection (or --connection)\n");
                 return CONFIG_EXIT_USAGE;
-        if (make_absolute(&c->database) < 0 || make_absolute(&c->migrations_dir) < 0 ||
+        }
+        if (!config_is_server(c) && c->connection) {
+                fprintf(stderr, "migrated: [database] connection is for the postgresql backend\n");
+                return CONFIG_EXIT_USAGE;
+        }
+        if ((!c->database && !config_is_server(c)) || !c->migrations_dir) {
+                fprintf(stderr, "migrated: %s is required (flag or config file)\nTry 'migrated --help'.\n",
+                        !c->migrations_dir ? "--migrations" : "--database");
+                return CONFIG_EXIT_USAGE;
+        }
+        /* a server's database is named by the server's identity, known once connected:
+         * config_name_server() completes the settings then */
+        if (c->database && !c->backup_dir && asprintf(&c->backup_dir, "%s-backups", c->database) < 0)
+                return CONFIG_EXIT_USAGE;
+        if ((c->database && make_absolute(&c->database) < 0) || make_absolute(&c->migrations_dir) < 0 ||
             make_absolute(&c->socket_path) < 0 || make_absolute(&c->backup_dir) < 0 ||
             make_absolute(&c->state_dir) < 0 || make_absolute(&c->metrics_textfile) < 0) {
                 fprintf(stderr, "migrated: cannot resolve relative paths: %s\n", strerror(errno));
                 return CONFIG_EXIT_USAGE;
         }
-        if (!c->state_dir && !(c->state_dir = statedir_default_path(c->database))) {
+        if (c->database && !c->state_dir && !(c->state_dir = statedir_default_path(c->database))) {
                 fprintf(stderr, "migrated: no state directory: set --state-dir (or HOME, XDG_STATE_HOME)\n");
                 return CONFIG_EXIT_USAGE;
         }
@@ -684,4 +715,22 @@ int config_load(int argc, char **argv, config *c) {
                 return CONFIG_EXIT_USAGE;
         }
         return CONFIG_RUN;
+}
+
+bool config_is_server(const config *c) {
+        return c->backend && streq(c->backend, "postgresql");
+}
+
+const char *config_target(const config *c) {
+        return config_is_server(c) ? c->connection : c->database;
+}
+
+int config_name_server(config *c, const char *name) {
+        if (!c->database && !(c->database = strdup(name)))
+                return -ENOMEM;
+        if (!c->state_dir && !(c->state_dir = statedir_default_path(c->database)))
+                return -ENOENT;
+        if (!c->backup_dir && asprintf(&c->backup_dir, "%s/backups", c->state_dir) < 0)
+                return -ENOMEM;
+        return 0;
 }

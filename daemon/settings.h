@@ -16,7 +16,10 @@ typedef struct dep_setting {
 } dep_setting;
 
 typedef struct config {
-        char *database;
+        char *database;         /* SQLite: the file; PostgreSQL: a name for backups and logs */
+        char *backend;          /* "sqlite" (NULL) or "postgresql" */
+        char *connection;       /* PostgreSQL: libpq conninfo or URL */
+        char *password_file;    /* PostgreSQL: the password, or a systemd credential's name */
         char *migrations_dir;
         int format;             /* migdir_format, or -1: detect from the directory */
         char *socket_path;
@@ -48,6 +51,7 @@ typedef struct config {
         /* backups and checks */
         char *backup_dir;       /* default: "<database>-backups" */
         unsigned backup_keep;
+        bool no_auto_backup;    /* no backup before a change (still on demand) */
         int integrity;          /* engine_integrity */
         /* metrics for Prometheus (metrics.h): NULL, off */
         char *metrics_textfile;
@@ -94,6 +98,14 @@ enum {
 /* Parses argv and the config file it names. Prints errors itself. */
 int config_load(int argc, char **argv, config *ret);
 void config_clear(config *c);
+
+/* Whether the database is a server's (PostgreSQL) rather than a file. */
+bool config_is_server(const config *c);
+/* What the backend opens: the file, or the server's connection string. */
+const char *config_target(const config *c);
+/* A server's database, once connected: its name (when [database] path did not give one) keys the
+ * state directory, and the backups go into it unless [backup] dir says otherwise. */
+int config_name_server(config *c, const char *name);
 
 /* Reads one INI file into c (used by config_load; exposed for tests and fuzzing). Returns 0, or
  * -EINVAL with *ret_message describing file, line and key, or -errno when the file is unreadable. */

@@ -8,7 +8,7 @@
 set -eu
 
 build_pkgs="gcc pkg-config meson ninja-build libsqlite3-dev libsystemd-dev libevent-dev libjansson-dev
-libinih-dev libmd-dev sqlite3 scdoc"
+libinih-dev libmd-dev libpq-dev sqlite3 scdoc"
 # the systemd suites (a user manager in namespaces: systemd, unshare from util-linux), the
 # authorization tests (useradd and groupadd from passwd, setpriv) and the mutation check (git)
 test_pkgs="$build_pkgs libcmocka-dev python3 socat systemd dbus-user-session util-linux procps psmisc passwd git"
@@ -16,6 +16,9 @@ test_pkgs="$build_pkgs libcmocka-dev python3 socat systemd dbus-user-session uti
 test_pkgs="$test_pkgs debhelper dpkg-dev fakeroot lintian bash-completion man-db jq"
 # fuzzing (tests/fuzz/run.sh: clang with its libFuzzer runtime) and tests/valgrind.sh
 test_pkgs="$test_pkgs clang libclang-rt-14-dev valgrind"
+# the postgres suite (tests/postgres: a real PostgreSQL 15 started by the test; pg_dump and
+# pg_restore come with its client) and pgbouncer for the pooler refusal
+test_pkgs="$test_pkgs postgresql-15 pgbouncer"
 # the shipped units under a system manager (tests/systemd/test_shipped_units.py: systemd-nspawn)
 test_pkgs="$test_pkgs systemd-container"
 

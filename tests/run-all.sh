@@ -20,10 +20,10 @@ run_suite() { # build dir, meson test options, meson setup options...
         meson test -C "$dir" --print-errorlogs --num-processes 1 $test_opts || true
 }
 
-# The crash, dependents, oracles and install suites are heavy and about the daemon's logic or the
-# install path, not its memory: once, in the plain build.
+# The crash, dependents, oracles, postgres and install suites are heavy and about the daemon's
+# logic or the install path, not its memory: once, in the plain build.
 run_suite build-test "" --buildtype=debugoptimized
-run_suite build-asan "--no-suite crash --no-suite dependents --no-suite oracles --no-suite install" --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+run_suite build-asan "--no-suite crash --no-suite dependents --no-suite oracles --no-suite postgres --no-suite install" --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 
 # Fuzzing (libFuzzer, 60 s per target) and the integration tests with the daemon under valgrind;
 # each counts as one test below (NAME=OK or NAME=FAIL).

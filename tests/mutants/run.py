@@ -168,11 +168,11 @@ class Scratch:
         return env
 
     def test_argv(self, spec):
-        """unit/test-NAME, integration/test_x.py[:Class.test], systemd/ and dependents/test_x.py[:Class.test]."""
+        """unit/test-NAME, integration/test_x.py[:Class.test], systemd/, dependents/ and postgres/test_x.py[:Class.test]."""
         path, _, only = spec.partition(":")
         if path.startswith("unit/"):
             return [os.path.join(self.build, "tests", path)]
-        if path.startswith(("integration/", "systemd/", "dependents/")) and path.endswith(".py"):
+        if path.startswith(("integration/", "systemd/", "dependents/", "postgres/")) and path.endswith(".py"):
             return [sys.executable, os.path.join(self.src, "tests", path)] + only.split(",") if only else \
                 [sys.executable, os.path.join(self.src, "tests", path)]
         raise MutantError("unknown test %r (unit/test-NAME, integration/test_x.py[:Class.test], systemd/…)" % spec)

@@ -3,9 +3,11 @@
 (socket activation included), the shipped sysusers.d and tmpfiles.d entries, and two writer
 services gated with the shipped dependent-service.conf drop-in, running real jobs; and a pm2
 process of another user as a dependent of migrated@app.service with the shipped pm2 drop-in
-(systemd/migrated-pm2.conf; pm2 from npm, see tests/dependents); and migrated@metrics.service
+(systemd/migrated-pm2.conf; pm2 from npm, see tests/dependents); migrated@metrics.service
 with [metrics] listen, refused by the shipped sandbox and served with the shipped drop-in
-(systemd/migrated-metrics.conf).
+(systemd/migrated-metrics.conf); and a PostgreSQL database over TCP, reached by
+migrated@pg.service with the shipped systemd/migrated-postgresql.conf and refused by the sandbox
+without it.
 
 The system manager is a container booted with systemd-nspawn on the host's own tree:
 
@@ -107,6 +109,18 @@ METRICS_CONF = textwrap.dedent("""\
     textfile = /var/lib/migrated/metrics/migrated.prom
     """).format(db=METRICS_DB, port=METRICS_PORT)
 
+# A PostgreSQL database over TCP (a server the test starts inside the container, on its loopback):
+# migrated@pg has the shipped drop-in systemd/migrated-postgresql.conf, migrated@pg-nodropin the
+# same configuration without it, which the shipped sandbox (no network) must stop.
+PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_PORT = 5499
+PG_CONF = textwrap.dedent("""\
+    [database]
+    connection = postgresql://pgt@127.0.0.1:{port}/app
+    [migrations]
+    directory = /var/lib/pg/migrations
+    """).format(port=PG_PORT)
+
 V = {
     1: ("create_devices", "CREATE TABLE devices (id INTEGER PRIMARY KEY, serial TEXT);\n", "DROP TABLE devices;\n"),
     2: ("add_settings", "CREATE TABLE settings (k TEXT PRIMARY KEY, v TEXT);\n", "DROP TABLE settings;\n"),
@@ -183,6 +197,12 @@ class Container:
             f.write(APP_CONF)
         with open(os.path.join(d, "migrated", "metrics.conf"), "w") as f:
             f.write(METRICS_CONF)
+        for name in ("pg", "pg-nodropin"):
+            with open(os.path.join(d, "migrated", name + ".conf"), "w") as f:
+                f.write(PG_CONF)
+        os.makedirs(os.path.join(system, "migrated@pg.service.d"))
+        shutil.copy(os.path.join(SRC, "systemd", "migrated-postgresql.conf"),
+                    os.path.join(system, "migrated@pg.service.d", "postgresql.conf"))
         os.makedirs(os.path.join(system, "migrated@app.service.d"))
         shutil.copy(os.path.join(SRC, "systemd", "migrated-pm2.conf"),
                     os.path.join(system, "migrated@app.service.d", "pm2.conf"))
@@ -332,6 +352,49 @@ class ShippedUnitsTest(unittest.TestCase):
 
     def journal(self):
         return self.sh("journalctl", "--no-pager", "-n", "60", "-u", "migrated@%s.service" % NAME).stdout
+
+    def psql(self, dbname, sql):
+        return self.sh("psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "pgt", dbname, "-c", sql)
+
+    def test_postgresql_over_tcp_needs_the_shipped_dropin(self):
+        """With systemd/migrated-postgresql.conf the unit reaches a server over TCP (on the
+        container's loopback); without it the sandbox refuses the address family and the daemon
+        says it cannot connect."""
+        if not os.access(os.path.join(PG_BIN, "postgres"), os.X_OK):
+            if os.environ.get("CI") == "true":
+                self.fail("PostgreSQL 15 is required under CI=true (Debian: postgresql-15)")
+            self.skipTest("PostgreSQL 15 not installed (Debian: postgresql-15)")
+        self.assertEqual(self.sh("useradd", "--system", "--no-create-home", "pgt").returncode, 0)
+        self.assertEqual(self.sh("install", "-d", "-o", "pgt", "/var/lib/pgt").returncode, 0)
+        r = self.sh("setpriv", "--reuid=pgt", "--regid=65534", "--clear-groups", PG_BIN + "/initdb", "-D",
+                    "/var/lib/pgt/data", "-A", "trust", "--no-sync", timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.sh("systemd-run", "--unit=pgt", "-p", "User=pgt", PG_BIN + "/postgres", "-D", "/var/lib/pgt/data",
+                    "-c", "listen_addresses=127.0.0.1", "-p", str(PG_PORT), "-c", "unix_socket_directories=",
+                    "-c", "fsync=off")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        H.wait_until(lambda: self.psql("postgres", "SELECT 1").returncode == 0, 60, what="PostgreSQL in the container")
+        self.assertEqual(self.psql("postgres", "CREATE DATABASE app").returncode, 0)
+        os.makedirs(self.c.root("/var/lib/pg/migrations"))
+        H.write_migrations(self.c.root("/var/lib/pg/migrations"), {1: V[1]})
+
+        # the shipped sandbox alone: no network, so no connection, and it says so
+        r = self.sh("systemctl", "start", "migrated@pg-nodropin.service", timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        log = self.sh("journalctl", "--no-pager", "-u", "migrated@pg-nodropin.service").stdout
+        self.assertIn("Cannot use the PostgreSQL database", log)
+        print("PATH postgresql without the drop-in: refused (%s)"
+              % [line for line in log.splitlines() if "Cannot use" in line][0].split(": ", 1)[-1], flush=True)
+
+        # with the drop-in: socket-activated, applied, backed up with pg_dump inside the sandbox
+        r = self.sh("systemctl", "start", "migrated@pg.socket")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.sh("/opt/migrated/migratectl", "--instance", "pg", "up", timeout=JOB_TIMEOUT)
+        journal = self.sh("journalctl", "--no-pager", "-n", "40", "-u", "migrated@pg.service").stdout
+        print("PATH postgresql with the shipped drop-in: exit %d" % r.returncode, flush=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + journal)
+        self.assertIn("Backup taken first", r.stdout)
+        self.assertEqual(self.psql("app", "SELECT version FROM migrated_schema").stdout.split(), ["1"])
 
     def test_shipped_units_socket_activation_and_jobs(self):
         c = self.c

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "db.h"
 #include "macro.h"
 
@@ -26,6 +28,9 @@ typedef struct fixture {
         /* Returns a target for a new empty database, and a directory for files beside it. */
         char *(*make_target)(char **ret_dir);
         void (*remove)(const char *target, const char *dir);
+        /* Why the backend cannot run here (its cases are skipped); NULL: it can. */
+        const char *(*unavailable)(void);
+        bool no_prisma; /* Prisma's bookkeeping is not written for this backend yet */
 } fixture;
 
 static char *sqlite_target(char **ret_dir) {
@@ -46,8 +51,50 @@ static void sqlite_remove(const char *target, const char *dir) {
         free(cmd);
 }
 
+/* PostgreSQL: a server the caller names (tests/postgres runs this test against its own cluster)
+ * by a connection string to a database from which a fresh one per case is created. */
+static const char *pg_unavailable(void) {
+        return getenv("MIGRATED_TEST_PG") ? NULL : "MIGRATED_TEST_PG (a connection string) is not set";
+}
+
+static void pg_admin(const char *sql) {
+        PGconn *c = PQconnectdb(getenv("MIGRATED_TEST_PG"));
+        PGresult *res;
+
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        res = PQexec(c, sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                fail_msg("%s: %s", sql, PQerrorMessage(c));
+        PQclear(res);
+        PQfinish(c);
+}
+
+static char *pg_target(char **ret_dir) {
+        static unsigned n;
+        char *dir = strdup("/tmp/test-db-contract-XXXXXX"), *t, *sql;
+
+        assert_non_null(dir);
+        assert_non_null(mkdtemp(dir));
+        assert_true(asprintf(&sql, "CREATE DATABASE contract_%d_%u", (int) getpid(), ++n) >= 0);
+        pg_admin(sql);
+        free(sql);
+        assert_true(asprintf(&t, "%s dbname=contract_%d_%u", getenv("MIGRATED_TEST_PG"), (int) getpid(), n) >= 0);
+        *ret_dir = dir;
+        return t;
+}
+
+static void pg_remove(const char *target, const char *dir) {
+        char *sql;
+
+        assert_true(asprintf(&sql, "DROP DATABASE %s WITH (FORCE)", strrchr(target, '=') + 1) >= 0);
+        pg_admin(sql);
+        free(sql);
+        sqlite_remove(NULL, dir);
+}
+
 static const fixture fixtures[] = {
         { "sqlite", sqlite_target, sqlite_remove },
+        { "postgresql", pg_target, pg_remove, pg_unavailable, .no_prisma = true },
 };
 
 typedef struct state {
@@ -87,6 +134,7 @@ static int setup(void **st, const db_backend *b, migdir_format format) {
 static int teardown(void **st) {
         state *s = *st;
 
+
         db_close(s->d);
         s->fx->remove(s->target, s->dir);
         free(s->target);
@@ -96,6 +144,14 @@ static int teardown(void **st) {
 }
 
 static const db_backend *current;
+
+/* 1 when the backend's fixture leaves out the Prisma case (the last one). */
+static size_t no_prisma(const db_backend *b) {
+        for (size_t i = 0; i < ELEMENTSOF(fixtures); i++)
+                if (streq(fixtures[i].backend, b->name))
+                        return fixtures[i].no_prisma;
+        return 0;
+}
 
 static int setup_native(void **st) {
         return setup(st, current, MIGDIR_NATIVE);
@@ -144,10 +200,11 @@ static void test_transactions(void **st) {
         assert_int_equal(db_has_user_tables(s->d, &tables), 0);
         assert_false(tables);
         assert_int_equal(db_begin(s->d, &f), 0);
-        exec_ok(s->d, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);\nINSERT INTO t (v) VALUES ('a');\n", true);
+        exec_ok(s->d, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);\nINSERT INTO t (id, v) VALUES (1, 'a');\n",
+                true);
         assert_int_equal(db_commit(s->d, &f), 0);
         assert_int_equal(db_begin(s->d, &f), 0);
-        exec_ok(s->d, "INSERT INTO t (v) VALUES ('b');", true);
+        exec_ok(s->d, "INSERT INTO t (id, v) VALUES (2, 'b');", true);
         db_rollback(s->d);
         assert_int_equal(count(s->d, "SELECT count(*) FROM t"), 1);
         assert_int_equal(db_has_user_tables(s->d, &tables), 0);
@@ -167,6 +224,9 @@ static void test_script_failures(void **st) {
         assert_int_equal(f.code, PROTOCOL_ERROR_MIGRATION_FAILED);
         assert_int_equal(f.line, 3);
         db_failure_clear(&f);
+        /* a failed statement may have ended what the transaction can do (PostgreSQL): anew */
+        db_rollback(s->d);
+        assert_int_equal(db_begin(s->d, &f), 0);
         assert_int_equal(db_exec_script(s->d, ctl, strlen(ctl), true, &f), DB_FAILED);
         assert_int_equal(f.code, PROTOCOL_ERROR_MIGRATION_FAILED);
         assert_int_equal(f.line, 2);
@@ -346,8 +406,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_script_failures, setup_native, teardown),
                 cmocka_unit_test_setup_teardown(test_query_api, setup_native, teardown),
                 cmocka_unit_test_setup_teardown(test_bookkeeping, setup_native, teardown),
-                cmocka_unit_test_setup_teardown(test_bookkeeping, setup_prisma, teardown),
                 cmocka_unit_test_setup_teardown(test_optional_operations, setup_native, teardown),
+                cmocka_unit_test_setup_teardown(test_bookkeeping, setup_prisma, teardown), /* last: see no_prisma */
         };
         const db_backend *const *backends;
         size_t n;
@@ -358,8 +418,18 @@ int main(void) {
         assert_ptr_equal(db_backend_find(NULL), db_backend_find(DB_BACKEND_DEFAULT));
         assert_null(db_backend_find("no-such-backend"));
         for (size_t i = 0; i < n; i++) {
+                const char *why = NULL;
+
                 current = backends[i];
-                failed += _cmocka_run_group_tests(current->name, tests, ELEMENTSOF(tests), NULL, NULL);
+                for (size_t k = 0; k < ELEMENTSOF(fixtures); k++)
+                        if (streq(fixtures[k].backend, current->name) && fixtures[k].unavailable)
+                                why = fixtures[k].unavailable();
+                if (why) {
+                        printf("SKIP: backend %s: %s\n", current->name, why);
+                        continue;
+                }
+                failed += _cmocka_run_group_tests(current->name, tests, ELEMENTSOF(tests) - no_prisma(current), NULL,
+                                                  NULL);
         }
         return failed;
 }
