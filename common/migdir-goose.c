@@ -539,19 +539,15 @@ static int goose_new_files(const migration_set *s, const char *name, migration_n
                 if (r < 0)
                         return r;
         }
-        ret->version = version;
-        ret->n = 1;
-        if (migdir_asprintf(&ret->files[0].path, version >= INT64_C(10000000000000) ? "%" PRId64 "_%s.sql"
-                                                                                    : "%05" PRId64 "_%s.sql",
-                            version, snake) < 0 ||
-            migdir_asprintf(&ret->files[0].content,
-                            "-- +goose Up\n"
-                            "SELECT 'up SQL query';\n"
-                            "\n"
-                            "-- +goose Down\n"
-                            "SELECT 'down SQL query';\n") < 0)
-                return -ENOMEM;
-        return 0;
+        return migdir_new_add(ret, version,
+                              migdir_strdupf(version >= INT64_C(10000000000000) ? "%" PRId64 "_%s.sql"
+                                                                                : "%05" PRId64 "_%s.sql",
+                                             version, snake),
+                              strdup("-- +goose Up\n"
+                                     "SELECT 'up SQL query';\n"
+                                     "\n"
+                                     "-- +goose Down\n"
+                                     "SELECT 'down SQL query';\n"));
 }
 
 const migration_format migration_format_goose = {

@@ -18,6 +18,17 @@ int migdir_errors_tag(migdir_errors *e, size_t from, int64_t version);
 /* asprintf() that leaves *ret NULL on failure (glibc leaves it undefined). Returns 0 or -ENOMEM. */
 int migdir_asprintf(char **ret, const char *fmt, ...) _printf_(2, 3);
 
+/* asprintf() returning the string: NULL on failure. */
+char *migdir_strdupf(const char *fmt, ...) _printf_(1, 2);
+
+/* Adds a file of `migratectl new` to ret, of version: path and content, both taken over (NULL:
+ * out of memory). Returns 0 or -ENOMEM. */
+int migdir_new_add(migration_new *ret, int64_t version, char *path, char *content);
+
+/* The current UTC time for a new file's header, "YYYY-MM-DD HH:MM:SS UTC", or "-". */
+#define MIGDIR_NOW_TEXT_MAX 32
+void migdir_now_text(char buf[static MIGDIR_NOW_TEXT_MAX]);
+
 /* Reads a script at file (relative to dir_fd), with the directives of format f; an unusable file
  * becomes an error naming it (returns 1); returns 0 or -errno. */
 int migdir_read_script(int dir_fd, const char *file, const migration_format *f, const migration_set *previous,

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -85,6 +87,36 @@ int migdir_asprintf(char **ret, const char *fmt, ...) {
                 return -ENOMEM;
         }
         return 0;
+}
+
+char *migdir_strdupf(const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        return s;
+}
+
+/* Every format's `new` writes its files through here, so that the bookkeeping of ret (its
+ * count, what it owns on failure) is in one place. */
+int migdir_new_add(migration_new *ret, int64_t version, char *path, char *content) {
+        assert(ret->n < MIGRATION_NEW_FILES_MAX);
+        ret->version = version;
+        ret->files[ret->n].path = path;
+        ret->files[ret->n].content = content;
+        ret->n++;
+        return path && content ? 0 : -ENOMEM;
+}
+
+void migdir_now_text(char buf[static MIGDIR_NOW_TEXT_MAX]) {
+        time_t now = time(NULL);
+        struct tm tm;
+
+        if (!gmtime_r(&now, &tm) || strftime(buf, MIGDIR_NOW_TEXT_MAX, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+                strcpy(buf, "-");
 }
 
 /* Reads one script; problems with the file itself become directory errors naming it. */
