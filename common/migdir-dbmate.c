@@ -257,7 +257,7 @@ static bool is_migration_entry(int dir_fd, const char *name) {
 static int dbmate_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
         int r, q;
 
-        r = migdir_load_entries(dir_fd, previous, s, errors, is_migration_entry, load_file);
+        r = migdir_load_entries(dir_fd, previous, s, errors, is_migration_entry, load_file, NULL);
         if (r < 0)
                 return r;
         q = check_name_order(s, errors);

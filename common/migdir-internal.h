@@ -44,11 +44,14 @@ int migdir_read_split(int dir_fd, const char *file, const migration_format *f, c
 DIR *migdir_opendir(int dir_fd);
 
 /* The loop of a format's load_items: load_one (0, 1 recorded, -errno) for every entry of dir_fd
- * that want accepts, keeping the good items. Returns 0, 1 when some items had problems, -errno. */
+ * that want accepts, keeping the good items. With version_of, the messages of a bad entry are
+ * tagged with the version it names (migdir_errors_tag), so that the other items stay usable.
+ * Returns 0, 1 when some items had problems, -errno. */
 int migdir_load_entries(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors,
                         bool (*want)(int dir_fd, const char *name),
                         int (*load_one)(int dir_fd, const char *name, const migration_set *previous, migration *m,
-                                        migdir_errors *errors));
+                                        migdir_errors *errors),
+                        int64_t (*version_of)(const char *name));
 
 /* Appends a zeroed migration to s and returns it, or NULL. */
 migration *migdir_set_add(migration_set *s);

@@ -322,9 +322,11 @@ DIR *migdir_opendir(int dir_fd) {
 int migdir_load_entries(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors,
                         bool (*want)(int dir_fd, const char *name),
                         int (*load_one)(int dir_fd, const char *name, const migration_set *previous, migration *m,
-                                        migdir_errors *errors)) {
+                                        migdir_errors *errors),
+                        int64_t (*version_of)(const char *name)) {
         struct dirent *de;
         bool bad = false;
+        size_t from;
         int r = 0;
         DIR *d;
 
@@ -341,9 +343,12 @@ int migdir_load_entries(int dir_fd, const migration_set *previous, migration_set
                         r = -ENOMEM;
                         break;
                 }
+                from = errors ? errors->n : 0;
                 r = load_one(dir_fd, de->d_name, previous, m, errors);
                 if (r != 0)
                         migdir_set_drop_last(s);
+                if (r > 0 && version_of && migdir_errors_tag(errors, from, version_of(de->d_name)) < 0)
+                        r = -ENOMEM;
                 if (r < 0)
                         break;
                 if (r > 0)
