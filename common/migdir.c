@@ -334,19 +334,10 @@ int migdir_load_entries(int dir_fd, const migration_set *previous, migration_set
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                migration *m;
-
                 if (!want(dir_fd, de->d_name))
                         continue;
-                m = migdir_set_add(s);
-                if (!m) {
-                        r = -ENOMEM;
-                        break;
-                }
                 from = errors ? errors->n : 0;
-                r = load_one(dir_fd, de->d_name, previous, m, errors);
-                if (r != 0)
-                        migdir_set_drop_last(s);
+                r = migdir_load_item(s, load_one, dir_fd, de->d_name, previous, errors);
                 if (r > 0 && version_of && migdir_errors_tag(errors, from, version_of(de->d_name)) < 0)
                         r = -ENOMEM;
                 if (r < 0)
