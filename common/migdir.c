@@ -75,18 +75,19 @@ static bool errors_all_items(const migdir_errors *e) {
         return true;
 }
 
+static char *vstrdupf(const char *fmt, va_list ap) {
+        char *s;
+
+        return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
+}
+
 int migdir_asprintf(char **ret, const char *fmt, ...) {
         va_list ap;
-        int r;
 
         va_start(ap, fmt);
-        r = vasprintf(ret, fmt, ap);
+        *ret = vstrdupf(fmt, ap);
         va_end(ap);
-        if (r < 0) {
-                *ret = NULL;
-                return -ENOMEM;
-        }
-        return 0;
+        return *ret ? 0 : -ENOMEM;
 }
 
 char *migdir_strdupf(const char *fmt, ...) {
@@ -94,8 +95,7 @@ char *migdir_strdupf(const char *fmt, ...) {
         char *s;
 
         va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-                s = NULL;
+        s = vstrdupf(fmt, ap);
         va_end(ap);
         return s;
 }
