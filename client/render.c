@@ -407,6 +407,21 @@ static int render_backend_facts(table *t, json_t *result) {
         return r;
 }
 
+/* The directory's format, why the daemon chose it and the table its bookkeeping lives in;
+ * nothing from a daemon that does not say. */
+static int render_format(table *t, json_t *result) {
+        const char *format = json_get_str(result, "format"), *reason = json_get_str(result, "format_reason"),
+                   *history = json_get_str(result, "history_table");
+        int r = 0;
+
+        if (format)
+                r = table_add(t, "Format:") ?:
+                    (reason ? table_addf(t, "%s (%s)", format, reason) : table_add(t, format));
+        if (r == 0 && history)
+                r = table_add(t, "History table:") ?: table_add(t, history);
+        return r;
+}
+
 static int render_status_header(json_t *result) {
         _cleanup_(table_freep) table *t = table_new(2);
         _cleanup_free_ char *daemon = NULL;
@@ -422,7 +437,7 @@ static int render_status_header(json_t *result) {
         json_get_int(result, "queue_length", &queue);
         r = table_add(t, "Database:") ?: table_add(t, json_get_str(result, "database")) ?:
             table_add(t, "Migrations:") ?: table_add(t, json_get_str(result, "migrations_dir")) ?:
-            render_backend_facts(t, result) ?:
+            render_format(t, result) ?: render_backend_facts(t, result) ?:
             table_add(t, "Daemon:") ?: table_add(t, daemon) ?:
             table_add(t, "Queue:") ?: table_addf(t, "%s waiting", fmt_count(queue, "job", c)) ?:
             table_add(t, "Version:") ?:

@@ -257,7 +257,7 @@ static bool is_migration_entry(int dir_fd, const char *name) {
 static int dbmate_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
         int r, q;
 
-        r = migdir_load_entries(dir_fd, previous, s, errors, is_migration_entry, load_file);
+        r = migdir_load_entries(dir_fd, previous, s, errors, is_migration_entry, load_file, NULL);
         if (r < 0)
                 return r;
         q = check_name_order(s, errors);
@@ -305,24 +305,15 @@ static bool dbmate_checksum_also_matches(const migration *m, const char *recorde
 /* dbmate new: YYYYMMDDHHMMSS_name.sql (UTC) with dbmate's template. A clock behind the newest
  * version takes the next number instead, so that the new file still comes last. */
 static int dbmate_new_files(const migration_set *s, const char *name, migration_new *ret) {
-        int64_t latest = migration_set_latest(s), version = 0;
-        time_t now = time(NULL);
-        struct tm tm;
-        char stamp[32];
+        int64_t latest = migration_set_latest(s), version = migdir_timestamp_version_now();
 
-        if (gmtime_r(&now, &tm) && strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm) > 0)
-                version = strtoll(stamp, NULL, 10);
         if (version <= latest) {
                 if (latest == INT64_MAX)
                         return -EOVERFLOW;
                 version = latest + 1;
         }
-        ret->version = version;
-        ret->n = 1;
-        if (migdir_asprintf(&ret->files[0].path, "%" PRId64 "_%s.sql", version, name) < 0 ||
-            !(ret->files[0].content = strdup("-- migrate:up\n\n\n-- migrate:down\n\n")))
-                return -ENOMEM;
-        return 0;
+        return migdir_new_add(ret, version, migdir_strdupf("%" PRId64 "_%s.sql", version, name),
+                              strdup("-- migrate:up\n\n\n-- migrate:down\n\n"));
 }
 
 const migration_format migration_format_dbmate = {

@@ -280,15 +280,12 @@ static int gm_new_files(const migration_set *s, const char *name, migration_new 
         width = s && s->n > 0 ? migration_set_version_width(s) : 6;
         if (migdir_asprintf(&base, "%0*" PRId64 "_%s", width, version, name) < 0)
                 return -ENOMEM;
-        ret->version = version;
-        ret->n = 2;
-        if (migdir_asprintf(&ret->files[0].path, "%s.up.sql", base) < 0 ||
-            migdir_asprintf(&ret->files[0].content, "-- %s: up (golang-migrate layout)\n\n", base) < 0 ||
-            migdir_asprintf(&ret->files[1].path, "%s.down.sql", base) < 0 ||
-            migdir_asprintf(&ret->files[1].content, "-- %s: down; delete this file if the change cannot be undone\n\n",
-                            base) < 0)
-                return -ENOMEM;
-        return 0;
+        r = migdir_new_add(ret, version, migdir_strdupf("%s.up.sql", base),
+                           migdir_strdupf("-- %s: up (golang-migrate layout)\n\n", base));
+        if (r < 0)
+                return r;
+        return migdir_new_add(ret, version, migdir_strdupf("%s.down.sql", base),
+                              migdir_strdupf("-- %s: down; delete this file if the change cannot be undone\n\n", base));
 }
 
 const migration_format migration_format_golang_migrate = {

@@ -397,13 +397,10 @@ static int refuse_go_files(char **go, size_t n_go, migdir_errors *errors) {
                                 list, n_go == 1 ? "it" : "them", n_go == 1 ? "it" : "them") ?: 1;
 }
 
-/* Every *.sql file is a migration, as goose's glob has it; *.go files with a version are Go
- * migrations, refused together; other files are not goose's. */
-static int goose_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
-        char **go = NULL;
-        size_t n_go = 0;
+/* The Go migrations of the directory (*.go with a version, not a _test.go: goose skips those
+ * too), appended to *go. Returns 0 or -errno. */
+static int list_go_files(int dir_fd, char ***go, size_t *n_go) {
         struct dirent *de;
-        bool bad = false;
         int r = 0;
         DIR *d;
 
@@ -414,40 +411,48 @@ static int goose_load_items(int dir_fd, const migration_set *previous, migration
                 const char *why;
                 size_t prefix;
                 int64_t v;
+                char **g;
 
-                if (has_suffix(de->d_name, ".go")) {
-                        char **g;
-
-                        if (parse_version(de->d_name, &v, &prefix, &why) < 0 || has_suffix(de->d_name, "_test.go"))
-                                continue; /* goose skips these too */
-                        g = realloc(go, (n_go + 1) * sizeof(char *));
-                        if (!g || !(g[n_go] = strdup(de->d_name))) {
-                                if (g)
-                                        go = g;
-                                r = -ENOMEM;
-                                break;
-                        }
-                        go = g;
-                        n_go++;
+                if (!has_suffix(de->d_name, ".go") || parse_version(de->d_name, &v, &prefix, &why) < 0 ||
+                    has_suffix(de->d_name, "_test.go"))
                         continue;
-                }
-                if (!has_suffix(de->d_name, ".sql"))
-                        continue;
-                r = migdir_load_item(s, load_file, dir_fd, de->d_name, previous, errors);
-                if (r < 0)
+                g = realloc(*go, (*n_go + 1) * sizeof(char *));
+                if (!g) {
+                        r = -ENOMEM;
                         break;
-                bad = bad || r > 0;
-                r = 0;
+                }
+                *go = g;
+                if (!(g[*n_go] = strdup(de->d_name))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                (*n_go)++;
         }
         closedir(d);
-        if (r == 0) {
+        return r;
+}
+
+static bool is_sql_file(int dir_fd, const char *name) {
+        return has_suffix(name, ".sql");
+}
+
+/* Every *.sql file is a migration, as goose's glob has it; *.go files with a version are Go
+ * migrations, refused together; other files are not goose's. */
+static int goose_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
+        char **go = NULL;
+        size_t n_go = 0;
+        int r, bad;
+
+        bad = migdir_load_entries(dir_fd, previous, s, errors, is_sql_file, load_file, NULL);
+        if (bad < 0)
+                return bad;
+        r = list_go_files(dir_fd, &go, &n_go);
+        if (r == 0)
                 r = refuse_go_files(go, n_go, errors);
-                bad = bad || r > 0;
-        }
         for (size_t i = 0; i < n_go; i++)
                 free(go[i]);
         free(go);
-        return r < 0 ? r : bad;
+        return r < 0 ? r : bad || r > 0;
 }
 
 /* Whether the file's first 64 KiB have a "-- +goose Up" line. */
@@ -539,19 +544,15 @@ static int goose_new_files(const migration_set *s, const char *name, migration_n
                 if (r < 0)
                         return r;
         }
-        ret->version = version;
-        ret->n = 1;
-        if (migdir_asprintf(&ret->files[0].path, version >= INT64_C(10000000000000) ? "%" PRId64 "_%s.sql"
-                                                                                    : "%05" PRId64 "_%s.sql",
-                            version, snake) < 0 ||
-            migdir_asprintf(&ret->files[0].content,
-                            "-- +goose Up\n"
-                            "SELECT 'up SQL query';\n"
-                            "\n"
-                            "-- +goose Down\n"
-                            "SELECT 'down SQL query';\n") < 0)
-                return -ENOMEM;
-        return 0;
+        return migdir_new_add(ret, version,
+                              migdir_strdupf(version >= INT64_C(10000000000000) ? "%" PRId64 "_%s.sql"
+                                                                                : "%05" PRId64 "_%s.sql",
+                                             version, snake),
+                              strdup("-- +goose Up\n"
+                                     "SELECT 'up SQL query';\n"
+                                     "\n"
+                                     "-- +goose Down\n"
+                                     "SELECT 'down SQL query';\n"));
 }
 
 const migration_format migration_format_goose = {

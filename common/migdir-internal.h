@@ -18,6 +18,17 @@ int migdir_errors_tag(migdir_errors *e, size_t from, int64_t version);
 /* asprintf() that leaves *ret NULL on failure (glibc leaves it undefined). Returns 0 or -ENOMEM. */
 int migdir_asprintf(char **ret, const char *fmt, ...) _printf_(2, 3);
 
+/* asprintf() returning the string: NULL on failure. */
+char *migdir_strdupf(const char *fmt, ...) _printf_(1, 2);
+
+/* Adds a file of `migratectl new` to ret, of version: path and content, both taken over (NULL:
+ * out of memory). Returns 0 or -ENOMEM. */
+int migdir_new_add(migration_new *ret, int64_t version, char *path, char *content);
+
+/* The current UTC time for a new file's header, "YYYY-MM-DD HH:MM:SS UTC", or "-". */
+#define MIGDIR_NOW_TEXT_MAX 32
+void migdir_now_text(char buf[static MIGDIR_NOW_TEXT_MAX]);
+
 /* Reads a script at file (relative to dir_fd), with the directives of format f; an unusable file
  * becomes an error naming it (returns 1); returns 0 or -errno. */
 int migdir_read_script(int dir_fd, const char *file, const migration_format *f, const migration_set *previous,
@@ -33,11 +44,14 @@ int migdir_read_split(int dir_fd, const char *file, const migration_format *f, c
 DIR *migdir_opendir(int dir_fd);
 
 /* The loop of a format's load_items: load_one (0, 1 recorded, -errno) for every entry of dir_fd
- * that want accepts, keeping the good items. Returns 0, 1 when some items had problems, -errno. */
+ * that want accepts, keeping the good items. With version_of, the messages of a bad entry are
+ * tagged with the version it names (migdir_errors_tag), so that the other items stay usable.
+ * Returns 0, 1 when some items had problems, -errno. */
 int migdir_load_entries(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors,
                         bool (*want)(int dir_fd, const char *name),
                         int (*load_one)(int dir_fd, const char *name, const migration_set *previous, migration *m,
-                                        migdir_errors *errors));
+                                        migdir_errors *errors),
+                        int64_t (*version_of)(const char *name));
 
 /* Appends a zeroed migration to s and returns it, or NULL. */
 migration *migdir_set_add(migration_set *s);

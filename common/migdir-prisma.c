@@ -165,42 +165,10 @@ static bool is_folder(int dir_fd, const char *name) {
         return name[0] != '.' && fstatat(dir_fd, name, &st, 0) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* A bad folder is one item: the others stay usable (its leading number, if any, says which plans
+ * would need it). */
 static int prisma_load_items(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors) {
-        struct dirent *de;
-        bool bad = false;
-        size_t from;
-        int r = 0;
-        DIR *d;
-
-        d = migdir_opendir(dir_fd);
-        if (!d)
-                return -errno;
-        while ((de = readdir(d))) {
-                migration *m;
-
-                if (!is_folder(dir_fd, de->d_name))
-                        continue;
-                m = migdir_set_add(s);
-                if (!m) {
-                        r = -ENOMEM;
-                        break;
-                }
-                from = errors ? errors->n : 0;
-                r = load_folder(dir_fd, de->d_name, previous, m, errors);
-                if (r != 0)
-                        migdir_set_drop_last(s);
-                /* a bad folder is one item: the others stay usable (its leading number, if any,
-                 * says which plans would need it) */
-                if (r > 0 && migdir_errors_tag(errors, from, folder_version(de->d_name)) < 0)
-                        r = -ENOMEM;
-                if (r < 0)
-                        break;
-                if (r > 0)
-                        bad = true;
-                r = 0;
-        }
-        closedir(d);
-        return r < 0 ? r : bad;
+        return migdir_load_entries(dir_fd, previous, s, errors, is_folder, load_folder, folder_version);
 }
 
 /* The weight of a character in the order of JavaScript's localeCompare (ICU's root collation)

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -73,18 +75,48 @@ static bool errors_all_items(const migdir_errors *e) {
         return true;
 }
 
+static char *vstrdupf(const char *fmt, va_list ap) {
+        char *s;
+
+        return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
+}
+
 int migdir_asprintf(char **ret, const char *fmt, ...) {
         va_list ap;
-        int r;
 
         va_start(ap, fmt);
-        r = vasprintf(ret, fmt, ap);
+        *ret = vstrdupf(fmt, ap);
         va_end(ap);
-        if (r < 0) {
-                *ret = NULL;
-                return -ENOMEM;
-        }
-        return 0;
+        return *ret ? 0 : -ENOMEM;
+}
+
+char *migdir_strdupf(const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        va_start(ap, fmt);
+        s = vstrdupf(fmt, ap);
+        va_end(ap);
+        return s;
+}
+
+/* Every format's `new` writes its files through here, so that the bookkeeping of ret (its
+ * count, what it owns on failure) is in one place. */
+int migdir_new_add(migration_new *ret, int64_t version, char *path, char *content) {
+        assert(ret->n < MIGRATION_NEW_FILES_MAX);
+        ret->version = version;
+        ret->files[ret->n].path = path;
+        ret->files[ret->n].content = content;
+        ret->n++;
+        return path && content ? 0 : -ENOMEM;
+}
+
+void migdir_now_text(char buf[static MIGDIR_NOW_TEXT_MAX]) {
+        time_t now = time(NULL);
+        struct tm tm;
+
+        if (!gmtime_r(&now, &tm) || strftime(buf, MIGDIR_NOW_TEXT_MAX, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+                strcpy(buf, "-");
 }
 
 /* Reads one script; problems with the file itself become directory errors naming it. */
@@ -290,9 +322,11 @@ DIR *migdir_opendir(int dir_fd) {
 int migdir_load_entries(int dir_fd, const migration_set *previous, migration_set *s, migdir_errors *errors,
                         bool (*want)(int dir_fd, const char *name),
                         int (*load_one)(int dir_fd, const char *name, const migration_set *previous, migration *m,
-                                        migdir_errors *errors)) {
+                                        migdir_errors *errors),
+                        int64_t (*version_of)(const char *name)) {
         struct dirent *de;
         bool bad = false;
+        size_t from;
         int r = 0;
         DIR *d;
 
@@ -300,18 +334,12 @@ int migdir_load_entries(int dir_fd, const migration_set *previous, migration_set
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                migration *m;
-
                 if (!want(dir_fd, de->d_name))
                         continue;
-                m = migdir_set_add(s);
-                if (!m) {
+                from = errors ? errors->n : 0;
+                r = migdir_load_item(s, load_one, dir_fd, de->d_name, previous, errors);
+                if (r > 0 && version_of && migdir_errors_tag(errors, from, version_of(de->d_name)) < 0)
                         r = -ENOMEM;
-                        break;
-                }
-                r = load_one(dir_fd, de->d_name, previous, m, errors);
-                if (r != 0)
-                        migdir_set_drop_last(s);
                 if (r < 0)
                         break;
                 if (r > 0)

@@ -201,13 +201,19 @@ int db_record_event(db *d, const db_event *ev, db_failure *f) {
 int db_mark_applied(db *d, const migration *m, db_failure *f) {
         int r = history_ensure(d, f);
 
-        return r != 0 ? r : d->history->mark_applied(d, m, f);
+        if (r != 0)
+                return r;
+        return d->history->mark_applied ? d->history->mark_applied(d, m, f)
+                                        : history_mark_applied_once(d, d->history, m, f);
 }
 
 int db_mark_rolled_back(db *d, const migration *m, db_failure *f) {
         int r = history_ensure(d, f);
 
-        return r != 0 ? r : d->history->mark_rolled_back(d, m, f);
+        if (r != 0)
+                return r;
+        return d->history->mark_rolled_back ? d->history->mark_rolled_back(d, m, f)
+                                            : history_mark_rolled_back_once(d, d->history, m, f);
 }
 
 const char *db_history_table(db *d) {

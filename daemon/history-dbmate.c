@@ -80,22 +80,13 @@ static int load_row(const db_value *c, size_t n, void *userdata) {
         for (size_t i = 0; i < a->n; i++)
                 if (a->items[i].version == version)
                         return 0; /* "01" and "1": the same number, recorded once */
-        m = realloc(a->items, (a->n + 1) * sizeof(*m));
+        m = history_add_applied(a);
         if (!m)
                 return -ENOMEM;
-        a->items = m;
-        m = &a->items[a->n++];
-        memset(m, 0, sizeof(*m));
         m->version = version;
         m->name = strdup(text ?: "");
         m->applied_at = strdup("");
         return m->name && m->applied_at ? 0 : -ENOMEM;
-}
-
-static int by_version(const void *x, const void *y) {
-        const applied_migration *a = x, *b = y;
-
-        return a->version < b->version ? -1 : a->version > b->version;
 }
 
 static int dbmate_load_applied(db *d, applied_set *ret, db_failure *f) {
@@ -110,8 +101,7 @@ static int dbmate_load_applied(db *d, applied_set *ret, db_failure *f) {
                          load_row, &a, f, "cannot read schema_migrations");
         if (r != 0)
                 return r;
-        if (a.n > 1)
-                qsort(a.items, a.n, sizeof(*a.items), by_version);
+        history_sort_applied(&a);
         *ret = a;
         return 0;
 }
@@ -130,15 +120,6 @@ static int dbmate_remove_applied(db *d, const migration *m, db_failure *f) {
                         "cannot record the reverted migration");
 }
 
-static int dbmate_mark_applied(db *d, const migration *m, db_failure *f) {
-        return history_mark_applied_once(d, &history_dbmate, m, f);
-}
-
-/* dbmate has no failed state: marking rolled back forgets an applied migration reverted by hand. */
-static int dbmate_mark_rolled_back(db *d, const migration *m, db_failure *f) {
-        return history_mark_rolled_back_once(d, &history_dbmate, m, f);
-}
-
 const history_format history_dbmate = {
         .format = MIGDIR_DBMATE,
         .table = "schema_migrations",
@@ -146,7 +127,5 @@ const history_format history_dbmate = {
         .load_applied = dbmate_load_applied,
         .record_applied = dbmate_record_applied,
         .remove_applied = dbmate_remove_applied,
-        .mark_applied = dbmate_mark_applied,
-        .mark_rolled_back = dbmate_mark_rolled_back,
         .claims = dbmate_claims,
 };

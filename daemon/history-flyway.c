@@ -129,12 +129,6 @@ static int load_row(const db_value *c, size_t n, void *userdata) {
         return m->name && m->applied_at ? 0 : -ENOMEM;
 }
 
-static int by_version(const void *x, const void *y) {
-        const applied_migration *a = x, *b = y;
-
-        return a->version < b->version ? -1 : a->version > b->version;
-}
-
 static int flyway_load_applied(db *d, applied_set *ret, db_failure *f) {
         int r;
 
@@ -142,8 +136,8 @@ static int flyway_load_applied(db *d, applied_set *ret, db_failure *f) {
                          "SELECT \"version\", \"description\", \"type\", \"checksum\", \"installed_on\", "
                          "\"execution_time\", \"success\" FROM \"" FLYWAY_TABLE "\" ORDER BY \"installed_rank\"",
                          load_row, ret, f, "cannot read " FLYWAY_TABLE);
-        if (r == 0 && ret->n > 1)
-                qsort(ret->items, ret->n, sizeof(*ret->items), by_version);
+        if (r == 0)
+                history_sort_applied(ret);
         return r;
 }
 
@@ -201,10 +195,6 @@ static int flyway_remove_applied(db *d, const migration *m, db_failure *f) {
         return delete_row(d, m, true, &deleted, f, "cannot record the reverted migration");
 }
 
-static int flyway_mark_applied(db *d, const migration *m, db_failure *f) {
-        return history_mark_applied_once(d, &history_flyway, m, f);
-}
-
 /* A failed row goes, as "flyway repair" removes it; without one, the applied row is forgotten
  * (a migration reverted by hand). */
 static int flyway_mark_rolled_back(db *d, const migration *m, db_failure *f) {
@@ -228,6 +218,5 @@ const history_format history_flyway = {
         .load_applied = flyway_load_applied,
         .record_applied = flyway_record_applied,
         .remove_applied = flyway_remove_applied,
-        .mark_applied = flyway_mark_applied,
         .mark_rolled_back = flyway_mark_rolled_back,
 };

@@ -74,22 +74,13 @@ static int load_row(const db_value *c, size_t n, void *userdata) {
         st->seen[st->n_seen++] = version;
         if (version == 0 || c[1].i == 0)
                 return 0; /* the table's own row; a version reverted by an older goose */
-        m = realloc(a->items, (a->n + 1) * sizeof(*m));
+        m = history_add_applied(a);
         if (!m)
                 return -ENOMEM;
-        a->items = m;
-        m = &a->items[a->n++];
-        memset(m, 0, sizeof(*m));
         m->version = version;
         m->name = strdup("");
         m->applied_at = applied_at(&c[2]);
         return m->name && m->applied_at ? 0 : -ENOMEM;
-}
-
-static int by_version(const void *x, const void *y) {
-        const applied_migration *a = x, *b = y;
-
-        return a->version < b->version ? -1 : a->version > b->version;
 }
 
 static int goose_load_applied(db *d, applied_set *ret, db_failure *f) {
@@ -107,8 +98,7 @@ static int goose_load_applied(db *d, applied_set *ret, db_failure *f) {
                 applied_set_clear(&a);
                 return r;
         }
-        if (a.n > 1)
-                qsort(a.items, a.n, sizeof(*a.items), by_version);
+        history_sort_applied(&a);
         *ret = a;
         return 0;
 }
@@ -130,15 +120,6 @@ static int goose_remove_applied(db *d, const migration *m, db_failure *f) {
         return delete_version(d, m, NULL, f, "cannot record the reverted migration");
 }
 
-static int goose_mark_applied(db *d, const migration *m, db_failure *f) {
-        return history_mark_applied_once(d, &history_goose, m, f);
-}
-
-/* goose has no failed state: marking rolled back forgets a migration reverted by hand. */
-static int goose_mark_rolled_back(db *d, const migration *m, db_failure *f) {
-        return history_mark_rolled_back_once(d, &history_goose, m, f);
-}
-
 const history_format history_goose = {
         .format = MIGDIR_GOOSE,
         .table = "goose_db_version",
@@ -146,6 +127,4 @@ const history_format history_goose = {
         .load_applied = goose_load_applied,
         .record_applied = goose_record_applied,
         .remove_applied = goose_remove_applied,
-        .mark_applied = goose_mark_applied,
-        .mark_rolled_back = goose_mark_rolled_back,
 };

@@ -145,6 +145,17 @@ applied_migration *history_add_applied(applied_set *a) {
         return m;
 }
 
+static int by_version(const void *x, const void *y) {
+        const applied_migration *a = x, *b = y;
+
+        return a->version < b->version ? -1 : a->version > b->version;
+}
+
+void history_sort_applied(applied_set *a) {
+        if (a->n > 1)
+                qsort(a->items, a->n, sizeof(*a->items), by_version);
+}
+
 static int load_row(const db_value *c, size_t n, void *userdata) {
         applied_set *a = userdata;
         applied_migration *m;
@@ -240,10 +251,6 @@ int history_mark_rolled_back_once(db *d, const history_format *h, const migratio
         return h->remove_applied(d, m, f);
 }
 
-static int native_mark_applied(db *d, const migration *m, db_failure *f) {
-        return history_mark_applied_once(d, &history_native, m, f);
-}
-
 int history_add_failed(applied_set *a, const char *name) {
         char **v;
 
@@ -294,7 +301,6 @@ const history_format history_native = {
         .load_applied = native_load_applied,
         .record_applied = native_record_applied,
         .remove_applied = native_remove_applied,
-        .mark_applied = native_mark_applied,
         .mark_rolled_back = native_mark_rolled_back,
         .own_tables_in_database = true,
         .repair_checksum = native_repair_checksum,

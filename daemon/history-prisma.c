@@ -73,12 +73,6 @@ static char *column_time(const db_value *v) {
         return strdup(buf);
 }
 
-static int by_version(const void *x, const void *y) {
-        const applied_migration *a = x, *b = y;
-
-        return a->version < b->version ? -1 : a->version > b->version;
-}
-
 /* Applied: finished and not rolled back. Failed: neither finished nor rolled back (Prisma's
  * "failed migration" that blocks deploy). Rolled back rows are history only. Columns:
  * migration_name, checksum, finished_at, started_at, rolled_back_at. */
@@ -119,8 +113,7 @@ static int prisma_load_applied(db *d, applied_set *ret, db_failure *f) {
                          load_row, &a, f, "cannot read _prisma_migrations");
         if (r != 0)
                 return r;
-        if (a.n > 1)
-                qsort(a.items, a.n, sizeof(*a.items), by_version);
+        history_sort_applied(&a);
         *ret = a;
         return 0;
 }

@@ -18,7 +18,9 @@ struct history_format {
         int (*load_applied)(db *d, applied_set *ret, db_failure *f);
         int (*record_applied)(db *d, const migration *m, int64_t duration_ms, db_failure *f);
         int (*remove_applied)(db *d, const migration *m, db_failure *f);
-        /* Bookkeeping without running the script (the table exists, a write transaction is open). */
+        /* Bookkeeping without running the script (the table exists, a write transaction is open);
+         * NULL: history_mark_applied_once() and history_mark_rolled_back_once(), for a format
+         * without a failed state. */
         int (*mark_applied)(db *d, const migration *m, db_failure *f);
         int (*mark_rolled_back)(db *d, const migration *m, db_failure *f);
         /* migrated_attempts and migrated_meta live in the application database itself (native
@@ -71,6 +73,9 @@ int history_has_column(db *d, const char *table, const char *column, bool *ret, 
 
 /* Appends a zeroed item to a's applied migrations and returns it, or NULL. */
 applied_migration *history_add_applied(applied_set *a);
+
+/* Sorts a's applied migrations by version, for a table read in another order. */
+void history_sort_applied(applied_set *a);
 
 /* Adds name to the failed migrations of a, once. */
 int history_add_failed(applied_set *a, const char *name);

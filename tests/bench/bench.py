@@ -32,6 +32,7 @@ SRC_ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC_ROOT, "tests", "integration"))
 
 import harness as H  # noqa: E402  (protocol helpers only: Conn, read_reply)
+import bench_pg  # noqa: E402  (the PostgreSQL rows, beside psql)
 
 SQLITE3 = shutil.which("sqlite3") or "/usr/bin/sqlite3"
 DAEMON_NOFILE = (1024, 524288)   # systemd's default LimitNOFILE for services (soft, hard)
@@ -1208,7 +1209,7 @@ def main():
     T0 = time.monotonic()
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--build", default=os.path.join(SRC_ROOT, "build-bench"))
-    ap.add_argument("--only", help="comma-separated subset: w1,w3,w4,status,downtime,backup,memory")
+    ap.add_argument("--only", help="comma-separated subset: w1,w3,w4,status,downtime,backup,memory,pg")
     ap.add_argument("--json", help="also write the raw measurements to this file")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (for debugging)")
     args = ap.parse_args()
@@ -1225,7 +1226,8 @@ def main():
         ctx.load0 = loadavg()
         ctx.fsync_ms = fsync_latency_ms(ctx)
         steps = [("w1", bench_w1), ("w3", bench_w3), ("w4", bench_w4), ("status", bench_status),
-                 ("downtime", bench_downtime), ("backup", bench_backup), ("memory", bench_memory)]
+                 ("downtime", bench_downtime), ("backup", bench_backup), ("memory", bench_memory),
+                 ("pg", lambda c: bench_pg.bench_pg(c, sys.modules[__name__]))]
         for name, fn in steps:
             if not ctx.want(name):
                 continue

@@ -146,6 +146,9 @@ class ClientTest(harness.TestCase):
         self.assertRegex(r.out, r"(?m)^Version: +none \(latest 3, 3 pending\)$")
         # the backend's facts, one row each, from the status's "backend" object
         self.assertRegex(r.out, r"(?m)^Journal mode: +wal$")
+        # the format the daemon chose and the table of its bookkeeping
+        self.assertRegex(r.out, r"(?m)^Format: +native\b")
+        self.assertRegex(r.out, r"(?m)^History table: +migrated_schema$")
         st = d.status()
         self.assertEqual(st["backend"], {"name": "sqlite", "journal_mode": "wal"})
         self.assertEqual(st["journal_mode"], "wal")

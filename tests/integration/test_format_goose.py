@@ -312,6 +312,15 @@ class GooseTest(harness.TestCase):
         self.assertEqual(st["format"], "goose", st)
         self.assertEqual(st["problems"], [], st)
 
+    def test_status_text_names_format_reason_and_table(self):
+        """migratectl status (text) says what the JSON says: the format, why, and its table."""
+        d = self.start(self.path("text.sqlite"))
+        st = d.status()
+        r = self.assertCtl(d.ctl("status", json_out=False), 0)
+        self.assertRegex(r.out, r"(?m)^Format: +goose \(%s\)$" % re.escape(st["format_reason"]))
+        self.assertIn("goose", st["format_reason"])
+        self.assertRegex(r.out, r"(?m)^History table: +goose_db_version$")
+
     def test_new_follows_the_directory(self):
         r = harness.ctl("new", "add_tags", "--migrations", self.mdir, timeout=10)
         self.assertEqual(r.rc, 0, r)
