@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -149,7 +150,17 @@ class Cluster:
         if r.returncode != 0:
             raise AssertionError("pgbouncer failed: " + r.stderr + r.stdout)
         self.pgbouncer_pid = os.path.join(d, "pid")
-        return lambda dbname: "host=%s port=6433 user=postgres dbname=%s" % (d, dbname)
+        through = lambda dbname: "host=%s port=6433 user=postgres dbname=%s" % (d, dbname)  # noqa: E731
+        # `pgbouncer -d` may return before its socket accepts: wait until a query goes through it
+        deadline = time.monotonic() + 30
+        while True:
+            r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-c", "SELECT 1", through("postgres")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if r.returncode == 0:
+                return through
+            if time.monotonic() > deadline:
+                raise AssertionError("pgbouncer never accepted a connection: " + r.stdout)
+            time.sleep(0.05)  # polling its readiness: pgbouncer gives no event to wait for
 
     def session(self, dbname):
         """An interactive psql session (another client holding locks): write statements to it,
