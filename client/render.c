@@ -572,7 +572,12 @@ int render_job(json_t *result) {
                 return 0;
         }
         if (streq(status, "current")) {
-                printf("Already current at version %s\n", fmt_version(result, "to_version", a));
+                json_t *by = json_object_get(result, "applied_by");
+                printf("Already current at version %s", fmt_version(result, "to_version", a));
+                if (json_get_str(by, "host"))
+                        printf(" (applied by host %s at %s)", json_get_str(by, "host"),
+                               json_get_str(by, "at") ?: "?");
+                printf("\n");
                 return 0;
         }
         if (streq(status, "applied"))

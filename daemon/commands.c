@@ -13,6 +13,7 @@
 #include "migdir-format.h"
 #include "protocol-methods.h"
 #include "deps.h"
+#include "hosts.h"
 #include "units.h"
 #include "unrecorded.h"
 #include "versionkeys.h"
@@ -46,7 +47,8 @@ static bool param_bool(request *rq, const char *key) {
         return json_is_true(json_object_get(rq->params, key));
 }
 
-/* "uid=1000 pid=4242 comm=migratectl": who asked, for history and the journal. */
+/* "uid=1000 pid=4242 comm=migratectl host=box1": who asked, and on which host (the daemon's),
+ * for history and the journal. */
 static char *describe_peer(const peer *p) {
         char path[64], comm[64] = "?", *s;
         FILE *f;
@@ -58,7 +60,7 @@ static char *describe_peer(const peer *p) {
                         comm[strcspn(comm, "\n")] = '\0';
                 fclose(f);
         }
-        if (asprintf(&s, "uid=%u pid=%d comm=%s", (unsigned) p->uid, (int) p->pid, comm) < 0)
+        if (asprintf(&s, "uid=%u pid=%d comm=%s host=%s", (unsigned) p->uid, (int) p->pid, comm, hosts_name()) < 0)
                 return NULL;
         return s;
 }

@@ -20,6 +20,7 @@
 #include "jobs.h"
 #include "dblock.h"
 #include "db-postgres.h"
+#include "hosts.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
@@ -343,6 +344,12 @@ int main(int argc, char **argv) {
         if (r != CONFIG_RUN) {
                 config_clear(&cfg);
                 return r == CONFIG_EXIT_OK ? EXIT_SUCCESS : 2;
+        }
+        r = hosts_set_name(cfg.host_name);
+        if (r < 0) {
+                log_error_errno(r, "Cannot read the host name (set host_name): %m");
+                config_clear(&cfg);
+                return EXIT_FAILURE;
         }
         if (startcheck_migrations_dir(cfg.migrations_dir) < 0) {
                 config_clear(&cfg);

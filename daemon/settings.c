@@ -151,6 +151,7 @@ void config_clear(config *c) {
         free(c->state_dir);
         free(c->metrics_textfile);
         free(c->metrics_listen);
+        free(c->host_name);
         memset(c, 0, sizeof(*c));
 }
 
@@ -345,6 +346,9 @@ const setting settings_table[] = {
         { .section = "metrics", .key = "listen", .flag = "metrics-listen", .type = SETTING_LOOPBACK,
           .offset = FIELD(metrics_listen, char *), .arg = "ADDR",
           .help = "serve them over HTTP on a loopback address (127.0.0.1:PORT)" },
+        { .section = "daemon", .key = "host_name", .flag = "host-name", .type = SETTING_STRING,
+          .offset = FIELD(host_name, char *), .arg = "NAME",
+          .help = "this host's name in a shared database's history (default: the host name)" },
 };
 const size_t settings_n = ELEMENTSOF(settings_table);
 
