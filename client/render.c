@@ -449,7 +449,7 @@ int render_status(json_t *result) {
         if (r < 0)
                 return r;
         render_problems(json_get_array(result, "problems"));
-        return 0;
+        return render_hosts(json_object_get(result, "hosts"));
 }
 
 

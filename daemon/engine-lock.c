@@ -59,3 +59,24 @@ void engine_add_applied_by(engine *e, int64_t version, json_t *result) {
                 json_object_set_new(by, "host", json_string(host));
         json_object_set_new(result, "applied_by", by);
 }
+
+int engine_notify_commit(engine *e, int64_t version, db_failure *f) {
+        /* a backend with a shared writer lock is a server other hosts share */
+        if (!e->db->backend->lock)
+                return 0;
+        return hosts_notify_commit(e->db, version, f);
+}
+
+int engine_add_hosts(engine *e, json_t *status) {
+        json_t *arr = NULL;
+        db_failure f = {};
+        int r;
+
+        if (!e->db->backend->lock)
+                return 0;
+        r = hosts_list(e->db, &arr, &f);
+        db_failure_clear(&f);
+        if (r == 0)
+                json_object_set_new(status, "hosts", arr);
+        return r < 0 ? r : 0;
+}

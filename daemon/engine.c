@@ -633,6 +633,8 @@ static int run_group(run_state *s, size_t i, size_t j) {
         if (r == 0)
                 r = db_check_identity(d, &s->failure);
         if (r == 0)
+                r = engine_notify_commit(s->e, s->p->to_version, &s->failure);
+        if (r == 0)
                 r = db_commit(d, &s->failure);
         if (r != 0)
                 goto rollback;

@@ -16,6 +16,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pgharness import PgTestCase, harness  # noqa: E402
 from test_postgres import BASIC, write  # noqa: E402
 
+# only host a's session sleeps: the plan is the same for every host, its cost is not
+SLOW_ON_A = ("SELECT pg_sleep(CASE WHEN current_setting('application_name') = 'migrated-a' "
+             "THEN 600 ELSE 0 END);\n")
+
 
 class TestHosts(PgTestCase):
     def host(self, name):
@@ -64,11 +68,8 @@ class TestHosts(PgTestCase):
         self.assertEqual(res["applied_by"]["at"], at, res)
 
     def test_kill_9_of_the_lock_holder_another_waiting_daemon_completes(self):
-        # only host a's session sleeps: the plan is the same for both, its cost is not
         write(self.migrations, BASIC[:1] + [
-            (2, "slow", "CREATE TABLE t2 (x int);\n"
-                        "SELECT pg_sleep(CASE WHEN current_setting('application_name') = 'migrated-a' "
-                        "THEN 600 ELSE 0 END);\n", None)])
+            (2, "slow", "CREATE TABLE t2 (x int);\n" + SLOW_ON_A, None)])
         a = self.host("a")
         b = self.host("b")
         with harness.Conn(a.socket, 120) as ca, harness.Conn(b.socket, 120) as cb:
@@ -92,6 +93,75 @@ class TestHosts(PgTestCase):
         self.assertEqual([r[0] for r in rows], ["interrupted", "succeeded"], rows)
         self.assertIn("host=a", rows[0][1])
         self.assertIn("host=b", rows[1][1])
+
+    def hosts_of(self, d):
+        return {h["host"]: h for h in d.status().get("hosts", [])}
+
+    def test_status_shows_every_host_alive_by_its_lock(self):
+        write(self.migrations, BASIC)
+        a, b, c = self.host("a"), self.host("b"), self.host("c")
+        hosts = self.hosts_of(a)
+        self.assertEqual(sorted(hosts), ["a", "b", "c"], hosts)
+        for name, d in (("a", a), ("b", b), ("c", c)):
+            self.assertTrue(hosts[name]["alive"], hosts)
+            self.assertEqual(hosts[name]["pid"], d.pid, hosts)
+            self.assertEqual(hosts[name]["state"], "idle", hosts)
+        # the liveness is the host's session advisory lock: it goes with the session
+        self.assertEqual(self.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                                  "classid = 1835624307 AND granted"), [["3"]])
+        c.kill()
+        while self.sql("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 1835624307 "
+                       "AND objid = hashtext('c')::oid AND granted"):
+            pass
+        hosts = self.hosts_of(b)
+        self.assertEqual((hosts["a"]["alive"], hosts["b"]["alive"], hosts["c"]["alive"]), (True, True, False), hosts)
+        r = harness.ctl("status", sock=b.socket)
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.out, r"(?m)^ +c +dead")
+        self.assertRegex(r.out, r"(?m)^ +a +alive")
+
+    def test_one_daemon_per_host_name(self):
+        write(self.migrations, BASIC)
+        self.host("a")
+        again = self.daemon(name="a2", start=False, extra=["--host-name", "a"])
+        again.start(wait=False)
+        self.assertNotEqual(again.wait(timeout=60), 0)
+        self.assertIn("Another migrated runs as host a on this database", again.log())
+
+    def test_a_wait_on_one_host_opens_at_another_hosts_commit(self):
+        write(self.migrations, BASIC)
+        a, b = self.host("a"), self.host("b")
+        with harness.Conn(b.socket, 120) as cb:
+            cb.send("wait", {"timeout_ms": 90000})
+            res = a.call("up")
+            self.assertEqual(res["status"], "applied", res)
+            _, final = cb.read_reply(timeout=120)
+        got = harness.result_of(final)
+        self.assertEqual((got["schema_current"], got["current_version"]), (True, 2), final)
+
+    def test_a_waiting_host_says_what_it_waits_for(self):
+        write(self.migrations, BASIC[:1] + [(2, "slow", SLOW_ON_A, None)])
+        a, b = self.host("a"), self.host("b")
+        with harness.Conn(a.socket, 120) as ca, harness.Conn(b.socket, 120) as cb:
+            ca.send("up")
+            while not self.sql("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(CASE%'"):
+                pass
+            cb.send("up")
+            while True:
+                ev = cb.read_json(60)
+                if ev.get("event") == "lock" and ev.get("holder"):
+                    break
+            while not self.sql("SELECT 1 FROM migrated_hosts WHERE host = 'b' AND waiting_for IS NOT NULL"):
+                pass
+            hosts = self.hosts_of(a)
+            self.assertIn("held by migrated-a", hosts["b"]["waiting_for"], hosts)
+            self.assertEqual(hosts["a"]["state"], "up", hosts)
+            a.kill()
+            _, final = cb.read_reply(timeout=120)
+        self.assertEqual(harness.result_of(final)["status"], "applied", final)
+        # the row follows (sent without waiting, so it may land a moment after the answer)
+        while self.sql("SELECT 1 FROM migrated_hosts WHERE host = 'b' AND (state <> 'idle' OR waiting_for IS NOT NULL)"):
+            pass
 
 
 if __name__ == "__main__":
