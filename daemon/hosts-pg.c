@@ -7,9 +7,9 @@
  * once. The event loop drives that connection without ever blocking on it, except at start. */
 
 #include <errno.h>
-#include <stdio.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +47,11 @@ struct hosts {
         bool dirty;       /* another one is due once it is answered */
         char *state;
         char *waiting_for;
+        /* a lost session is replaced on the reader, retried with a growing pause */
+        struct event *retry;
+        bool lost, reconnecting, reconnected;
+        unsigned retry_s;
+        char *reconnect_dependents;
 };
 
 static bool sync_ok(PGconn *conn, const char *sql, int n, const char *const *values, bool *ret_first_true) {
@@ -92,11 +97,14 @@ static const char upsert_sql[] =
         "waiting_for = EXCLUDED.waiting_for, dependents = EXCLUDED.dependents, updated_at = now()";
 
 /* Sends the host's row without waiting for the answer (on_readable reads it). */
+static void on_readable(evutil_socket_t fd, short what, void *userdata);
+static void connection_lost(hosts *h);
+
 static void send_update(hosts *h) {
         _cleanup_free_ char *dependents = NULL;
         char pid[16];
 
-        if (h->busy) {
+        if (h->busy || h->lost) {
                 h->dirty = true;
                 return;
         }
@@ -128,9 +136,7 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
         bool notified = false;
 
         if (!PQconsumeInput(h->conn)) {
-                log_error("Lost the connection that keeps this host alive in the database (%s): other hosts "
-                          "now see it as dead; restart migrated", PQerrorMessage(h->conn));
-                event_del(h->readable);
+                connection_lost(h);
                 return;
         }
         while (h->busy && !PQisBusy(h->conn)) {
@@ -155,6 +161,91 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
                 server_refresh(h->server, NULL);
 }
 
+/* Takes the host's liveness lock, creates migrated_hosts once however many daemons start
+ * together, puts the host's row there and LISTENs: at start, and again after a reconnection (on
+ * the reader then). Blocking; false when it failed (logged). */
+static bool register_host(hosts *h, const char *dependents) {
+        const char *name[] = { hosts_name() };
+        bool got = false, ok;
+        char pid[16];
+
+        ok = sync_ok(h->conn, "SELECT pg_try_advisory_lock(" HOSTS_LOCK_CLASS ", hashtext($1))", 1, name, &got);
+        if (ok && !got) {
+                log_error("Another migrated runs as host %s on this database: one daemon per database per host "
+                          "(set a distinct host_name for each host)", hosts_name());
+                return false;
+        }
+        snprintf(pid, sizeof(pid), "%d", (int) getpid());
+        const char *values[] = { hosts_name(), pid, "idle", NULL, dependents ?: "[]" };
+        return ok && sync_ok(h->conn, "BEGIN", 0, NULL, NULL) &&
+               sync_ok(h->conn, "SELECT pg_advisory_xact_lock(" HOSTS_LOCK_CLASS ", 0)", 0, NULL, NULL) &&
+               sync_ok(h->conn, hosts_table_sql, 0, NULL, NULL) && sync_ok(h->conn, upsert_sql, 5, values, NULL) &&
+               sync_ok(h->conn, "COMMIT", 0, NULL, NULL) && sync_ok(h->conn, "LISTEN " HOSTS_CHANNEL, 0, NULL, NULL);
+}
+
+static bool watch(hosts *h) {
+        if (h->readable)
+                event_free(h->readable);
+        h->readable = NULL;
+        if (PQsetnonblocking(h->conn, 1) < 0)
+                return false;
+        h->readable = event_new(h->server->base, PQsocket(h->conn), EV_READ | EV_PERSIST, on_readable, h);
+        return h->readable && event_add(h->readable, NULL) == 0;
+}
+
+/* On the reader: a new session for the lost one, registered again. */
+static void reconnect_run(void *userdata) {
+        hosts *h = userdata;
+
+        PQreset(h->conn);
+        h->reconnected = PQstatus(h->conn) == CONNECTION_OK && register_host(h, h->reconnect_dependents);
+}
+
+static void reconnect_done(void *userdata) {
+        hosts *h = userdata;
+        struct timeval tv = { h->retry_s, 0 };
+
+        h->reconnecting = false;
+        free(h->reconnect_dependents);
+        h->reconnect_dependents = NULL;
+        if (h->reconnected && watch(h)) {
+                log_info("Reconnected: host %s is alive again in the database", hosts_name());
+                h->lost = false;
+                h->busy = false;
+                h->retry_s = 1;
+                send_update(h);
+                /* a commit may have been missed meanwhile */
+                if (!h->server->shutting_down)
+                        server_refresh(h->server, NULL);
+                return;
+        }
+        h->retry_s = h->retry_s >= 30 ? 30 : h->retry_s * 2;
+        evtimer_add(h->retry, &tv);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *userdata) {
+        hosts *h = userdata;
+
+        if (h->server->shutting_down || h->reconnecting)
+                return;
+        h->reconnect_dependents = dependents_json(h);
+        if (worker_submit(h->server->reader, reconnect_run, reconnect_done, h) == 0)
+                h->reconnecting = true;
+}
+
+/* The session is gone (the server ended it, or the network): this host looks dead to the others
+ * until a new session holds its lock again, which is tried with a growing pause. */
+static void connection_lost(hosts *h) {
+        struct timeval tv = { 1, 0 };
+
+        log_error("Lost the connection that keeps host %s alive in the database (%s); reconnecting", hosts_name(),
+                  PQerrorMessage(h->conn));
+        event_del(h->readable);
+        h->lost = true;
+        h->retry_s = 1;
+        evtimer_add(h->retry, &tv);
+}
+
 int hosts_new(server *s, hosts **ret) {
         _cleanup_free_ char *dependents = NULL;
         db_options o = { .backend = "postgresql", .target = s->cfg->connection,
@@ -162,8 +253,6 @@ int hosts_new(server *s, hosts **ret) {
                          .format = engine_format(s->job_engine) };
         db_failure f = {};
         hosts *h;
-        bool got = false, ok;
-        char pid[16];
 
         h = calloc(1, sizeof(*h));
         if (!h)
@@ -176,24 +265,9 @@ int hosts_new(server *s, hosts **ret) {
                 return -EIO;
         }
         h->conn = db_postgres_conn(h->db);
-        const char *name[] = { hosts_name() };
-        ok = sync_ok(h->conn, "SELECT pg_try_advisory_lock(" HOSTS_LOCK_CLASS ", hashtext($1))", 1, name, &got);
-        if (ok && !got) {
-                log_error("Another migrated runs as host %s on this database: one daemon per database per host "
-                          "(set a distinct host_name for each host)", hosts_name());
-                ok = false;
-        }
-        /* the table is created once however many daemons start together */
         dependents = dependents_json(h);
-        snprintf(pid, sizeof(pid), "%d", (int) getpid());
-        const char *values[] = { hosts_name(), pid, "idle", NULL, dependents ?: "[]" };
-        ok = ok && sync_ok(h->conn, "BEGIN", 0, NULL, NULL) &&
-             sync_ok(h->conn, "SELECT pg_advisory_xact_lock(" HOSTS_LOCK_CLASS ", 0)", 0, NULL, NULL) &&
-             sync_ok(h->conn, hosts_table_sql, 0, NULL, NULL) && sync_ok(h->conn, upsert_sql, 5, values, NULL) &&
-             sync_ok(h->conn, "COMMIT", 0, NULL, NULL) && sync_ok(h->conn, "LISTEN " HOSTS_CHANNEL, 0, NULL, NULL);
-        if (ok && PQsetnonblocking(h->conn, 1) == 0)
-                h->readable = event_new(s->base, PQsocket(h->conn), EV_READ | EV_PERSIST, on_readable, h);
-        if (!ok || !h->readable || event_add(h->readable, NULL) < 0) {
+        h->retry = evtimer_new(s->base, on_retry, h);
+        if (!h->retry || !register_host(h, dependents) || !watch(h)) {
                 hosts_free(h);
                 return -EIO;
         }
@@ -207,6 +281,9 @@ hosts *hosts_free(hosts *h) {
                 return NULL;
         if (h->readable)
                 event_free(h->readable);
+        if (h->retry)
+                event_free(h->retry);
+        free(h->reconnect_dependents);
         db_close(h->db);
         free(h->state);
         free(h->waiting_for);

@@ -346,7 +346,7 @@ const setting settings_table[] = {
         { .section = "metrics", .key = "listen", .flag = "metrics-listen", .type = SETTING_LOOPBACK,
           .offset = FIELD(metrics_listen, char *), .arg = "ADDR",
           .help = "serve them over HTTP on a loopback address (127.0.0.1:PORT)" },
-        { .section = "daemon", .key = "host_name", .flag = "host-name", .type = SETTING_STRING,
+        { .section = "database", .key = "host_name", .flag = "host-name", .type = SETTING_STRING,
           .offset = FIELD(host_name, char *), .arg = "NAME",
           .help = "this host's name in a shared database's history (default: the host name)" },
 };

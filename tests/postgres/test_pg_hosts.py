@@ -24,7 +24,7 @@ SLOW_ON_A = ("SELECT pg_sleep(CASE WHEN current_setting('application_name') = 'm
 class TestHosts(PgTestCase):
     def host(self, name):
         """A daemon for host name, its sessions named migrated-NAME on the server."""
-        return self.daemon(name=name, extra=["--host-name", name, "--connection",
+        return self.daemon(name=name, extra=["--connection",
                                              self.cluster.conninfo(self.dbname) + " application_name=migrated-" + name])
 
     def test_five_daemons_fifty_concurrent_up_apply_once(self):
@@ -123,7 +123,7 @@ class TestHosts(PgTestCase):
     def test_one_daemon_per_host_name(self):
         write(self.migrations, BASIC)
         self.host("a")
-        again = self.daemon(name="a2", start=False, extra=["--host-name", "a"])
+        again = self.daemon(name="a2", start=False, extra=["--host-name", "a"])  # the last one counts
         again.start(wait=False)
         self.assertNotEqual(again.wait(timeout=60), 0)
         self.assertIn("Another migrated runs as host a on this database", again.log())
