@@ -281,6 +281,9 @@ const setting settings_table[] = {
         { .section = "database", .key = "password_file", .flag = "password-file", .type = SETTING_STRING,
           .offset = FIELD(password_file, char *), .arg = "PATH",
           .help = "PostgreSQL: a file holding the password (a bare name: a systemd credential)" },
+        { .section = "database", .key = "host_name", .flag = "host-name", .type = SETTING_STRING,
+          .offset = FIELD(host_name, char *), .arg = "NAME",
+          .help = "this host's name in a shared database's history (default: the host name)" },
         { .section = "migrations", .key = "directory", .flag = "migrations", .short_flag = 'm',
           .type = SETTING_STRING, .offset = FIELD(migrations_dir, char *), .arg = "DIR",
           .help = "the migrations directory (NNNN_name.up.sql ...)" },
@@ -346,9 +349,6 @@ const setting settings_table[] = {
         { .section = "metrics", .key = "listen", .flag = "metrics-listen", .type = SETTING_LOOPBACK,
           .offset = FIELD(metrics_listen, char *), .arg = "ADDR",
           .help = "serve them over HTTP on a loopback address (127.0.0.1:PORT)" },
-        { .section = "database", .key = "host_name", .flag = "host-name", .type = SETTING_STRING,
-          .offset = FIELD(host_name, char *), .arg = "NAME",
-          .help = "this host's name in a shared database's history (default: the host name)" },
 };
 const size_t settings_n = ELEMENTSOF(settings_table);
 
