@@ -593,6 +593,8 @@ int render_job(json_t *result) {
                 printf(" in %" PRId64 " ms", ms);
         if (json_get_int(result, "downtime_ms", &ms))
                 printf(" (services down %" PRId64 " ms)", ms);
+        if (json_get_str(result, "host"))
+                printf(" on host %s", json_get_str(result, "host"));
         putchar('\n');
         if (json_get_int(result, "size_change", &ms))
                 printf("Size change: %+" PRId64 " bytes\n", ms);

@@ -39,6 +39,10 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         r = engine_run_plan_locked(e, job, take_backup, progress, userdata, ret_result, err);
         db_unlock(e->db);
+        /* on a database other hosts share, the answer says which host applied the plan */
+        if (r == 0 && *ret_result && e->db->backend->lock &&
+            !streq(json_string_value(json_object_get(*ret_result, "status")) ?: "", "current"))
+                json_object_set_new(*ret_result, "host", json_string(hosts_name()));
         return r;
 }
 

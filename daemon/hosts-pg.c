@@ -54,6 +54,8 @@ struct hosts {
         char *reconnect_dependents;
 };
 
+/* A blocking query for registration (at start, or on the reader after a reconnection); with
+ * ret_first_true, whether its one row's first column is true. */
 static bool sync_ok(PGconn *conn, const char *sql, int n, const char *const *values, bool *ret_first_true) {
         PGresult *res = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
         ExecStatusType st = PQresultStatus(res);

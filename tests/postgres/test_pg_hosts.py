@@ -60,6 +60,8 @@ class TestHosts(PgTestCase):
         self.assertIn(host, ["host%d" % i for i in range(5)])
         for a in current:
             self.assertIn("(applied by host %s at %s)" % (host, at), a.out)
+        for a in applied:
+            self.assertIn(" on host %s" % host, a.out)
         # a later request on another daemon answers the same
         other = daemons[(int(host[-1]) + 1) % 5]
         res = other.call("up")
