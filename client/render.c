@@ -464,7 +464,7 @@ int render_status(json_t *result) {
         if (r < 0)
                 return r;
         render_problems(json_get_array(result, "problems"));
-        return 0;
+        return render_hosts(json_object_get(result, "hosts"));
 }
 
 
@@ -587,7 +587,12 @@ int render_job(json_t *result) {
                 return 0;
         }
         if (streq(status, "current")) {
-                printf("Already current at version %s\n", fmt_version(result, "to_version", a));
+                json_t *by = json_object_get(result, "applied_by");
+                printf("Already current at version %s", fmt_version(result, "to_version", a));
+                if (json_get_str(by, "host"))
+                        printf(" (applied by host %s at %s)", json_get_str(by, "host"),
+                               json_get_str(by, "at") ?: "?");
+                printf("\n");
                 return 0;
         }
         if (streq(status, "applied"))
@@ -603,6 +608,8 @@ int render_job(json_t *result) {
                 printf(" in %" PRId64 " ms", ms);
         if (json_get_int(result, "downtime_ms", &ms))
                 printf(" (services down %" PRId64 " ms)", ms);
+        if (json_get_str(result, "host"))
+                printf(" on host %s", json_get_str(result, "host"));
         putchar('\n');
         if (json_get_int(result, "size_change", &ms))
                 printf("Size change: %+" PRId64 " bytes\n", ms);

@@ -22,6 +22,8 @@ void progress_end(progress *p);
 
 void render_error(json_t *error);
 int render_status(json_t *result);
+/* render-hosts.c: the hosts of a shared database (status's "hosts"); nothing without them. */
+int render_hosts(json_t *hosts);
 int render_job(json_t *result); /* up and down, also with dry_run */
 int render_plan(json_t *result, bool dry_run);
 int render_history(json_t *result);

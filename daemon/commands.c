@@ -13,6 +13,7 @@
 #include "migdir-format.h"
 #include "protocol-methods.h"
 #include "deps.h"
+#include "hosts.h"
 #include "units.h"
 #include "unrecorded.h"
 #include "versionkeys.h"
@@ -46,7 +47,8 @@ static bool param_bool(request *rq, const char *key) {
         return json_is_true(json_object_get(rq->params, key));
 }
 
-/* "uid=1000 pid=4242 comm=migratectl": who asked, for history and the journal. */
+/* "uid=1000 pid=4242 comm=migratectl host=box1": who asked, and on which host (the daemon's),
+ * for history and the journal. */
 static char *describe_peer(const peer *p) {
         char path[64], comm[64] = "?", *s;
         FILE *f;
@@ -58,7 +60,7 @@ static char *describe_peer(const peer *p) {
                         comm[strcspn(comm, "\n")] = '\0';
                 fclose(f);
         }
-        if (asprintf(&s, "uid=%u pid=%d comm=%s", (unsigned) p->uid, (int) p->pid, comm) < 0)
+        if (asprintf(&s, "uid=%u pid=%d comm=%s host=%s", (unsigned) p->uid, (int) p->pid, comm, hosts_name()) < 0)
                 return NULL;
         return s;
 }
@@ -76,6 +78,7 @@ typedef enum read_kind {
         READ_DRY_RUN,
         READ_BACKUPS,
         READ_LOCK_CHECK,
+        READ_HOSTS, /* a shared server's hosts, for a status answered from the snapshot */
 } read_kind;
 
 typedef struct read_task {
@@ -97,7 +100,15 @@ static void read_run(void *userdata) {
 
         switch (t->kind) {
         case READ_STATUS:
+                t->r = engine_status(e, &t->result, &t->err);
+                if (t->r == 0)
+                        (void) engine_add_hosts(e, t->result);
+                break;
         case READ_WAIT: t->r = engine_status(e, &t->result, &t->err); break;
+        case READ_HOSTS:
+                t->result = json_object();
+                t->r = t->result ? engine_add_hosts(e, t->result) : -ENOMEM;
+                break;
         case READ_PLAN: t->r = engine_plan(e, &t->plan, &t->result, &t->err); break;
         case READ_HISTORY: t->r = engine_history(e, t->limit, &t->result, &t->err); break;
         case READ_VERIFY: t->r = engine_verify(e, &t->result, &t->err); break;
@@ -172,6 +183,13 @@ static void read_done(void *userdata) {
                 json_decref(t->result);
                 t->result = server_status(s);
         }
+        if (t->r == 0 && t->kind == READ_HOSTS) {
+                json_t *status = server_status(s), *list = json_object_get(t->result, "hosts");
+                if (status && list)
+                        json_object_set(status, "hosts", list);
+                json_decref(t->result);
+                t->result = status;
+        }
         if (t->r == 0 && t->kind == READ_HISTORY)
                 unrecorded_merge(s->state_fd, s->cfg->database, t->result, t->limit);
         if (t->r == 0 && t->kind == READ_LOCK_CHECK)
@@ -220,6 +238,13 @@ static read_task *read_task_new(request *rq, read_kind kind) {
 static void cmd_status(request *rq) {
         read_task *t;
 
+        /* a shared server's hosts are read even then: the writer's transaction blocks nothing */
+        if (jobs_busy(rq->server->jobs) && rq->server->snapshot && rq->server->hosts) {
+                t = read_task_new(rq, READ_HOSTS);
+                if (t)
+                        submit_read(rq, t);
+                return;
+        }
         if (jobs_busy(rq->server->jobs) && rq->server->snapshot) {
                 server_reply_result(rq->server, rq->peer.conn_id, rq->id, server_status(rq->server));
                 request_free(rq);

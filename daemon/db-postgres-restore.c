@@ -16,9 +16,11 @@
 #include "db-postgres-internal.h"
 #include "history.h"
 
-/* migrated's own tables, which keep the live history rather than the archive's */
+/* migrated's own tables, which keep the live history (and the live hosts) rather than the
+ * archive's */
 static bool is_own_entry(const char *line, size_t n) {
-        return memmem(line, n, " migrated_attempts", 18) || memmem(line, n, " migrated_meta", 14);
+        return memmem(line, n, " migrated_attempts", 18) || memmem(line, n, " migrated_meta", 14) ||
+               memmem(line, n, " migrated_hosts", 15);
 }
 
 /* What a client program writes to stdout, in memory; NULL with *ret_problem when it fails. */
@@ -149,7 +151,7 @@ static int drop_schema_objects(db_pg *p, db_failure *f) {
 
 /* Moves migrated's history tables between the schema and a holding schema, quoted names given. */
 static int move_own_tables(db_pg *p, const char *from, const char *to, db_failure *f) {
-        static const char *const own[] = { "migrated_attempts", "migrated_meta" };
+        static const char *const own[] = { "migrated_attempts", "migrated_meta", "migrated_hosts" };
         int r = 0;
 
         for (size_t i = 0; r == 0 && i < ELEMENTSOF(own); i++) {

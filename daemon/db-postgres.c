@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "db-postgres-internal.h"
+#include "db-postgres.h"
 #include "macro.h"
 
 /* PostgreSQL type oids of the integer types (pg_type.dat). */
@@ -563,3 +564,7 @@ const db_backend db_postgres_backend = {
         .lock = pg_lock,
         .unlock = pg_unlock,
 };
+
+struct pg_conn *db_postgres_conn(db *d) {
+        return d && d->backend == &db_postgres_backend ? to_pg(d)->conn : NULL;
+}

@@ -43,6 +43,10 @@ int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *r
 /* A migration job once the writer lock is held (engine-lock.c takes it: engine_run_plan). */
 int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress,
                            void *userdata, json_t **ret_result, engine_error *err);
+/* Adds "applied_by" ({host, requested_by, at}) to a "current" result, when the history says. */
+void engine_add_applied_by(engine *e, int64_t version, json_t *result);
+/* In the transaction about to commit: on a shared server, every host is told at its commit. */
+int engine_notify_commit(engine *e, int64_t version, db_failure *f);
 
 /* Backup of the live database before a change; fills *ret_info ({file, path, size, ...}). */
 int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind kind, json_t **ret_info,

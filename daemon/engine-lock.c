@@ -2,7 +2,11 @@
 /* The engine's side of a shared server's writer lock: a job holds it from before its plan is made
  * to its end, and its holder is told while the job waits (db.h: lock, unlock, lock_report_live). */
 
+#include <stdlib.h>
+
 #include "engine-internal.h"
+#include "history.h"
+#include "hosts.h"
 
 int engine_lock_report(engine *e, const char *target, json_t **ret_report) {
         return db_lock_report_live(e->db, target, ret_report);
@@ -35,5 +39,48 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         r = engine_run_plan_locked(e, job, take_backup, progress, userdata, ret_result, err);
         db_unlock(e->db);
+        /* on a database other hosts share, the answer says which host applied the plan */
+        if (r == 0 && *ret_result && e->db->backend->lock &&
+            !streq(json_string_value(json_object_get(*ret_result, "status")) ?: "", "current"))
+                json_object_set_new(*ret_result, "host", json_string(hosts_name()));
         return r;
+}
+
+/* A "current" answer says who applied the version (another host, on a shared server): the
+ * attempt that took the database there, from the history. Best effort: without it the answer
+ * is still right. */
+void engine_add_applied_by(engine *e, int64_t version, json_t *result) {
+        _cleanup_free_ char *host = NULL;
+        json_t *by = NULL;
+        db_failure f = {};
+
+        if (version <= 0 || history_applied_by(e->db, version, &by, &f) != 0 || !by) {
+                db_failure_clear(&f);
+                return;
+        }
+        host = hosts_of_requester(json_string_value(json_object_get(by, "requested_by")));
+        if (host)
+                json_object_set_new(by, "host", json_string(host));
+        json_object_set_new(result, "applied_by", by);
+}
+
+int engine_notify_commit(engine *e, int64_t version, db_failure *f) {
+        /* a backend with a shared writer lock is a server other hosts share */
+        if (!e->db->backend->lock)
+                return 0;
+        return hosts_notify_commit(e->db, version, f);
+}
+
+int engine_add_hosts(engine *e, json_t *status) {
+        json_t *arr = NULL;
+        db_failure f = {};
+        int r;
+
+        if (!e->db->backend->lock)
+                return 0;
+        r = hosts_list(e->db, &arr, &f);
+        db_failure_clear(&f);
+        if (r == 0)
+                json_object_set_new(status, "hosts", arr);
+        return r < 0 ? r : 0;
 }

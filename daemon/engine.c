@@ -633,6 +633,8 @@ static int run_group(run_state *s, size_t i, size_t j) {
         if (r == 0)
                 r = db_check_identity(d, &s->failure);
         if (r == 0)
+                r = engine_notify_commit(s->e, s->p->to_version, &s->failure);
+        if (r == 0)
                 r = db_commit(d, &s->failure);
         if (r != 0)
                 goto rollback;
@@ -777,6 +779,8 @@ int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, e
                 *ret_result = json_pack("{s:I,s:s,s:I,s:I,s:[],s:I}", "job_id", (json_int_t) job->id, "status",
                                         "current", "from_version", (json_int_t) p->from_version, "to_version",
                                         (json_int_t) p->to_version, done_key, "duration_ms", (json_int_t) 0);
+                if (*ret_result && job->request.direction == PLAN_UP)
+                        engine_add_applied_by(e, p->to_version, *ret_result);
                 return *ret_result ? 0 : -ENOMEM;
         }
         /* the job has started once it has a plan; its checks and backup are part of it */

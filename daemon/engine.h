@@ -81,6 +81,8 @@ const db_backend *engine_backend(engine *e);
 
 /* Why the database is busy (lock-check), from the engine's thread. */
 int engine_lock_report(engine *e, const char *target, json_t **ret_report);
+/* On a shared server, adds "hosts" (hosts_list()) to a status document; nothing otherwise. */
+int engine_add_hosts(engine *e, json_t *status);
 
 /* Clears a stop request; called by the job's owner before a job starts. */
 void engine_reset_stop(engine *e);

@@ -325,6 +325,30 @@ int history_attempts(db *app, unsigned limit, json_t **ret, db_failure *f) {
         return 0;
 }
 
+static int applied_by_row(const db_value *c, size_t n, void *userdata) {
+        json_t **ret = userdata;
+
+        *ret = json_pack("{s:s?,s:s?}", "requested_by", c[0].type == DB_VALUE_TEXT ? c[0].s : NULL, "at",
+                         c[1].type == DB_VALUE_TEXT ? c[1].s : NULL);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int history_applied_by(db *app, int64_t version, json_t **ret, db_failure *f) {
+        db *d = history_own(app);
+        bool exists;
+        int r;
+
+        *ret = NULL;
+        r = db_table_exists(d, "migrated_attempts", &exists, f);
+        if (r == 0 && exists)
+                r = db_query(d,
+                             "SELECT requested_by, finished_at FROM migrated_attempts WHERE status = 'succeeded' "
+                             "AND direction = 'up' AND to_version = ?1 ORDER BY id DESC LIMIT 1",
+                             (db_value[]) { DB_INT(version) }, 1, applied_by_row, ret, NULL, f,
+                             "cannot read the history");
+        return r;
+}
+
 int history_recover_interrupted(db *app, unsigned *ret_count, db_failure *f) {
         db *d = history_own(app);
         int64_t changes = 0;

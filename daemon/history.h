@@ -112,6 +112,9 @@ int history_attempt_begin(db *d, const db_attempt *a, int64_t *ret_id, db_failur
 int history_attempt_finish(db *d, int64_t id, const char *status, const char *error, const char *error_file,
                            unsigned error_line, db_failure *f);
 int history_attempts(db *d, unsigned limit, json_t **ret, db_failure *f);
+/* Who applied version, as the last succeeded attempt that went up to it says: its requested_by
+ * and finished_at (*ret NULL when no attempt says so). */
+int history_applied_by(db *d, int64_t version, json_t **ret, db_failure *f);
 /* Moves migrated_attempts and migrated_meta that an earlier migrated left in d to history_own(d)
  * (when that is another database), then marks attempts left running as interrupted. */
 int history_recover_interrupted(db *d, unsigned *ret_count, db_failure *f);

@@ -15,6 +15,7 @@
 
 #include "job.h"
 #include "jobids.h"
+#include "hosts.h"
 #include "jobs.h"
 #include "journal.h"
 #include "db.h"
@@ -142,10 +143,20 @@ static void deliver_progress(void *userdata) {
         progress_msg *m = userdata;
         job *jb = m->job;
 
-        if (streq(m->event, "started"))
+        if (streq(m->event, "started")) {
                 jb->step = "checking the database";
-        else if (streq(m->event, "lock"))
+                hosts_set_state(jb->owner->server->hosts, direction(jb), NULL);
+        } else if (streq(m->event, "lock")) {
+                json_t *holder = json_object_get(m->fields, "holder");
                 jb->step = "waiting for the database's write lock";
+                if (holder) {
+                        char waiting[256];
+                        snprintf(waiting, sizeof(waiting), "the writer lock, held by %s (pid %" JSON_INTEGER_FORMAT ")",
+                                 json_string_value(json_object_get(holder, "application_name")) ?: "?",
+                                 json_integer_value(json_object_get(holder, "pid")));
+                        hosts_set_state(jb->owner->server->hosts, direction(jb), waiting);
+                }
+        }
         else if (streq(m->event, "backup"))
                 jb->step = streq(json_string_value(json_object_get(m->fields, "phase")) ?: "", "done")
                                    ? "waiting for the database's write lock"
@@ -216,6 +227,7 @@ void job_finish(job *jb) {
         char id[24];
 
         snprintf(id, sizeof(id), "%" PRIu64, jb->id);
+        hosts_set_state(s->hosts, "idle", NULL);
         if (job_moves_schema(jb) && !jb->gate_updated) {
                 jb->gate_updated = true;
                 s->gate.suspended = false;
@@ -501,6 +513,7 @@ static void jobs_start_next(jobs *j) {
         j->running = jb;
         jb->phase = PHASE_PREPARING;
         jb->t_begin = job_mono_ms();
+        hosts_set_state(s->hosts, direction(jb), NULL);
         engine_reset_stop(s->job_engine);
         if (job_moves_schema(jb))
                 s->gate.suspended = true; /* this job decides anew */

@@ -20,63 +20,12 @@
 #include "jobs.h"
 #include "dblock.h"
 #include "db-postgres.h"
+#include "hosts.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
 #include "startcheck.h"
 
-typedef struct refresh {
-        server *server;
-        json_t *snapshot;
-} refresh;
-
-static void refresh_run(void *userdata) {
-        refresh *rf = userdata;
-        engine_error err = {};
-
-        if (engine_status(rf->server->read_engine, &rf->snapshot, &err) != 0) {
-                rf->snapshot = NULL;
-                log_warning("Rescan failed: %s", err.message ?: "out of memory");
-        }
-        engine_error_clear(&err);
-}
-
-static void start_rescan(server *s);
-
-static void refresh_done(void *userdata) {
-        refresh *rf = userdata;
-        server *s = rf->server;
-
-        server_set_snapshot(s, rf->snapshot);
-        free(rf);
-        s->rescan_running = false;
-        if (s->rescan_pending && !s->shutting_down) {
-                s->rescan_pending = false;
-                start_rescan(s);
-        }
-}
-
-/* Every view rescans the directory anyway; a reload refreshes the snapshot (on the reader
- * thread: no SQL on the loop) so that status during the next job and the wait gates see the new
- * files. A storm of SIGHUPs costs at most one running and one pending rescan. */
-static void start_rescan(server *s) {
-        refresh *rf;
-
-        if (s->rescan_running) {
-                s->rescan_pending = true;
-                return;
-        }
-        rf = calloc(1, sizeof(*rf));
-        if (!rf)
-                return;
-        log_info("SIGHUP: rescanning %s", s->cfg->migrations_dir);
-        rf->server = s;
-        if (worker_submit(s->reader, refresh_run, refresh_done, rf) < 0) {
-                free(rf);
-                return;
-        }
-        s->rescan_running = true;
-}
 
 static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         server *s = userdata;
@@ -93,7 +42,7 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         }
         if (sig == SIGHUP) {
                 if (!s->shutting_down)
-                        start_rescan(s);
+                        server_refresh(s, "SIGHUP: rescanning the migrations directory");
                 return;
         }
         server_shutdown(s);
@@ -343,6 +292,12 @@ int main(int argc, char **argv) {
         if (r != CONFIG_RUN) {
                 config_clear(&cfg);
                 return r == CONFIG_EXIT_OK ? EXIT_SUCCESS : 2;
+        }
+        r = hosts_set_name(cfg.host_name);
+        if (r < 0) {
+                log_error_errno(r, "Cannot read the host name (set host_name): %m");
+                config_clear(&cfg);
+                return EXIT_FAILURE;
         }
         if (startcheck_migrations_dir(cfg.migrations_dir) < 0) {
                 config_clear(&cfg);

@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "deps.h"
+#include "hosts.h"
 #include "jobs.h"
 #include "statedir.h"
 #include "units.h"
@@ -165,6 +166,59 @@ void server_set_snapshot(server *s, json_t *snapshot) {
         s->snapshot = snapshot;
         metrics_set_snapshot(s->metrics, snapshot);
         check_waiters(s);
+}
+
+typedef struct refresh {
+        server *server;
+        json_t *snapshot;
+} refresh;
+
+static void refresh_run(void *userdata) {
+        refresh *rf = userdata;
+        engine_error err = {};
+
+        if (engine_status(rf->server->read_engine, &rf->snapshot, &err) != 0) {
+                rf->snapshot = NULL;
+                log_warning("Cannot refresh the status: %s", err.message ?: "out of memory");
+        }
+        engine_error_clear(&err);
+}
+
+static void refresh_done(void *userdata) {
+        refresh *rf = userdata;
+        server *s = rf->server;
+
+        server_set_snapshot(s, rf->snapshot);
+        free(rf);
+        s->rescan_running = false;
+        if (s->rescan_pending && !s->shutting_down) {
+                s->rescan_pending = false;
+                server_refresh(s, s->rescan_why);
+        }
+}
+
+/* A fresh snapshot (on the reader thread: no SQL on the loop), which opens the wait gates it
+ * satisfies: after a reload (new files) or another host's commit. A storm of requests costs at
+ * most one running and one pending rescan. */
+void server_refresh(server *s, const char *why) {
+        refresh *rf;
+
+        if (s->rescan_running) {
+                s->rescan_pending = true;
+                s->rescan_why = why;
+                return;
+        }
+        if (why)
+                log_info("%s", why);
+        rf = calloc(1, sizeof(*rf));
+        if (!rf)
+                return;
+        rf->server = s;
+        if (worker_submit(s->reader, refresh_run, refresh_done, rf) < 0) {
+                free(rf);
+                return;
+        }
+        s->rescan_running = true;
 }
 
 void server_notify_status(server *s, const char *fmt, ...) {
@@ -413,6 +467,8 @@ int server_listen(server *s) {
                 return -EIO;
         }
         jobs_set_last_id(s->jobs, engine_last_job_id(s->job_engine));
+        if (config_is_server(cfg) && hosts_new(s, &s->hosts) < 0)
+                return -EIO;
         fd = open_listener(cfg, &s->socket_created);
         if (fd < 0)
                 return -EIO;
@@ -445,6 +501,7 @@ server *server_free(server *s) {
         s->job_worker = worker_free(s->job_worker);
         s->reader = worker_free(s->reader);
         s->control = control_free(s->control);
+        s->hosts = hosts_free(s->hosts);
         if (s->socket_created)
                 (void) unlink(s->cfg->socket_path);
         if (s->exit_check)

@@ -38,11 +38,13 @@ typedef struct server {
         bool shutting_down;
         bool serving;        /* start-up is over: signals act at once */
         bool stop_requested; /* SIGTERM/SIGINT during start-up */
-        bool rescan_running; /* a SIGHUP rescan is on the reader */
-        bool rescan_pending; /* another SIGHUP came meanwhile: one more rescan after it */
+        bool rescan_running; /* a refresh (SIGHUP, another host's commit) is on the reader */
+        bool rescan_pending; /* another came meanwhile: one more refresh after it */
+        const char *rescan_why; /* its log line (static), or NULL */
         struct event *exit_check;
         struct event *watchdog;
         metrics *metrics; /* NULL: no metrics configured */
+        struct hosts *hosts; /* a shared server's hosts (hosts.h); NULL: SQLite */
 } server;
 
 /* Builds what serving needs before anyone is served: the event loop, the state directory, both
@@ -64,6 +66,9 @@ void server_reply_event(server *s, uint64_t conn_id, json_t *id, const char *eve
 
 /* Replaces the status snapshot (takes ownership) and answers the waiters it satisfies. */
 void server_set_snapshot(server *s, json_t *snapshot);
+/* Re-reads the status on the reader and publishes it (server_set_snapshot), logging why (a
+ * static string, or NULL) when it starts. */
+void server_refresh(server *s, const char *why);
 
 /* Whether the snapshot says the schema is current: nothing pending, no problem. */
 bool server_schema_current(server *s);

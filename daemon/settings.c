@@ -151,6 +151,7 @@ void config_clear(config *c) {
         free(c->state_dir);
         free(c->metrics_textfile);
         free(c->metrics_listen);
+        free(c->host_name);
         memset(c, 0, sizeof(*c));
 }
 
@@ -280,6 +281,9 @@ const setting settings_table[] = {
         { .section = "database", .key = "password_file", .flag = "password-file", .type = SETTING_STRING,
           .offset = FIELD(password_file, char *), .arg = "PATH",
           .help = "PostgreSQL: a file holding the password (a bare name: a systemd credential)" },
+        { .section = "database", .key = "host_name", .flag = "host-name", .type = SETTING_STRING,
+          .offset = FIELD(host_name, char *), .arg = "NAME",
+          .help = "this host's name in a shared database's history (default: the host name)" },
         { .section = "migrations", .key = "directory", .flag = "migrations", .short_flag = 'm',
           .type = SETTING_STRING, .offset = FIELD(migrations_dir, char *), .arg = "DIR",
           .help = "the migrations directory (NNNN_name.up.sql ...)" },

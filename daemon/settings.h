@@ -56,6 +56,8 @@ typedef struct config {
         /* metrics for Prometheus (metrics.h): NULL, off */
         char *metrics_textfile;
         char *metrics_listen;
+        /* many hosts on one PostgreSQL database (hosts.h): NULL, the kernel's host name */
+        char *host_name;
 } config;
 
 typedef enum setting_type {

@@ -218,10 +218,12 @@ class PgTestCase(unittest.TestCase):
         os.mkdir(self.migrations)
 
     def daemon(self, extra=(), migrations=None, start=True, name=None):
-        """A migrated on this test's database (its own socket and state directory)."""
+        """A migrated on this test's database (its own socket, state directory and host name)."""
         d = harness.Daemon(self.workdir, migrations=migrations or self.migrations,
                            extra_args=["--connection", self.cluster.conninfo(self.dbname),
-                                       "--state-dir", os.path.join(self.workdir, "state-%s" % (name or "x"))]
+                                       "--state-dir", os.path.join(self.workdir, "state-%s" % (name or "x")),
+                                       # each daemon is a host of its own (one per host name per database)
+                                       "--host-name", name or "x"]
                            + list(extra))
         self.addCleanup(d.kill)
         if start:

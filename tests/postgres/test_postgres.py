@@ -38,7 +38,7 @@ class TestEngineOnPostgres(PgTestCase):
         res = d.call("up")
         self.assertEqual(res["status"], "applied", res)
         self.assertEqual(res["to_version"], 2)
-        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_meta", "migrated_schema", "posts", "users"])
+        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_hosts", "migrated_meta", "migrated_schema", "posts", "users"])
         self.assertEqual(self.sql("SELECT version, name FROM migrated_schema ORDER BY version"),
                          [["1", "users"], ["2", "posts"]])
         self.assertEqual(d.status()["current_version"], 2)
@@ -70,7 +70,7 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertIn("0003_broken.up.sql:4:", err["message"])
         self.assertIn("nosuchcolumn", err["message"])
         # one transaction for the whole plan: 1 and 2 are not there either
-        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_meta", "migrated_schema"])
+        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_hosts", "migrated_meta", "migrated_schema"])
         self.assertEqual(self.sql("SELECT count(*) FROM migrated_schema"), [["0"]])
         self.assertEqual(d.call("history")["attempts"][0]["status"], "failed")
 
@@ -103,7 +103,7 @@ class TestEngineOnPostgres(PgTestCase):
         res = d.call("restore", {"backup": manual["file"]})
         self.assertEqual((res["status"], res["to_version"]), ("restored", 1), res)
         # the schema and data of the backup; nothing created after it survives
-        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_meta", "migrated_schema", "users"])
+        self.assertEqual(self.tables(), ["migrated_attempts", "migrated_hosts", "migrated_meta", "migrated_schema", "users"])
         self.assertEqual(self.sql("SELECT id, md5(name) FROM users ORDER BY id"), rows)
         self.assertEqual(self.sql("SELECT count(*) FROM pg_type WHERE typname = 'kind'"), [["0"]])
         self.assertEqual(self.sql("SELECT count(*) FROM pg_proc WHERE proname = 'f'"), [["0"]])
@@ -120,9 +120,12 @@ class TestEngineOnPostgres(PgTestCase):
         self.assertEqual(d.call("up", {"to": 1})["to_version"], 1)
         ended = self.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                          "WHERE application_name LIKE 'migrated%'")
-        self.assertEqual(len(ended), 2, ended)  # the job's connection and the reader's
+        self.assertEqual(len(ended), 3, ended)  # the job's connection, the reader's and the host's
         self.assertEqual(d.call("up")["to_version"], 2)
         self.assertEqual(d.status()["current_version"], 2)
+        # the host's session comes back with its liveness lock
+        harness.wait_until(lambda: "Reconnected: host x is alive again" in d.log(), 60, what="the host's session")
+        self.assertEqual([h["alive"] for h in d.status()["hosts"]], [True])
         self.assertEqual(len(d.call("history")["attempts"]), 2)
 
     def test_statements_are_split_as_psql_splits_them(self):
@@ -153,7 +156,7 @@ INSERT INTO notes VALUES (E'it\\'s; fine'), ('x'';y');
         self.assertEqual(d.call("up")["to_version"], 2)
         self.assertEqual(self.sql("SELECT schemaname, tablename FROM pg_tables WHERE tablename LIKE 'migrated%' "
                                   "OR tablename = 't' ORDER BY 2"),
-                         [["public", "migrated_attempts"], ["public", "migrated_meta"], ["public", "migrated_schema"],
+                         [["public", "migrated_attempts"], ["public", "migrated_hosts"], ["public", "migrated_meta"], ["public", "migrated_schema"],
                           ["other", "t"]])
         self.assertEqual(self.sql("SELECT max(version) FROM public.migrated_schema"), [["2"]])
         self.assertEqual(d.call("down", {"to": 1})["to_version"], 1)

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Many hosts on one shared database (PostgreSQL): each host runs its own migrated, and the
+ * database is where they meet. This names the host this daemon runs for. */
+
+/* Sets the host's name: the configured one, or the kernel's host name when NULL or empty. */
+int hosts_set_name(const char *configured);
+/* The host's name ("?" before hosts_set_name). */
+const char *hosts_name(void);
+/* The host named in a requested_by text ("uid=0 pid=1 comm=x host=NAME"), newly allocated, or
+ * NULL when it names none. */
+char *hosts_of_requester(const char *requested_by);
+
+/* On PostgreSQL (hosts-pg.c): this host's liveness lock, its row in migrated_hosts and the
+ * LISTEN for other hosts' commits, on a connection of its own driven by the loop. */
+#include <jansson.h>
+
+#include "db.h"
+
+typedef struct hosts hosts;
+struct server;
+int hosts_new(struct server *s, hosts **ret);
+hosts *hosts_free(hosts *h);
+/* What this host does now ("idle", "running") and waits for (NULL: nothing), with its
+ * dependents' state, to its row; sent without waiting. NULL h: nothing. */
+void hosts_set_state(hosts *h, const char *state, const char *waiting_for);
+/* Every host of the database, alive or not (its liveness lock held), from the reader's
+ * connection: [{host, pid, started_at, state, waiting_for, dependents, updated_at, alive}]. */
+int hosts_list(db *d, json_t **ret, db_failure *f);
+/* In a job's transaction: every host's wait gates re-read the version at its commit. */
+int hosts_notify_commit(db *d, int64_t version, db_failure *f);
