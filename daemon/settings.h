@@ -56,6 +56,9 @@ typedef struct config {
         /* metrics for Prometheus (metrics.h): NULL, off */
         char *metrics_textfile;
         char *metrics_listen;
+        /* --one-shot: serve the one client connected on fd 3 (migratectl --database), no socket,
+         * exit when it closes */
+        bool one_shot;
 } config;
 
 typedef enum setting_type {
