@@ -13,6 +13,7 @@
 
 #define ONESHOT_RETRY_MS 100
 #define CMDLINE_MAX 8192
+#define ONESHOT_UNKNOWN_TRIES 10
 
 /* The holder's command line as NUL-separated words; 0 bytes when it cannot be read. */
 static size_t read_cmdline(pid_t pid, char *buf, size_t size) {
@@ -65,12 +66,21 @@ int oneshot_acquire(const config *cfg, const dblock_create *create, int client_f
         pid_t holder = 0, announced = 0;
         char cmdline[CMDLINE_MAX];
         const char *socket;
+        unsigned unknown = 0;
         int r;
 
         for (;;) {
                 r = dblock_acquire(cfg->database, create, ret_fd, ret_identity, ret_created, &holder);
                 if (r != DBLOCK_HELD)
                         return r;
+                /* a holder that cannot be found may have exited between our flock() and our look
+                 * at /proc/locks (the one-shot we waited for): look again a few times */
+                if (holder <= 0 && ++unknown < ONESHOT_UNKNOWN_TRIES) {
+                        r = wait_or_client_gone(client_fd);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (!holder_describe(holder, cmdline, sizeof(cmdline), &socket)) {
                         if (holder > 0)
                                 log_error("%s is served by a running migrated (pid %d, socket %s): ask it with "
@@ -86,6 +96,7 @@ int oneshot_acquire(const config *cfg, const dblock_create *create, int client_f
                         log_notice("Waiting for the one-shot migrated (pid %d) that holds %s", (int) holder,
                                    cfg->database);
                 announced = holder;
+                unknown = 0;
                 r = wait_or_client_gone(client_fd);
                 if (r < 0)
                         return r;
