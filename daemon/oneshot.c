@@ -13,7 +13,6 @@
 
 #define ONESHOT_RETRY_MS 100
 #define CMDLINE_MAX 8192
-#define ONESHOT_UNKNOWN_TRIES 10
 
 /* The holder's command line as NUL-separated words; 0 bytes when it cannot be read. */
 static size_t read_cmdline(pid_t pid, char *buf, size_t size) {
@@ -63,40 +62,32 @@ static int wait_or_client_gone(int client_fd) {
 
 int oneshot_acquire(const config *cfg, const dblock_create *create, int client_fd, int *ret_fd,
                     db_file_identity *ret_identity, bool *ret_created) {
-        pid_t holder = 0, announced = 0;
+        pid_t holder = 0, announced = -1;
         char cmdline[CMDLINE_MAX];
         const char *socket;
-        unsigned unknown = 0;
         int r;
 
         for (;;) {
                 r = dblock_acquire(cfg->database, create, ret_fd, ret_identity, ret_created, &holder);
                 if (r != DBLOCK_HELD)
                         return r;
-                /* a holder that cannot be found may have exited between our flock() and our look
-                 * at /proc/locks (the one-shot we waited for): look again a few times */
-                if (holder <= 0 && ++unknown < ONESHOT_UNKNOWN_TRIES) {
-                        r = wait_or_client_gone(client_fd);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (!holder_describe(holder, cmdline, sizeof(cmdline), &socket)) {
-                        if (holder > 0)
-                                log_error("%s is served by a running migrated (pid %d, socket %s): ask it with "
-                                          "migratectl --socket %s, or stop it first",
-                                          cfg->database, (int) holder, socket ?: "of its configuration",
-                                          socket ?: "PATH");
-                        else
-                                log_error("%s is locked by another process (a migrated daemon?): only one may "
-                                          "migrate a database", cfg->database);
+                /* A holder we cannot see runs in another pid namespace (a replica's container) or
+                 * has just exited (the one-shot we waited for): wait for it as for a one-shot. */
+                if (holder > 0 && !holder_describe(holder, cmdline, sizeof(cmdline), &socket)) {
+                        log_error("%s is served by a running migrated (pid %d, socket %s): ask it with "
+                                  "migratectl --socket %s, or stop it first",
+                                  cfg->database, (int) holder, socket ?: "of its configuration", socket ?: "PATH");
                         return ONESHOT_REFUSED;
                 }
-                if (holder != announced)
-                        log_notice("Waiting for the one-shot migrated (pid %d) that holds %s", (int) holder,
-                                   cfg->database);
-                announced = holder;
-                unknown = 0;
+                if (holder != announced) {
+                        if (holder > 0)
+                                log_notice("Waiting for the one-shot migrated (pid %d) that holds %s", (int) holder,
+                                           cfg->database);
+                        else if (announced < 0)
+                                log_notice("Waiting for the migrated that holds %s (not visible from here: "
+                                           "another container?)", cfg->database);
+                        announced = holder;
+                }
                 r = wait_or_client_gone(client_fd);
                 if (r < 0)
                         return r;

@@ -4,7 +4,8 @@
 /* The one-shot mode's lock (migrated --one-shot, started by migratectl --database): the daemon's
  * own flock on the database file, so one writer per database holds across both modes. Another
  * one-shot holding it is waited for (replicas starting at once apply once, the others then find
- * the schema current); a daemon holding it is named with its socket and refused. */
+ * the schema current), and so is a holder not visible in our pid namespace (another container's);
+ * a daemon holding it is named with its socket and refused. */
 
 #include <stdbool.h>
 
@@ -12,7 +13,7 @@
 #include "settings.h"
 
 enum {
-        ONESHOT_REFUSED = 1, /* a daemon (or an unknown process) holds the lock; logged */
+        ONESHOT_REFUSED = 1, /* a daemon holds the lock; logged */
 };
 
 /* Takes the database's lock as dblock_acquire() does, waiting while another one-shot holds it and
