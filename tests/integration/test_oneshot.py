@@ -228,5 +228,64 @@ class OneShotTest(harness.TestCase):
         self.assertFalse(os.path.exists(self.db))
 
 
+ENTRYPOINT = os.path.join(harness.SRC_ROOT, "packaging", "examples", "container", "entrypoint.sh")
+
+
+class EntrypointTest(harness.TestCase):
+    """packaging/examples/container/entrypoint.sh itself, without docker: what each replica runs."""
+
+    def setUp(self):
+        super().setUp()
+        self.db = self.path("data", "app.sqlite")
+        os.makedirs(self.path("data"))
+        self.mig = harness.write_migrations(self.path("migrations"), {
+            1: ("fast", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n", None),
+            2: ("slower", harness.slow_sql(n=harness.SLOW_N // 10), None),
+        })
+
+    def replica(self, name, **env):
+        e = dict(os.environ, MIGRATECTL=harness.MIGRATECTL_BIN, MIGRATED_DATABASE=self.db,
+                 MIGRATED_MIGRATIONS=self.mig)
+        e.pop("MIGRATED_SOCKET", None)
+        e.update(env)
+        return self.spawn(["sh", ENTRYPOINT, "sh", "-c", "echo serving %s" % name], env=e)
+
+    def test_replicas_started_at_once_migrate_once(self):
+        replicas = [self.replica("r%d" % i) for i in range(3)]
+        for i, p in enumerate(replicas):
+            out, err = p.communicate(timeout=harness.CTL_TIMEOUT)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertIn(b"serving r%d" % i, out)
+        self.assertEqual(applied_versions(self.db), [1, 2])
+        ups = [a for a in attempts(self.db) if a["direction"] == "up"]
+        self.assertEqual(len(ups), 1, ups)
+
+    def test_run_migrations_false_changes_nothing(self):
+        out, err = self.replica("off", RUN_MIGRATIONS="false").communicate(timeout=harness.CTL_TIMEOUT)
+        self.assertIn(b"serving off", out)
+        self.assertFalse(os.path.exists(self.db))
+
+    def test_a_failing_migration_keeps_the_command_from_starting(self):
+        harness.write_migrations(self.mig, {3: ("bad", "INSERT INTO no_such_table VALUES (1);\n", None)})
+        p = self.replica("bad")
+        out, err = p.communicate(timeout=harness.CTL_TIMEOUT)
+        self.assertEqual(p.returncode, 1, err)
+        self.assertNotIn(b"serving", out)
+        self.assertEqual(applied_versions(self.db), [])
+
+    def test_host_daemon_socket_waits_until_current(self):
+        d = self.daemon(self.db, self.mig)
+        p = self.replica("early", MIGRATED_SOCKET=d.socket, MIGRATED_WAIT_TIMEOUT="1")
+        out, err = p.communicate(timeout=harness.CTL_TIMEOUT)
+        self.assertEqual(p.returncode, 7, err)  # wait timed out: migrations pending, no command
+        self.assertNotIn(b"serving", out)
+        p = self.replica("waiting", MIGRATED_SOCKET=d.socket)
+        self.assertCtl(d.ctl("up"), 0)
+        out, err = p.communicate(timeout=harness.CTL_TIMEOUT)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b"serving waiting", out)
+        self.assertEqual(applied_versions(self.db), [1, 2])
+
+
 if __name__ == "__main__":
     harness.main()
