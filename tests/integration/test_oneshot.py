@@ -68,6 +68,15 @@ def children(pid):
         return []
 
 
+def exited(pid):
+    """Whether pid is gone or a zombie (its parent, migratectl, was killed: init reaps it)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 class OneShotTest(harness.TestCase):
 
     def setUp(self):
@@ -186,6 +195,26 @@ class OneShotTest(harness.TestCase):
         self.assertEqual(statuses[0], "succeeded")
         self.assertNotEqual(statuses[1], "succeeded")  # the killed run: recorded as interrupted
         self.assertEqual(statuses[-1], "succeeded")
+
+    def test_killed_client_interrupts_the_job_and_the_child_exits(self):
+        self.mig = harness.write_migrations(self.path("migrations"), {
+            1: ("fast", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n", None),
+            2: ("slow", harness.slow_sql(), None),
+        })
+        self.assertCtl(self.one("up", "--to", "1"), 0)
+        p = self.spawn([harness.MIGRATECTL_BIN, "--database", self.db, "--migrations", self.mig, "up"])
+        self.read_stderr_until(p, "applying 0002")
+        kids = children(p.pid)
+        self.assertEqual(len(kids), 1, kids)
+        os.kill(p.pid, signal.SIGKILL)
+        p.communicate(timeout=harness.CTL_TIMEOUT)
+        harness.wait_until(lambda: exited(kids[0]), harness.STOP_TIMEOUT,
+                           what="the one-shot child to exit with its client gone")
+        harness.wait_until(lambda: unlocked(self.db), harness.STOP_TIMEOUT, what="the lock to be released")
+        self.assertEqual(applied_versions(self.db), [1])
+        self.assertEqual(attempts(self.db)[-1]["status"], "interrupted")
+        self.assertCtl(self.one("up"), 0)
+        self.assertEqual(applied_versions(self.db), [1, 2])
 
     def test_a_user_who_is_not_root_on_a_database_they_own(self):
         if not _created:
