@@ -100,6 +100,19 @@ class OneShotTest(harness.TestCase):
                 return seen
         self.fail("no %r on stderr within %ss; got %r" % (needle, timeout, "".join(seen)))
 
+    def start_slow_up(self):
+        """At version 1, a one-shot up running the slow 0002: its migratectl and migrated's pid."""
+        self.mig = harness.write_migrations(self.path("migrations"), {
+            1: ("fast", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n", None),
+            2: ("slow", harness.slow_sql(), None),
+        })
+        self.assertCtl(self.one("up", "--to", "1"), 0)
+        p = self.spawn([harness.MIGRATECTL_BIN, "--database", self.db, "--migrations", self.mig, "up"])
+        self.read_stderr_until(p, "applying 0002")
+        kids = children(p.pid)
+        self.assertEqual(len(kids), 1, kids)
+        return p, kids[0]
+
     def test_up_status_down_verify_without_a_daemon(self):
         self.mig = three(self.path("migrations"))
         r = self.assertCtl(self.one("status"), 0)
@@ -175,16 +188,8 @@ class OneShotTest(harness.TestCase):
         self.assertEqual(len(ups), 1, ups)  # never both applying
 
     def test_killed_one_shot_leaves_the_start_version_and_the_next_run_recovers(self):
-        self.mig = harness.write_migrations(self.path("migrations"), {
-            1: ("fast", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n", None),
-            2: ("slow", harness.slow_sql(), None),
-        })
-        self.assertCtl(self.one("up", "--to", "1"), 0)
-        p = self.spawn([harness.MIGRATECTL_BIN, "--database", self.db, "--migrations", self.mig, "up"])
-        self.read_stderr_until(p, "applying 0002")
-        kids = children(p.pid)
-        self.assertEqual(len(kids), 1, kids)
-        os.kill(kids[0], signal.SIGKILL)
+        p, child = self.start_slow_up()
+        os.kill(child, signal.SIGKILL)
         p.communicate(timeout=harness.CTL_TIMEOUT)
         self.assertNotEqual(p.returncode, 0)
         self.assertEqual(applied_versions(self.db), [1])
@@ -197,18 +202,10 @@ class OneShotTest(harness.TestCase):
         self.assertEqual(statuses[-1], "succeeded")
 
     def test_killed_client_interrupts_the_job_and_the_child_exits(self):
-        self.mig = harness.write_migrations(self.path("migrations"), {
-            1: ("fast", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n", None),
-            2: ("slow", harness.slow_sql(), None),
-        })
-        self.assertCtl(self.one("up", "--to", "1"), 0)
-        p = self.spawn([harness.MIGRATECTL_BIN, "--database", self.db, "--migrations", self.mig, "up"])
-        self.read_stderr_until(p, "applying 0002")
-        kids = children(p.pid)
-        self.assertEqual(len(kids), 1, kids)
+        p, child = self.start_slow_up()
         os.kill(p.pid, signal.SIGKILL)
         p.communicate(timeout=harness.CTL_TIMEOUT)
-        harness.wait_until(lambda: exited(kids[0]), harness.STOP_TIMEOUT,
+        harness.wait_until(lambda: exited(child), harness.STOP_TIMEOUT,
                            what="the one-shot child to exit with its client gone")
         harness.wait_until(lambda: unlocked(self.db), harness.STOP_TIMEOUT, what="the lock to be released")
         self.assertEqual(applied_versions(self.db), [1])
