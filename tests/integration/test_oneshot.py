@@ -8,10 +8,12 @@ run recovers. A user who is not root runs it on a database they own, with the st
 XDG_STATE_HOME."""
 
 import fcntl
+import json
 import os
 import pwd
 import secrets
 import signal
+import socket
 import subprocess
 import time
 
@@ -50,7 +52,10 @@ def three(directory, third="CREATE TABLE c (id INTEGER PRIMARY KEY);\n"):
 
 def unlocked(path):
     """Whether nobody holds the database's flock (every one-shot child has exited)."""
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # not even created yet
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -168,22 +173,32 @@ class OneShotTest(harness.TestCase):
         self.assertTrue(d.alive())
 
     def test_a_second_one_shot_waits_and_finds_the_schema_current(self):
-        self.mig = harness.write_migrations(self.path("migrations"), {
-            1: ("fast", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n", None),
-            2: ("slow", harness.slow_sql(), None),
-        })
-        argv = [harness.MIGRATECTL_BIN, "--database", self.db, "--migrations", self.mig, "up"]
-        first = self.spawn(argv)
-        self.read_stderr_until(first, "applying 0002")
-        second = self.spawn(argv)
-        self.read_stderr_until(second, "Waiting for the one-shot migrated")
-        out1, err1 = first.communicate(timeout=harness.CTL_TIMEOUT)
-        out2, err2 = second.communicate(timeout=harness.CTL_TIMEOUT)
-        self.assertEqual(first.returncode, 0, err1)
-        self.assertEqual(second.returncode, 0, err2)
-        self.assertIn(b"Applied 2 migrations", out1)
-        self.assertNotIn(b"Applied", out2)
-        self.assertEqual(applied_versions(self.db), [1, 2])
+        self.mig = three(self.path("migrations"))
+        # The first one-shot, driven by hand over its socketpair: it holds the lock until we close.
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        first = self.spawn(["sh", "-c", 'exec "$0" "$@" 3<&%d' % theirs.fileno(), harness.MIGRATED_BIN,
+                            "--one-shot", "--database", self.db, "--migrations", self.mig],
+                           pass_fds=(theirs.fileno(),))
+        theirs.close()
+        harness.wait_until(lambda: not unlocked(self.db), 30, what="the first one-shot to take the lock")
+        second = self.spawn([harness.MIGRATECTL_BIN, "--database", self.db, "--migrations", self.mig, "up"])
+        self.read_stderr_until(second, "Waiting for the one-shot migrated (pid %d)" % first.pid)
+        ours.sendall(b'{"id":1,"method":"up","params":{}}\n')
+        reply = ours.makefile("rb")
+        final = None
+        while final is None:
+            line = json.loads(reply.readline())
+            if "result" in line or "error" in line:
+                final = line
+        self.assertEqual(final["result"]["to_version"], 3, final)
+        reply.close()
+        ours.close()  # the first one-shot exits: the second goes on
+        self.assertEqual(first.wait(timeout=harness.STOP_TIMEOUT), 0)
+        out, err = second.communicate(timeout=harness.CTL_TIMEOUT)
+        self.assertEqual(second.returncode, 0, err)
+        self.assertIn(b"current", out.lower())
+        self.assertEqual(applied_versions(self.db), [1, 2, 3])
         ups = [a for a in attempts(self.db) if a["direction"] == "up"]
         self.assertEqual(len(ups), 1, ups)  # never both applying
 
