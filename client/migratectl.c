@@ -496,6 +496,8 @@ static int verb_wait(const verb *v, int argc, char **argv) {
         r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
+        if (oneshot_requested()) /* it would hold the lock: nobody else could make the schema current */
+                return usage_error(v, "wait needs a daemon (--socket); without one, use status --check");
         if (a.timeout > 86400)
                 return usage_error(v, "--timeout takes seconds, at most 86400");
         deadline = now_ms() + a.timeout * 1000;
