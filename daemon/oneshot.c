@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "macro.h"
 #include "oneshot.h"
+#include "protocol.h"
 
 #define ONESHOT_RETRY_MS 100
 #define CMDLINE_MAX 8192
@@ -60,6 +62,24 @@ static int wait_or_client_gone(int client_fd) {
         return 0;
 }
 
+/* The refusal is the reply to the client's request (id null: not read yet), so that migratectl
+ * prints it, with --json too, as it prints the daemon's errors; logged only if it cannot be sent. */
+static void refuse(const config *cfg, int client_fd, pid_t holder, const char *socket) {
+        _cleanup_free_ char *message = NULL, *line = NULL;
+        size_t size;
+
+        if (asprintf(&message, "%s is served by a running migrated (pid %d, socket %s): ask it with migratectl "
+                     "--socket %s, or stop it first", cfg->database, (int) holder, socket ?: "of its configuration",
+                     socket ?: "PATH") < 0)
+                message = NULL;
+        line = protocol_encode_error(NULL, PROTOCOL_ERROR_BUSY, message ?: "a running migrated serves the database",
+                                     json_pack("{s:i,s:s?}", "daemon_pid", (int) holder, "daemon_socket", socket));
+        size = line ? strlen(line) : 0;
+        if (line && send(client_fd, line, size, MSG_NOSIGNAL) == (ssize_t) size)
+                return;
+        log_error("%s", message ?: "a running migrated serves the database");
+}
+
 int oneshot_acquire(const config *cfg, const dblock_create *create, int client_fd, int *ret_fd,
                     db_file_identity *ret_identity, bool *ret_created) {
         pid_t holder = 0, announced = -1;
@@ -74,9 +94,7 @@ int oneshot_acquire(const config *cfg, const dblock_create *create, int client_f
                 /* A holder we cannot see runs in another pid namespace (a replica's container) or
                  * has just exited (the one-shot we waited for): wait for it as for a one-shot. */
                 if (holder > 0 && !holder_describe(holder, cmdline, sizeof(cmdline), &socket)) {
-                        log_error("%s is served by a running migrated (pid %d, socket %s): ask it with "
-                                  "migratectl --socket %s, or stop it first",
-                                  cfg->database, (int) holder, socket ?: "of its configuration", socket ?: "PATH");
+                        refuse(cfg, client_fd, holder, socket);
                         return ONESHOT_REFUSED;
                 }
                 if (holder != announced) {

@@ -168,6 +168,7 @@ class OneShotTest(harness.TestCase):
         self.assertIn(d.socket, r.err)
         r = self.one("up")
         self.assertEqual((r.rc, r.json["error"]["code"]), (6, "busy"), r)
+        self.assertEqual((r.json["error"]["daemon_pid"], r.json["error"]["daemon_socket"]), (d.pid, d.socket))
         self.assertEqual(harness.sha256_file(self.db), before)
         self.assertEqual(applied_versions(self.db), [])
         self.assertTrue(d.alive())
