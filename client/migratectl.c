@@ -796,6 +796,9 @@ static int run(int argc, char **argv) {
         r = parse_global_options(argc, argv);
         if (r != CONTINUE)
                 return r;
+        if (arg_oneshot_migrations && !oneshot_requested())
+                return usage_error(NULL, "--migrations before the command goes with --database (or --config): "
+                                   "the one-shot mode; a daemon knows its own directory");
         if (optind >= argc)
                 return missing_command();
         v = verb_find(argv[optind]);

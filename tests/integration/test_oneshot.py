@@ -267,6 +267,8 @@ class OneShotTest(harness.TestCase):
         r = harness.ctl("--database", self.db, "status")  # no --migrations: migrated says so
         self.assertEqual(r.rc, 2, r)
         self.assertIn("--migrations", r.err)
+        r = harness.ctl("--migrations", self.mig, "status")  # without --database: not silently ignored
+        self.assertEqual(r.rc, 2, r)
         r = self.one("wait")  # it would hold the lock while waiting for someone else to migrate
         self.assertEqual(r.rc, 2, r)
         self.assertIn("status --check", r.err)
