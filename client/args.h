@@ -32,6 +32,7 @@ enum {
         ARG_STRICT,
         ARG_YES,
         ARG_COLOR,
+        ARG_CONFIG,
 };
 
 /* Returned by the parsers when the verb goes on; any other value is an exit code. */

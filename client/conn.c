@@ -29,7 +29,6 @@ int conn_open(const char *path, conn **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -1;
         size_t len = strlen(path);
-        conn *c;
 
         if (len == 0)
                 return -EINVAL;
@@ -43,6 +42,14 @@ int conn_open(const char *path, conn **ret) {
         while (connect(fd, (struct sockaddr *) &sa, (socklen_t) (offsetof(struct sockaddr_un, sun_path) + len + 1)) < 0)
                 if (errno != EINTR)
                         return negative_errno();
+        if (conn_from_fd(fd, ret) < 0)
+                return -ENOMEM;
+        fd = -1; /* the connection's now */
+        return 0;
+}
+
+int conn_from_fd(int fd, conn **ret) {
+        conn *c;
 
         c = calloc(1, sizeof(*c));
         if (!c)
@@ -53,7 +60,7 @@ int conn_open(const char *path, conn **ret) {
                 return -ENOMEM;
         }
         c->allocated = CONN_BUF_INITIAL;
-        c->fd = TAKE_FD(fd);
+        c->fd = fd;
         *ret = c;
         return 0;
 }

@@ -33,6 +33,9 @@ const char *conn_socket_path(const char *arg);
 
 /* Connects to the daemon. Returns 0 or -errno. */
 int conn_open(const char *path, conn **ret);
+/* A connection over fd, already connected (the one-shot mode's socketpair). Takes fd only on
+ * success. */
+int conn_from_fd(int fd, conn **ret);
 conn *conn_free(conn *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(conn *, conn_free);
 

@@ -199,6 +199,10 @@ int help_overview(void) {
         printf("\nOptions (before or after the command):\n");
         print_options(shared_options);
         print_item("--version", "show migratectl's version (the schema's: migratectl version)", OPTION_COLUMN);
+        printf("\nWithout a daemon (before the command; runs migrated --one-shot for it):\n");
+        print_item("--database PATH|URL", "the database: a SQLite file, or a PostgreSQL URL or conninfo", OPTION_COLUMN);
+        print_item("--migrations DIR", "the migrations directory", OPTION_COLUMN);
+        print_item("--config FILE", "a migrated.conf for the rest (backups, format, dependents)", OPTION_COLUMN);
         printf("\nExit codes:\n");
         for (int c = 0; c <= EXIT_CODE_MAX; c++) {
                 char code[8];

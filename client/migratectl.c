@@ -20,6 +20,7 @@
 #include "lockcheck.h"
 #include "macro.h"
 #include "new.h"
+#include "oneshot.h"
 #include "output.h"
 #include "protocol-methods.h"
 #include "render.h"
@@ -126,15 +127,32 @@ static int connect_until(const char *path, int64_t deadline_ms, conn **ret) {
  * for the verb's own exit code. With a connect deadline, connecting is retried until then. */
 static int call_daemon_until(protocol_method_id method, json_t *params, int (*render)(json_t *), json_t **ret_result,
                              int64_t connect_deadline_ms) {
+        _cleanup_(oneshot_done) oneshot child = {}; /* after the connection closes: the child exits then */
         _cleanup_(conn_freep) conn *c = NULL;
         json_auto_t *root = NULL;
-        const char *path = conn_socket_path(arg_socket ?: arg_instance_socket);
+        const char *path = oneshot_requested() ? arg_oneshot_database ?: arg_oneshot_config
+                                               : conn_socket_path(arg_socket ?: arg_instance_socket);
         progress p = { .tty = isatty(STDERR_FILENO) };
         protocol_reply_kind kind;
         json_t *body;
         int r;
 
-        r = connect_until(path, connect_deadline_ms, &c);
+        if (oneshot_requested() && (arg_socket || arg_instance_socket)) {
+                json_decref(params);
+                return usage_error(NULL, "--database runs migrated for this command alone: it does not go with "
+                                   "--socket or --instance");
+        }
+        if (oneshot_requested()) {
+                r = oneshot_start(&child, &c);
+                if (r < 0) {
+                        json_decref(params);
+                        if (arg_json)
+                                client_error_json("unreachable", path, r);
+                        fprintf(stderr, "migratectl: error: cannot start migrated --one-shot: %s\n", strerror(-r));
+                        return EXIT_FAILED;
+                }
+        } else
+                r = connect_until(path, connect_deadline_ms, &c);
         if (r < 0) {
                 json_decref(params);
                 if (arg_json)
@@ -148,6 +166,14 @@ static int call_daemon_until(protocol_method_id method, json_t *params, int (*re
         c->protocol = arg_protocol;
         r = conn_call(c, protocol_methods[method].name, params, on_event, &p, &kind, &root, &body);
         progress_end(&p);
+        if (r != 0 && child.pid > 0 && p.n_events == 0) {
+                /* the one-shot ended before a word: it said why on stderr; its status says how */
+                c = conn_free(c);
+                r = oneshot_exit_code(oneshot_wait(&child));
+                if (arg_json)
+                        client_error_json(r == EXIT_BUSY ? "busy" : "unreachable", path, r == EXIT_BUSY ? -EBUSY : -ECONNRESET);
+                return r;
+        }
         if (r != 0) {
                 if (arg_json)
                         client_error_json("connection_lost", path, r > 0 ? -ECONNRESET : r);
@@ -470,6 +496,8 @@ static int verb_wait(const verb *v, int argc, char **argv) {
         r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
+        if (oneshot_requested()) /* it would hold the lock: nobody else could make the schema current */
+                return usage_error(v, "wait needs a daemon (--socket); without one, use status --check");
         if (a.timeout > 86400)
                 return usage_error(v, "--timeout takes seconds, at most 86400");
         deadline = now_ms() + a.timeout * 1000;
@@ -721,6 +749,9 @@ static int parse_global_options(int argc, char **argv) {
         static const struct option options[] = {
                 COMMON_OPTIONS,
                 { "version", no_argument, NULL, ARG_VERSION },
+                { "database", required_argument, NULL, ARG_DATABASE },
+                { "migrations", required_argument, NULL, ARG_MIGRATIONS },
+                { "config", required_argument, NULL, ARG_CONFIG },
                 {}
         };
         int c, r;
@@ -732,6 +763,15 @@ static int parse_global_options(int argc, char **argv) {
                 case ARG_VERSION:
                         printf("migratectl %s\n", PROJECT_VERSION);
                         return EXIT_OK;
+                case ARG_DATABASE: /* the one-shot mode (oneshot.h) */
+                        arg_oneshot_database = optarg;
+                        continue;
+                case ARG_MIGRATIONS:
+                        arg_oneshot_migrations = optarg;
+                        continue;
+                case ARG_CONFIG:
+                        arg_oneshot_config = optarg;
+                        continue;
                 case ':':
                         return usage_error(NULL, "option '%s' needs an argument", argv[optind - 1]);
                 case '?':
@@ -756,6 +796,9 @@ static int run(int argc, char **argv) {
         r = parse_global_options(argc, argv);
         if (r != CONTINUE)
                 return r;
+        if (arg_oneshot_migrations && !oneshot_requested())
+                return usage_error(NULL, "--migrations before the command goes with --database (or --config): "
+                                   "the one-shot mode; a daemon knows its own directory");
         if (optind >= argc)
                 return missing_command();
         v = verb_find(argv[optind]);

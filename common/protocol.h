@@ -29,6 +29,8 @@
 #define PROTOCOL_ID_STRING_MAX 64
 #define PROTOCOL_ID_INT_MAX ((json_int_t) 1 << 53)
 #define PROTOCOL_DEFAULT_SOCKET "/run/migrated/migrated.sock"
+/* migrated --one-shot's exit status when a daemon holds the database: migratectl exits 6 (busy) */
+#define PROTOCOL_ONE_SHOT_EXIT_LOCKED 75
 
 /* Stable machine-readable error codes. Append only: clients map them to exit codes. */
 typedef enum protocol_error_code {

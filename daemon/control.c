@@ -46,6 +46,8 @@ struct control {
         int listen_fd;
         int reserve_fd;       /* given up to answer one client when out of descriptors */
         bool warned_emfile;
+        control_empty_fn on_empty; /* the one-shot mode: its only client went away */
+        void *empty_userdata;
 };
 
 int control_listen_path(const char *path, gid_t group) {
@@ -107,6 +109,8 @@ static void reap(evutil_socket_t fd, short what, void *userdata) {
                         event_free(k->line_timer);
                 c->n_conns--;
                 free(k);
+                if (c->n_conns == 0 && c->on_empty)
+                        c->on_empty(c->empty_userdata);
                 /* a descriptor is free again: accept at once rather than after the pause */
                 if (c->warned_emfile && c->listener) {
                         c->warned_emfile = false;
@@ -308,27 +312,26 @@ static bool refuse_over_limit(control *c, int fd, uid_t uid) {
         return true;
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen,
-                      void *userdata) {
-        control *c = userdata;
+/* Takes a connected socket as a client connection (its peer's credentials decide what it may do). */
+static int add_connection(control *c, int fd) {
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
         connection *k;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-                log_warning_errno(errno, "Failed to read peer credentials, refusing connection: %m");
+                int r = log_warning_errno(errno, "Failed to read peer credentials, refusing connection: %m");
                 close(fd);
-                return;
+                return r;
         }
         if (refuse_over_limit(c, fd, cred.uid))
-                return;
+                return -EUSERS;
         k = calloc(1, sizeof(*k));
         if (k)
                 k->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
         if (!k || !k->bev) {
                 free(k);
                 close(fd);
-                return;
+                return -ENOMEM;
         }
         k->owner = c;
         k->id = ++c->next_id;
@@ -338,7 +341,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         if (c->limits.request_timeout_s > 0 && !(k->line_timer = evtimer_new(c->base, on_line_timeout, k))) {
                 bufferevent_free(k->bev);
                 free(k);
-                return;
+                return -ENOMEM;
         }
         if (c->limits.idle_timeout_s > 0) {
                 struct timeval tv = { (time_t) c->limits.idle_timeout_s, 0 };
@@ -350,6 +353,19 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 c->conns->prev = k;
         c->conns = k;
         c->n_conns++;
+        return 0;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen,
+                      void *userdata) {
+        (void) add_connection(userdata, fd);
+}
+
+int control_adopt(control *c, int fd, control_empty_fn on_empty, void *userdata) {
+        evutil_make_socket_nonblocking(fd);
+        c->on_empty = on_empty;
+        c->empty_userdata = userdata;
+        return add_connection(c, fd);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *userdata) {
@@ -408,13 +424,16 @@ int control_new(struct event_base *base, int listen_fd, const control_limits *li
         c->resume = evtimer_new(base, on_resume, c);
         c->listen_fd = listen_fd;
         c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        evutil_make_socket_nonblocking(listen_fd);
-        c->listener = evconnlistener_new(base, on_accept, c, LEV_OPT_CLOSE_ON_FREE, -1, listen_fd);
-        if (!c->reaper || !c->resume || !c->listener) {
+        if (listen_fd >= 0) {
+                evutil_make_socket_nonblocking(listen_fd);
+                c->listener = evconnlistener_new(base, on_accept, c, LEV_OPT_CLOSE_ON_FREE, -1, listen_fd);
+        }
+        if (!c->reaper || !c->resume || (listen_fd >= 0 && !c->listener)) {
                 control_free(c);
                 return -ENOMEM;
         }
-        evconnlistener_set_error_cb(c->listener, on_accept_error);
+        if (c->listener)
+                evconnlistener_set_error_cb(c->listener, on_accept_error);
         *ret = c;
         return 0;
 }

@@ -39,8 +39,16 @@ typedef void (*control_request_fn)(void *userdata, const peer *p, const char *li
  * (gid_t) -1), replacing a stale socket file but never a live one. Returns the fd or -errno. */
 int control_listen_path(const char *path, gid_t group);
 
+/* listen_fd < 0: no listener, only the connections given to control_adopt(). */
 int control_new(struct event_base *base, int listen_fd, const control_limits *limits,
                 control_request_fn on_request, void *userdata, control **ret);
+
+/* Called once the last connection is gone. */
+typedef void (*control_empty_fn)(void *userdata);
+
+/* The one-shot mode: fd, already connected (one end of a socketpair), becomes a client
+ * connection; on_empty runs when it (and any other) has closed. Returns 0 or -errno. */
+int control_adopt(control *c, int fd, control_empty_fn on_empty, void *userdata);
 control *control_free(control *c);
 
 /* Queues line (which must end in '\n') for the connection. Takes ownership of line, also on

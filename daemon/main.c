@@ -23,6 +23,7 @@
 #include "hosts.h"
 #include "log.h"
 #include "macro.h"
+#include "oneshot.h"
 #include "server.h"
 #include "startcheck.h"
 
@@ -299,6 +300,9 @@ int main(int argc, char **argv) {
                 config_clear(&cfg);
                 return EXIT_FAILURE;
         }
+        /* one-shot: the client prints what matters; our progress lines would only repeat it */
+        if (cfg.one_shot && !getenv("MIGRATED_LOG_LEVEL"))
+                log_set_max_level(LOG_NOTICE);
         if (startcheck_migrations_dir(cfg.migrations_dir) < 0) {
                 config_clear(&cfg);
                 return 2; /* a configuration error, like an unknown option */
@@ -310,7 +314,14 @@ int main(int argc, char **argv) {
         }
         create = (dblock_create) { .owner = cfg.database_uid, .group = cfg.database_gid,
                                    .mode = (mode_t) cfg.database_mode };
-        r = dblock_acquire(cfg.database, &create, &lock_fd, &identity, &created, &holder);
+        if (cfg.one_shot) {
+                r = oneshot_acquire(&cfg, &create, ONE_SHOT_FD, &lock_fd, &identity, &created);
+                if (r == ONESHOT_REFUSED || r == -ECONNRESET) {
+                        config_clear(&cfg);
+                        return r == ONESHOT_REFUSED ? PROTOCOL_ONE_SHOT_EXIT_LOCKED : EXIT_FAILURE;
+                }
+        } else
+                r = dblock_acquire(cfg.database, &create, &lock_fd, &identity, &created, &holder);
         if (r == DBLOCK_HELD) {
                 if (holder > 0)
                         log_error("%s is locked by another migrated (pid %d): only one daemon may migrate a database",

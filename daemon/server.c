@@ -455,6 +455,28 @@ int server_new(const config *cfg, const db_file_identity *identity, server **ret
         return 0;
 }
 
+static void on_client_gone(void *userdata) {
+        server_shutdown(userdata);
+}
+
+/* The one-shot mode: no socket, only the client that started us, on fd 3; when it is gone, the
+ * running job (if any) is interrupted as by SIGTERM and we exit. */
+static int listen_one_shot(server *s) {
+        control_limits limits = { .max_connections = 1, .max_connections_per_uid = 1,
+                                  .request_timeout_s = s->cfg->request_timeout_s,
+                                  .max_output = 16u * 1024u * 1024u, .max_outstanding = 64 };
+        int r;
+
+        if (control_new(s->base, -1, &limits, on_request, s, &s->control) < 0)
+                return log_error_errno(ENOMEM, "Failed to set up the connection: %m");
+        r = control_adopt(s->control, ONE_SHOT_FD, on_client_gone, s);
+        if (r < 0)
+                return log_error_errno(r, "--one-shot: no client connected on fd %d: %m", ONE_SHOT_FD);
+        log_info("Serving %s (%s migrations in %s) for one client", s->cfg->database,
+                 migdir_format_to_string(engine_format(s->job_engine)), s->cfg->migrations_dir);
+        return 0;
+}
+
 int server_listen(server *s) {
         const config *cfg = s->cfg;
         struct rlimit rl;
@@ -467,6 +489,8 @@ int server_listen(server *s) {
                 return -EIO;
         }
         jobs_set_last_id(s->jobs, engine_last_job_id(s->job_engine));
+        if (cfg->one_shot)
+                return listen_one_shot(s); /* a client's own run: not one of the database's hosts */
         if (config_is_server(cfg) && hosts_new(s, &s->hosts) < 0)
                 return -EIO;
         fd = open_listener(cfg, &s->socket_created);

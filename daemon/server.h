@@ -16,6 +16,9 @@
 #include "settings.h"
 #include "worker.h"
 
+/* --one-shot: the connected socket migratectl passes (the first fd after stdio, as systemd's). */
+#define ONE_SHOT_FD 3
+
 typedef struct jobs jobs;
 typedef struct deps deps;
 typedef struct waiter waiter;

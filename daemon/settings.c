@@ -541,15 +541,18 @@ static void help(void) {
                        st->dflt ? " (default " : "", st->dflt ?: "", st->dflt ? ")" : "");
         }
         printf("  -c, --config FILE         an INI file with the same settings; flags win\n"
+               "      --one-shot            serve only the client connected on fd 3, then exit\n"
+               "                            (how migratectl --database runs without a daemon)\n"
                "  -h, --help                show this help\n"
                "      --version             show the version\n");
 }
 
-enum { ARG_VERSION = 0x100, ARG_SETTING = 0x200 /* + the row's index */ };
+enum { ARG_VERSION = 0x100, ARG_ONE_SHOT, ARG_SETTING = 0x200 /* + the row's index */ };
 
 /* The flags as given: validated at once, applied after the file so that they win over it. */
 typedef struct cli {
         const char *config;
+        bool one_shot;
         size_t n_given;
         struct { const setting *row; const char *value; } given[];
 } cli;
@@ -557,7 +560,7 @@ typedef struct cli {
 /* The command line's options: one per row with a flag, then --config, --help and --version; and
  * the short ones for getopt ("d:m:s:c:h"). */
 static struct option *cli_options(char shortopts[static 2 * 26 + 8]) {
-        struct option *o = calloc(settings_n + 4, sizeof(*o));
+        struct option *o = calloc(settings_n + 5, sizeof(*o));
         size_t n = 0, k = 0;
 
         if (!o)
@@ -578,6 +581,7 @@ static struct option *cli_options(char shortopts[static 2 * 26 + 8]) {
         o[n++] = (struct option) { "config", required_argument, NULL, 'c' };
         o[n++] = (struct option) { "help", no_argument, NULL, 'h' };
         o[n++] = (struct option) { "version", no_argument, NULL, ARG_VERSION };
+        o[n++] = (struct option) { "one-shot", no_argument, NULL, ARG_ONE_SHOT };
         return o;
 }
 
@@ -620,6 +624,7 @@ static int parse_cli(int argc, char **argv, cli *a) {
         while ((c = getopt_long(argc, argv, shortopts, options, NULL)) >= 0) {
                 switch (c) {
                 case 'c': a->config = optarg; continue;
+                case ARG_ONE_SHOT: a->one_shot = true; continue;
                 case 'h': help(); return CONFIG_EXIT_OK;
                 case ARG_VERSION: printf("migrated %s\n", PROJECT_VERSION); return CONFIG_EXIT_OK;
                 }
@@ -663,6 +668,7 @@ int config_load(int argc, char **argv, config *c) {
         r = parse_cli(argc, argv, a);
         if (r != CONFIG_RUN)
                 return r;
+        c->one_shot = a->one_shot;
         if (a->config) {
                 _cleanup_free_ char *msg = NULL;
                 c->config_file = strdup(a->config);

@@ -58,6 +58,9 @@ typedef struct config {
         char *metrics_listen;
         /* many hosts on one PostgreSQL database (hosts.h): NULL, the kernel's host name */
         char *host_name;
+        /* --one-shot: serve the one client connected on fd 3 (migratectl --database), no socket,
+         * exit when it closes */
+        bool one_shot;
 } config;
 
 typedef enum setting_type {

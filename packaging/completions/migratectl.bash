@@ -17,7 +17,8 @@ _migratectl_instances()
     printf '%s\n' "${names[@]}"
 }
 
-# migratectl __complete WHAT, with the command line's --socket/--instance; briefly, quietly.
+# migratectl __complete WHAT, with the command line's --socket/--instance (or the one-shot mode's
+# --database/--migrations/--config); briefly, quietly.
 # $1: the migratectl being completed, $2: WHAT, the rest: the connection options.
 _migratectl_names()
 {
@@ -41,14 +42,14 @@ _migratectl()
     local -a conn=()
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            --socket | --instance)
+            --socket | --instance | --database | --migrations | --config)
                 conn+=("${words[i]}" "${words[i + 1]}")
                 ((i++))
                 ;;
             --color)
                 ((i++))
                 ;;
-            --socket=* | --instance=*)
+            --socket=* | --instance=* | --database=* | --migrations=* | --config=*)
                 conn+=("${words[i]}")
                 ;;
             -*) ;;
@@ -62,7 +63,7 @@ _migratectl()
     done
 
     case $prev in
-        --socket | --database)
+        --socket | --database | --config)
             _filedir
             return
             ;;
@@ -85,7 +86,7 @@ _migratectl()
 
     if [[ -z $command ]]; then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "$shared_opts --version" -- "$cur"))
+            COMPREPLY=($(compgen -W "$shared_opts --version --database --migrations --config" -- "$cur"))
         else
             local verbs
             verbs=$(_migratectl_names "${words[0]}" verbs)

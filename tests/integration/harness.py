@@ -273,6 +273,28 @@ def run_admin_tool(argv):
         raise HarnessError("%s failed (%d): %s" % (" ".join(argv), p.returncode, err))
 
 
+def create_system_users(names, created):
+    """As root, a system user (and its group) per name, appended to created as it is made; without
+    root nothing (tests needing one then skip)."""
+    if os.geteuid() != 0:
+        return
+    for name in names:
+        run_admin_tool(["useradd", "--system", "--no-create-home", "--user-group", "--home-dir",
+                        "/nonexistent", "--shell", "/usr/sbin/nologin", name])
+        created.append(name)
+
+
+def remove_system_users(created):
+    """Removes the users create_system_users() made, and their groups."""
+    for u in created:
+        run_admin_tool(["userdel", u])
+        try:
+            run_admin_tool(["groupdel", u])
+        except HarnessError:
+            pass  # removed with the user
+    created.clear()
+
+
 # ---------------------------------------------------------------------------------------------
 # The daemon
 

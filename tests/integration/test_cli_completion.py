@@ -54,6 +54,10 @@ class CompletionTest(harness.TestCase):
         self.assertEqual(self.complete("mark", ""), ["applied", "rolled-back"])
         # no daemon on this socket: no names, no error on the terminal
         self.assertEqual(self.complete("--socket", self.path("none.sock"), "restore", ""), [])
+        # the one-shot mode's options before the verb, and their arguments not taken for the verb
+        self.assertEqual(self.complete("--da"), ["--database"])
+        self.assertEqual(self.complete("--database", self.path("db.sqlite"), "--migrations", self.path("m"), "sta"),
+                         ["status"])
 
     def test_names_from_the_live_daemon(self):
         d = self.start()

@@ -31,20 +31,11 @@ _created = []
 
 
 def setUpModule():
-    if os.geteuid() == 0:
-        harness.run_admin_tool(["useradd", "--system", "--no-create-home", "--user-group", "--home-dir",
-                                "/nonexistent", "--shell", "/usr/sbin/nologin", USER])
-        _created.append(USER)
+    harness.create_system_users([USER], _created)
 
 
 def tearDownModule():
-    for u in _created:
-        harness.run_admin_tool(["userdel", u])
-        try:
-            harness.run_admin_tool(["groupdel", u])
-        except harness.HarnessError:
-            pass  # removed with the user
-    _created.clear()
+    harness.remove_system_users(_created)
 
 
 def need_user(test):
