@@ -16,6 +16,7 @@
 #include "macro.h"
 
 /* PostgreSQL type oids of the integer types (pg_type.dat). */
+#define PG_BOOLOID 16
 #define PG_INT8OID 20
 #define PG_INT2OID 21
 #define PG_INT4OID 23
@@ -245,11 +246,11 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         p->lock_timeout_ms = o->busy_timeout_ms;
         p->cancel = o->cancel;
         p->read_only = o->read_only;
-        if (o->format != MIGDIR_NATIVE) {
-                /* Prisma's table on PostgreSQL has its own types (timestamptz): not written yet */
+        if (o->format == MIGDIR_FLYWAY) {
+                /* Flyway's PostgreSQL table is not written yet */
                 db_failure_clear(f);
                 f->code = PROTOCOL_ERROR_DATABASE;
-                f->message = strdup("the postgresql backend keeps the native bookkeeping only (format = native)");
+                f->message = strdup("the postgresql backend does not keep Flyway's bookkeeping yet");
                 pg_close(&p->base);
                 return f->message ? DB_FAILED : -ENOMEM;
         }
@@ -393,6 +394,9 @@ static db_value column_value(const PGresult *res, int row, int col) {
         case PG_INT2OID:
         case PG_INT4OID:
                 return (db_value) { .type = DB_VALUE_INT, .i = strtoll(s, NULL, 10), .s = s };
+        case PG_BOOLOID:
+                /* a tool's boolean (goose's is_applied, golang-migrate's dirty) reads as SQLite's 0/1 */
+                return (db_value) { .type = DB_VALUE_INT, .i = s[0] == 't', .s = s };
         default:
                 return (db_value) { .type = DB_VALUE_TEXT, .i = strtoll(s, NULL, 10), .s = s };
         }

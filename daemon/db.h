@@ -207,6 +207,9 @@ int db_open(const db_options *o, db **ret, db_failure *f);
 void db_close(db *d);
 void db_closep(db **d);
 const db_backend *db_get_backend(db *d);
+/* Whether d speaks PostgreSQL's dialect: the history modules' hook where a tool's DDL or values
+ * differ there (booleans, timestamps). */
+bool db_dialect_postgres(db *d);
 
 void db_interrupt(db *d);
 int db_begin(db *d, db_failure *f);
