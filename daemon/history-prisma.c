@@ -31,7 +31,8 @@ static const char prisma_table_sql[] =
         "    \"applied_steps_count\"   INTEGER UNSIGNED NOT NULL DEFAULT 0\n"
         ")";
 
-/* Prisma's own statement on PostgreSQL (schema-engine's postgres flavour). */
+/* Prisma's own statement on PostgreSQL (schema-engine's postgres flavour); "integer" in lower case,
+ * which the backend's translation of SQLite's 64-bit INTEGER leaves at 32 bits, as Prisma's is. */
 static const char prisma_table_pg_sql[] =
         "CREATE TABLE \"_prisma_migrations\" (\n"
         "    \"id\"                    VARCHAR(36) PRIMARY KEY NOT NULL,\n"
@@ -41,7 +42,7 @@ static const char prisma_table_pg_sql[] =
         "    \"logs\"                  TEXT,\n"
         "    \"rolled_back_at\"        TIMESTAMPTZ,\n"
         "    \"started_at\"            TIMESTAMPTZ NOT NULL DEFAULT now(),\n"
-        "    \"applied_steps_count\"   INTEGER NOT NULL DEFAULT 0\n"
+        "    \"applied_steps_count\"   integer NOT NULL DEFAULT 0\n"
         ")";
 
 /* Runs sql, whose time parameters are written TS(?N) (Unix milliseconds): bare on SQLite, where

@@ -22,6 +22,7 @@
 #include "db-postgres.h"
 #include "log.h"
 #include "macro.h"
+#include "migdir.h"
 #include "server.h"
 #include "startcheck.h"
 
@@ -344,6 +345,8 @@ int main(int argc, char **argv) {
                 config_clear(&cfg);
                 return r == CONFIG_EXIT_OK ? EXIT_SUCCESS : 2;
         }
+        /* Prisma's migration_lock.toml names the backend's provider */
+        migdir_set_prisma_provider(config_is_server(&cfg) ? "postgresql" : "sqlite");
         if (startcheck_migrations_dir(cfg.migrations_dir) < 0) {
                 config_clear(&cfg);
                 return 2; /* a configuration error, like an unknown option */
