@@ -246,6 +246,7 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         p->lock_timeout_ms = o->busy_timeout_ms;
         p->cancel = o->cancel;
         p->read_only = o->read_only;
+        p->prisma_lock = o->format == MIGDIR_PRISMA;
         if (o->format == MIGDIR_FLYWAY) {
                 /* Flyway's PostgreSQL table is not written yet */
                 db_failure_clear(f);

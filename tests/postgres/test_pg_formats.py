@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pgharness import PgTestCase  # noqa: E402
+from pgharness import PgTestCase, harness  # noqa: E402
 
 # (version, name, up, down)
 SCHEMA = [
@@ -171,6 +171,31 @@ class TestFormatsOnPostgres(PgTestCase):
         self.assertEqual(self.rows(fmt), EXPECTED_ROWS[fmt][3])
         self.assertEqual(d.status()["pending"], [])
         self.assertEqual(d.stop(), 0)
+
+    def test_prisma_job_waits_for_prismas_advisory_lock(self):
+        """A session holding Prisma Migrate's own lock (as "prisma migrate deploy" does) is named
+        and waited for; once it lets go the job runs (and holds that lock itself meanwhile)."""
+        write_prisma(self.migrations)
+        d = self.daemon()
+        other = self.cluster.session(self.dbname)
+        self.addCleanup(other.close)
+        pid = int(other.run("SELECT 'pid:' || pg_backend_pid();", "pid:").split(":")[1])
+        other.run("SELECT pg_advisory_lock(72707369); SELECT 'locked';", "locked")
+        seen = []
+
+        def on_event(ev):
+            if ev["event"] == "lock" and ev.get("phase") == "waiting" and "holder" in ev and not seen:
+                seen.append(ev["holder"])
+                other.run("SELECT pg_advisory_unlock(72707369); SELECT 'released';", "released")
+
+        with harness.Conn(d.socket, 120) as c:
+            c.send("up")
+            _, final = c.read_reply(on_event=on_event, timeout=120)
+        self.assertEqual([h["pid"] for h in seen], [pid])
+        self.assertEqual(harness.result_of(final)["status"], "applied", final)
+        self.assertEqual(len(self.rows("prisma")), 3)
+        # given back after the job: another session takes it at once
+        self.assertEqual(other.run("SELECT 'try:' || pg_try_advisory_lock(72707369)::text;", "try:"), "try:true")
 
 
 def add_tests():
