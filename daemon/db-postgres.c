@@ -247,14 +247,6 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         p->cancel = o->cancel;
         p->read_only = o->read_only;
         p->prisma_lock = o->format == MIGDIR_PRISMA;
-        if (o->format == MIGDIR_FLYWAY) {
-                /* Flyway's PostgreSQL table is not written yet */
-                db_failure_clear(f);
-                f->code = PROTOCOL_ERROR_DATABASE;
-                f->message = strdup("the postgresql backend does not keep Flyway's bookkeeping yet");
-                pg_close(&p->base);
-                return f->message ? DB_FAILED : -ENOMEM;
-        }
         /* pg_dump gets the connection without its password, which goes into its environment */
         p->conninfo = pg_conninfo_split(o->target, &p->password);
         r = p->conninfo ? 0 : -ENOMEM;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """The foreign formats on PostgreSQL: each tool's history table as the tool creates it there
-(goose, golang-migrate, dbmate, Prisma), up / down / up again, and a takeover of a database the
+(goose, golang-migrate, dbmate, Flyway, Prisma), up / down / up again, and a takeover of a database the
 tool brought to N-1. The fixtures in tests/integration/fixtures are SQLite SQL (triggers with
 BEGIN ... END), so the migrations here are the same shape written in PostgreSQL's SQL.
 migrated's own attempts stay in the state directory's history.sqlite: the database holds no table
@@ -26,23 +26,38 @@ SCHEMA = [
 STAMP = "2024010100000%d"
 
 
-def write_goose(d):
+def write_files(d, name_of, content_of):
+    """One file per (migration, kind) that name_of names, holding content_of's text."""
     for v, name, up, down in SCHEMA:
-        with open(os.path.join(d, "%05d_%s.sql" % (v, name)), "w") as f:
-            f.write("-- +goose Up\n%s\n-- +goose Down\n%s" % (up, down))
+        for kind, text in content_of(up, down):
+            with open(os.path.join(d, name_of(v, name, kind)), "w") as f:
+                f.write(text)
+
+
+def write_goose(d):
+    write_files(d, lambda v, name, _: "%05d_%s.sql" % (v, name),
+                lambda up, down: [("", "-- +goose Up\n%s\n-- +goose Down\n%s" % (up, down))])
 
 
 def write_golang_migrate(d):
-    for v, name, up, down in SCHEMA:
-        for kind, sql in (("up", up), ("down", down)):
-            with open(os.path.join(d, "%04d_%s.%s.sql" % (v, name, kind)), "w") as f:
-                f.write(sql)
+    write_files(d, lambda v, name, kind: "%04d_%s.%s.sql" % (v, name, kind),
+                lambda up, down: [("up", up), ("down", down)])
 
 
 def write_dbmate(d):
-    for v, name, up, down in SCHEMA:
-        with open(os.path.join(d, "%s_%s.sql" % (STAMP % v, name)), "w") as f:
-            f.write("-- migrate:up\n%s\n-- migrate:down\n%s" % (up, down))
+    write_files(d, lambda v, name, _: "%s_%s.sql" % (STAMP % v, name),
+                lambda up, down: [("", "-- migrate:up\n%s\n-- migrate:down\n%s" % (up, down))])
+
+
+def write_flyway(d):
+    write_files(d, lambda v, name, kind: "%s%d__%s.sql" % (kind, v, name), lambda up, down: [("V", up), ("U", down)])
+
+
+def flyway_checksum(sql):
+    """Flyway's: CRC-32 over the lines without their line breaks, as a signed 32-bit integer."""
+    import zlib
+    c = zlib.crc32("".join(sql.splitlines()).encode())
+    return c - (1 << 32) if c >= (1 << 31) else c
 
 
 def write_prisma(d, provider="postgresql"):
@@ -67,6 +82,20 @@ PRISMA_DDL = ('CREATE TABLE "_prisma_migrations" ("id" VARCHAR(36) PRIMARY KEY N
               '"checksum" VARCHAR(64) NOT NULL, "finished_at" TIMESTAMPTZ, "migration_name" VARCHAR(255) NOT NULL, '
               '"logs" TEXT, "rolled_back_at" TIMESTAMPTZ, "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(), '
               '"applied_steps_count" INTEGER NOT NULL DEFAULT 0);')
+FLYWAY_DDL = ('CREATE TABLE "public"."flyway_schema_history" ("installed_rank" INT NOT NULL, '
+              '"version" VARCHAR(50), "description" VARCHAR(200) NOT NULL, "type" VARCHAR(20) NOT NULL, '
+              '"script" VARCHAR(1000) NOT NULL, "checksum" INTEGER, "installed_by" VARCHAR(100) NOT NULL, '
+              '"installed_on" TIMESTAMP NOT NULL DEFAULT now(), "execution_time" INTEGER NOT NULL, '
+              '"success" BOOLEAN NOT NULL);'
+              'ALTER TABLE "public"."flyway_schema_history" ADD CONSTRAINT "flyway_schema_history_pk" '
+              'PRIMARY KEY ("installed_rank");'
+              'CREATE INDEX "flyway_schema_history_s_idx" ON "public"."flyway_schema_history" ("success");')
+
+
+def flyway_rows(n):
+    return "".join("INSERT INTO flyway_schema_history VALUES (%d, '%d', '%s', 'SQL', 'V%d__%s.sql', %d, "
+                   "current_user, now(), 3, true);" % (v, v, name, v, name, flyway_checksum(up))
+                   for v, name, up, _ in SCHEMA[:n])
 
 
 def prisma_rows(n):
@@ -96,6 +125,14 @@ FORMATS = {
                lambda n: DBMATE_DDL + "".join("INSERT INTO schema_migrations VALUES ('%s');" % (STAMP % v)
                                               for v, *_ in SCHEMA[:n]),
                "SELECT version FROM schema_migrations ORDER BY version"),
+    "flyway": (write_flyway, [], "flyway_schema_history",
+               {"installed_rank": "integer", "version": "character varying", "description": "character varying",
+                "type": "character varying", "script": "character varying", "checksum": "integer",
+                "installed_by": "character varying", "installed_on": "timestamp without time zone",
+                "execution_time": "integer", "success": "boolean"},
+               lambda n: FLYWAY_DDL + flyway_rows(n),
+               "SELECT version || ':' || success::text || ':' || installed_by FROM flyway_schema_history "
+               "ORDER BY installed_rank"),
     "prisma": (write_prisma, [], "_prisma_migrations",
                {"id": "character varying", "checksum": "character varying",
                 "finished_at": "timestamp with time zone", "migration_name": "character varying",
@@ -110,9 +147,13 @@ EXPECTED_ROWS = {
     "goose": {3: ["0:true", "1:true", "2:true", "3:true"], 2: ["0:true", "1:true", "2:true"]},
     "golang-migrate": {3: ["3:false"], 2: ["2:false"]},
     "dbmate": {3: [STAMP % v for v in (1, 2, 3)], 2: [STAMP % v for v in (1, 2)]},
+    "flyway": {3: ["%d:true:postgres" % v for v in (1, 2, 3)], 2: ["%d:true:postgres" % v for v in (1, 2)]},
     "prisma": {3: ["%s_%s" % (STAMP % v, n) for v, n, *_ in SCHEMA],
                2: ["%s_%s" % (STAMP % v, n) for v, n, *_ in SCHEMA[:2]]},
 }
+
+PENDING_AFTER_DOWN = {"goose": 3, "golang-migrate": 3, "dbmate": int(STAMP % 3), "prisma": int(STAMP % 3),
+                      "flyway": "3"}
 
 
 class TestFormatsOnPostgres(PgTestCase):
@@ -127,33 +168,41 @@ class TestFormatsOnPostgres(PgTestCase):
     def rows(self, fmt):
         return [r[0] for r in self.sql(FORMATS[fmt][5])]
 
+    def call(self, d, fmt, method):
+        """A request's result; Flyway's string versions need protocol 2."""
+        if fmt != "flyway":
+            return d.call(method)
+        with harness.Conn(d.socket, 120) as c:
+            c.send(method, None, extra={"protocol": 2})
+            _, final = c.read_reply(timeout=120)
+        return harness.result_of(final)
+
     def up_down_up(self, fmt):
         writer, args, table, types, _, _ = FORMATS[fmt]
         writer(self.migrations)
         d = self.daemon(extra=args)
-        st = d.status()
+        st = self.call(d, fmt, "status")
         self.assertEqual(st["format"], fmt, st)
         self.assertEqual(len(st["pending"]), 3, st)
-        res = d.call("up")
+        res = self.call(d, fmt, "up")
         self.assertEqual(res["status"], "applied", res)
         # the tool's table as the tool creates it on PostgreSQL, and no table of ours
         self.assertEqual(self.public_tables(), sorted(["users", "posts", table]))
         self.assertEqual(self.columns(table), types)
         self.assertEqual(self.rows(fmt), EXPECTED_ROWS[fmt][3])
         self.assertEqual(self.sql("SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'"), [["1"]])
-        self.assertEqual(d.status()["pending"], [])
-        res = d.call("down")
+        self.assertEqual(self.call(d, fmt, "status")["pending"], [])
+        res = self.call(d, fmt, "down")
         self.assertEqual(res["status"], "reverted", res)
         self.assertEqual(self.rows(fmt), EXPECTED_ROWS[fmt][2])
         self.assertEqual(self.sql("SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'"), [["0"]])
-        st = d.status()
-        self.assertEqual([p["version"] for p in st["pending"]], [int(STAMP % 3) if fmt in ("dbmate", "prisma")
-                                                                   else 3], st)
-        res = d.call("up")
+        st = self.call(d, fmt, "status")
+        self.assertEqual([p["version"] for p in st["pending"]], [PENDING_AFTER_DOWN[fmt]], st)
+        res = self.call(d, fmt, "up")
         self.assertEqual(res["status"], "applied", res)
         self.assertEqual(self.rows(fmt), EXPECTED_ROWS[fmt][3])
         # the attempts are migrated's, kept in the state directory
-        self.assertEqual([a["status"] for a in d.call("history")["attempts"]][:3],
+        self.assertEqual([a["status"] for a in self.call(d, fmt, "history")["attempts"]][:3],
                          ["succeeded", "succeeded", "succeeded"])
         self.assertEqual(d.stop(), 0)
 
@@ -163,13 +212,13 @@ class TestFormatsOnPostgres(PgTestCase):
         # the database the tool leaves after applying the first two migrations
         self.sql("".join(up for _, _, up, _ in SCHEMA[:2]) + tool_left(2))
         d = self.daemon(extra=args)
-        st = d.status()
+        st = self.call(d, fmt, "status")
         self.assertEqual(len(st["pending"]), 1, st)
         self.assertEqual(len(st["applied"]), 2, st)
-        res = d.call("up")
+        res = self.call(d, fmt, "up")
         self.assertEqual(res["status"], "applied", res)
         self.assertEqual(self.rows(fmt), EXPECTED_ROWS[fmt][3])
-        self.assertEqual(d.status()["pending"], [])
+        self.assertEqual(self.call(d, fmt, "status")["pending"], [])
         self.assertEqual(d.stop(), 0)
 
     def test_prisma_job_waits_for_prismas_advisory_lock(self):
