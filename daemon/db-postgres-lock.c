@@ -26,7 +26,7 @@
         "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "                        \
         "WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid = 1835624306 AND l.objid = 1 "              \
         "AND l.objsubid = 2) OR (l.classid = 0 AND l.objid = " PG_PRISMA_LOCK_KEY " AND l.objsubid = 1)) "       \
-        "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = "           \
+        "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = "                              \
         "current_database()) AND l.pid <> pg_backend_pid()"
 
 /* Who holds the lock: {pid, application_name, client_addr, state, query}, or NULL if nobody now. */

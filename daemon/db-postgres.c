@@ -15,7 +15,7 @@
 #include "db-postgres-internal.h"
 #include "macro.h"
 
-/* PostgreSQL type oids of the integer types (pg_type.dat). */
+/* PostgreSQL type oids of the boolean and integer types (pg_type.dat). */
 #define PG_BOOLOID 16
 #define PG_INT8OID 20
 #define PG_INT2OID 21
