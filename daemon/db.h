@@ -158,7 +158,8 @@ typedef struct db_backend {
         int (*check_integrity)(db *d, bool full, db_failure *f);
         /* The database's logical size in bytes. */
         int (*size)(db *d, uint64_t *ret_bytes);
-        /* Reads what a backup file holds: whether it is a readable database of ours, its version. */
+        /* Reads what a backup file holds: whether it is a readable database of ours, its version
+         * (-1: it cannot tell, and the version its name records stands). */
         int (*inspect_backup)(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
         /* A private, consistent clone of the database to rehearse on, created exclusively in the
          * directory dirfd (path dir) under a name starting with stem; *ret_target opens it. */

@@ -221,6 +221,35 @@ class TestFormatsOnPostgres(PgTestCase):
         self.assertEqual(self.call(d, fmt, "status")["pending"], [])
         self.assertEqual(d.stop(), 0)
 
+    def restore_round_trip(self, fmt):
+        """A backup restored brings the tool's table back with the schema; our attempts, in the
+        state directory, keep every job and record the restore."""
+        writer, args, table, _, _, _ = FORMATS[fmt]
+        writer(self.migrations)
+        d = self.daemon(extra=args)
+        first = int(STAMP % 1) if fmt in ("dbmate", "prisma") else 1
+        self.assertEqual(self.call(d, fmt, "up")["status"], "applied")
+        self.assertEqual(self.call(d, fmt, "down")["status"], "reverted")
+        self.assertEqual(d.call("down", {"to": first})["status"], "reverted")
+        backup = d.call("backup")["backup"]
+        self.assertEqual(self.call(d, fmt, "up")["status"], "applied")
+        res = d.call("restore", {"backup": backup["file"]})
+        self.assertEqual((res["status"], res["to_version"]), ("restored", first), res)
+        self.assertEqual(self.public_tables(), sorted(["users", table]))
+        self.assertEqual(len(self.call(d, fmt, "status")["pending"]), 2)
+        attempts = self.call(d, fmt, "history")["attempts"]
+        self.assertEqual(attempts[0]["direction"], "restore", attempts)
+        self.assertEqual([a["direction"] for a in attempts], ["restore", "up", "down", "down", "up"], attempts)
+        self.assertEqual(self.call(d, fmt, "up")["status"], "applied")
+        self.assertEqual(self.rows(fmt), EXPECTED_ROWS[fmt][3][-len(self.rows(fmt)):])
+        self.assertEqual(d.stop(), 0)
+
+    def test_goose_restore_round_trip(self):
+        self.restore_round_trip("goose")
+
+    def test_prisma_restore_round_trip(self):
+        self.restore_round_trip("prisma")
+
     def test_prisma_job_waits_for_prismas_advisory_lock(self):
         """A session holding Prisma Migrate's own lock (as "prisma migrate deploy" does) is named
         and waited for; once it lets go the job runs (and holds that lock itself meanwhile)."""
