@@ -50,9 +50,14 @@ static const char prisma_table_pg_sql[] =
 static int prisma_query(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row,
                         void *userdata, int64_t *ret_changes, db_failure *f, const char *what) {
         bool pg = db_dialect_postgres(d);
-        _cleanup_free_ char *text = malloc(strlen(sql) * 4 + 1);
-        char *o = text;
+        _cleanup_free_ char *text = NULL;
+        size_t n_ts = 0;
+        char *o;
 
+        for (const char *s = strstr(sql, "TS(?"); s; s = strstr(s + 1, "TS(?"))
+                n_ts++;
+        /* each TS(?N) grows by the conversion's text at most */
+        o = text = malloc(strlen(sql) + n_ts * (sizeof("to_timestamp( / 1000.0)") - 1) + 1);
         if (!text)
                 return -ENOMEM;
         for (const char *s = sql; *s;) {
