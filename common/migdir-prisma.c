@@ -16,7 +16,15 @@
 
 #include "migdir-internal.h"
 
-/* provider = "sqlite" in migration_lock.toml; anything else is not a database we can migrate. */
+/* The provider migration_lock.toml must name: the backend's. */
+static const char *expected_provider = "sqlite";
+
+void migdir_set_prisma_provider(const char *provider) {
+        expected_provider = provider;
+}
+
+/* provider = "sqlite" in migration_lock.toml ("postgresql" on that backend); anything else is not
+ * a database we migrate here. */
 static int check_provider(int dir_fd, migdir_errors *errors) {
         char buf[4096], *p;
         ssize_t n;
@@ -34,9 +42,11 @@ static int check_provider(int dir_fd, migdir_errors *errors) {
                         p++;
                 if (sscanf(p, "provider = \"%63[^\"]\"", value) != 1)
                         continue;
-                if (!streq(value, "sqlite"))
+                if (!streq(value, expected_provider))
                         r = migdir_error_add(errors, "migration_lock.toml: the provider is \"%s\", but migrated manages a "
-                                             "SQLite database here (provider = \"sqlite\")", value) ?: 1;
+                                             "%s database here (provider = \"%s\")", value,
+                                             streq(expected_provider, "postgresql") ? "PostgreSQL" : "SQLite",
+                                             expected_provider) ?: 1;
                 return r;
         }
         return 0;

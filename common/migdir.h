@@ -119,6 +119,9 @@ migdir_format migdir_detect_format_reason(const char *dir, const char **ret_reas
 migdir_format migdir_detect_format(const char *dir);
 const char *migdir_format_to_string(migdir_format f);
 int migdir_format_from_string(const char *s, migdir_format *ret);
+/* The provider Prisma's migration_lock.toml must name, the backend's: "sqlite" (the default) or
+ * "postgresql"; set once at startup, before any directory is read. */
+void migdir_set_prisma_provider(const char *provider);
 /* The accepted values of the "format" setting, for messages: "auto, native or prisma". */
 const char *migdir_format_choices(void);
 

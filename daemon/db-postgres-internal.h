@@ -27,6 +27,7 @@ typedef struct db_pg {
         bool in_transaction; /* between begin() and commit() or rollback() */
         bool locked;       /* the session advisory lock is held */
         bool lock_by_begin; /* taken by begin(): released at commit or rollback */
+        bool prisma_lock;   /* Prisma's layout: Prisma Migrate's own advisory lock is held with ours */
 } db_pg;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);

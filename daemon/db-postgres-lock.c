@@ -16,12 +16,17 @@
 /* The lock's two keys: "migr" and the layout of migrated's lock (advisory locks are per database
  * already). */
 #define PG_LOCK_KEYS "1835624306, 1"
+/* Prisma Migrate's own key (prisma-engines' postgres flavour: pg_advisory_lock(72707369)), held
+ * with ours in Prisma's layout so that a stray "prisma migrate deploy" waits for a job instead of
+ * racing it. A single bigint key shows in pg_locks as classid 0, objid the key, objsubid 1. */
+#define PG_PRISMA_LOCK_KEY "72707369"
 
 #define HOLDER_SQL                                                                                                  \
         "SELECT a.pid, a.application_name, coalesce(a.client_addr::text, 'local'), a.state, a.query "            \
         "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "                        \
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 1835624306 AND l.objid = 1 "                \
-        "AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = "           \
+        "WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid = 1835624306 AND l.objid = 1 "              \
+        "AND l.objsubid = 2) OR (l.classid = 0 AND l.objid = " PG_PRISMA_LOCK_KEY " AND l.objsubid = 1)) "       \
+        "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = "                              \
         "current_database()) AND l.pid <> pg_backend_pid()"
 
 /* Who holds the lock: {pid, application_name, client_addr, state, query}, or NULL if nobody now. */
@@ -35,13 +40,22 @@ static json_t *describe_holder(PGconn *conn) {
                          "query", PQgetvalue(res, 0, 4));
 }
 
+/* Ours, then (in Prisma's layout) Prisma's; ours is given back when Prisma's is taken. */
 static int try_lock(db_pg *p, bool *ret, db_failure *f) {
         _cleanup_pgresult_ PGresult *res = PQexec(p->conn, "SELECT pg_try_advisory_lock(" PG_LOCK_KEYS ")");
+        _cleanup_pgresult_ PGresult *prisma = NULL;
 
         if (!pg_result_ok(res) || PQntuples(res) != 1)
                 return pg_fail(p, res, f, "cannot take the advisory lock");
         *ret = PQgetvalue(res, 0, 0)[0] == 't';
-        return 0;
+        if (!*ret || !p->prisma_lock)
+                return 0;
+        prisma = PQexec(p->conn, "SELECT pg_try_advisory_lock(" PG_PRISMA_LOCK_KEY ")");
+        if (pg_result_ok(prisma) && PQntuples(prisma) == 1 && PQgetvalue(prisma, 0, 0)[0] == 't')
+                return 0;
+        *ret = false;
+        PQclear(PQexec(p->conn, "SELECT pg_advisory_unlock(" PG_LOCK_KEYS ")"));
+        return pg_result_ok(prisma) ? 0 : pg_fail(p, prisma, f, "cannot take Prisma's advisory lock");
 }
 
 int pg_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f) {
@@ -108,6 +122,8 @@ void pg_unlock(db *d) {
         if (PQtransactionStatus(p->conn) == PQTRANS_INERROR)
                 PQclear(PQexec(p->conn, "ROLLBACK"));
         PQclear(PQexec(p->conn, "SELECT pg_advisory_unlock(" PG_LOCK_KEYS ")"));
+        if (p->prisma_lock)
+                PQclear(PQexec(p->conn, "SELECT pg_advisory_unlock(" PG_PRISMA_LOCK_KEY ")"));
         p->locked = false;
 }
 

@@ -50,12 +50,14 @@ static char *tool_output(char *const argv[], size_t *ret_size, char **ret_proble
         return buf;
 }
 
-/* The archive's version: the highest in its migrated_schema data (0 when it has none). */
+/* The archive's version: the highest in its migrated_schema data (0 when it has none); -1 when
+ * the archive has no migrated_schema (a foreign format's, whose version the tool's own table holds
+ * by its rules: the version the backup's name records stands). */
 int pg_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem) {
         char *argv[] = { (char *) "pg_restore", (char *) "--data-only", (char *) "--table=migrated_schema",
                          (char *) "--file=-", (char *) path, NULL };
         _cleanup_free_ char *out = NULL;
-        bool copying = false;
+        bool copying = false, found = false;
         size_t size = 0;
 
         *ret_version = 0;
@@ -71,8 +73,10 @@ int pg_inspect_backup(const char *path, bool full_check, int64_t *ret_version, c
                         if (v > *ret_version)
                                 *ret_version = v;
                 } else if (strncmp(line, "COPY ", 5) == 0 && strstr(line, "migrated_schema"))
-                        copying = true;
+                        copying = found = true;
         }
+        if (!found)
+                *ret_version = -1;
         return 0;
 }
 
@@ -240,7 +244,8 @@ int pg_restore_from(db *d, const char *path, const char *scratch, const db_event
                 r = pg_exec_simple(p, "DROP SCHEMA migrated_restore_keep", f, "cannot finish the restore");
         if (r == 0)
                 r = history_ensure(d, f);
-        if (r == 0)
+        /* ev NULL: migrated's own tables live apart (a foreign format), db_restore_from() records it there */
+        if (r == 0 && ev)
                 r = db_record_event(d, ev, f);
         if (r == 0)
                 r = db_commit(d, f);

@@ -16,7 +16,8 @@
 #include "db-postgres.h"
 #include "macro.h"
 
-/* PostgreSQL type oids of the integer types (pg_type.dat). */
+/* PostgreSQL type oids of the boolean and integer types (pg_type.dat). */
+#define PG_BOOLOID 16
 #define PG_INT8OID 20
 #define PG_INT2OID 21
 #define PG_INT4OID 23
@@ -246,14 +247,7 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         p->lock_timeout_ms = o->busy_timeout_ms;
         p->cancel = o->cancel;
         p->read_only = o->read_only;
-        if (o->format != MIGDIR_NATIVE) {
-                /* Prisma's table on PostgreSQL has its own types (timestamptz): not written yet */
-                db_failure_clear(f);
-                f->code = PROTOCOL_ERROR_DATABASE;
-                f->message = strdup("the postgresql backend keeps the native bookkeeping only (format = native)");
-                pg_close(&p->base);
-                return f->message ? DB_FAILED : -ENOMEM;
-        }
+        p->prisma_lock = o->format == MIGDIR_PRISMA;
         /* pg_dump gets the connection without its password, which goes into its environment */
         p->conninfo = pg_conninfo_split(o->target, &p->password);
         r = p->conninfo ? 0 : -ENOMEM;
@@ -394,6 +388,9 @@ static db_value column_value(const PGresult *res, int row, int col) {
         case PG_INT2OID:
         case PG_INT4OID:
                 return (db_value) { .type = DB_VALUE_INT, .i = strtoll(s, NULL, 10), .s = s };
+        case PG_BOOLOID:
+                /* a tool's boolean (goose's is_applied, golang-migrate's dirty) reads as SQLite's 0/1 */
+                return (db_value) { .type = DB_VALUE_INT, .i = s[0] == 't', .s = s };
         default:
                 return (db_value) { .type = DB_VALUE_TEXT, .i = strtoll(s, NULL, 10), .s = s };
         }

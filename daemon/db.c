@@ -119,6 +119,10 @@ const db_backend *db_get_backend(db *d) {
         return d->backend;
 }
 
+bool db_dialect_postgres(db *d) {
+        return streq(d->backend->name, "postgresql");
+}
+
 void db_interrupt(db *d) {
         d->backend->interrupt(d);
 }

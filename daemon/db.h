@@ -158,7 +158,8 @@ typedef struct db_backend {
         int (*check_integrity)(db *d, bool full, db_failure *f);
         /* The database's logical size in bytes. */
         int (*size)(db *d, uint64_t *ret_bytes);
-        /* Reads what a backup file holds: whether it is a readable database of ours, its version. */
+        /* Reads what a backup file holds: whether it is a readable database of ours, its version
+         * (-1: it cannot tell, and the version its name records stands). */
         int (*inspect_backup)(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
         /* A private, consistent clone of the database to rehearse on, created exclusively in the
          * directory dirfd (path dir) under a name starting with stem; *ret_target opens it. */
@@ -207,6 +208,9 @@ int db_open(const db_options *o, db **ret, db_failure *f);
 void db_close(db *d);
 void db_closep(db **d);
 const db_backend *db_get_backend(db *d);
+/* Whether d speaks PostgreSQL's dialect: the history modules' hook where a tool's DDL or values
+ * differ there (booleans, timestamps). */
+bool db_dialect_postgres(db *d);
 
 void db_interrupt(db *d);
 int db_begin(db *d, db_failure *f);

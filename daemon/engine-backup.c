@@ -281,7 +281,8 @@ static int resolve_backup(engine *e, const engine_job *job, backup_info *ret, en
                 backup_info_clear(ret);
                 return r;
         }
-        ret->version = version;
+        if (version >= 0)
+                ret->version = version;
         return 0;
 }
 

@@ -6,7 +6,8 @@
  * installed_rank. A failed migration leaves no row, as Flyway's on SQLite, whose DDL is
  * transactional. A 'BASELINE' row stands for every version up to its own. A down deletes the
  * migration's 'SQL' row, as Flyway Community's users do by hand (Flyway Teams' undo instead
- * appends an 'UNDO_SQL' row, which this history reads too). */
+ * appends an 'UNDO_SQL' row, which this history reads too). On PostgreSQL the table is Flyway's
+ * PostgreSQL one (timestamp installed_on, boolean success, the connection's user as installed_by). */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -36,13 +37,35 @@ static const char *const flyway_table_sql[] = {
         "CREATE INDEX \"main\".\"flyway_schema_history_s_idx\" ON \"flyway_schema_history\" (\"success\")",
 };
 
+/* Flyway's createMetaDataTable.sql for PostgreSQL, in the connection's current schema; "integer"
+ * in lower case, which the backend's translation of SQLite's 64-bit INTEGER leaves at 32 bits. */
+static const char *const flyway_table_pg_sql[] = {
+        "CREATE TABLE \"flyway_schema_history\" (\n"
+        "    \"installed_rank\" INT NOT NULL,\n"
+        "    \"version\" VARCHAR(50),\n"
+        "    \"description\" VARCHAR(200) NOT NULL,\n"
+        "    \"type\" VARCHAR(20) NOT NULL,\n"
+        "    \"script\" VARCHAR(1000) NOT NULL,\n"
+        "    \"checksum\" integer,\n"
+        "    \"installed_by\" VARCHAR(100) NOT NULL,\n"
+        "    \"installed_on\" TIMESTAMP NOT NULL DEFAULT now(),\n"
+        "    \"execution_time\" integer NOT NULL,\n"
+        "    \"success\" BOOLEAN NOT NULL\n"
+        ")",
+        "ALTER TABLE \"flyway_schema_history\" ADD CONSTRAINT \"flyway_schema_history_pk\" PRIMARY KEY "
+        "(\"installed_rank\")",
+        "CREATE INDEX \"flyway_schema_history_s_idx\" ON \"flyway_schema_history\" (\"success\")",
+};
+
 static int flyway_ensure(db *d, db_failure *f) {
-        bool exists;
+        bool pg = db_dialect_postgres(d), exists;
+        size_t n = pg ? ELEMENTSOF(flyway_table_pg_sql) : ELEMENTSOF(flyway_table_sql);
         int r;
 
         r = db_table_exists(d, FLYWAY_TABLE, &exists, f);
-        for (size_t i = 0; r == 0 && !exists && i < ELEMENTSOF(flyway_table_sql); i++)
-                r = db_query(d, flyway_table_sql[i], NULL, 0, NULL, NULL, NULL, f, "cannot create " FLYWAY_TABLE);
+        for (size_t i = 0; r == 0 && !exists && i < n; i++)
+                r = db_query(d, pg ? flyway_table_pg_sql[i] : flyway_table_sql[i], NULL, 0, NULL, NULL, NULL, f,
+                             "cannot create " FLYWAY_TABLE);
         return r;
 }
 
@@ -141,13 +164,16 @@ static int flyway_load_applied(db *d, applied_set *ret, db_failure *f) {
         return r;
 }
 
+#define INSERT_ROW_SQL(installed_by)                                                                                \
+        "INSERT INTO \"" FLYWAY_TABLE "\" (\"installed_rank\", \"version\", \"description\", \"type\", "          \
+        "\"script\", \"checksum\", \"installed_by\", \"execution_time\", \"success\") "                            \
+        "VALUES ((SELECT COALESCE(MAX(\"installed_rank\"), 0) + 1 FROM \"" FLYWAY_TABLE "\"), "                     \
+        "?1, ?2, 'SQL', ?3, ?4, " installed_by ", ?5, TRUE)"
+
 static int insert_row(db *d, const migration *m, int64_t duration_ms, db_failure *f, const char *what) {
-        /* SQLite has no user: Flyway records an empty installed_by there */
-        return db_query(d,
-                        "INSERT INTO \"" FLYWAY_TABLE "\" (\"installed_rank\", \"version\", \"description\", \"type\", "
-                        "\"script\", \"checksum\", \"installed_by\", \"execution_time\", \"success\") "
-                        "VALUES ((SELECT COALESCE(MAX(\"installed_rank\"), 0) + 1 FROM \"" FLYWAY_TABLE "\"), "
-                        "?1, ?2, 'SQL', ?3, ?4, '', ?5, 1)",
+        /* SQLite has no user: Flyway records an empty installed_by there, the user on PostgreSQL;
+         * TRUE is 1 on SQLite */
+        return db_query(d, db_dialect_postgres(d) ? INSERT_ROW_SQL("current_user") : INSERT_ROW_SQL("''"),
                         (db_value[]) { DB_TEXT(m->version_key), DB_TEXT(m->name), DB_TEXT(m->up.file),
                                        DB_INT(strtoll(m->checksum, NULL, 10)), DB_INT(duration_ms) }, 5,
                         NULL, NULL, NULL, f, what);
@@ -178,10 +204,13 @@ static int delete_row(db *d, const migration *m, bool success, bool *ret_deleted
         rank_match rm = { .version = m->version };
         int r;
 
+        /* TRUE and FALSE: 1 and 0 on SQLite, booleans on PostgreSQL */
         r = db_query(d,
-                     "SELECT \"installed_rank\", \"version\" FROM \"" FLYWAY_TABLE "\" WHERE \"type\" = 'SQL' AND "
-                     "\"success\" = ?1 ORDER BY \"installed_rank\"",
-                     (db_value[]) { DB_INT(success) }, 1, rank_row, &rm, NULL, f, what);
+                     success ? "SELECT \"installed_rank\", \"version\" FROM \"" FLYWAY_TABLE "\" WHERE \"type\" = 'SQL' "
+                               "AND \"success\" = TRUE ORDER BY \"installed_rank\""
+                             : "SELECT \"installed_rank\", \"version\" FROM \"" FLYWAY_TABLE "\" WHERE \"type\" = 'SQL' "
+                               "AND \"success\" = FALSE ORDER BY \"installed_rank\"",
+                     NULL, 0, rank_row, &rm, NULL, f, what);
         if (r == 0 && rm.rank > 0)
                 r = db_query(d, "DELETE FROM \"" FLYWAY_TABLE "\" WHERE \"installed_rank\" = ?1",
                              (db_value[]) { DB_INT(rm.rank) }, 1, NULL, NULL, NULL, f, what);

@@ -3,7 +3,8 @@
  * (database/sqlite3/sqlite3.go), so that `migrate version` and `migrate up` agree with migrated
  * afterwards: schema_migrations holds one row, the current version and whether the run that set
  * it was cut short (dirty); setting a version deletes every row and inserts the new one. Every
- * migration up to the recorded version is applied (the tool has no other record of them). */
+ * migration up to the recorded version is applied (the tool has no other record of them). On
+ * PostgreSQL the table is its postgres driver's (bigint primary key, boolean dirty). */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -15,8 +16,14 @@
 #include "macro.h"
 #include "migdir-golang-migrate.h"
 
-/* The driver's ensureVersionTable(), statement by statement. */
+/* The driver's ensureVersionTable(), statement by statement (database/postgres/postgres.go's
+ * on PostgreSQL). */
 static int gm_ensure(db *d, db_failure *f) {
+        if (db_dialect_postgres(d))
+                return db_query(d,
+                                "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint not null primary key, "
+                                "dirty boolean not null)",
+                                NULL, 0, NULL, NULL, NULL, f, "cannot create schema_migrations");
         int r = db_query(d, "CREATE TABLE IF NOT EXISTS schema_migrations (version uint64,dirty bool)", NULL, 0, NULL,
                          NULL, NULL, f, "cannot create schema_migrations");
 
@@ -104,8 +111,11 @@ static int set_version(db *d, int64_t version, bool dirty, db_failure *f, const 
 
         if (r != 0 || (version < 0 && !dirty))
                 return r;
-        return db_query(d, "INSERT INTO schema_migrations (version, dirty) VALUES (?1, ?2)",
-                        (db_value[]) { DB_INT(version), DB_INT(dirty ? 1 : 0) }, 2, NULL, NULL, NULL, f, what);
+        /* TRUE and FALSE: 1 and 0 on SQLite, booleans on PostgreSQL */
+        return db_query(d,
+                        dirty ? "INSERT INTO schema_migrations (version, dirty) VALUES (?1, TRUE)"
+                              : "INSERT INTO schema_migrations (version, dirty) VALUES (?1, FALSE)",
+                        (db_value[]) { DB_INT(version) }, 1, NULL, NULL, NULL, f, what);
 }
 
 static int gm_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f) {

@@ -4,7 +4,8 @@
  * DDL and its initial version-0 row; an applied migration adds a row (version_id, is_applied = 1),
  * a reverted one deletes the version's rows. A version is applied when its newest row (highest id)
  * has is_applied set, which also reads the is_applied = 0 rows older goose versions wrote on down.
- * goose records no checksum and no name. */
+ * goose records no checksum and no name. On PostgreSQL the table is goose's PostgreSQL one
+ * (serial id, boolean is_applied, timestamp tstamp). */
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +24,19 @@ static const char goose_table_sql[] =
         "\t\ttstamp TIMESTAMP DEFAULT (datetime('now'))\n"
         "\t)";
 
+/* internal/dialect/dialectquery/postgres.go's CreateTable. */
+static const char goose_table_pg_sql[] =
+        "CREATE TABLE goose_db_version (\n"
+        "\t\tid serial NOT NULL,\n"
+        "\t\tversion_id bigint NOT NULL,\n"
+        "\t\tis_applied boolean NOT NULL,\n"
+        "\t\ttstamp timestamp NULL default now(),\n"
+        "\t\tPRIMARY KEY(id)\n"
+        "\t)";
+
+/* goose's InsertVersion; TRUE is 1 on SQLite and a boolean on PostgreSQL. */
+static const char goose_insert_sql[] = "INSERT INTO goose_db_version (version_id, is_applied) VALUES (?1, TRUE)";
+
 /* The table, and the version-0 row goose inserts with it (createVersionTable). */
 static int goose_ensure(db *d, db_failure *f) {
         bool exists;
@@ -31,11 +45,11 @@ static int goose_ensure(db *d, db_failure *f) {
         r = db_table_exists(d, "goose_db_version", &exists, f);
         if (r != 0 || exists)
                 return r;
-        r = db_query(d, goose_table_sql, NULL, 0, NULL, NULL, NULL, f, "cannot create goose_db_version");
+        r = db_query(d, db_dialect_postgres(d) ? goose_table_pg_sql : goose_table_sql, NULL, 0, NULL, NULL, NULL, f,
+                     "cannot create goose_db_version");
         if (r != 0)
                 return r;
-        return db_query(d, "INSERT INTO goose_db_version (version_id, is_applied) VALUES (?1, ?2)",
-                        (db_value[]) { DB_INT(0), DB_INT(1) }, 2, NULL, NULL, NULL, f,
+        return db_query(d, goose_insert_sql, (db_value[]) { DB_INT(0) }, 1, NULL, NULL, NULL, f,
                         "cannot create goose_db_version");
 }
 
@@ -45,13 +59,13 @@ typedef struct load_state {
         size_t n_seen;
 } load_state;
 
-/* goose's tstamp, "YYYY-MM-DD HH:MM:SS" in UTC, as ISO 8601. */
+/* goose's tstamp, "YYYY-MM-DD HH:MM:SS" in UTC (PostgreSQL adds ".ffffff"), as ISO 8601 to the second. */
 static char *applied_at(const db_value *v) {
         const char *s = v->s ?: "";
         char buf[64];
 
-        if (strlen(s) == 19 && s[10] == ' ') {
-                snprintf(buf, sizeof(buf), "%.10sT%sZ", s, s + 11);
+        if (strlen(s) >= 19 && s[10] == ' ') {
+                snprintf(buf, sizeof(buf), "%.10sT%.8sZ", s, s + 11);
                 return strdup(buf);
         }
         return strdup(s);
@@ -105,8 +119,7 @@ static int goose_load_applied(db *d, applied_set *ret, db_failure *f) {
 
 /* goose's InsertVersion after a migration's up: tstamp is the column's default. */
 static int goose_record_applied(db *d, const migration *m, int64_t duration_ms, db_failure *f) {
-        return db_query(d, "INSERT INTO goose_db_version (version_id, is_applied) VALUES (?1, ?2)",
-                        (db_value[]) { DB_INT(m->version), DB_INT(1) }, 2, NULL, NULL, NULL, f,
+        return db_query(d, goose_insert_sql, (db_value[]) { DB_INT(m->version) }, 1, NULL, NULL, NULL, f,
                         "cannot record the applied migration");
 }
 

@@ -27,6 +27,7 @@ const char *const history_tables[] = {
         "goose_db_version",
         "schema_migrations",
         "flyway_schema_history",
+        "migrated_hosts", /* PostgreSQL's hosts (hosts-pg.c) */
         NULL,
 };
 

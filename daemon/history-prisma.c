@@ -2,8 +2,11 @@
 /* Prisma Migrate's bookkeeping, read and written exactly as Prisma does, so that "prisma migrate
  * status" and "prisma migrate deploy" agree with migrated afterwards: the same table DDL, a random
  * UUIDv4 id, the lowercase hex SHA-256 of migration.sql, times as integer Unix milliseconds,
- * applied_steps_count, logs, rolled_back_at. */
+ * applied_steps_count, logs, rolled_back_at. On PostgreSQL the table is Prisma's PostgreSQL one
+ * (varchar ids and checksums, timestamptz times): times are written and read there as the same
+ * Unix milliseconds converted by the server. */
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,6 +30,48 @@ static const char prisma_table_sql[] =
         "    \"started_at\"            DATETIME NOT NULL DEFAULT current_timestamp,\n"
         "    \"applied_steps_count\"   INTEGER UNSIGNED NOT NULL DEFAULT 0\n"
         ")";
+
+/* Prisma's own statement on PostgreSQL (schema-engine's postgres flavour); "integer" in lower case,
+ * which the backend's translation of SQLite's 64-bit INTEGER leaves at 32 bits, as Prisma's is. */
+static const char prisma_table_pg_sql[] =
+        "CREATE TABLE \"_prisma_migrations\" (\n"
+        "    \"id\"                    VARCHAR(36) PRIMARY KEY NOT NULL,\n"
+        "    \"checksum\"              VARCHAR(64) NOT NULL,\n"
+        "    \"finished_at\"           TIMESTAMPTZ,\n"
+        "    \"migration_name\"        VARCHAR(255) NOT NULL,\n"
+        "    \"logs\"                  TEXT,\n"
+        "    \"rolled_back_at\"        TIMESTAMPTZ,\n"
+        "    \"started_at\"            TIMESTAMPTZ NOT NULL DEFAULT now(),\n"
+        "    \"applied_steps_count\"   integer NOT NULL DEFAULT 0\n"
+        ")";
+
+/* Runs sql, whose time parameters are written TS(?N) (Unix milliseconds): bare on SQLite, where
+ * Prisma stores the integer, converted to timestamptz on PostgreSQL. */
+static int prisma_query(db *d, const char *sql, const db_value *params, size_t n_params, db_row_fn row,
+                        void *userdata, int64_t *ret_changes, db_failure *f, const char *what) {
+        bool pg = db_dialect_postgres(d);
+        _cleanup_free_ char *text = NULL;
+        size_t n_ts = 0;
+        char *o;
+
+        for (const char *s = strstr(sql, "TS(?"); s; s = strstr(s + 1, "TS(?"))
+                n_ts++;
+        /* each TS(?N) grows by the conversion's text at most */
+        o = text = malloc(strlen(sql) + n_ts * (sizeof("to_timestamp( / 1000.0)") - 1) + 1);
+        if (!text)
+                return -ENOMEM;
+        for (const char *s = sql; *s;) {
+                if (strncmp(s, "TS(?", 4) == 0) {
+                        const char *e = strchr(s, ')');
+                        assert(e);
+                        o += sprintf(o, pg ? "to_timestamp(%.*s / 1000.0)" : "%.*s", (int) (e - s - 3), s + 3);
+                        s = e + 1;
+                } else
+                        *o++ = *s++;
+        }
+        *o = '\0';
+        return db_query(d, text, params, n_params, row, userdata, ret_changes, f, what);
+}
 
 static int64_t now_unix_ms(void) {
         struct timespec ts;
@@ -55,7 +100,7 @@ static int prisma_ensure(db *d, db_failure *f) {
         r = db_table_exists(d, "_prisma_migrations", &exists, f);
         if (r != 0 || exists)
                 return r;
-        return db_query(d, prisma_table_sql, NULL, 0, NULL, NULL, NULL, f, "cannot create _prisma_migrations");
+        return db_query(d, db_dialect_postgres(d) ? prisma_table_pg_sql : prisma_table_sql, NULL, 0, NULL, NULL, NULL, f, "cannot create _prisma_migrations");
 }
 
 /* Prisma times are integer milliseconds; other tools may have written text. */
@@ -107,9 +152,15 @@ static int prisma_load_applied(db *d, applied_set *ret, db_failure *f) {
         applied_set a = {};
         int r;
 
+        /* PostgreSQL's timestamptz read as the milliseconds SQLite's table holds */
         r = history_load(d, "_prisma_migrations",
-                         "SELECT migration_name, checksum, finished_at, started_at, rolled_back_at "
-                         "FROM \"_prisma_migrations\" ORDER BY started_at, migration_name",
+                         db_dialect_postgres(d)
+                                 ? "SELECT migration_name, checksum, "
+                                   "CAST(floor(extract(epoch FROM finished_at) * 1000) AS bigint), "
+                                   "CAST(floor(extract(epoch FROM started_at) * 1000) AS bigint), rolled_back_at "
+                                   "FROM \"_prisma_migrations\" ORDER BY started_at, migration_name"
+                                 : "SELECT migration_name, checksum, finished_at, started_at, rolled_back_at "
+                                   "FROM \"_prisma_migrations\" ORDER BY started_at, migration_name",
                          load_row, &a, f, "cannot read _prisma_migrations");
         if (r != 0)
                 return r;
@@ -136,10 +187,10 @@ static int prisma_record_applied(db *d, const migration *m, int64_t duration_ms,
         r = make_id(id, f);
         if (r != 0)
                 return r;
-        return db_query(d,
+        return prisma_query(d,
                         "INSERT INTO \"_prisma_migrations\" (\"id\", \"checksum\", \"finished_at\", "
                         "\"migration_name\", \"logs\", \"rolled_back_at\", \"started_at\", "
-                        "\"applied_steps_count\") VALUES (?1, ?2, ?3, ?4, NULL, NULL, ?5, 1)",
+                        "\"applied_steps_count\") VALUES (?1, ?2, TS(?3), ?4, NULL, NULL, TS(?5), 1)",
                         (db_value[]) { DB_TEXT(id), DB_TEXT(m->checksum), DB_INT(now),
                                        DB_TEXT(migration_record_name(m)), DB_INT(now - duration_ms) }, 5,
                         NULL, NULL, NULL, f, "cannot record the applied migration");
@@ -148,7 +199,7 @@ static int prisma_record_applied(db *d, const migration *m, int64_t duration_ms,
 /* Sets rolled_back_at of the named migration's rows that sql selects. */
 static int exec_named(db *d, const char *sql, const char *name, int64_t *ret_changes, db_failure *f,
                       const char *what) {
-        return db_query(d, sql, (db_value[]) { DB_TEXT(name), DB_INT(now_unix_ms()) }, 2, NULL, NULL, ret_changes, f,
+        return prisma_query(d, sql, (db_value[]) { DB_TEXT(name), DB_INT(now_unix_ms()) }, 2, NULL, NULL, ret_changes, f,
                         what);
 }
 
@@ -186,16 +237,16 @@ static int prisma_mark_applied(db *d, const migration *m, db_failure *f) {
         if (applied > 0)
                 return history_refuse(f, "%s is already recorded as applied", name);
         r = exec_named(d,
-                       "UPDATE \"_prisma_migrations\" SET \"rolled_back_at\" = ?2 WHERE \"migration_name\" = ?1 AND "
+                       "UPDATE \"_prisma_migrations\" SET \"rolled_back_at\" = TS(?2) WHERE \"migration_name\" = ?1 AND "
                        "\"finished_at\" IS NULL AND \"rolled_back_at\" IS NULL",
                        name, NULL, f, "cannot resolve the failed migration");
         if (r == 0)
                 r = make_id(id, f);
         if (r != 0)
                 return r;
-        return db_query(d,
+        return prisma_query(d,
                         "INSERT INTO \"_prisma_migrations\" (\"id\", \"checksum\", \"logs\", \"started_at\", "
-                        "\"finished_at\", \"migration_name\") VALUES (?1, ?2, '', ?3, ?3, ?4)",
+                        "\"finished_at\", \"migration_name\") VALUES (?1, ?2, '', TS(?3), TS(?3), ?4)",
                         (db_value[]) { DB_TEXT(id), DB_TEXT(m->checksum), DB_INT(now), DB_TEXT(name) }, 4,
                         NULL, NULL, NULL, f, "cannot mark the migration applied");
 }
@@ -207,7 +258,7 @@ static int prisma_mark_rolled_back(db *d, const migration *m, db_failure *f) {
         int r;
 
         r = exec_named(d,
-                       "UPDATE \"_prisma_migrations\" SET \"rolled_back_at\" = ?2 WHERE \"migration_name\" = ?1 AND "
+                       "UPDATE \"_prisma_migrations\" SET \"rolled_back_at\" = TS(?2) WHERE \"migration_name\" = ?1 AND "
                        "\"finished_at\" IS NULL AND \"rolled_back_at\" IS NULL",
                        name, &changes, f, "cannot mark the migration rolled back");
         if (r != 0)

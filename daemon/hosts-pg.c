@@ -52,6 +52,10 @@ struct hosts {
         bool lost, reconnecting, reconnected;
         unsigned retry_s;
         char *reconnect_dependents;
+        /* a foreign format's database holds only its tool's table: no row of ours there, so this
+         * host is known by its liveness lock and takes its part in the gates, but status cannot
+         * list it */
+        bool no_table;
 };
 
 /* A blocking query for registration (at start, or on the reader after a reconnection); with
@@ -106,6 +110,8 @@ static void send_update(hosts *h) {
         _cleanup_free_ char *dependents = NULL;
         char pid[16];
 
+        if (h->no_table)
+                return;
         if (h->busy || h->lost) {
                 h->dirty = true;
                 return;
@@ -177,6 +183,8 @@ static bool register_host(hosts *h, const char *dependents) {
                           "(set a distinct host_name for each host)", hosts_name());
                 return false;
         }
+        if (ok && h->no_table)
+                return sync_ok(h->conn, "LISTEN " HOSTS_CHANNEL, 0, NULL, NULL);
         snprintf(pid, sizeof(pid), "%d", (int) getpid());
         const char *values[] = { hosts_name(), pid, "idle", NULL, dependents ?: "[]" };
         return ok && sync_ok(h->conn, "BEGIN", 0, NULL, NULL) &&
@@ -267,13 +275,14 @@ int hosts_new(server *s, hosts **ret) {
                 return -EIO;
         }
         h->conn = db_postgres_conn(h->db);
+        h->no_table = !db_format_keeps_own_tables(o.format);
         dependents = dependents_json(h);
         h->retry = evtimer_new(s->base, on_retry, h);
         if (!h->retry || !register_host(h, dependents) || !watch(h)) {
                 hosts_free(h);
                 return -EIO;
         }
-        log_info("Registered as host %s in migrated_hosts", hosts_name());
+        log_info("Registered as host %s%s", hosts_name(), h->no_table ? " (its liveness lock only: a foreign format's database holds no table of ours)" : " in migrated_hosts");
         *ret = h;
         return 0;
 }

@@ -23,6 +23,7 @@
 #include "hosts.h"
 #include "log.h"
 #include "macro.h"
+#include "migdir.h"
 #include "oneshot.h"
 #include "server.h"
 #include "startcheck.h"
@@ -303,6 +304,8 @@ int main(int argc, char **argv) {
         /* one-shot: the client prints what matters; our progress lines would only repeat it */
         if (cfg.one_shot && !getenv("MIGRATED_LOG_LEVEL"))
                 log_set_max_level(LOG_NOTICE);
+        /* Prisma's migration_lock.toml names the backend's provider */
+        migdir_set_prisma_provider(config_is_server(&cfg) ? "postgresql" : "sqlite");
         if (startcheck_migrations_dir(cfg.migrations_dir) < 0) {
                 config_clear(&cfg);
                 return 2; /* a configuration error, like an unknown option */

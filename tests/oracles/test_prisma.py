@@ -24,6 +24,7 @@ TESTS = os.path.dirname(HERE)
 sys.path.append(os.path.join(TESTS, "integration"))
 
 import harness  # noqa: E402
+import prismaconfig  # noqa: E402
 from harness import db_connect  # noqa: E402
 
 FIXTURES = os.path.join(TESTS, "integration", "fixtures", "prisma")
@@ -32,30 +33,10 @@ FOLDERS = sorted(f for f in os.listdir(os.path.join(FIXTURES, "migrations"))
 BROKEN = "20240601090000_add_comments"  # fails at its last statement (no such table "Posts")
 PRISMA_TIMEOUT = 120.0
 
-CONFIG = """import path from "node:path";
-import { defineConfig } from "prisma/config";
-import { PrismaLibSQL } from "@prisma/adapter-libsql";
+CONFIG = prismaconfig.config('import { PrismaLibSQL } from "@prisma/adapter-libsql";',
+                              'new PrismaLibSQL({ url: "file:" + process.env.SQLITE_PATH })')
 
-export default defineConfig({
-  experimental: { adapter: true },
-  engine: "js",
-  schema: path.join("prisma", "schema.prisma"),
-  async adapter() {
-    return new PrismaLibSQL({ url: "file:" + process.env.SQLITE_PATH });
-  },
-});
-"""
-
-SCHEMA = """generator client {
-  provider   = "prisma-client-js"
-  engineType = "client"
-}
-
-datasource db {
-  provider = "sqlite"
-  url      = "file:./unused.db"
-}
-"""
+SCHEMA = prismaconfig.schema('sqlite', '"file:./unused.db"')
 
 PRISMA = None
 

@@ -170,16 +170,20 @@ INSERT INTO notes VALUES (E'it\\'s; fine'), ('x'';y');
         self.assertNotEqual(second.wait(), 0)
         self.assertIn("Another migrated serves pg-", second.log())
 
-    def test_prisma_directory_is_refused_clearly(self):
+    def test_prisma_directory_for_sqlite_is_refused_clearly(self):
         os.makedirs(os.path.join(self.migrations, "20240101000000_init"))
         with open(os.path.join(self.migrations, "20240101000000_init", "migration.sql"), "w") as f:
             f.write("CREATE TABLE a (id int);\n")
         with open(os.path.join(self.migrations, "migration_lock.toml"), "w") as f:
-            f.write('provider = "postgresql"\n')
-        d = self.daemon(start=False)
-        d.start(wait=False)
-        self.assertNotEqual(d.wait(), 0)
-        self.assertIn("native bookkeeping only", d.log())
+            f.write('provider = "sqlite"\n')
+        d = self.daemon()
+        problems = [p["message"] for p in d.status()["problems"]]
+        self.assertIn('migration_lock.toml: the provider is "sqlite", but migrated manages a PostgreSQL database '
+                      'here (provider = "postgresql")', problems)
+        with self.assertRaises(harness.HarnessError) as e:
+            d.call("up")
+        self.assertIn("directory_invalid", str(e.exception))
+        self.assertEqual(self.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'a'"), [["0"]])
 
     def test_transaction_pooler_is_refused_with_the_hint(self):
         write(self.migrations, BASIC)
