@@ -295,6 +295,12 @@ static int fail(char **ret_error, int code, const char *what, sqlite3 *sq) {
         return code;
 }
 
+/* The replay must touch no file: anyone who may read asks for it, so ATTACH (which creates a
+ * database file) is refused on the scratch connection. */
+static int deny_attach(void *userdata, int action, const char *a, const char *b, const char *c, const char *d) {
+        return action == SQLITE_ATTACH ? SQLITE_DENY : SQLITE_OK;
+}
+
 /* The scratch database: an in-memory SQLite database with the scripts run in order, each as a
  * whole (a script's own BEGIN … COMMIT runs as written). */
 static int replay(const drift_script *scripts, size_t n, sqlite3 **ret, char **ret_error) {
@@ -302,6 +308,7 @@ static int replay(const drift_script *scripts, size_t n, sqlite3 **ret, char **r
 
         if (sqlite3_open_v2(":memory:", &sq, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
                 return fail(ret_error, DRIFT_REPLAY_FAILED, "cannot open a scratch database", sq);
+        sqlite3_set_authorizer(sq, deny_attach, NULL);
         for (size_t i = 0; i < n; i++) {
                 char *msg = NULL;
 

@@ -176,6 +176,23 @@ class DriftTest(harness.TestCase):
         self.assertEqual(self.d.ctl("diff").json["replayed"], 1)
         self.assertEqual(self.diff(), {})
 
+    def test_replay_touches_no_file(self):
+        """A reader asks for the replay: a script that ATTACHes a file is refused on the scratch
+        database (the error names it) rather than creating that file again."""
+        self.start()
+        side = self.path("side.sqlite")
+        harness.write_migrations(self.mig, {4: ("side", "-- migrated: no-transaction\nATTACH '%s' AS side;\n"
+                                                "CREATE TABLE side.x (a);\nDETACH side;\n" % side, None)})
+        self.d.call("up", {})
+        self.d.wait_idle()
+        self.assertTrue(os.path.exists(side))
+        os.unlink(side)
+        r = self.d.ctl("diff")
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.json["error"]["code"], "migration_failed", r)
+        self.assertIn("0004_side.up.sql", r.json["error"]["message"])
+        self.assertFalse(os.path.exists(side))
+
     def test_goose_format_replays_its_up_sections(self):
         mig = self.path("goose")
         shutil.copytree(os.path.join(harness.HERE, "fixtures", "goose", "migrations"), mig)
