@@ -25,7 +25,8 @@ static void assert_normalized(const char *sql, const char *want) {
 static void test_normalize(void **state) {
         assert_normalized("CREATE VIEW v AS\n  SELECT a,  b -- why\n  FROM t /* c */ WHERE x = 1;\n",
                           "create view v as select a,b from t where x=1");
-        assert_normalized("create view v as select a, b from t where x=1", "create view v as select a,b from t where x=1");
+        assert_normalized("create view v as select a, b from t where x=1",
+                          "create view v as select a,b from t where x=1");
         /* quoted text keeps its case, spaces and comment-like content */
         assert_normalized("SELECT 'A  -- B', \"Mixed Col\" FROM [T 1]", "select 'A  -- B',\"Mixed Col\" from [T 1]");
         assert_normalized("SELECT 'it''s  X'", "select 'it''s  X'");
