@@ -723,11 +723,11 @@ int render_diff(json_t *result) {
 
         json_get_int(result, "replayed", &replayed);
         if (json_array_size(differences) == 0) {
-                printf("No drift: the schema is what %s produce.\n", fmt_count(replayed, "applied migration", b));
+                printf("No drift: the schema matches its %s, replayed.\n", fmt_count(replayed, "applied migration", b));
                 return 0;
         }
-        printf("Drift: the schema differs from what %s produce (+ only in the database, - missing from it, "
-               "~ changed):\n", fmt_count(replayed, "applied migration", b));
+        printf("Drift from the %s, replayed (+ only in the database, - missing from it, ~ changed):\n",
+               fmt_count(replayed, "applied migration", b));
         json_array_foreach(differences, i, d) {
                 const char *kind = json_get_str(d, "kind") ?: "", *detail = json_get_str(d, "detail") ?: "";
 

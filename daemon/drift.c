@@ -133,8 +133,9 @@ static int add_object(sqlite3 *sq, json_t *schema, const char *type, const char 
                 return -ENOMEM;
         snprintf(object, sizeof(object), "%s %s", type, name);
         if (streq(type, "table")) {
+                /* a WITHOUT ROWID table says so; a plain one has nothing more to say than its name */
                 r = put(schema, object, NULL,
-                        json_pack("{s:s}", "without_rowid", strstr(norm, "without rowid") ? "yes" : "no"));
+                        strstr(norm, "without rowid") ? json_pack("{s:s}", "without_rowid", "yes") : json_object());
                 if (r == 0)
                         r = add_columns(sq, schema, name);
                 if (r == 0)

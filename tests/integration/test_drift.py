@@ -62,6 +62,7 @@ class DriftTest(harness.TestCase):
         r = self.d.ctl("diff", json_out=False)
         self.assertEqual(r.rc, 0, r)
         self.assertIn("No drift", r.out)
+        self.assertIn("3 applied migrations", r.out)
         self.assertEqual(self.diff(), {})
         self.assertEqual(self.d.ctl("diff").json["replayed"], 3)
 
@@ -192,6 +193,18 @@ class DriftTest(harness.TestCase):
         self.assertEqual(r.json["error"]["code"], "migration_failed", r)
         self.assertIn("0004_side.up.sql", r.json["error"]["message"])
         self.assertFalse(os.path.exists(side))
+
+    def test_one_shot_without_a_daemon(self):
+        self.mig = harness.write_migrations(self.path("migrations"), MIGRATIONS)
+        self.db = self.path("db.sqlite")
+        one = ("--database", self.db, "--migrations", self.mig)
+        self.assertEqual(harness.ctl(*one, "up").rc, 0)
+        r = harness.ctl(*one, "diff", json_out=True)
+        self.assertEqual((r.rc, r.json["drift"]), (0, False), r)
+        self.by_hand("CREATE TABLE scratch (x);")
+        r = harness.ctl(*one, "diff")
+        self.assertEqual(r.rc, EXIT_DRIFT, r)
+        self.assertIn("+ table scratch\n", r.out)
 
     def test_goose_format_replays_its_up_sections(self):
         mig = self.path("goose")
