@@ -193,7 +193,7 @@ static int read_schema(sqlite3 *sq, const char *const *skip, json_t **ret) {
         return 0;
 }
 
-/* "type TEXT, default 0" for an added or removed object; "type: TEXT → INTEGER" for a changed
+/* "type TEXT, default 0" for an added or removed object; "type TEXT → INTEGER" for a changed
  * one (other given). */
 static char *describe(json_t *attrs, json_t *other) {
         char *buf = NULL;
@@ -215,7 +215,7 @@ static char *describe(json_t *attrs, json_t *other) {
                 if (key[0] == '_' || (other && json_equal(v, w)))
                         continue;
                 if (other)
-                        fprintf(f, "%s%s: %s → %s", first ? "" : "; ", key, b ?: "none", a ?: as);
+                        fprintf(f, "%s%s %s → %s", first ? "" : "; ", key, b ?: "none", a ?: as);
                 else
                         fprintf(f, "%s%s %s", first ? "" : ", ", key, a ?: as);
                 first = false;

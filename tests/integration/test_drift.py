@@ -88,7 +88,7 @@ class DriftTest(harness.TestCase):
         self.by_hand("DROP INDEX users_live; CREATE INDEX users_live ON users(email) WHERE status = 'gone';")
         diff = self.diff()
         self.assertEqual(list(diff), [("changed", "index users_live")], diff)
-        self.assertIn("where: status='active' → status='gone'", diff[("changed", "index users_live")])
+        self.assertIn("where status='active' → status='gone'", diff[("changed", "index users_live")])
 
     def test_trigger_changed(self):
         self.start()
@@ -124,9 +124,9 @@ class DriftTest(harness.TestCase):
         self.rebuild_posts(score_default="10")
         diff = self.diff()
         self.assertEqual(list(diff), [("changed", "column posts.score")], diff)
-        self.assertEqual(diff[("changed", "column posts.score")], "default: 0 → 10")
+        self.assertEqual(diff[("changed", "column posts.score")], "default 0 → 10")
         r = self.d.ctl("diff", json_out=False)
-        self.assertIn("~ column posts.score: default: 0 → 10", r.out)
+        self.assertIn("~ column posts.score: default 0 → 10", r.out)
 
     def test_constraints_nullability_and_foreign_keys(self):
         self.start()
@@ -144,14 +144,14 @@ class DriftTest(harness.TestCase):
                                      ("removed", "unique users(email)"),
                                      ("removed", "check users: status in('active','gone')"),
                                      ("added", "table extra")}, diff)
-        self.assertEqual(diff[("changed", "column users.email")], "not_null: yes → no")
+        self.assertEqual(diff[("changed", "column users.email")], "not_null yes → no")
 
     def test_foreign_key_action_changed(self):
         self.start()
         self.rebuild_posts(on_delete="SET NULL")
         diff = self.diff()
         self.assertEqual(diff, {("changed", "foreign key posts(user_id) -> users(id)"):
-                                "on_delete: CASCADE → SET NULL"}, diff)
+                                "on_delete CASCADE → SET NULL"}, diff)
 
     def test_bookkeeping_tables_are_left_out(self):
         self.start()
