@@ -127,6 +127,7 @@ static int add_object(sqlite3 *sq, json_t *schema, const char *type, const char 
         _cleanup_free_ char *norm = drift_sql_normalize(sql), *where = NULL, *cols = NULL;
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         char object[512];
+        json_t *attrs;
         int r;
 
         if (!norm)
@@ -154,9 +155,15 @@ static int add_object(sqlite3 *sq, json_t *schema, const char *type, const char 
         if (r == 0 && sqlite3_step(st) == SQLITE_ROW)
                 cols = strdup(text(st, 0));
         where = drift_sql_where(norm);
-        return put(schema, object, table,
-                   json_pack("{s:s,s:s,s:s,s:s}", "table", table, "columns", cols ?: "?", "unique",
-                             strncmp(norm, "create unique", 13) == 0 ? "yes" : "no", "where", where ?: "none"));
+        attrs = json_pack("{s:s,s:s,s:s,s:s}", "table", table, "columns", cols ?: "?", "unique",
+                          strncmp(norm, "create unique", 13) == 0 ? "yes" : "no", "where", where ?: "none");
+        /* no PRAGMA spells out an indexed expression: its definition is compared as text */
+        if (attrs && cols && strstr(cols, "<expression>") &&
+            json_object_set_new(attrs, "definition", json_string(norm)) < 0) {
+                json_decref(attrs);
+                return -ENOMEM;
+        }
+        return put(schema, object, table, attrs);
 }
 
 static bool skipped(const char *const *skip, const char *table) {

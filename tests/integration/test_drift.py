@@ -16,7 +16,8 @@ MIGRATIONS = {
     1: ("users",
         "CREATE TABLE users (\n    id INTEGER PRIMARY KEY,\n    email TEXT NOT NULL UNIQUE,\n"
         "    status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'gone'))\n);\n"
-        "CREATE INDEX users_live ON users(email) WHERE status = 'active';\n",
+        "CREATE INDEX users_live ON users(email) WHERE status = 'active';\n"
+        "CREATE INDEX users_lower ON users(lower(email));\n",
         "DROP TABLE users;\n"),
     2: ("posts",
         "BEGIN;\nCREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) "
@@ -107,17 +108,17 @@ class DriftTest(harness.TestCase):
                      "  select id,  email from users where status = 'active';")
         self.assertEqual(self.diff(), {})
 
-    def rebuild_posts(self, on_delete="CASCADE", score_default="0"):
+    def rebuild_posts(self, on_delete="CASCADE", score_default="0", score_type="INTEGER"):
         """SQLite cannot alter a column in place: the table is rebuilt as its documented procedure
         says, with only the given part different."""
         self.by_hand("PRAGMA foreign_keys = OFF; BEGIN;\n"
                      "CREATE TABLE posts_new (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) "
-                     "ON DELETE %s, title TEXT, score INTEGER DEFAULT %s);\n"
+                     "ON DELETE %s, title TEXT, score %s DEFAULT %s);\n"
                      "INSERT INTO posts_new SELECT * FROM posts; DROP TABLE posts;\n"
                      "ALTER TABLE posts_new RENAME TO posts; CREATE INDEX posts_user ON posts(user_id);\n"
                      "CREATE TRIGGER posts_audit AFTER INSERT ON posts BEGIN\n"
                      "    INSERT INTO audit (what) VALUES ('post ' || new.id);\nEND;\nCOMMIT;"
-                     % (on_delete, score_default))
+                     % (on_delete, score_type, score_default))
 
     def test_default_changed(self):
         self.start()
@@ -136,6 +137,7 @@ class DriftTest(harness.TestCase):
                      "INSERT INTO users_new SELECT * FROM users; DROP TABLE users;\n"
                      "ALTER TABLE users_new RENAME TO users;\n"
                      "CREATE INDEX users_live ON users(email) WHERE status = 'active';\n"
+                     "CREATE INDEX users_lower ON users(lower(email));\n"
                      "CREATE VIEW active_users AS SELECT id, email FROM users WHERE status = 'active';\n"
                      "CREATE TABLE extra (id INTEGER PRIMARY KEY, post_id INTEGER REFERENCES posts(id));\n"
                      "COMMIT;")
@@ -145,6 +147,20 @@ class DriftTest(harness.TestCase):
                                      ("removed", "check users: status in('active','gone')"),
                                      ("added", "table extra")}, diff)
         self.assertEqual(diff[("changed", "column users.email")], "not_null yes → no")
+
+    def test_type_changed(self):
+        self.start()
+        self.rebuild_posts(score_type="TEXT")
+        r = self.d.ctl("diff", json_out=False)
+        self.assertEqual(r.rc, EXIT_DRIFT, r)
+        self.assertIn("~ column posts.score: type INTEGER → TEXT\n", r.out)
+
+    def test_expression_index_changed(self):
+        self.start()
+        self.by_hand("DROP INDEX users_lower; CREATE INDEX users_lower ON users(upper(email));")
+        diff = self.diff()
+        self.assertEqual(list(diff), [("changed", "index users_lower")], diff)
+        self.assertIn("upper(email)", diff[("changed", "index users_lower")])
 
     def test_foreign_key_action_changed(self):
         self.start()
