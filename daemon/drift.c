@@ -304,9 +304,12 @@ static int fail(char **ret_error, int code, const char *what, sqlite3 *sq) {
 }
 
 /* The replay must touch no file: anyone who may read asks for it, so ATTACH (which creates a
- * database file) is refused on the scratch connection. */
-static int deny_attach(void *userdata, int action, const char *a, const char *b, const char *c, const char *d) {
-        return action == SQLITE_ATTACH ? SQLITE_DENY : SQLITE_OK;
+ * database file) is refused on the scratch connection, but for a temporary or in-memory
+ * database (VACUUM attaches one with an empty name). */
+static int deny_attach(void *userdata, int action, const char *file, const char *b, const char *c, const char *d) {
+        if (action != SQLITE_ATTACH || !file || streq(file, "") || streq(file, ":memory:"))
+                return SQLITE_OK;
+        return SQLITE_DENY;
 }
 
 /* The scratch database: an in-memory SQLite database with the scripts run in order, each as a

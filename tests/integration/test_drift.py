@@ -233,6 +233,24 @@ class DriftTest(harness.TestCase):
         self.by_hand("DROP TRIGGER posts_count_delete;")
         self.assertEqual(list(self.diff()), [("removed", "trigger posts_count_delete")])
 
+    def test_other_formats_replay_their_up_parts(self):
+        """dbmate's migrate:up blocks (one of them a no-transaction VACUUM) and Flyway's versioned
+        scripts with a repeatable one: no drift after up, then a change by hand is found."""
+        for fmt, extra in (("dbmate", None), ("flyway", "R__user_emails.sql")):
+            with self.subTest(format=fmt):
+                fixtures = os.path.join(harness.HERE, "fixtures", fmt)
+                mig = self.path(fmt)
+                shutil.copytree(os.path.join(fixtures, "migrations"), mig)
+                if extra:
+                    shutil.copy(os.path.join(fixtures, "extra", extra), mig)
+                self.db = self.path(fmt + ".sqlite")
+                self.d = self.daemon(self.db, mig, extra_args=["--format", fmt])
+                self.assertEqual(self.d.ctl("up").rc, 0)
+                self.assertEqual(self.diff(), {})
+                self.by_hand("CREATE INDEX by_hand ON users(id);")
+                self.assertEqual(list(self.diff()), [("added", "index by_hand")])
+                self.d.stop()
+
 
 if __name__ == "__main__":
     harness.main()
