@@ -234,23 +234,34 @@ class DriftTest(harness.TestCase):
         self.assertEqual(list(self.diff()), [("removed", "trigger posts_count_delete")])
 
     def test_other_formats_replay_their_up_parts(self):
-        """dbmate's migrate:up blocks (one of them a no-transaction VACUUM) and Flyway's versioned
-        scripts with a repeatable one: no drift after up, then a change by hand is found."""
-        for fmt, extra in (("dbmate", None), ("flyway", "R__user_emails.sql")):
+        """dbmate's migrate:up blocks (one of them a no-transaction VACUUM), Flyway's versioned
+        scripts with a repeatable one, Prisma's folders (with its table redefinitions) and
+        golang-migrate's .up.sql files: no drift after up, then a change by hand is found."""
+        gm = self.path("golang-migrate-src")
+        os.makedirs(gm)
+        for name, sql in (("000001_users.up.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY);\n"),
+                          ("000001_users.down.sql", "DROP TABLE users;\n"),
+                          ("000002_name.up.sql", "ALTER TABLE users ADD COLUMN name TEXT;\n")):
+            with open(os.path.join(gm, name), "w") as f:
+                f.write(sql)
+        for fmt, source, extra, table in (
+                ("dbmate", os.path.join(harness.HERE, "fixtures", "dbmate", "migrations"), None, "users"),
+                ("flyway", os.path.join(harness.HERE, "fixtures", "flyway", "migrations"),
+                 os.path.join(harness.HERE, "fixtures", "flyway", "extra", "R__user_emails.sql"), "users"),
+                ("prisma", os.path.join(harness.HERE, "fixtures", "prisma", "migrations"), None, '"User"'),
+                ("golang-migrate", gm, None, "users")):
             with self.subTest(format=fmt):
-                fixtures = os.path.join(harness.HERE, "fixtures", fmt)
                 mig = self.path(fmt)
-                shutil.copytree(os.path.join(fixtures, "migrations"), mig)
+                shutil.copytree(source, mig)
                 if extra:
-                    shutil.copy(os.path.join(fixtures, "extra", extra), mig)
+                    shutil.copy(extra, mig)
                 self.db = self.path(fmt + ".sqlite")
                 self.d = self.daemon(self.db, mig, extra_args=["--format", fmt])
                 self.assertEqual(self.d.ctl("up").rc, 0)
                 self.assertEqual(self.diff(), {})
-                self.by_hand("CREATE INDEX by_hand ON users(id);")
+                self.by_hand("CREATE INDEX by_hand ON %s(id);" % table)
                 self.assertEqual(list(self.diff()), [("added", "index by_hand")])
                 self.d.stop()
-
 
 if __name__ == "__main__":
     harness.main()
