@@ -4,8 +4,9 @@
 /* Drift: the live schema against the schema the applied migrations produce, replayed on a
  * scratch in-memory SQLite database, compared structurally (tables, columns, indexes, triggers,
  * views, foreign keys, CHECK constraints), never as a text diff of sqlite_master. The bodies of
- * triggers and views, partial-index WHERE clauses and CHECK expressions are compared as
- * normalized SQL text (comments dropped, white space collapsed, lower case outside quotes). */
+ * triggers and views, partial-index WHERE clauses, CHECK expressions and defaults are compared
+ * as normalized SQL text (comments dropped, white space collapsed, lower case outside quotes).
+ * Implemented in db-sqlite-drift.c, part of the db layer (the only code that calls sqlite3). */
 
 #include <jansson.h>
 #include <stddef.h>

@@ -182,7 +182,7 @@ static int read_schema(sqlite3 *sq, const char *const *skip, json_t **ret) {
         if (!schema)
                 return -ENOMEM;
         r = prepare(sq,
-                    "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
                     "AND sql IS NOT NULL ORDER BY name",
                     NULL, &st);
         while (r == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
