@@ -145,6 +145,9 @@ static int add_object(sqlite3 *sq, json_t *schema, const char *type, const char 
                         r = add_foreign_keys(sq, schema, name);
                 return r < 0 ? r : add_checks(schema, name, norm);
         }
+        /* a view is its own table (tbl_name is its name): it belongs to no other */
+        if (streq(type, "view"))
+                return put(schema, object, NULL, json_pack("{s:s}", "sql", norm));
         if (!streq(type, "index"))
                 return put(schema, object, table, json_pack("{s:s,s:s}", "table", table, "sql", norm));
         r = prepare(sq,

@@ -1,11 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "drift.h"
 #include "engine-internal.h"
 #include "history.h"
 #include "plan.h"
+
+/* Whether the migration's up script belongs to the replay. A repeatable (Flyway R__) applied in
+ * an earlier version of its file counts too, with the file as it is now: the version applied is
+ * gone, and leaving the script out would report its objects as made by hand. */
+static bool replayed(const applied_set *applied, const migration *m) {
+        if (!(m->up.flags & MIGRATION_REPEATABLE))
+                return applied_set_has(applied, m);
+        for (size_t i = 0; i < applied->n_repeatables; i++)
+                if (streq(applied->repeatables[i].name, m->name))
+                        return true;
+        return false;
+}
 
 /* The up scripts of the applied migrations, in the format's order, as the engine ran them; an
  * applied version without its file cannot be replayed and is refused (missing_migration). */
@@ -25,7 +38,7 @@ static int applied_scripts(engine *e, const applied_set *applied, drift_script *
         for (size_t i = 0; i < e->set->n; i++) {
                 const migration *m = &e->set->items[i];
 
-                if (m->up.sql && applied_set_has(applied, m))
+                if (m->up.sql && replayed(applied, m))
                         scripts[n++] = (drift_script) { m->up.file, m->up.sql };
         }
         *ret = TAKE_PTR(scripts);

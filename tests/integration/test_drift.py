@@ -102,6 +102,11 @@ class DriftTest(harness.TestCase):
         self.by_hand("DROP VIEW active_users; CREATE VIEW active_users AS SELECT id FROM users;")
         self.assertIn(("changed", "view active_users"), self.diff())
 
+    def test_view_and_trigger_added_by_hand(self):
+        self.start()
+        self.by_hand("CREATE VIEW mine AS SELECT 1; CREATE TRIGGER mine_t AFTER DELETE ON users BEGIN SELECT 1; END;")
+        self.assertEqual(list(self.diff()), [("added", "trigger mine_t"), ("added", "view mine")])
+
     def test_layout_and_case_are_not_drift(self):
         self.start()
         self.by_hand("DROP VIEW active_users;\ncreate   view active_users as\n  -- the same view\n"
@@ -262,6 +267,22 @@ class DriftTest(harness.TestCase):
                 self.by_hand("CREATE INDEX by_hand ON %s(id);" % table)
                 self.assertEqual(list(self.diff()), [("added", "index by_hand")])
                 self.d.stop()
+    def test_flyway_repeatable_edited_after_it_ran(self):
+        """A repeatable applied in an earlier version is replayed as its file is now: the view
+        shows as changed (it is also pending), not as made by hand."""
+        fixtures = os.path.join(harness.HERE, "fixtures", "flyway")
+        mig = self.path("flyway")
+        shutil.copytree(os.path.join(fixtures, "migrations"), mig)
+        shutil.copy(os.path.join(fixtures, "extra", "R__user_emails.sql"), mig)
+        self.db = self.path("flyway.sqlite")
+        self.d = self.daemon(self.db, mig, extra_args=["--format", "flyway"])
+        self.assertEqual(self.d.ctl("up").rc, 0)
+        # a new file (a new inode), as an editor saves it: a rescan never takes it for the old one
+        with open(os.path.join(mig, "R__user_emails.sql.new"), "w") as f:
+            f.write("DROP VIEW IF EXISTS user_emails;\nCREATE VIEW user_emails AS SELECT id, email FROM users;\n")
+        os.replace(os.path.join(mig, "R__user_emails.sql.new"), os.path.join(mig, "R__user_emails.sql"))
+        self.assertEqual(list(self.diff()), [("changed", "view user_emails")])
+
 
 if __name__ == "__main__":
     harness.main()
