@@ -33,6 +33,7 @@ enum {
         ARG_YES,
         ARG_COLOR,
         ARG_CONFIG,
+        ARG_DRIFT,
 };
 
 /* Returned by the parsers when the verb goes on; any other value is an exit code. */
@@ -57,6 +58,7 @@ typedef struct request_args {
         int64_t to, steps, limit, timeout;
         bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse, out_of_order, strict;
         bool yes;
+        bool drift; /* status --drift */
         const char *migrations;
         const char *database; /* lock-check --database: inspect without the daemon */
 } request_args;

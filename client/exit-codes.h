@@ -17,9 +17,10 @@ enum {
         EXIT_BUSY = 6,        /* the database is busy or still open: another writer or holder */
         EXIT_TIMEOUT = 7,     /* wait: the schema did not become current in time */
         EXIT_UNITS_FAILED = 8, /* a dependent unit did not stop, or did not start again */
+        EXIT_DRIFT = 9,        /* diff, status --check --drift: the live schema differs from the migrations' */
 };
 
-#define EXIT_CODE_MAX EXIT_UNITS_FAILED
+#define EXIT_CODE_MAX EXIT_DRIFT
 
 /* The meaning of each exit code, for --help; NULL past the last one. */
 static inline const char *exit_code_meaning(int code) {
@@ -44,6 +45,9 @@ static inline const char *exit_code_meaning(int code) {
         case EXIT_UNITS_FAILED:
                 return "units_failed: a dependent unit did not stop, or did not start again (the message names it "
                        "and the database outcome)";
+        case EXIT_DRIFT:
+                return "diff (and status --check --drift): the live schema differs from the one the applied "
+                       "migrations produce";
         default:
                 return NULL;
         }

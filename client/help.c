@@ -27,7 +27,9 @@ static const verb_doc docs[] = {
           "Shows the database's schema version, the newest migration in the directory, the applied and "
           "pending migrations, and any problem (an edited applied file, a missing file, a failed migration).",
           OPTIONS("--check", "exit 4 when migrations are pending, 5 when an applied file was edited, 1 for "
-                  "another problem (a missing file or directory), 0 when the schema is current"),
+                  "another problem (a missing file or directory), 0 when the schema is current",
+                  "--drift", "also replay the applied migrations and say whether the live schema drifted "
+                  "(with --check: exit 9 on drift)"),
           "migratectl status --check || echo 'not current'" },
         { "up",
           "Applies the pending migrations in one transaction: all of them or none. The dependent units are "
@@ -70,6 +72,12 @@ static const verb_doc docs[] = {
           "Checks every applied migration against its file (checksums) and the directory for problems. "
           "Exit 5 when an applied file was edited, 1 for any other problem.",
           OPTIONS(NULL), "migratectl verify" },
+        { "diff",
+          "Replays the applied migrations' up scripts on a scratch in-memory database and compares the result "
+          "with the live schema, structurally: tables, columns (type, default, nullability, primary key), "
+          "indexes, triggers, views, foreign keys and CHECK constraints. Prints + for what only the database "
+          "has, - for what it lacks, ~ for a change. Exit 9 on drift. SQLite only.",
+          OPTIONS(NULL), "migratectl diff --json" },
         { "version",
           "Prints the database's schema version and nothing else (\"0\" before the first migration): for "
           "scripts and gates. The program's own version is migratectl --version.",

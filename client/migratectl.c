@@ -212,7 +212,12 @@ static bool has_checksum_mismatch(json_t *result) {
 }
 
 static int verb_status(const verb *v, int argc, char **argv) {
-        static const struct option options[] = { COMMON_OPTIONS, { "check", no_argument, NULL, ARG_CHECK }, {} };
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "check", no_argument, NULL, ARG_CHECK },
+                { "drift", no_argument, NULL, ARG_DRIFT },
+                {}
+        };
         json_auto_t *result = NULL;
         request_args a = {};
         int r;
@@ -221,14 +226,32 @@ static int verb_status(const verb *v, int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
 
-        r = call_daemon(v->method, NULL, render_status, &result);
+        r = call_daemon(v->method, a.drift ? json_pack("{s:b}", "drift", true) : NULL, render_status, &result);
         if (r != EXIT_OK || !a.check)
                 return r;
         if (has_checksum_mismatch(result))
                 return EXIT_CHECKSUM;
         if (json_get_array_size(result, "problems") > 0) /* a missing file, an unreadable directory */
                 return EXIT_FAILED;
-        return json_get_array_size(result, "pending") > 0 ? EXIT_PENDING : EXIT_OK;
+        if (json_get_array_size(result, "pending") > 0)
+                return EXIT_PENDING;
+        return json_is_true(json_object_get(result, "drift")) ? EXIT_DRIFT : EXIT_OK;
+}
+
+/* Exit 9 when the live schema drifted from the applied migrations, 0 when it did not. */
+static int verb_diff(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        json_auto_t *result = NULL;
+        request_args a = {};
+        int r;
+
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        r = call_daemon(v->method, NULL, render_diff, &result);
+        if (r != EXIT_OK)
+                return r;
+        return json_get_bool(result, "drift", false) ? EXIT_DRIFT : EXIT_OK;
 }
 
 /* The answer to a declined confirmation: nothing happened, and the exit code says so. */
@@ -683,7 +706,7 @@ static int verb_complete(const verb *v, int argc, char **argv) {
 
 /* In the order --help lists them; each help line fits VERB_HELP_MAX; no help line: hidden. */
 const verb verbs[] = {
-        { METHOD_STATUS, NULL, verb_status, "[--check]", "Show versions, applied and pending migrations, problems" },
+        { METHOD_STATUS, NULL, verb_status, "[--check] [--drift]", "Show versions, applied and pending migrations, problems" },
         { METHOD_STATUS, "version", verb_version, "", "Print the schema version alone (for scripts)" },
         { METHOD_UP, NULL, verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration] [--allow-out-of-order]",
           "Apply pending migrations, all or nothing" },
@@ -693,6 +716,7 @@ const verb verbs[] = {
         { METHOD_PLAN, NULL, verb_plan, "[up|down] [--to V] [--steps N]", "Show what up or down would do" },
         { METHOD_HISTORY, NULL, verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
         { METHOD_VERIFY, NULL, verb_verify, "", "Check applied migrations against their files" },
+        { METHOD_DIFF, NULL, verb_diff, "", "Compare the live schema with the applied migrations' (drift)" },
         { METHOD_WAIT, NULL, verb_wait, "[--timeout S] [--strict]", "Return once the schema is current (a gate)" },
         { METHOD_CANCEL, NULL, verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
         { METHOD_BACKUP, NULL, verb_backup, "", "Take a backup now (online, consistent)" },

@@ -445,6 +445,11 @@ static int render_status_header(json_t *result) {
                        fmt_version(result, "latest_version", b), json_get_array_size(result, "pending"));
         if (r == 0 && json_is_object(json_object_get(result, "gate")))
                 r = render_gate(t, json_object_get(result, "gate"));
+        if (r == 0 && json_object_get(result, "drift")) /* status --drift */
+                r = table_add(t, "Drift:") ?:
+                    table_add(t, json_is_true(json_object_get(result, "drift"))    ? "yes (migratectl diff shows it)"
+                                 : json_is_false(json_object_get(result, "drift")) ? "none"
+                                                                                   : json_get_str(result, "drift_error") ?: "unknown");
         if (r < 0)
                 return r;
         table_print(t, stdout, NULL);
@@ -705,6 +710,30 @@ int render_verify(json_t *result) {
         }
         printf("FAILED: %s checked\n", fmt_count(checked, "applied migration", b));
         render_problems(problems);
+        return 0;
+}
+
+/* "+ column t.c" for what only the live database has, "-" for what only the migrations make,
+ * "~" for a change, with its detail. */
+int render_diff(json_t *result) {
+        json_t *differences = json_get_array(result, "differences"), *d;
+        char b[64];
+        int64_t replayed = 0;
+        size_t i;
+
+        json_get_int(result, "replayed", &replayed);
+        if (json_array_size(differences) == 0) {
+                printf("No drift: the schema matches its %s, replayed.\n", fmt_count(replayed, "applied migration", b));
+                return 0;
+        }
+        printf("Drift from the %s, replayed (+ only in the database, - missing from it, ~ changed):\n",
+               fmt_count(replayed, "applied migration", b));
+        json_array_foreach(differences, i, d) {
+                const char *kind = json_get_str(d, "kind") ?: "", *detail = json_get_str(d, "detail") ?: "";
+
+                printf("%s %s%s%s\n", streq(kind, "added") ? "+" : streq(kind, "removed") ? "-" : "~",
+                       json_get_str(d, "object") ?: "?", *detail ? ": " : "", detail);
+        }
         return 0;
 }
 

@@ -28,6 +28,7 @@ int render_job(json_t *result); /* up and down, also with dry_run */
 int render_plan(json_t *result, bool dry_run);
 int render_history(json_t *result);
 int render_verify(json_t *result);
+int render_diff(json_t *result);
 int render_backups(json_t *result);
 int render_wait(json_t *result);
 int render_marked(json_t *result);   /* mark and baseline */

@@ -43,6 +43,9 @@ static const param_spec mark_params[] = {
 static const param_spec baseline_params[] = {
         { "version", PARAM_INT, 1, VERSION_MAX },
 };
+static const param_spec status_params[] = {
+        { "drift", PARAM_BOOL, 0, 0 },
+};
 static const param_spec repair_params[] = {
         { "migration", PARAM_STRING, 0, 255 },
 };
@@ -52,7 +55,7 @@ static const param_spec repair_params[] = {
 /* One row per method, in the order hello lists them. */
 const protocol_method protocol_methods[] = {
         [METHOD_HELLO] = { "hello", NULL, 0, METHOD_READS, NULL },
-        [METHOD_STATUS] = { "status", NULL, 0, METHOD_READS, "status" },
+        [METHOD_STATUS] = { "status", PARAMS(status_params), METHOD_READS, "status" },
         [METHOD_PLAN] = { "plan", PARAMS(plan_params), METHOD_READS, "plan" },
         [METHOD_HISTORY] = { "history", PARAMS(history_params), METHOD_READS, "history" },
         [METHOD_VERIFY] = { "verify", NULL, 0, METHOD_READS, "verify" },
@@ -67,6 +70,7 @@ const protocol_method protocol_methods[] = {
         [METHOD_MARK] = { "mark", PARAMS(mark_params), METHOD_CHANGES, "mark" },
         [METHOD_BASELINE] = { "baseline", PARAMS(baseline_params), METHOD_CHANGES, "baseline" },
         [METHOD_REPAIR] = { "repair", PARAMS(repair_params), METHOD_CHANGES, "repair" },
+        [METHOD_DIFF] = { "diff", NULL, 0, METHOD_READS, "diff" },
 };
 _Static_assert(ELEMENTSOF(protocol_methods) == _METHOD_MAX, "one row per protocol_method_id");
 

@@ -32,6 +32,7 @@ typedef enum protocol_method_id {
         METHOD_MARK,
         METHOD_BASELINE,
         METHOD_REPAIR,
+        METHOD_DIFF,
         _METHOD_MAX,
         _METHOD_INVALID = -1,
 } protocol_method_id;

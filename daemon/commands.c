@@ -79,6 +79,7 @@ typedef enum read_kind {
         READ_BACKUPS,
         READ_LOCK_CHECK,
         READ_HOSTS, /* a shared server's hosts, for a status answered from the snapshot */
+        READ_DIFF,
 } read_kind;
 
 typedef struct read_task {
@@ -89,10 +90,29 @@ typedef struct read_task {
         unsigned limit;
         unsigned timeout_ms;
         bool strict;
+        bool drift; /* status --drift */
         int r;
         json_t *result;
         engine_error err;
 } read_task;
+
+/* status --drift: "drift" true/false, or null with "drift_error" when the replay could not run. */
+static void add_drift(engine *e, json_t *status) {
+        engine_error err = {};
+        json_t *diff = NULL;
+        int r;
+
+        r = engine_diff(e, &diff, &err);
+        if (r == 0)
+                (void) json_object_set(status, "drift", json_object_get(diff, "drift"));
+        else {
+                (void) json_object_set_new(status, "drift", json_null());
+                (void) json_object_set_new(status, "drift_error",
+                                           json_string(err.message ?: r < 0 ? strerror(-r) : "unknown error"));
+        }
+        json_decref(diff);
+        engine_error_clear(&err);
+}
 
 static void read_run(void *userdata) {
         read_task *t = userdata;
@@ -103,7 +123,10 @@ static void read_run(void *userdata) {
                 t->r = engine_status(e, &t->result, &t->err);
                 if (t->r == 0)
                         (void) engine_add_hosts(e, t->result);
+                if (t->r == 0 && t->drift)
+                        add_drift(e, t->result);
                 break;
+        case READ_DIFF: t->r = engine_diff(e, &t->result, &t->err); break;
         case READ_WAIT: t->r = engine_status(e, &t->result, &t->err); break;
         case READ_HOSTS:
                 t->result = json_object();
@@ -238,6 +261,15 @@ static read_task *read_task_new(request *rq, read_kind kind) {
 static void cmd_status(request *rq) {
         read_task *t;
 
+        /* the drift replay reads committed state only: it needs no snapshot */
+        if (param_bool(rq, "drift")) {
+                t = read_task_new(rq, READ_STATUS);
+                if (t) {
+                        t->drift = true;
+                        submit_read(rq, t);
+                }
+                return;
+        }
         /* a shared server's hosts are read even then: the writer's transaction blocks nothing */
         if (jobs_busy(rq->server->jobs) && rq->server->snapshot && rq->server->hosts) {
                 t = read_task_new(rq, READ_HOSTS);
@@ -326,6 +358,13 @@ static void cmd_cancel(request *rq) {
 
 static void cmd_lock_check(request *rq) {
         read_task *t = read_task_new(rq, READ_LOCK_CHECK);
+
+        if (t)
+                submit_read(rq, t);
+}
+
+static void cmd_diff(request *rq) {
+        read_task *t = read_task_new(rq, READ_DIFF);
 
         if (t)
                 submit_read(rq, t);
@@ -478,6 +517,7 @@ static const command_fn handlers[] = {
         [METHOD_MARK] = cmd_mark,
         [METHOD_BASELINE] = cmd_baseline,
         [METHOD_REPAIR] = cmd_repair,
+        [METHOD_DIFF] = cmd_diff,
 };
 _Static_assert(ELEMENTSOF(handlers) == _METHOD_MAX, "one handler per protocol_method_id");
 

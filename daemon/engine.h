@@ -99,6 +99,9 @@ int engine_status(engine *e, json_t **ret, engine_error *err);
 int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err);
 int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err);
 int engine_verify(engine *e, json_t **ret, engine_error *err);
+/* Drift: the live schema against the applied migrations replayed on a scratch database
+ * ({drift, replayed, differences}); SQLite only. */
+int engine_diff(engine *e, json_t **ret, engine_error *err);
 
 typedef enum engine_job_kind {
         ENGINE_JOB_MIGRATE,  /* up or down, per request.direction */

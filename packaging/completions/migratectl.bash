@@ -91,7 +91,7 @@ _migratectl()
             local verbs
             verbs=$(_migratectl_names "${words[0]}" verbs)
             [[ -n $verbs ]] || verbs="status version up down redo plan history verify wait cancel backup
-                backups restore lock-check mark baseline repair new help"
+                backups restore lock-check mark baseline repair new help diff"
             COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
         fi
         return
@@ -111,7 +111,7 @@ _migratectl()
 
     local opts=$shared_opts args=
     case $command in
-        status) opts+=" --check" ;;
+        status) opts+=" --check --drift" ;;
         up) opts+=" --to --dry-run --rehearse --per-migration --allow-out-of-order" ;;
         down) opts+=" --steps --to --dry-run --yes" ;;
         redo) opts+=" --yes" ;;
@@ -140,7 +140,7 @@ _migratectl()
             ;;
         new) opts+=" --migrations" ;;
         lock-check) opts+=" --database" ;;
-        version | verify | cancel | backup | backups | baseline) ;;
+        version | verify | diff | cancel | backup | backups | baseline) ;;
         *) return ;;
     esac
 

@@ -17,7 +17,7 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 build="build-fuzz"
-targets=(fuzz-protocol fuzz-migdir fuzz-config fuzz-migratectl-args)
+targets=(fuzz-protocol fuzz-migdir fuzz-config fuzz-migratectl-args fuzz-drift-sql)
 
 if ! command -v clang >/dev/null; then
         echo "fuzz: clang is missing (packaging/install-deps.sh test installs it)" >&2

@@ -48,13 +48,14 @@ READING = [("hello", None), ("status", None), ("history", None), ("verify", None
 RESTORE = object()
 METHOD_TABLE = {
     "hello": ("read", [None]),
-    "status": ("read", [None]),
+    "status": ("read", [None, {"drift": True}]),
     "plan": ("read", [None, {"direction": "up", "to": 2}, {"direction": "down", "steps": 1}]),
     "history": ("read", [None, {"limit": 1}]),
     "verify": ("read", [None]),
     "wait": ("read", [{"timeout_ms": 100}]),
     "lock_check": ("read", [None]),
     "backups": ("read", [None]),
+    "diff": ("read", [None]),
     "up": ("change", [None, {"to": 2}, {"per_migration": True}, {"rehearse": True}, {"dry_run": False}]),
     "down": ("change", [None, {"steps": 1}, {"to": 0}, {"steps": 1, "dry_run": False}]),
     "cancel": ("change", [None, {"job_id": 1}]),

@@ -185,6 +185,21 @@ INSERT INTO notes VALUES (E'it\\'s; fine'), ('x'';y');
         self.assertIn("directory_invalid", str(e.exception))
         self.assertEqual(self.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'a'"), [["0"]])
 
+    def test_diff_is_refused_clearly_and_status_says_why(self):
+        """Drift compares SQLite schemas only for now: on PostgreSQL diff is refused with a
+        message naming the backend, and status --drift carries that reason instead of a guess."""
+        write(self.migrations, BASIC)
+        d = self.daemon()
+        d.call("up")
+        _, final = d.rpc("diff")
+        self.assertEqual(final["error"]["code"], "state_conflict", final)
+        self.assertIn("postgresql backend", final["error"]["message"])
+        st = d.call("status", {"drift": True})
+        self.assertIsNone(st["drift"], st)
+        self.assertIn("postgresql backend", st["drift_error"])
+        r = d.ctl("diff", json_out=False)
+        self.assertEqual(r.rc, 1, r)
+
     def test_transaction_pooler_is_refused_with_the_hint(self):
         write(self.migrations, BASIC)
         through = self.cluster.start_pgbouncer("transaction")
