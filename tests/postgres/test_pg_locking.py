@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Locking on a shared PostgreSQL server: migrated's advisory lock held by another session, a
-table lock that outlasts lock_timeout, two daemons racing, a daemon killed mid-migration, CREATE INDEX CONCURRENTLY with daemons
-waiting for the lock."""
+table lock that outlasts lock_timeout, two daemons racing, a daemon killed mid-migration, CREATE
+INDEX CONCURRENTLY with daemons waiting for the lock."""
 
 import os
 import signal
