@@ -155,7 +155,7 @@ class TestNetworkCut(PgTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertRegex(r.out, r"(?m)^ +cut +dead")
         print("\nnetwork cut -> lock released and the job completed on another host in %.1f s; "
-              "the cut host answered its client with a failure after %.1f s" % (done, noticed), file=sys.stderr)
+              "the cut host answered its client with a failure after %.1f s" % (done, noticed), flush=True)
 
 
 if __name__ == "__main__":
