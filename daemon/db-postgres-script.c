@@ -167,16 +167,16 @@ static int script_fail(db_failure *f, unsigned line, const char *fmt, ...) {
         return f->message ? DB_FAILED : -ENOMEM;
 }
 
-/* A statement's failure: lock and cancel failures keep their own code, anything else is the
- * migration's fault and names the line (the server's position within the statement, else the
- * statement's first line). */
+/* A statement's failure: lock and cancel failures and a lost connection keep their own code (a
+ * network cut is not the script's fault), anything else is the migration's fault and names the
+ * line (the server's position within the statement, else the statement's first line). */
 static int statement_failed(db_pg *p, PGresult *res, const char *sql, const char *stmt, const char *end,
                             db_failure *f) {
         const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
         unsigned line = line_of(sql, pos ? at_position(stmt, end, atol(pos)) : stmt);
         int r = pg_fail(p, res, f, "statement failed");
 
-        if (r == DB_FAILED && f->code == PROTOCOL_ERROR_DATABASE) {
+        if (r == DB_FAILED && f->code == PROTOCOL_ERROR_DATABASE && PQstatus(p->conn) != CONNECTION_BAD) {
                 const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
                 return script_fail(f, line, "%s%s%s%s", m ?: "failed", state ? " (SQLSTATE " : "", state ?: "",

@@ -259,10 +259,15 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
                 pg_close(&p->base);
                 return r;
         }
-        /* the target expands into the connection's settings; the application name is a default
-         * it may override, the password file wins */
-        const char *keys[] = { "application_name", "dbname", p->password ? "password" : NULL, NULL };
-        const char *values[] = { o->read_only ? "migrated (reader)" : "migrated", o->target, p->password, NULL };
+        /* the target expands into the connection's settings; the application name and the TCP
+         * keepalives are defaults it may override, the password file wins. Without keepalives a
+         * daemon whose network is cut waits for its statement's result forever (nothing, not even
+         * a reset, arrives), with its job unanswered and its dependents stopped: with them the
+         * kernel fails the socket after about 25 s of silence. */
+        const char *keys[] = { "application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+                               "keepalives_count", "dbname", p->password ? "password" : NULL, NULL };
+        const char *values[] = { o->read_only ? "migrated (reader)" : "migrated", "1", "10", "5", "3", o->target,
+                                 p->password, NULL };
         p->conn = PQconnectdbParams(keys, values, 1);
         if (!p->conn) {
                 pg_close(&p->base);

@@ -10,8 +10,9 @@
 # target (printed, never asserted). --rev REV benchmarks a commit instead of the working tree
 # (git archive REV, built in build-bench-rev/). Needs python3, a C compiler, meson, ninja, the
 # sqlite3 CLI; the downtime row needs root and systemd (a private user manager, tests/systemd/)
-# and is a TODO row without them; the PostgreSQL rows (tests/bench/bench_pg.py: W1, W2, W4 beside
-# psql on a cluster the run starts) need root, PostgreSQL 15 and psql, and are a TODO row without. About 3 minutes on 2 idle cores, more on a busy machine;
+# and is a TODO row without them; the PostgreSQL rows (tests/bench/bench_pg.py: W1–W4 beside
+# psql on a cluster the run starts, and the network-cut times) need root, PostgreSQL 15 and psql,
+# and are a TODO row without. About 3 minutes on 2 idle cores, more on a busy machine;
 # scratch files (up to ~3 GB for the 1 GiB backup row) live in the build directory and are
 # removed at the end, also on failure or Ctrl-C.
 set -eu

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Locking on a shared PostgreSQL server: migrated's advisory lock held by another session, a
-table lock that outlasts lock_timeout, two daemons racing, a daemon killed mid-migration."""
+table lock that outlasts lock_timeout, two daemons racing, a daemon killed mid-migration, CREATE
+INDEX CONCURRENTLY with daemons waiting for the lock."""
 
 import os
 import signal
@@ -137,6 +138,45 @@ class TestLocking(PgTestCase):
         self.assertEqual(res["to_version"], 2, res)
         statuses = [a["status"] for a in b.call("history")["attempts"]]
         self.assertEqual(statuses, ["succeeded", "interrupted"], statuses)
+
+    def test_create_index_concurrently_with_two_daemons_waiting_does_not_deadlock(self):
+        # CREATE INDEX CONCURRENTLY waits for every transaction holding an older snapshot: a daemon
+        # waiting for the writer lock must hold none, or the build and the waiter wait for each other
+        write(self.migrations, BASIC[:1] + [
+            (2, "idx", "-- migrated: no-transaction\nCREATE INDEX CONCURRENTLY users_name ON users (name);\n",
+             None)])
+        a, b, c = self.daemon(name="a"), self.daemon(name="b"), self.daemon(name="c")
+        self.assertEqual(a.call("up", {"to": 1})["to_version"], 1)
+        self.sql("INSERT INTO users SELECT g, 'n' || g FROM generate_series(1, 1000) g")
+        # an application transaction with a snapshot holds the build in its wait phase meanwhile
+        app = self.cluster.session(self.dbname)
+        self.addCleanup(app.close)
+        app.run("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 'snap:' || count(*) FROM users;", "snap:")
+        conns = [harness.Conn(d.socket, 120) for d in (a, b, c)]
+        for conn in conns:
+            self.addCleanup(conn.close)
+        conns[0].send("up")
+        while not self.sql("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' "
+                           "AND wait_event_type = 'Lock'"):
+            pass
+        for conn in conns[1:]:
+            conn.send("up")
+            while True:
+                ev = conn.read_json(60)
+                if ev.get("event") == "lock" and ev.get("phase") == "waiting":
+                    break
+        # the waiters poll with pg_try_advisory_lock between transactions: no snapshot, no xid
+        self.assertEqual(self.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND application_name NOT IN ('pgharness-session', 'psql') "
+                                  "AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL "
+                                  "AND query NOT LIKE 'CREATE INDEX CONCURRENTLY%'"), [["0"]])
+        app.run("COMMIT; SELECT 'done';", "done")
+        finals = [conn.read_reply(timeout=120)[1] for conn in conns]
+        statuses = [harness.result_of(f)["status"] for f in finals]
+        self.assertEqual(statuses, ["applied", "current", "current"], finals)
+        self.assertEqual(self.sql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_name'::regclass"),
+                         [["t"]])
+        self.assertEqual(self.sql("SELECT max(version) FROM migrated_schema"), [["2"]])
 
     def test_a_daemon_starting_while_another_migrates_leaves_its_attempt_alone(self):
         write(self.migrations, BASIC[:1] + [(2, "slow", "CREATE TABLE t2 (x int);\nSELECT pg_sleep(600);\n", None)])
