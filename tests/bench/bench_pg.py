@@ -9,7 +9,7 @@ figure beside psql doing the same work against the same cluster in the same run:
       same SQL in one transaction (with and without the pg_dump backup taken first)
   W4  100 × (one new migration appears, `migratectl up`) vs 100 × psql, one transaction each
   cut a host's network cut while it holds the lock mid-migration (tests/postgres/test_pg_network.py,
-      run as it is): time until another host completed the job, and until the cut host answered
+      run as it is): time until another host completed the job
 
 Figures are printed, never asserted. Without PostgreSQL, psql or root the rows say why (TODO).
 """
@@ -248,23 +248,21 @@ def bench_w4(pg, reps=1):
 
 
 def bench_network_cut(pg):
-    """The network-cut test measures the two times it prints; this row reports them."""
+    """The network-cut test prints how long the job took to complete on another host; this row reports it."""
     B, ctx = pg.B, pg.ctx
     B.log("PG network cut: tests/postgres/test_pg_network.py")
     env = dict(os.environ, MIGRATED_BIN=ctx.migrated, MIGRATECTL_BIN=ctx.migratectl, PYTHONDONTWRITEBYTECODE="1",
                MIGRATIONS_DIR=os.path.join(os.path.dirname(os.path.dirname(HERE)), "migrations"))
     r = B.run([sys.executable, os.path.join(os.path.dirname(HERE), "postgres", "test_pg_network.py")],
               capture=True, env=env, check=False)
-    m = re.search(r"on another host in ([0-9.]+) s; the cut host answered its client with a failure after ([0-9.]+) s",
-                  r.out)
+    m = re.search(r"on another host in ([0-9.]+) s", r.out)
     if not m:
         ctx.row("PG network cut: not measured", "-", "-", "-", "-", "TODO")
         ctx.note("PG network cut: the test printed no figure (exit %d; it skips without root, ip or netns)" % r.rc)
         return
-    ctx.raw["pg_network_cut"] = dict(released_done_elsewhere_s=float(m.group(1)), cut_host_answered_s=float(m.group(2)))
+    ctx.raw["pg_network_cut"] = dict(released_done_elsewhere_s=float(m.group(1)))
     ctx.row("PG network cut mid-migration → job done on another host (server keepalives 1 s × 3)",
-            B.fmt_s(float(m.group(1))), "cut host answers its client (libpq keepalives 10 s + 3 × 5 s): "
-            + B.fmt_s(float(m.group(2))), "-", "(info)", "")
+            B.fmt_s(float(m.group(1))), "-", "-", "(info)", "")
 
 
 def bench_pg(ctx, B):
