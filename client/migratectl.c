@@ -621,15 +621,17 @@ static int verb_repair(const verb *v, int argc, char **argv) {
 static int verb_baseline(const verb *v, int argc, char **argv) {
         static const struct option options[] = { COMMON_OPTIONS, {} };
         request_args a = {};
-        json_t *version;
+        json_t *version = NULL;
         int r;
 
         r = parse_verb_options(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
         if (argc - optind != 1 || !(version = version_arg(argv[optind])) ||
-            (json_is_integer(version) && json_integer_value(version) == 0))
+            (json_is_integer(version) && json_integer_value(version) == 0)) {
+                json_decref(version); /* "0" parses, but is not a migration */
                 return usage_error(v, "expected one VERSION (a migration's number, or its key such as 1.2.10)");
+        }
         return call_daemon(v->method, json_pack("{s:o}", "version", version), render_marked, NULL);
 }
 
