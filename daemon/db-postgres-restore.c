@@ -253,3 +253,37 @@ int pg_restore_from(db *d, const char *path, const char *scratch, const db_event
                 db_rollback(d);
         return r;
 }
+
+/* migratectl reset: every object of the schema goes, in one transaction, but migrated's history
+ * (moved aside and back, as through a restore). */
+int pg_reset(db *d, db_failure *f) {
+        db_pg *p = to_pg(d);
+        _cleanup_free_ char *schema = NULL;
+        int r;
+
+        r = db_begin(d, f);
+        if (r != 0)
+                return r;
+        {
+                _cleanup_pgresult_ PGresult *res = PQexec(p->conn, "SELECT quote_ident(current_schema())");
+                if (!pg_result_ok(res) || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+                        r = pg_fail(p, res, f, "cannot find the schema to reset");
+                else if (!(schema = strdup(PQgetvalue(res, 0, 0))))
+                        r = -ENOMEM;
+        }
+        if (r == 0)
+                r = pg_exec_simple(p, "CREATE SCHEMA migrated_reset_keep", f, "cannot prepare the reset");
+        if (r == 0)
+                r = move_own_tables(p, schema, "migrated_reset_keep", f);
+        if (r == 0)
+                r = drop_schema_objects(p, f);
+        if (r == 0)
+                r = move_own_tables(p, "migrated_reset_keep", schema, f);
+        if (r == 0)
+                r = pg_exec_simple(p, "DROP SCHEMA migrated_reset_keep", f, "cannot finish the reset");
+        if (r == 0)
+                r = db_commit(d, f);
+        else
+                db_rollback(d);
+        return r;
+}

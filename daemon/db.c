@@ -324,3 +324,27 @@ int db_try_lock(db *d, bool *ret_got, db_failure *f) {
         *ret_got = true;
         return d->backend->try_lock ? d->backend->try_lock(d, ret_got, f) : 0;
 }
+
+int db_reset(db *d, db_failure *f) {
+        bool have = false;
+        int r;
+
+        if (!d->backend->reset)
+                return -EOPNOTSUPP;
+        r = d->backend->reset(d, f);
+        if (r != 0 || !d->own)
+                return r;
+        /* the seeds recorded apart (history.sqlite) went with the schema: they run again */
+        r = db_table_exists(d->own, "migrated_seeds", &have, f);
+        if (r != 0 || !have)
+                return r;
+        r = db_begin(d->own, f);
+        if (r != 0)
+                return r;
+        r = db_query(d->own, "DELETE FROM migrated_seeds", NULL, 0, NULL, NULL, NULL, f, "cannot forget the seeds");
+        if (r == 0)
+                r = db_commit(d->own, f);
+        else
+                db_rollback(d->own);
+        return r;
+}

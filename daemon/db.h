@@ -182,6 +182,9 @@ typedef struct db_backend {
         int (*lock_report_live)(db *d, json_t **ret_report);
         /* lock() without waiting: *ret_got tells whether it is held now. */
         int (*try_lock)(db *d, bool *ret_got, db_failure *f);
+        /* Drops every schema object in one transaction but migrated's own history tables
+         * (migrated_attempts, migrated_meta, migrated_hosts): migratectl reset. */
+        int (*reset)(db *d, db_failure *f);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -277,6 +280,10 @@ int db_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
 void db_unlock(db *d);
 /* The writer lock if it is free now (*ret_got); a backend without one: always got. */
 int db_try_lock(db *d, bool *ret_got, db_failure *f);
+
+/* Drops every schema object but migrated's history (reset), and forgets the applied seeds
+ * where they are recorded apart. */
+int db_reset(db *d, db_failure *f);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);
