@@ -172,6 +172,35 @@ class SeedsTest(harness.TestCase):
         self.assertEqual(r.rc, 2, r)
         self.assertIn("--seed", r.err)
 
+    def test_foreign_format_records_seeds_in_the_state_directory(self):
+        # dbmate's directory: migrated's own tables, migrated_seeds too, live in history.sqlite
+        mig = self.path("db", "migrations")
+        os.makedirs(mig)
+        with open(os.path.join(mig, "20240101000000_items.sql"), "w") as f:
+            f.write("-- migrate:up\nCREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);\n"
+                    "-- migrate:down\nDROP TABLE items;\n")
+        self.seeds = self.path("db", "seeds")
+        os.makedirs(self.seeds)
+        self.write_seed("001_items.sql", SEEDS["001_items.sql"])
+        db = self.path("db", "app.sqlite")
+        config = self.path("dbmate.conf")
+        with open(config, "w") as f:
+            f.write("[dev]\nallow_reset = yes\n")
+        d = self.daemon(db, mig, extra_args=["--config", config])
+        r = d.ctl("up", "--seed")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.json["seeds"]["applied"], ["001_items.sql"], r)
+        self.assertNotIn("migrated_seeds", harness.tables(db))
+        history = os.path.join(d.state_dir(), "history.sqlite")
+        self.assertEqual(rows(history, "SELECT name FROM migrated_seeds"), [("001_items.sql",)])
+        self.assertEqual(d.ctl("seed").json["seeds"]["skipped"], ["001_items.sql"])
+        # reset forgets them there too: they run again on the rebuilt schema
+        r = d.ctl("reset", "--yes")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.json["seeds"]["applied"], ["001_items.sql"], r)
+        self.assertEqual(count(db, "SELECT count(*) FROM items"), 2)
+        self.assertEqual(count(db, "SELECT count(*) FROM schema_migrations"), 1)
+
 
 if __name__ == "__main__":
     harness.main()
