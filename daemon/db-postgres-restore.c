@@ -254,8 +254,26 @@ int pg_restore_from(db *d, const char *path, const char *scratch, const db_event
         return r;
 }
 
-/* migratectl reset: every object of the schema goes, in one transaction, but migrated's history
- * (moved aside and back, as through a restore). */
+/* The other schemas the connecting role owns (the ones its migrations created), dropped whole. */
+static int drop_own_schemas(db_pg *p, db_failure *f) {
+        static const char list_sql[] =
+                "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_catalog.pg_namespace "
+                "WHERE nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+                "AND nspname <> current_schema() AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' "
+                "AND nspname NOT IN ('migrated_reset_keep', 'migrated_restore_keep') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = oid AND d.deptype = 'e')";
+        _cleanup_pgresult_ PGresult *res = PQexec(p->conn, list_sql);
+        int r = 0;
+
+        if (!pg_result_ok(res))
+                return pg_fail(p, res, f, "cannot list the schemas to drop");
+        for (int i = 0; r == 0 && i < PQntuples(res); i++)
+                r = pg_exec_simple(p, PQgetvalue(res, i, 0), f, "cannot drop a schema");
+        return r;
+}
+
+/* migratectl reset: every object of the schema, and every other schema the role owns, goes in one
+ * transaction, but migrated's history (moved aside and back, as through a restore). */
 int pg_reset(db *d, db_failure *f) {
         db_pg *p = to_pg(d);
         _cleanup_free_ char *schema = NULL;
@@ -277,6 +295,8 @@ int pg_reset(db *d, db_failure *f) {
                 r = move_own_tables(p, schema, "migrated_reset_keep", f);
         if (r == 0)
                 r = drop_schema_objects(p, f);
+        if (r == 0)
+                r = drop_own_schemas(p, f);
         if (r == 0)
                 r = move_own_tables(p, "migrated_reset_keep", schema, f);
         if (r == 0)

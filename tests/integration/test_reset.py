@@ -46,7 +46,7 @@ def counts(db):
 
 class ResetTest(harness.TestCase):
 
-    def start(self, name="db", allow=True):
+    def start(self, name="db", allow=True, extra=""):
         self.mig = self.path("migrations")
         if not os.path.isdir(self.mig):
             harness.write_migrations(self.mig, MIGRATIONS)
@@ -57,7 +57,7 @@ class ResetTest(harness.TestCase):
         db = self.path(name + ".sqlite")
         config = self.path(name + ".conf")
         with open(config, "w") as f:
-            f.write("[dev]\nallow_reset = %s\n" % ("yes" if allow else "no"))
+            f.write("[dev]\nallow_reset = %s\n" % ("yes" if allow else "no") + extra)
         d = self.daemon(db, self.mig, extra_args=["--config", config])
         r = d.ctl("up", "--seed")
         self.assertEqual(r.rc, 0, r)
@@ -116,6 +116,40 @@ class ResetTest(harness.TestCase):
         # the backup is listed, and kept out of the rotation
         listed = {b["file"]: b["kind"] for b in d.ctl("backups").json["backups"]}
         self.assertEqual(listed.get(os.path.basename(backup)), "reset", listed)
+
+    def exec_dependent(self):
+        """An exec: dependent that is running, whose stop and start append to a log."""
+        log, flag = self.path("app.log"), self.path("app.running")
+        scripts = {"start": "touch %s; echo start >> %s" % (flag, log),
+                   "stop": "rm -f %s; echo stop >> %s" % (flag, log),
+                   "check": "test -e %s" % flag}
+        for verb, body in scripts.items():
+            with open(self.path("app-%s.sh" % verb), "w") as f:
+                f.write("#!/bin/sh\n" + body + "\n")
+            os.chmod(self.path("app-%s.sh" % verb), 0o755)
+        open(flag, "w").close()
+        conf = "[units]\nunits = exec:app\n[exec.app]\n" + "".join(
+            "%s = %s\n" % (verb, self.path("app-%s.sh" % verb)) for verb in scripts)
+        return conf, log
+
+    def test_reset_stops_and_starts_the_dependents_a_seed_does_not(self):
+        conf, log = self.exec_dependent()
+        d, db = self.start(extra=conf)
+        with open(log) as f:
+            self.assertEqual(f.read().split(), ["stop", "start"])  # the up --seed of start()
+        os.unlink(log)
+        # seeds are data: the dependent keeps running
+        r = d.ctl("seed")
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("units", r.json)
+        self.assertFalse(os.path.exists(log))
+        r = d.ctl("reset", "--yes")
+        self.assertEqual(r.rc, 0, r)
+        units = r.json["units"]
+        self.assertEqual([(o["unit"], o["ok"]) for o in units["stopped"]], [("exec:app", True)], r)
+        self.assertEqual([(o["unit"], o["ok"]) for o in units["started"]], [("exec:app", True)], r)
+        with open(log) as f:
+            self.assertEqual(f.read().split(), ["stop", "start"])
 
 
 if __name__ == "__main__":

@@ -92,9 +92,12 @@ class TestSeedsOnPostgres(PgTestCase):
         self.assertEqual(self.sql("SELECT name FROM migrated_seeds"), [["001_users.sql"]])
 
     def test_reset_refused_without_the_switch_then_rebuilds_with_it(self):
+        # a migration that makes a schema of its own: reset drops it, the migration runs again
+        write(self.migrations, [(3, "extra", "CREATE SCHEMA extra;\nCREATE TABLE extra.notes (x int);\n", None)])
         d = self.start()
         self.assertEqual(harness.ctl("up", "--seed", sock=d.socket).rc, 0)
-        self.sql("INSERT INTO users VALUES (99, 'by hand'); CREATE TABLE scratch (x int)")
+        self.sql("INSERT INTO users VALUES (99, 'by hand'); CREATE TABLE scratch (x int); "
+                 "INSERT INTO extra.notes VALUES (1)")
         r = harness.ctl("reset", "--yes", sock=d.socket, json_out=True)
         self.assertEqual(r.rc, 1, r)
         self.assertEqual(r.json["error"]["code"], "reset_not_allowed", r)
@@ -110,7 +113,8 @@ class TestSeedsOnPostgres(PgTestCase):
         self.assertTrue(os.path.exists(r.json["backup"]["path"]))
         self.assertEqual(self.sql("SELECT id FROM users ORDER BY id"), [["1"], ["2"]])
         self.assertEqual(self.sql("SELECT to_regclass('scratch') IS NULL"), [["t"]])
-        self.assertEqual(self.sql("SELECT version FROM migrated_schema ORDER BY version"), [["1"], ["2"]])
+        self.assertEqual(self.sql("SELECT version FROM migrated_schema ORDER BY version"), [["1"], ["2"], ["3"]])
+        self.assertEqual(self.sql("SELECT count(*) FROM extra.notes"), [["0"]])
         self.assertGreater(int(self.sql("SELECT count(*) FROM migrated_attempts")[0][0]), int(attempts))
 
 
