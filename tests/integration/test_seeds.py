@@ -5,6 +5,7 @@ in migrated_seeds, retried on a busy database. A real daemon, real WAL files, an
 process that holds the write lock (holder.py: BEGIN IMMEDIATE)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -104,7 +105,10 @@ class SeedsTest(harness.TestCase):
         with harness.Conn(self.d.socket) as c:
             c.send("seed", {})
             # the daemon logs each retry; the holder lets go only after the second
-            wait_until(lambda: "retry 2 of 5" in self.d.log(), 60, what="the second retry in the log")
+            # (or the job's failure, which ends the wait at once)
+            wait_until(lambda: re.search(r"retry 2 of 5|JOB_KIND=seed ERROR_CODE=", self.d.log()), 60,
+                       what="the second retry in the log")
+            self.assertIn("retry 2 of 5", self.d.log())
             self.assertEqual(count(self.db, "SELECT count(*) FROM items"), 0)
             holder.stdin.write("\n")
             holder.stdin.flush()
