@@ -55,6 +55,7 @@ int pg_fail(db_pg *p, const PGresult *res, db_failure *f, const char *what) {
         if (!m)
                 return -ENOMEM;
         f->code = PROTOCOL_ERROR_DATABASE;
+        f->connection_lost = PQstatus(p->conn) == CONNECTION_BAD;
         if (state && (streq(state, "55P03") || streq(state, "40P01"))) {
                 /* lock_not_available (lock_timeout) or deadlock_detected */
                 f->code = PROTOCOL_ERROR_BUSY;

@@ -24,6 +24,9 @@ typedef struct db_failure {
         char *message;
         unsigned line; /* exec_script: 1-based line of the failure in the script, 0 if unknown */
         bool retry; /* a lock timeout or deadlock: nothing is wrong with the SQL, the plan may run again */
+        /* a server's connection was lost: the transaction is gone; db_check_identity() opens it
+         * again between transactions (seeds retry after that) */
+        bool connection_lost;
 } db_failure;
 
 enum {

@@ -226,7 +226,17 @@ static int apply_once(engine *e, const seed_file *s, db_failure *f) {
 }
 
 static bool transient(const db_failure *f) {
-        return f->retry || f->code == PROTOCOL_ERROR_BUSY;
+        return f->retry || f->code == PROTOCOL_ERROR_BUSY || f->connection_lost;
+}
+
+/* Before a retry: a lost connection is opened again (between transactions), best effort: if it
+ * cannot be, the next try fails the same way and counts as a retry too. */
+static void reconnect(engine *e, const db_failure *f) {
+        db_failure ignored = {};
+
+        if (f->connection_lost)
+                (void) db_check_identity(e->db, &ignored);
+        db_failure_clear(&ignored);
 }
 
 /* Pauses for ms unless the job is stopped meanwhile; false when it was. */
@@ -263,6 +273,7 @@ static int apply_seed(engine *e, const char *path, const seed_file *s, engine_pr
                 emit(progress, userdata, json_pack("{s:s,s:s,s:I,s:I,s:s}", "phase", "retrying", "name", s->name,
                                                    "retry", (json_int_t) attempt + 1, "backoff_ms", (json_int_t) ms,
                                                    "reason", f.message ?: ""));
+                reconnect(e, &f);
                 db_failure_clear(&f);
                 if (!pause_ms(e, ms)) {
                         f.code = PROTOCOL_ERROR_INTERRUPTED;

@@ -6,6 +6,7 @@ TABLE, released only once the daemon logged its second retry); reset drops the s
 but migrated's history, applies every migration and the seeds."""
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +62,9 @@ class TestSeedsOnPostgres(PgTestCase):
         other.run("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT 'locked';", "locked")
         with harness.Conn(d.socket) as c:
             c.send("seed", {})
-            harness.wait_until(lambda: "retry 2 of 5" in d.log(), 120, what="the second retry in the log")
+            harness.wait_until(lambda: re.search(r"retry 2 of 5|JOB_KIND=seed ERROR_CODE=", d.log()), 120,
+                               what="the second retry in the log")
+            self.assertIn("retry 2 of 5", d.log())
             other.run("ROLLBACK; SELECT 'done';", "done")
             events, final = c.read_reply(timeout=120)
         result = harness.result_of(final)
@@ -70,6 +73,32 @@ class TestSeedsOnPostgres(PgTestCase):
         retries = [e for e in events if e["event"] == "seed" and e.get("phase") == "retrying"]
         self.assertEqual(len(retries), result["seeds"]["retries"], events)
         self.assertEqual(self.state()[:2], ([["2"]], [["2"]]))
+
+    def test_seed_retried_after_its_connection_was_cut(self):
+        # the daemon's session waits for a table lock; the test ends that session on the server
+        d = self.start(seeds={"001_users.sql": SEEDS["001_users.sql"]}, conf="")
+        self.assertEqual(d.call("up")["to_version"], 2)
+        d.stop()
+        d = self.daemon(extra=["--config", os.path.join(self.workdir, "migrated.conf"), "--busy-timeout", "60000"])
+        other = self.cluster.session(self.dbname)
+        self.addCleanup(other.close)
+        other.run("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT 'locked';", "locked")
+        waiting = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                   "AND query LIKE 'INSERT INTO users%'")
+        with harness.Conn(d.socket) as c:
+            c.send("seed", {})
+            pid = harness.wait_until(lambda: self.sql(waiting), 120, what="the seed waiting for the lock")[0][0]
+            self.sql("SELECT pg_terminate_backend(%s)" % pid)
+            # (or the job's failure, which ends the wait at once)
+            harness.wait_until(lambda: re.search(r"retry 1 of 5|JOB_KIND=seed ERROR_CODE=", d.log()), 120,
+                               what="the retry after the cut")
+            self.assertIn("retry 1 of 5", d.log())
+            other.run("ROLLBACK; SELECT 'done';", "done")
+            _, final = c.read_reply(timeout=120)
+        result = harness.result_of(final)
+        self.assertGreaterEqual(result["seeds"]["retries"], 1, result)
+        self.assertEqual(result["seeds"]["applied"], ["001_users.sql"], result)
+        self.assertEqual(self.sql("SELECT count(*) FROM users"), [["2"]])
 
     def test_edited_seed_refused_and_broken_seed_names_file_and_line(self):
         d = self.start(seeds={"001_users.sql": SEEDS["001_users.sql"]})
