@@ -54,49 +54,51 @@ class TestSeedsOnPostgres(PgTestCase):
         self.assertEqual(harness.ctl("up", "--seed", sock=d.socket).rc, 0)
         self.assertEqual(self.state(), before)
 
-    def test_seed_retried_while_another_session_holds_a_table_lock(self):
-        d = self.start()
-        self.assertEqual(d.call("up")["to_version"], 2)
+    def seed_through_a_lock(self, d, retries, meanwhile=None):
+        """Runs seed while another session holds LOCK TABLE users, released only once the daemon
+        logged its retry number retries (or the job failed, which ends the wait at once); calls
+        meanwhile (the connection's cut) first. Returns (events, result)."""
         other = self.cluster.session(self.dbname)
         self.addCleanup(other.close)
         other.run("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT 'locked';", "locked")
+        logged = "retry %d of 5" % retries
         with harness.Conn(d.socket) as c:
             c.send("seed", {})
-            harness.wait_until(lambda: re.search(r"retry 2 of 5|JOB_KIND=seed ERROR_CODE=", d.log()), 120,
-                               what="the second retry in the log")
-            self.assertIn("retry 2 of 5", d.log())
+            if meanwhile:
+                meanwhile()
+            harness.wait_until(lambda: re.search(logged + "|JOB_KIND=seed ERROR_CODE=", d.log()), 120,
+                               what="'%s' in the log" % logged)
+            self.assertIn(logged, d.log())
             other.run("ROLLBACK; SELECT 'done';", "done")
             events, final = c.read_reply(timeout=120)
         result = harness.result_of(final)
-        self.assertGreaterEqual(result["seeds"]["retries"], 2, result)
+        self.assertGreaterEqual(result["seeds"]["retries"], retries, result)
+        return events, result
+
+    def test_seed_retried_while_another_session_holds_a_table_lock(self):
+        d = self.start()
+        self.assertEqual(d.call("up")["to_version"], 2)
+        events, result = self.seed_through_a_lock(d, 2)
         self.assertIn("55P03", d.log())
         retries = [e for e in events if e["event"] == "seed" and e.get("phase") == "retrying"]
         self.assertEqual(len(retries), result["seeds"]["retries"], events)
         self.assertEqual(self.state()[:2], ([["2"]], [["2"]]))
 
     def test_seed_retried_after_its_connection_was_cut(self):
-        # the daemon's session waits for a table lock; the test ends that session on the server
-        d = self.start(seeds={"001_users.sql": SEEDS["001_users.sql"]}, conf="")
+        # the daemon's session waits for the table lock (a long lock_timeout); the test ends that
+        # session on the server
+        d = self.start(seeds={"001_users.sql": SEEDS["001_users.sql"]})
         self.assertEqual(d.call("up")["to_version"], 2)
         d.stop()
         d = self.daemon(extra=["--config", os.path.join(self.workdir, "migrated.conf"), "--busy-timeout", "60000"])
-        other = self.cluster.session(self.dbname)
-        self.addCleanup(other.close)
-        other.run("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; SELECT 'locked';", "locked")
         waiting = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
                    "AND query LIKE 'INSERT INTO users%'")
-        with harness.Conn(d.socket) as c:
-            c.send("seed", {})
+
+        def cut():
             pid = harness.wait_until(lambda: self.sql(waiting), 120, what="the seed waiting for the lock")[0][0]
             self.sql("SELECT pg_terminate_backend(%s)" % pid)
-            # (or the job's failure, which ends the wait at once)
-            harness.wait_until(lambda: re.search(r"retry 1 of 5|JOB_KIND=seed ERROR_CODE=", d.log()), 120,
-                               what="the retry after the cut")
-            self.assertIn("retry 1 of 5", d.log())
-            other.run("ROLLBACK; SELECT 'done';", "done")
-            _, final = c.read_reply(timeout=120)
-        result = harness.result_of(final)
-        self.assertGreaterEqual(result["seeds"]["retries"], 1, result)
+
+        _, result = self.seed_through_a_lock(d, 1, meanwhile=cut)
         self.assertEqual(result["seeds"]["applied"], ["001_users.sql"], result)
         self.assertEqual(self.sql("SELECT count(*) FROM users"), [["2"]])
 
