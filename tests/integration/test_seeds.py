@@ -173,6 +173,29 @@ class SeedsTest(harness.TestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.json["seeds"]["applied"], [], r)
 
+    def test_one_shot_mode_seeds_too(self):
+        # no daemon: migratectl --database runs migrated --one-shot, the same protocol
+        self.mig = harness.write_migrations(self.path("migrations"), MIGRATIONS)
+        self.seeds = self.path("seeds")
+        os.makedirs(self.seeds)
+        for name, sql in SEEDS.items():
+            self.write_seed(name, sql)
+        self.db = self.path("db.sqlite")
+        env = {"STATE_DIRECTORY": self.path("state-oneshot")}
+        one = ("--database", self.db, "--migrations", self.mig)
+        r = harness.ctl(*one, "up", "--seed", json_out=True, env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.json["seeds"]["applied"], ["001_items.sql", "002_tags.sql"], r)
+        before = self.state()
+        r = harness.ctl(*one, "seed", json_out=True, env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.json["seeds"]["applied"], [], r)
+        self.assertEqual(self.state(), before)
+        # without [dev] allow_reset, a one-shot reset is refused like the daemon's
+        r = harness.ctl(*one, "reset", "--yes", json_out=True, env=env)
+        self.assertEqual((r.rc, r.json["error"]["code"]), (1, "reset_not_allowed"), r)
+        self.assertEqual(self.state(), before)
+
     def test_up_seed_with_dry_run_is_a_usage_error(self):
         self.start()
         r = self.d.ctl("up", "--seed", "--dry-run", json_out=False)
