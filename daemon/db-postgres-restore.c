@@ -272,16 +272,13 @@ static int drop_own_schemas(db_pg *p, db_failure *f) {
         return exec_listed(p, list_sql, f, "cannot drop the schemas the role owns");
 }
 
-/* migratectl reset: every object of the schema, and every other schema the role owns, goes in one
- * transaction, but migrated's history (moved aside and back, as through a restore). */
+/* migratectl reset: every object of the schema, and every other schema the role owns, goes in the
+ * caller's transaction, but migrated's history (moved aside and back, as through a restore). */
 int pg_reset(db *d, db_failure *f) {
         db_pg *p = to_pg(d);
         _cleanup_free_ char *schema = NULL;
-        int r;
+        int r = 0;
 
-        r = db_begin(d, f);
-        if (r != 0)
-                return r;
         {
                 _cleanup_pgresult_ PGresult *res = PQexec(p->conn, "SELECT quote_ident(current_schema())");
                 if (!pg_result_ok(res) || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
@@ -301,9 +298,5 @@ int pg_reset(db *d, db_failure *f) {
                 r = move_own_tables(p, "migrated_reset_keep", schema, f);
         if (r == 0)
                 r = pg_exec_simple(p, "DROP SCHEMA migrated_reset_keep", f, "cannot finish the reset");
-        if (r == 0)
-                r = db_commit(d, f);
-        else
-                db_rollback(d);
         return r;
 }

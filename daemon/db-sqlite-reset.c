@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* migratectl reset on SQLite: every table, view and trigger (their indexes go with the tables)
- * is dropped in one write transaction, but migrated's own history. The connection runs with
+ * is dropped in the caller's write transaction, but migrated's own history. The connection runs with
  * foreign keys off (db-sqlite.c), so the order of the drops does not matter. */
 
 #include <errno.h>
@@ -13,11 +13,8 @@ int sqlite_reset(db *d, db_failure *f) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         char **drops = NULL;
         size_t n = 0;
-        int r, rc;
+        int r = 0, rc;
 
-        r = db_begin(d, f);
-        if (r != 0)
-                return r;
         /* triggers and views first, then the tables: no object names one that is gone */
         rc = sqlite3_prepare_v2(s->conn,
                                 "SELECT format('DROP %s IF EXISTS \"%w\"', upper(type), name) FROM sqlite_master "
@@ -43,9 +40,5 @@ int sqlite_reset(db *d, db_failure *f) {
         for (size_t i = 0; i < n; i++)
                 free(drops[i]);
         free(drops);
-        if (r == 0)
-                r = db_commit(d, f);
-        else
-                db_rollback(d);
         return r;
 }

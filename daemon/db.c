@@ -325,14 +325,28 @@ int db_try_lock(db *d, bool *ret_got, db_failure *f) {
         return d->backend->try_lock ? d->backend->try_lock(d, ret_got, f) : 0;
 }
 
-int db_reset(db *d, db_failure *f) {
+int db_reset(db *d, const db_event *ev, db_failure *f) {
         bool have = false;
         int r;
 
         if (!d->backend->reset)
                 return -EOPNOTSUPP;
+        r = db_begin(d, f);
+        if (r != 0)
+                return r;
         r = d->backend->reset(d, f);
-        if (r != 0 || !d->own)
+        if (r == 0 && !d->own)
+                r = history_record_event(d, ev, f);
+        if (r == 0)
+                r = db_commit(d, f);
+        if (r != 0) {
+                db_rollback(d);
+                return r;
+        }
+        if (!d->own)
+                return 0;
+        r = history_record_event(d, ev, f);
+        if (r != 0)
                 return r;
         /* the seeds recorded apart (history.sqlite) went with the schema: they run again */
         r = db_table_exists(d->own, "migrated_seeds", &have, f);

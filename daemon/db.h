@@ -185,8 +185,8 @@ typedef struct db_backend {
         int (*lock_report_live)(db *d, json_t **ret_report);
         /* lock() without waiting: *ret_got tells whether it is held now. */
         int (*try_lock)(db *d, bool *ret_got, db_failure *f);
-        /* Drops every schema object in one transaction but migrated's own history tables
-         * (migrated_attempts, migrated_meta, migrated_hosts): migratectl reset. */
+        /* Drops every schema object but migrated's own history tables (migrated_attempts,
+         * migrated_meta, migrated_hosts), inside the caller's write transaction: migratectl reset. */
         int (*reset)(db *d, db_failure *f);
 } db_backend;
 
@@ -284,9 +284,9 @@ void db_unlock(db *d);
 /* The writer lock if it is free now (*ret_got); a backend without one: always got. */
 int db_try_lock(db *d, bool *ret_got, db_failure *f);
 
-/* Drops every schema object but migrated's history (reset), and forgets the applied seeds
- * where they are recorded apart. */
-int db_reset(db *d, db_failure *f);
+/* Drops every schema object but migrated's history in one transaction that records ev (reset),
+ * and forgets the applied seeds where they are recorded apart. */
+int db_reset(db *d, const db_event *ev, db_failure *f);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);

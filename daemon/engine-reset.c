@@ -5,6 +5,7 @@
  * like a restore (engine_preview says it changes the database). */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "engine-internal.h"
@@ -24,7 +25,9 @@ int engine_reset(engine *e, const engine_job *job, engine_progress_fn progress, 
                           .request = { .direction = PLAN_UP, .to = PLAN_NO_TARGET } };
         applied_set applied = {};
         json_t *backup = NULL, *migrated = NULL;
+        _cleanup_free_ char *detail = NULL;
         db_failure f = {};
+        int64_t from;
         int r;
 
         r = engine_check_reset(e, err);
@@ -39,12 +42,20 @@ int engine_reset(engine *e, const engine_job *job, engine_progress_fn progress, 
                 if (r == 0 && progress)
                         progress(userdata, "backup", json_pack("{s:s,s:O}", "phase", "done", "backup", backup));
         }
+        from = applied_set_current(&applied);
         applied_set_clear(&applied);
         if (r != 0)
                 return r;
+        if (asprintf(&detail, "every schema object dropped (backup: %s)",
+                     json_string_value(json_object_get(backup, "file")) ?: "none") < 0) {
+                json_decref(backup);
+                return -ENOMEM;
+        }
         if (progress)
                 progress(userdata, "reset", json_pack("{s:s}", "phase", "dropping"));
-        r = db_reset(e->db, &f);
+        r = db_reset(e->db, &(db_event) { .job_id = job->id, .direction = "reset", .from_version = from,
+                                          .to_version = 0, .detail = detail, .requested_by = job->requested_by },
+                     &f);
         if (r != 0) {
                 r = r < 0 ? r : engine_fail_db(err, &f, json_pack("{s:O}", "backup", backup ?: json_null()));
                 json_decref(backup);

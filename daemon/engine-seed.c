@@ -60,7 +60,7 @@ char *engine_default_seeds_dir(const char *migrations_dir) {
 }
 
 static int read_whole(int dirfd, const char *name, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
         _cleanup_free_ char *buf = NULL;
         struct stat st;
         size_t got = 0;
@@ -120,13 +120,19 @@ static int seeds_scan(const char *dir, seed_list *ret) {
         seed_list l = {};
         DIR *d;
         struct dirent *de;
-        int r = 0;
+        int fd, r = 0;
 
         if (dirfd < 0)
                 return errno == ENOENT ? 0 : -errno;
-        d = fdopendir(fcntl(dirfd, F_DUPFD_CLOEXEC, 3));
-        if (!d)
+        fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
                 return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
         while (r == 0 && (de = readdir(d))) {
                 size_t len = strlen(de->d_name);
                 seed_file *items, *s;

@@ -111,8 +111,13 @@ class ResetTest(harness.TestCase):
         self.assertEqual(harness.schema(db), harness.schema(fresh))
         self.assertEqual(counts(db), counts(fresh))
         self.assertEqual(query(db, "SELECT name FROM migrated_seeds"), [("001_items.sql",)])
-        # the history survives: every attempt before the reset and the reset's own migration
-        self.assertGreater(len(harness.attempts(db)), attempts_before)
+        # the history survives: every attempt before the reset, the reset itself (naming its
+        # backup), then the migrations it applied again
+        after = harness.attempts(db)
+        self.assertEqual([(a["direction"], a["status"]) for a in after[attempts_before:]],
+                         [("reset", "succeeded"), ("up", "succeeded")], after)
+        self.assertIn(os.path.basename(backup), after[attempts_before]["detail"])
+        self.assertEqual((after[attempts_before]["from_version"], after[attempts_before]["to_version"]), (2, 0))
         # the backup is listed, and kept out of the rotation
         listed = {b["file"]: b["kind"] for b in d.ctl("backups").json["backups"]}
         self.assertEqual(listed.get(os.path.basename(backup)), "reset", listed)

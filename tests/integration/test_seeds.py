@@ -230,6 +230,7 @@ class SeedsTest(harness.TestCase):
         self.assertEqual(r.json["seeds"]["applied"], ["001_items.sql"], r)
         self.assertEqual(count(db, "SELECT count(*) FROM items"), 2)
         self.assertEqual(count(db, "SELECT count(*) FROM schema_migrations"), 1)
+        self.assertEqual(count(history, "SELECT count(*) FROM migrated_attempts WHERE direction = 'reset'"), 1)
 
 
 if __name__ == "__main__":
