@@ -284,6 +284,12 @@ void db_unlock(db *d);
 /* The writer lock if it is free now (*ret_got); a backend without one: always got. */
 int db_try_lock(db *d, bool *ret_got, db_failure *f);
 
+/* Runs change in a write transaction of d, with record (migrated's bookkeeping of it) in the same
+ * transaction, or, when migrated's tables live apart (d->own), once it has committed: never a
+ * record of a change that was rolled back. */
+int db_change_and_record(db *d, int (*change)(db *d, void *userdata, db_failure *f),
+                         int (*record)(db *d, void *userdata, db_failure *f), void *userdata, db_failure *f);
+
 /* Drops every schema object but migrated's history in one transaction that records ev (reset),
  * and forgets the applied seeds where they are recorded apart. */
 int db_reset(db *d, const db_event *ev, db_failure *f);

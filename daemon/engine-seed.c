@@ -186,7 +186,10 @@ static int on_applied_row(const db_value *cols, size_t n, void *userdata) {
         return 0;
 }
 
-static int record_seed(db *d, const seed_file *s, db_failure *f) {
+/* Where migrated_seeds lives (with migrated_attempts), in the seed's transaction or after it. */
+static int record_seed(db *app, void *userdata, db_failure *f) {
+        const seed_file *s = userdata;
+        db *d = app->own ?: app;
         char now[32];
         int r = ensure_table(d, f);
 
@@ -199,36 +202,17 @@ static int record_seed(db *d, const seed_file *s, db_failure *f) {
                         "cannot record the seed");
 }
 
-/* One try of one seed: its SQL and (when the bookkeeping shares the database) its record in one
- * transaction; with the bookkeeping apart, the record follows the commit. */
-static int apply_once(engine *e, const seed_file *s, db_failure *f) {
-        db *d = e->db;
-        int r;
+static int run_seed(db *d, void *userdata, db_failure *f) {
+        const seed_file *s = userdata;
+        int r = db_exec_script(d, s->sql, s->size, true, f);
 
-        r = db_begin(d, f);
-        if (r != 0)
-                return r;
-        r = db_exec_script(d, s->sql, s->size, true, f);
-        if (r == 0 && !d->own)
-                r = record_seed(d, s, f);
-        if (r == 0)
-                r = db_check_foreign_keys(d, f);
-        if (r == 0)
-                r = db_commit(d, f);
-        if (r != 0) {
-                db_rollback(d);
-                return r;
-        }
-        if (!d->own)
-                return 0;
-        r = db_begin(d->own, f);
-        if (r == 0)
-                r = record_seed(d->own, s, f);
-        if (r == 0)
-                r = db_commit(d->own, f);
-        else
-                db_rollback(d->own);
-        return r;
+        return r != 0 ? r : db_check_foreign_keys(d, f);
+}
+
+/* One try of one seed: its SQL and its record in one transaction (or the record after it, with
+ * the bookkeeping apart). */
+static int apply_once(engine *e, const seed_file *s, db_failure *f) {
+        return db_change_and_record(e->db, run_seed, record_seed, (void *) s, f);
 }
 
 static bool transient(const db_failure *f) {
