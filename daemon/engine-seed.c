@@ -254,8 +254,17 @@ static int apply_seed(engine *e, const char *path, const seed_file *s, engine_pr
                 r = apply_once(e, s, &f);
                 if (r <= 0)
                         break;
-                if (!transient(&f) || attempt >= e->seed_retries || atomic_load(&e->interrupted))
+                if (!transient(&f) || atomic_load(&e->interrupted))
                         break;
+                if (attempt >= e->seed_retries) {
+                        char *m = NULL;
+                        if (asprintf(&m, "%s (gave up after %u retries, [seeds] retries)", f.message ?: "",
+                                     attempt) >= 0) {
+                                free(f.message);
+                                f.message = m;
+                        }
+                        break;
+                }
                 ms = e->seed_backoff_ms << (attempt < 10 ? attempt : 10);
                 (*ret_retries)++;
                 log_warning("Seed %s met a transient failure (%s); retry %u of %u in %u ms", s->name,
@@ -324,8 +333,8 @@ int engine_seed(engine *e, const engine_job *job, engine_progress_fn progress, v
                 const char *sum = json_string_value(json_object_get(recorded, l.items[i].name));
                 if (sum && !l.items[i].always && !streq(sum, l.items[i].checksum)) {
                         r = engine_fail(err, PROTOCOL_ERROR_CHECKSUM_MISMATCH,
-                                        json_pack("{s:s,s:s,s:s}", "seed", l.items[i].name, "recorded", sum, "file",
-                                                  l.items[i].checksum),
+                                        json_pack("{s:s,s:s,s:s}", "seed", l.items[i].name, "recorded", sum,
+                                                  "checksum", l.items[i].checksum),
                                         "the applied seed %s/%s was edited since it ran (checksum %.12s…, now "
                                         "%.12s…); no seed was run. Put a new seed in a new file, or mark the file "
                                         "'%s' if it is idempotent", e->seeds_dir, l.items[i].name, sum,

@@ -121,6 +121,26 @@ class SeedsTest(harness.TestCase):
         self.assertIn("retry 1 of 5", self.d.log())
         self.assertEqual(self.state()[:2], (2, 2))
 
+    def test_retries_are_bounded(self):
+        self.start(conf="")
+        with open(self.path("migrated.conf"), "w") as f:
+            f.write("[seeds]\nretries = 1\nbackoff_ms = 50\n")
+        self.d.stop()
+        self.d = self.daemon(self.db, self.mig, extra_args=["--config", self.path("migrated.conf"),
+                                                            "--busy-timeout", "100"])
+        self.assertEqual(self.d.ctl("up").rc, 0)
+        holder = subprocess.Popen([sys.executable, HOLDER, self.db, "write"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        self.addCleanup(self.stop_holder, holder)
+        self.assertTrue(holder.stdout.readline().startswith("ready"))
+        r = self.d.ctl("seed")
+        self.assertEqual(r.rc, 6, r)  # busy
+        err = r.json["error"]
+        self.assertEqual((err["code"], err["seed"]), ("busy", "001_items.sql"), r)
+        self.assertIn("gave up after 1 retries", err["message"])
+        self.assertEqual(self.d.log().count("met a transient failure"), 1)
+        self.assertEqual(count(self.db, "SELECT count(*) FROM items"), 0)
+
     def test_edited_applied_seed_is_refused(self):
         self.start()
         self.assertEqual(self.d.ctl("up", "--seed").rc, 0)
