@@ -41,7 +41,8 @@ static const verb_doc docs[] = {
                   "--per-migration", "commit each migration in its own transaction (a failure keeps the "
                   "ones before it)",
                   "--allow-out-of-order", "also apply a pending migration older than the current version "
-                  "(merged from another branch) instead of refusing"),
+                  "(merged from another branch) instead of refusing",
+                  "--seed", "then apply the seed files not applied yet (see seed)"),
           "migratectl up --rehearse && migratectl up" },
         { "down",
           "Reverts applied migrations with their .down.sql files, newest first, in one transaction. On a "
@@ -131,6 +132,18 @@ static const verb_doc docs[] = {
           "the database needs (a comment, a fix already made by hand); otherwise write a new migration.",
           OPTIONS("MIGRATION", "the version (3), the file stem (0003_add_users), the name or the file"),
           "migratectl repair 0003_add_users" },
+        { "seed",
+          "Applies the seed files (SQL, in the seeds directory beside the migrations, in name order) that "
+          "were not applied yet, each in its own transaction; a busy database is retried. The dependent "
+          "units keep running. An applied seed whose file changed is refused unless it says "
+          "'-- migrated: seed always'.",
+          OPTIONS(NULL), "migratectl up && migratectl seed" },
+        { "reset",
+          "Development only, when the configuration allows it ([dev] allow_reset = yes): takes a backup, "
+          "drops every table, view and trigger, applies every migration and the seeds again. On a "
+          "terminal it asks first; without one it needs --yes.",
+          OPTIONS("--yes", "do not ask (scripts)"),
+          "migratectl reset --yes" },
         { "new",
           "Creates the next NNNN_NAME.up.sql and NNNN_NAME.down.sql in the migrations directory. "
           "Needs no daemon.",

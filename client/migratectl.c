@@ -42,7 +42,8 @@ static json_t *request_params(const request_args *a) {
             (a->dry_run && json_object_set_new(p, "dry_run", json_true()) < 0) ||
             (a->per_migration && json_object_set_new(p, "per_migration", json_true()) < 0) ||
             (a->rehearse && json_object_set_new(p, "rehearse", json_true()) < 0) ||
-            (a->out_of_order && json_object_set_new(p, "allow_out_of_order", json_true()) < 0)) {
+            (a->out_of_order && json_object_set_new(p, "allow_out_of_order", json_true()) < 0) ||
+            (a->seed && json_object_set_new(p, "seed", json_true()) < 0)) {
                 json_decref(p);
                 return NULL;
         }
@@ -272,6 +273,7 @@ static int verb_up(const verb *v, int argc, char **argv) {
                 { "per-migration", no_argument, NULL, ARG_PER_MIGRATION },
                 { "rehearse", no_argument, NULL, ARG_REHEARSE },
                 { "allow-out-of-order", no_argument, NULL, ARG_ALLOW_OUT_OF_ORDER },
+                { "seed", no_argument, NULL, ARG_SEED },
                 {}
         };
         request_args a = {};
@@ -281,6 +283,8 @@ static int verb_up(const verb *v, int argc, char **argv) {
         r = parse_options_only(v, argc, argv, options, &a);
         if (r != CONTINUE)
                 return r;
+        if (a.seed && (a.dry_run || a.rehearse))
+                return usage_error(v, "--seed goes with a real up, not with --dry-run or --rehearse");
         if (a.dry_run && a.rehearse)
                 return usage_error(v, "--dry-run and --rehearse exclude each other (a rehearsal already changes "
                                    "only a copy)");
@@ -635,6 +639,35 @@ static int verb_baseline(const verb *v, int argc, char **argv) {
         return call_daemon(v->method, json_pack("{s:o}", "version", version), render_marked, NULL);
 }
 
+static int verb_seed(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        request_args a = {};
+        int r;
+
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        return call_daemon(v->method, NULL, render_job, NULL);
+}
+
+/* reset drops everything: asked on a terminal, --yes for scripts, refused without either. */
+static int verb_reset(const verb *v, int argc, char **argv) {
+        static const struct option options[] = { COMMON_OPTIONS, { "yes", no_argument, NULL, ARG_YES }, {} };
+        request_args a = {};
+        int r;
+
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        if (!a.yes && !confirm_needed(false))
+                return usage_error(v, "reset drops every table and its data: without a terminal to ask on, pass "
+                                   "--yes");
+        if (!confirm(a.yes, "Drop every table of the database (a backup is taken first), apply every migration "
+                     "and the seeds again?"))
+                return declined();
+        return call_daemon(v->method, NULL, render_job, NULL);
+}
+
 /* With --database, inspects locally (the daemon may be what is down); else asks the daemon, which
  * adds its own state and the dependent units'. Exit 0 when a migration could run now, 6 when not. */
 static int verb_lock_check(const verb *v, int argc, char **argv) {
@@ -710,7 +743,7 @@ static int verb_complete(const verb *v, int argc, char **argv) {
 const verb verbs[] = {
         { METHOD_STATUS, NULL, verb_status, "[--check] [--drift]", "Show versions, applied and pending migrations, problems" },
         { METHOD_STATUS, "version", verb_version, "", "Print the schema version alone (for scripts)" },
-        { METHOD_UP, NULL, verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration] [--allow-out-of-order]",
+        { METHOD_UP, NULL, verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration] [--allow-out-of-order] [--seed]",
           "Apply pending migrations, all or nothing" },
         { METHOD_DOWN, NULL, verb_down, "[--steps N | --to V] [--dry-run] [--yes]",
           "Revert migrations (default: the last one)" },
@@ -728,6 +761,8 @@ const verb verbs[] = {
         { METHOD_MARK, NULL, verb_mark, "applied|rolled-back MIGRATION", "Record a migration's state without running it" },
         { METHOD_BASELINE, NULL, verb_baseline, "VERSION", "Record migrations up to VERSION as applied" },
         { METHOD_REPAIR, NULL, verb_repair, "MIGRATION", "Accept an applied migration's edited file (new checksum)" },
+        { METHOD_SEED, NULL, verb_seed, "", "Apply the seed files not applied yet (after the migrations)" },
+        { METHOD_RESET, NULL, verb_reset, "[--yes]", "Development: drop everything, apply every migration, seed" },
         { _METHOD_INVALID, "new", verb_new, "NAME [--migrations DIR]", "Create the next NNNN_NAME.up.sql and .down.sql" },
         { _METHOD_INVALID, "help", verb_help, "[COMMAND]", "Show this list, or a command's options and an example" },
         { _METHOD_INVALID, "__complete", verb_complete, "verbs|migrations|backups", NULL },

@@ -184,6 +184,8 @@ int render_event(json_t *ev, void *userdata) {
                 render_server_lock_event(ev);
         else if (streq(event, "unit"))
                 render_unit_event(ev);
+        else if (streq(event, "seed"))
+                render_seed_event(ev);
         else if (streq(event, "lock") && streq(json_get_str(ev, "phase") ?: "", "waiting") &&
                  !json_object_get(ev, "holder"))
                 /* the plain wait for the database's write lock; one naming a holder reads as fields */
@@ -575,6 +577,8 @@ int render_job(json_t *result) {
 
         if (json_get_bool(result, "dry_run", false))
                 return render_plan(result, true);
+        if (render_seed_job(result))
+                return 0;
         if (json_get_bool(result, "rehearsal", false))
                 printf("Rehearsal on a copy (the live database was not touched): ");
         if (streq(status, "backed_up") || streq(status, "restored")) {
@@ -620,6 +624,7 @@ int render_job(json_t *result) {
                 printf("Size change: %+" PRId64 " bytes\n", ms);
         if (json_get_str(json_object_get(result, "backup"), "path"))
                 printf("Backup taken first: %s\n", json_get_str(json_object_get(result, "backup"), "path"));
+        render_seeds(result);
         return 0;
 }
 

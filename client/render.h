@@ -24,6 +24,12 @@ void render_error(json_t *error);
 int render_status(json_t *result);
 /* render-hosts.c: the hosts of a shared database (status's "hosts"); nothing without them. */
 int render_hosts(json_t *hosts);
+
+/* render-seeds.c: a result's "seeds"; a seed job's or a reset's result (false: neither); their
+ * "seed" progress events. */
+void render_seeds(json_t *result);
+bool render_seed_job(json_t *result);
+void render_seed_event(json_t *ev);
 int render_job(json_t *result); /* up and down, also with dry_run */
 int render_plan(json_t *result, bool dry_run);
 int render_history(json_t *result);

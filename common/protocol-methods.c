@@ -17,6 +17,7 @@ static const param_spec up_params[] = {
         { "per_migration", PARAM_BOOL, 0, 0 },
         { "rehearse", PARAM_BOOL, 0, 0 },
         { "allow_out_of_order", PARAM_BOOL, 0, 0 },
+        { "seed", PARAM_BOOL, 0, 0 },
 };
 static const param_spec down_params[] = {
         { "to", PARAM_INT, 0, VERSION_MAX },
@@ -71,6 +72,8 @@ const protocol_method protocol_methods[] = {
         [METHOD_BASELINE] = { "baseline", PARAMS(baseline_params), METHOD_CHANGES, "baseline" },
         [METHOD_REPAIR] = { "repair", PARAMS(repair_params), METHOD_CHANGES, "repair" },
         [METHOD_DIFF] = { "diff", NULL, 0, METHOD_READS, "diff" },
+        [METHOD_SEED] = { "seed", NULL, 0, METHOD_CHANGES, "seed" },
+        [METHOD_RESET] = { "reset", NULL, 0, METHOD_CHANGES, "reset" },
 };
 _Static_assert(ELEMENTSOF(protocol_methods) == _METHOD_MAX, "one row per protocol_method_id");
 

@@ -71,6 +71,7 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_DISK_FULL,         /* the database's filesystem is full: refused before anything stopped */
         PROTOCOL_ERROR_NOT_WRITABLE,      /* the database, its directory or the backup directory is not writable */
         PROTOCOL_ERROR_STATE_CONFLICT,    /* well-formed, but the state forbids it (mark applied twice, no job to cancel) */
+        PROTOCOL_ERROR_RESET_NOT_ALLOWED, /* reset: this instance's configuration does not allow it ([dev] allow_reset) */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

@@ -87,6 +87,11 @@ int backups_open_dir(const char *dir, bool create, int *ret_fd, char **ret_probl
         return 0;
 }
 
+/* The name's mark of a kind: none for the daemon's own (rotated) backups. */
+static const char *backup_kind_suffix(backup_kind kind) {
+        return kind == BACKUP_MANUAL ? "-manual" : kind == BACKUP_RESET ? "-reset" : "";
+}
+
 char *backups_new_name(const db_backend *be, const char *database, int64_t version, uint64_t job_id,
                        backup_kind kind) {
         struct timespec ts;
@@ -97,7 +102,7 @@ char *backups_new_name(const db_backend *be, const char *database, int64_t versi
         gmtime_r(&ts.tv_sec, &tm);
         strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
         if (asprintf(&name, "%s-%s.%03ldZ-v%" PRId64 "-job%" PRIu64 "%s%s", db_base(database), stamp,
-                     ts.tv_nsec / 1000000, version, job_id, kind == BACKUP_MANUAL ? "-manual" : "",
+                     ts.tv_nsec / 1000000, version, job_id, backup_kind_suffix(kind),
                      be->backup_suffix) < 0)
                 return NULL;
         return name;
@@ -121,6 +126,9 @@ int backups_parse_name(const db_backend *be, const char *database, const char *f
         if (strncmp(p, "-manual", 7) == 0) {
                 kind = BACKUP_MANUAL;
                 p += 7;
+        } else if (strncmp(p, "-reset", 6) == 0) {
+                kind = BACKUP_RESET;
+                p += 6;
         }
         if (!streq(p, be->backup_suffix))
                 return -EINVAL;
@@ -331,7 +339,7 @@ int backups_prune(const db_backend *be, const char *dir, const char *database, u
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
-                if (list[i].kind == BACKUP_MANUAL || is_protected(&list[i], protect, n_protect))
+                if (list[i].kind != BACKUP_AUTO || is_protected(&list[i], protect, n_protect))
                         continue;
                 if (kept < keep) {
                         kept++;
@@ -358,5 +366,5 @@ int backups_check_space(const char *dir, uint64_t bytes, uint64_t *ret_free) {
 json_t *backup_info_to_json(const backup_info *b) {
         return json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "file", b->file, "path", b->path, "time", b->time, "version",
                          (json_int_t) b->version, "job_id", (json_int_t) b->job_id, "size", (json_int_t) b->size,
-                         "kind", b->kind == BACKUP_MANUAL ? "manual" : "auto");
+                         "kind", b->kind == BACKUP_MANUAL ? "manual" : b->kind == BACKUP_RESET ? "reset" : "auto");
 }

@@ -15,6 +15,7 @@
 typedef enum backup_kind {
         BACKUP_AUTO,   /* taken by a job before a change: rotated by keep */
         BACKUP_MANUAL, /* migratectl backup: never pruned by the daemon */
+        BACKUP_RESET,  /* taken by migratectl reset before it drops everything: never pruned either */
 } backup_kind;
 
 typedef struct backup_info {

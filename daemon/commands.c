@@ -395,6 +395,7 @@ static void submit_job(request *rq, plan_direction dir) {
         plan_from_params(rq, &spec.request, dir);
         spec.kind = param_bool(rq, "rehearse") ? ENGINE_JOB_REHEARSE : ENGINE_JOB_MIGRATE;
         spec.per_migration = param_bool(rq, "per_migration");
+        spec.seed = param_bool(rq, "seed");
         who = describe_peer(&rq->peer);
         spec.requested_by = who;
         jobs_submit(rq->server->jobs, &spec, rq->peer.conn_id, rq->id);
@@ -484,6 +485,16 @@ static void cmd_backups(request *rq) {
                 submit_read(rq, t);
 }
 
+/* seed: the seed files not applied yet; a job like up, but the dependents keep running. */
+static void cmd_seed(request *rq) {
+        submit_simple_job(rq, ENGINE_JOB_SEED);
+}
+
+/* reset: development only; the engine refuses it unless the configuration allows it. */
+static void cmd_reset(request *rq) {
+        submit_simple_job(rq, ENGINE_JOB_RESET);
+}
+
 static void cmd_up(request *rq) {
         submit_job(rq, PLAN_UP);
 }
@@ -518,6 +529,8 @@ static const command_fn handlers[] = {
         [METHOD_BASELINE] = cmd_baseline,
         [METHOD_REPAIR] = cmd_repair,
         [METHOD_DIFF] = cmd_diff,
+        [METHOD_SEED] = cmd_seed,
+        [METHOD_RESET] = cmd_reset,
 };
 _Static_assert(ELEMENTSOF(handlers) == _METHOD_MAX, "one handler per protocol_method_id");
 

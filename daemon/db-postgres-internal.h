@@ -70,4 +70,5 @@ int pg_run_tool(char *const argv[], int out_fd, const char *password, int *ret_s
 /* db-postgres-restore.c */
 int pg_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);
 int pg_restore_from(db *d, const char *path, const char *scratch, const db_event *ev, db_failure *f);
+int pg_reset(db *d, db_failure *f);
 bool pg_backup_complete(int fd, uint64_t size);

@@ -124,6 +124,18 @@ static int run_restore_script(db_pg *p, const char *sql, size_t size, db_failure
         return 0;
 }
 
+/* Runs each statement that list_sql lists (one text column). */
+static int exec_listed(db_pg *p, const char *list_sql, db_failure *f, const char *what) {
+        _cleanup_pgresult_ PGresult *res = PQexec(p->conn, list_sql);
+        int r = 0;
+
+        if (!pg_result_ok(res))
+                return pg_fail(p, res, f, what);
+        for (int i = 0; r == 0 && i < PQntuples(res); i++)
+                r = pg_exec_simple(p, PQgetvalue(res, i, 0), f, what);
+        return r;
+}
+
 /* Drops every object of the schema that is no extension's: what the archive does not hold must
  * not survive the restore either. */
 static int drop_schema_objects(db_pg *p, db_failure *f) {
@@ -143,14 +155,8 @@ static int drop_schema_objects(db_pg *p, db_failure *f) {
                 "UNION ALL SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure) "
                 "FROM pg_catalog.pg_proc p WHERE p.pronamespace = current_schema()::regnamespace "
                 "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')";
-        _cleanup_pgresult_ PGresult *res = PQexec(p->conn, list_sql);
-        int r = 0;
 
-        if (!pg_result_ok(res))
-                return pg_fail(p, res, f, "cannot list the objects to replace");
-        for (int i = 0; r == 0 && i < PQntuples(res); i++)
-                r = pg_exec_simple(p, PQgetvalue(res, i, 0), f, "cannot drop the objects to replace");
-        return r;
+        return exec_listed(p, list_sql, f, "cannot drop the objects to replace");
 }
 
 /* Moves migrated's history tables between the schema and a holding schema, quoted names given. */
@@ -251,5 +257,46 @@ int pg_restore_from(db *d, const char *path, const char *scratch, const db_event
                 r = db_commit(d, f);
         else
                 db_rollback(d);
+        return r;
+}
+
+/* The other schemas the connecting role owns (the ones its migrations created), dropped whole. */
+static int drop_own_schemas(db_pg *p, db_failure *f) {
+        static const char list_sql[] =
+                "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_catalog.pg_namespace "
+                "WHERE nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+                "AND nspname <> current_schema() AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' "
+                "AND nspname NOT IN ('migrated_reset_keep', 'migrated_restore_keep') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = oid AND d.deptype = 'e')";
+
+        return exec_listed(p, list_sql, f, "cannot drop the schemas the role owns");
+}
+
+/* migratectl reset: every object of the schema, and every other schema the role owns, goes in the
+ * caller's transaction, but migrated's history (moved aside and back, as through a restore). */
+int pg_reset(db *d, db_failure *f) {
+        db_pg *p = to_pg(d);
+        _cleanup_free_ char *schema = NULL;
+        int r = 0;
+
+        {
+                _cleanup_pgresult_ PGresult *res = PQexec(p->conn, "SELECT quote_ident(current_schema())");
+                if (!pg_result_ok(res) || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+                        r = pg_fail(p, res, f, "cannot find the schema to reset");
+                else if (!(schema = strdup(PQgetvalue(res, 0, 0))))
+                        r = -ENOMEM;
+        }
+        if (r == 0)
+                r = pg_exec_simple(p, "CREATE SCHEMA migrated_reset_keep", f, "cannot prepare the reset");
+        if (r == 0)
+                r = move_own_tables(p, schema, "migrated_reset_keep", f);
+        if (r == 0)
+                r = drop_schema_objects(p, f);
+        if (r == 0)
+                r = drop_own_schemas(p, f);
+        if (r == 0)
+                r = move_own_tables(p, "migrated_reset_keep", schema, f);
+        if (r == 0)
+                r = pg_exec_simple(p, "DROP SCHEMA migrated_reset_keep", f, "cannot finish the reset");
         return r;
 }

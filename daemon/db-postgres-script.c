@@ -176,7 +176,7 @@ static int statement_failed(db_pg *p, PGresult *res, const char *sql, const char
         unsigned line = line_of(sql, pos ? at_position(stmt, end, atol(pos)) : stmt);
         int r = pg_fail(p, res, f, "statement failed");
 
-        if (r == DB_FAILED && f->code == PROTOCOL_ERROR_DATABASE && PQstatus(p->conn) != CONNECTION_BAD) {
+        if (r == DB_FAILED && f->code == PROTOCOL_ERROR_DATABASE && !f->retry && PQstatus(p->conn) != CONNECTION_BAD) {
                 const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
                 return script_fail(f, line, "%s%s%s%s", m ?: "failed", state ? " (SQLSTATE " : "", state ?: "",

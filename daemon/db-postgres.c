@@ -55,12 +55,17 @@ int pg_fail(db_pg *p, const PGresult *res, db_failure *f, const char *what) {
         if (!m)
                 return -ENOMEM;
         f->code = PROTOCOL_ERROR_DATABASE;
+        f->connection_lost = PQstatus(p->conn) == CONNECTION_BAD;
         if (state && (streq(state, "55P03") || streq(state, "40P01"))) {
                 /* lock_not_available (lock_timeout) or deadlock_detected */
                 f->code = PROTOCOL_ERROR_BUSY;
                 f->retry = true;
                 r = asprintf(&f->message, "%s: %s (SQLSTATE %s: another session holds a conflicting lock; find it "
                              "with: migratectl lock-check)", what, m, state);
+        } else if (state && (streq(state, "40001") || streq(state, "57P03"))) {
+                /* serialization_failure, cannot_connect_now: nothing is wrong with the SQL */
+                f->retry = true;
+                r = asprintf(&f->message, "%s: %s (SQLSTATE %s: a transient failure)", what, m, state);
         } else if (state && streq(state, "57014") && p->cancel && atomic_load(p->cancel)) {
                 f->code = PROTOCOL_ERROR_INTERRUPTED;
                 r = asprintf(&f->message, "interrupted: the open transaction was rolled back");
@@ -563,6 +568,7 @@ const db_backend db_postgres_backend = {
         .lock_report = pg_lock_report,
         .lock_report_live = pg_lock_report_live,
         .try_lock = pg_try_lock,
+        .reset = pg_reset,
         .lock = pg_lock,
         .unlock = pg_unlock,
 };

@@ -47,3 +47,6 @@ int sqlite_lock_report(const char *target, json_t **ret_report);
 /* Records which file the path names now (refusing if it is not *expected, when known). */
 int sqlite_identity_record(db_sqlite *s, const db_file_identity *expected, db_failure *f);
 int sqlite_check_identity(db *d, db_failure *f);
+
+/* db-sqlite-reset.c */
+int sqlite_reset(db *d, db_failure *f);

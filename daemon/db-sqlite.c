@@ -592,4 +592,5 @@ const db_backend db_sqlite_backend = {
         .disk_size = sqlite_disk_size,
         .find_holders = sqlite_find_holders,
         .lock_report = sqlite_lock_report,
+        .reset = sqlite_reset,
 };

@@ -324,3 +324,46 @@ int db_try_lock(db *d, bool *ret_got, db_failure *f) {
         *ret_got = true;
         return d->backend->try_lock ? d->backend->try_lock(d, ret_got, f) : 0;
 }
+
+int db_change_and_record(db *d, int (*change)(db *d, void *userdata, db_failure *f),
+                         int (*record)(db *d, void *userdata, db_failure *f), void *userdata, db_failure *f) {
+        int r;
+
+        r = db_begin(d, f);
+        if (r != 0)
+                return r;
+        r = change(d, userdata, f);
+        if (r == 0 && !d->own)
+                r = record(d, userdata, f);
+        if (r == 0)
+                r = db_commit(d, f);
+        if (r != 0) {
+                db_rollback(d);
+                return r;
+        }
+        return d->own ? record(d, userdata, f) : 0;
+}
+
+static int reset_change(db *d, void *userdata, db_failure *f) {
+        return d->backend->reset(d, f);
+}
+
+static int reset_record(db *d, void *userdata, db_failure *f) {
+        return history_record_event(d, userdata, f);
+}
+
+int db_reset(db *d, const db_event *ev, db_failure *f) {
+        bool have = false;
+        int r;
+
+        if (!d->backend->reset)
+                return -EOPNOTSUPP;
+        r = db_change_and_record(d, reset_change, reset_record, (void *) ev, f);
+        if (r != 0 || !d->own)
+                return r;
+        /* the seeds recorded apart (history.sqlite) went with the schema: they run again */
+        r = db_table_exists(d->own, "migrated_seeds", &have, f);
+        if (r != 0 || !have)
+                return r;
+        return db_query(d->own, "DELETE FROM migrated_seeds", NULL, 0, NULL, NULL, NULL, f, "cannot forget the seeds");
+}

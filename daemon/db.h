@@ -24,6 +24,9 @@ typedef struct db_failure {
         char *message;
         unsigned line; /* exec_script: 1-based line of the failure in the script, 0 if unknown */
         bool retry; /* a lock timeout or deadlock: nothing is wrong with the SQL, the plan may run again */
+        /* a server's connection was lost: the transaction is gone; db_check_identity() opens it
+         * again between transactions (seeds retry after that) */
+        bool connection_lost;
 } db_failure;
 
 enum {
@@ -182,6 +185,9 @@ typedef struct db_backend {
         int (*lock_report_live)(db *d, json_t **ret_report);
         /* lock() without waiting: *ret_got tells whether it is held now. */
         int (*try_lock)(db *d, bool *ret_got, db_failure *f);
+        /* Drops every schema object but migrated's own history tables (migrated_attempts,
+         * migrated_meta, migrated_hosts), inside the caller's write transaction: migratectl reset. */
+        int (*reset)(db *d, db_failure *f);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -277,6 +283,16 @@ int db_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
 void db_unlock(db *d);
 /* The writer lock if it is free now (*ret_got); a backend without one: always got. */
 int db_try_lock(db *d, bool *ret_got, db_failure *f);
+
+/* Runs change in a write transaction of d, with record (migrated's bookkeeping of it) in the same
+ * transaction, or, when migrated's tables live apart (d->own), once it has committed: never a
+ * record of a change that was rolled back. */
+int db_change_and_record(db *d, int (*change)(db *d, void *userdata, db_failure *f),
+                         int (*record)(db *d, void *userdata, db_failure *f), void *userdata, db_failure *f);
+
+/* Drops every schema object but migrated's history in one transaction that records ev (reset),
+ * and forgets the applied seeds where they are recorded apart. */
+int db_reset(db *d, const db_event *ev, db_failure *f);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);

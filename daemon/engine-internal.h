@@ -27,6 +27,10 @@ struct engine {
         bool dir_items_only;      /* every problem is about one item: the others stay usable */
         atomic_bool interrupted;
         _Atomic int stop_reason; /* engine_stop_reason */
+        char *seeds_dir;
+        unsigned seed_retries;
+        unsigned seed_backoff_ms;
+        bool allow_reset;
 };
 
 int engine_fail(engine_error *err, protocol_error_code code, json_t *extra, const char *fmt, ...) _printf_(4, 5);
@@ -76,3 +80,21 @@ int engine_require_valid_directory(engine *e, engine_error *err);
 /* engine_run's core, shared with rehearsal: take_backup false on a throwaway copy. */
 int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
                     json_t **ret_result, engine_error *err);
+
+/* engine-seed.c: the seed files not applied yet, each in its own transaction, retried on
+ * transient failures; adds "seeds" ({applied, skipped, retries}) to result. */
+int engine_seed(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t *result,
+                engine_error *err);
+/* A seed job: the seeds alone, with the result {job_id, status: "seeded", seeds}. */
+int engine_seed_job(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata,
+                    json_t **ret_result, engine_error *err);
+/* up --seed: the seeds after a successful plan, into its *ret_result (dropped on failure). */
+int engine_seed_after(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata,
+                      json_t **ret_result, engine_error *err);
+/* The seeds directory a configuration without one uses: "seeds" beside the migrations directory. */
+char *engine_default_seeds_dir(const char *migrations_dir);
+
+/* engine-reset.c */
+int engine_check_reset(engine *e, engine_error *err);
+int engine_reset(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t **ret_result,
+                 engine_error *err);

@@ -92,10 +92,15 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         e->integrity = o->integrity;
         e->busy_timeout_ms = o->busy_timeout_ms;
         e->format = o->format;
-        if (!e->database || !e->migrations_dir || (o->backup_dir && !e->backup_dir)) {
+        e->seeds_dir = o->seeds_dir ? strdup(o->seeds_dir) : engine_default_seeds_dir(o->migrations_dir);
+        e->seed_retries = o->seed_retries;
+        e->seed_backoff_ms = o->seed_backoff_ms ?: 200;
+        e->allow_reset = o->allow_reset;
+        if (!e->seeds_dir || !e->database || !e->migrations_dir || (o->backup_dir && !e->backup_dir)) {
                 free(e->database);
                 free(e->migrations_dir);
                 free(e->backup_dir);
+                free(e->seeds_dir);
                 return -ENOMEM;
         }
         r = db_open(&dbo, &e->db, &f);
@@ -107,6 +112,7 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
                 free(e->database);
                 free(e->migrations_dir);
                 free(e->backup_dir);
+                free(e->seeds_dir);
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
         }
         *ret = TAKE_PTR(e);
@@ -122,6 +128,7 @@ engine *engine_free(engine *e) {
         free(e->database);
         free(e->migrations_dir);
         free(e->backup_dir);
+        free(e->seeds_dir);
         free(e->format_reason);
         free(e);
         return NULL;
@@ -444,6 +451,12 @@ int engine_preview(engine *e, const engine_job *job, bool *ret_changes, engine_e
         case ENGINE_JOB_REPAIR:
                 *ret_changes = false; /* bookkeeping only: the schema and the services are not touched */
                 return engine_check_mark(e, job, err);
+        case ENGINE_JOB_SEED:
+                *ret_changes = false; /* seeds are data: the services keep running (README: Seeds) */
+                return 0;
+        case ENGINE_JOB_RESET:
+                *ret_changes = true; /* the schema goes away: the services stop like for a restore */
+                return engine_check_reset(e, err);
         default:
                 r = engine_build_plan(e, &job->request, &p, NULL, err);
                 if (r != 0)
@@ -462,6 +475,8 @@ const char *engine_job_kind_name(const engine_job *j) {
         case ENGINE_JOB_MARK_ROLLED_BACK: return "mark-rolled-back";
         case ENGINE_JOB_BASELINE: return "baseline";
         case ENGINE_JOB_REPAIR: return "repair";
+        case ENGINE_JOB_SEED: return "seed";
+        case ENGINE_JOB_RESET: return "reset";
         default: return j->request.direction == PLAN_UP ? "up" : "down";
         }
 }
@@ -480,7 +495,11 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
         case ENGINE_JOB_MARK_ROLLED_BACK: return engine_mark(e, job, ret_result, err);
         case ENGINE_JOB_BASELINE: return engine_baseline(e, job, ret_result, err);
         case ENGINE_JOB_REPAIR: return engine_repair(e, job, ret_result, err);
-        default: return engine_run_plan(e, job, e->backup_dir && !e->no_auto_backup, progress, userdata, ret_result, err);
+        case ENGINE_JOB_SEED: return engine_seed_job(e, job, progress, userdata, ret_result, err);
+        case ENGINE_JOB_RESET: return engine_reset(e, job, progress, userdata, ret_result, err);
+        default:
+                r = engine_run_plan(e, job, e->backup_dir && !e->no_auto_backup, progress, userdata, ret_result, err);
+                return r == 0 && job->seed ? engine_seed_after(e, job, progress, userdata, ret_result, err) : r;
         }
 }
 

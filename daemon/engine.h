@@ -42,6 +42,12 @@ typedef struct engine_options {
          * them out of the database (db_options.own_target); NULL: in the database. */
         const char *own_target;
         db_file_identity own_identity;
+        /* seeds (engine-seed.c): NULL, "seeds" beside migrations_dir; how often a seed that met
+         * a transient failure runs again, and the first pause (doubling) */
+        const char *seeds_dir;
+        unsigned seed_retries;
+        unsigned seed_backoff_ms;
+        bool allow_reset; /* [dev] allow_reset */
 } engine_options;
 
 /* A failure to hand back to the client: code, message, and details for scripts. */
@@ -112,6 +118,8 @@ typedef enum engine_job_kind {
         ENGINE_JOB_MARK_ROLLED_BACK, /* resolve a failed (Prisma) / forget an applied (ours) migration */
         ENGINE_JOB_BASELINE,         /* record everything up to a version as applied, on an empty history */
         ENGINE_JOB_REPAIR,           /* accept an applied migration's edited file: record its new checksum */
+        ENGINE_JOB_SEED,             /* apply the seed files not applied yet (and the "always" ones) */
+        ENGINE_JOB_RESET,            /* development: back up, drop everything, apply every migration, seed */
 } engine_job_kind;
 
 typedef struct engine_job {
@@ -122,6 +130,7 @@ typedef struct engine_job {
         const char *requested_by;
         const char *backup; /* restore: the backup's file name; NULL: the newest */
         const char *target; /* mark, repair: the migration (version, name or file); baseline: the version */
+        bool seed;          /* up --seed: the seeds after the migrations */
 } engine_job;
 
 const char *engine_job_kind_name(const engine_job *j);

@@ -28,6 +28,7 @@ const char *const history_tables[] = {
         "schema_migrations",
         "flyway_schema_history",
         "migrated_hosts", /* PostgreSQL's hosts (hosts-pg.c) */
+        "migrated_seeds", /* the applied seeds (engine-seed.c) */
         NULL,
 };
 

@@ -217,7 +217,8 @@ static json_t *timings_json(const job *jb) {
 }
 
 static bool job_moves_schema(const job *jb) {
-        return jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE;
+        return jb->spec.kind == ENGINE_JOB_MIGRATE || jb->spec.kind == ENGINE_JOB_RESTORE ||
+               jb->spec.kind == ENGINE_JOB_RESET;
 }
 
 /* The end of every job: reply to each subscriber, report, and let the next job run. */
@@ -292,8 +293,9 @@ void job_gate_update(job *jb) {
         jb->gate_updated = true;
         s->gate.suspended = false;
         if (jb->r == 0) {
-                bool plain_up = jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&
-                                jb->spec.request.to == PLAN_NO_TARGET;
+                bool plain_up = (jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&
+                                 jb->spec.request.to == PLAN_NO_TARGET) ||
+                                jb->spec.kind == ENGINE_JOB_RESET; /* every migration, again */
                 gate_warn(gate_clear_failed_plan(&s->gate));
                 bool down = jb->spec.kind == ENGINE_JOB_RESTORE || jb->spec.request.direction == PLAN_DOWN;
                 if (plain_up)
@@ -535,7 +537,8 @@ static void jobs_start_next(jobs *j) {
 static bool same_request(const job *jb, const engine_job *spec) {
         return jb->spec.kind == ENGINE_JOB_MIGRATE && spec->kind == ENGINE_JOB_MIGRATE &&
                jb->spec.request.direction == PLAN_UP && spec->request.direction == PLAN_UP &&
-               jb->spec.request.to == spec->request.to && jb->spec.per_migration == spec->per_migration;
+               jb->spec.request.to == spec->request.to && jb->spec.per_migration == spec->per_migration &&
+               jb->spec.seed == spec->seed;
 }
 
 void jobs_submit(jobs *j, const engine_job *spec, uint64_t conn_id, json_t *request_id) {

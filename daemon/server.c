@@ -324,7 +324,9 @@ static int open_engines(server *s, const db_file_identity *identity) {
                              .backup_keep = s->cfg->backup_keep, .no_auto_backup = s->cfg->no_auto_backup,
                              .integrity = (engine_integrity) s->cfg->integrity,
                              .format = detected, .format_auto = s->cfg->format < 0, .format_reason = reason,
-                             .identity = *identity };
+                             .identity = *identity, .seeds_dir = s->cfg->seeds_dir,
+                             .seed_retries = s->cfg->seed_retries, .seed_backoff_ms = s->cfg->seed_backoff_ms,
+                             .allow_reset = s->cfg->allow_reset };
         _cleanup_free_ char *own = NULL;
         engine_error err = {};
         json_t *snap = NULL;

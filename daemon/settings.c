@@ -152,6 +152,7 @@ void config_clear(config *c) {
         free(c->metrics_textfile);
         free(c->metrics_listen);
         free(c->host_name);
+        free(c->seeds_dir);
         memset(c, 0, sizeof(*c));
 }
 
@@ -349,6 +350,14 @@ const setting settings_table[] = {
         { .section = "metrics", .key = "listen", .flag = "metrics-listen", .type = SETTING_LOOPBACK,
           .offset = FIELD(metrics_listen, char *), .arg = "ADDR",
           .help = "serve them over HTTP on a loopback address (127.0.0.1:PORT)" },
+        { .section = "seeds", .key = "directory", .flag = "seeds", .type = SETTING_STRING,
+          .offset = FIELD(seeds_dir, char *), .arg = "DIR",
+          .help = "seed files applied after migrations (default: seeds beside the migrations)" },
+        { .section = "seeds", .key = "retries", .type = SETTING_UINT, .min = 0, .max = 100, .dflt = "5",
+          .offset = FIELD(seed_retries, unsigned) },
+        { .section = "seeds", .key = "backoff_ms", .type = SETTING_UINT, .min = 1, .max = 600000,
+          .unit = "milliseconds", .dflt = "200", .offset = FIELD(seed_backoff_ms, unsigned) },
+        { .section = "dev", .key = "allow_reset", .type = SETTING_BOOL, .offset = FIELD(allow_reset, bool) },
 };
 const size_t settings_n = ELEMENTSOF(settings_table);
 

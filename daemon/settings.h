@@ -61,6 +61,12 @@ typedef struct config {
         /* --one-shot: serve the one client connected on fd 3 (migratectl --database), no socket,
          * exit when it closes */
         bool one_shot;
+        /* seeds (engine-seed.c): NULL, "seeds" beside the migrations directory */
+        char *seeds_dir;
+        unsigned seed_retries;
+        unsigned seed_backoff_ms;
+        /* [dev] allow_reset: migratectl reset may drop everything (development only) */
+        bool allow_reset;
 } config;
 
 typedef enum setting_type {

@@ -91,7 +91,7 @@ _migratectl()
             local verbs
             verbs=$(_migratectl_names "${words[0]}" verbs)
             [[ -n $verbs ]] || verbs="status version up down redo plan history verify wait cancel backup
-                backups restore lock-check mark baseline repair new help diff"
+                backups restore lock-check mark baseline repair new help diff seed reset"
             COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
         fi
         return
@@ -112,7 +112,8 @@ _migratectl()
     local opts=$shared_opts args=
     case $command in
         status) opts+=" --check --drift" ;;
-        up) opts+=" --to --dry-run --rehearse --per-migration --allow-out-of-order" ;;
+        up) opts+=" --to --dry-run --rehearse --per-migration --allow-out-of-order --seed" ;;
+        reset) opts+=" --yes" ;;
         down) opts+=" --steps --to --dry-run --yes" ;;
         redo) opts+=" --yes" ;;
         plan)

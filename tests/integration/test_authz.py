@@ -56,7 +56,8 @@ METHOD_TABLE = {
     "lock_check": ("read", [None]),
     "backups": ("read", [None]),
     "diff": ("read", [None]),
-    "up": ("change", [None, {"to": 2}, {"per_migration": True}, {"rehearse": True}, {"dry_run": False}]),
+    "up": ("change", [None, {"to": 2}, {"per_migration": True}, {"rehearse": True}, {"dry_run": False},
+                       {"seed": True}]),
     "down": ("change", [None, {"steps": 1}, {"to": 0}, {"steps": 1, "dry_run": False}]),
     "cancel": ("change", [None, {"job_id": 1}]),
     "backup": ("change", [None]),
@@ -64,6 +65,8 @@ METHOD_TABLE = {
     "mark": ("change", [{"migration": "2", "state": "applied"}, {"migration": "1", "state": "rolled_back"}]),
     "baseline": ("change", [{"version": 2}]),
     "repair": ("change", [{"migration": "1"}]),
+    "seed": ("change", [None]),
+    "reset": ("change", [None]),
 }
 # Dry runs of changing methods change nothing, so anyone who may read may ask for one.
 DRY_RUNS = [("up", {"dry_run": True}), ("down", {"steps": 1, "dry_run": True})]

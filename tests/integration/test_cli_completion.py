@@ -43,7 +43,7 @@ class CompletionTest(harness.TestCase):
         return self.daemon(self.path("db.sqlite"), mig)
 
     def test_verbs_and_options_without_a_daemon(self):
-        self.assertEqual(self.complete("re"), ["redo", "repair", "restore"])
+        self.assertEqual(self.complete("re"), ["redo", "repair", "reset", "restore"])
         self.assertNotIn("__complete", self.complete(""))
         self.assertEqual(self.complete("ver"), ["verify", "version"])
         self.assertEqual(self.complete("up", "--re"), ["--rehearse"])

@@ -8,12 +8,13 @@ import harness
 from harness import ctl
 
 VERBS = ["status", "version", "up", "down", "redo", "plan", "history", "verify", "wait", "cancel", "backup",
-         "backups", "restore", "lock-check", "mark", "baseline", "repair", "new", "help"]
+         "backups", "restore", "lock-check", "mark", "baseline", "repair", "seed", "reset", "new", "help"]
 
 # Each verb's own options, every one of which its help page must explain.
 OPTIONS = {
     "status": ["--check"],
-    "up": ["--to", "--dry-run", "--rehearse", "--per-migration", "--allow-out-of-order"],
+    "up": ["--to", "--dry-run", "--rehearse", "--per-migration", "--allow-out-of-order", "--seed"],
+    "reset": ["--yes"],
     "down": ["--steps", "--to", "--dry-run", "--yes"],
     "redo": ["--yes"],
     "plan": ["--to", "--steps"],
