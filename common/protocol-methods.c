@@ -49,6 +49,9 @@ static const param_spec status_params[] = {
 static const param_spec repair_params[] = {
         { "migration", PARAM_STRING, 0, 255 },
 };
+static const param_spec schema_params[] = {
+        { "with_history", PARAM_BOOL, 0, 0 },
+};
 
 #define PARAMS(p) p, ELEMENTSOF(p)
 
@@ -71,6 +74,7 @@ const protocol_method protocol_methods[] = {
         [METHOD_BASELINE] = { "baseline", PARAMS(baseline_params), METHOD_CHANGES, "baseline" },
         [METHOD_REPAIR] = { "repair", PARAMS(repair_params), METHOD_CHANGES, "repair" },
         [METHOD_DIFF] = { "diff", NULL, 0, METHOD_READS, "diff" },
+        [METHOD_SCHEMA] = { "schema", PARAMS(schema_params), METHOD_READS, "schema" },
 };
 _Static_assert(ELEMENTSOF(protocol_methods) == _METHOD_MAX, "one row per protocol_method_id");
 

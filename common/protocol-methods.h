@@ -33,6 +33,7 @@ typedef enum protocol_method_id {
         METHOD_BASELINE,
         METHOD_REPAIR,
         METHOD_DIFF,
+        METHOD_SCHEMA,
         _METHOD_MAX,
         _METHOD_INVALID = -1,
 } protocol_method_id;

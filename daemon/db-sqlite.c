@@ -592,4 +592,6 @@ const db_backend db_sqlite_backend = {
         .disk_size = sqlite_disk_size,
         .find_holders = sqlite_find_holders,
         .lock_report = sqlite_lock_report,
+        .drift = sqlite_drift,
+        .schema_dump = sqlite_schema_dump,
 };

@@ -324,3 +324,13 @@ int db_try_lock(db *d, bool *ret_got, db_failure *f) {
         *ret_got = true;
         return d->backend->try_lock ? d->backend->try_lock(d, ret_got, f) : 0;
 }
+
+int db_drift(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+             json_t **ret_differences, char **ret_error) {
+        return d->backend->drift ? d->backend->drift(d, target, scripts, n, skip, ret_differences, ret_error)
+                                 : -EOPNOTSUPP;
+}
+
+int db_schema_dump(db *d, const char *const *skip, const char *history, char **ret_sql, db_failure *f) {
+        return d->backend->schema_dump ? d->backend->schema_dump(d, skip, history, ret_sql, f) : -EOPNOTSUPP;
+}

@@ -17,6 +17,7 @@
 #include "protocol.h"
 
 typedef struct db db;
+typedef struct drift_script drift_script;
 
 /* An expected failure, described for the user. Functions return DB_FAILED with it filled. */
 typedef struct db_failure {
@@ -182,6 +183,14 @@ typedef struct db_backend {
         int (*lock_report_live)(db *d, json_t **ret_report);
         /* lock() without waiting: *ret_got tells whether it is held now. */
         int (*try_lock)(db *d, bool *ret_got, db_failure *f);
+        /* Drift (drift.h): replays scripts on a scratch database and compares its schema with the
+         * live one's (target: what the connection opened), leaving out the tables in skip. */
+        int (*drift)(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+                     json_t **ret_differences, char **ret_error);
+        /* The schema as SQL, stable in order and formatting (it is kept in git and diffed),
+         * leaving out the tables in skip; history (NULL: none): a table whose rows follow as
+         * INSERT statements. */
+        int (*schema_dump)(db *d, const char *const *skip, const char *history, char **ret_sql, db_failure *f);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -277,6 +286,11 @@ int db_lock(db *d, db_wait_fn wait, void *userdata, db_failure *f);
 void db_unlock(db *d);
 /* The writer lock if it is free now (*ret_got); a backend without one: always got. */
 int db_try_lock(db *d, bool *ret_got, db_failure *f);
+
+/* Drift and the schema dump (see db_backend); -EOPNOTSUPP when the backend cannot. */
+int db_drift(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+             json_t **ret_differences, char **ret_error);
+int db_schema_dump(db *d, const char *const *skip, const char *history, char **ret_sql, db_failure *f);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);

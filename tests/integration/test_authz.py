@@ -56,6 +56,7 @@ METHOD_TABLE = {
     "lock_check": ("read", [None]),
     "backups": ("read", [None]),
     "diff": ("read", [None]),
+    "schema": ("read", [None, {"with_history": True}]),
     "up": ("change", [None, {"to": 2}, {"per_migration": True}, {"rehearse": True}, {"dry_run": False}]),
     "down": ("change", [None, {"steps": 1}, {"to": 0}, {"steps": 1, "dry_run": False}]),
     "cancel": ("change", [None, {"job_id": 1}]),
