@@ -160,28 +160,17 @@ static int write_objects(db_sqlite *s, FILE *out, const char *const *skip, db_fa
         return rc == SQLITE_DONE ? 0 : sqlite_fail(s, rc, f, "cannot read the schema");
 }
 
-int sqlite_schema_dump(db *d, const char *const *skip, const char *history, char **ret_sql, db_failure *f) {
+/* One snapshot for the whole dump. */
+int sqlite_schema_dump(db *d, const char *const *skip, const char *history, FILE *out, db_failure *f) {
         db_sqlite *s = to_sqlite(d);
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0;
-        FILE *out;
         int r;
 
-        out = open_memstream(&buf, &size);
-        if (!out)
-                return -ENOMEM;
-        /* one snapshot for the whole dump */
         r = sqlite_exec_simple(s, "SAVEPOINT migrated_schema_dump", f, "cannot read the schema");
-        if (r == 0) {
-                r = write_objects(s, out, skip, f);
-                if (r == 0 && history)
-                        r = write_history(s, out, history, f);
-                (void) sqlite3_exec(s->conn, "RELEASE migrated_schema_dump", NULL, NULL, NULL);
-        }
-        if (fclose(out) != 0 && r == 0)
-                r = -ENOMEM;
         if (r != 0)
                 return r;
-        *ret_sql = TAKE_PTR(buf);
-        return 0;
+        r = write_objects(s, out, skip, f);
+        if (r == 0 && history)
+                r = write_history(s, out, history, f);
+        (void) sqlite3_exec(s->conn, "RELEASE migrated_schema_dump", NULL, NULL, NULL);
+        return r;
 }

@@ -331,6 +331,23 @@ int db_drift(db *d, const char *target, const drift_script *scripts, size_t n, c
                                  : -EOPNOTSUPP;
 }
 
+/* The backends write to a stream; the caller gets the text. */
 int db_schema_dump(db *d, const char *const *skip, const char *history, char **ret_sql, db_failure *f) {
-        return d->backend->schema_dump ? d->backend->schema_dump(d, skip, history, ret_sql, f) : -EOPNOTSUPP;
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0;
+        FILE *out;
+        int r;
+
+        if (!d->backend->schema_dump)
+                return -EOPNOTSUPP;
+        out = open_memstream(&buf, &size);
+        if (!out)
+                return -ENOMEM;
+        r = d->backend->schema_dump(d, skip, history, out, f);
+        if (fclose(out) != 0 && r == 0)
+                r = -ENOMEM;
+        if (r != 0)
+                return r;
+        *ret_sql = TAKE_PTR(buf);
+        return 0;
 }

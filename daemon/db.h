@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "migdir.h"
@@ -190,7 +191,7 @@ typedef struct db_backend {
         /* The schema as SQL, stable in order and formatting (it is kept in git and diffed),
          * leaving out the tables in skip; history (NULL: none): a table whose rows follow as
          * INSERT statements. */
-        int (*schema_dump)(db *d, const char *const *skip, const char *history, char **ret_sql, db_failure *f);
+        int (*schema_dump)(db *d, const char *const *skip, const char *history, FILE *out, db_failure *f);
 } db_backend;
 
 typedef struct history_format history_format;
