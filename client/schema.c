@@ -68,6 +68,16 @@ int schema_write_file(const char *path, json_t *result) {
                 r = -errno;
         if (r == 0 && rename(tmp, path) < 0)
                 r = -errno;
+        if (r == 0) {
+                /* the rename itself made durable: the directory's entry */
+                _cleanup_free_ char *dir_copy = strdup(path);
+                int dfd = dir_copy ? open(dirname(dir_copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+
+                if (dfd >= 0) {
+                        (void) fsync(dfd);
+                        close(dfd);
+                }
+        }
         if (r < 0) {
                 (void) unlink(tmp);
                 fprintf(stderr, "migratectl: error: cannot write %s: %s\n", path, strerror(-r));
