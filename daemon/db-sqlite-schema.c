@@ -124,8 +124,9 @@ static int write_history(db_sqlite *s, FILE *out, const char *table, db_failure 
 }
 
 /* Every object with its table: tables first, by name, each followed by its indexes, then its
- * triggers; then the views likewise. SQLite's own objects (sqlite_sequence, automatic indexes)
- * are left out, as sqlite3's .schema would print them although no CREATE makes them. */
+ * triggers; then the views likewise. What no CREATE of the user makes is left out, though
+ * sqlite3's .schema prints some of it: SQLite's own objects (sqlite_sequence, automatic indexes)
+ * and a virtual table's shadow tables (FTS5's docs_data …, made by CREATE VIRTUAL TABLE). */
 static int write_objects(db_sqlite *s, FILE *out, const char *const *skip, db_failure *f) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         _cleanup_free_ char *group = NULL;
@@ -136,6 +137,7 @@ static int write_objects(db_sqlite *s, FILE *out, const char *const *skip, db_fa
                 "SELECT o.sql, t.name FROM sqlite_master o JOIN sqlite_master t "
                 "ON t.name = o.tbl_name COLLATE NOCASE AND t.type IN ('table', 'view') "
                 "WHERE o.sql IS NOT NULL AND t.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                "AND t.name NOT IN (SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow') "
                 "ORDER BY t.type = 'view', t.name, o.type <> t.type, o.type, o.name",
                 -1, &st, NULL);
         if (rc != SQLITE_OK)
