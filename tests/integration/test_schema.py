@@ -135,6 +135,17 @@ class SchemaTest(harness.TestCase):
         self.assertEqual(len(inserts), 2, full)
         self.assertTrue(all(line.startswith('INSERT INTO "migrated_schema" (') for line in inserts), inserts)
 
+    def test_one_shot_without_a_daemon(self):
+        """CI keeps schema.sql current with no daemon: the one-shot mode dumps the same bytes."""
+        self.start()
+        served = self.dump()
+        self.d.stop()
+        out = self.path("schema.sql")
+        r = harness.ctl("--database", self.db, "--migrations", self.mig, "schema", "--output", out)
+        self.assertEqual(r.rc, 0, r)
+        with open(out) as f:
+            self.assertEqual(f.read(), served)
+
     def test_dbmate_layout(self):
         """dbmate's format: its schema_migrations is in the dump, its versions with --with-history
         as dbmate writes them (text), and the dump of a fresh database applied from it is the same."""
