@@ -244,6 +244,12 @@ int parse_verb_options(const verb *v, int argc, char **argv, const struct option
                 case ARG_DATABASE:
                         a->database = optarg;
                         continue;
+                case ARG_OUTPUT:
+                        a->output = optarg;
+                        continue;
+                case ARG_WITH_HISTORY:
+                        a->with_history = true;
+                        continue;
                 default:
                         r = common_option(v, options, c, argv);
                 }

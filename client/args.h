@@ -35,6 +35,8 @@ enum {
         ARG_CONFIG,
         ARG_DRIFT,
         ARG_SEED,
+        ARG_OUTPUT,
+        ARG_WITH_HISTORY,
 };
 
 /* Returned by the parsers when the verb goes on; any other value is an exit code. */
@@ -63,6 +65,8 @@ typedef struct request_args {
         bool seed;  /* up --seed */
         const char *migrations;
         const char *database; /* lock-check --database: inspect without the daemon */
+        const char *output;   /* schema --output FILE */
+        bool with_history;    /* schema --with-history */
 } request_args;
 
 /* Prints "migratectl: MESSAGE", the verb's usage and where to read more. Returns EXIT_USAGE. */

@@ -74,10 +74,11 @@ static const verb_doc docs[] = {
           "Exit 5 when an applied file was edited, 1 for any other problem.",
           OPTIONS(NULL), "migratectl verify" },
         { "diff",
-          "Replays the applied migrations' up scripts on a scratch in-memory database and compares the result "
+          "Replays the applied migrations' up scripts on a scratch database and compares the result "
           "with the live schema, structurally: tables, columns (type, default, nullability, primary key), "
           "indexes, triggers, views, foreign keys and CHECK constraints. Prints + for what only the database "
-          "has, - for what it lacks, ~ for a change. Exit 9 on drift. SQLite only.",
+          "has, - for what it lacks, ~ for a change. Exit 9 on drift. On PostgreSQL the replay runs in a "
+          "temporary database (the role needs CREATEDB).",
           OPTIONS(NULL), "migratectl diff --json" },
         { "version",
           "Prints the database's schema version and nothing else (\"0\" before the first migration): for "
@@ -150,6 +151,14 @@ static const verb_doc docs[] = {
           OPTIONS("NAME", "the migration's name: letters, digits and _",
                   "--migrations DIR", "the directory (default: $MIGRATIONS_DIR, else the configured one)"),
           "migratectl new add_users" },
+        { "schema",
+          "Prints the current schema as SQL, stable in order and formatting, for a schema.sql kept in git. "
+          "SQLite: the stored CREATE statements, tables by name with their indexes and triggers, then the "
+          "views, white space normalised. PostgreSQL: pg_dump --schema-only without its unstable lines. "
+          "migrated's own tables are left out; the format's history table is kept.",
+          OPTIONS("--output FILE", "write the schema to FILE atomically instead of printing it",
+                  "--with-history", "append the history table's rows (the applied versions) as INSERTs"),
+          "migratectl schema --output db/schema.sql" },
         { "help",
           "Shows the list of commands, or a command's options and an example.",
           OPTIONS("COMMAND", "the command to explain"),

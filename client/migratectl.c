@@ -24,6 +24,7 @@
 #include "output.h"
 #include "protocol-methods.h"
 #include "render.h"
+#include "schema.h"
 
 const char *verb_name(const verb *v) {
         return v->name ?: protocol_methods[v->method].verb;
@@ -253,6 +254,28 @@ static int verb_diff(const verb *v, int argc, char **argv) {
         if (r != EXIT_OK)
                 return r;
         return json_get_bool(result, "drift", false) ? EXIT_DRIFT : EXIT_OK;
+}
+
+/* The schema as SQL: to stdout, or written atomically to --output (never a half-written file). */
+static int verb_schema(const verb *v, int argc, char **argv) {
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                { "with-history", no_argument, NULL, ARG_WITH_HISTORY },
+                {}
+        };
+        json_auto_t *result = NULL;
+        request_args a = {};
+        int r;
+
+        r = parse_options_only(v, argc, argv, options, &a);
+        if (r != CONTINUE)
+                return r;
+        r = call_daemon(v->method, a.with_history ? json_pack("{s:b}", "with_history", true) : NULL,
+                        a.output ? NULL : render_schema, &result);
+        if (r != EXIT_OK || !a.output)
+                return r;
+        return schema_write_file(a.output, result);
 }
 
 /* The answer to a declined confirmation: nothing happened, and the exit code says so. */
@@ -752,6 +775,7 @@ const verb verbs[] = {
         { METHOD_HISTORY, NULL, verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
         { METHOD_VERIFY, NULL, verb_verify, "", "Check applied migrations against their files" },
         { METHOD_DIFF, NULL, verb_diff, "", "Compare the live schema with the applied migrations' (drift)" },
+        { METHOD_SCHEMA, NULL, verb_schema, "[--output FILE] [--with-history]", "Print the schema as SQL, stable for diffs in git" },
         { METHOD_WAIT, NULL, verb_wait, "[--timeout S] [--strict]", "Return once the schema is current (a gate)" },
         { METHOD_CANCEL, NULL, verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
         { METHOD_BACKUP, NULL, verb_backup, "", "Take a backup now (online, consistent)" },

@@ -50,6 +50,9 @@ static const param_spec status_params[] = {
 static const param_spec repair_params[] = {
         { "migration", PARAM_STRING, 0, 255 },
 };
+static const param_spec schema_params[] = {
+        { "with_history", PARAM_BOOL, 0, 0 },
+};
 
 #define PARAMS(p) p, ELEMENTSOF(p)
 
@@ -74,6 +77,7 @@ const protocol_method protocol_methods[] = {
         [METHOD_DIFF] = { "diff", NULL, 0, METHOD_READS, "diff" },
         [METHOD_SEED] = { "seed", NULL, 0, METHOD_CHANGES, "seed" },
         [METHOD_RESET] = { "reset", NULL, 0, METHOD_CHANGES, "reset" },
+        [METHOD_SCHEMA] = { "schema", PARAMS(schema_params), METHOD_READS, "schema" },
 };
 _Static_assert(ELEMENTSOF(protocol_methods) == _METHOD_MAX, "one row per protocol_method_id");
 

@@ -35,6 +35,7 @@ typedef enum protocol_method_id {
         METHOD_DIFF,
         METHOD_SEED,
         METHOD_RESET,
+        METHOD_SCHEMA,
         _METHOD_MAX,
         _METHOD_INVALID = -1,
 } protocol_method_id;

@@ -80,6 +80,7 @@ typedef enum read_kind {
         READ_LOCK_CHECK,
         READ_HOSTS, /* a shared server's hosts, for a status answered from the snapshot */
         READ_DIFF,
+        READ_SCHEMA,
 } read_kind;
 
 typedef struct read_task {
@@ -91,6 +92,7 @@ typedef struct read_task {
         unsigned timeout_ms;
         bool strict;
         bool drift; /* status --drift */
+        bool with_history; /* schema --with-history */
         int r;
         json_t *result;
         engine_error err;
@@ -127,6 +129,7 @@ static void read_run(void *userdata) {
                         add_drift(e, t->result);
                 break;
         case READ_DIFF: t->r = engine_diff(e, &t->result, &t->err); break;
+        case READ_SCHEMA: t->r = engine_schema(e, t->with_history, &t->result, &t->err); break;
         case READ_WAIT: t->r = engine_status(e, &t->result, &t->err); break;
         case READ_HOSTS:
                 t->result = json_object();
@@ -370,6 +373,16 @@ static void cmd_diff(request *rq) {
                 submit_read(rq, t);
 }
 
+/* The dump runs on the reader thread: pg_dump may take a while on a large schema. */
+static void cmd_schema(request *rq) {
+        read_task *t = read_task_new(rq, READ_SCHEMA);
+
+        if (!t)
+                return;
+        t->with_history = param_bool(rq, "with_history");
+        submit_read(rq, t);
+}
+
 static void cmd_verify(request *rq) {
         read_task *t = read_task_new(rq, READ_VERIFY);
 
@@ -531,6 +544,7 @@ static const command_fn handlers[] = {
         [METHOD_DIFF] = cmd_diff,
         [METHOD_SEED] = cmd_seed,
         [METHOD_RESET] = cmd_reset,
+        [METHOD_SCHEMA] = cmd_schema,
 };
 _Static_assert(ELEMENTSOF(handlers) == _METHOD_MAX, "one handler per protocol_method_id");
 

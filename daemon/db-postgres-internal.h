@@ -42,6 +42,9 @@ int pg_fail(db_pg *p, const PGresult *res, db_failure *f, const char *what);
 /* Runs SQL without parameters; 0, or DB_FAILED with f filled. */
 int pg_exec_simple(db_pg *p, const char *sql, db_failure *f, const char *what);
 bool pg_result_ok(const PGresult *res);
+/* A connection to another database (dbname) of d's server, with d's settings and password,
+ * writable. */
+int pg_open_other(db *d, const char *dbname, db **ret, db_failure *f);
 /* Puts the session's search_path back as it was when connected. */
 int pg_restore_search_path(db_pg *p, db_failure *f);
 
@@ -66,6 +69,11 @@ int pg_backup_to(db *d, const char *path, int fd, db_failure *f);
 /* Runs argv (a PostgreSQL client program) with stdout to out_fd and the password, if any, in its
  * environment only; its wait status. */
 int pg_run_tool(char *const argv[], int out_fd, const char *password, int *ret_status);
+
+/* db-postgres-schema.c, db-postgres-drift.c */
+int pg_schema_dump(db *d, const char *const *skip, const char *history, FILE *out, db_failure *f);
+int pg_drift(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+             json_t **ret_differences, char **ret_error);
 
 /* db-postgres-restore.c */
 int pg_inspect_backup(const char *path, bool full_check, int64_t *ret_version, char **ret_problem);

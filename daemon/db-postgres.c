@@ -240,7 +240,9 @@ static void pg_close(db *d) {
         free(p);
 }
 
-static int pg_open(const db_options *o, db **ret, db_failure *f) {
+/* Connects with o's settings; dbname (NULL: the target's) names another database on the same
+ * server, password (NULL: the target's or o's password file) is given as is. */
+static int pg_connect(const db_options *o, const char *dbname, const char *password, db **ret, db_failure *f) {
         db_pg *p;
         int r;
 
@@ -256,7 +258,11 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         /* pg_dump gets the connection without its password, which goes into its environment */
         p->conninfo = pg_conninfo_split(o->target, &p->password);
         r = p->conninfo ? 0 : -ENOMEM;
-        if (r == 0 && o->password_file) {
+        if (r == 0 && password) {
+                free(p->password);
+                p->password = strdup(password);
+                r = p->password ? 0 : -ENOMEM;
+        } else if (r == 0 && o->password_file) {
                 free(p->password);
                 r = read_password(o->password_file, &p->password, f);
         }
@@ -268,11 +274,21 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
          * keepalives are defaults it may override, the password file wins. Without keepalives a
          * daemon whose network is cut waits for its statement's result forever (nothing, not even
          * a reset, arrives), with its job unanswered and its dependents stopped: with them the
-         * kernel fails the socket after about 25 s of silence. */
-        const char *keys[] = { "application_name", "keepalives", "keepalives_idle", "keepalives_interval",
-                               "keepalives_count", "dbname", p->password ? "password" : NULL, NULL };
-        const char *values[] = { o->read_only ? "migrated (reader)" : "migrated", "1", "10", "5", "3", o->target,
-                                 p->password, NULL };
+         * kernel fails the socket after about 25 s of silence. A second dbname is a plain name
+         * that overrides the target's. */
+        const char *keys[9] = { "application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+                                "keepalives_count", "dbname" };
+        const char *values[9] = { o->read_only ? "migrated (reader)" : "migrated", "1", "10", "5", "3", o->target };
+        size_t n = 6;
+        if (dbname) {
+                keys[n] = "dbname";
+                values[n++] = dbname;
+        }
+        if (p->password) {
+                keys[n] = "password";
+                values[n++] = p->password;
+        }
+        keys[n] = values[n] = NULL;
         p->conn = PQconnectdbParams(keys, values, 1);
         if (!p->conn) {
                 pg_close(&p->base);
@@ -290,6 +306,18 @@ static int pg_open(const db_options *o, db **ret, db_failure *f) {
         }
         *ret = &p->base;
         return 0;
+}
+
+static int pg_open(const db_options *o, db **ret, db_failure *f) {
+        return pg_connect(o, NULL, NULL, ret, f);
+}
+
+int pg_open_other(db *d, const char *dbname, db **ret, db_failure *f) {
+        db_pg *p = to_pg(d);
+        db_options o = { .backend = "postgresql", .target = p->conninfo, .busy_timeout_ms = p->lock_timeout_ms,
+                         .format = MIGDIR_NATIVE };
+
+        return pg_connect(&o, dbname, p->password, ret, f);
 }
 
 static void pg_interrupt(db *d) {
@@ -571,6 +599,8 @@ const db_backend db_postgres_backend = {
         .reset = pg_reset,
         .lock = pg_lock,
         .unlock = pg_unlock,
+        .drift = pg_drift,
+        .schema_dump = pg_schema_dump,
 };
 
 struct pg_conn *db_postgres_conn(db *d) {

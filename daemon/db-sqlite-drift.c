@@ -8,27 +8,13 @@
 
 #include <sqlite3.h>
 
-#include "macro.h"
+#include "db-sqlite-internal.h"
 #include "drift-sql.h"
 #include "drift.h"
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
-#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
 
 static void sqlite3_close_p(sqlite3 **sq) {
         if (*sq)
                 sqlite3_close_v2(*sq);
-}
-
-/* A schema: object ("column t.c") -> {attribute: value}, plus "_owner", the table it belongs to. */
-static int put(json_t *schema, const char *object, const char *owner, json_t *attrs) {
-        if (!attrs)
-                return -ENOMEM;
-        if (owner && json_object_set_new(attrs, "_owner", json_string(owner)) < 0) {
-                json_decref(attrs);
-                return -ENOMEM;
-        }
-        return json_object_set_new(schema, object, attrs) < 0 ? -ENOMEM : 0;
 }
 
 static const char *text(sqlite3_stmt *st, int col) {
@@ -57,7 +43,7 @@ static int add_columns(sqlite3 *sq, json_t *schema, const char *table) {
                 _cleanup_free_ char *dflt = sqlite3_column_text(st, 3) ? drift_sql_normalize(text(st, 3)) : NULL;
 
                 snprintf(object, sizeof(object), "column %s.%s", table, text(st, 0));
-                r = put(schema, object, table,
+                r = drift_put(schema, object, table,
                         json_pack("{s:s,s:s,s:s,s:I,s:I}", "type", text(st, 1), "not_null",
                                   sqlite3_column_int(st, 2) ? "yes" : "no", "default", dflt ?: "NULL", "primary_key",
                                   (json_int_t) sqlite3_column_int(st, 4), "hidden",
@@ -81,7 +67,7 @@ static int add_constraint_indexes(sqlite3 *sq, json_t *schema, const char *table
 
                 snprintf(object, sizeof(object), "%s %s(%s)", streq(text(st, 0), "pk") ? "primary key" : "unique",
                          table, text(st, 1));
-                r = put(schema, object, table, json_object());
+                r = drift_put(schema, object, table, json_object());
         }
         return r;
 }
@@ -100,7 +86,7 @@ static int add_foreign_keys(sqlite3 *sq, json_t *schema, const char *table) {
 
                 snprintf(object, sizeof(object), "foreign key %s(%s) -> %s(%s)", table, text(st, 0), text(st, 1),
                          text(st, 2));
-                r = put(schema, object, table,
+                r = drift_put(schema, object, table,
                         json_pack("{s:s,s:s,s:s}", "on_update", text(st, 3), "on_delete", text(st, 4), "match",
                                   text(st, 5)));
         }
@@ -116,7 +102,7 @@ static int add_checks(json_t *schema, const char *table, const char *norm) {
                         return 0;
                 if (asprintf(&object, "check %s: %s", table, expr) < 0)
                         return -ENOMEM;
-                r = put(schema, object, table, json_object());
+                r = drift_put(schema, object, table, json_object());
                 if (r < 0)
                         return r;
         }
@@ -135,7 +121,7 @@ static int add_object(sqlite3 *sq, json_t *schema, const char *type, const char 
         snprintf(object, sizeof(object), "%s %s", type, name);
         if (streq(type, "table")) {
                 /* a WITHOUT ROWID table says so; a plain one has nothing more to say than its name */
-                r = put(schema, object, NULL,
+                r = drift_put(schema, object, NULL,
                         strstr(norm, "without rowid") ? json_pack("{s:s}", "without_rowid", "yes") : json_object());
                 if (r == 0)
                         r = add_columns(sq, schema, name);
@@ -147,9 +133,9 @@ static int add_object(sqlite3 *sq, json_t *schema, const char *type, const char 
         }
         /* a view is its own table (tbl_name is its name): it belongs to no other */
         if (streq(type, "view"))
-                return put(schema, object, NULL, json_pack("{s:s}", "sql", norm));
+                return drift_put(schema, object, NULL, json_pack("{s:s}", "sql", norm));
         if (!streq(type, "index"))
-                return put(schema, object, table, json_pack("{s:s,s:s}", "table", table, "sql", norm));
+                return drift_put(schema, object, table, json_pack("{s:s,s:s}", "table", table, "sql", norm));
         r = prepare(sq,
                     "SELECT group_concat(coalesce(name, '<expression>') || CASE WHEN \"desc\" THEN ' desc' ELSE '' END "
                     "|| CASE WHEN coll <> 'BINARY' THEN ' collate ' || coll ELSE '' END, ',') "
@@ -166,14 +152,7 @@ static int add_object(sqlite3 *sq, json_t *schema, const char *type, const char 
                 json_decref(attrs);
                 return -ENOMEM;
         }
-        return put(schema, object, table, attrs);
-}
-
-static bool skipped(const char *const *skip, const char *table) {
-        for (; skip && *skip; skip++)
-                if (strcasecmp(*skip, table) == 0)
-                        return true;
-        return false;
+        return drift_put(schema, object, table, attrs);
 }
 
 /* The schema of sq, as put() objects. */
@@ -189,7 +168,7 @@ static int read_schema(sqlite3 *sq, const char *const *skip, json_t **ret) {
                     "AND sql IS NOT NULL ORDER BY name",
                     NULL, &st);
         while (r == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
-                if (skipped(skip, text(st, 2)))
+                if (drift_skipped(skip, text(st, 2)))
                         continue;
                 r = add_object(sq, schema, text(st, 0), text(st, 1), text(st, 2), text(st, 3));
         }
@@ -200,103 +179,6 @@ static int read_schema(sqlite3 *sq, const char *const *skip, json_t **ret) {
                 return r;
         }
         *ret = schema;
-        return 0;
-}
-
-/* "type TEXT, default 0" for an added or removed object; "type TEXT → INTEGER" for a changed
- * one (other given). */
-static char *describe(json_t *attrs, json_t *other) {
-        char *buf = NULL;
-        size_t size = 0;
-        FILE *f = open_memstream(&buf, &size);
-        const char *key;
-        json_t *v;
-        bool first = true;
-
-        if (!f)
-                return NULL;
-        json_object_foreach(attrs, key, v) {
-                json_t *w = other ? json_object_get(other, key) : NULL;
-                const char *a = json_is_string(v) ? json_string_value(v) : NULL;
-                _cleanup_free_ char *as = a ? NULL : json_dumps(v, JSON_ENCODE_ANY);
-                _cleanup_free_ char *bs = w && !json_is_string(w) ? json_dumps(w, JSON_ENCODE_ANY) : NULL;
-                const char *b = w ? (json_is_string(w) ? json_string_value(w) : bs) : NULL;
-
-                if (key[0] == '_' || (other && json_equal(v, w)))
-                        continue;
-                if (other)
-                        fprintf(f, "%s%s %s → %s", first ? "" : "; ", key, b ?: "none", a ?: as);
-                else
-                        fprintf(f, "%s%s %s", first ? "" : ", ", key, a ?: as);
-                first = false;
-        }
-        if (fclose(f) != 0) {
-                free(buf);
-                return NULL;
-        }
-        return buf;
-}
-
-static int cmp_string(const void *a, const void *b) {
-        return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
-/* Whether the object's table is itself only on one side (then only the table is reported). */
-static bool owner_missing(json_t *attrs, json_t *other_schema) {
-        const char *owner = json_string_value(json_object_get(attrs, "_owner"));
-        char object[512];
-
-        if (!owner)
-                return false;
-        snprintf(object, sizeof(object), "table %s", owner);
-        return !json_object_get(other_schema, object);
-}
-
-static int add_difference(json_t *out, const char *kind, const char *object, char *detail) {
-        json_t *d;
-
-        if (!detail)
-                return -ENOMEM;
-        d = json_pack("{s:s,s:s,s:s}", "kind", kind, "object", object, "detail", detail);
-        free(detail);
-        return d && json_array_append_new(out, d) == 0 ? 0 : -ENOMEM;
-}
-
-/* The differences from want (replayed) to live, sorted by object. */
-static int compare(json_t *live, json_t *want, json_t **ret) {
-        _cleanup_free_ const char **keys = NULL;
-        json_t *out = json_array();
-        size_t n = 0, cap = json_object_size(live) + json_object_size(want);
-        const char *key;
-        json_t *v;
-        int r = 0;
-
-        keys = calloc(cap + 1, sizeof(*keys));
-        if (!out || !keys) {
-                json_decref(out);
-                return -ENOMEM;
-        }
-        json_object_foreach(live, key, v)
-                keys[n++] = key;
-        json_object_foreach(want, key, v)
-                if (!json_object_get(live, key))
-                        keys[n++] = key;
-        qsort(keys, n, sizeof(*keys), cmp_string);
-        for (size_t i = 0; r == 0 && i < n; i++) {
-                json_t *l = json_object_get(live, keys[i]), *w = json_object_get(want, keys[i]);
-
-                if (l && !w && !owner_missing(l, want))
-                        r = add_difference(out, "added", keys[i], describe(l, NULL));
-                else if (!l && w && !owner_missing(w, live))
-                        r = add_difference(out, "removed", keys[i], describe(w, NULL));
-                else if (l && w && !json_equal(l, w))
-                        r = add_difference(out, "changed", keys[i], describe(l, w));
-        }
-        if (r < 0) {
-                json_decref(out);
-                return r;
-        }
-        *ret = out;
         return 0;
 }
 
@@ -362,8 +244,14 @@ int drift_sqlite(const char *live_path, const drift_script *scripts, size_t n, c
                 return fail(ret_error, DRIFT_LIVE_FAILED, "cannot read the database's schema", live);
         }
         (void) sqlite3_exec(live, "ROLLBACK", NULL, NULL, NULL);
-        r = compare(have, want, ret_differences);
+        r = drift_compare(have, want, ret_differences);
         json_decref(have);
         json_decref(want);
         return r;
+}
+
+/* The backend's drift: the live side is the file the connection opened. */
+int sqlite_drift(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+                 json_t **ret_differences, char **ret_error) {
+        return drift_sqlite(to_sqlite(d)->path ?: target, scripts, n, skip, ret_differences, ret_error);
 }

@@ -50,3 +50,7 @@ int sqlite_check_identity(db *d, db_failure *f);
 
 /* db-sqlite-reset.c */
 int sqlite_reset(db *d, db_failure *f);
+/* db-sqlite-drift.c, db-sqlite-schema.c */
+int sqlite_drift(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+                 json_t **ret_differences, char **ret_error);
+int sqlite_schema_dump(db *d, const char *const *skip, const char *history, FILE *out, db_failure *f);

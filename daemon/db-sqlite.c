@@ -593,4 +593,6 @@ const db_backend db_sqlite_backend = {
         .find_holders = sqlite_find_holders,
         .lock_report = sqlite_lock_report,
         .reset = sqlite_reset,
+        .drift = sqlite_drift,
+        .schema_dump = sqlite_schema_dump,
 };

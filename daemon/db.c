@@ -367,3 +367,30 @@ int db_reset(db *d, const db_event *ev, db_failure *f) {
                 return r;
         return db_query(d->own, "DELETE FROM migrated_seeds", NULL, 0, NULL, NULL, NULL, f, "cannot forget the seeds");
 }
+
+int db_drift(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+             json_t **ret_differences, char **ret_error) {
+        return d->backend->drift ? d->backend->drift(d, target, scripts, n, skip, ret_differences, ret_error)
+                                 : -EOPNOTSUPP;
+}
+
+/* The backends write to a stream; the caller gets the text. */
+int db_schema_dump(db *d, const char *const *skip, const char *history, char **ret_sql, db_failure *f) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0;
+        FILE *out;
+        int r;
+
+        if (!d->backend->schema_dump)
+                return -EOPNOTSUPP;
+        out = open_memstream(&buf, &size);
+        if (!out)
+                return -ENOMEM;
+        r = d->backend->schema_dump(d, skip, history, out, f);
+        if (fclose(out) != 0 && r == 0)
+                r = -ENOMEM;
+        if (r != 0)
+                return r;
+        *ret_sql = TAKE_PTR(buf);
+        return 0;
+}

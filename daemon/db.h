@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "migdir.h"
@@ -17,6 +18,7 @@
 #include "protocol.h"
 
 typedef struct db db;
+typedef struct drift_script drift_script;
 
 /* An expected failure, described for the user. Functions return DB_FAILED with it filled. */
 typedef struct db_failure {
@@ -188,6 +190,14 @@ typedef struct db_backend {
         /* Drops every schema object but migrated's own history tables (migrated_attempts,
          * migrated_meta, migrated_hosts), inside the caller's write transaction: migratectl reset. */
         int (*reset)(db *d, db_failure *f);
+        /* Drift (drift.h): replays scripts on a scratch database and compares its schema with the
+         * live one's (target: what the connection opened), leaving out the tables in skip. */
+        int (*drift)(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+                     json_t **ret_differences, char **ret_error);
+        /* The schema as SQL, stable in order and formatting (it is kept in git and diffed),
+         * leaving out the tables in skip; history (NULL: none): a table whose rows follow as
+         * INSERT statements. */
+        int (*schema_dump)(db *d, const char *const *skip, const char *history, FILE *out, db_failure *f);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -293,6 +303,10 @@ int db_change_and_record(db *d, int (*change)(db *d, void *userdata, db_failure 
 /* Drops every schema object but migrated's history in one transaction that records ev (reset),
  * and forgets the applied seeds where they are recorded apart. */
 int db_reset(db *d, const db_event *ev, db_failure *f);
+/* Drift and the schema dump (see db_backend); -EOPNOTSUPP when the backend cannot. */
+int db_drift(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
+             json_t **ret_differences, char **ret_error);
+int db_schema_dump(db *d, const char *const *skip, const char *history, char **ret_sql, db_failure *f);
 
 /* Current time as ISO 8601 UTC with milliseconds, for the history tables. */
 void db_timestamp(char buf[32]);

@@ -56,10 +56,6 @@ int engine_diff(engine *e, json_t **ret, engine_error *err) {
         size_t n = 0;
         int r;
 
-        if (!streq(db_get_backend(e->db)->name, "sqlite"))
-                return engine_fail(err, PROTOCOL_ERROR_STATE_CONFLICT, NULL,
-                                   "diff is not available on the %s backend yet: it compares SQLite schemas only",
-                                   db_get_backend(e->db)->name);
         r = engine_load(e, &applied, err);
         if (r != 0)
                 return r;
@@ -71,7 +67,10 @@ int engine_diff(engine *e, json_t **ret, engine_error *err) {
         applied_set_clear(&applied);
         if (r != 0)
                 return r;
-        r = drift_sqlite(e->database, scripts, n, history_tables, &differences, &message);
+        r = db_drift(e->db, e->database, scripts, n, history_tables, &differences, &message);
+        if (r == -EOPNOTSUPP)
+                return engine_fail(err, PROTOCOL_ERROR_STATE_CONFLICT, NULL,
+                                   "diff is not available on the %s backend", db_get_backend(e->db)->name);
         if (r < 0)
                 return r;
         if (r > 0)
@@ -80,5 +79,26 @@ int engine_diff(engine *e, json_t **ret, engine_error *err) {
                                    NULL, "%s", message);
         *ret = json_pack("{s:b,s:I,s:o}", "drift", json_array_size(differences) > 0, "replayed", (json_int_t) n,
                          "differences", differences);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* The schema dump leaves out migrated's own tables (they are not the application's schema) but
+ * keeps the format's history table, whose rows follow when asked (with_history), as dbmate's
+ * schema.sql has them. */
+int engine_schema(engine *e, bool with_history, json_t **ret, engine_error *err) {
+        _cleanup_free_ char *sql = NULL;
+        db_failure f = {};
+        int r;
+
+        r = engine_check_identity(e, err);
+        if (r != 0)
+                return r;
+        r = db_schema_dump(e->db, history_own_tables, with_history ? db_history_table(e->db) : NULL, &sql, &f);
+        if (r == -EOPNOTSUPP)
+                return engine_fail(err, PROTOCOL_ERROR_STATE_CONFLICT, NULL,
+                                   "schema is not available on the %s backend", db_get_backend(e->db)->name);
+        if (r != 0)
+                return r < 0 ? r : engine_fail_db(err, &f, NULL);
+        *ret = json_pack("{s:s}", "schema", sql);
         return *ret ? 0 : -ENOMEM;
 }

@@ -106,8 +106,11 @@ int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *
 int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err);
 int engine_verify(engine *e, json_t **ret, engine_error *err);
 /* Drift: the live schema against the applied migrations replayed on a scratch database
- * ({drift, replayed, differences}); SQLite only. */
+ * ({drift, replayed, differences}). */
 int engine_diff(engine *e, json_t **ret, engine_error *err);
+/* The current schema as SQL ({schema}), stable in order and formatting; with_history adds the
+ * format's applied versions as INSERT statements. */
+int engine_schema(engine *e, bool with_history, json_t **ret, engine_error *err);
 
 typedef enum engine_job_kind {
         ENGINE_JOB_MIGRATE,  /* up or down, per request.direction */

@@ -32,6 +32,14 @@ const char *const history_tables[] = {
         NULL,
 };
 
+const char *const history_own_tables[] = {
+        "migrated_attempts",
+        "migrated_meta",
+        "migrated_hosts",
+        "migrated_seeds",
+        NULL,
+};
+
 const history_format *history_find(migdir_format format) {
         for (size_t i = 0; i < ELEMENTSOF(formats); i++)
                 if (formats[i]->format == format)

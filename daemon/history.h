@@ -51,6 +51,8 @@ int history_claimed(db *d, const history_format **ret, db_failure *f);
 
 /* Every table the bookkeeping of any format may own, NULL-terminated: not the user's. */
 extern const char *const history_tables[];
+/* migrated's own tables, which are no format's (NULL-terminated). */
+extern const char *const history_own_tables[];
 
 /* The applied set read by sql, one row_fn call per row (userdata: the applied_set being
  * filled); empty when table does not exist yet. */

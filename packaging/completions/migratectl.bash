@@ -63,7 +63,7 @@ _migratectl()
     done
 
     case $prev in
-        --socket | --database | --config)
+        --socket | --database | --config | --output)
             _filedir
             return
             ;;
@@ -91,7 +91,7 @@ _migratectl()
             local verbs
             verbs=$(_migratectl_names "${words[0]}" verbs)
             [[ -n $verbs ]] || verbs="status version up down redo plan history verify wait cancel backup
-                backups restore lock-check mark baseline repair new help diff seed reset"
+                backups restore lock-check mark baseline repair new help diff seed reset schema"
             COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
         fi
         return
@@ -101,7 +101,7 @@ _migratectl()
     local n_args=0
     for ((i = command_index + 1; i < cword; i++)); do
         case ${words[i]} in
-            --socket | --instance | --color | --to | --steps | --limit | --timeout | --migrations | --database)
+            --socket | --instance | --color | --to | --steps | --limit | --timeout | --migrations | --database | --output)
                 ((i++))
                 ;;
             -*) ;;
@@ -141,6 +141,7 @@ _migratectl()
             ;;
         new) opts+=" --migrations" ;;
         lock-check) opts+=" --database" ;;
+        schema) opts+=" --output --with-history" ;;
         version | verify | diff | cancel | backup | backups | baseline) ;;
         *) return ;;
     esac

@@ -544,6 +544,16 @@ def sha256_file(path):
 # Migration directories
 
 
+def drift_differences(case, r):
+    """A diff's JSON result as {(kind, object): detail}, after checking its document and that its
+    exit code says drift (9) exactly when there are differences."""
+    doc = r.json
+    case.assertEqual(set(doc), {"drift", "replayed", "differences"}, r)
+    case.assertEqual(r.rc, 9 if doc["drift"] else 0, r)
+    case.assertEqual(doc["drift"], bool(doc["differences"]), r)
+    return {(x["kind"], x["object"]): x["detail"] for x in doc["differences"]}
+
+
 def write_migrations(directory, migrations):
     """migrations: {version: (name, up_sql, down_sql_or_None)}. Returns the directory."""
     os.makedirs(directory, exist_ok=True)

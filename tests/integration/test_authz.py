@@ -58,6 +58,7 @@ METHOD_TABLE = {
     "diff": ("read", [None]),
     "up": ("change", [None, {"to": 2}, {"per_migration": True}, {"rehearse": True}, {"dry_run": False},
                        {"seed": True}]),
+    "schema": ("read", [None, {"with_history": True}]),
     "down": ("change", [None, {"steps": 1}, {"to": 0}, {"steps": 1, "dry_run": False}]),
     "cancel": ("change", [None, {"job_id": 1}]),
     "backup": ("change", [None]),

@@ -51,12 +51,7 @@ class DriftTest(harness.TestCase):
             c.close()
 
     def diff(self):
-        r = self.d.ctl("diff")
-        doc = r.json
-        self.assertEqual(set(doc), {"drift", "replayed", "differences"}, r)
-        self.assertEqual(r.rc, EXIT_DRIFT if doc["drift"] else 0, r)
-        self.assertEqual(doc["drift"], bool(doc["differences"]), r)
-        return {(x["kind"], x["object"]): x["detail"] for x in doc["differences"]}
+        return harness.drift_differences(self, self.d.ctl("diff"))
 
     def test_no_drift_after_up(self):
         self.start()
