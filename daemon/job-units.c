@@ -149,6 +149,15 @@ void job_phase_start_units(job *jb) {
         }
 }
 
+/* On a shared server the stop is one part of the downtime (job-drain.c), which decides what
+ * comes next: whether it was handed over there. */
+static bool handed_over(job *jb) {
+        if (!jb->downtime)
+                return false;
+        job_downtime_part_done(jb);
+        return true;
+}
+
 static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
         job *jb = userdata;
         _cleanup_free_ char *failed = NULL;
@@ -166,10 +175,13 @@ static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED,
                          json_pack("{s:o,s:{s:s}}", "units_failed", details, "database", "status", "unchanged"),
                          msg ?: "could not stop the dependent units");
-                job_phase_start_units(jb);
+                if (!handed_over(jb))
+                        job_phase_start_units(jb);
                 return;
         }
         json_decref(details);
+        if (handed_over(jb))
+                return;
         if (jb->cancel_requested || jb->owner->server->shutting_down) {
                 job_fail(jb, jb->cancel_requested ? PROTOCOL_ERROR_CANCELLED : PROTOCOL_ERROR_INTERRUPTED, NULL,
                          jb->cancel_requested ? "cancelled before the migration started; nothing changed"
@@ -193,7 +205,8 @@ void job_phase_stop_units(job *jb) {
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
                          "cannot ask the service manager about the dependent units; nothing was changed");
-                job_finish(jb);
+                if (!handed_over(jb))
+                        job_finish(jb);
                 return;
         }
         jb->stopped = calloc(n + 1, sizeof(char *));
@@ -207,7 +220,8 @@ void job_phase_stop_units(job *jb) {
                 job_fail(jb, PROTOCOL_ERROR_INTERNAL, NULL,
                          "cannot record which units will be stopped (in the state directory); nothing was "
                          "changed");
-                job_finish(jb);
+                if (!handed_over(jb))
+                        job_finish(jb);
                 return;
         }
         jb->statefile_written = true;
@@ -222,6 +236,7 @@ void job_phase_stop_units(job *jb) {
                        jb);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, "cannot stop the dependent units; nothing was changed");
-                job_phase_start_units(jb);
+                if (!handed_over(jb))
+                        job_phase_start_units(jb);
         }
 }

@@ -152,6 +152,7 @@ void config_clear(config *c) {
         free(c->metrics_textfile);
         free(c->metrics_listen);
         free(c->host_name);
+        free(c->drain);
         memset(c, 0, sizeof(*c));
 }
 
@@ -284,6 +285,12 @@ const setting settings_table[] = {
         { .section = "database", .key = "host_name", .flag = "host-name", .type = SETTING_STRING,
           .offset = FIELD(host_name, char *), .arg = "NAME",
           .help = "this host's name in a shared database's history (default: the host name)" },
+        { .section = "postgresql", .key = "drain", .flag = "drain", .type = SETTING_STRING, .dflt = "all",
+          .offset = FIELD(drain, char *), .arg = "all|self",
+          .help = "a breaking plan stops every live host's dependents (all) or only this host's (self)" },
+        { .section = "postgresql", .key = "drain_timeout", .flag = "drain-timeout", .type = SETTING_UINT, .min = 1,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "60", .offset = FIELD(drain_timeout_s, unsigned),
+          .arg = "S", .help = "how long a drain waits for a live host's acknowledgement" },
         { .section = "migrations", .key = "directory", .flag = "migrations", .short_flag = 'm',
           .type = SETTING_STRING, .offset = FIELD(migrations_dir, char *), .arg = "DIR",
           .help = "the migrations directory (NNNN_name.up.sql ...)" },
@@ -690,6 +697,10 @@ int config_load(int argc, char **argv, config *c) {
                 return CONFIG_EXIT_USAGE;
         if (c->backend && !streq(c->backend, "sqlite") && !streq(c->backend, "postgresql")) {
                 fprintf(stderr, "migrated: unknown backend \"%s\" (sqlite or postgresql)\n", c->backend);
+                return CONFIG_EXIT_USAGE;
+        }
+        if (c->drain && !streq(c->drain, "all") && !streq(c->drain, "self")) {
+                fprintf(stderr, "migrated: [postgresql] drain is \"all\" or \"self\", not \"%s\"\n", c->drain);
                 return CONFIG_EXIT_USAGE;
         }
         if (config_is_server(c) && !c->connection) {
