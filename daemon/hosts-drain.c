@@ -404,6 +404,9 @@ static void on_drained_stopped(void *userdata, unit_outcome *o, size_t n) {
                 drained_end(h, "this host could not stop its dependents");
                 return;
         }
+        /* the row shows the dependents stopped before the holder hears the ack (same session, in order) */
+        _cleanup_free_ char *waiting = h->waiting_for ? strdup(h->waiting_for) : NULL;
+        hosts_set_state(h, "drained", waiting);
         drained_answer(h, true, NULL);
         if (x->end_pending) {
                 drained_end(h, "the job ended meanwhile");

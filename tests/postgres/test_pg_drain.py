@@ -106,9 +106,13 @@ class TestDrain(PgTestCase):
             text += "".join("%s = %s\n" % kv for kv in paths.items())
             subprocess.run(["sh", paths["start"]], check=True)
             harness.wait_until(lambda: len(log.acked()) >= 3, 60, interval=0.05, what="w%s writing" % name)
-        path = os.path.join(self.workdir, "host-%s.conf" % name)
-        with open(path, "w") as f:
+        with open(os.path.join(self.workdir, "host-%s.conf" % name), "w") as f:
             f.write(text + config)
+        return self.host_daemon(name)
+
+    def host_daemon(self, name):
+        """(Another) daemon for host NAME with its configuration and state directory."""
+        path = os.path.join(self.workdir, "host-%s.conf" % name)
         return self.daemon(name=name, extra=["--config", path, "--connection",
                                              self.cluster.conninfo(self.dbname) + " application_name=migrated-" + name])
 
@@ -188,12 +192,37 @@ class TestDrain(PgTestCase):
                 self.assertEqual(hosts[name]["state"], "drained", hosts)
                 self.assertIn("job", hosts[name]["waiting_for"], hosts)
                 self.assertIn("host a", hosts[name]["waiting_for"], hosts)
+                self.assertEqual([d["active_state"] for d in hosts[name]["dependents"]], ["inactive"], hosts)
+            human = harness.ctl("status", sock=c.socket)
+            self.assertRegex(human.out, r"(?m)^ +b +alive +\d+ +drained +drained for job \d+ of host a ")
             a.kill()
         # nobody ends the drain: b and c see a's liveness lock go and start their writers themselves
         self.assertBackWithNewProcess(old, names=("wb", "wc"))
         for d in (b, c):
             self.assertIn("died (its liveness lock went)", d.log())
         self.assertEqual(self.sql("SELECT max(version) FROM migrated_schema"), [["1"]])
+        self.assertNoAckLost()
+
+    def test_a_drained_host_killed_restarts_its_writer_at_its_next_start(self):
+        a, b, c = self.three_hosts()
+        old = self.pids_now()
+        write(self.migrations, [SLOW_ON_A])
+        with harness.Conn(a.socket, 120) as ca:
+            ca.send("up")
+            harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = "
+                                                "'migrated-a' AND query LIKE 'SELECT pg_sleep(CASE%'"), 120,
+                               interval=0.05, what="a's migration running")
+            # b recorded what it stopped before it stopped it, as for a job of its own
+            with open(os.path.join(self.workdir, "state-b", "units.json")) as f:
+                self.assertIn("exec:wb", f.read())
+            b.kill()
+            self.assertFalse(self.running("wb"))
+            again = self.host_daemon("b")  # the same state directory; its start recovers
+            harness.wait_until(lambda: self.running("wb") and self.pid_of("wb") != old["wb"], 60, interval=0.05,
+                               what="wb started again by b's next daemon")
+            self.assertIn("did not start them again; starting them now", again.log())
+            a.kill()
+        self.assertBackWithNewProcess(old, names=("wc",))
         self.assertNoAckLost()
 
     def test_a_host_that_never_acks_fails_the_job_naming_it(self):
