@@ -285,12 +285,6 @@ const setting settings_table[] = {
         { .section = "database", .key = "host_name", .flag = "host-name", .type = SETTING_STRING,
           .offset = FIELD(host_name, char *), .arg = "NAME",
           .help = "this host's name in a shared database's history (default: the host name)" },
-        { .section = "postgresql", .key = "drain", .flag = "drain", .type = SETTING_STRING, .dflt = "all",
-          .offset = FIELD(drain, char *), .arg = "all|self",
-          .help = "a breaking plan stops every live host's dependents (all) or only this host's (self)" },
-        { .section = "postgresql", .key = "drain_timeout", .flag = "drain-timeout", .type = SETTING_UINT, .min = 1,
-          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "60", .offset = FIELD(drain_timeout_s, unsigned),
-          .arg = "S", .help = "how long a drain waits for a live host's acknowledgement" },
         { .section = "migrations", .key = "directory", .flag = "migrations", .short_flag = 'm',
           .type = SETTING_STRING, .offset = FIELD(migrations_dir, char *), .arg = "DIR",
           .help = "the migrations directory (NNNN_name.up.sql ...)" },
@@ -356,6 +350,11 @@ const setting settings_table[] = {
         { .section = "metrics", .key = "listen", .flag = "metrics-listen", .type = SETTING_LOOPBACK,
           .offset = FIELD(metrics_listen, char *), .arg = "ADDR",
           .help = "serve them over HTTP on a loopback address (127.0.0.1:PORT)" },
+        { .section = "postgresql", .key = "drain", .type = SETTING_STRING, .dflt = "all",
+          .offset = FIELD(drain, char *) },
+        { .section = "postgresql", .key = "drain_timeout", .flag = "drain-timeout", .type = SETTING_UINT, .min = 1,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "60", .offset = FIELD(drain_timeout_s, unsigned),
+          .arg = "S", .help = "how long a drain waits for a live host's acknowledgement" },
 };
 const size_t settings_n = ELEMENTSOF(settings_table);
 
