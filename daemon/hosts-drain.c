@@ -250,6 +250,11 @@ int hosts_drain_begin(hosts *h, uint64_t job_id, unsigned timeout_s, hosts_drain
         return r;
 }
 
+void hosts_drain_cancel(hosts *h) {
+        if (h && h->drainer)
+                drainer_finish(h, -ECANCELED, "the drain was cancelled: nothing was applied");
+}
+
 void hosts_drain_end(hosts *h, bool ok) {
         char payload[160];
 
@@ -422,9 +427,7 @@ static void on_drained_stopped(void *userdata, unit_outcome *o, size_t n) {
 static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job_id) {
         server *s = h->server;
         _cleanup_free_ char *waiting = NULL;
-        unit_state *st = NULL;
         hosts_drained_state *x;
-        size_t n = 0;
         int r;
 
         if (h->drained) {
@@ -445,18 +448,11 @@ static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job
                 drained_free(TAKE_PTR(h->drained));
                 return;
         }
-        if (s->deps && s->cfg->n_units > 0) {
-                r = deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n);
-                if (r < 0) {
-                        drained_answer(h, false, "cannot ask the service manager about the dependents");
-                        drained_free(TAKE_PTR(h->drained));
-                        return;
-                }
-                x->units = calloc(n + 1, sizeof(char *));
-                for (size_t i = 0; x->units && i < n; i++)
-                        if (unit_state_is_running(&st[i]))
-                                x->units[x->n++] = strdup(st[i].name);
-                unit_states_free(st, n);
+        if (s->deps && s->cfg->n_units > 0 &&
+            deps_running(s->deps, s->cfg->units, s->cfg->n_units, &x->units, &x->n) < 0) {
+                drained_answer(h, false, "cannot ask the service manager about the dependents");
+                drained_free(TAKE_PTR(h->drained));
+                return;
         }
         r = x->n == 0 ? 0 : statefile_write(s->state_fd, s->cfg->database, job_id, x->units, x->n);
         if (r < 0) {

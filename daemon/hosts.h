@@ -37,6 +37,8 @@ int hosts_notify_commit(db *d, int64_t version, db_failure *f);
  * message naming the hosts that did not. NULL h (SQLite): done at once. */
 typedef void (*hosts_drain_fn)(void *userdata, int r, const char *message);
 int hosts_drain_begin(hosts *h, uint64_t job_id, unsigned timeout_s, hosts_drain_fn done, void *userdata);
+/* The job is cancelled or the daemon stops: the drain's done runs now with -ECANCELED. */
+void hosts_drain_cancel(hosts *h);
 /* The job's end (success or not): every drained host starts its dependents again. Idempotent. */
 void hosts_drain_end(hosts *h, bool ok);
 /* Whether another host's job has this host's dependents stopped now. */

@@ -37,7 +37,8 @@ void job_downtime_part_done(job *jb) {
 static void on_hosts_drained(void *userdata, int r, const char *message) {
         job *jb = userdata;
 
-        if (r < 0 && jb->r == 0)
+        /* a cancel (or shutdown) is told as such by job_downtime_part_done() */
+        if (r < 0 && r != -ECANCELED && jb->r == 0)
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, json_pack("{s:{s:s}}", "database", "status", "unchanged"),
                          message ?: "the other hosts could not be drained; nothing was applied");
         job_downtime_part_done(jb);

@@ -195,13 +195,11 @@ static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
 /* Records which units run, durably, then stops them; nothing else is touched before. */
 void job_phase_stop_units(job *jb) {
         server *s = jb->owner->server;
-        unit_state *st = NULL;
-        size_t n = 0;
         json_t *names;
         int r;
 
         jb->phase = PHASE_STOPPING;
-        r = deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n);
+        r = deps_running(s->deps, s->cfg->units, s->cfg->n_units, &jb->stopped, &jb->n_stopped);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
                          "cannot ask the service manager about the dependent units; nothing was changed");
@@ -209,12 +207,7 @@ void job_phase_stop_units(job *jb) {
                         job_finish(jb);
                 return;
         }
-        jb->stopped = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; jb->stopped && i < n; i++)
-                if (unit_state_is_running(&st[i]))
-                        jb->stopped[jb->n_stopped++] = strdup(st[i].name);
-        unit_states_free(st, n);
-        r = jb->stopped ? statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped) : -ENOMEM;
+        r = statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped);
         if (r < 0) {
                 log_error_errno(r, "Failed to write the state file: %m");
                 job_fail(jb, PROTOCOL_ERROR_INTERNAL, NULL,

@@ -681,6 +681,9 @@ static void stop_running(jobs *j, engine_stop_reason why) {
         if (why == ENGINE_STOP_CANCEL)
                 jb->cancel_requested = true;
         engine_interrupt(j->server->job_engine, why);
+        /* a drain of the other hosts is waited for on the loop: it ends now */
+        if (jb->downtime)
+                hosts_drain_cancel(j->server->hosts);
 }
 
 int jobs_cancel(jobs *j, uint64_t job_id, json_t **ret_result) {

@@ -250,6 +250,24 @@ class TestDrain(PgTestCase):
         self.assertEqual(self.pid_of("wc"), old["wc"])
         self.assertNoAckLost()
 
+    def test_cancel_ends_the_drain_and_every_host_starts_again(self):
+        a, b, c = self.three_hosts()
+        old = self.pids_now()
+        write(self.migrations, [BREAKING])
+        os.kill(c.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: c.alive() and os.kill(c.pid, signal.SIGCONT))
+        with harness.Conn(a.socket, 120) as ca:
+            ca.send("up")
+            harness.wait_until(lambda: self.sql("SELECT 1 FROM migrated_hosts WHERE host = 'a' AND "
+                                                "waiting_for LIKE 'acks from hosts c%'"), 60, interval=0.05,
+                               what="a waiting for c's ack")
+            a.call("cancel", {})
+            _, final = ca.read_reply(timeout=120)
+        self.assertEqual(harness.error_of(final)["code"], "cancelled", final)
+        self.assertEqual(self.sql("SELECT max(version) FROM migrated_schema"), [["1"]])
+        self.assertBackWithNewProcess(old, names=("wa", "wb"))
+        self.assertNoAckLost()
+
     def test_a_job_waiting_for_another_hosts_lock_keeps_its_dependents_running(self):
         # a plan that leaves acks alone: the writer may write while a's plan runs
         write(self.migrations, [(1,) + SLOW_ON_A[1:]])
