@@ -67,6 +67,7 @@ struct hosts_drained_state {
         char **units;
         size_t n;
         bool stopping, starting, end_pending, checking;
+        bool adopted; /* a job of this host took the units over: it starts them */
         struct event *tick;
 };
 
@@ -304,6 +305,33 @@ static void drained_free(hosts_drained_state *x) {
         free(x);
 }
 
+int hosts_drained_adopt(hosts *h, char ***names, size_t *n) {
+        hosts_drained_state *x = h ? h->drained : NULL;
+        char **v;
+        int added = 0;
+
+        if (!x || x->stopping || x->starting || x->n == 0)
+                return 0;
+        v = realloc(*names, (*n + x->n + 1) * sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        *names = v;
+        for (size_t i = 0; i < x->n; i++) {
+                bool have = false;
+                for (size_t k = 0; k < *n && !have; k++)
+                        have = streq(v[k], x->units[i]);
+                if (have)
+                        continue;
+                if (!(v[*n] = strdup(x->units[i])))
+                        return -ENOMEM;
+                (*n)++;
+                added++;
+        }
+        v[*n] = NULL;
+        x->adopted = true;
+        return added;
+}
+
 bool hosts_drained(hosts *h) {
         return h && h->drained;
 }
@@ -340,6 +368,12 @@ static void drained_end(hosts *h, const char *why) {
         x->starting = true;
         if (x->tick)
                 event_del(x->tick);
+        if (x->adopted) {
+                log_info("The drain for job %" PRIu64 " of host %s is over (%s): this host's job starts its "
+                         "dependents", x->job_id, x->holder, why);
+                drained_free(TAKE_PTR(h->drained));
+                return;
+        }
         log_info("The drain for job %" PRIu64 " of host %s is over (%s): starting %zu dependent%s again", x->job_id,
                  x->holder, why, x->n, x->n == 1 ? "" : "s");
         if (x->n == 0 || !h->server->deps ||

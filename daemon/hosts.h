@@ -41,5 +41,9 @@ int hosts_drain_begin(hosts *h, uint64_t job_id, unsigned timeout_s, hosts_drain
 void hosts_drain_cancel(hosts *h);
 /* The job's end (success or not): every drained host starts its dependents again. Idempotent. */
 void hosts_drain_end(hosts *h, bool ok);
+/* A job of this host that stops its dependents while another host's drain still holds some of
+ * them stopped (the drain's end not heard yet) takes them over: appended to *names (*n), to be
+ * recorded and started again by the job, never by the drain's end. Returns how many. */
+int hosts_drained_adopt(hosts *h, char ***names, size_t *n);
 /* Whether another host's job has this host's dependents stopped now. */
 bool hosts_drained(hosts *h);

@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "statefile.h"
 #include "deps.h"
+#include "hosts.h"
 #include "units.h"
 
 static json_t *outcomes_json(const unit_outcome *o, size_t n) {
@@ -196,6 +197,7 @@ static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
 void job_phase_stop_units(job *jb) {
         server *s = jb->owner->server;
         json_t *names;
+        size_t n_own;
         int r;
 
         jb->phase = PHASE_STOPPING;
@@ -207,7 +209,11 @@ void job_phase_stop_units(job *jb) {
                         job_finish(jb);
                 return;
         }
-        r = statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped);
+        n_own = jb->n_stopped;
+        /* stopped by another host's drain whose end is not heard yet: this job starts them too */
+        r = hosts_drained_adopt(s->hosts, &jb->stopped, &jb->n_stopped);
+        if (r >= 0)
+                r = statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped);
         if (r < 0) {
                 log_error_errno(r, "Failed to write the state file: %m");
                 job_fail(jb, PROTOCOL_ERROR_INTERNAL, NULL,
@@ -225,8 +231,7 @@ void job_phase_stop_units(job *jb) {
         job_broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "stopping", "units", names));
         server_notify_status(s, "stopping %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
         jb->t_stop_begin = job_mono_ms();
-        r = deps_stop(s->deps, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped,
-                       jb);
+        r = deps_stop(s->deps, jb->stopped, n_own, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped, jb);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, "cannot stop the dependent units; nothing was changed");
                 if (!handed_over(jb))
