@@ -1,24 +1,34 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """A breaking plan drains every live host: three daemons ("hosts" a, b, c) on one PostgreSQL
-database, each with its own dependent, a real writer (pgwriter.py) inserting into the database
-without pause, stopped and started by `exec:` scripts. An up on a stops every host's writer before
-the DDL runs (the database's own clock says so), and every writer is back afterwards (a new
-process) with no acknowledged insert lost. A failing migration, a kill -9 of the job's holder and a
-host that never answers (SIGSTOP) all leave every writer running again. And a job waiting for
-another daemon's writer lock keeps its own dependents running meanwhile."""
+database, each with its own systemd user manager and its own dependent there, a real writer unit
+(pgwriter.py) inserting into the database without pause. An up on a stops every host's writer
+before the DDL runs (the database's own clock says so), and every writer is back afterwards (the
+same unit, a new main pid) with no acknowledged insert lost. A failing migration, a kill -9 of the
+job's holder, a cancel and a host that never answers (SIGSTOP) all leave every writer running
+again. And a job waiting for another daemon's writer lock keeps its own dependents running.
+
+Like the systemd suite, the file runs itself again as PID 1 of its own PID and mount namespaces
+(tests/systemd/sdharness.py), with a tmpfs on /run, and boots three `systemd --user` there, each in
+a cgroup and a runtime directory of its own; each host's daemon talks to its manager through
+$XDG_RUNTIME_DIR/systemd/private."""
 
 import os
 import signal
 import subprocess
 import sys
+import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "systemd"))
 
 from pgharness import PgTestCase, harness  # noqa: E402
+import sdharness as S  # noqa: E402
 
-PGWRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgwriter.py")
+PGWRITER = os.path.join(HERE, "pgwriter.py")
+HOSTS = "abc"
 PYTHON = sys.executable or "python3"
 UNITS_FAILED = "units_failed"
 
@@ -38,6 +48,78 @@ def write(directory, migrations):
     for version, name, up in migrations:
         with open(os.path.join(directory, "%04d_%s.up.sql" % (version, name)), "w") as f:
             f.write(up)
+
+
+class Managers:
+    """One systemd user manager per host, each in its own cgroup and runtime directory."""
+
+    def __init__(self):
+        self.procs = {}
+        self.logs = {}
+
+    @staticmethod
+    def runtime_dir(host):
+        return "/run/user/%d-%s" % (os.getuid(), host)
+
+    @staticmethod
+    def unit_dir(host):
+        return "/run/migrated-drain-test/%s/systemd/user" % host
+
+    def env(self, host):
+        return dict(os.environ, XDG_RUNTIME_DIR=self.runtime_dir(host),
+                    XDG_CONFIG_HOME=os.path.dirname(os.path.dirname(self.unit_dir(host))))
+
+    def boot(self):
+        S._enter_own_cgroups()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"], check=True, timeout=30)
+        os.makedirs("/run/systemd/system")  # tells systemd it was "booted" with systemd
+        os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
+        os.environ.pop("NOTIFY_SOCKET", None)
+        cgroups = [d for d in os.environ.get(S.NS_CGROUPS, "").split(":") if d]
+        # the tests in a leaf of their own, each manager in another: a manager takes its cgroup
+        # as its root
+        for d in cgroups:
+            os.makedirs(os.path.join(d, "tests"), exist_ok=True)
+            with open(os.path.join(d, "tests", "cgroup.procs"), "w") as f:
+                f.write("0")
+        for host in HOSTS:
+            os.makedirs(self.runtime_dir(host), mode=0o700)
+            os.makedirs(self.unit_dir(host))
+
+            def enter(host=host):
+                for d in cgroups:
+                    os.makedirs(os.path.join(d, "manager-" + host), exist_ok=True)
+                    with open(os.path.join(d, "manager-" + host, "cgroup.procs"), "w") as f:
+                        f.write("0")
+            self.logs[host] = open("/run/migrated-drain-test/manager-%s.log" % host, "ab")
+            self.procs[host] = subprocess.Popen([S.SYSTEMD_BIN, "--user", "--log-target=console"],
+                                                stdin=subprocess.DEVNULL, stdout=self.logs[host],
+                                                stderr=subprocess.STDOUT, preexec_fn=enter,
+                                                env=dict(self.env(host), SYSTEMD_LOG_TARGET="console"))
+        for host in HOSTS:
+            harness.wait_until(lambda: self.systemctl(host, "is-system-running", check=False).stdout.strip()
+                               in ("running", "degraded"), S.MANAGER_READY_TIMEOUT, interval=0.05,
+                               what="systemd --user of host %s" % host)
+
+    def systemctl(self, host, *args, check=True):
+        p = subprocess.run(["systemctl", "--user", "--no-pager"] + list(args), env=self.env(host),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=S.SYSTEMCTL_TIMEOUT)
+        if check and p.returncode != 0:
+            raise AssertionError("systemctl --user %s (host %s): %s" % (" ".join(args), host, p.stderr))
+        return p
+
+    def shutdown(self):
+        for host, p in self.procs.items():
+            if p.poll() is None:
+                self.systemctl(host, "exit", check=False)
+        for p in self.procs.values():
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+MANAGERS = Managers()
 
 
 class WriterLog:
@@ -67,54 +149,49 @@ class TestDrain(PgTestCase):
                  "at timestamptz NOT NULL)")
         self.logs = {}
 
-    def scripts(self, name):
-        """exec: scripts starting and stopping writer NAME; the writer writes to this test's database."""
+    def writer_unit(self, host):
+        """wHOST.service in host's manager: a writer on this test's database, started."""
+        name = "w" + host
         log = WriterLog(os.path.join(self.workdir, name + ".acks"))
-        pidfile = os.path.join(self.workdir, name + ".pid")
-        paths = {}
-        bodies = {
-            "start": "setsid %s %s '%s' %s %s </dev/null >>%s.out 2>&1 &\necho $! > %s\n" % (
-                PYTHON, PGWRITER, self.cluster.conninfo(self.dbname), log.path, name,
-                os.path.join(self.workdir, name), pidfile),
-            "stop": "kill -TERM \"$(cat %s)\"\n" % pidfile,
-            "check": "test -s %s && kill -0 \"$(cat %s)\" 2>/dev/null && "
-                     "! grep -q '^State:.*Z' /proc/\"$(cat %s)\"/status\n" % (pidfile, pidfile, pidfile),
-        }
-        for verb, body in bodies.items():
-            p = os.path.join(self.workdir, "%s-%s.sh" % (name, verb))
-            with open(p, "w") as f:
-                f.write("#!/bin/sh\n" + body)
-            os.chmod(p, 0o755)
-            paths[verb] = p
-        self.addCleanup(lambda: subprocess.run(["sh", paths["stop"]], stderr=subprocess.DEVNULL))
+        argv = [PYTHON, PGWRITER, self.cluster.conninfo(self.dbname), log.path, name]
+        with open(os.path.join(Managers.unit_dir(host), name + ".service"), "w") as f:
+            # SIGTERM to the writer only: it ends its psql itself, after its current insert
+            f.write("[Service]\nExecStart=%s\nKillMode=mixed\nTimeoutStopSec=20\n" % S.exec_line(argv))
+        MANAGERS.systemctl(host, "daemon-reload")
+        MANAGERS.systemctl(host, "start", name + ".service")
+        self.addCleanup(lambda: MANAGERS.systemctl(host, "stop", name + ".service", check=False))
         self.logs[name] = log
-        return paths, log
+        harness.wait_until(lambda: len(log.acked()) >= 3, 60, interval=0.05, what="%s writing" % name)
+        return log
+
+    def show(self, name, prop):
+        return MANAGERS.systemctl(name[1:], "show", "-p", prop, "--value", name + ".service").stdout.strip()
 
     def pid_of(self, name):
-        with open(os.path.join(self.workdir, name + ".pid")) as f:
-            return int(f.read().strip())
+        return int(self.show(name, "MainPID"))
 
     def running(self, name):
-        return subprocess.run(["sh", os.path.join(self.workdir, name + "-check.sh")]).returncode == 0
+        return self.show(name, "ActiveState") == "active"
 
     def host(self, name, writer=True, config=""):
-        """A daemon for host NAME (sessions named migrated-NAME), its writer wNAME running."""
-        text = "[units]\nstop_timeout = 20\nstart_timeout = 30\n"
+        """A daemon for host NAME (sessions named migrated-NAME) with its own user manager, its
+        writer wNAME running there."""
+        text = "[units]\nmanager = user\nstop_timeout = 20\nstart_timeout = 30\n"
         if writer:
-            paths, log = self.scripts("w" + name)
-            text += "units = exec:w%s\n[exec.w%s]\n" % (name, name)
-            text += "".join("%s = %s\n" % kv for kv in paths.items())
-            subprocess.run(["sh", paths["start"]], check=True)
-            harness.wait_until(lambda: len(log.acked()) >= 3, 60, interval=0.05, what="w%s writing" % name)
+            self.writer_unit(name)
+            text += "units = w%s.service\n" % name
         with open(os.path.join(self.workdir, "host-%s.conf" % name), "w") as f:
             f.write(text + config)
         return self.host_daemon(name)
 
     def host_daemon(self, name):
-        """(Another) daemon for host NAME with its configuration and state directory."""
+        """(Another) daemon for host NAME with its configuration, state directory and manager."""
         path = os.path.join(self.workdir, "host-%s.conf" % name)
-        return self.daemon(name=name, extra=["--config", path, "--connection",
-                                             self.cluster.conninfo(self.dbname) + " application_name=migrated-" + name])
+        d = self.daemon(name=name, start=False,
+                        extra=["--config", path, "--connection",
+                               self.cluster.conninfo(self.dbname) + " application_name=migrated-" + name])
+        d.env = lambda: MANAGERS.env(name)
+        return d.start()
 
     def three_hosts(self, config=""):
         write(self.migrations, [V1])
@@ -214,7 +291,7 @@ class TestDrain(PgTestCase):
                                interval=0.05, what="a's migration running")
             # b recorded what it stopped before it stopped it, as for a job of its own
             with open(os.path.join(self.workdir, "state-b", "units.json")) as f:
-                self.assertIn("exec:wb", f.read())
+                self.assertIn("wb.service", f.read())
             b.kill()
             self.assertFalse(self.running("wb"))
             again = self.host_daemon("b")  # the same state directory; its start recovers
@@ -300,5 +377,22 @@ class TestDrain(PgTestCase):
         self.assertNoAckLost()
 
 
+def main():
+    if os.environ.get(S.NS_MARK) != "1":
+        S._run_in_namespace()
+    status = 1
+    t0 = time.monotonic()
+    try:
+        MANAGERS.boot()
+        prog = unittest.main(verbosity=2, exit=False)
+        status = harness.exit_status(prog.result, os.path.basename(sys.argv[0]))
+    finally:
+        MANAGERS.shutdown()
+        print("%s: %.1f s" % (os.path.basename(sys.argv[0]), time.monotonic() - t0), flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    unittest.main()
+    main()
