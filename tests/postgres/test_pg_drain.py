@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -377,22 +376,5 @@ class TestDrain(PgTestCase):
         self.assertNoAckLost()
 
 
-def main():
-    if os.environ.get(S.NS_MARK) != "1":
-        S._run_in_namespace()
-    status = 1
-    t0 = time.monotonic()
-    try:
-        MANAGERS.boot()
-        prog = unittest.main(verbosity=2, exit=False)
-        status = harness.exit_status(prog.result, os.path.basename(sys.argv[0]))
-    finally:
-        MANAGERS.shutdown()
-        print("%s: %.1f s" % (os.path.basename(sys.argv[0]), time.monotonic() - t0), flush=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-
-
 if __name__ == "__main__":
-    main()
+    S.run_tests(MANAGERS.boot, MANAGERS.shutdown)
