@@ -24,6 +24,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "systemd"))
 
 from pgharness import PgTestCase, harness  # noqa: E402
+from test_pg_formats import STAMP  # noqa: E402
 import sdharness as S  # noqa: E402
 
 PGWRITER = os.path.join(HERE, "pgwriter.py")
@@ -324,6 +325,34 @@ class TestDrain(PgTestCase):
         # c's writer was never touched
         self.assertTrue(self.running("wc"))
         self.assertEqual(self.pid_of("wc"), old["wc"])
+        self.assertNoAckLost()
+
+    def test_a_foreign_format_drains_through_notifies_only_and_names_a_silent_host(self):
+        # dbmate's layout: the database holds dbmate's table and the app's, nothing of ours
+        def dbmate(version, up):
+            with open(os.path.join(self.migrations, "%s_m%d.sql" % (STAMP % version, version)), "w") as f:
+                f.write("-- migrate:up\n%s\n-- migrate:down\nSELECT 1;\n" % up)
+        dbmate(1, V1[2])
+        a, b, c = (self.host(n, config="[postgresql]\ndrain_timeout = 5\n") for n in HOSTS)
+        old = self.pids_now()
+        dbmate(2, BREAKING[2])
+        res = a.call("up", timeout=180)
+        self.assertEqual((res["status"], res["to_version"]), ("applied", int(STAMP % 2)), res)
+        self.assertEqual(self.sql("SELECT count(*) FROM acks WHERE at >= (SELECT t FROM ddl_at) AND pid IN (%s)"
+                                  % ", ".join(str(p) for p in old.values())), [["0"]])
+        self.assertBackWithNewProcess(old)
+        self.assertEqual(self.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"),
+                         [["acks"], ["ddl_at"], ["schema_migrations"]])
+        # a host that does not answer is named by its session, as status cannot list it
+        old = self.pids_now()
+        dbmate(3, "ALTER TABLE acks ADD COLUMN more text;")
+        os.kill(c.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: c.alive() and os.kill(c.pid, signal.SIGCONT))
+        _, final = a.rpc("up", timeout=180)
+        err = harness.error_of(final)
+        self.assertRegex(err["message"], r"^host migrated-c \(pid \d+\) neither acknowledged the drain")
+        self.assertEqual(self.sql("SELECT max(version) FROM schema_migrations"), [[STAMP % 2]])
+        self.assertBackWithNewProcess(old, names=("wa", "wb"))
         self.assertNoAckLost()
 
     def test_cancel_ends_the_drain_and_every_host_starts_again(self):
