@@ -68,6 +68,10 @@ struct hosts_drained_state {
         size_t n;
         bool stopping, starting, end_pending, checking;
         bool adopted; /* a job of this host took the units over: it starts them */
+        /* a new holder's drain that came while the units were being started again: begun after */
+        char *next_holder;
+        uint64_t next_job_id;
+        int next_pid;
         struct event *tick;
 };
 
@@ -302,6 +306,7 @@ static void drained_free(hosts_drained_state *x) {
                 event_free(x->tick);
         strv_free_n(x->units, x->n);
         free(x->holder);
+        free(x->next_holder);
         free(x);
 }
 
@@ -336,10 +341,14 @@ bool hosts_drained(hosts *h) {
         return h && h->drained;
 }
 
+static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job_id);
+
 static void on_drained_started(void *userdata, unit_outcome *o, size_t n) {
         hosts *h = userdata;
         hosts_drained_state *x = h->drained;
-        int r;
+        _cleanup_free_ char *next = x ? TAKE_PTR(x->next_holder) : NULL;
+        uint64_t next_job_id = x ? x->next_job_id : 0;
+        int next_pid = x ? x->next_pid : 0, r;
 
         for (size_t i = 0; i < n; i++)
                 if (!o[i].ok)
@@ -352,6 +361,8 @@ static void on_drained_started(void *userdata, unit_outcome *o, size_t n) {
                 log_warning_errno(r, "Failed to remove the state file: %m");
         drained_free(TAKE_PTR(h->drained));
         hosts_set_state(h, h->server->jobs && jobs_busy(h->server->jobs) ? "up" : "idle", NULL);
+        if (next)
+                drained_begin(h, next_pid, next, next_job_id);
 }
 
 /* The drain is over (the holder's "done", its death, or our lost session): start them again. */
@@ -464,10 +475,35 @@ static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job
         hosts_drained_state *x;
         int r;
 
-        if (h->drained) {
-                if (!streq(h->drained->holder, holder) || h->drained->job_id != job_id)
-                        log_warning("Host %s asks for a drain while host %s's drain is not over: answered when it is",
-                                    holder, h->drained->holder);
+        x = h->drained;
+        if (x && streq(x->holder, holder) && x->job_id == job_id)
+                return;
+        if (x) {
+                /* only the writer lock's holder drains: the previous drain is over, its end not
+                 * heard yet. The units stay stopped for the new one, or are stopped again after
+                 * their start. */
+                log_info("Host %s drains this host for job %" PRIu64 ", which host %s's drain for job %" PRIu64
+                         " had stopped: the new drain takes them over", holder, job_id, x->holder, x->job_id);
+                char *copy = strdup(holder);
+                if (!copy)
+                        return;
+                if (x->starting) {
+                        free(x->next_holder);
+                        x->next_holder = copy;
+                        x->next_job_id = job_id;
+                        x->next_pid = be_pid;
+                        return;
+                }
+                free(x->holder);
+                x->holder = copy;
+                x->job_id = job_id;
+                x->holder_pid = be_pid;
+                x->end_pending = false;
+                if (!x->stopping)
+                        drained_answer(h, true, NULL);
+                if (asprintf(&waiting, "drained for job %" PRIu64 " of host %s", job_id, holder) < 0)
+                        waiting = NULL;
+                hosts_set_state(h, "drained", waiting);
                 return;
         }
         h->drained = x = calloc(1, sizeof(*x));

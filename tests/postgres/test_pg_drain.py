@@ -280,6 +280,35 @@ class TestDrain(PgTestCase):
         self.assertEqual(self.sql("SELECT max(version) FROM migrated_schema"), [["1"]])
         self.assertNoAckLost()
 
+    def test_kill_9_of_the_holder_a_waiting_host_drains_and_completes_the_plan(self):
+        a, b, c = self.three_hosts()
+        write(self.migrations, [SLOW_ON_A])
+        with harness.Conn(a.socket, 120) as ca, harness.Conn(c.socket, 120) as cc:
+            ca.send("up")
+            harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = "
+                                                "'migrated-a' AND query LIKE 'SELECT pg_sleep(CASE%'"), 120,
+                               interval=0.05, what="a's migration running")
+            cc.send("up")
+            while True:
+                ev = cc.read_json(60)
+                if ev.get("event") == "lock" and ev.get("holder"):
+                    break
+            a.kill()
+            _, final = cc.read_reply(timeout=120)
+        res = harness.result_of(final)
+        self.assertEqual((res["status"], res["to_version"]), ("applied", 2), final)
+        self.assertIn("host=c", self.sql("SELECT requested_by FROM migrated_attempts WHERE status = 'succeeded' "
+                                         "ORDER BY id DESC LIMIT 1")[0][0])
+        # b was drained by a, then by c (taken over, or stopped again after its own restart): no
+        # writer process of b or c wrote both before and after c's DDL began
+        (t,), = self.sql("SELECT t FROM ddl_at")
+        self.assertEqual(self.sql("SELECT count(*) FROM acks x WHERE x.writer IN ('wb', 'wc') AND x.at >= '%s' "
+                                  "AND EXISTS (SELECT 1 FROM acks y WHERE y.pid = x.pid AND y.at < '%s')" % (t, t)),
+                         [["0"]])
+        harness.wait_until(lambda: self.running("wb") and self.running("wc"), 60, interval=0.05,
+                           what="wb and wc running again")
+        self.assertNoAckLost()
+
     def test_a_drained_host_killed_restarts_its_writer_at_its_next_start(self):
         a, b, c = self.three_hosts()
         old = self.pids_now()
