@@ -41,9 +41,14 @@ static const char live_sql[] =
         "LIMIT 1), coalesce(nullif(a.application_name, ''), 'a host') || ' (pid ' || l.pid || ')') " LIVE_WHERE;
 static const char live_sql_no_table[] =
         "SELECT l.pid, coalesce(nullif(a.application_name, ''), 'a host') || ' (pid ' || l.pid || ')' " LIVE_WHERE;
+/* Whether the drain may still be in force: its holder's liveness lock is held, or the writer lock
+ * is (by the holder's job, whose own session outlived a lost liveness session; or by a next job,
+ * which drains again if it has anything to apply). */
 static const char holder_alive_sql[] =
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted AND "
-        "classid = " HOSTS_LOCK_CLASS " AND objsubid = 2 AND pid = $1::int)";
+        "database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) AND "
+        "((classid = " HOSTS_LOCK_CLASS " AND objsubid = 2 AND pid = $1::int) OR "
+        "(classid = 1835624306 AND objid = 1 AND objsubid = 2)))";
 
 struct hosts_drainer {
         uint64_t job_id;
@@ -400,8 +405,8 @@ static void on_holder_alive(hosts *h, PGresult *res, void *userdata) {
                 return;
         x->checking = false;
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 'f') {
-                log_warning("Host %s, which drained this host for job %" PRIu64 ", died (its liveness lock went)",
-                            x->holder, x->job_id);
+                log_warning("Host %s, which drained this host for job %" PRIu64 ", died (its liveness lock went, "
+                            "and nobody holds the writer lock)", x->holder, x->job_id);
                 drained_end(h, "its holder died");
         }
 }
@@ -435,6 +440,7 @@ static void on_drained_stopped(void *userdata, unit_outcome *o, size_t n) {
         hosts_drained_state *x = h->drained;
         _cleanup_free_ char *failed = NULL;
         struct timeval tv = { 1, 0 };
+        bool asked = o != NULL;
 
         for (size_t i = 0; i < n; i++)
                 if (!o[i].ok) {
@@ -449,7 +455,7 @@ static void on_drained_stopped(void *userdata, unit_outcome *o, size_t n) {
         if (!x)
                 return;
         x->stopping = false;
-        if (failed || (!o && x->n > 0)) {
+        if (failed || (!asked && x->n > 0)) {
                 drained_answer(h, false, failed ?: "the dependents could not be stopped");
                 drained_end(h, "this host could not stop its dependents");
                 return;

@@ -91,7 +91,7 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata);
 static void connection_lost(hosts *h);
 
 static void query_free(hosts_query *q) {
-        for (int i = 0; i < 3; i++)
+        for (size_t i = 0; i < ELEMENTSOF(q->values); i++)
                 free(q->values[i]);
         free(q);
 }
@@ -121,6 +121,7 @@ static void send_next(hosts *h) {
                 if (q->done)
                         q->done(h, NULL, q->userdata);
                 query_free(q);
+                send_next(h); /* the rest of the queue still goes */
                 return;
         }
         h->busy = true;
@@ -139,15 +140,18 @@ static int enqueue(hosts *h, hosts_query *q) {
 
 int hosts_query_send(hosts *h, const char *sql, int n, const char *const *values, hosts_query_fn done,
                      void *userdata) {
-        hosts_query *q = calloc(1, sizeof(*q));
+        hosts_query *q;
 
+        if (n < 0 || n > (int) ELEMENTSOF(q->values))
+                return -EINVAL;
+        q = calloc(1, sizeof(*q));
         if (!q)
                 return -ENOMEM;
         q->sql = sql;
         q->n = n;
         q->done = done;
         q->userdata = userdata;
-        for (int i = 0; i < n && i < 3; i++)
+        for (int i = 0; i < n; i++)
                 if (values[i] && !(q->values[i] = strdup(values[i]))) {
                         query_free(q);
                         return -ENOMEM;

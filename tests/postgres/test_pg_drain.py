@@ -282,7 +282,7 @@ class TestDrain(PgTestCase):
         # nobody ends the drain: b and c see a's liveness lock go and start their writers themselves
         self.assertBackWithNewProcess(old, names=("wb", "wc"))
         for d in (b, c):
-            self.assertIn("died (its liveness lock went)", d.log())
+            self.assertIn("died (its liveness lock went, and nobody holds the writer lock)", d.log())
         self.assertEqual(self.sql("SELECT max(version) FROM migrated_schema"), [["1"]])
         self.assertNoAckLost()
 
