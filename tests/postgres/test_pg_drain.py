@@ -210,6 +210,13 @@ class TestDrain(PgTestCase):
             harness.wait_until(lambda: self.pid_of(n) in self.logs[n].starts(), 60, interval=0.05,
                                what="%s started" % n)
 
+    def liveness_check_after(self, host, t):
+        """[[state_change]] when host's liveness session ran its drain check after t, else []."""
+        return self.sql("SELECT s.state_change FROM pg_stat_activity s JOIN pg_locks l ON l.pid = s.pid WHERE "
+                        "l.locktype = 'advisory' AND l.classid = 1835624307 AND l.objid = hashtext('%s')::oid AND "
+                        "s.state = 'idle' AND s.state_change > '%s' AND "
+                        "s.query LIKE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks%%'" % (host, t))
+
     def assertCleanExit(self, *daemons):
         """Each daemon, asked to stop, exits 0 (and, in a sanitizer build, with nothing leaked)."""
         for d in daemons:
@@ -284,6 +291,37 @@ class TestDrain(PgTestCase):
         for d in (b, c):
             self.assertIn("died (its liveness lock went, and nobody holds the writer lock)", d.log())
         self.assertEqual(self.sql("SELECT max(version) FROM migrated_schema"), [["1"]])
+        self.assertNoAckLost()
+
+    def test_a_holder_that_loses_its_liveness_session_keeps_the_others_drained(self):
+        a, b, c = self.three_hosts()
+        old = self.pids_now()
+        write(self.migrations, [SLOW_ON_A])
+        with harness.Conn(a.socket, 120) as ca:
+            ca.send("up")
+            harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = "
+                                                "'migrated-a' AND query LIKE 'SELECT pg_sleep(CASE%'"), 120,
+                               interval=0.05, what="a's migration running")
+            # a's liveness session ends (as in a network blip); its job's session runs on
+            self.sql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND "
+                     "classid = 1835624307 AND objid = hashtext('a')::oid AND granted")
+            (t,), = self.sql("SELECT clock_timestamp()")
+            # b and c ask whether their drain holds (every second) on their liveness session: two
+            # checks after a's session ended, so the answer to the first one was read
+            for name, d in (("b", b), ("c", c)):
+                after = t
+
+                def checked():
+                    self.assertNotIn("died", d.log(), "host %s ended its drain under a's DDL" % name)
+                    return self.liveness_check_after(name, after)
+                for _ in range(2):
+                    after = harness.wait_until(checked, 60, interval=0.05, what="host %s checking its drain"
+                                               % name)[0][0]
+            self.assertFalse(self.running("wb") or self.running("wc"))
+            for d in (b, c):
+                self.assertNotIn("died", d.log())
+            a.kill()
+        self.assertBackWithNewProcess(old, names=("wb", "wc"))
         self.assertNoAckLost()
 
     def test_kill_9_of_the_holder_a_waiting_host_drains_and_completes_the_plan(self):
