@@ -210,6 +210,12 @@ class TestDrain(PgTestCase):
             harness.wait_until(lambda: self.pid_of(n) in self.logs[n].starts(), 60, interval=0.05,
                                what="%s started" % n)
 
+    def wait_slow_on_a(self):
+        """Until host a's session runs SLOW_ON_A's sleep: every host was drained before."""
+        harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = 'migrated-a' "
+                                            "AND query LIKE 'SELECT pg_sleep(CASE%'"), 120, interval=0.05,
+                           what="a's migration running")
+
     def liveness_check_after(self, host, t):
         """[[state_change]] when host's liveness session ran its drain check after t, else []."""
         return self.sql("SELECT s.state_change FROM pg_stat_activity s JOIN pg_locks l ON l.pid = s.pid WHERE "
@@ -272,9 +278,7 @@ class TestDrain(PgTestCase):
         with harness.Conn(a.socket, 120) as ca:
             ca.send("up")
             # the plan runs: every host was drained before
-            harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = "
-                                                "'migrated-a' AND query LIKE 'SELECT pg_sleep(CASE%'"), 120,
-                               interval=0.05, what="a's migration running")
+            self.wait_slow_on_a()
             self.assertFalse(self.running("wb") or self.running("wc"))
             # status across hosts: b and c say whose drain they are in
             hosts = {h["host"]: h for h in b.status()["hosts"]}
@@ -299,9 +303,7 @@ class TestDrain(PgTestCase):
         write(self.migrations, [SLOW_ON_A])
         with harness.Conn(a.socket, 120) as ca:
             ca.send("up")
-            harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = "
-                                                "'migrated-a' AND query LIKE 'SELECT pg_sleep(CASE%'"), 120,
-                               interval=0.05, what="a's migration running")
+            self.wait_slow_on_a()
             # a's liveness session ends (as in a network blip); its job's session runs on
             self.sql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND "
                      "classid = 1835624307 AND objid = hashtext('a')::oid AND granted")
@@ -329,9 +331,7 @@ class TestDrain(PgTestCase):
         write(self.migrations, [SLOW_ON_A])
         with harness.Conn(a.socket, 120) as ca, harness.Conn(c.socket, 120) as cc:
             ca.send("up")
-            harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = "
-                                                "'migrated-a' AND query LIKE 'SELECT pg_sleep(CASE%'"), 120,
-                               interval=0.05, what="a's migration running")
+            self.wait_slow_on_a()
             cc.send("up")
             while True:
                 ev = cc.read_json(60)
@@ -359,9 +359,7 @@ class TestDrain(PgTestCase):
         write(self.migrations, [SLOW_ON_A])
         with harness.Conn(a.socket, 120) as ca:
             ca.send("up")
-            harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = "
-                                                "'migrated-a' AND query LIKE 'SELECT pg_sleep(CASE%'"), 120,
-                               interval=0.05, what="a's migration running")
+            self.wait_slow_on_a()
             # b recorded what it stopped before it stopped it, as for a job of its own
             with open(os.path.join(self.workdir, "state-b", "units.json")) as f:
                 self.assertIn("wb.service", f.read())
@@ -456,9 +454,7 @@ class TestDrain(PgTestCase):
         old = self.pid_of("wb")
         with harness.Conn(a.socket, 120) as ca, harness.Conn(b.socket, 120) as cb:
             ca.send("up")
-            harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = "
-                                                "'migrated-a' AND query LIKE 'SELECT pg_sleep(CASE%'"), 120,
-                               interval=0.05, what="a's migration running")
+            self.wait_slow_on_a()
             cb.send("up")
             while True:
                 ev = cb.read_json(60)
