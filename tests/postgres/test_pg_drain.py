@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -210,6 +211,12 @@ class TestDrain(PgTestCase):
             harness.wait_until(lambda: self.pid_of(n) in self.logs[n].starts(), 60, interval=0.05,
                                what="%s started" % n)
 
+    def wait_acks_from_c(self):
+        """Until host a's row says it waits for host c's acknowledgement only."""
+        harness.wait_until(lambda: self.sql("SELECT 1 FROM migrated_hosts WHERE host = 'a' AND "
+                                            "waiting_for LIKE 'acks from hosts c (%'"), 60, interval=0.05,
+                           what="a waiting for c's ack")
+
     def wait_slow_on_a(self):
         """Until host a's session runs SLOW_ON_A's sleep: every host was drained before."""
         harness.wait_until(lambda: self.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = 'migrated-a' "
@@ -238,7 +245,9 @@ class TestDrain(PgTestCase):
         a, b, c = self.three_hosts()
         old = self.pids_now()
         write(self.migrations, [BREAKING])
+        t0 = time.monotonic()
         res = a.call("up", timeout=180)
+        answered = time.monotonic() - t0
         self.assertEqual((res["status"], res["to_version"]), ("applied", 2), res)
         # every writer (of every host) wrote its last row before the DDL ran, by the server's clock
         late = self.sql("SELECT writer, pid, at FROM acks WHERE at >= (SELECT t FROM ddl_at) AND pid IN (%s)"
@@ -251,6 +260,8 @@ class TestDrain(PgTestCase):
         for n in old:
             harness.wait_until(lambda: self.sql("SELECT 1 FROM acks WHERE pid = %d" % self.pid_of(n)), 60,
                                interval=0.05, what="%s writing again" % n)
+        print("\n3 hosts drained, plan applied: answered after %.2f s, every writer writing again after %.2f s"
+              % (answered, time.monotonic() - t0), file=sys.stderr)
         self.assertNoAckLost()
         for d, name in ((b, "b"), (c, "c")):
             self.assertIn("Host a drains this host for job", d.log())
@@ -382,9 +393,7 @@ class TestDrain(PgTestCase):
         with harness.Conn(a.socket, 120) as ca:
             ca.send("up")
             # a says what it waits for, across hosts
-            harness.wait_until(lambda: self.sql("SELECT 1 FROM migrated_hosts WHERE host = 'a' AND "
-                                                "waiting_for LIKE 'acks from hosts c%'"), 60, interval=0.05,
-                               what="a waiting for c's ack")
+            self.wait_acks_from_c()
             _, final = ca.read_reply(timeout=120)
         err = harness.error_of(final)
         self.assertEqual(err["code"], UNITS_FAILED, err)
@@ -426,6 +435,22 @@ class TestDrain(PgTestCase):
         self.assertBackWithNewProcess(old, names=("wa", "wb"))
         self.assertNoAckLost()
 
+    def test_a_host_that_dies_during_the_drain_is_dropped(self):
+        a, b, c = self.three_hosts()
+        old = self.pids_now()
+        write(self.migrations, [BREAKING])
+        os.kill(c.pid, signal.SIGSTOP)
+        with harness.Conn(a.socket, 120) as ca:
+            ca.send("up")
+            self.wait_acks_from_c()
+            c.kill()
+            _, final = ca.read_reply(timeout=120)
+        res = harness.result_of(final)
+        self.assertEqual((res["status"], res["to_version"]), ("applied", 2), final)
+        self.assertIn("Host c died during the drain for job", a.log())
+        self.assertBackWithNewProcess(old, names=("wa", "wb"))
+        self.assertNoAckLost()
+
     def test_cancel_ends_the_drain_and_every_host_starts_again(self):
         a, b, c = self.three_hosts()
         old = self.pids_now()
@@ -434,9 +459,7 @@ class TestDrain(PgTestCase):
         self.addCleanup(lambda: c.alive() and os.kill(c.pid, signal.SIGCONT))
         with harness.Conn(a.socket, 120) as ca:
             ca.send("up")
-            harness.wait_until(lambda: self.sql("SELECT 1 FROM migrated_hosts WHERE host = 'a' AND "
-                                                "waiting_for LIKE 'acks from hosts c%'"), 60, interval=0.05,
-                               what="a waiting for c's ack")
+            self.wait_acks_from_c()
             a.call("cancel", {})
             _, final = ca.read_reply(timeout=120)
         self.assertEqual(harness.error_of(final)["code"], "cancelled", final)
