@@ -530,7 +530,13 @@ static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job
                 drained_free(TAKE_PTR(h->drained));
                 return;
         }
-        r = x->n == 0 ? 0 : statefile_write(s->state_fd, s->cfg->database, job_id, x->units, x->n);
+        if (x->n == 0) { /* nothing runs here to stop: acknowledged, nothing to watch or start */
+                log_info("Host %s drains this host for job %" PRIu64 ": no dependent runs here", holder, job_id);
+                drained_answer(h, true, NULL);
+                drained_free(TAKE_PTR(h->drained));
+                return;
+        }
+        r = statefile_write(s->state_fd, s->cfg->database, job_id, x->units, x->n);
         if (r < 0) {
                 log_error_errno(r, "Failed to write the state file: %m");
                 drained_answer(h, false, "cannot record which dependents it stops (state directory)");
@@ -543,7 +549,7 @@ static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job
         log_info("Host %s drains this host for job %" PRIu64 ": stopping %zu dependent%s", holder, job_id, x->n,
                  x->n == 1 ? "" : "s");
         x->stopping = true;
-        if (x->n == 0 || deps_stop(s->deps, x->units, x->n, (uint64_t) s->cfg->stop_timeout_s * 1000000,
+        if (deps_stop(s->deps, x->units, x->n, (uint64_t) s->cfg->stop_timeout_s * 1000000,
                                    on_drained_stopped, h) < 0)
                 on_drained_stopped(h, NULL, 0);
 }
