@@ -50,6 +50,7 @@ static void job_phase_downtime(job *jb) {
         bool own = s->cfg->n_units > 0 && s->deps;
         int r;
 
+        jb->phase = PHASE_STOPPING; /* this host's dependents, and the other hosts' */
         jb->downtime = true;
         jb->downtime_pending = 1; /* this function's own share: nothing joins before it returns */
         if (plan_needs_downtime(s->cfg, jb) && s->hosts) {
