@@ -9,6 +9,7 @@
 #include "dep-kind.h"
 #include "dep-run.h"
 #include "deps.h"
+#include "statefile.h"
 #include "log.h"
 #include "macro.h"
 
@@ -422,6 +423,29 @@ static int op_run(deps *d, bool stop, char *const *names, size_t n, uint64_t tim
                         it->thread_started = true;
         }
         op_part_done(o);
+        return 0;
+}
+
+int deps_running(deps *d, char *const *names, size_t n, char ***ret, size_t *ret_n) {
+        unit_state *st = NULL;
+        size_t n_st = 0, k = 0;
+        char **v;
+        int r;
+
+        r = deps_query(d, names, n, &st, &n_st);
+        if (r < 0)
+                return r;
+        v = calloc(n_st + 1, sizeof(char *));
+        for (size_t i = 0; v && i < n_st; i++)
+                if (unit_state_is_running(&st[i]) && !(v[k++] = strdup(st[i].name))) {
+                        strv_free_n(v, k);
+                        v = NULL;
+                }
+        unit_states_free(st, n_st);
+        if (!v)
+                return -ENOMEM;
+        *ret = v;
+        *ret_n = k;
         return 0;
 }
 

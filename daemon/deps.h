@@ -23,6 +23,10 @@ deps *deps_free(deps *d);
 /* Each name's state (active_state "active" or "inactive" for other kinds); blocks briefly. */
 int deps_query(deps *d, char *const *names, size_t n, unit_state **ret, size_t *ret_n);
 
+/* Which of names run now (newly allocated, NULL-terminated, *ret_n of them): what a stop
+ * records and stops. */
+int deps_running(deps *d, char *const *names, size_t n, char ***ret, size_t *ret_n);
+
 int deps_stop(deps *d, char *const *names, size_t n, uint64_t timeout_usec, units_done_fn done, void *userdata);
 int deps_start(deps *d, char *const *names, size_t n, uint64_t timeout_usec, units_done_fn done, void *userdata);
 

@@ -26,7 +26,25 @@ static void on_lock_wait(void *userdata, json_t *holder) {
                 json_decref(holder);
 }
 
-/* A shared server's writer lock is taken before the plan is made, so that a plan another daemon
+bool engine_has_writer_lock(engine *e) {
+        return e->db->backend->lock != NULL;
+}
+
+int engine_lock_writer(engine *e, engine_progress_fn progress, void *userdata, engine_error *err) {
+        lock_waiter w = { progress, userdata };
+        db_failure f = {};
+        int r;
+
+        r = db_lock(e->db, on_lock_wait, &w, &f);
+        return r <= 0 ? r : engine_fail_db(err, &f, NULL);
+}
+
+void engine_unlock_writer(engine *e) {
+        db_unlock(e->db);
+}
+
+/* A shared server's writer lock is taken before the plan is made (unless the job took it
+ * already, before its dependents were stopped), so that a plan another daemon
  * applied meanwhile is found applied ("current"), and held until the job ends. */
 int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
                     json_t **ret_result, engine_error *err) {

@@ -143,6 +143,12 @@ int engine_list_backups(engine *e, json_t **ret, engine_error *err);
 
 /* Called on the engine's thread for each progress event; takes ownership of fields. */
 typedef void (*engine_progress_fn)(void *userdata, const char *event, json_t *fields);
+/* A shared server's writer lock, taken before a job's dependents are touched (it waits, telling
+ * progress who holds it) and held until the job's plan ran or engine_unlock_writer(); whether the
+ * backend has one at all. */
+bool engine_has_writer_lock(engine *e);
+int engine_lock_writer(engine *e, engine_progress_fn progress, void *userdata, engine_error *err);
+void engine_unlock_writer(engine *e);
 
 /* Whether the job would change the live database now (then the dependent units must be
  * stopped), or why it would be refused; checked before anything is touched. */

@@ -16,16 +16,11 @@
 
 #include "db-postgres.h"
 #include "deps.h"
-#include "hosts.h"
+#include "hosts-internal.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
 #include "units.h"
-
-/* The liveness locks' first key ("migr" + 1; the writer lock is "migr", 1); the second is
- * hashtext(host). */
-#define HOSTS_LOCK_CLASS "1835624307"
-#define HOSTS_CHANNEL "migrated_version"
 
 static const char hosts_table_sql[] =
         "CREATE TABLE IF NOT EXISTS migrated_hosts (\n"
@@ -38,24 +33,14 @@ static const char hosts_table_sql[] =
         "        updated_at TIMESTAMPTZ NOT NULL\n"
         ")";
 
-struct hosts {
-        server *server;
-        db *db;
-        PGconn *conn; /* db's */
-        struct event *readable;
-        bool busy;        /* an update is in flight */
-        bool dirty;       /* another one is due once it is answered */
-        char *state;
-        char *waiting_for;
-        /* a lost session is replaced on the reader, retried with a growing pause */
-        struct event *retry;
-        bool lost, reconnecting, reconnected;
-        unsigned retry_s;
-        char *reconnect_dependents;
-        /* a foreign format's database holds only its tool's table: no row of ours there, so this
-         * host is known by its liveness lock and takes its part in the gates, but status cannot
-         * list it */
-        bool no_table;
+/* One queued query; the row's update (sql NULL) reads its values when it is sent. */
+struct hosts_query {
+        const char *sql;
+        int n;
+        char *values[3];
+        hosts_query_fn done;
+        void *userdata;
+        hosts_query *next;
 };
 
 /* A blocking query for registration (at start, or on the reader after a reconnection); with
@@ -102,30 +87,95 @@ static const char upsert_sql[] =
         "migrated_hosts.started_at ELSE EXCLUDED.started_at END, state = EXCLUDED.state, "
         "waiting_for = EXCLUDED.waiting_for, dependents = EXCLUDED.dependents, updated_at = now()";
 
-/* Sends the host's row without waiting for the answer (on_readable reads it). */
 static void on_readable(evutil_socket_t fd, short what, void *userdata);
 static void connection_lost(hosts *h);
 
-static void send_update(hosts *h) {
-        _cleanup_free_ char *dependents = NULL;
-        char pid[16];
+static void query_free(hosts_query *q) {
+        for (size_t i = 0; i < ELEMENTSOF(q->values); i++)
+                free(q->values[i]);
+        free(q);
+}
 
-        if (h->no_table)
+/* Sends the queue's head when nothing is in flight; on_readable reads its answer. */
+static void send_next(hosts *h) {
+        _cleanup_free_ char *dependents = NULL;
+        hosts_query *q = h->head;
+        char pid[16];
+        int ok;
+
+        if (h->busy || h->lost || !q)
                 return;
-        if (h->busy || h->lost) {
-                h->dirty = true;
-                return;
-        }
-        h->dirty = false;
-        dependents = dependents_json(h);
-        snprintf(pid, sizeof(pid), "%d", (int) getpid());
-        const char *values[] = { hosts_name(), pid, h->state ?: "idle", h->waiting_for, dependents ?: "[]" };
-        if (!PQsendQueryParams(h->conn, upsert_sql, 5, NULL, values, NULL, NULL, 0)) {
-                log_warning("Cannot update this host's row in migrated_hosts: %s", PQerrorMessage(h->conn));
+        if (!q->sql) {
+                h->update_queued = false;
+                dependents = dependents_json(h);
+                snprintf(pid, sizeof(pid), "%d", (int) getpid());
+                const char *values[] = { hosts_name(), pid, h->state ?: "idle", h->waiting_for, dependents ?: "[]" };
+                ok = PQsendQueryParams(h->conn, upsert_sql, 5, NULL, values, NULL, NULL, 0);
+        } else
+                ok = PQsendQueryParams(h->conn, q->sql, q->n, NULL, (const char *const *) q->values, NULL, NULL, 0);
+        if (!ok) {
+                log_warning("Cannot send a query on this host's connection: %s", PQerrorMessage(h->conn));
+                h->head = q->next;
+                if (!h->head)
+                        h->tail = NULL;
+                if (q->done)
+                        q->done(h, NULL, q->userdata);
+                query_free(q);
+                send_next(h); /* the rest of the queue still goes */
                 return;
         }
         h->busy = true;
         (void) PQflush(h->conn);
+}
+
+static int enqueue(hosts *h, hosts_query *q) {
+        if (h->tail)
+                h->tail->next = q;
+        else
+                h->head = q;
+        h->tail = q;
+        send_next(h);
+        return 0;
+}
+
+int hosts_query_send(hosts *h, const char *sql, int n, const char *const *values, hosts_query_fn done,
+                     void *userdata) {
+        hosts_query *q;
+
+        if (n < 0 || n > (int) ELEMENTSOF(q->values))
+                return -EINVAL;
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        q->sql = sql;
+        q->n = n;
+        q->done = done;
+        q->userdata = userdata;
+        for (int i = 0; i < n; i++)
+                if (values[i] && !(q->values[i] = strdup(values[i]))) {
+                        query_free(q);
+                        return -ENOMEM;
+                }
+        return enqueue(h, q);
+}
+
+void hosts_drain_notify(hosts *h, const char *payload) {
+        const char *values[] = { payload };
+
+        if (hosts_query_send(h, "SELECT pg_notify('" HOSTS_DRAIN_CHANNEL "', $1)", 1, values, NULL, NULL) < 0)
+                log_warning("Cannot tell the other hosts \"%s\": out of memory", payload);
+}
+
+static void send_update(hosts *h) {
+        hosts_query *q;
+
+        if (h->no_table || h->update_queued)
+                return;
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return;
+        h->update_queued = true;
+        (void) enqueue(h, q);
 }
 
 void hosts_set_state(hosts *h, const char *state, const char *waiting_for) {
@@ -149,19 +199,31 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
         }
         while (h->busy && !PQisBusy(h->conn)) {
                 PGresult *res = PQgetResult(h->conn);
+                hosts_query *q = h->head;
                 if (!res) {
                         h->busy = false;
-                        if (h->dirty)
-                                send_update(h);
-                        break;
+                        h->head = q->next;
+                        if (!h->head)
+                                h->tail = NULL;
+                        query_free(q);
+                        send_next(h);
+                        continue;
                 }
-                if (PQresultStatus(res) != PGRES_COMMAND_OK)
-                        log_warning("Cannot update this host's row in migrated_hosts: %s", PQresultErrorMessage(res));
+                if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+                        log_warning("A query on this host's connection failed: %s", PQresultErrorMessage(res));
+                if (q->done) {
+                        q->done(h, res, q->userdata);
+                        q->done = NULL; /* one answer per query */
+                }
                 PQclear(res);
         }
         while ((n = PQnotifies(h->conn))) {
-                if (strcmp(n->relname, HOSTS_CHANNEL) == 0 && n->be_pid != PQbackendPID(h->conn))
-                        notified = true;
+                if (n->be_pid != PQbackendPID(h->conn)) {
+                        if (strcmp(n->relname, HOSTS_CHANNEL) == 0)
+                                notified = true;
+                        else if (strcmp(n->relname, HOSTS_DRAIN_CHANNEL) == 0 && !h->server->shutting_down)
+                                hosts_drain_on_notify(h, n->be_pid, n->extra);
+                }
                 PQfreemem(n);
         }
         /* another host committed: re-read the version, which opens the gates it satisfies */
@@ -184,13 +246,15 @@ static bool register_host(hosts *h, const char *dependents) {
                 return false;
         }
         if (ok && h->no_table)
-                return sync_ok(h->conn, "LISTEN " HOSTS_CHANNEL, 0, NULL, NULL);
+                return sync_ok(h->conn, "LISTEN " HOSTS_CHANNEL, 0, NULL, NULL) &&
+                       sync_ok(h->conn, "LISTEN " HOSTS_DRAIN_CHANNEL, 0, NULL, NULL);
         snprintf(pid, sizeof(pid), "%d", (int) getpid());
         const char *values[] = { hosts_name(), pid, "idle", NULL, dependents ?: "[]" };
         return ok && sync_ok(h->conn, "BEGIN", 0, NULL, NULL) &&
                sync_ok(h->conn, "SELECT pg_advisory_xact_lock(" HOSTS_LOCK_CLASS ", 0)", 0, NULL, NULL) &&
                sync_ok(h->conn, hosts_table_sql, 0, NULL, NULL) && sync_ok(h->conn, upsert_sql, 5, values, NULL) &&
-               sync_ok(h->conn, "COMMIT", 0, NULL, NULL) && sync_ok(h->conn, "LISTEN " HOSTS_CHANNEL, 0, NULL, NULL);
+               sync_ok(h->conn, "COMMIT", 0, NULL, NULL) && sync_ok(h->conn, "LISTEN " HOSTS_CHANNEL, 0, NULL, NULL) &&
+               sync_ok(h->conn, "LISTEN " HOSTS_DRAIN_CHANNEL, 0, NULL, NULL);
 }
 
 static bool watch(hosts *h) {
@@ -224,6 +288,7 @@ static void reconnect_done(void *userdata) {
                 h->busy = false;
                 h->retry_s = 1;
                 send_update(h);
+                send_next(h);
                 /* a commit may have been missed meanwhile */
                 if (!h->server->shutting_down)
                         server_refresh(h->server, NULL);
@@ -243,6 +308,23 @@ static void on_retry(evutil_socket_t fd, short what, void *userdata) {
                 h->reconnecting = true;
 }
 
+/* The queued queries will never be answered: each is told so, and the row's update is queued
+ * again for the new session. */
+static void fail_queue(hosts *h) {
+        hosts_query *q;
+
+        h->busy = false;
+        while ((q = h->head)) {
+                h->head = q->next;
+                if (q->done)
+                        q->done(h, NULL, q->userdata);
+                query_free(q);
+        }
+        h->tail = NULL;
+        h->update_queued = false;
+        send_update(h);
+}
+
 /* The session is gone (the server ended it, or the network): this host looks dead to the others
  * until a new session holds its lock again, which is tried with a growing pause. */
 static void connection_lost(hosts *h) {
@@ -252,6 +334,8 @@ static void connection_lost(hosts *h) {
                   PQerrorMessage(h->conn));
         event_del(h->readable);
         h->lost = true;
+        fail_queue(h);
+        hosts_drain_on_lost(h);
         h->retry_s = 1;
         evtimer_add(h->retry, &tv);
 }
@@ -295,6 +379,11 @@ hosts *hosts_free(hosts *h) {
         if (h->retry)
                 event_free(h->retry);
         free(h->reconnect_dependents);
+        hosts_drain_free(h);
+        for (hosts_query *q = h->head, *next; q; q = next) {
+                next = q->next;
+                query_free(q);
+        }
         db_close(h->db);
         free(h->state);
         free(h->waiting_for);

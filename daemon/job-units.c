@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "statefile.h"
 #include "deps.h"
+#include "hosts.h"
 #include "units.h"
 
 static json_t *outcomes_json(const unit_outcome *o, size_t n) {
@@ -149,6 +150,15 @@ void job_phase_start_units(job *jb) {
         }
 }
 
+/* On a shared server the stop is one part of the downtime (job-drain.c), which decides what
+ * comes next: whether it was handed over there. */
+static bool handed_over(job *jb) {
+        if (!jb->downtime)
+                return false;
+        job_downtime_part_done(jb);
+        return true;
+}
+
 static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
         job *jb = userdata;
         _cleanup_free_ char *failed = NULL;
@@ -166,10 +176,13 @@ static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED,
                          json_pack("{s:o,s:{s:s}}", "units_failed", details, "database", "status", "unchanged"),
                          msg ?: "could not stop the dependent units");
-                job_phase_start_units(jb);
+                if (!handed_over(jb))
+                        job_phase_start_units(jb);
                 return;
         }
         json_decref(details);
+        if (handed_over(jb))
+                return;
         if (jb->cancel_requested || jb->owner->server->shutting_down) {
                 job_fail(jb, jb->cancel_requested ? PROTOCOL_ERROR_CANCELLED : PROTOCOL_ERROR_INTERRUPTED, NULL,
                          jb->cancel_requested ? "cancelled before the migration started; nothing changed"
@@ -183,31 +196,31 @@ static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
 /* Records which units run, durably, then stops them; nothing else is touched before. */
 void job_phase_stop_units(job *jb) {
         server *s = jb->owner->server;
-        unit_state *st = NULL;
-        size_t n = 0;
         json_t *names;
+        size_t n_own;
         int r;
 
         jb->phase = PHASE_STOPPING;
-        r = deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n);
+        r = deps_running(s->deps, s->cfg->units, s->cfg->n_units, &jb->stopped, &jb->n_stopped);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
                          "cannot ask the service manager about the dependent units; nothing was changed");
-                job_finish(jb);
+                if (!handed_over(jb))
+                        job_finish(jb);
                 return;
         }
-        jb->stopped = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; jb->stopped && i < n; i++)
-                if (unit_state_is_running(&st[i]))
-                        jb->stopped[jb->n_stopped++] = strdup(st[i].name);
-        unit_states_free(st, n);
-        r = jb->stopped ? statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped) : -ENOMEM;
+        n_own = jb->n_stopped;
+        /* stopped by another host's drain whose end is not heard yet: this job starts them too */
+        r = hosts_drained_adopt(s->hosts, &jb->stopped, &jb->n_stopped);
+        if (r >= 0)
+                r = statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped);
         if (r < 0) {
                 log_error_errno(r, "Failed to write the state file: %m");
                 job_fail(jb, PROTOCOL_ERROR_INTERNAL, NULL,
                          "cannot record which units will be stopped (in the state directory); nothing was "
                          "changed");
-                job_finish(jb);
+                if (!handed_over(jb))
+                        job_finish(jb);
                 return;
         }
         jb->statefile_written = true;
@@ -218,10 +231,10 @@ void job_phase_stop_units(job *jb) {
         job_broadcast_event(jb, "units", json_pack("{s:s,s:o}", "phase", "stopping", "units", names));
         server_notify_status(s, "stopping %zu unit%s", jb->n_stopped, jb->n_stopped == 1 ? "" : "s");
         jb->t_stop_begin = job_mono_ms();
-        r = deps_stop(s->deps, jb->stopped, jb->n_stopped, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped,
-                       jb);
+        r = deps_stop(s->deps, jb->stopped, n_own, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_stopped, jb);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, "cannot stop the dependent units; nothing was changed");
-                job_phase_start_units(jb);
+                if (!handed_over(jb))
+                        job_phase_start_units(jb);
         }
 }

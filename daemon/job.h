@@ -51,6 +51,11 @@ typedef struct job {
         int64_t t_stop_begin, t_stop_end, t_apply_end, t_start_end, t_checks_ms, t_sql_ms;
         int64_t t_begin;       /* when it left the queue, for its duration */
         bool holders_waited;   /* other processes kept the database open after the stop */
+        /* a shared server (job-drain.c): the writer lock was taken before the dependents were
+         * touched; the downtime's parts (own stop, other hosts' drain) still to end */
+        bool lock_early;
+        bool downtime;
+        unsigned downtime_pending;
 
         /* outcome; worker fields are read on the loop thread after the worker finished */
         int r;
@@ -80,7 +85,17 @@ void job_fail(job *jb, protocol_error_code code, json_t *extra, const char *mess
 /* Decides the wait gate from the job's outcome (once), before the units start again. */
 void job_gate_update(job *jb);
 
-/* Runs the SQL on the job worker. */
+/* Engine progress callback (worker thread): hands the event to the loop. */
+void job_on_progress(void *userdata, const char *event, json_t *fields);
+
+/* job-drain.c: on a shared server, a migration takes the writer lock and plans again before any
+ * dependent is touched (job_locks_first), then stops its own and drains the other hosts; each
+ * part of that downtime ends with job_downtime_part_done(). */
+bool job_locks_first(const job *jb);
+void job_phase_lock(job *jb);
+void job_downtime_part_done(job *jb);
+
+/* Runs the SQL on the job worker (skipped when the job failed already; the lock is released). */
 void job_phase_apply(job *jb);
 
 /* job-units.c: records which units run, durably, then stops them; and starts them again, which

@@ -187,7 +187,7 @@ static void deliver_progress(void *userdata) {
 }
 
 /* Engine callback, on the worker thread: hand the event over to the loop. */
-static void on_progress(void *userdata, const char *event, json_t *fields) {
+void job_on_progress(void *userdata, const char *event, json_t *fields) {
         job *jb = userdata;
         progress_msg *m = calloc(1, sizeof(*m));
 
@@ -228,7 +228,9 @@ void job_finish(job *jb) {
         char id[24];
 
         snprintf(id, sizeof(id), "%" PRIu64, jb->id);
-        hosts_set_state(s->hosts, "idle", NULL);
+        hosts_drain_end(s->hosts, jb->r == 0);
+        if (!hosts_drained(s->hosts)) /* else it waits for another host's job still */
+                hosts_set_state(s->hosts, "idle", NULL);
         if (job_moves_schema(jb) && !jb->gate_updated) {
                 jb->gate_updated = true;
                 s->gate.suspended = false;
@@ -328,6 +330,9 @@ static void job_apply(void *userdata) {
         struct timespec pause = { 0, 100 * 1000 * 1000 };
         const db_backend *backend = engine_backend(s->job_engine);
 
+        /* a job that failed already (its lock taken first, on a shared server) only gives it back */
+        if (jb->r != 0)
+                goto release;
         /* Holders only matter when we stopped the services: without units, other writers are
          * expected and handled by busy_timeout. */
         while (jb->statefile_written && engine_stop_requested(s->job_engine) == ENGINE_STOP_NONE) {
@@ -348,7 +353,7 @@ static void job_apply(void *userdata) {
                         journal_event(LOG_WARNING, MESSAGE_ID_HOLDERS_FOUND, msg ?: "Database still in use", "DATABASE",
                                       s->cfg->database, NULL);
                         jb->t_checks_ms = job_mono_ms() - t0;
-                        return;
+                        goto release;
                 }
                 json_decref(holders);
                 nanosleep(&pause, NULL);
@@ -361,7 +366,7 @@ static void job_apply(void *userdata) {
                 job_fail(jb, PROTOCOL_ERROR_INTERRUPTED, NULL,
                          "interrupted before the migration started (migrated is stopping); nothing changed");
         else
-                jb->r = engine_execute(s->job_engine, &jb->spec, on_progress, jb, &jb->result, &jb->err);
+                jb->r = engine_execute(s->job_engine, &jb->spec, job_on_progress, jb, &jb->result, &jb->err);
         jb->t_sql_ms = job_mono_ms() - t0;
         /* a cancel that ended a wait outside the SQL (the busy database) is a cancel, not a shutdown */
         if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_INTERRUPTED &&
@@ -388,6 +393,11 @@ static void job_apply(void *userdata) {
                                 jb->err.extra = json_object();
                         json_object_set_new(jb->err.extra, "lock_check", report);
                 }
+        }
+release:
+        if (jb->lock_early) { /* the plan did not run (cancelled first): the lock goes anyway */
+                engine_unlock_writer(s->job_engine);
+                jb->lock_early = false;
         }
         /* A fresh snapshot from the thread that owns the writer's view: it opens wait gates. */
         if (engine_status(s->job_engine, &jb->snapshot, &ignored) != 0)
@@ -430,6 +440,8 @@ static void job_applied(void *userdata) {
         job *jb = userdata;
 
         jb->t_apply_end = job_mono_ms();
+        /* committed or rolled back: every drained host starts its dependents again */
+        hosts_drain_end(jb->owner->server->hosts, jb->r == 0);
         record_unrecorded(jb);
         if (jb->snapshot)
                 server_set_snapshot(jb->owner->server, TAKE_PTR(jb->snapshot));
@@ -492,7 +504,9 @@ static void job_prepared(void *userdata) {
                 job_finish(jb);
                 return;
         }
-        if (jb->changes && s->cfg->n_units > 0 && s->deps)
+        if (jb->changes && job_locks_first(jb))
+                job_phase_lock(jb);
+        else if (jb->changes && s->cfg->n_units > 0 && s->deps)
                 job_phase_stop_units(jb);
         else
                 job_phase_apply(jb);
@@ -670,6 +684,9 @@ static void stop_running(jobs *j, engine_stop_reason why) {
         if (why == ENGINE_STOP_CANCEL)
                 jb->cancel_requested = true;
         engine_interrupt(j->server->job_engine, why);
+        /* a drain of the other hosts is waited for on the loop: it ends now */
+        if (jb->downtime)
+                hosts_drain_cancel(j->server->hosts);
 }
 
 int jobs_cancel(jobs *j, uint64_t job_id, json_t **ret_result) {

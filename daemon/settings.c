@@ -153,6 +153,7 @@ void config_clear(config *c) {
         free(c->metrics_listen);
         free(c->host_name);
         free(c->seeds_dir);
+        free(c->drain);
         memset(c, 0, sizeof(*c));
 }
 
@@ -358,6 +359,11 @@ const setting settings_table[] = {
         { .section = "seeds", .key = "backoff_ms", .type = SETTING_UINT, .min = 1, .max = 600000,
           .unit = "milliseconds", .dflt = "200", .offset = FIELD(seed_backoff_ms, unsigned) },
         { .section = "dev", .key = "allow_reset", .type = SETTING_BOOL, .offset = FIELD(allow_reset, bool) },
+        { .section = "postgresql", .key = "drain", .type = SETTING_STRING, .dflt = "all",
+          .offset = FIELD(drain, char *) },
+        { .section = "postgresql", .key = "drain_timeout", .flag = "drain-timeout", .type = SETTING_UINT, .min = 1,
+          .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "60", .offset = FIELD(drain_timeout_s, unsigned),
+          .arg = "S", .help = "how long a drain waits for a live host's acknowledgement" },
 };
 const size_t settings_n = ELEMENTSOF(settings_table);
 
@@ -699,6 +705,10 @@ int config_load(int argc, char **argv, config *c) {
                 return CONFIG_EXIT_USAGE;
         if (c->backend && !streq(c->backend, "sqlite") && !streq(c->backend, "postgresql")) {
                 fprintf(stderr, "migrated: unknown backend \"%s\" (sqlite or postgresql)\n", c->backend);
+                return CONFIG_EXIT_USAGE;
+        }
+        if (c->drain && !streq(c->drain, "all") && !streq(c->drain, "self")) {
+                fprintf(stderr, "migrated: [postgresql] drain is \"all\" or \"self\", not \"%s\"\n", c->drain);
                 return CONFIG_EXIT_USAGE;
         }
         if (config_is_server(c) && !c->connection) {

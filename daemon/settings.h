@@ -58,6 +58,9 @@ typedef struct config {
         char *metrics_listen;
         /* many hosts on one PostgreSQL database (hosts.h): NULL, the kernel's host name */
         char *host_name;
+        /* a breaking plan drains every live host ("all") or only this one ("self") */
+        char *drain;
+        unsigned drain_timeout_s;
         /* --one-shot: serve the one client connected on fd 3 (migratectl --database), no socket,
          * exit when it closes */
         bool one_shot;

@@ -256,25 +256,35 @@ class Manager:
 MANAGER = None
 
 
-def main():
-    """Entry point of each test file: into the namespace, boot the manager, run the tests."""
-    global MANAGER
+def run_tests(boot, shutdown):
+    """Into the namespace, boot() what the tests need there, run them, shutdown(), exit."""
     if os.environ.get(NS_MARK) != "1":
         _run_in_namespace()
-    MANAGER = Manager()
     status = 1
     t0 = time.monotonic()
     try:
-        MANAGER.boot()
+        boot()
         prog = unittest.main(verbosity=2, exit=False)
         status = H.exit_status(prog.result, os.path.basename(sys.argv[0]))
     finally:
-        if MANAGER.proc is not None:
-            MANAGER.shutdown()
+        shutdown()
         print("%s: %.1f s" % (os.path.basename(sys.argv[0]), time.monotonic() - t0), flush=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def main():
+    """Entry point of each test file: into the namespace, boot the manager, run the tests."""
+    def boot():
+        global MANAGER
+        MANAGER = Manager()
+        MANAGER.boot()
+
+    def shutdown():
+        if MANAGER is not None and MANAGER.proc is not None:
+            MANAGER.shutdown()
+    run_tests(boot, shutdown)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ static void test_bad_values_in_the_file(void **state) {
                 { "[database]\npath =\n", ":2: [database] path: must not be empty" },
                 { "[metrics]\nlisten = 0.0.0.0:9464\n", ":2: [metrics] listen: must be 127.0.0.1:PORT, [::1]:PORT or localhost:PORT" },
                 { "[daemon]\nsockett_mode = 1\n", ":2: [daemon] sockett_mode: unknown key" },
-                { "[backups]\n", ":1: [backups]: unknown section (known: database, migrations, daemon, units, backup, metrics, seeds, dev, pm2.NAME, exec.NAME, container.NAME, compose.PROJECT)" },
+                { "[backups]\n", ":1: [backups]: unknown section (known: database, migrations, daemon, units, backup, metrics, seeds, dev, postgresql, pm2.NAME, exec.NAME, container.NAME, compose.PROJECT)" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
