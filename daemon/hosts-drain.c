@@ -366,6 +366,10 @@ static void on_drained_started(void *userdata, unit_outcome *o, size_t n) {
                 log_warning_errno(r, "Failed to remove the state file: %m");
         drained_free(TAKE_PTR(h->drained));
         hosts_set_state(h, h->server->jobs && jobs_busy(h->server->jobs) ? "up" : "idle", NULL);
+        if (h->server->shutting_down) {
+                server_job_finished(h->server); /* the exit waited for this */
+                return;
+        }
         if (next)
                 drained_begin(h, next_pid, next, next_job_id);
 }
@@ -396,6 +400,13 @@ static void drained_end(hosts *h, const char *why) {
             deps_start(h->server->deps, x->units, x->n, (uint64_t) cfg->start_timeout_s * 1000000, on_drained_started,
                        h) < 0)
                 on_drained_started(h, NULL, 0);
+}
+
+/* Our dependents come back while the holder may still migrate: the holder sees this host's
+ * liveness lock go with us and drops it. Never leaving them stopped comes first. */
+void hosts_drained_leave(hosts *h) {
+        if (h && h->drained)
+                drained_end(h, "this daemon is shutting down");
 }
 
 static void on_holder_alive(hosts *h, PGresult *res, void *userdata) {
@@ -481,6 +492,12 @@ static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job
         hosts_drained_state *x;
         int r;
 
+        if (s->shutting_down) {
+                /* the holder drops this host once its liveness lock goes with the exit */
+                log_info("Host %s asks to drain this host for job %" PRIu64 ", but migrated is shutting down",
+                         holder, job_id);
+                return;
+        }
         x = h->drained;
         if (x && streq(x->holder, holder) && x->job_id == job_id)
                 return;

@@ -47,3 +47,6 @@ void hosts_drain_end(hosts *h, bool ok);
 int hosts_drained_adopt(hosts *h, char ***names, size_t *n);
 /* Whether another host's job has this host's dependents stopped now. */
 bool hosts_drained(hosts *h);
+/* The daemon stops while drained: it starts its dependents now (hosts_drained() turns false
+ * once they are started), since it would not hear the drain's end. */
+void hosts_drained_leave(hosts *h);

@@ -258,8 +258,9 @@ static void exit_check(evutil_socket_t fd, short what, void *userdata) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (first.tv_sec == 0)
                 first = now;
-        if (jobs_busy(s->jobs) || (control_pending_output(s->control) > 0 && now.tv_sec - first.tv_sec < 2)) {
-                if (!jobs_busy(s->jobs))
+        if (jobs_busy(s->jobs) || hosts_drained(s->hosts) ||
+            (control_pending_output(s->control) > 0 && now.tv_sec - first.tv_sec < 2)) {
+                if (!jobs_busy(s->jobs) && !hosts_drained(s->hosts))
                         evtimer_add(s->exit_check, &again);
                 return;
         }
@@ -279,6 +280,7 @@ void server_shutdown(server *s) {
                 waiter_free(s->waiters);
         }
         jobs_shutdown(s->jobs);
+        hosts_drained_leave(s->hosts); /* their start runs on the loop, waited for by exit_check */
         if (!s->exit_check)
                 s->exit_check = evtimer_new(s->base, exit_check, s);
         if (s->exit_check && !jobs_busy(s->jobs))

@@ -384,6 +384,27 @@ class TestDrain(PgTestCase):
         self.assertBackWithNewProcess(old, names=("wc",))
         self.assertNoAckLost()
 
+    def test_a_drained_host_asked_to_stop_starts_its_writer_before_it_exits(self):
+        a, b, c = self.three_hosts()
+        old = self.pids_now()
+        write(self.migrations, [SLOW_ON_A])
+        with harness.Conn(a.socket, 120) as ca:
+            ca.send("up")
+            self.wait_slow_on_a()
+            self.assertFalse(self.running("wb"))
+            # a clean stop (SIGTERM, as systemctl stop sends): it will not hear the drain's end
+            self.assertEqual(b.stop(), 0, b.log()[-3000:])
+            self.assertTrue(self.running("wb"), "b exited leaving its writer stopped")
+            self.assertNotEqual(self.pid_of("wb"), old["wb"])
+            self.assertIn("this daemon is shutting down", b.log())
+            # end a's long script: the job fails, and the hosts still drained start again
+            self.sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'migrated-a' "
+                     "AND query LIKE 'SELECT pg_sleep(CASE%'")
+            _, final = ca.read_reply(timeout=120)
+        self.assertIsNotNone(harness.error_of(final), final)
+        self.assertBackWithNewProcess(old, names=("wa", "wc"))
+        self.assertNoAckLost()
+
     def test_a_host_that_never_acks_fails_the_job_naming_it(self):
         a, b, c = self.three_hosts(config="[postgresql]\ndrain_timeout = 5\n")
         old = self.pids_now()
