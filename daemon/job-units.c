@@ -181,15 +181,11 @@ static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
 }
 
 /* Records which units run, durably, then stops them; nothing else is touched before. */
-void job_phase_stop_units(job *jb) {
+static void on_queried(void *userdata, int r, unit_state *st, size_t n) {
+        job *jb = userdata;
         server *s = jb->owner->server;
-        unit_state *st = NULL;
-        size_t n = 0;
         json_t *names;
-        int r;
 
-        jb->phase = PHASE_STOPPING;
-        r = deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
                          "cannot ask the service manager about the dependent units; nothing was changed");
@@ -224,4 +220,15 @@ void job_phase_stop_units(job *jb) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL, "cannot stop the dependent units; nothing was changed");
                 job_phase_start_units(jb);
         }
+}
+
+/* Asks which units run (a pm2 or exec: dependent's answer comes from a thread); on_queried goes on. */
+void job_phase_stop_units(job *jb) {
+        server *s = jb->owner->server;
+        int r;
+
+        jb->phase = PHASE_STOPPING;
+        r = deps_query(s->deps, s->cfg->units, s->cfg->n_units, on_queried, jb);
+        if (r < 0)
+                on_queried(jb, r, NULL, 0);
 }
