@@ -34,9 +34,10 @@ class Engine:
 
     name = None
 
-    def __init__(self):
+    def __init__(self, socket_dir=None):
+        """socket_dir: where its API socket goes (a directory bound into a container elsewhere)."""
         self.dir = tempfile.mkdtemp(prefix="migrated-%s-" % self.name)
-        self.socket = os.path.join(self.dir, self.name + ".sock")
+        self.socket = os.path.join(socket_dir or self.dir, self.name + ".sock")
         self.log = open(os.path.join(self.dir, self.name + ".log"), "wb")
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
                                      start_new_session=True, env=self.env())
