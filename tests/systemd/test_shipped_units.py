@@ -482,6 +482,16 @@ class ShippedUnitsTest(unittest.TestCase):
         self.assertIn("systemctl status migrated@%s.service" % NAME, r.stderr)
 
 
+    def up_stops(self, instance, dependent, label):
+        """Starts migrated@INSTANCE, runs up: it succeeds and says it stopped dependent."""
+        r = self.sh("systemctl", "start", "migrated@%s.service" % instance, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.sh("/opt/migrated/migratectl", "--instance", instance, "up", timeout=JOB_TIMEOUT)
+        journal = self.sh("journalctl", "--no-pager", "-n", "40", "-u", "migrated@%s.service" % instance).stdout
+        print("PATH %s: exit %d" % (label, r.returncode), flush=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + journal)
+        self.assertIn("stopped " + dependent, r.stdout + r.stderr)
+
     def test_pm2_dependent_under_the_shipped_unit_with_its_dropin(self):
         c = self.c
         self.assertEqual(self.sh("useradd", "--create-home", "deploy").returncode, 0)
@@ -501,13 +511,7 @@ class ShippedUnitsTest(unittest.TestCase):
         log.wait_acks(10)
         first = log.starts()[-1]
 
-        r = self.sh("systemctl", "start", "migrated@app.service", timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        r = self.sh("/opt/migrated/migratectl", "--instance", "app", "up", timeout=JOB_TIMEOUT)
-        journal = self.sh("journalctl", "--no-pager", "-n", "40", "-u", "migrated@app.service").stdout
-        print("PATH pm2:api under the shipped unit + migrated-pm2.conf: exit %d" % r.returncode, flush=True)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + journal)
-        self.assertIn("stopped pm2:api", r.stdout + r.stderr)
+        self.up_stops('app', 'pm2:api', 'pm2:api under the shipped unit + migrated-pm2.conf')
         H.wait_until(lambda: log.starts()[-1] != first, 60, what="api started again by pm2")
         log.wait_acks(5)
         self.assertIn(("stop", first), [(k, v) for k, v, _ in log.records()])
@@ -534,13 +538,7 @@ class ShippedUnitsTest(unittest.TestCase):
         log.wait_acks(10)
         starts = len(log.starts())  # its pid is 1 in the container every time: count the starts
 
-        r = self.sh("systemctl", "start", "migrated@ctr.service", timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        r = self.sh("/opt/migrated/migratectl", "--instance", "ctr", "up", timeout=JOB_TIMEOUT)
-        journal = self.sh("journalctl", "--no-pager", "-n", "40", "-u", "migrated@ctr.service").stdout
-        print("PATH container:web under the shipped unit, no drop-in: exit %d" % r.returncode, flush=True)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + journal)
-        self.assertIn("stopped container:web", r.stdout + r.stderr)
+        self.up_stops('ctr', 'container:web', 'container:web under the shipped unit, no drop-in')
         self.assertEqual(H.applied_versions(db), [1, 2])
         H.wait_until(lambda: len(log.starts()) > starts, 60, what="web started again by the engine")
         log.wait_acks(5)
