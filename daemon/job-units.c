@@ -192,6 +192,15 @@ static void on_queried(void *userdata, int r, unit_state *st, size_t n) {
                 job_finish(jb);
                 return;
         }
+        /* cancelled or interrupted while the dependents were asked: nothing touched yet */
+        if (jb->cancel_requested || s->shutting_down) {
+                unit_states_free(st, n);
+                job_fail(jb, jb->cancel_requested ? PROTOCOL_ERROR_CANCELLED : PROTOCOL_ERROR_INTERRUPTED, NULL,
+                         jb->cancel_requested ? "cancelled before the migration started; nothing changed"
+                                              : "interrupted before the migration started; nothing changed");
+                job_finish(jb);
+                return;
+        }
         jb->stopped = calloc(n + 1, sizeof(char *));
         for (size_t i = 0; jb->stopped && i < n; i++)
                 if (unit_state_is_running(&st[i]))
