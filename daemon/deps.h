@@ -3,7 +3,7 @@
 
 /* The dependents of a database, of every kind, behind one interface: names in the configured
  * units list are systemd units unless they carry a kind prefix ("pm2:api", "exec:worker").
- * Systemd units go to units.c in one batch; every other dependent is stopped or started on a
+ * Systemd units go to units.c in one batch; every other dependent is asked, stopped or started on a
  * thread of its own, so that all of them move in parallel, and the outcomes come back together
  * in the order asked, on the loop thread, as unit_outcome like a unit's. */
 
