@@ -155,41 +155,57 @@ static void read_run(void *userdata) {
         }
 }
 
-/* Which dependent units the job would stop: those running now (asked on the loop, the only
- * thread that talks to the manager). */
-static void add_units_to_dry_run(server *s, json_t *result) {
+/* Which dependent units the job would stop: those running now. */
+static void add_units_to_dry_run(json_t *result, const unit_state *st, size_t n) {
         json_t *arr = json_array();
-        unit_state *st = NULL;
-        size_t n = 0;
         bool changes = json_array_size(json_object_get(result, "steps")) > 0;
 
-        if (s->deps && deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
-                for (size_t i = 0; i < n; i++)
-                        json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "unit", st[i].name, "active_state",
-                                                             st[i].active_state, "will_stop",
-                                                             changes && unit_state_is_running(&st[i])));
-                unit_states_free(st, n);
-        }
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "unit", st[i].name, "active_state",
+                                                     st[i].active_state, "will_stop",
+                                                     changes && unit_state_is_running(&st[i])));
         json_object_set_new(result, "units", arr);
 }
 
 /* What only the loop knows: the daemon's state and the dependent units'. */
-static void add_daemon_to_lock_check(server *s, json_t *report) {
+static void add_daemon_to_lock_check(server *s, json_t *report, const unit_state *st, size_t n) {
         json_t *daemon = json_object(), *arr = json_array();
-        unit_state *st = NULL;
-        size_t n = 0;
 
         jobs_describe(s->jobs, daemon);
         json_object_set_new(daemon, "pid", json_integer((json_int_t) getpid()));
         json_object_set_new(report, "daemon", daemon);
-        if (s->deps && deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
-                for (size_t i = 0; i < n; i++)
-                        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s}", "unit", st[i].name, "load_state",
-                                                             st[i].load_state, "active_state", st[i].active_state,
-                                                             "sub_state", st[i].sub_state));
-                unit_states_free(st, n);
-        }
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s}", "unit", st[i].name, "load_state",
+                                                     st[i].load_state, "active_state", st[i].active_state,
+                                                     "sub_state", st[i].sub_state));
         json_object_set_new(report, "units", arr);
+}
+
+/* Last step of a read, on the loop: the dependents' states (when asked for) go in, the reply out. */
+static void read_reply(void *userdata, int query_r, unit_state *st, size_t n) {
+        read_task *t = userdata;
+        request *rq = t->rq;
+        server *s = rq->server;
+
+        if (query_r < 0)
+                n = 0;
+        if (t->r == 0 && t->kind == READ_LOCK_CHECK)
+                add_daemon_to_lock_check(s, t->result, st, n);
+        if (t->r == 0 && t->dry_run) {
+                json_object_set_new(t->result, "dry_run", json_true());
+                add_units_to_dry_run(t->result, st, n);
+        }
+        unit_states_free(st, n);
+        if (t->r == 0)
+                server_reply_result(s, rq->peer.conn_id, rq->id, TAKE_PTR(t->result));
+        else if (t->r > 0)
+                server_reply_error(s, rq->peer.conn_id, rq->id, t->err.code, t->err.message, TAKE_PTR(t->err.extra));
+        else
+                server_reply_error(s, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INTERNAL, strerror(-t->r), NULL);
+        engine_error_clear(&t->err);
+        json_decref(t->result);
+        request_free(rq);
+        free(t);
 }
 
 static void read_done(void *userdata) {
@@ -218,22 +234,11 @@ static void read_done(void *userdata) {
         }
         if (t->r == 0 && t->kind == READ_HISTORY)
                 unrecorded_merge(s->state_fd, s->cfg->database, t->result, t->limit);
-        if (t->r == 0 && t->kind == READ_LOCK_CHECK)
-                add_daemon_to_lock_check(s, t->result);
-        if (t->r == 0 && t->dry_run) {
-                json_object_set_new(t->result, "dry_run", json_true());
-                add_units_to_dry_run(s, t->result);
-        }
-        if (t->r == 0)
-                server_reply_result(s, rq->peer.conn_id, rq->id, TAKE_PTR(t->result));
-        else if (t->r > 0)
-                server_reply_error(s, rq->peer.conn_id, rq->id, t->err.code, t->err.message, TAKE_PTR(t->err.extra));
-        else
-                server_reply_error(s, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INTERNAL, strerror(-t->r), NULL);
-        engine_error_clear(&t->err);
-        json_decref(t->result);
-        request_free(rq);
-        free(t);
+        /* a pm2 jlist or an exec: check takes a while: asked off the loop, replied when answered */
+        if (t->r == 0 && (t->kind == READ_LOCK_CHECK || t->dry_run) && s->deps &&
+            deps_query(s->deps, s->cfg->units, s->cfg->n_units, read_reply, t) >= 0)
+                return;
+        read_reply(t, -ENOTCONN, NULL, 0);
 }
 
 static void submit_read(request *rq, read_task *t) {

@@ -93,6 +93,10 @@ static void ids_free(char **ids, size_t n) {
         free(ids);
 }
 
+static bool health_ok(const char *status) {
+        return !status || streq(status, "") || streq(status, "healthy");
+}
+
 typedef struct container_state {
         bool running;
         bool healthy; /* or no health check */
@@ -118,8 +122,9 @@ static int inspect(const dep_ctx *c, const char *id, container_state *ret) {
         /* podman says Running false while it is still "stopping": only an end state is stopped */
         ret->running = json_is_true(json_object_get(state, "Running")) ||
                        streq(json_string_value(json_object_get(state, "Status")) ?: "", "stopping");
+        /* podman reports a Health object with an empty Status for a container without a check */
         ret->healthy = !json_is_object(health) ||
-                       streq(json_string_value(json_object_get(health, "Status")) ?: "", "healthy");
+                       health_ok(json_string_value(json_object_get(health, "Status")));
         ret->exit_code = (int) json_integer_value(json_object_get(state, "ExitCode"));
         json_decref(doc);
         return 0;

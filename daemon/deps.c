@@ -15,10 +15,19 @@
 
 static const dep_kind *const kinds[] = { &dep_kind_pm2, &dep_kind_exec, &dep_kind_container, &dep_kind_compose };
 
+typedef enum dep_mode {
+        DEP_STOP,
+        DEP_START,
+        DEP_QUERY,
+} dep_mode;
+
 struct deps {
         struct event_base *base;
         const config *cfg;
         units *units; /* NULL without systemd units */
+        /* what the last query, stop or start said of each configured unit (by index in cfg->units) */
+        signed char *last_running; /* -1 never asked, 0 down, 1 running */
+        struct dep_op *ops;        /* running operations, for deps_drain() */
 };
 
 typedef struct dep_item {
@@ -29,11 +38,14 @@ typedef struct dep_item {
         size_t index;     /* in the outcomes */
         bool thread_started;
         pthread_t thread;
+        int query_r;      /* DEP_QUERY: the kind's answer */
+        bool running;
 } dep_item;
 
 typedef struct dep_op {
         deps *d;
-        bool stop;
+        struct dep_op *next;
+        dep_mode mode;
         uint64_t timeout_usec;
         unit_outcome *out;
         size_t n;
@@ -45,7 +57,11 @@ typedef struct dep_op {
         size_t remaining; /* threads + the systemd batch */
         struct event *finished;
         units_done_fn done;
+        deps_query_fn query_done;
         void *userdata;
+        unit_state *sd_states; /* DEP_QUERY: the systemd units', asked at launch */
+        size_t n_sd_states;
+        int sd_r;
 } dep_op;
 
 /* The kind a name carries ("pm2:api" → pm2, *ret_id "api"); NULL for a systemd unit. */
@@ -192,6 +208,12 @@ int deps_new(struct event_base *base, const config *cfg, deps **ret) {
                 return -ENOMEM;
         d->base = base;
         d->cfg = cfg;
+        d->last_running = malloc(cfg->n_units ? cfg->n_units : 1);
+        if (!d->last_running) {
+                free(d);
+                return -ENOMEM;
+        }
+        memset(d->last_running, -1, cfg->n_units ? cfg->n_units : 1);
         for (size_t i = 0; i < cfg->n_units; i++) {
                 const char *id;
                 if (!kind_of(cfg->units[i], &id))
@@ -200,6 +222,7 @@ int deps_new(struct event_base *base, const config *cfg, deps **ret) {
         if (systemd) {
                 r = units_new(base, cfg->user_manager ? UNITS_MANAGER_USER : UNITS_MANAGER_SYSTEM, &d->units);
                 if (r < 0) {
+                        free(d->last_running);
                         free(d);
                         return r;
                 }
@@ -208,16 +231,39 @@ int deps_new(struct event_base *base, const config *cfg, deps **ret) {
         return 0;
 }
 
+static void op_complete(dep_op *o);
+
+void deps_drain(deps *d) {
+        while (d && d->ops) {
+                dep_op *o = d->ops;
+                for (size_t i = 0; i < o->n_items; i++)
+                        if (o->items[i].thread_started) {
+                                pthread_join(o->items[i].thread, NULL);
+                                o->items[i].thread_started = false;
+                        }
+                op_complete(o);
+        }
+}
+
 deps *deps_free(deps *d) {
         if (!d)
                 return NULL;
+        deps_drain(d);
         units_free(d->units);
+        free(d->last_running);
         free(d);
         return NULL;
 }
 
-static int append_state(unit_state **v, size_t *n, const char *name, bool running) {
+static void remember(deps *d, const char *name, bool running) {
+        for (size_t i = 0; i < d->cfg->n_units; i++)
+                if (streq(d->cfg->units[i], name))
+                        d->last_running[i] = running;
+}
+
+static int append_state(unit_state **v, size_t *n, const char *name, const char *active) {
         unit_state *m = realloc(*v, (*n + 1) * sizeof(unit_state));
+        bool running = streq(active, "active");
 
         if (!m)
                 return -ENOMEM;
@@ -225,25 +271,25 @@ static int append_state(unit_state **v, size_t *n, const char *name, bool runnin
         m[*n] = (unit_state) {
                 .name = strdup(name),
                 .load_state = strdup("loaded"),
-                .active_state = strdup(running ? "active" : "inactive"),
-                .sub_state = strdup(running ? "running" : "dead"),
+                .active_state = strdup(active),
+                .sub_state = strdup(running ? "running" : streq(active, "inactive") ? "dead" : "unknown"),
         };
         (*n)++;
         return 0;
 }
 
-int deps_query(deps *d, char *const *names, size_t n, unit_state **ret, size_t *ret_n) {
-        _cleanup_free_ char **sd = calloc(n + 1, sizeof(char *));
+int deps_query_known(deps *d, unit_state **ret, size_t *ret_n) {
+        _cleanup_free_ char **sd = calloc(d->cfg->n_units + 1, sizeof(char *));
         unit_state *states = NULL;
         size_t n_sd = 0, got = 0;
         int r = 0;
 
         if (!sd)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < d->cfg->n_units; i++) {
                 const char *id;
-                if (!kind_of(names[i], &id))
-                        sd[n_sd++] = names[i];
+                if (!kind_of(d->cfg->units[i], &id))
+                        sd[n_sd++] = d->cfg->units[i];
         }
         if (n_sd > 0) {
                 if (!d->units)
@@ -252,20 +298,12 @@ int deps_query(deps *d, char *const *names, size_t n, unit_state **ret, size_t *
                 if (r < 0)
                         return r;
         }
-        for (size_t i = 0; r >= 0 && i < n; i++) {
+        for (size_t i = 0; r >= 0 && i < d->cfg->n_units; i++) {
                 const char *id;
-                const dep_kind *k = kind_of(names[i], &id);
-                dep_ctx c = { .cfg = d->cfg, .id = id };
-                _cleanup_free_ char *why = NULL;
-                bool running = false;
-                if (!k)
-                        continue;
-                c.kind = k->prefix;
-                r = k->query(&c, &running, &why);
-                if (r < 0)
-                        log_error("Cannot ask about %s: %s", names[i], why ?: strerror(-r));
-                else
-                        r = append_state(&states, &got, names[i], running);
+                if (kind_of(d->cfg->units[i], &id))
+                        r = append_state(&states, &got, d->cfg->units[i],
+                                         d->last_running[i] < 0 ? "unknown"
+                                         : d->last_running[i] ? "active" : "inactive");
         }
         if (r < 0) {
                 unit_states_free(states, got);
@@ -282,31 +320,82 @@ static void op_free(dep_op *o) {
         free(o->items);
         free(o->sd_index);
         unit_outcomes_free(o->out, o->n);
+        unit_states_free(o->sd_states, o->n_sd_states);
         if (o->finished)
                 event_free(o->finished);
         pthread_mutex_destroy(&o->lock);
         free(o);
 }
 
-/* Loop thread: every part is done; hand the outcomes over in the order they were asked. */
-static void op_finished(evutil_socket_t fd, short what, void *userdata) {
-        dep_op *o = userdata;
+static void op_unlink(dep_op *o) {
+        for (dep_op **p = &o->d->ops; *p; p = &(*p)->next)
+                if (*p == o) {
+                        *p = o->next;
+                        break;
+                }
+}
+
+/* A query's answer: the systemd units' states first, then every other dependent's in order;
+ * the first dependent that could not be asked fails the whole query, as a unit would. */
+static void query_complete(dep_op *o) {
+        deps_query_fn done = o->query_done;
+        void *ud = o->userdata;
+        unit_state *states = TAKE_PTR(o->sd_states);
+        size_t got = o->n_sd_states;
+        int r = o->sd_r;
+
+        o->n_sd_states = 0;
+        for (size_t i = 0; r >= 0 && i < o->n_items; i++) {
+                dep_item *it = &o->items[i];
+                if (it->query_r < 0) {
+                        r = it->query_r;
+                        continue;
+                }
+                remember(o->d, o->out[it->index].name, it->running);
+                r = append_state(&states, &got, o->out[it->index].name, it->running ? "active" : "inactive");
+        }
+        op_free(o);
+        if (r < 0) {
+                unit_states_free(states, got);
+                states = NULL;
+                got = 0;
+        }
+        done(ud, r < 0 ? r : 0, states, got);
+}
+
+/* Loop thread, every thread joined: hand the outcomes over in the order they were asked. */
+static void op_complete(dep_op *o) {
         units_done_fn done = o->done;
         void *ud = o->userdata;
-        unit_outcome *out = TAKE_PTR(o->out);
+        unit_outcome *out;
         size_t n = o->n;
 
-        for (size_t i = 0; i < o->n_items; i++)
-                if (o->items[i].thread_started)
-                        pthread_join(o->items[i].thread, NULL);
-        for (size_t i = 0; i < n; i++)
+        op_unlink(o);
+        if (o->mode == DEP_QUERY)
+                return query_complete(o);
+        out = TAKE_PTR(o->out);
+        for (size_t i = 0; i < n; i++) {
                 if (!out[i].result) {
                         out[i].result = strdup("failed");
                         out[i].ok = false;
                 }
+                if (out[i].ok)
+                        remember(o->d, out[i].name, o->mode == DEP_START);
+        }
         o->n = 0;
         op_free(o);
         done(ud, out, n);
+}
+
+static void op_finished(evutil_socket_t fd, short what, void *userdata) {
+        dep_op *o = userdata;
+
+        for (size_t i = 0; i < o->n_items; i++)
+                if (o->items[i].thread_started) {
+                        pthread_join(o->items[i].thread, NULL);
+                        o->items[i].thread_started = false;
+                }
+        op_complete(o);
 }
 
 /* Any thread: one part is done. */
@@ -325,11 +414,21 @@ static void *item_thread(void *userdata) {
         dep_op *o = it->op;
         unit_outcome *out = &o->out[it->index];
         uint64_t t0 = dep_now_usec();
+        _cleanup_free_ char *why = NULL;
 
-        if (o->stop)
+        switch (o->mode) {
+        case DEP_STOP:
                 it->kind->stop(&it->ctx, o->timeout_usec, out);
-        else
+                break;
+        case DEP_START:
                 it->kind->start(&it->ctx, o->timeout_usec, out);
+                break;
+        case DEP_QUERY:
+                it->query_r = it->kind->query(&it->ctx, &it->running, &why);
+                if (it->query_r < 0)
+                        log_error("Cannot ask about %s: %s", out->name, why ?: strerror(-it->query_r));
+                break;
+        }
         out->usec = dep_now_usec() - t0;
         op_part_done(o);
         return NULL;
@@ -352,8 +451,26 @@ static void on_units_done(void *userdata, unit_outcome *sd_out, size_t n_sd) {
         op_part_done(o);
 }
 
-static int op_run(deps *d, bool stop, char *const *names, size_t n, uint64_t timeout_usec, units_done_fn done,
-                  void *userdata) {
+/* Launches the systemd part of an operation; false when it will not call op_part_done(). */
+static bool op_launch_units(dep_op *o, char **sd) {
+        deps *d = o->d;
+        int r;
+
+        if (o->mode == DEP_QUERY) {
+                /* the manager answers at once: asked here, on the loop, the only thread on its bus */
+                o->sd_r = units_query(d->units, sd, o->n_sd, &o->sd_states, &o->n_sd_states);
+                return false;
+        }
+        r = o->mode == DEP_STOP ? units_stop(d->units, sd, o->n_sd, o->timeout_usec, on_units_done, o)
+                                : units_start(d->units, sd, o->n_sd, o->timeout_usec, on_units_done, o);
+        if (r < 0)
+                for (size_t i = 0; i < o->n_sd; i++)
+                        dep_outcome_set(&o->out[o->sd_index[i]], false, false, "%s", strerror(-r));
+        return r >= 0;
+}
+
+static int op_run(deps *d, dep_mode mode, char *const *names, size_t n, uint64_t timeout_usec, units_done_fn done,
+                  deps_query_fn query_done, void *userdata) {
         _cleanup_free_ char **sd = calloc(n + 1, sizeof(char *));
         dep_op *o = calloc(1, sizeof(*o));
         int r = 0;
@@ -364,9 +481,10 @@ static int op_run(deps *d, bool stop, char *const *names, size_t n, uint64_t tim
         }
         pthread_mutex_init(&o->lock, NULL);
         o->d = d;
-        o->stop = stop;
+        o->mode = mode;
         o->timeout_usec = timeout_usec;
         o->done = done;
+        o->query_done = query_done;
         o->userdata = userdata;
         o->n = n;
         o->out = calloc(n ? n : 1, sizeof(unit_outcome));
@@ -402,22 +520,18 @@ static int op_run(deps *d, bool stop, char *const *names, size_t n, uint64_t tim
                 op_free(o);
                 return r;
         }
+        o->next = d->ops;
+        d->ops = o;
         /* one extra part held until everything is launched, so nothing finishes early */
         o->remaining = o->n_items + (o->n_sd > 0) + 1;
-        if (o->n_sd > 0) {
-                r = stop ? units_stop(d->units, sd, o->n_sd, timeout_usec, on_units_done, o)
-                         : units_start(d->units, sd, o->n_sd, timeout_usec, on_units_done, o);
-                if (r < 0) {
-                        for (size_t i = 0; i < o->n_sd; i++)
-                                dep_outcome_set(&o->out[o->sd_index[i]], false, false, "%s", strerror(-r));
-                        o->remaining--;
-                }
-        }
+        if (o->n_sd > 0 && !op_launch_units(o, sd))
+                o->remaining--;
         for (size_t i = 0; i < o->n_items; i++) {
                 dep_item *it = &o->items[i];
                 int k = pthread_create(&it->thread, NULL, item_thread, it);
                 if (k != 0) {
                         dep_outcome_set(&o->out[it->index], false, false, "cannot start a thread: %s", strerror(k));
+                        it->query_r = -k;
                         op_part_done(o);
                 } else
                         it->thread_started = true;
@@ -426,33 +540,31 @@ static int op_run(deps *d, bool stop, char *const *names, size_t n, uint64_t tim
         return 0;
 }
 
-int deps_running(deps *d, char *const *names, size_t n, char ***ret, size_t *ret_n) {
-        unit_state *st = NULL;
-        size_t n_st = 0, k = 0;
+int deps_running_of(const unit_state *st, size_t n, char ***ret, size_t *ret_n) {
+        size_t k = 0;
         char **v;
-        int r;
 
-        r = deps_query(d, names, n, &st, &n_st);
-        if (r < 0)
-                return r;
-        v = calloc(n_st + 1, sizeof(char *));
-        for (size_t i = 0; v && i < n_st; i++)
-                if (unit_state_is_running(&st[i]) && !(v[k++] = strdup(st[i].name))) {
-                        strv_free_n(v, k);
-                        v = NULL;
-                }
-        unit_states_free(st, n_st);
+        v = calloc(n + 1, sizeof(char *));
         if (!v)
                 return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (unit_state_is_running(&st[i]) && !(v[k++] = strdup(st[i].name))) {
+                        strv_free_n(v, k);
+                        return -ENOMEM;
+                }
         *ret = v;
         *ret_n = k;
         return 0;
 }
 
+int deps_query(deps *d, char *const *names, size_t n, deps_query_fn done, void *userdata) {
+        return op_run(d, DEP_QUERY, names, n, 0, NULL, done, userdata);
+}
+
 int deps_stop(deps *d, char *const *names, size_t n, uint64_t timeout_usec, units_done_fn done, void *userdata) {
-        return op_run(d, true, names, n, timeout_usec, done, userdata);
+        return op_run(d, DEP_STOP, names, n, timeout_usec, done, NULL, userdata);
 }
 
 int deps_start(deps *d, char *const *names, size_t n, uint64_t timeout_usec, units_done_fn done, void *userdata) {
-        return op_run(d, false, names, n, timeout_usec, done, userdata);
+        return op_run(d, DEP_START, names, n, timeout_usec, done, NULL, userdata);
 }

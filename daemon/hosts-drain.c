@@ -484,8 +484,52 @@ static void on_drained_stopped(void *userdata, unit_outcome *o, size_t n) {
                 (void) event_add(x->tick, &tv);
 }
 
-/* Another host's job asks this one to stop its dependents: recorded durably first, as for a job
- * of our own, so that a crash in between starts them at the next start. */
+/* Which dependents run is known (a pm2 or exec: answer comes from a thread): recorded durably
+ * first, as for a job of our own, so that a crash in between starts them at the next start. */
+static void on_drained_queried(void *userdata, int r, unit_state *st, size_t n) {
+        hosts *h = userdata;
+        hosts_drained_state *x = h->drained;
+        server *s = h->server;
+        _cleanup_free_ char *waiting = NULL;
+
+        if (x && r >= 0)
+                r = deps_running_of(st, n, &x->units, &x->n);
+        unit_states_free(st, n);
+        if (!x)
+                return;
+        if (r < 0) {
+                drained_answer(h, false, "cannot ask the service manager about the dependents");
+                drained_free(TAKE_PTR(h->drained));
+                return;
+        }
+        if (x->n == 0 || x->end_pending) { /* nothing runs here to stop, or the drain ended first */
+                log_info("Host %s drains this host for job %" PRIu64 ": %s", x->holder, x->job_id,
+                         x->n == 0 ? "no dependent runs here" : "over before anything was stopped");
+                if (!x->end_pending)
+                        drained_answer(h, true, NULL);
+                drained_free(TAKE_PTR(h->drained));
+                if (s->shutting_down)
+                        server_job_finished(s);
+                return;
+        }
+        r = statefile_write(s->state_fd, s->cfg->database, x->job_id, x->units, x->n);
+        if (r < 0) {
+                log_error_errno(r, "Failed to write the state file: %m");
+                drained_answer(h, false, "cannot record which dependents it stops (state directory)");
+                drained_free(TAKE_PTR(h->drained));
+                return;
+        }
+        if (asprintf(&waiting, "drained for job %" PRIu64 " of host %s", x->job_id, x->holder) < 0)
+                waiting = NULL;
+        hosts_set_state(h, "drained", waiting);
+        log_info("Host %s drains this host for job %" PRIu64 ": stopping %zu dependent%s", x->holder, x->job_id,
+                 x->n, x->n == 1 ? "" : "s");
+        if (deps_stop(s->deps, x->units, x->n, (uint64_t) s->cfg->stop_timeout_s * 1000000, on_drained_stopped,
+                      h) < 0)
+                on_drained_stopped(h, NULL, 0);
+}
+
+/* Another host's job asks this one to stop its dependents. */
 static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job_id) {
         server *s = h->server;
         _cleanup_free_ char *waiting = NULL;
@@ -541,34 +585,12 @@ static void drained_begin(hosts *h, int be_pid, const char *holder, uint64_t job
                 drained_free(TAKE_PTR(h->drained));
                 return;
         }
-        if (s->deps && s->cfg->n_units > 0 &&
-            deps_running(s->deps, s->cfg->units, s->cfg->n_units, &x->units, &x->n) < 0) {
-                drained_answer(h, false, "cannot ask the service manager about the dependents");
-                drained_free(TAKE_PTR(h->drained));
-                return;
-        }
-        if (x->n == 0) { /* nothing runs here to stop: acknowledged, nothing to watch or start */
-                log_info("Host %s drains this host for job %" PRIu64 ": no dependent runs here", holder, job_id);
-                drained_answer(h, true, NULL);
-                drained_free(TAKE_PTR(h->drained));
-                return;
-        }
-        r = statefile_write(s->state_fd, s->cfg->database, job_id, x->units, x->n);
-        if (r < 0) {
-                log_error_errno(r, "Failed to write the state file: %m");
-                drained_answer(h, false, "cannot record which dependents it stops (state directory)");
-                drained_free(TAKE_PTR(h->drained));
-                return;
-        }
-        if (asprintf(&waiting, "drained for job %" PRIu64 " of host %s", job_id, holder) < 0)
-                waiting = NULL;
-        hosts_set_state(h, "drained", waiting);
-        log_info("Host %s drains this host for job %" PRIu64 ": stopping %zu dependent%s", holder, job_id, x->n,
-                 x->n == 1 ? "" : "s");
+        /* the query counts as stopping: an end or a new holder heard meanwhile waits for it */
         x->stopping = true;
-        if (deps_stop(s->deps, x->units, x->n, (uint64_t) s->cfg->stop_timeout_s * 1000000,
-                                   on_drained_stopped, h) < 0)
-                on_drained_stopped(h, NULL, 0);
+        if (!s->deps || s->cfg->n_units == 0)
+                on_drained_queried(h, 0, NULL, 0);
+        else if ((r = deps_query(s->deps, s->cfg->units, s->cfg->n_units, on_drained_queried, h)) < 0)
+                on_drained_queried(h, r, NULL, 0);
 }
 
 void hosts_drain_on_notify(hosts *h, int be_pid, const char *payload) {

@@ -58,7 +58,8 @@ static bool sync_ok(PGconn *conn, const char *sql, int n, const char *const *val
         return ok;
 }
 
-/* The dependents and their state as JSON text (asked on the loop, like every unit query). */
+/* The dependents and their state as JSON text: systemd units asked now, other kinds as last seen
+ * (a pm2 jlist would hold the loop). */
 static char *dependents_json(hosts *h) {
         const config *cfg = h->server->cfg;
         json_t *arr = json_array();
@@ -66,7 +67,7 @@ static char *dependents_json(hosts *h) {
         size_t n = 0;
         char *s;
 
-        if (h->server->deps && deps_query(h->server->deps, cfg->units, cfg->n_units, &st, &n) >= 0) {
+        if (h->server->deps && deps_query_known(h->server->deps, &st, &n) >= 0) {
                 for (size_t i = 0; i < n; i++)
                         json_array_append_new(arr, json_pack("{s:s,s:s}", "name", st[i].name, "active_state",
                                                              st[i].active_state));

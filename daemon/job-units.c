@@ -194,14 +194,12 @@ static void on_stopped(void *userdata, unit_outcome *o, size_t n) {
 }
 
 /* Records which units run, durably, then stops them; nothing else is touched before. */
-void job_phase_stop_units(job *jb) {
+static void on_queried(void *userdata, int r, unit_state *st, size_t n) {
+        job *jb = userdata;
         server *s = jb->owner->server;
         json_t *names;
         size_t n_own;
-        int r;
 
-        jb->phase = PHASE_STOPPING;
-        r = deps_running(s->deps, s->cfg->units, s->cfg->n_units, &jb->stopped, &jb->n_stopped);
         if (r < 0) {
                 job_fail(jb, PROTOCOL_ERROR_UNITS_FAILED, NULL,
                          "cannot ask the service manager about the dependent units; nothing was changed");
@@ -209,9 +207,22 @@ void job_phase_stop_units(job *jb) {
                         job_finish(jb);
                 return;
         }
+        /* cancelled or interrupted while the dependents were asked: nothing touched yet */
+        if (jb->cancel_requested || s->shutting_down) {
+                unit_states_free(st, n);
+                job_fail(jb, jb->cancel_requested ? PROTOCOL_ERROR_CANCELLED : PROTOCOL_ERROR_INTERRUPTED, NULL,
+                         jb->cancel_requested ? "cancelled before the migration started; nothing changed"
+                                              : "interrupted before the migration started; nothing changed");
+                if (!handed_over(jb))
+                        job_finish(jb);
+                return;
+        }
+        r = deps_running_of(st, n, &jb->stopped, &jb->n_stopped);
+        unit_states_free(st, n);
         n_own = jb->n_stopped;
         /* stopped by another host's drain whose end is not heard yet: this job starts them too */
-        r = hosts_drained_adopt(s->hosts, &jb->stopped, &jb->n_stopped);
+        if (r >= 0)
+                r = hosts_drained_adopt(s->hosts, &jb->stopped, &jb->n_stopped);
         if (r >= 0)
                 r = statefile_write(s->state_fd, s->cfg->database, jb->id, jb->stopped, jb->n_stopped);
         if (r < 0) {
@@ -237,4 +248,15 @@ void job_phase_stop_units(job *jb) {
                 if (!handed_over(jb))
                         job_phase_start_units(jb);
         }
+}
+
+/* Asks which units run (a pm2 or exec: dependent's answer comes from a thread); on_queried goes on. */
+void job_phase_stop_units(job *jb) {
+        server *s = jb->owner->server;
+        int r;
+
+        jb->phase = PHASE_STOPPING;
+        r = deps_query(s->deps, s->cfg->units, s->cfg->n_units, on_queried, jb);
+        if (r < 0)
+                on_queried(jb, r, NULL, 0);
 }

@@ -528,6 +528,8 @@ server *server_free(server *s) {
         /* Workers first: joining them runs their last completions, which still reply. */
         s->job_worker = worker_free(s->job_worker);
         s->reader = worker_free(s->reader);
+        /* a dependents' query still running replies too */
+        deps_drain(s->deps);
         s->control = control_free(s->control);
         s->hosts = hosts_free(s->hosts);
         if (s->socket_created)

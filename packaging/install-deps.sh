@@ -25,6 +25,8 @@ test_pkgs="$test_pkgs systemd-container"
 # the container dependents (tests/dependents/test_containers.py: dockerd started by the test, an
 # image made from the host's busybox)
 test_pkgs="$test_pkgs docker.io busybox-static"
+# the same container cases against podman's Docker-compatible service (runc: crun refuses hybrid cgroups)
+test_pkgs="$test_pkgs podman runc"
 # the dependents and oracles suites (tests/dependents: a real pm2, tests/oracles: the real dbmate,
 # from npm, pinned by their package-lock.json):
 # node and npm; Debian's packages unless a node that brings its own npm is installed already

@@ -138,6 +138,68 @@ class ExecTest(H.TestCase):
             self.assertEqual(d.wait(), 2, d.log())
             self.assertIn(what, d.log())
 
+    def blocking_check(self, running=False):
+        """An exec: dependent whose first check blocks on a FIFO until the test releases it, and
+        says "not running" (nothing to stop), or "running"; later checks answer at once."""
+        fifo, mark, released = self.path("gate.fifo"), self.path("check.started"), self.path("check.released")
+        os.mkfifo(fifo)
+        check = self.path("slow-check.sh")
+        with open(check, "w") as f:
+            f.write("#!/bin/sh\nif [ ! -e %s ]; then\n echo running > %s\n cat %s >/dev/null\n touch %s\nfi\nexit %d\n"
+                    % (released, mark, fifo, released, 0 if running else 1))
+        os.chmod(check, 0o755)
+        return {"stop": "true", "start": "true", "check": check}, fifo, mark, released
+
+    def assert_loop_answers_while_check_runs(self, method, params):
+        """method's dependents query runs the blocking check; meanwhile another client's hello and
+        status are answered, before the check is released (ordering, not timing)."""
+        paths, fifo, mark, released = self.blocking_check()
+        d = self.daemon(config=self.config({"w": paths}), database=None)
+        with H.Conn(d.socket, timeout=120) as slow:
+            slow.send(method, params, id=7)
+            D.wait_for(lambda: os.path.exists(mark), "the check command to start")
+            _, hello = d.rpc("hello", timeout=20)
+            H.result_of(hello)
+            status = d.call("status", timeout=20)
+            # the check is still blocked: its reader holds the FIFO open (else ENXIO)
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                self.fail("the check command no longer runs after the replies (%s): they waited for it" % e)
+            os.write(fd, b"go\n")
+            os.close(fd)
+            _, final = slow.read_reply(7, timeout=120)
+        self.assertTrue(os.path.exists(released))
+        return status, H.result_of(final)
+
+    def test_loop_answers_while_lock_check_asks_a_slow_check(self):
+        _, report = self.assert_loop_answers_while_check_runs("lock_check", None)
+        self.assertIn({"unit": "exec:w", "load_state": "loaded", "active_state": "inactive", "sub_state": "dead"},
+                      report["units"], report)
+
+    def test_loop_answers_while_up_asks_a_slow_check(self):
+        _, res = self.assert_loop_answers_while_check_runs("up", {})
+        self.assertEqual(H.applied_versions(self.db), [1, 2, 3], res)
+        self.assertEqual(res["units"]["stopped"], [], "a dependent that does not run is not stopped")
+
+    def test_cancel_while_the_check_runs_touches_nothing(self):
+        paths, fifo, mark, released = self.blocking_check(running=True)
+        stopped = self.path("stopped")
+        paths["stop"] = "touch " + stopped
+        d = self.daemon(config=self.config({"w": paths}), database=None)
+        with H.Conn(d.socket, timeout=120) as slow:
+            slow.send("up", {}, id=3)
+            D.wait_for(lambda: os.path.exists(mark), "the check command to start")
+            H.result_of(d.rpc("cancel", {}, timeout=20)[1])
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, b"go\n")
+            os.close(fd)
+            _, final = slow.read_reply(3, timeout=120)
+        self.assertIn("cancelled before the migration started", H.error_of(final)["message"], final)
+        self.assertEqual(H.applied_versions(self.db), [])
+        self.assertFalse(os.path.exists(os.path.join(d.state_dir(), "units.json")))
+        self.assertFalse(os.path.exists(stopped), "a job cancelled while it asked must not stop anything")
+
 
 if __name__ == "__main__":
     H.main()

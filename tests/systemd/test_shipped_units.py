@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 import harness as H  # noqa: E402
 sys.path.insert(0, os.path.join(SRC, "tests", "dependents"))
 import deplib as D  # noqa: E402
+import test_containers as TC  # noqa: E402
 
 SKIP = 77
 NAME = "free-sleep"
@@ -95,6 +96,24 @@ APP_CONF = textwrap.dedent("""\
     home = {home}
     pm2 = {pm2}
     """).format(db=APP_DB, home=PM2_HOME, pm2=PM2)
+
+# container:web under the shipped unit, WITHOUT a drop-in: the engine's socket (dockerd started by
+# the test on the host, its socket directory bound to /run/engine) is a path AF_UNIX socket, which
+# RestrictAddressFamilies=AF_UNIX allows, PrivateNetwork= does not hide, ProtectSystem=strict does
+# not refuse (connecting is not writing the file system) and root reaches with CAP_DAC_OVERRIDE.
+# The database directory is the host's, bound to the same path for the unit and the container.
+CTR_DB_DIR = "/var/lib/ctr"
+CTR_CONF = textwrap.dedent("""\
+    [database]
+    path = {dir}/app.db
+    [migrations]
+    directory = {dir}/migrations
+    [units]
+    units = container:web
+    stop_timeout = 10
+    [container.web]
+    socket = /run/engine/dockerd.sock
+    """).format(dir=CTR_DB_DIR)
 
 # [metrics] listen under the shipped unit: it needs systemd/migrated-metrics.conf
 METRICS_DB = "/var/lib/metrics/app.db"
@@ -195,6 +214,11 @@ class Container:
             f.write(CONF)
         with open(os.path.join(d, "migrated", "app.conf"), "w") as f:
             f.write(APP_CONF)
+        with open(os.path.join(d, "migrated", "ctr.conf"), "w") as f:
+            f.write(CTR_CONF)
+        for sub in ("engine", "ctr"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.chmod(os.path.join(d, "ctr"), 0o755)
         with open(os.path.join(d, "migrated", "metrics.conf"), "w") as f:
             f.write(METRICS_CONF)
         for name in ("pg", "pg-nodropin"):
@@ -221,6 +245,8 @@ class Container:
                 "--bind-ro=%s/migrated:/etc/migrated" % d,
                 "--bind-ro=%s/opt:/opt/migrated" % d,
                 "--bind-ro=%s:/opt/pm2" % self.pm2_dir,
+                "--bind=%s/engine:/run/engine" % d,
+                "--bind=%s/ctr:%s" % (d, CTR_DB_DIR),
                 "--boot", "systemd.firstboot=off"]
         self.console = open(os.path.join(d, "console.log"), "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.console, stderr=self.console,
@@ -456,6 +482,16 @@ class ShippedUnitsTest(unittest.TestCase):
         self.assertIn("systemctl status migrated@%s.service" % NAME, r.stderr)
 
 
+    def up_stops(self, instance, dependent, label):
+        """Starts migrated@INSTANCE, runs up: it succeeds and says it stopped dependent."""
+        r = self.sh("systemctl", "start", "migrated@%s.service" % instance, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.sh("/opt/migrated/migratectl", "--instance", instance, "up", timeout=JOB_TIMEOUT)
+        journal = self.sh("journalctl", "--no-pager", "-n", "40", "-u", "migrated@%s.service" % instance).stdout
+        print("PATH %s: exit %d" % (label, r.returncode), flush=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + journal)
+        self.assertIn("stopped " + dependent, r.stdout + r.stderr)
+
     def test_pm2_dependent_under_the_shipped_unit_with_its_dropin(self):
         c = self.c
         self.assertEqual(self.sh("useradd", "--create-home", "deploy").returncode, 0)
@@ -475,16 +511,39 @@ class ShippedUnitsTest(unittest.TestCase):
         log.wait_acks(10)
         first = log.starts()[-1]
 
-        r = self.sh("systemctl", "start", "migrated@app.service", timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        r = self.sh("/opt/migrated/migratectl", "--instance", "app", "up", timeout=JOB_TIMEOUT)
-        journal = self.sh("journalctl", "--no-pager", "-n", "40", "-u", "migrated@app.service").stdout
-        print("PATH pm2:api under the shipped unit + migrated-pm2.conf: exit %d" % r.returncode, flush=True)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + journal)
-        self.assertIn("stopped pm2:api", r.stdout + r.stderr)
+        self.up_stops('app', 'pm2:api', 'pm2:api under the shipped unit + migrated-pm2.conf')
         H.wait_until(lambda: log.starts()[-1] != first, 60, what="api started again by pm2")
         log.wait_acks(5)
         self.assertIn(("stop", first), [(k, v) for k, v, _ in log.records()])
+
+    def test_container_dependent_under_the_shipped_unit_without_a_dropin(self):
+        if not shutil.which("dockerd") or not shutil.which("docker"):
+            if H.in_ci():
+                self.fail("dockerd is not installed (packaging/install-deps.sh test installs docker.io)")
+            self.skipTest("dockerd is not installed")
+        c = self.c
+        host_dir = os.path.join(self.tmp, "ctr")
+        engine = TC.Dockerd(socket_dir=os.path.join(self.tmp, "engine"))
+        self.addCleanup(engine.stop)
+        os.makedirs(os.path.join(host_dir, "migrations"))
+        H.write_migrations(os.path.join(host_dir, "migrations"), {1: V[1], 2: V[2]})
+        db = os.path.join(host_dir, "app.db")
+        D.create_db(db)
+        shutil.copy(os.path.join(HERE, "writer.py"), os.path.join(host_dir, "writer.py"))
+        # the container sees the database where the unit does
+        log = D.Log(os.path.join(host_dir, "web.acks"))
+        engine.docker("run", "-d", "--name", "web", "--network", "none", "-v", "/usr:/usr:ro",
+                      "-v", "%s:%s" % (host_dir, CTR_DB_DIR), TC.IMAGE, "/usr/bin/python3",
+                      CTR_DB_DIR + "/writer.py", CTR_DB_DIR + "/app.db", CTR_DB_DIR + "/web.acks", "web")
+        log.wait_acks(10)
+        starts = len(log.starts())  # its pid is 1 in the container every time: count the starts
+
+        self.up_stops('ctr', 'container:web', 'container:web under the shipped unit, no drop-in')
+        self.assertEqual(H.applied_versions(db), [1, 2])
+        H.wait_until(lambda: len(log.starts()) > starts, 60, what="web started again by the engine")
+        log.wait_acks(5)
+        self.assertIn("stop", [k for k, _, _ in log.records()], "web was not stopped by its signal")
+        D.all_acked_in_db(self, db, [log])
 
     def test_metrics_endpoint_under_the_shipped_unit_with_its_dropin(self):
         c = self.c
