@@ -517,6 +517,7 @@ int render_plan(json_t *result, bool dry_run) {
         if (r < 0)
                 return r;
         table_print(t, stdout, "  ");
+        render_classification(result);
         if (dry_run)
                 render_dry_run_details(result);
         return 0;

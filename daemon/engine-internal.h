@@ -76,3 +76,10 @@ int engine_require_valid_directory(engine *e, engine_error *err);
 /* engine_run's core, shared with rehearsal: take_backup false on a throwaway copy. */
 int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_progress_fn progress, void *userdata,
                     json_t **ret_result, engine_error *err);
+
+/* The plan's classification ({class, steps: [...], findings, lint_errors}; classify.h), from the
+ * live database's schema; a backend that cannot classify calls every step breaking. */
+int engine_classify(engine *e, const plan *p, json_t **ret, engine_error *err);
+/* The same, merged into a report_plan() object: each step gets class, rule, reason,
+ * statements, findings; the plan gets class, findings, lint_errors. */
+int engine_add_classification(engine *e, const plan *p, json_t *report, engine_error *err);

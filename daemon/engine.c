@@ -385,7 +385,14 @@ int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *
         if (r != 0)
                 return r;
         *ret = report_plan(p);
-        return *ret ? 0 : -ENOMEM;
+        if (!*ret)
+                return -ENOMEM;
+        r = engine_add_classification(e, p, *ret, err);
+        if (r != 0) {
+                json_decref(*ret);
+                *ret = NULL;
+        }
+        return r;
 }
 
 /* A dry run shows what the job would do, exactly: each step's SQL and the transactions they
@@ -399,6 +406,13 @@ int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_erro
         if (r != 0)
                 return r;
         o = report_plan(p);
+        if (!o)
+                return -ENOMEM;
+        r = engine_add_classification(e, p, o, err);
+        if (r != 0) {
+                json_decref(o);
+                return r;
+        }
         steps = json_object_get(o, "steps");
         groups = json_array();
         for (size_t i = 0; i < p->n; i++) {

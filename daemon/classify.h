@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Classification of a plan before it runs: each statement is "online" (additive: the running
+ * services keep working while it runs) or "breaking" (they must be stopped), with the id of the
+ * rule that decided and a reason, from what the database itself reports about the statement,
+ * never from the SQL text. SQLite: the plan replayed on an in-memory copy of the live schema,
+ * with the authorizer callback naming every action of a statement and a catalog diff (PRAGMA
+ * table_xinfo) before and after each ALTER TABLE (db-sqlite-classify.c, part of the db layer).
+ * A file's "-- migrated: online" / "-- migrated: breaking" directive overrides, and says so. */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CLASS_ONLINE "online"
+#define CLASS_BREAKING "breaking"
+
+enum {
+        CLASSIFY_LIVE_FAILED = 1, /* the live database could not be read: *ret_error says why */
+};
+
+typedef struct classify_script {
+        const char *file; /* for messages */
+        const char *sql;  /* NUL-terminated */
+        const char *override; /* CLASS_ONLINE / CLASS_BREAKING from a directive, or NULL */
+} classify_script;
+
+/* Replays scripts in order on an in-memory copy of the schema of the SQLite database at
+ * live_path. Returns 0 with *ret: {class, steps: [{file, class, rule, reason, override?,
+ * statements: [{sql, class, rule, reason}], findings: [...]}]}, CLASSIFY_LIVE_FAILED with
+ * *ret_error, or -errno. */
+int classify_sqlite(const char *live_path, const classify_script *scripts, size_t n, json_t **ret, char **ret_error);
+
+/* A classification every statement of which is "breaking", rule "unknown" (a backend that
+ * cannot classify): the plan keeps today's stop/start path. */
+json_t *classify_unknown(const classify_script *scripts, size_t n, const char *reason);
+
+/* Whether a plan so classified must stop its dependents: any step breaking, or no
+ * classification at all. */
+bool plan_needs_downtime(const json_t *classification);

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/* The plan's classification (online or breaking) and its lint findings, for plan, dry runs,
+ * jobs and migratectl lint. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "classify.h"
+#include "engine-internal.h"
+
+json_t *classify_unknown(const classify_script *scripts, size_t n, const char *reason) {
+        json_t *o = json_pack("{s:s,s:[]}", "class", CLASS_BREAKING, "steps");
+
+        for (size_t i = 0; o && i < n; i++) {
+                const char *class = scripts[i].override ?: CLASS_BREAKING;
+                json_t *step = json_pack("{s:s,s:s,s:s,s:s,s:[],s:[]}", "file", scripts[i].file, "class", class, "rule",
+                                         "unknown", "reason", reason, "statements", "findings");
+                if (step && scripts[i].override)
+                        json_object_set_new(step, "override", json_string(scripts[i].override));
+                json_array_append_new(json_object_get(o, "steps"), step);
+        }
+        if (o && n > 0) {
+                bool breaking = false;
+                json_t *s;
+                size_t i;
+                json_array_foreach(json_object_get(o, "steps"), i, s)
+                        breaking |= streq(json_string_value(json_object_get(s, "class")), CLASS_BREAKING);
+                json_object_set_new(o, "class", json_string(breaking ? CLASS_BREAKING : CLASS_ONLINE));
+        }
+        return o;
+}
+
+bool plan_needs_downtime(const json_t *classification) {
+        const char *c = json_string_value(json_object_get(classification, "class"));
+
+        return !c || !streq(c, CLASS_ONLINE);
+}
+
+/* Irreversibility: an up step without a down script, unless accepted. Then every finding is
+ * marked accepted when its file says "-- migrated: accept RULE". */
+static int add_findings(const plan *p, json_t *o) {
+        json_t *steps = json_object_get(o, "steps"), *all = json_array();
+        bool errors = false;
+
+        if (!all)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n; i++) {
+                const plan_step *st = &p->steps[i];
+                json_t *step = json_array_get(steps, i), *findings = json_object_get(step, "findings"), *f;
+                size_t k;
+
+                if (!findings) {
+                        findings = json_array();
+                        json_object_set_new(step, "findings", findings);
+                }
+                if (p->direction == PLAN_UP && !st->migration->down.file)
+                        json_array_append_new(findings,
+                                              json_pack("{s:s,s:s,s:s,s:s}", "rule", "no-down", "severity", "warning",
+                                                        "file", st->script->file, "message",
+                                                        "the migration has no down script: it cannot be reverted"));
+                json_array_foreach(findings, k, f) {
+                        bool accepted = migration_accepts_rule(st->script->sql, st->script->size,
+                                                               json_string_value(json_object_get(f, "rule")));
+                        json_object_set_new(f, "accepted", json_boolean(accepted));
+                        json_object_set_new(f, "version", json_integer(st->migration->version));
+                        if (!accepted && streq(json_string_value(json_object_get(f, "severity")), "error"))
+                                errors = true;
+                        json_array_append(all, f);
+                }
+        }
+        json_object_set_new(o, "findings", all);
+        json_object_set_new(o, "lint_errors", json_boolean(errors));
+        return 0;
+}
+
+int engine_classify(engine *e, const plan *p, json_t **ret, engine_error *err) {
+        _cleanup_free_ classify_script *scripts = calloc(p->n + 1, sizeof(*scripts));
+        _cleanup_free_ char *problem = NULL;
+        json_t *o = NULL;
+        int r;
+
+        if (!scripts)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n; i++) {
+                unsigned flags = p->steps[i].script->flags;
+                scripts[i].file = p->steps[i].script->file;
+                scripts[i].sql = p->steps[i].script->sql;
+                scripts[i].override = flags & MIGRATION_ONLINE     ? CLASS_ONLINE
+                                      : flags & MIGRATION_BREAKING ? CLASS_BREAKING
+                                                                   : NULL;
+        }
+        if (streq(db_get_backend(e->db)->name, "sqlite")) {
+                r = classify_sqlite(e->database, scripts, p->n, &o, &problem);
+                if (r < 0)
+                        return r;
+                if (r == CLASSIFY_LIVE_FAILED) /* the plan stands; it keeps the stop/start path */
+                        o = classify_unknown(scripts, p->n, problem ?: "the live schema could not be read");
+                if (!o)
+                        return -ENOMEM;
+        } else {
+                o = classify_unknown(scripts, p->n, "this backend cannot classify statements yet");
+                if (!o)
+                        return -ENOMEM;
+        }
+        r = add_findings(p, o);
+        if (r < 0) {
+                json_decref(o);
+                return r;
+        }
+        *ret = o;
+        return 0;
+}
+
+int engine_add_classification(engine *e, const plan *p, json_t *report, engine_error *err) {
+        json_t *c = NULL, *steps = json_object_get(report, "steps"), *s;
+        size_t i;
+        int r;
+
+        r = engine_classify(e, p, &c, err);
+        if (r != 0)
+                return r;
+        json_array_foreach(json_object_get(c, "steps"), i, s) {
+                json_t *dst = json_array_get(steps, i);
+                const char *key;
+                json_t *v;
+                json_object_foreach(s, key, v)
+                        if (!streq(key, "file"))
+                                json_object_set(dst, key, v);
+        }
+        json_object_set(report, "class", json_object_get(c, "class"));
+        json_object_set(report, "findings", json_object_get(c, "findings"));
+        json_object_set(report, "lint_errors", json_object_get(c, "lint_errors"));
+        json_decref(c);
+        return 0;
+}
