@@ -32,6 +32,11 @@ typedef struct classify_script {
  * *ret_error, or -errno. */
 int classify_sqlite(const char *live_path, const classify_script *scripts, size_t n, json_t **ret, char **ret_error);
 
+/* Runs scripts in one transaction (rolled back) on a throwaway copy of the database, timing how
+ * long the write lock is held: *ret = {lock_ms, failed, slowest: {file, sql, ms}}. */
+int classify_sqlite_time(const char *copy_path, const classify_script *scripts, size_t n, json_t **ret,
+                         char **ret_error);
+
 /* A classification every statement of which is "breaking", rule "unknown" (a backend that
  * cannot classify): the plan keeps today's stop/start path. */
 json_t *classify_unknown(const classify_script *scripts, size_t n, const char *reason);

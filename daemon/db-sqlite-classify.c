@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -26,6 +28,7 @@ typedef struct actions {
         char *create, *drop, *alter, *update, *delete, *insert, *pragma, *pragma_value;
         const char *kind; /* of the created or dropped object */
         int other;        /* an action not known to be online (its code), 0 if none */
+        bool transaction; /* BEGIN, COMMIT, ROLLBACK */
 } actions;
 
 static void actions_clear(actions *x) {
@@ -80,7 +83,8 @@ static int authorize(void *userdata, int code, const char *a, const char *b, con
         case SQLITE_UPDATE: if (!internal_table(a)) keep(&x->update, a); break;
         case SQLITE_DELETE: if (!internal_table(a)) keep(&x->delete, a); break;
         case SQLITE_PRAGMA: keep(&x->pragma, a); keep(&x->pragma_value, b); break;
-        case SQLITE_READ: case SQLITE_SELECT: case SQLITE_FUNCTION: case SQLITE_TRANSACTION:
+        case SQLITE_TRANSACTION: x->transaction = true; break;
+        case SQLITE_READ: case SQLITE_SELECT: case SQLITE_FUNCTION:
         case SQLITE_SAVEPOINT: case SQLITE_RECURSIVE: case SQLITE_ANALYZE:
         case SQLITE_REINDEX: /* CREATE INDEX builds the new index */
                 break;
@@ -457,4 +461,64 @@ int classify_sqlite(const char *live_path, const classify_script *scripts, size_
         json_object_set_new(o, "class", json_string(breaking ? CLASS_BREAKING : CLASS_ONLINE));
         *ret = TAKE_PTR(o);
         return 0;
+}
+
+static int64_t now_us(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int classify_sqlite_time(const char *copy_path, const classify_script *scripts, size_t n, json_t **ret,
+                         char **ret_error) {
+        _cleanup_(sqlite3_close_p) sqlite3 *sq = NULL;
+        _cleanup_free_ char *slow_sql = NULL;
+        const char *slow_file = NULL;
+        int64_t t0, slow_us = -1;
+        bool failed = false;
+
+        if (sqlite3_open_v2(copy_path, &sq, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+            sqlite3_exec(sq, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+                if (asprintf(ret_error, "cannot open the copy %s: %s", copy_path,
+                             sq ? sqlite3_errmsg(sq) : "out of memory") < 0)
+                        *ret_error = NULL;
+                return CLASSIFY_LIVE_FAILED;
+        }
+        t0 = now_us();
+        for (size_t i = 0; i < n && !failed; i++) {
+                const char *p = scripts[i].sql;
+                while (p && *p && !failed) {
+                        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                        actions x = {};
+                        const char *tail = NULL;
+                        int64_t t = now_us();
+                        int rc;
+
+                        sqlite3_set_authorizer(sq, authorize, &x);
+                        rc = sqlite3_prepare_v2(sq, p, -1, &st, &tail);
+                        sqlite3_set_authorizer(sq, NULL, NULL);
+                        p = tail;
+                        if (rc != SQLITE_OK)
+                                failed = true;
+                        else if (st && !x.transaction) { /* a file's own BEGIN/COMMIT: the plan's transaction */
+                                do
+                                        rc = sqlite3_step(st);
+                                while (rc == SQLITE_ROW);
+                                failed = rc != SQLITE_DONE;
+                        }
+                        actions_clear(&x);
+                        if (st && now_us() - t > slow_us) {
+                                slow_us = now_us() - t;
+                                free(slow_sql);
+                                slow_sql = strdup(sqlite3_sql(st));
+                                slow_file = scripts[i].file;
+                        }
+                }
+        }
+        *ret = json_pack("{s:I,s:b,s:{s:s?,s:s?,s:I}}", "lock_ms", (json_int_t) ((now_us() - t0) / 1000), "failed",
+                         failed, "slowest", "file", slow_file, "sql", slow_sql, "ms",
+                         (json_int_t) (slow_us < 0 ? 0 : slow_us / 1000));
+        (void) sqlite3_exec(sq, "ROLLBACK", NULL, NULL, NULL);
+        return *ret ? 0 : -ENOMEM;
 }

@@ -133,3 +133,90 @@ int engine_add_classification(engine *e, const plan *p, json_t *report, engine_e
         json_decref(c);
         return 0;
 }
+
+/* The first breaking step, as "FILE: RULE: reason", for the report. */
+static char *breaking_reason(json_t *c) {
+        json_t *s;
+        size_t i;
+        char *out = NULL;
+
+        json_array_foreach(json_object_get(c, "steps"), i, s)
+                if (streq(json_string_value(json_object_get(s, "class")) ?: "", CLASS_BREAKING)) {
+                        if (asprintf(&out, "%s: %s: %s", json_string_value(json_object_get(s, "file")) ?: "?",
+                                     json_string_value(json_object_get(s, "rule")) ?: "?",
+                                     json_string_value(json_object_get(s, "reason")) ?: "") < 0)
+                                out = NULL;
+                        break;
+                }
+        return out;
+}
+
+int engine_online_check(engine *e, const engine_job *job, unsigned bound_ms, json_t **ret_report, engine_error *err) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_free_ classify_script *scripts = NULL;
+        _cleanup_free_ char *copy = NULL, *problem = NULL, *why = NULL;
+        json_t *c = NULL, *timing = NULL, *report;
+        int r;
+
+        r = engine_build_plan(e, &job->request, &p, NULL, err);
+        if (r != 0)
+                return r;
+        r = engine_classify(e, p, &c, err);
+        if (r != 0)
+                return r;
+        report = json_pack("{s:O,s:I}", "class", json_object_get(c, "class"), "bound_ms", (json_int_t) bound_ms);
+        if (!report) {
+                json_decref(c);
+                return -ENOMEM;
+        }
+        *ret_report = report;
+        if (plan_needs_downtime(c)) {
+                why = breaking_reason(c);
+                json_decref(c);
+                json_object_set_new(report, "decision", json_string("stop"));
+                json_object_set_new(report, "reason", json_string(why ?: "the plan is breaking"));
+                return 0;
+        }
+        json_decref(c);
+        /* online: how long does its transaction hold the write lock? measured on a copy */
+        scripts = calloc(p->n + 1, sizeof(*scripts));
+        if (!scripts)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n; i++) {
+                scripts[i].file = p->steps[i].script->file;
+                scripts[i].sql = p->steps[i].script->sql;
+        }
+        r = engine_make_clone(e, job->id, &copy, err);
+        if (r != 0)
+                return r;
+        r = classify_sqlite_time(copy, scripts, p->n, &timing, &problem);
+        db_clone_remove(db_get_backend(e->db), copy);
+        if (r < 0)
+                return r;
+        if (r > 0 || json_is_true(json_object_get(timing, "failed"))) {
+                json_decref(timing);
+                json_object_set_new(report, "decision", json_string("stop"));
+                json_object_set_new(report, "reason",
+                                    json_string(problem ?: "the plan failed on a copy of the database: it runs with "
+                                                           "the dependents stopped, where a failure rolls back"));
+                return 0;
+        }
+        json_object_set(report, "lock_ms", json_object_get(timing, "lock_ms"));
+        json_object_set(report, "slowest", json_object_get(timing, "slowest"));
+        if (json_integer_value(json_object_get(timing, "lock_ms")) > (json_int_t) bound_ms) {
+                json_t *slow = json_object_get(timing, "slowest");
+                if (asprintf(&why,
+                             "on a copy, the plan held the write lock %" JSON_INTEGER_FORMAT " ms, over the bound of "
+                             "%u ms (online_lock_ms); the slowest statement, %" JSON_INTEGER_FORMAT " ms, is in %s: %s",
+                             json_integer_value(json_object_get(timing, "lock_ms")), bound_ms,
+                             json_integer_value(json_object_get(slow, "ms")),
+                             json_string_value(json_object_get(slow, "file")) ?: "?",
+                             json_string_value(json_object_get(slow, "sql")) ?: "?") < 0)
+                        why = NULL;
+                json_object_set_new(report, "decision", json_string("over_bound"));
+                json_object_set_new(report, "reason", json_string(why ?: "over the bound"));
+        } else
+                json_object_set_new(report, "decision", json_string("online"));
+        json_decref(timing);
+        return 0;
+}

@@ -52,6 +52,10 @@ int engine_notify_commit(engine *e, int64_t version, db_failure *f);
 int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind kind, json_t **ret_info,
                        engine_error *err);
 
+/* A private copy of the live database beside the backups (db_clone), for a rehearsal; the
+ * caller removes it with db_clone_remove(). */
+int engine_make_clone(engine *e, uint64_t job_id, char **ret_copy, engine_error *err);
+
 /* Applies the retention rules to the backup directory (see engine-backup.c). */
 void engine_prune_backups(engine *e);
 

@@ -143,3 +143,8 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
 
 /* The plan with everything a dry run shows: SQL, transaction groups, the backup to take. */
 int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_error *err);
+
+/* Whether a migration job may run with its dependents running (classify.h): its plan is online
+ * and, rehearsed on a copy, holds the write lock at most bound_ms. *ret_report: {class, decision:
+ * online | stop (breaking) | over_bound, reason, bound_ms, lock_ms, slowest: {file, sql, ms}}. */
+int engine_online_check(engine *e, const engine_job *job, unsigned bound_ms, json_t **ret_report, engine_error *err);

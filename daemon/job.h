@@ -51,6 +51,8 @@ typedef struct job {
         int64_t t_stop_begin, t_stop_end, t_apply_end, t_start_end, t_checks_ms, t_sql_ms;
         int64_t t_begin;       /* when it left the queue, for its duration */
         bool holders_waited;   /* other processes kept the database open after the stop */
+        bool online;           /* the plan runs with the dependents running (classify.h) */
+        json_t *online_report; /* engine_online_check()'s report, or NULL when not asked */
 
         /* outcome; worker fields are read on the loop thread after the worker finished */
         int r;
