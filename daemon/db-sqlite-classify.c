@@ -161,9 +161,10 @@ static int verdict(json_t *stmt, const char *class, const char *rule, const char
         return 0;
 }
 
-static int finding(json_t *findings, const char *rule, const char *severity, const char *file, const char *fmt, ...)
-        _printf_(5, 6);
-static int finding(json_t *findings, const char *rule, const char *severity, const char *file, const char *fmt, ...) {
+static int finding(json_t *findings, const char *rule, const char *severity, const char *file, const char *object,
+                   const char *fmt, ...) _printf_(6, 7);
+static int finding(json_t *findings, const char *rule, const char *severity, const char *file, const char *object,
+                   const char *fmt, ...) {
         _cleanup_free_ char *message = NULL;
         va_list ap;
         int r;
@@ -173,8 +174,8 @@ static int finding(json_t *findings, const char *rule, const char *severity, con
         va_end(ap);
         if (r < 0)
                 return -ENOMEM;
-        return json_array_append_new(findings, json_pack("{s:s,s:s,s:s,s:s}", "rule", rule, "severity", severity,
-                                                         "file", file, "message", message)) < 0
+        return json_array_append_new(findings, json_pack("{s:s,s:s,s:s,s:s,s:s}", "rule", rule, "severity", severity,
+                                                         "file", file, "object", object, "message", message)) < 0
                        ? -ENOMEM
                        : 0;
 }
@@ -187,6 +188,16 @@ typedef struct step_state {
         bool foreign_keys; /* PRAGMA foreign_keys = ON was seen */
 }
 step_state;
+
+/* Removes the drop-table finding of table: a rebuild dropped it after copying its rows. */
+static void forget_drop(json_t *findings, const char *table) {
+        for (size_t i = json_array_size(findings); i > 0; i--) {
+                json_t *f = json_array_get(findings, i - 1);
+                if (streq(json_string_value(json_object_get(f, "rule")) ?: "", "drop-table") &&
+                    strcasecmp(json_string_value(json_object_get(f, "object")) ?: "", table) == 0)
+                        json_array_remove(findings, i - 1);
+        }
+}
 
 /* An ALTER TABLE: what changed in the catalog decides (nullable or constant-default ADD COLUMN
  * is online; a rename or a dropped column is not). */
@@ -223,17 +234,18 @@ static int classify_alter(sqlite3 *sq, sqlite3_stmt *st, const char *table, json
                                         if (strcasecmp(json_string_value(json_array_get(c, 0)),
                                                        json_string_value(json_array_get(d, 0))) == 0)
                                                 kept = true;
-                                if (!kept && finding(ss->findings, "rebuild-drops-column", "error", ss->file,
+                                if (!kept && finding(ss->findings, "rebuild-drops-column", "error", ss->file, renamed,
                                                      "the rebuild of table %s drops its column %s (its data is lost)",
                                                      renamed, json_string_value(json_array_get(c, 0))) < 0)
                                         return -ENOMEM;
                         }
                         if (ss->foreign_keys && cascades_to(sq, renamed) &&
-                            finding(ss->findings, "rebuild-cascade", "error", ss->file,
+                            finding(ss->findings, "rebuild-cascade", "error", ss->file, renamed,
                                     "table %s is rebuilt with foreign keys on and another table references it with "
                                     "ON DELETE CASCADE: dropping the old table deletes the referencing rows",
                                     renamed) < 0)
                                 return -ENOMEM;
+                        forget_drop(ss->findings, renamed); /* its data moved: the rebuild's rules speak */
                         return verdict(stmt, CLASS_BREAKING, "table-rebuild",
                                        "table %s is rebuilt (dropped and replaced by %s)", renamed, table);
                 }
@@ -265,7 +277,7 @@ static int classify_alter(sqlite3 *sq, sqlite3_stmt *st, const char *table, json
                         if (!kept)
                                 gone = json_string_value(json_array_get(c, 0));
                 }
-                if (finding(ss->findings, "drop-column", "error", ss->file, "DROP COLUMN %s.%s loses its data", table,
+                if (finding(ss->findings, "drop-column", "error", ss->file, table, "DROP COLUMN %s.%s loses its data", table,
                             gone ?: "?") < 0)
                         return -ENOMEM;
                 return verdict(stmt, CLASS_BREAKING, "drop-column", "DROP COLUMN %s.%s", table, gone ?: "?");
@@ -288,7 +300,7 @@ static int classify_statement(sqlite3 *sq, sqlite3_stmt *st, actions *x, json_t 
         else if (drop) {
                 if (streq(kind, "table")) {
                         json_object_set_new(ss->dropped, drop, columns_of(sq, drop));
-                        if (finding(ss->findings, "drop-table", "error", ss->file,
+                        if (finding(ss->findings, "drop-table", "error", ss->file, drop,
                                     "DROP TABLE %s loses its data", drop) < 0)
                                 return -ENOMEM;
                 }
