@@ -37,9 +37,19 @@ int classify_sqlite(const char *live_path, const classify_script *scripts, size_
 int classify_sqlite_time(const char *copy_path, const classify_script *scripts, size_t n, json_t **ret,
                          char **ret_error);
 
+/* The same for PostgreSQL, from PostgreSQL's own parser (libpg_query) on the scripts alone: the
+ * node kind of each statement, and ALTER TABLE's commands. Findings: drop-table, drop-column,
+ * not-null-without-default (error), index-not-concurrent (warning). Without libpg_query every
+ * step is "unknown". Returns 0 or -ENOMEM. */
+int classify_pg(const classify_script *scripts, size_t n, json_t **ret);
+
 /* A classification every statement of which is "breaking", rule "unknown" (a backend that
  * cannot classify): the plan keeps today's stop/start path. */
 json_t *classify_unknown(const classify_script *scripts, size_t n, const char *reason);
+
+/* Sets a step's class, rule and reason from its statements (the first breaking one decides,
+ * else the first), then applies a directive's override, keeping what was detected. */
+void classify_step_finish(json_t *step, const char *override);
 
 /* Whether a plan so classified must stop its dependents: any step breaking, or no
  * classification at all. */

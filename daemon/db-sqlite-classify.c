@@ -358,39 +358,6 @@ static int copy_schema(sqlite3 *sq, const char *live_path, char **ret_error) {
         return 0;
 }
 
-/* Worst first: a step is breaking when one statement is. */
-static void step_summary(json_t *step) {
-        json_t *stmts = json_object_get(step, "statements"), *s, *decider = NULL;
-        size_t i;
-
-        json_array_foreach(stmts, i, s)
-                if (!decider && streq(json_string_value(json_object_get(s, "class")), CLASS_BREAKING))
-                        decider = s;
-        if (!decider)
-                decider = json_array_get(stmts, 0);
-        json_object_set_new(step, "class", json_string(decider ? json_string_value(json_object_get(decider, "class"))
-                                                               : CLASS_ONLINE));
-        json_object_set_new(step, "rule", json_string(decider ? json_string_value(json_object_get(decider, "rule"))
-                                                              : "empty"));
-        json_object_set_new(step, "reason", json_string(decider ? json_string_value(json_object_get(decider, "reason"))
-                                                                : "the script has no statements"));
-}
-
-/* Applies a directive: the step and its statements take the directive's class, keeping what
- * was detected. */
-static void step_override(json_t *step, const char *override) {
-        json_t *s;
-        size_t i;
-
-        json_object_set_new(step, "override", json_string(override));
-        json_object_set(step, "detected", json_object_get(step, "class"));
-        json_object_set_new(step, "class", json_string(override));
-        json_array_foreach(json_object_get(step, "statements"), i, s) {
-                json_object_set(s, "detected", json_object_get(s, "class"));
-                json_object_set_new(s, "class", json_string(override));
-        }
-}
-
 static int classify_step(sqlite3 *sq, const classify_script *sc, json_t *step) {
         _cleanup_(json_decrefp) json_t *dropped = json_object();
         json_t *stmts = json_array(), *findings = json_array();
@@ -438,9 +405,7 @@ static int classify_step(sqlite3 *sq, const classify_script *sc, json_t *step) {
         }
         if (r < 0)
                 return r;
-        step_summary(step);
-        if (sc->override)
-                step_override(step, sc->override);
+        classify_step_finish(step, sc->override);
         return 0;
 }
 

@@ -8,6 +8,45 @@
 #include "classify.h"
 #include "engine-internal.h"
 
+/* Worst first: a step is breaking when one statement is. */
+static void step_summary(json_t *step) {
+        json_t *stmts = json_object_get(step, "statements"), *s, *decider = NULL;
+        size_t i;
+
+        json_array_foreach(stmts, i, s)
+                if (!decider && streq(json_string_value(json_object_get(s, "class")), CLASS_BREAKING))
+                        decider = s;
+        if (!decider)
+                decider = json_array_get(stmts, 0);
+        json_object_set_new(step, "class", json_string(decider ? json_string_value(json_object_get(decider, "class"))
+                                                               : CLASS_ONLINE));
+        json_object_set_new(step, "rule", json_string(decider ? json_string_value(json_object_get(decider, "rule"))
+                                                              : "empty"));
+        json_object_set_new(step, "reason", json_string(decider ? json_string_value(json_object_get(decider, "reason"))
+                                                                : "the script has no statements"));
+}
+
+/* Applies a directive: the step and its statements take the directive's class, keeping what
+ * was detected. */
+static void step_override(json_t *step, const char *override) {
+        json_t *s;
+        size_t i;
+
+        json_object_set_new(step, "override", json_string(override));
+        json_object_set(step, "detected", json_object_get(step, "class"));
+        json_object_set_new(step, "class", json_string(override));
+        json_array_foreach(json_object_get(step, "statements"), i, s) {
+                json_object_set(s, "detected", json_object_get(s, "class"));
+                json_object_set_new(s, "class", json_string(override));
+        }
+}
+
+void classify_step_finish(json_t *step, const char *override) {
+        step_summary(step);
+        if (override)
+                step_override(step, override);
+}
+
 json_t *classify_unknown(const classify_script *scripts, size_t n, const char *reason) {
         json_t *o = json_pack("{s:s,s:[]}", "class", CLASS_BREAKING, "steps");
 
@@ -97,6 +136,10 @@ int engine_classify(engine *e, const plan *p, json_t **ret, engine_error *err) {
                         o = classify_unknown(scripts, p->n, problem ?: "the live schema could not be read");
                 if (!o)
                         return -ENOMEM;
+        } else if (db_dialect_postgres(e->db)) {
+                r = classify_pg(scripts, p->n, &o);
+                if (r < 0)
+                        return r;
         } else {
                 o = classify_unknown(scripts, p->n, "this backend cannot classify statements yet");
                 if (!o)
@@ -178,6 +221,13 @@ int engine_online_check(engine *e, const engine_job *job, unsigned bound_ms, jso
                 return 0;
         }
         json_decref(c);
+        if (!streq(db_get_backend(e->db)->name, "sqlite")) {
+                json_object_set_new(report, "decision", json_string("online"));
+                json_object_set_new(report, "reason",
+                                    json_string("each lock is bounded by lock_timeout, and a plan that times out "
+                                                "runs again"));
+                return 0;
+        }
         /* online: how long does its transaction hold the write lock? measured on a copy */
         scripts = calloc(p->n + 1, sizeof(*scripts));
         if (!scripts)
