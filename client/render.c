@@ -551,7 +551,12 @@ static void render_dry_run_details(json_t *result) {
                         if (json_get_bool(u, "will_stop", false))
                                 printf(" %s", json_get_str(u, "unit") ?: "?");
                 }
-                printf("%s\n", n_stop == 0 ? " none (none is running)" : "");
+                if (n_stop == 0 && json_object_get(result, "online_lock_ms")) {
+                        _cleanup_free_ char *bound = fmt_field(result, "online_lock_ms");
+                        printf(" none: the plan is online (unless it holds the write lock over %s ms, timed on a "
+                               "copy first)\n", bound ?: "?");
+                } else
+                        printf("%s\n", n_stop == 0 ? " none (none is running)" : "");
         }
         if (json_is_object(backup)) {
                 _cleanup_free_ char *keep = fmt_field(backup, "keep");

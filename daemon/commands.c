@@ -159,6 +159,13 @@ static void add_units_to_dry_run(server *s, json_t *result) {
         unit_state *st = NULL;
         size_t n = 0;
         bool changes = json_array_size(json_object_get(result, "steps")) > 0;
+        const char *class = json_string_value(json_object_get(result, "class"));
+
+        /* an online plan keeps them running (unless, timed on a copy, it is over online_lock_ms) */
+        if (changes && s->cfg->n_units > 0 && !s->cfg->online_never && class && streq(class, "online")) {
+                changes = false;
+                json_object_set_new(result, "online_lock_ms", json_integer(s->cfg->online_lock_ms));
+        }
 
         if (s->deps && deps_query(s->deps, s->cfg->units, s->cfg->n_units, &st, &n) >= 0) {
                 for (size_t i = 0; i < n; i++)

@@ -143,6 +143,9 @@ class OnlineTest(H.TestCase):
                                       "CREATE INDEX users_email ON users (email);\n", "DROP TABLE things;\n")})
         d, logs = self.two_writers()
         pids = [log.starts()[-1] for log in logs]
+        dry = d.ctl("up", "--dry-run").json
+        self.assertEqual([u["will_stop"] for u in dry["units"]], [False, False], dry)
+        self.assertIn("none: the plan is online", d.ctl("up", "--dry-run", json_out=False).out)
         t0 = D.now()
         r = d.ctl("up")
         self.assertCtl(r, 0)
@@ -163,6 +166,8 @@ class OnlineTest(H.TestCase):
         self.write({1: ("drop_email", "ALTER TABLE users DROP COLUMN email;\n", None)})
         d, logs = self.two_writers()
         firsts = [log.starts()[-1] for log in logs]
+        dry = d.ctl("up", "--dry-run").json
+        self.assertEqual([u["will_stop"] for u in dry["units"]], [True, True], dry)
         r = d.ctl("up")
         self.assertCtl(r, 0)
         res = r.json
