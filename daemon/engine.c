@@ -377,6 +377,17 @@ int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *r
         return r;
 }
 
+int engine_plan_steps(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        int r;
+
+        r = engine_build_plan(e, req, &p, NULL, err);
+        if (r != 0)
+                return r;
+        *ret = report_plan(p);
+        return *ret ? 0 : -ENOMEM;
+}
+
 int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
         _cleanup_(plan_freep) plan *p = NULL;
         int r;

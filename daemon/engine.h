@@ -97,6 +97,8 @@ uint64_t engine_last_job_id(engine *e);
 /* Read views, each from a fresh scan of the directory and a fresh read of the database. */
 int engine_status(engine *e, json_t **ret, engine_error *err);
 int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err);
+/* The plan's steps alone, without its classification (a job's own bookkeeping). */
+int engine_plan_steps(engine *e, const plan_request *req, json_t **ret, engine_error *err);
 int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err);
 int engine_verify(engine *e, json_t **ret, engine_error *err);
 /* Drift: the live schema against the applied migrations replayed on a scratch database

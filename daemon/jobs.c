@@ -505,7 +505,7 @@ static void job_prepare(void *userdata) {
         if (jb->r != 0)
                 return;
         if (jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&
-            engine_plan(s->job_engine, &jb->spec.request, &preview, &ignored) == 0) {
+            engine_plan_steps(s->job_engine, &jb->spec.request, &preview, &ignored) == 0) {
                 json_t *st;
                 size_t i;
                 jb->plan_versions = json_array();
