@@ -33,9 +33,10 @@ typedef struct classify_script {
 int classify_sqlite(const char *live_path, const classify_script *scripts, size_t n, json_t **ret, char **ret_error);
 
 /* Runs scripts in one transaction (rolled back) on a throwaway copy of the database, timing how
- * long the write lock is held: *ret = {lock_ms, failed, slowest: {file, sql, ms}}. */
-int classify_sqlite_time(const char *copy_path, const classify_script *scripts, size_t n, json_t **ret,
-                         char **ret_error);
+ * long the write lock is held, stopping once that passes bound_ms: *ret = {lock_ms, failed,
+ * over, slowest: {file, sql, ms}} (over: stopped at the bound; slowest: so far). */
+int classify_sqlite_time(const char *copy_path, const classify_script *scripts, size_t n, unsigned bound_ms,
+                         json_t **ret, char **ret_error);
 
 /* The same for PostgreSQL, from PostgreSQL's own parser (libpg_query) on the scripts alone: the
  * node kind of each statement, and ALTER TABLE's commands. Findings: drop-table, drop-column,

@@ -447,13 +447,30 @@ static int64_t now_us(void) {
         return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int classify_sqlite_time(const char *copy_path, const classify_script *scripts, size_t n, json_t **ret,
-                         char **ret_error) {
+/* The timing's deadline: past it, the statement running is interrupted (the plan is over the
+ * bound, and running the rest on the copy would only delay the job). */
+typedef struct deadline {
+        int64_t at_us;
+        bool passed;
+} deadline;
+
+static int past_deadline(void *userdata) {
+        deadline *d = userdata;
+
+        if (now_us() < d->at_us)
+                return 0;
+        d->passed = true;
+        return 1;
+}
+
+int classify_sqlite_time(const char *copy_path, const classify_script *scripts, size_t n, unsigned bound_ms,
+                         json_t **ret, char **ret_error) {
         _cleanup_(sqlite3_close_p) sqlite3 *sq = NULL;
         _cleanup_free_ char *slow_sql = NULL;
         const char *slow_file = NULL;
         int64_t t0, slow_us = -1;
         bool failed = false;
+        deadline dl = {};
 
         if (sqlite3_open_v2(copy_path, &sq, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
             sqlite3_exec(sq, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
@@ -463,9 +480,11 @@ int classify_sqlite_time(const char *copy_path, const classify_script *scripts, 
                 return CLASSIFY_LIVE_FAILED;
         }
         t0 = now_us();
-        for (size_t i = 0; i < n && !failed; i++) {
+        dl.at_us = t0 + (int64_t) bound_ms * 1000;
+        sqlite3_progress_handler(sq, 1000, past_deadline, &dl);
+        for (size_t i = 0; i < n && !failed && !dl.passed; i++) {
                 const char *p = scripts[i].sql;
-                while (p && *p && !failed) {
+                while (p && *p && !failed && !dl.passed) {
                         _cleanup_stmt_ sqlite3_stmt *st = NULL;
                         actions x = {};
                         const char *tail = NULL;
@@ -482,9 +501,11 @@ int classify_sqlite_time(const char *copy_path, const classify_script *scripts, 
                                 do
                                         rc = sqlite3_step(st);
                                 while (rc == SQLITE_ROW);
-                                failed = rc != SQLITE_DONE;
+                                failed = rc != SQLITE_DONE && !dl.passed;
                         }
                         actions_clear(&x);
+                        if (rc != SQLITE_OK && dl.passed)
+                                failed = false; /* interrupted at the deadline, not a failure */
                         if (st && now_us() - t > slow_us) {
                                 slow_us = now_us() - t;
                                 free(slow_sql);
@@ -493,8 +514,9 @@ int classify_sqlite_time(const char *copy_path, const classify_script *scripts, 
                         }
                 }
         }
-        *ret = json_pack("{s:I,s:b,s:{s:s?,s:s?,s:I}}", "lock_ms", (json_int_t) ((now_us() - t0) / 1000), "failed",
-                         failed, "slowest", "file", slow_file, "sql", slow_sql, "ms",
+        sqlite3_progress_handler(sq, 0, NULL, NULL);
+        *ret = json_pack("{s:I,s:b,s:b,s:{s:s?,s:s?,s:I}}", "lock_ms", (json_int_t) ((now_us() - t0) / 1000),
+                         "failed", failed, "over", dl.passed || now_us() - t0 > (int64_t) bound_ms * 1000, "slowest", "file", slow_file, "sql", slow_sql, "ms",
                          (json_int_t) (slow_us < 0 ? 0 : slow_us / 1000));
         (void) sqlite3_exec(sq, "ROLLBACK", NULL, NULL, NULL);
         return *ret ? 0 : -ENOMEM;
