@@ -48,7 +48,7 @@ int verb_lint(const verb *v, int argc, char **argv) {
         static const struct option options[] = { COMMON_OPTIONS, {} };
         _cleanup_free_ char *database = NULL, *state = NULL;
         json_auto_t *result = NULL;
-        char scratch[] = "/tmp/migratectl-lint-XXXXXX";
+        _cleanup_free_ char *scratch = NULL;
         request_args a = {};
         const char *dir;
         int r;
@@ -66,6 +66,8 @@ int verb_lint(const verb *v, int argc, char **argv) {
                         strerror(errno));
                 return EXIT_FAILED;
         }
+        if (asprintf(&scratch, "%s/migratectl-lint-XXXXXX", getenv("TMPDIR") ?: "/tmp") < 0)
+                return EXIT_FAILED;
         if (!mkdtemp(scratch)) {
                 fprintf(stderr, "migratectl: error: cannot create a scratch directory: %s\n", strerror(errno));
                 return EXIT_FAILED;

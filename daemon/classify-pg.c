@@ -46,7 +46,8 @@ static bool constant_expr(json_t *e) {
 }
 
 /* One ADD COLUMN: online when nullable or NOT NULL with a constant default. */
-static int classify_add_column(json_t *def, const char *table, const char *file, json_t *stmt, json_t *findings) {
+static int classify_add_column(json_t *def, const char *table, bool new_table, const char *file, json_t *stmt,
+                               json_t *findings) {
         json_t *c, *col = json_object_get(def, "ColumnDef");
         bool notnull = json_is_true(json_object_get(col, "is_not_null")), has_default = false, constant = true;
         char msg[512];
@@ -70,6 +71,11 @@ static int classify_add_column(json_t *def, const char *table, const char *file,
                          str(col, "colname"));
                 return pg_verdict(stmt, CLASS_BREAKING, "add-column-rewrite", msg);
         }
+        if (notnull && !has_default && new_table) {
+                snprintf(msg, sizeof(msg), "ADD COLUMN %s.%s: the table is created in this file, it has no rows",
+                         table, str(col, "colname"));
+                return pg_verdict(stmt, CLASS_ONLINE, "add-column", msg);
+        }
         if (notnull && !has_default) {
                 snprintf(msg, sizeof(msg), "ADD COLUMN %s.%s is NOT NULL without a default: it fails on a table with "
                          "rows, or breaks the services' inserts", table, str(col, "colname"));
@@ -83,7 +89,7 @@ static int classify_add_column(json_t *def, const char *table, const char *file,
 }
 
 /* ALTER TABLE: every command must be online for the statement to be. */
-static int classify_alter(json_t *node, const char *file, json_t *stmt, json_t *findings) {
+static int classify_alter(json_t *node, json_t *created, const char *file, json_t *stmt, json_t *findings) {
         const char *table = str(json_object_get(node, "relation"), "relname");
         json_t *cmd;
         char msg[512];
@@ -94,7 +100,8 @@ static int classify_alter(json_t *node, const char *file, json_t *stmt, json_t *
                 json_t *c = json_object_get(cmd, "AlterTableCmd");
                 const char *sub = str(c, "subtype");
                 if (streq(sub, "AT_AddColumn"))
-                        r = classify_add_column(json_object_get(c, "def"), table, file, stmt, findings);
+                        r = classify_add_column(json_object_get(c, "def"), table, json_object_get(created, table),
+                                                file, stmt, findings);
                 else if (streq(sub, "AT_DropColumn")) {
                         snprintf(msg, sizeof(msg), "DROP COLUMN %s.%s loses its data", table, str(c, "name"));
                         r = pg_finding(findings, "drop-column", "error", file, table, msg) ?:
@@ -112,8 +119,9 @@ static int classify_alter(json_t *node, const char *file, json_t *stmt, json_t *
         return r;
 }
 
-/* One statement of the parse tree, from its node's kind. */
-static int classify_node(json_t *stmt_node, const char *file, json_t *stmt, json_t *findings) {
+/* One statement of the parse tree, from its node's kind; created: the tables this file created
+ * so far (an index on one, or a NOT NULL column added to one, locks no rows anyone uses). */
+static int classify_node(json_t *stmt_node, json_t *created, const char *file, json_t *stmt, json_t *findings) {
         const char *kind = NULL;
         json_t *node = NULL;
         char msg[512];
@@ -122,6 +130,8 @@ static int classify_node(json_t *stmt_node, const char *file, json_t *stmt, json
                 break;
         if (!kind)
                 return pg_verdict(stmt, CLASS_ONLINE, "read", "an empty statement");
+        if (streq(kind, "CreateStmt"))
+                json_object_set_new(created, str(json_object_get(node, "relation"), "relname"), json_true());
         if (streq(kind, "CreateStmt") || streq(kind, "ViewStmt") || streq(kind, "CreateTrigStmt") ||
             streq(kind, "CreateSeqStmt") || streq(kind, "CreateFunctionStmt") || streq(kind, "CreateEnumStmt") ||
             streq(kind, "CompositeTypeStmt") || streq(kind, "CreateSchemaStmt") || streq(kind, "CreateTableAsStmt")) {
@@ -130,7 +140,7 @@ static int classify_node(json_t *stmt_node, const char *file, json_t *stmt, json
         }
         if (streq(kind, "IndexStmt")) {
                 const char *table = str(json_object_get(node, "relation"), "relname");
-                if (!json_is_true(json_object_get(node, "concurrent"))) {
+                if (!json_is_true(json_object_get(node, "concurrent")) && !json_object_get(created, table)) {
                         snprintf(msg, sizeof(msg), "CREATE INDEX %s on %s without CONCURRENTLY blocks writes to the "
                                  "table while it builds", str(node, "idxname"), table);
                         if (pg_finding(findings, "index-not-concurrent", "warning", file, table, msg) < 0)
@@ -145,7 +155,7 @@ static int classify_node(json_t *stmt_node, const char *file, json_t *stmt, json
             streq(kind, "CommentStmt"))
                 return pg_verdict(stmt, CLASS_ONLINE, "read", "the statement changes no schema the services use");
         if (streq(kind, "AlterTableStmt"))
-                return classify_alter(node, file, stmt, findings);
+                return classify_alter(node, created, file, stmt, findings);
         if (streq(kind, "DropStmt")) {
                 if (streq(str(node, "removeType"), "OBJECT_TABLE") &&
                     pg_finding(findings, "drop-table", "error", file, "", "DROP TABLE loses its data") < 0)
@@ -169,6 +179,7 @@ static int classify_node(json_t *stmt_node, const char *file, json_t *stmt, json
 
 static int classify_pg_step(const classify_script *sc, json_t *step) {
         json_t *stmts = json_array(), *findings = json_array(), *tree, *s;
+        _cleanup_(json_decrefp) json_t *created = json_object();
         PgQueryParseResult pr;
         size_t i;
         int r = 0;
@@ -176,7 +187,7 @@ static int classify_pg_step(const classify_script *sc, json_t *step) {
         json_object_set_new(step, "file", json_string(sc->file));
         json_object_set_new(step, "statements", stmts);
         json_object_set_new(step, "findings", findings);
-        if (!stmts || !findings)
+        if (!stmts || !findings || !created)
                 return -ENOMEM;
         pr = pg_query_parse(sc->sql);
         if (pr.error) {
@@ -200,7 +211,7 @@ static int classify_pg_step(const classify_script *sc, json_t *step) {
                         break;
                 }
                 json_array_append_new(stmts, stmt);
-                r = classify_node(json_object_get(s, "stmt"), sc->file, stmt, findings);
+                r = classify_node(json_object_get(s, "stmt"), created, sc->file, stmt, findings);
                 if (r < 0)
                         break;
         }

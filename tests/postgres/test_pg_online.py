@@ -52,8 +52,11 @@ class TestPgOnline(PgTestCase):
 
     def test_lint_rules_of_postgres(self):
         write(self.migrations, [
-            (1, "t", "CREATE TABLE t (id bigint PRIMARY KEY, a int);\nCREATE INDEX t_a ON t (a);\n", "DROP TABLE t;\n"),
-            (2, "nn", "ALTER TABLE t ADD COLUMN b int NOT NULL;\n", "ALTER TABLE t DROP COLUMN b;\n"),
+            # an index on, or a NOT NULL column added to, a table of the same file is harmless
+            (1, "t", "CREATE TABLE t (id bigint PRIMARY KEY, a int);\nCREATE INDEX t_a ON t (a);\n"
+                     "ALTER TABLE t ADD COLUMN c int NOT NULL;\n", "DROP TABLE t;\n"),
+            (2, "nn", "ALTER TABLE t ADD COLUMN b int NOT NULL;\nCREATE INDEX t_b ON t (b);\n",
+             "ALTER TABLE t DROP COLUMN b;\n"),
             (3, "gone", "-- migrated: accept drop-table\nDROP TABLE t;\n", None),
         ])
         p = self.plan()
