@@ -34,6 +34,7 @@ enum {
         ARG_COLOR,
         ARG_CONFIG,
         ARG_DRIFT,
+        ARG_POSTGRES,
 };
 
 /* Returned by the parsers when the verb goes on; any other value is an exit code. */
@@ -61,6 +62,7 @@ typedef struct request_args {
         bool drift; /* status --drift */
         const char *migrations;
         const char *database; /* lock-check --database: inspect without the daemon */
+        bool postgres;        /* lint --postgres: PostgreSQL's dialect */
 } request_args;
 
 /* Prints "migratectl: MESSAGE", the verb's usage and where to read more. Returns EXIT_USAGE. */

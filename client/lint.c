@@ -45,7 +45,11 @@ static int render_lint(json_t *result) {
 }
 
 int verb_lint(const verb *v, int argc, char **argv) {
-        static const struct option options[] = { COMMON_OPTIONS, {} };
+        static const struct option options[] = {
+                COMMON_OPTIONS,
+                { "postgres", no_argument, NULL, ARG_POSTGRES },
+                {}
+        };
         _cleanup_free_ char *database = NULL, *state = NULL;
         json_auto_t *result = NULL;
         _cleanup_free_ char *scratch = NULL;
@@ -79,7 +83,9 @@ int verb_lint(const verb *v, int argc, char **argv) {
         arg_oneshot_database = database;
         arg_oneshot_migrations = dir;
         arg_oneshot_state_dir = state;
-        r = call_daemon(METHOD_PLAN, json_pack("{s:s}", "direction", "up"), render_lint, &result);
+        r = call_daemon(METHOD_PLAN, json_pack("{s:s,s:s}", "direction", "up", "dialect",
+                                               a.postgres ? "postgresql" : "sqlite"),
+                        render_lint, &result);
         (void) nftw(scratch, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
         if (r != EXIT_OK)
                 return r;

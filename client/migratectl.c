@@ -721,7 +721,7 @@ const verb verbs[] = {
         { METHOD_HISTORY, NULL, verb_history, "[--limit N]", "Show recorded migration attempts, newest first" },
         { METHOD_VERIFY, NULL, verb_verify, "", "Check applied migrations against their files" },
         { METHOD_DIFF, NULL, verb_diff, "", "Compare the live schema with the applied migrations' (drift)" },
-        { METHOD_PLAN, "lint", verb_lint, "[DIR] [--json]", "Check migrations for destructive changes (no daemon)" },
+        { METHOD_PLAN, "lint", verb_lint, "[DIR] [--postgres] [--json]", "Check migrations for destructive changes (no daemon)" },
         { METHOD_WAIT, NULL, verb_wait, "[--timeout S] [--strict]", "Return once the schema is current (a gate)" },
         { METHOD_CANCEL, NULL, verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
         { METHOD_BACKUP, NULL, verb_backup, "", "Take a backup now (online, consistent)" },

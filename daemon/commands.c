@@ -305,9 +305,17 @@ static void cmd_plan(request *rq) {
         const char *dir = json_string_value(json_object_get(rq->params, "direction"));
         read_task *t;
 
+        const char *dialect = json_string_value(json_object_get(rq->params, "dialect"));
+
         if (dir && !streq(dir, "up") && !streq(dir, "down")) {
                 server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
                                    "parameter \"direction\" must be \"up\" or \"down\"", NULL);
+                request_free(rq);
+                return;
+        }
+        if (dialect && !streq(dialect, "sqlite") && !streq(dialect, "postgresql")) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "parameter \"dialect\" must be \"sqlite\" or \"postgresql\"", NULL);
                 request_free(rq);
                 return;
         }
@@ -315,6 +323,7 @@ static void cmd_plan(request *rq) {
         if (!t)
                 return;
         plan_from_params(rq, &t->plan, dir && streq(dir, "down") ? PLAN_DOWN : PLAN_UP);
+        t->plan.classify_postgres = dialect && streq(dialect, "postgresql");
         submit_read(rq, t);
 }
 

@@ -112,7 +112,7 @@ static int add_findings(const plan *p, json_t *o) {
         return 0;
 }
 
-int engine_classify(engine *e, const plan *p, json_t **ret, engine_error *err) {
+int engine_classify(engine *e, const plan *p, bool as_postgres, json_t **ret, engine_error *err) {
         _cleanup_free_ classify_script *scripts = calloc(p->n + 1, sizeof(*scripts));
         _cleanup_free_ char *problem = NULL;
         json_t *o = NULL;
@@ -128,7 +128,7 @@ int engine_classify(engine *e, const plan *p, json_t **ret, engine_error *err) {
                                       : flags & MIGRATION_BREAKING ? CLASS_BREAKING
                                                                    : NULL;
         }
-        if (streq(db_get_backend(e->db)->name, "sqlite")) {
+        if (streq(db_get_backend(e->db)->name, "sqlite") && !as_postgres) {
                 r = classify_sqlite(e->database, scripts, p->n, &o, &problem);
                 if (r < 0)
                         return r;
@@ -136,7 +136,7 @@ int engine_classify(engine *e, const plan *p, json_t **ret, engine_error *err) {
                         o = classify_unknown(scripts, p->n, problem ?: "the live schema could not be read");
                 if (!o)
                         return -ENOMEM;
-        } else if (db_dialect_postgres(e->db)) {
+        } else if (as_postgres || db_dialect_postgres(e->db)) {
                 r = classify_pg(scripts, p->n, &o);
                 if (r < 0)
                         return r;
@@ -154,12 +154,12 @@ int engine_classify(engine *e, const plan *p, json_t **ret, engine_error *err) {
         return 0;
 }
 
-int engine_add_classification(engine *e, const plan *p, json_t *report, engine_error *err) {
+int engine_add_classification(engine *e, const plan *p, bool as_postgres, json_t *report, engine_error *err) {
         json_t *c = NULL, *steps = json_object_get(report, "steps"), *s;
         size_t i;
         int r;
 
-        r = engine_classify(e, p, &c, err);
+        r = engine_classify(e, p, as_postgres, &c, err);
         if (r != 0)
                 return r;
         json_array_foreach(json_object_get(c, "steps"), i, s) {
@@ -204,7 +204,7 @@ int engine_online_check(engine *e, const engine_job *job, unsigned bound_ms, jso
         r = engine_build_plan(e, &job->request, &p, NULL, err);
         if (r != 0)
                 return r;
-        r = engine_classify(e, p, &c, err);
+        r = engine_classify(e, p, false, &c, err);
         if (r != 0)
                 return r;
         report = json_pack("{s:O,s:I}", "class", json_object_get(c, "class"), "bound_ms", (json_int_t) bound_ms);

@@ -83,7 +83,7 @@ int engine_run_plan(engine *e, const engine_job *job, bool take_backup, engine_p
 
 /* The plan's classification ({class, steps: [...], findings, lint_errors}; classify.h), from the
  * live database's schema; a backend that cannot classify calls every step breaking. */
-int engine_classify(engine *e, const plan *p, json_t **ret, engine_error *err);
+int engine_classify(engine *e, const plan *p, bool as_postgres, json_t **ret, engine_error *err);
 /* The same, merged into a report_plan() object: each step gets class, rule, reason,
  * statements, findings; the plan gets class, findings, lint_errors. */
-int engine_add_classification(engine *e, const plan *p, json_t *report, engine_error *err);
+int engine_add_classification(engine *e, const plan *p, bool as_postgres, json_t *report, engine_error *err);

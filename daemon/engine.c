@@ -398,7 +398,7 @@ int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *
         *ret = report_plan(p);
         if (!*ret)
                 return -ENOMEM;
-        r = engine_add_classification(e, p, *ret, err);
+        r = engine_add_classification(e, p, req->classify_postgres, *ret, err);
         if (r != 0) {
                 json_decref(*ret);
                 *ret = NULL;
@@ -419,7 +419,7 @@ int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_erro
         o = report_plan(p);
         if (!o)
                 return -ENOMEM;
-        r = engine_add_classification(e, p, o, err);
+        r = engine_add_classification(e, p, false, o, err);
         if (r != 0) {
                 json_decref(o);
                 return r;

@@ -4,6 +4,7 @@
 accept comment in the file silences it; an unaccepted error exits 10 (EXIT_LINT); --json; plan
 shows the same findings."""
 
+import json
 import os
 
 import harness as H
@@ -103,6 +104,22 @@ class LintTest(H.TestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual([(f["rule"], f["accepted"]) for f in r.json["findings"]], [("drop-column", True)])
         self.assertEqual([s["class"] for s in r.json["steps"]], ["online", "online", "online", "breaking"])
+
+    def test_postgres_dialect_without_a_server(self):
+        d = self.path("pg")
+        H.write_migrations(d, {
+            1: ("t", "CREATE TABLE t (id bigint PRIMARY KEY, a int);\n", "DROP TABLE t;\n"),
+            2: ("idx", "CREATE INDEX t_a ON t (a);\nALTER TABLE t ADD COLUMN b int NOT NULL;\n",
+                "DROP INDEX t_a;\nALTER TABLE t DROP COLUMN b;\n"),
+        })
+        r = ctl("lint", "--postgres", d, json_out=True, timeout=60)
+        if "without libpg_query" in json.dumps(r.json):
+            if os.environ.get("CI") == "true":
+                self.fail("migrated was built without libpg_query (Debian: libpg-query-dev)")
+            self.skipTest("migrated was built without libpg_query")
+        self.assertEqual(r.rc, EXIT_LINT, r)
+        self.assertEqual(sorted((f["rule"], f["severity"]) for f in r.json["findings"]),
+                         [("index-not-concurrent", "warning"), ("not-null-without-default", "error")])
 
     def test_usage(self):
         r = ctl("lint", self.path("nowhere"), timeout=30)
