@@ -99,7 +99,7 @@ class LintTest(H.TestCase):
         self.assertTrue(r.json["lint_errors"])
 
     def test_expand_contract_example_lints_clean(self):
-        d = os.path.join(H.MIGRATIONS_DIR, "examples", "expand-contract")
+        d = os.path.join(H.SRC_ROOT, "examples", "expand-contract")
         r = ctl("lint", d, json_out=True, timeout=60)
         self.assertEqual(r.rc, 0, r)
         self.assertEqual([(f["rule"], f["accepted"]) for f in r.json["findings"]], [("drop-column", True)])
