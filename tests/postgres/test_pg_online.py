@@ -75,6 +75,32 @@ class TestPgOnline(PgTestCase):
         self.assertEqual((s["class"], s["override"], s["detected"]), ("online", "online", "breaking"))
         self.assertEqual(p["class"], "online")
 
+    def dependent(self):
+        """An exec: dependent whose state is a file: running while it exists; stopping it is logged."""
+        flag, log = os.path.join(self.workdir, "running"), os.path.join(self.workdir, "stops")
+        open(flag, "w").close()
+        conf = os.path.join(self.workdir, "deps.conf")
+        with open(conf, "w") as f:
+            f.write("[units]\nunits = exec:app\n[exec.app]\nstart = touch %s\nstop = rm -f %s && echo stop >> %s\n"
+                    "check = test -f %s\n" % (flag, flag, log, flag))
+        return conf, log
+
+    def test_online_plan_keeps_the_dependent_running_breaking_stops_it(self):
+        write(self.migrations, [(1, "t", "CREATE TABLE t (id bigint PRIMARY KEY);\n", "DROP TABLE t;\n")])
+        self.plan()  # skips without libpg_query
+        conf, stops = self.dependent()
+        d = self.daemon(extra=["--config", conf])
+        r = d.ctl("up")
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(r.json.get("dependents_kept_running"), r.json)
+        self.assertFalse(os.path.exists(stops), "the dependent was stopped")
+        write(self.migrations, [(2, "drop", "ALTER TABLE t DROP COLUMN id;\n", None)])
+        r = d.ctl("up")
+        self.assertEqual(r.rc, 0, r)
+        self.assertFalse(r.json.get("dependents_kept_running"), r.json)
+        with open(stops) as f:
+            self.assertEqual(f.read(), "stop\n")
+
 
 if __name__ == "__main__":
     harness.main()
