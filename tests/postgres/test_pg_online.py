@@ -101,6 +101,25 @@ class TestPgOnline(PgTestCase):
         with open(stops) as f:
             self.assertEqual(f.read(), "stop\n")
 
+    def test_online_plan_under_a_competing_lock_retries_and_never_stops_the_dependent(self):
+        write(self.migrations, [(1, "t", "CREATE TABLE t (id bigint PRIMARY KEY);\n", "DROP TABLE t;\n")])
+        self.plan()  # skips without libpg_query
+        conf, stops = self.dependent()
+        d = self.daemon(extra=["--config", conf, "--busy-timeout", "100", "--skip-backup"])
+        self.assertEqual(d.ctl("up").rc, 0)
+        write(self.migrations, [(2, "email", "ALTER TABLE t ADD COLUMN email text;\n", None)])
+        other = self.cluster.session(self.dbname)
+        self.addCleanup(other.close)
+        other.run("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT 'locked';", "locked")
+        r = d.ctl("up")
+        self.assertEqual(r.rc, 6, r)  # busy: lock_timeout, retried, given up; nothing changed
+        self.assertIn("gave up after", r.json["error"]["message"])
+        other.run("ROLLBACK; SELECT 'done';", "done")
+        r = d.ctl("up")
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(r.json.get("dependents_kept_running"), r.json)
+        self.assertFalse(os.path.exists(stops), "the dependent was stopped")
+
 
 if __name__ == "__main__":
     harness.main()
