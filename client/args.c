@@ -238,6 +238,9 @@ int parse_verb_options(const verb *v, int argc, char **argv, const struct option
                 case ARG_SEED:
                         a->seed = true;
                         continue;
+                case ARG_POSTGRES:
+                        a->postgres = true;
+                        continue;
                 case ARG_MIGRATIONS:
                         a->migrations = optarg;
                         continue;

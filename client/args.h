@@ -37,6 +37,7 @@ enum {
         ARG_SEED,
         ARG_OUTPUT,
         ARG_WITH_HISTORY,
+        ARG_POSTGRES,
 };
 
 /* Returned by the parsers when the verb goes on; any other value is an exit code. */
@@ -67,6 +68,7 @@ typedef struct request_args {
         const char *database; /* lock-check --database: inspect without the daemon */
         const char *output;   /* schema --output FILE */
         bool with_history;    /* schema --with-history */
+        bool postgres;        /* lint --postgres: PostgreSQL's dialect */
 } request_args;
 
 /* Prints "migratectl: MESSAGE", the verb's usage and where to read more. Returns EXIT_USAGE. */

@@ -18,9 +18,10 @@ enum {
         EXIT_TIMEOUT = 7,     /* wait: the schema did not become current in time */
         EXIT_UNITS_FAILED = 8, /* a dependent unit did not stop, or did not start again */
         EXIT_DRIFT = 9,        /* diff, status --check --drift: the live schema differs from the migrations' */
+        EXIT_LINT = 10,        /* lint: an error-severity finding not accepted in its file */
 };
 
-#define EXIT_CODE_MAX EXIT_DRIFT
+#define EXIT_CODE_MAX EXIT_LINT
 
 /* The meaning of each exit code, for --help; NULL past the last one. */
 static inline const char *exit_code_meaning(int code) {
@@ -48,6 +49,8 @@ static inline const char *exit_code_meaning(int code) {
         case EXIT_DRIFT:
                 return "diff (and status --check --drift): the live schema differs from the one the applied "
                        "migrations produce";
+        case EXIT_LINT:
+                return "lint: a migration has an error-severity finding (data loss) not accepted in its file";
         default:
                 return NULL;
         }

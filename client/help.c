@@ -80,6 +80,14 @@ static const verb_doc docs[] = {
           "has, - for what it lacks, ~ for a change. Exit 9 on drift. On PostgreSQL the replay runs in a "
           "temporary database (the role needs CREATEDB).",
           OPTIONS(NULL), "migratectl diff --json" },
+        { "lint",
+          "Checks a migrations directory for destructive changes, without a daemon or a database (for CI): "
+          "data loss (drop-table, drop-column, rebuild-drops-column, rebuild-cascade) is an error, a "
+          "migration without a down script a warning. A file accepts a rule with \"-- migrated: accept RULE\". "
+          "Exit 10 on an error not accepted.",
+          OPTIONS("DIR", "the migrations directory (default: migrations)",
+                  "--postgres", "PostgreSQL's dialect and rules (not-null-without-default, index-not-concurrent)"),
+          "migratectl lint migrations/ --json" },
         { "version",
           "Prints the database's schema version and nothing else (\"0\" before the first migration): for "
           "scripts and gates. The program's own version is migratectl --version.",

@@ -21,6 +21,8 @@
 #include "macro.h"
 #include "new.h"
 #include "oneshot.h"
+#include "call.h"
+#include "lint.h"
 #include "output.h"
 #include "protocol-methods.h"
 #include "render.h"
@@ -197,7 +199,7 @@ static int call_daemon_until(protocol_method_id method, json_t *params, int (*re
         return EXIT_OK;
 }
 
-static int call_daemon(protocol_method_id method, json_t *params, int (*render)(json_t *), json_t **ret_result) {
+int call_daemon(protocol_method_id method, json_t *params, int (*render)(json_t *), json_t **ret_result) {
         return call_daemon_until(method, params, render, ret_result, 0);
 }
 
@@ -776,6 +778,7 @@ const verb verbs[] = {
         { METHOD_VERIFY, NULL, verb_verify, "", "Check applied migrations against their files" },
         { METHOD_DIFF, NULL, verb_diff, "", "Compare the live schema with the applied migrations' (drift)" },
         { METHOD_SCHEMA, NULL, verb_schema, "[--output FILE] [--with-history]", "Print the schema as SQL, stable for diffs in git" },
+        { METHOD_PLAN, "lint", verb_lint, "[DIR] [--postgres] [--json]", "Check migrations for destructive changes (no daemon)" },
         { METHOD_WAIT, NULL, verb_wait, "[--timeout S] [--strict]", "Return once the schema is current (a gate)" },
         { METHOD_CANCEL, NULL, verb_cancel, "[JOB]", "Remove a queued job, or roll back the running one" },
         { METHOD_BACKUP, NULL, verb_backup, "", "Take a backup now (online, consistent)" },
@@ -793,9 +796,9 @@ const verb verbs[] = {
         {}
 };
 /* Every method but hello has its verb, plus the verbs named in their row (version, redo, new,
- * help, __complete) and the end marker: a method added to the protocol's table without a verb
+ * help, __complete, lint) and the end marker: a method added to the protocol's table without a verb
  * here fails to build (or, if it has none, adjust the count). */
-_Static_assert(ELEMENTSOF(verbs) == _METHOD_MAX - 1 + 5 + 1, "one verb per method with a verb");
+_Static_assert(ELEMENTSOF(verbs) == _METHOD_MAX - 1 + 6 + 1, "one verb per method with a verb");
 
 const verb *verb_find(const char *name) {
         for (const verb *v = verbs; v->run; v++)

@@ -19,6 +19,7 @@
 
 const char *arg_oneshot_database = NULL;
 const char *arg_oneshot_migrations = NULL;
+const char *arg_oneshot_state_dir = NULL;
 const char *arg_oneshot_config = NULL;
 
 /* A PostgreSQL connection string or URL rather than a file: the backend the daemon picks for
@@ -64,7 +65,7 @@ static const char *find_migrated(char *buf, size_t size) {
 /* In the child: fd 3 is our end, the environment says nothing of our own service manager (no
  * sd_notify, no sockets passed), then migrated --one-shot. Never returns. */
 _noreturn_ static void exec_child(int fd, const char *binary) {
-        const char *argv[12];
+        const char *argv[14];
         size_t n = 0;
 
         if (fd == ONESHOT_CHILD_FD) {
@@ -92,6 +93,10 @@ _noreturn_ static void exec_child(int fd, const char *binary) {
         if (arg_oneshot_migrations) {
                 argv[n++] = "--migrations";
                 argv[n++] = arg_oneshot_migrations;
+        }
+        if (arg_oneshot_state_dir) {
+                argv[n++] = "--state-dir";
+                argv[n++] = arg_oneshot_state_dir;
         }
         argv[n] = NULL;
         execvp(binary, (char **) argv);

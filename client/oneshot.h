@@ -14,6 +14,8 @@
 extern const char *arg_oneshot_database;
 extern const char *arg_oneshot_migrations;
 extern const char *arg_oneshot_config;
+/* --state-dir for the child (lint's scratch directory); NULL: migrated's default. */
+extern const char *arg_oneshot_state_dir;
 
 typedef struct oneshot {
         pid_t pid; /* 0: none started */

@@ -519,6 +519,7 @@ int render_plan(json_t *result, bool dry_run) {
         if (r < 0)
                 return r;
         table_print(t, stdout, "  ");
+        render_classification(result);
         if (dry_run)
                 render_dry_run_details(result);
         return 0;
@@ -552,7 +553,12 @@ static void render_dry_run_details(json_t *result) {
                         if (json_get_bool(u, "will_stop", false))
                                 printf(" %s", json_get_str(u, "unit") ?: "?");
                 }
-                printf("%s\n", n_stop == 0 ? " none (none is running)" : "");
+                if (n_stop == 0 && json_object_get(result, "online_lock_ms")) {
+                        _cleanup_free_ char *bound = fmt_field(result, "online_lock_ms");
+                        printf(" none: the plan is online (unless it holds the write lock over %s ms, timed on a "
+                               "copy first)\n", bound ?: "?");
+                } else
+                        printf("%s\n", n_stop == 0 ? " none (none is running)" : "");
         }
         if (json_is_object(backup)) {
                 _cleanup_free_ char *keep = fmt_field(backup, "keep");

@@ -32,6 +32,9 @@ bool render_seed_job(json_t *result);
 void render_seed_event(json_t *ev);
 int render_job(json_t *result); /* up and down, also with dry_run */
 int render_plan(json_t *result, bool dry_run);
+/* render-classify.c: a plan's class per statement with its rules, and its lint findings. */
+void render_classification(json_t *result);
+int render_findings(json_t *findings);
 int render_history(json_t *result);
 int render_verify(json_t *result);
 int render_diff(json_t *result);

@@ -125,6 +125,12 @@ int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags
                                 ve--;
                         if ((size_t) (ve - v) == 14 && strneq(v, "no-transaction", 14))
                                 flags |= MIGRATION_NO_TRANSACTION;
+                        else if ((size_t) (ve - v) == 6 && strneq(v, "online", 6) && !(flags & MIGRATION_BREAKING))
+                                flags |= MIGRATION_ONLINE;
+                        else if ((size_t) (ve - v) == 8 && strneq(v, "breaking", 8) && !(flags & MIGRATION_ONLINE))
+                                flags |= MIGRATION_BREAKING;
+                        else if ((size_t) (ve - v) > 7 && strneq(v, "accept ", 7))
+                                ; /* a lint rule accepted for this file: migration_accepts_rule() */
                         else {
                                 if (ret_bad)
                                         *ret_bad = strndup(v, (size_t) (ve - v));
@@ -135,6 +141,32 @@ int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags
         }
         *ret_flags = flags;
         return 0;
+}
+
+bool migration_accepts_rule(const char *sql, size_t size, const char *rule) {
+        const char *p = sql, *end = sql + size;
+        size_t rl = strlen(rule);
+
+        while (p < end) {
+                const char *eol = memchr(p, '\n', (size_t) (end - p)), *q = p, *ve;
+                if (!eol)
+                        eol = end;
+                while (q < eol && isspace((unsigned char) *q))
+                        q++;
+                if (q != eol && (eol - q < 2 || q[0] != '-' || q[1] != '-'))
+                        break; /* directives only in the leading comments */
+                q += q != eol ? 2 : 0;
+                while (q < eol && (*q == ' ' || *q == '\t'))
+                        q++;
+                ve = eol;
+                while (ve > q && isspace((unsigned char) ve[-1]))
+                        ve--;
+                if ((size_t) (ve - q) == 17 + rl && strneq(q, "migrated: accept ", 17) &&
+                    strneq(q + 17, rule, rl))
+                        return true;
+                p = eol + 1;
+        }
+        return false;
 }
 
 static int entry_cmp(const void *a, const void *b) {

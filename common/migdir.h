@@ -22,6 +22,10 @@ enum {
         /* Flyway's R__ scripts: no version of their own, after every versioned migration, applied
          * again whenever their checksum changes */
         MIGRATION_REPEATABLE = 1u << 1,
+        /* -- migrated: online / -- migrated: breaking: the author's classification overrides
+         * migrated's (daemon/classify.h) */
+        MIGRATION_ONLINE = 1u << 2,
+        MIGRATION_BREAKING = 1u << 3,
 };
 
 /* Expected outcomes, positive per the project's error convention. */
@@ -150,6 +154,8 @@ int migration_parse_filename(const char *file, int64_t *ret_version, char **ret_
 /* Reads the leading comment block of a script for "-- migrated: <directive>" lines. Returns 0 or
  * -EINVAL with *ret_bad set to a malloc'd copy of the offending directive. */
 int migration_parse_directives(const char *sql, size_t size, unsigned *ret_flags, char **ret_bad);
+/* Whether the script's leading comments accept the lint rule: "-- migrated: accept RULE". */
+bool migration_accepts_rule(const char *sql, size_t size, const char *rule);
 
 bool migration_name_is_valid(const char *name);
 

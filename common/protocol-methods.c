@@ -10,6 +10,7 @@ static const param_spec plan_params[] = {
         { "direction", PARAM_STRING, 0, 4 },
         { "to", PARAM_INT, 0, VERSION_MAX },
         { "steps", PARAM_INT, 1, 1000000 },
+        { "dialect", PARAM_STRING, 0, 16 },
 };
 static const param_spec up_params[] = {
         { "to", PARAM_INT, 0, VERSION_MAX },

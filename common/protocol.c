@@ -46,6 +46,7 @@ static const char *const error_codes[_PROTOCOL_ERROR_MAX] = {
         [PROTOCOL_ERROR_NOT_WRITABLE] = "not_writable",
         [PROTOCOL_ERROR_STATE_CONFLICT] = "state_conflict",
         [PROTOCOL_ERROR_RESET_NOT_ALLOWED] = "reset_not_allowed",
+        [PROTOCOL_ERROR_ONLINE_TOO_SLOW] = "online_too_slow",
 };
 
 const char *protocol_error_code_to_string(protocol_error_code c) {

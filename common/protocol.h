@@ -72,6 +72,7 @@ typedef enum protocol_error_code {
         PROTOCOL_ERROR_NOT_WRITABLE,      /* the database, its directory or the backup directory is not writable */
         PROTOCOL_ERROR_STATE_CONFLICT,    /* well-formed, but the state forbids it (mark applied twice, no job to cancel) */
         PROTOCOL_ERROR_RESET_NOT_ALLOWED, /* reset: this instance's configuration does not allow it ([dev] allow_reset) */
+        PROTOCOL_ERROR_ONLINE_TOO_SLOW,   /* an online plan would hold the write lock over online_lock_ms (refused) */
         _PROTOCOL_ERROR_MAX,
 } protocol_error_code;
 

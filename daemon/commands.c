@@ -156,9 +156,16 @@ static void read_run(void *userdata) {
 }
 
 /* Which dependent units the job would stop: those running now. */
-static void add_units_to_dry_run(json_t *result, const unit_state *st, size_t n) {
+static void add_units_to_dry_run(server *s, json_t *result, const unit_state *st, size_t n) {
         json_t *arr = json_array();
         bool changes = json_array_size(json_object_get(result, "steps")) > 0;
+        const char *class = json_string_value(json_object_get(result, "class"));
+
+        /* an online plan keeps them running (unless, timed on a copy, it is over online_lock_ms) */
+        if (changes && s->cfg->n_units > 0 && !s->cfg->online_never && class && streq(class, "online")) {
+                changes = false;
+                json_object_set_new(result, "online_lock_ms", json_integer(s->cfg->online_lock_ms));
+        }
 
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "unit", st[i].name, "active_state",
@@ -193,7 +200,7 @@ static void read_reply(void *userdata, int query_r, unit_state *st, size_t n) {
                 add_daemon_to_lock_check(s, t->result, st, n);
         if (t->r == 0 && t->dry_run) {
                 json_object_set_new(t->result, "dry_run", json_true());
-                add_units_to_dry_run(t->result, st, n);
+                add_units_to_dry_run(s, t->result, st, n);
         }
         unit_states_free(st, n);
         if (t->r == 0)
@@ -306,9 +313,17 @@ static void cmd_plan(request *rq) {
         const char *dir = json_string_value(json_object_get(rq->params, "direction"));
         read_task *t;
 
+        const char *dialect = json_string_value(json_object_get(rq->params, "dialect"));
+
         if (dir && !streq(dir, "up") && !streq(dir, "down")) {
                 server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
                                    "parameter \"direction\" must be \"up\" or \"down\"", NULL);
+                request_free(rq);
+                return;
+        }
+        if (dialect && !streq(dialect, "sqlite") && !streq(dialect, "postgresql")) {
+                server_reply_error(rq->server, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INVALID_PARAMS,
+                                   "parameter \"dialect\" must be \"sqlite\" or \"postgresql\"", NULL);
                 request_free(rq);
                 return;
         }
@@ -316,6 +331,7 @@ static void cmd_plan(request *rq) {
         if (!t)
                 return;
         plan_from_params(rq, &t->plan, dir && streq(dir, "down") ? PLAN_DOWN : PLAN_UP);
+        t->plan.classify_postgres = dialect && streq(dialect, "postgresql");
         submit_read(rq, t);
 }
 

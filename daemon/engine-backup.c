@@ -372,18 +372,12 @@ int engine_restore(engine *e, const engine_job *job, engine_progress_fn progress
         return r;
 }
 
-/* The plan applied to a clone the backend makes: the live database and the units are not
- * touched; the clone is removed whatever happens. */
-int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engine_error *err) {
-        _cleanup_free_ char *copy = NULL, *stem = NULL;
+int engine_make_clone(engine *e, uint64_t job_id, char **ret_copy, engine_error *err) {
+        _cleanup_free_ char *stem = NULL;
         _cleanup_close_ int dirfd = -EBADF;
         const char *dir = e->backup_dir ?: "/tmp";
-        engine_options o = { .backend = db_get_backend(e->db)->name, .migrations_dir = e->migrations_dir,
-                             .busy_timeout_ms = e->busy_timeout_ms, .integrity = e->integrity, .format = e->format };
-        engine *rehearsal = NULL;
-        engine_job j = *job;
         db_failure f = {};
-        uint64_t before = 0, after = 0, avail = 0;
+        uint64_t before = 0, avail = 0;
         int r;
 
         if (e->backup_dir) {
@@ -396,14 +390,32 @@ int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engin
         if (backups_check_space(dir, before, &avail) == -ENOSPC)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL,
                                    "not enough space in %s for the rehearsal copy (%" PRIu64 " MiB free)", dir, avail >> 20);
-        if (asprintf(&stem, ".rehearsal-%d-job%" PRIu64, (int) getpid(), job->id) < 0)
+        if (asprintf(&stem, ".rehearsal-%d-job%" PRIu64, (int) getpid(), job_id) < 0)
                 return -ENOMEM;
-        r = db_clone(e->db, dirfd, dir, stem, &copy, &f);
+        r = db_clone(e->db, dirfd, dir, stem, ret_copy, &f);
         if (r == -EOPNOTSUPP)
                 return engine_fail(err, PROTOCOL_ERROR_BACKUP_FAILED, NULL,
-                                   "the %s backend cannot make a copy to rehearse on", o.backend);
+                                   "the %s backend cannot make a copy to rehearse on", db_get_backend(e->db)->name);
         if (r != 0)
                 return r < 0 ? r : engine_fail_db(err, &f, NULL);
+        return 0;
+}
+
+/* The plan applied to a clone the backend makes: the live database and the units are not
+ * touched; the clone is removed whatever happens. */
+int engine_rehearse(engine *e, const engine_job *job, json_t **ret_result, engine_error *err) {
+        _cleanup_free_ char *copy = NULL;
+        engine_options o = { .backend = db_get_backend(e->db)->name, .migrations_dir = e->migrations_dir,
+                             .busy_timeout_ms = e->busy_timeout_ms, .integrity = e->integrity, .format = e->format };
+        engine *rehearsal = NULL;
+        engine_job j = *job;
+        uint64_t before = 0, after = 0;
+        int r;
+
+        (void) db_size(e->db, &before);
+        r = engine_make_clone(e, job->id, &copy, err);
+        if (r != 0)
+                return r;
         o.database = copy;
         r = engine_new(&o, &rehearsal, err);
         if (r == 0) {

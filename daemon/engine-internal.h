@@ -56,6 +56,10 @@ int engine_notify_commit(engine *e, int64_t version, db_failure *f);
 int engine_take_backup(engine *e, uint64_t job_id, int64_t version, backup_kind kind, json_t **ret_info,
                        engine_error *err);
 
+/* A private copy of the live database beside the backups (db_clone), for a rehearsal; the
+ * caller removes it with db_clone_remove(). */
+int engine_make_clone(engine *e, uint64_t job_id, char **ret_copy, engine_error *err);
+
 /* Applies the retention rules to the backup directory (see engine-backup.c). */
 void engine_prune_backups(engine *e);
 
@@ -98,3 +102,9 @@ char *engine_default_seeds_dir(const char *migrations_dir);
 int engine_check_reset(engine *e, engine_error *err);
 int engine_reset(engine *e, const engine_job *job, engine_progress_fn progress, void *userdata, json_t **ret_result,
                  engine_error *err);
+/* The plan's classification ({class, steps: [...], findings, lint_errors}; classify.h), from the
+ * live database's schema; a backend that cannot classify calls every step breaking. */
+int engine_classify(engine *e, const plan *p, bool as_postgres, json_t **ret, engine_error *err);
+/* The same, merged into a report_plan() object: each step gets class, rule, reason,
+ * statements, findings; the plan gets class, findings, lint_errors. */
+int engine_add_classification(engine *e, const plan *p, bool as_postgres, json_t *report, engine_error *err);

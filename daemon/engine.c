@@ -384,7 +384,7 @@ int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *r
         return r;
 }
 
-int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
+int engine_plan_steps(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
         _cleanup_(plan_freep) plan *p = NULL;
         int r;
 
@@ -393,6 +393,24 @@ int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *
                 return r;
         *ret = report_plan(p);
         return *ret ? 0 : -ENOMEM;
+}
+
+int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        int r;
+
+        r = engine_build_plan(e, req, &p, NULL, err);
+        if (r != 0)
+                return r;
+        *ret = report_plan(p);
+        if (!*ret)
+                return -ENOMEM;
+        r = engine_add_classification(e, p, req->classify_postgres, *ret, err);
+        if (r != 0) {
+                json_decref(*ret);
+                *ret = NULL;
+        }
+        return r;
 }
 
 /* A dry run shows what the job would do, exactly: each step's SQL and the transactions they
@@ -406,6 +424,13 @@ int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_erro
         if (r != 0)
                 return r;
         o = report_plan(p);
+        if (!o)
+                return -ENOMEM;
+        r = engine_add_classification(e, p, false, o, err);
+        if (r != 0) {
+                json_decref(o);
+                return r;
+        }
         steps = json_object_get(o, "steps");
         groups = json_array();
         for (size_t i = 0; i < p->n; i++) {

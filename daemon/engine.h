@@ -103,6 +103,8 @@ uint64_t engine_last_job_id(engine *e);
 /* Read views, each from a fresh scan of the directory and a fresh read of the database. */
 int engine_status(engine *e, json_t **ret, engine_error *err);
 int engine_plan(engine *e, const plan_request *req, json_t **ret, engine_error *err);
+/* The plan's steps alone, without its classification (a job's own bookkeeping). */
+int engine_plan_steps(engine *e, const plan_request *req, json_t **ret, engine_error *err);
 int engine_history(engine *e, unsigned limit, json_t **ret, engine_error *err);
 int engine_verify(engine *e, json_t **ret, engine_error *err);
 /* Drift: the live schema against the applied migrations replayed on a scratch database
@@ -161,3 +163,8 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
 
 /* The plan with everything a dry run shows: SQL, transaction groups, the backup to take. */
 int engine_dry_run(engine *e, const plan_request *req, json_t **ret, engine_error *err);
+
+/* Whether a migration job may run with its dependents running (classify.h): its plan is online
+ * and, rehearsed on a copy, holds the write lock at most bound_ms. *ret_report: {class, decision:
+ * online | stop (breaking) | over_bound, reason, bound_ms, lock_ms, slowest: {file, sql, ms}}. */
+int engine_online_check(engine *e, const engine_job *job, unsigned bound_ms, json_t **ret_report, engine_error *err);

@@ -15,10 +15,9 @@
 #include "macro.h"
 #include "settings.h"
 
-/* Whether the plan needs every live host's dependents stopped. For now every plan does, unless
- * the configuration says this host's are enough ([postgresql] drain = self); the online-migrations
- * classification (breaking or not, per plan) will decide it. */
-static bool plan_needs_downtime(const config *cfg, const job *jb) {
+/* Whether a plan that needs downtime (not online: classify.h, decided in job_prepare) stops
+ * every live host's dependents, or, with [postgresql] drain = self, this host's only. */
+static bool drains_other_hosts(const config *cfg) {
         return !(cfg->drain && streq(cfg->drain, "self"));
 }
 
@@ -53,7 +52,7 @@ static void job_phase_downtime(job *jb) {
         jb->phase = PHASE_STOPPING; /* this host's dependents, and the other hosts' */
         jb->downtime = true;
         jb->downtime_pending = 1; /* this function's own share: nothing joins before it returns */
-        if (plan_needs_downtime(s->cfg, jb) && s->hosts) {
+        if (drains_other_hosts(s->cfg) && s->hosts) {
                 jb->downtime_pending++;
                 jb->step = "draining the other hosts";
                 r = hosts_drain_begin(s->hosts, jb->id, s->cfg->drain_timeout_s, on_hosts_drained, jb);
@@ -85,8 +84,9 @@ static void job_lock(void *userdata) {
 static void job_locked(void *userdata) {
         job *jb = userdata;
 
-        /* a failure still goes through the SQL phase, which skips the SQL and releases the lock */
-        if (jb->r == 0 && jb->changes)
+        /* a failure still goes through the SQL phase, which skips the SQL and releases the lock;
+         * an online plan runs with every host's dependents up, under lock_timeout */
+        if (jb->r == 0 && jb->changes && !jb->online)
                 job_phase_downtime(jb);
         else
                 job_phase_apply(jb);

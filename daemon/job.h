@@ -56,6 +56,8 @@ typedef struct job {
         bool lock_early;
         bool downtime;
         unsigned downtime_pending;
+        bool online;           /* the plan runs with the dependents running (classify.h) */
+        json_t *online_report; /* engine_online_check()'s report, or NULL when not asked */
 
         /* outcome; worker fields are read on the loop thread after the worker finished */
         int r;

@@ -52,6 +52,7 @@ static void job_free(job *jb) {
         strv_free_n(jb->stopped, jb->n_stopped);
         json_decref(jb->units_report);
         json_decref(jb->plan_versions);
+        json_decref(jb->online_report);
         json_decref(jb->progress);
         json_decref(jb->result);
         json_decref(jb->snapshot);
@@ -368,6 +369,10 @@ static void job_apply(void *userdata) {
         else
                 jb->r = engine_execute(s->job_engine, &jb->spec, job_on_progress, jb, &jb->result, &jb->err);
         jb->t_sql_ms = job_mono_ms() - t0;
+        if (jb->result && jb->online_report) {
+                json_object_set(jb->result, "online", jb->online_report);
+                json_object_set_new(jb->result, "dependents_kept_running", json_boolean(jb->online));
+        }
         /* a cancel that ended a wait outside the SQL (the busy database) is a cancel, not a shutdown */
         if (jb->r > 0 && jb->err.code == PROTOCOL_ERROR_INTERRUPTED &&
             engine_stop_requested(s->job_engine) == ENGINE_STOP_CANCEL) {
@@ -465,6 +470,42 @@ void job_phase_apply(job *jb) {
         }
 }
 
+/* Worker: whether a migration may run with its dependents running: online = auto, dependents
+ * configured, an online plan whose transaction fits online_lock_ms on a copy. Over the bound it
+ * stops them like a breaking plan, or, with online_refuse_slow, is refused. */
+static void job_decide_online(job *jb) {
+        server *s = jb->owner->server;
+        const char *decision;
+        int r;
+
+        /* on a shared server the other hosts' dependents count too (job-drain.c) */
+        if (jb->spec.kind != ENGINE_JOB_MIGRATE || ((s->cfg->n_units == 0 || !s->deps) && !s->hosts) ||
+            s->cfg->online_never)
+                return;
+        r = engine_online_check(s->job_engine, &jb->spec, s->cfg->online_lock_ms, &jb->online_report, &jb->err);
+        if (r != 0) {
+                jb->r = r;
+                return;
+        }
+        decision = json_string_value(json_object_get(jb->online_report, "decision")) ?: "stop";
+        if (streq(decision, "online"))
+                jb->online = true;
+        else if (streq(decision, "over_bound") && s->cfg->online_refuse_slow) {
+                const char *why = json_string_value(json_object_get(jb->online_report, "reason"));
+                _cleanup_free_ char *msg = NULL;
+                if (asprintf(&msg, "refused (online_refuse_slow): %s; nothing changed", why ?: "over the bound") < 0)
+                        msg = NULL;
+                job_fail(jb, PROTOCOL_ERROR_ONLINE_TOO_SLOW, json_pack("{s:O}", "online", jb->online_report),
+                         msg ?: "refused: the online plan is over online_lock_ms");
+        }
+        if (!jb->err.message)
+                journal_event(LOG_INFO, MESSAGE_ID_JOB_STARTED,
+                              jb->online ? "Online plan: the dependents keep running"
+                                         : "The plan stops the dependents",
+                              "ONLINE_DECISION", decision, "ONLINE_REASON",
+                              json_string_value(json_object_get(jb->online_report, "reason")) ?: "", NULL);
+}
+
 /* Worker: would the job change anything, can it succeed (space, permissions), and which
  * migrations does its plan hold (for the gate, should it fail)? */
 static void job_prepare(void *userdata) {
@@ -480,7 +521,7 @@ static void job_prepare(void *userdata) {
         if (jb->r != 0)
                 return;
         if (jb->spec.kind == ENGINE_JOB_MIGRATE && jb->spec.request.direction == PLAN_UP &&
-            engine_plan(s->job_engine, &jb->spec.request, &preview, &ignored) == 0) {
+            engine_plan_steps(s->job_engine, &jb->spec.request, &preview, &ignored) == 0) {
                 json_t *st;
                 size_t i;
                 jb->plan_versions = json_array();
@@ -489,6 +530,7 @@ static void job_prepare(void *userdata) {
                 json_decref(preview);
         }
         engine_error_clear(&ignored);
+        job_decide_online(jb);
 }
 
 static void job_prepared(void *userdata) {
@@ -505,8 +547,8 @@ static void job_prepared(void *userdata) {
                 return;
         }
         if (jb->changes && job_locks_first(jb))
-                job_phase_lock(jb);
-        else if (jb->changes && s->cfg->n_units > 0 && s->deps)
+                job_phase_lock(jb); /* then the downtime, unless the plan is online (job-drain.c) */
+        else if (jb->changes && s->cfg->n_units > 0 && s->deps && !jb->online)
                 job_phase_stop_units(jb);
         else
                 job_phase_apply(jb);

@@ -58,6 +58,7 @@ typedef struct plan_request {
         int64_t to;    /* PLAN_NO_TARGET: up = latest, down = use steps */
         int64_t steps; /* down only; 0 = not given (1 unless to is given) */
         bool allow_out_of_order; /* up: also apply pending migrations older than the current version */
+        bool classify_postgres; /* plan: classify in PostgreSQL's dialect whatever the backend (lint) */
 } plan_request;
 
 typedef struct plan_step {

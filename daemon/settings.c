@@ -53,6 +53,16 @@ static int parse_integrity(const char *v, int *ret) {
         return 0;
 }
 
+static int parse_online(const char *v, bool *ret) {
+        if (streq(v, "auto"))
+                *ret = false;
+        else if (streq(v, "never"))
+                *ret = true;
+        else
+                return -EINVAL;
+        return 0;
+}
+
 static void units_clear(config *c) {
         for (size_t i = 0; i < c->n_units; i++)
                 free(c->units[i]);
@@ -333,6 +343,15 @@ const setting settings_table[] = {
         { .section = "units", .key = "holder_timeout", .flag = "holder-timeout", .type = SETTING_UINT, .min = 0,
           .max = TIMEOUT_MAX_S, .unit = "seconds", .dflt = "10", .offset = FIELD(holder_timeout_s, unsigned),
           .arg = "S", .help = "how long other processes may keep the database open" },
+        { .section = "units", .key = "online", .flag = "online", .type = SETTING_ONLINE, .dflt = "auto",
+          .offset = FIELD(online_never, bool), .arg = "auto|never",
+          .help = "auto: an online plan runs with the units running" },
+        { .section = "units", .key = "online_lock_ms", .flag = "online-lock-ms", .type = SETTING_UINT, .min = 1,
+          .max = 3600000, .unit = "milliseconds", .dflt = "1000", .offset = FIELD(online_lock_ms, unsigned),
+          .arg = "MS", .help = "the longest an online plan may hold the write lock" },
+        { .section = "units", .key = "online_refuse_slow", .flag = "online-refuse-slow", .type = SETTING_BOOL,
+          .offset = FIELD(online_refuse_slow, bool),
+          .help = "refuse an online plan over that bound (default: stop the units)" },
         { .section = "backup", .key = "dir", .flag = "backup-dir", .type = SETTING_STRING,
           .offset = FIELD(backup_dir, char *), .arg = "DIR",
           .help = "where backups go (default: <database>-backups)" },
@@ -382,6 +401,7 @@ static int setting_parse(const setting *st, const char *value, config *c) {
         case SETTING_MANAGER: return parse_manager(value, field);
         case SETTING_FORMAT: return parse_format(value, field);
         case SETTING_INTEGRITY: return parse_integrity(value, field);
+        case SETTING_ONLINE: return parse_online(value, field);
         case SETTING_LOOPBACK: return parse_loopback(value, field);
         }
         return -EINVAL;
@@ -403,6 +423,7 @@ static const char *setting_expects(const setting *st, char *buf, size_t size) {
         case SETTING_MANAGER: return "system or user";
         case SETTING_FORMAT: return migdir_format_choices();
         case SETTING_INTEGRITY: return "quick, full or off";
+        case SETTING_ONLINE: return "auto or never";
         case SETTING_LOOPBACK: return METRICS_LISTEN_EXPECTED;
         }
         return NULL;

@@ -48,6 +48,12 @@ typedef struct config {
         unsigned stop_timeout_s;
         unsigned start_timeout_s;
         unsigned holder_timeout_s;
+        /* online migrations (classify.h): whether an online plan runs with the dependents
+         * running (online = auto) or every plan stops them (never), the bound on how long such a
+         * plan may hold the write lock, and what a plan over it does: stop them, or be refused */
+        bool online_never;
+        unsigned online_lock_ms;
+        bool online_refuse_slow;
         /* backups and checks */
         char *backup_dir;       /* default: "<database>-backups" */
         unsigned backup_keep;
@@ -84,6 +90,7 @@ typedef enum setting_type {
         SETTING_FORMAT,    /* int migdir_format, -1: auto */
         SETTING_INTEGRITY, /* int engine_integrity */
         SETTING_LOOPBACK,  /* char *, a loopback address and a port (metrics.h) */
+        SETTING_ONLINE,    /* bool online_never: auto (false) or never (true) */
 } setting_type;
 
 /* One setting: a key of the INI file, and maybe a flag (settings.c has the table). */

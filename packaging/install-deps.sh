@@ -21,6 +21,8 @@ test_pkgs="$test_pkgs clang libclang-rt-14-dev valgrind"
 test_pkgs="$test_pkgs postgresql-15 pgbouncer"
 # the shipped units under a system manager (tests/systemd/test_shipped_units.py: systemd-nspawn)
 test_pkgs="$test_pkgs systemd-container"
+# PostgreSQL's parser for classifying PostgreSQL plans online or breaking (optional in meson)
+test_pkgs="$test_pkgs libpg-query-dev"
 
 # the container dependents (tests/dependents/test_containers.py: dockerd started by the test, an
 # image made from the host's busybox)

@@ -91,7 +91,7 @@ _migratectl()
             local verbs
             verbs=$(_migratectl_names "${words[0]}" verbs)
             [[ -n $verbs ]] || verbs="status version up down redo plan history verify wait cancel backup
-                backups restore lock-check mark baseline repair new help diff seed reset schema"
+                backups restore lock-check mark baseline repair new help diff seed reset schema lint"
             COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
         fi
         return
@@ -142,6 +142,10 @@ _migratectl()
         new) opts+=" --migrations" ;;
         lock-check) opts+=" --database" ;;
         schema) opts+=" --output --with-history" ;;
+        lint)
+            opts+=" --postgres"
+            ((n_args == 0)) && args=$(compgen -d -- "$cur")
+            ;;
         version | verify | diff | cancel | backup | backups | baseline) ;;
         *) return ;;
     esac

@@ -804,6 +804,24 @@ def bench_downtime(ctx):
                     j["max_start_ms"], json.dumps(t, sort_keys=True), j["client_ms"], j["own_ms"]))
 
 
+def bench_online(ctx):
+    """Online vs stop/start for one additive migration with two writers (tests/bench/online.py)."""
+    log("online: one additive migration with two exec: writers, online vs stop/start")
+    out = os.path.join(ctx.scratch, "online.json")
+    env = dict(os.environ, MIGRATED_BIN=ctx.migrated, MIGRATECTL_BIN=ctx.migratectl, PYTHONDONTWRITEBYTECODE="1")
+    subprocess.run([sys.executable, os.path.join(HERE, "online.py"), "--json", out], env=env, check=True,
+                   stdout=subprocess.DEVNULL, timeout=600)
+    with open(out) as f:
+        res = json.load(f)
+    ctx.raw["online"] = res
+    for key, label in (("downtime_ms", "online: downtime, units not serving (1 additive migration, 2 writers)"),
+                       ("stall_ms", "online: the writers' worst stall (1 additive migration, 2 writers)")):
+        on = statistics.median(j[key] for j in res["online"])
+        off = statistics.median(j[key] for j in res["stop_start"])
+        ctx.row(label + " [median of %d jobs]" % len(res["online"]), fmt_ms(on), "stop/start: " + fmt_ms(off),
+                ratio(on, off), "< stop/start", verdict(on < off))
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Backup of a 1 GB database
 
@@ -1209,7 +1227,7 @@ def main():
     T0 = time.monotonic()
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--build", default=os.path.join(SRC_ROOT, "build-bench"))
-    ap.add_argument("--only", help="comma-separated subset: w1,w3,w4,status,downtime,backup,memory,pg")
+    ap.add_argument("--only", help="comma-separated subset: w1,w3,w4,status,downtime,backup,memory,pg,online")
     ap.add_argument("--json", help="also write the raw measurements to this file")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (for debugging)")
     args = ap.parse_args()
@@ -1227,7 +1245,7 @@ def main():
         ctx.fsync_ms = fsync_latency_ms(ctx)
         steps = [("w1", bench_w1), ("w3", bench_w3), ("w4", bench_w4), ("status", bench_status),
                  ("downtime", bench_downtime), ("backup", bench_backup), ("memory", bench_memory),
-                 ("pg", lambda c: bench_pg.bench_pg(c, sys.modules[__name__]))]
+                 ("pg", lambda c: bench_pg.bench_pg(c, sys.modules[__name__])), ("online", bench_online)]
         for name, fn in steps:
             if not ctx.want(name):
                 continue

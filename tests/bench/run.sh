@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # The benchmarks of migrated and migratectl, in one command:
 #
-#     tests/bench/run.sh [--rev REV] [--only w1,w3,w4,status,downtime,backup,memory,pg] [--json FILE] [--keep]
+#     tests/bench/run.sh [--rev REV] [--only w1,w3,w4,status,downtime,backup,memory,pg,online] [--json FILE] [--keep]
 #
 # Configures and builds an optimized build of the working tree in build-bench/ (meson, release,
 # no tests), compiles the load client (tests/bench/benchtool.c), then runs every workload and

@@ -177,7 +177,8 @@ class TestDrain(PgTestCase):
     def host(self, name, writer=True, config=""):
         """A daemon for host NAME (sessions named migrated-NAME) with its own user manager, its
         writer wNAME running there."""
-        text = "[units]\nmanager = user\nstop_timeout = 20\nstart_timeout = 30\n"
+        # online = never: these plans are additive; the drain is the breaking path under test
+        text = "[units]\nmanager = user\nstop_timeout = 20\nstart_timeout = 30\nonline = never\n"
         if writer:
             self.writer_unit(name)
             text += "units = w%s.service\n" % name

@@ -561,7 +561,7 @@ class TestCase(H.TestCase):
         H.create_wal_db(self.db, ACKS_SQL + sql)
 
     def migrated_argv(self, migrations, units=None, socket=True, stop_timeout=10, start_timeout=30,
-                      holder_timeout=None, extra_args=(), config=None, database=True):
+                      holder_timeout=None, extra_args=(), config=None, database=True, online="never"):
         argv = [H.MIGRATED_BIN]
         if database:
             argv += ["--database", self.db]
@@ -579,6 +579,10 @@ class TestCase(H.TestCase):
                 argv += ["--start-timeout", start_timeout]
             if holder_timeout is not None:
                 argv += ["--holder-timeout", holder_timeout]
+            # these suites test the stop/start path: an additive plan would otherwise run online
+            # with the units running (tests/integration/test_online.py covers that path)
+            if online is not None:
+                argv += ["--online", online]
         argv += list(extra_args)
         if "--state-dir" not in argv:
             argv += ["--state-dir", self.state_dir]

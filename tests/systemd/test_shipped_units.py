@@ -72,6 +72,8 @@ CONF = textwrap.dedent("""\
     [units]
     units = {units}
     start_timeout = 30
+    # the stop/start path under the shipped unit (an additive plan would otherwise run online)
+    online = never
     [backup]
     dir = /var/backups/migrated/free-sleep
     """).format(db=DB, mig=MIGRATIONS, units=" ".join(WRITERS))
@@ -91,6 +93,7 @@ APP_CONF = textwrap.dedent("""\
     [units]
     units = pm2:api
     stop_timeout = 10
+    online = never
     [pm2.api]
     user = deploy
     home = {home}
@@ -111,6 +114,7 @@ CTR_CONF = textwrap.dedent("""\
     [units]
     units = container:web
     stop_timeout = 10
+    online = never
     [container.web]
     socket = /run/engine/dockerd.sock
     """).format(dir=CTR_DB_DIR)

@@ -702,6 +702,27 @@ static void test_parse_directives_direct(void **state) {
         assert_int_equal(flags, 0);
 }
 
+/* The online/breaking override and the lint's accept comment: one class per file, accepted rules
+ * named exactly, only in the leading comments. */
+static void test_directives_online_and_accept(void **state) {
+        unsigned flags = 0;
+        char *bad = NULL;
+        static const char online[] = "-- migrated: online\n-- migrated: accept drop-table\nUPDATE t SET a = 1;\n";
+        static const char both[] = "-- migrated: online\n-- migrated: breaking\nSELECT 1;\n";
+        static const char late[] = "SELECT 1;\n-- migrated: accept drop-table\n";
+
+        assert_int_equal(migration_parse_directives(online, strlen(online), &flags, &bad), 0);
+        assert_int_equal(flags, MIGRATION_ONLINE);
+        assert_true(migration_accepts_rule(online, strlen(online), "drop-table"));
+        assert_false(migration_accepts_rule(online, strlen(online), "drop"));
+        assert_false(migration_accepts_rule(online, strlen(online), "drop-table-x"));
+        assert_false(migration_accepts_rule(late, strlen(late), "drop-table"));
+
+        assert_int_equal(migration_parse_directives(both, strlen(both), &flags, &bad), -EINVAL);
+        assert_string_equal(bad, "breaking");
+        free(bad);
+}
+
 /* ---- reuse of a previous scan ---- */
 
 /* test-migdir is linked with -Wl,--wrap=sha256_hex: every hash migdir computes goes through here
@@ -858,6 +879,7 @@ int main(void) {
                 T(test_directives),
                 T(test_directive_in_down_file),
                 cmocka_unit_test(test_parse_directives_direct),
+                cmocka_unit_test(test_directives_online_and_accept),
                 T(test_previous_reuse),
                 T(test_previous_other_file),
         };

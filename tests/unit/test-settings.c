@@ -129,6 +129,7 @@ static const char *sample(const setting *st) {
         case SETTING_FORMAT: return "prisma";
         case SETTING_INTEGRITY: return "full";
         case SETTING_LOOPBACK: return "127.0.0.1:9464";
+        case SETTING_ONLINE: return "never";
         }
         return NULL;
 }
