@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "backups.h"
+#include "dirwatch.h"
 #include "engine.h"
 #include "macro.h"
 #include "migdir.h"
@@ -25,6 +26,7 @@ struct engine {
         migdir_errors dir_errors; /* problems of the last scan */
         int dir_errno;            /* the directory itself could not be read */
         bool dir_items_only;      /* every problem is about one item: the others stay usable */
+        dirwatch *watch;          /* whether the directory changed since that scan */
         atomic_bool interrupted;
         _Atomic int stop_reason; /* engine_stop_reason */
 };
