@@ -235,6 +235,9 @@ int parse_verb_options(const verb *v, int argc, char **argv, const struct option
                 case ARG_DRIFT:
                         a->drift = true;
                         continue;
+                case ARG_ALL:
+                        a->all = true;
+                        continue;
                 case ARG_MIGRATIONS:
                         a->migrations = optarg;
                         continue;

@@ -34,6 +34,7 @@ enum {
         ARG_COLOR,
         ARG_CONFIG,
         ARG_DRIFT,
+        ARG_ALL,
 };
 
 /* Returned by the parsers when the verb goes on; any other value is an exit code. */
@@ -59,6 +60,7 @@ typedef struct request_args {
         bool has_to, has_steps, has_limit, has_timeout, dry_run, per_migration, check, rehearse, out_of_order, strict;
         bool yes;
         bool drift; /* status --drift */
+        bool all;   /* status --all: every applied migration */
         const char *migrations;
         const char *database; /* lock-check --database: inspect without the daemon */
 } request_args;

@@ -92,6 +92,7 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         e->integrity = o->integrity;
         e->busy_timeout_ms = o->busy_timeout_ms;
         e->format = o->format;
+        e->cache_status = o->read_only;
         if (!e->database || !e->migrations_dir || (o->backup_dir && !e->backup_dir)) {
                 free(e->database);
                 free(e->migrations_dir);
@@ -122,6 +123,7 @@ engine *engine_free(engine *e) {
         db_close(e->db);
         migration_set_free(e->set);
         dirwatch_free(e->watch);
+        json_decref(e->status_cache);
         migdir_errors_clear(&e->dir_errors);
         free(e->database);
         free(e->migrations_dir);
@@ -247,11 +249,12 @@ static int scan_now(engine *e) {
  * previous good set when the new scan is invalid, but reports the problems: read views still
  * answer, jobs refuse. Problems of single items (a bad Prisma folder) leave the other items
  * usable: jobs refuse only plans that would need a bad one. */
-static int engine_scan(engine *e) {
+int engine_scan(engine *e) {
         int r;
 
         if (dirwatch_check(e->watch, forget_content, e->set) == 0)
                 return 0;
+        e->scans++;
         r = scan_now(e);
         dirwatch_scanned(e->watch, r >= 0 && e->dir_errno == 0);
         return r;
@@ -290,50 +293,6 @@ int engine_require_valid_directory(engine *e, engine_error *err) {
         if (!e->set)
                 return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID, NULL, "the migrations directory %s was not read",
                                    e->migrations_dir);
-        return 0;
-}
-
-int engine_status(engine *e, json_t **ret, engine_error *err) {
-        _cleanup_free_ char *dir_problem = NULL;
-        applied_set applied = {};
-        migdir_errors extra = {};
-        const migdir_errors *errors = &e->dir_errors;
-        json_t *o, *info;
-        int r;
-
-        r = engine_load(e, &applied, err);
-        if (r != 0)
-                return r;
-        /* the backend's own facts (its journal mode, say): where the status always had them, and
-         * as "backend" {name, facts…} for clients that render whatever a backend reports */
-        info = json_object();
-        if (info)
-                (void) db_info(e->db, info);
-        if (e->dir_errno != 0) {
-                if (asprintf(&dir_problem, "cannot read the migrations directory %s: %s", e->migrations_dir,
-                             strerror(e->dir_errno)) < 0)
-                        dir_problem = NULL;
-                extra.messages = &dir_problem;
-                extra.n = dir_problem ? 1 : 0;
-                errors = &extra;
-        }
-        o = report_status(e->database, e->set, &applied, info, errors);
-        if (o && info) {
-                json_t *backend = json_pack("{s:s}", "name", db_get_backend(e->db)->name);
-                if (backend)
-                        json_object_update(backend, info);
-                json_object_set_new(o, "backend", backend ?: json_null());
-        }
-        json_decref(info);
-        if (!e->set)
-                json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
-        json_object_set_new(o, "format", json_string(migdir_format_to_string(e->format)));
-        json_object_set_new(o, "format_reason", json_string(e->format_reason));
-        json_object_set_new(o, "history_table", json_string(db_history_table(e->db)));
-        applied_set_clear(&applied);
-        if (!o)
-                return -ENOMEM;
-        *ret = o;
         return 0;
 }
 
