@@ -95,7 +95,7 @@ int sqlite_check_identity(db *d, db_failure *f) {
 
 /* The files' identity, size and mtime (a write that bypassed SQLite), the -wal file's, the
  * data_version (another connection's commits) and this connection's own changes. */
-int sqlite_change_token(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS]) {
+int sqlite_change_token(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS], uint64_t *ret_others) {
         db_sqlite *s = to_sqlite(d);
         _cleanup_free_ char *wal = NULL;
         sqlite3_stmt *st = NULL;
@@ -122,5 +122,6 @@ int sqlite_change_token(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS]) {
         ret[7] = (uint64_t) version;
         ret[8] = (uint64_t) sqlite3_total_changes64(s->conn);
         ret[9] = 0;
+        *ret_others = (uint64_t) version;
         return 0;
 }

@@ -47,4 +47,4 @@ int sqlite_lock_report(const char *target, json_t **ret_report);
 /* Records which file the path names now (refusing if it is not *expected, when known). */
 int sqlite_identity_record(db_sqlite *s, const db_file_identity *expected, db_failure *f);
 int sqlite_check_identity(db *d, db_failure *f);
-int sqlite_change_token(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS]);
+int sqlite_change_token(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS], uint64_t *ret_others);

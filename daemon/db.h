@@ -118,6 +118,7 @@ typedef struct db_change_token {
         bool known;
         uint64_t main[DB_CHANGE_TOKEN_WORDS];
         uint64_t own[DB_CHANGE_TOKEN_WORDS]; /* of db.own, when migrated's tables live apart */
+        uint64_t others; /* commits by other connections (SQLite's data_version) */
 } db_change_token;
 
 typedef struct db_backend {
@@ -193,7 +194,7 @@ typedef struct db_backend {
         /* lock() without waiting: *ret_got tells whether it is held now. */
         int (*try_lock)(db *d, bool *ret_got, db_failure *f);
         /* optional: a token of the committed content (see db_change_token) */
-        int (*change_token)(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS]);
+        int (*change_token)(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS], uint64_t *ret_others);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -275,6 +276,8 @@ int db_info(db *d, json_t *status);
 /* ret->known false when the backend cannot tell (then nothing may be assumed unchanged). */
 void db_change_token_get(db *d, db_change_token *ret);
 bool db_change_token_equal(const db_change_token *a, const db_change_token *b);
+/* The same, for the database alone (not migrated's own tables kept apart). */
+bool db_change_token_same_database(const db_change_token *a, const db_change_token *b);
 int db_check_integrity(db *d, bool full, db_failure *f);
 int db_size(db *d, uint64_t *ret_bytes);
 int db_inspect_backup(const db_backend *b, const char *path, bool full_check, int64_t *ret_version,

@@ -31,6 +31,7 @@ struct engine {
         bool cache_status;        /* a read-only engine keeps its last status (engine-status.c) */
         json_t *status_cache;
         db_change_token status_token; /* the database when status_cache was built */
+        db_change_token verified; /* the database as the last passing integrity check saw it */
         atomic_bool interrupted;
         _Atomic int stop_reason; /* engine_stop_reason */
 };

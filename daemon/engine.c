@@ -465,6 +465,9 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
 
         if (r != 0)
                 return r;
+        /* only a migration job proves what it committed (its check runs in its transaction) */
+        if (job->kind != ENGINE_JOB_MIGRATE && job->kind != ENGINE_JOB_BACKUP && job->kind != ENGINE_JOB_REHEARSE)
+                e->verified.known = false;
         switch (job->kind) {
         case ENGINE_JOB_BACKUP: return engine_backup_now(e, job, ret_result, err);
         case ENGINE_JOB_RESTORE: return engine_restore(e, job, progress, userdata, ret_result, err);
@@ -531,6 +534,7 @@ typedef struct run_state {
         json_t *pending_done; /* done in the open transaction, not yet committed */
         const plan_step *failed_step;
         db_failure failure;
+        const char *integrity_before; /* what check_before did: the check's name, "skipped", "off" */
 } run_state;
 
 static void emit(run_state *s, const char *event, json_t *fields) {
@@ -593,9 +597,22 @@ static int apply_step(run_state *s, size_t k, bool in_transaction) {
         return 0;
 }
 
+/* The group's check passed inside its transaction: what it committed is the verified database,
+ * provided no other connection committed in between (the next job's check then may be skipped). */
+static void note_verified(engine *e, const db_change_token *before_commit) {
+        db_change_token now;
+
+        db_change_token_get(e->db, &now);
+        if (now.known && before_commit->known && now.others == before_commit->others)
+                e->verified = now;
+        else
+                e->verified.known = false;
+}
+
 /* Runs steps [i, j) and commits them. The last group also marks the attempt succeeded inside its
  * transaction, so that history and schema can never disagree. */
 static int run_group(run_state *s, size_t i, size_t j) {
+        db_change_token before_commit = {};
         db *d = s->e->db;
         bool txn = s->p->steps[i].transaction, last = j == s->p->n;
         int r;
@@ -627,10 +644,14 @@ static int run_group(run_state *s, size_t i, size_t j) {
                 r = db_check_identity(d, &s->failure);
         if (r == 0)
                 r = engine_notify_commit(s->e, s->p->to_version, &s->failure);
+        if (r == 0 && s->e->integrity != ENGINE_INTEGRITY_OFF)
+                db_change_token_get(d, &before_commit);
         if (r == 0)
                 r = db_commit(d, &s->failure);
         if (r != 0)
                 goto rollback;
+        if (s->e->integrity != ENGINE_INTEGRITY_OFF)
+                note_verified(s->e, &before_commit);
         /* the newest versioned step: a repeatable (Flyway's) is no version to reach */
         for (size_t k = j; k > 0; k--)
                 if (!(s->p->steps[k - 1].migration->up.flags & MIGRATION_REPEATABLE)) {
@@ -707,16 +728,31 @@ static json_t *versions_json(const plan *p) {
         return v;
 }
 
-/* Integrity before the job: a damaged database is refused before anything is touched. */
-static int check_before(engine *e, engine_error *err) {
+/* Integrity before the job: a damaged database is refused before anything is touched. Skipped
+ * when the database is provably the one the last passing check saw (db_change_token): the check
+ * after the previous job, inside its transaction, or the check before it. */
+static int check_before(engine *e, const engine_job *job, const char **ret_what, engine_error *err) {
+        db_change_token now;
         db_failure f = {};
         int r;
 
+        *ret_what = "off";
         if (e->integrity == ENGINE_INTEGRITY_OFF)
                 return 0;
-        r = db_check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f);
-        if (r == 0)
+        db_change_token_get(e->db, &now);
+        if (db_change_token_same_database(&now, &e->verified)) {
+                log_info("Job %" PRIu64 ": integrity check before the job skipped: the database is unchanged since "
+                         "the last check passed", job->id);
+                *ret_what = "skipped";
                 return 0;
+        }
+        e->verified.known = false;
+        *ret_what = e->integrity == ENGINE_INTEGRITY_FULL ? "integrity_check" : "quick_check";
+        r = db_check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f);
+        if (r == 0) {
+                e->verified = now; /* taken before the check: a commit meanwhile makes it stale */
+                return 0;
+        }
         if (r < 0)
                 return r;
         r = engine_fail(err, f.code, NULL, "the database fails its check before the job, so nothing was changed: %s",
@@ -781,7 +817,7 @@ int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, e
                                       job->request.direction == PLAN_UP ? "up" : "down", "from_version",
                                       (json_int_t) p->from_version, "to_version", (json_int_t) p->to_version, "total",
                                       (json_int_t) p->n, "atomic", p->atomic && !job->per_migration));
-        r = check_before(e, err);
+        r = check_before(e, job, &s.integrity_before, err);
         if (r != 0)
                 return r;
 
@@ -837,6 +873,7 @@ int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, e
                                         (json_int_t) p->from_version, "to_version", (json_int_t) s.reached, done_key,
                                         s.done, "duration_ms", (json_int_t) (now_ms() - t0));
                 json_object_set(*ret_result, "backup", backup ?: json_null());
+                json_object_set_new(*ret_result, "integrity_before", json_string(s.integrity_before));
         }
         json_decref(backup);
         db_failure_clear(&s.failure);
