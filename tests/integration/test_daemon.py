@@ -335,6 +335,22 @@ class DaemonTest(harness.TestCase):
         self.assertIn("step1 ", r.out)
         self.assertEqual(len(d.ctl("status").json["applied"]), 12)
 
+    def test_sqlite_daemon_and_client_load_no_postgresql_or_systemd_client_library(self):
+        # libpq (and what it brings: TLS, Kerberos, LDAP) is loaded only for a PostgreSQL
+        # database; migratectl loads SQLite and libsystemd only for lock-check --database.
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", None)})
+        d = self.daemon(self.path("db.sqlite"), mig)
+        self.assertCtl(d.ctl("up"), 0)
+        with open("/proc/%d/maps" % d.pid) as f:
+            maps = f.read()
+        self.assertFalse("libpq" in maps, "a SQLite daemon mapped libpq")
+        self.assertTrue("libsqlite3" in maps, "no libsqlite3 in the daemon's maps")
+        r = subprocess.run(["ldd", harness.MIGRATECTL_BIN], capture_output=True, text=True)
+        if r.returncode == 0:
+            for lib in ("libpq", "libsystemd", "libsqlite3"):
+                self.assertNotIn(lib, r.stdout)
+
     def test_sighup_rescans_directory(self):
         mig = harness.write_migrations(self.path("migrations"), {
             1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", "DROP TABLE one;\n"),
