@@ -328,6 +328,10 @@ int dirwatch_check(dirwatch *w, dirwatch_changed_fn changed, void *userdata) {
         }
         w->valid = false;
         r = arm(w);
+        if (r == -ENOENT) {
+                reset(w); /* removed meanwhile: the scan reports it, the next check starts over */
+                return 1;
+        }
         if (r < 0) {
                 /* too many subdirectories, no watch left: rescan on every check from now on */
                 close(w->fd);
