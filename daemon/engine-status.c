@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The status view, and its cache on a read-only engine: a status asked again while neither the
- * directory (dirwatch.c) nor the database (db_change_token) changed is the same object, shared
+/* The engine's view of the directory and the database: the directory is scanned again only after
+ * a change (dirwatch.c), and a read-only engine keeps its last status: a status asked again while
+ * neither the directory nor the database (db_change_token) changed is the same object, shared
  * member by member (members are never modified once built), instead of a reread of the history
  * and a rebuild of every entry. */
 #include <errno.h>
@@ -12,6 +13,61 @@
 #include "macro.h"
 #include "migdir-format.h"
 #include "report.h"
+
+/* A file written since the last scan is read again even when its size, inode and mtime look the
+ * same (rewritten in place within one mtime tick): the scan reuses nothing of it. */
+static void forget_content(const char *name, void *userdata) {
+        migration_set *s = userdata;
+
+        for (size_t i = 0; s && i < s->n; i++) {
+                migration_script *t[] = { &s->items[i].up, &s->items[i].down };
+
+                for (size_t k = 0; k < ELEMENTSOF(t); k++)
+                        if (!name || (t[k]->file && streq(t[k]->file, name)))
+                                t[k]->ino = 0;
+        }
+}
+
+void engine_rescan_directory(engine *e) {
+        dirwatch_force(e->watch);
+}
+
+/* One scan of the directory, reusing what the last one read of unchanged files. */
+static int scan_now(engine *e) {
+        migration_set *s = NULL;
+        int r;
+
+        migdir_errors_clear(&e->dir_errors);
+        e->dir_errno = 0;
+        r = migdir_load_format_items(e->migrations_dir, e->format, e->set, &s, &e->dir_errors);
+        e->dir_items_only = r == 0 && e->dir_errors.n > 0;
+        if (r < 0 && r != -ENOMEM) {
+                e->dir_errno = -r;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                migration_set_free(e->set);
+                e->set = s;
+        }
+        return 0;
+}
+
+/* Rescans the directory, only when it changed since the last scan (dirwatch.c). Keeps the
+ * previous good set when the new scan is invalid, but reports the problems: read views still
+ * answer, jobs refuse. Problems of single items (a bad Prisma folder) leave the other items
+ * usable: jobs refuse only plans that would need a bad one. */
+int engine_scan(engine *e) {
+        int r;
+
+        if (dirwatch_check(e->watch, forget_content, e->set) == 0)
+                return 0;
+        e->scans++;
+        r = scan_now(e);
+        dirwatch_scanned(e->watch, r >= 0 && e->dir_errno == 0);
+        return r;
+}
 
 static int status_build(engine *e, json_t **ret, engine_error *err) {
         _cleanup_free_ char *dir_problem = NULL;

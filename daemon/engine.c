@@ -205,61 +205,6 @@ uint64_t engine_last_job_id(engine *e) {
         return b > last ? b : last;
 }
 
-/* A file written since the last scan is read again even when its size, inode and mtime look the
- * same (rewritten in place within one mtime tick): the scan reuses nothing of it. */
-static void forget_content(const char *name, void *userdata) {
-        migration_set *s = userdata;
-
-        for (size_t i = 0; s && i < s->n; i++) {
-                migration_script *t[] = { &s->items[i].up, &s->items[i].down };
-
-                for (size_t k = 0; k < ELEMENTSOF(t); k++)
-                        if (!name || (t[k]->file && streq(t[k]->file, name)))
-                                t[k]->ino = 0;
-        }
-}
-
-void engine_rescan_directory(engine *e) {
-        dirwatch_force(e->watch);
-}
-
-/* One scan of the directory, reusing what the last one read of unchanged files. */
-static int scan_now(engine *e) {
-        migration_set *s = NULL;
-        int r;
-
-        migdir_errors_clear(&e->dir_errors);
-        e->dir_errno = 0;
-        r = migdir_load_format_items(e->migrations_dir, e->format, e->set, &s, &e->dir_errors);
-        e->dir_items_only = r == 0 && e->dir_errors.n > 0;
-        if (r < 0 && r != -ENOMEM) {
-                e->dir_errno = -r;
-                return 0;
-        }
-        if (r < 0)
-                return r;
-        if (r == 0) {
-                migration_set_free(e->set);
-                e->set = s;
-        }
-        return 0;
-}
-
-/* Rescans the directory, only when it changed since the last scan (dirwatch.c). Keeps the
- * previous good set when the new scan is invalid, but reports the problems: read views still
- * answer, jobs refuse. Problems of single items (a bad Prisma folder) leave the other items
- * usable: jobs refuse only plans that would need a bad one. */
-int engine_scan(engine *e) {
-        int r;
-
-        if (dirwatch_check(e->watch, forget_content, e->set) == 0)
-                return 0;
-        e->scans++;
-        r = scan_now(e);
-        dirwatch_scanned(e->watch, r >= 0 && e->dir_errno == 0);
-        return r;
-}
-
 int engine_load(engine *e, applied_set *applied, engine_error *err) {
         db_failure f = {};
         int r;
