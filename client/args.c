@@ -241,6 +241,9 @@ int parse_verb_options(const verb *v, int argc, char **argv, const struct option
                 case ARG_POSTGRES:
                         a->postgres = true;
                         continue;
+                case ARG_ALL:
+                        a->all = true;
+                        continue;
                 case ARG_MIGRATIONS:
                         a->migrations = optarg;
                         continue;

@@ -38,6 +38,7 @@ enum {
         ARG_OUTPUT,
         ARG_WITH_HISTORY,
         ARG_POSTGRES,
+        ARG_ALL,
 };
 
 /* Returned by the parsers when the verb goes on; any other value is an exit code. */
@@ -64,6 +65,7 @@ typedef struct request_args {
         bool yes;
         bool drift; /* status --drift */
         bool seed;  /* up --seed */
+        bool all;   /* status --all: every applied migration */
         const char *migrations;
         const char *database; /* lock-check --database: inspect without the daemon */
         const char *output;   /* schema --output FILE */

@@ -29,7 +29,8 @@ static const verb_doc docs[] = {
           OPTIONS("--check", "exit 4 when migrations are pending, 5 when an applied file was edited, 1 for "
                   "another problem (a missing file or directory), 0 when the schema is current",
                   "--drift", "also replay the applied migrations and say whether the live schema drifted "
-                  "(with --check: exit 9 on drift)"),
+                  "(with --check: exit 9 on drift)",
+                  "--all", "list every applied migration, not only the last 10 (--json always has every one)"),
           "migratectl status --check || echo 'not current'" },
         { "up",
           "Applies the pending migrations in one transaction: all of them or none. The dependent units are "

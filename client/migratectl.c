@@ -220,6 +220,7 @@ static int verb_status(const verb *v, int argc, char **argv) {
                 COMMON_OPTIONS,
                 { "check", no_argument, NULL, ARG_CHECK },
                 { "drift", no_argument, NULL, ARG_DRIFT },
+                { "all", no_argument, NULL, ARG_ALL },
                 {}
         };
         json_auto_t *result = NULL;
@@ -230,7 +231,8 @@ static int verb_status(const verb *v, int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
 
-        r = call_daemon(v->method, a.drift ? json_pack("{s:b}", "drift", true) : NULL, render_status, &result);
+        r = call_daemon(v->method, a.drift ? json_pack("{s:b}", "drift", true) : NULL,
+                        a.all ? render_status_all : render_status, &result);
         if (r != EXIT_OK || !a.check)
                 return r;
         if (has_checksum_mismatch(result))
@@ -766,7 +768,7 @@ static int verb_complete(const verb *v, int argc, char **argv) {
 
 /* In the order --help lists them; each help line fits VERB_HELP_MAX; no help line: hidden. */
 const verb verbs[] = {
-        { METHOD_STATUS, NULL, verb_status, "[--check] [--drift]", "Show versions, applied and pending migrations, problems" },
+        { METHOD_STATUS, NULL, verb_status, "[--check] [--drift] [--all]", "Show versions, applied and pending migrations, problems" },
         { METHOD_STATUS, "version", verb_version, "", "Print the schema version alone (for scripts)" },
         { METHOD_UP, NULL, verb_up, "[--to V] [--dry-run | --rehearse] [--per-migration] [--allow-out-of-order] [--seed]",
           "Apply pending migrations, all or nothing" },

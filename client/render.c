@@ -265,8 +265,12 @@ static int table_add_version(table *t, json_t *o) {
         return table_addf(t, "%04" PRId64, v);
 }
 
-static int render_applied(json_t *applied) {
+/* A human status lists this many applied migrations, the newest; --all lists every one. */
+#define STATUS_APPLIED_SHOWN 10u
+
+static int render_applied(json_t *applied, bool all) {
         _cleanup_(table_freep) table *t = table_new(4);
+        size_t n = json_array_size(applied), from = all || n <= STATUS_APPLIED_SHOWN ? 0 : n - STATUS_APPLIED_SHOWN;
         int r;
 
         if (!t)
@@ -276,7 +280,7 @@ static int render_applied(json_t *applied) {
                 return 0;
         }
         r = table_add(t, "VERSION") ?: table_add(t, "NAME") ?: table_add(t, "APPLIED AT") ?: table_add(t, "CHECKSUM");
-        for (size_t i = 0; r >= 0 && i < json_array_size(applied); i++) {
+        for (size_t i = from; r >= 0 && i < n; i++) {
                 json_t *m = json_array_get(applied, i);
                 const char *sum = json_get_str(m, "checksum");
 
@@ -286,7 +290,10 @@ static int render_applied(json_t *applied) {
         }
         if (r < 0)
                 return r;
-        printf("\nApplied (%zu):\n", json_array_size(applied));
+        if (from > 0)
+                printf("\nApplied (%zu; the last %u, --all lists every one):\n", n, STATUS_APPLIED_SHOWN);
+        else
+                printf("\nApplied (%zu):\n", n);
         table_print(t, stdout, "  ");
         return 0;
 }
@@ -458,13 +465,13 @@ static int render_status_header(json_t *result) {
         return 0;
 }
 
-int render_status(json_t *result) {
+static int render_status_full(json_t *result, bool all) {
         int r;
 
         r = render_status_header(result);
         if (r < 0)
                 return r;
-        r = render_applied(json_get_array(result, "applied"));
+        r = render_applied(json_get_array(result, "applied"), all);
         if (r < 0)
                 return r;
         r = render_pending(json_get_array(result, "pending"));
@@ -472,6 +479,14 @@ int render_status(json_t *result) {
                 return r;
         render_problems(json_get_array(result, "problems"));
         return render_hosts(json_object_get(result, "hosts"));
+}
+
+int render_status(json_t *result) {
+        return render_status_full(result, false);
+}
+
+int render_status_all(json_t *result) {
+        return render_status_full(result, true);
 }
 
 

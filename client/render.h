@@ -21,7 +21,9 @@ int render_event(json_t *event, void *userdata);
 void progress_end(progress *p);
 
 void render_error(json_t *error);
+/* The last few applied migrations; render_status_all: every one. */
 int render_status(json_t *result);
+int render_status_all(json_t *result);
 /* render-hosts.c: the hosts of a shared database (status's "hosts"); nothing without them. */
 int render_hosts(json_t *hosts);
 

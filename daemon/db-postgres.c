@@ -14,6 +14,7 @@
 
 #include "db-postgres-internal.h"
 #include "db-postgres.h"
+#include "libpq-lazy.h"
 #include "macro.h"
 
 /* PostgreSQL type oids of the boolean and integer types (pg_type.dat). */
@@ -243,8 +244,17 @@ static void pg_close(db *d) {
 /* Connects with o's settings; dbname (NULL: the target's) names another database on the same
  * server, password (NULL: the target's or o's password file) is given as is. */
 static int pg_connect(const db_options *o, const char *dbname, const char *password, db **ret, db_failure *f) {
+        const char *missing = libpq_missing();
         db_pg *p;
         int r;
+
+        if (missing) {
+                db_failure_clear(f);
+                f->code = PROTOCOL_ERROR_DATABASE;
+                if (asprintf(&f->message, "the PostgreSQL backend needs libpq: %s", missing) < 0)
+                        f->message = NULL;
+                return f->message ? DB_FAILED : -ENOMEM;
+        }
 
         p = calloc(1, sizeof(*p));
         if (!p)

@@ -92,3 +92,36 @@ int sqlite_check_identity(db *d, db_failure *f) {
                 return replaced(f, wal, "was replaced while migrated had it open");
         return 0;
 }
+
+/* The files' identity, size and mtime (a write that bypassed SQLite), the -wal file's, the
+ * data_version (another connection's commits) and this connection's own changes. */
+int sqlite_change_token(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS], uint64_t *ret_others) {
+        db_sqlite *s = to_sqlite(d);
+        _cleanup_free_ char *wal = NULL;
+        sqlite3_stmt *st = NULL;
+        struct stat a, b = {};
+        int64_t version = -1;
+
+        if (asprintf(&wal, "%s-wal", s->path) < 0)
+                return -ENOMEM;
+        if (stat(s->path, &a) < 0 || (stat(wal, &b) < 0 && errno != ENOENT))
+                return -errno;
+        if (sqlite3_prepare_v2(s->conn, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                version = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        if (version < 0)
+                return -EIO;
+        ret[0] = (uint64_t) a.st_dev;
+        ret[1] = (uint64_t) a.st_ino;
+        ret[2] = (uint64_t) a.st_size;
+        ret[3] = (uint64_t) a.st_mtim.tv_sec * 1000000000u + (uint64_t) a.st_mtim.tv_nsec;
+        ret[4] = (uint64_t) b.st_ino;
+        ret[5] = (uint64_t) b.st_size;
+        ret[6] = (uint64_t) b.st_mtim.tv_sec * 1000000000u + (uint64_t) b.st_mtim.tv_nsec;
+        ret[7] = (uint64_t) version;
+        ret[8] = (uint64_t) sqlite3_total_changes64(s->conn);
+        ret[9] = 0;
+        *ret_others = (uint64_t) version;
+        return 0;
+}

@@ -54,3 +54,4 @@ int sqlite_reset(db *d, db_failure *f);
 int sqlite_drift(db *d, const char *target, const drift_script *scripts, size_t n, const char *const *skip,
                  json_t **ret_differences, char **ret_error);
 int sqlite_schema_dump(db *d, const char *const *skip, const char *history, FILE *out, db_failure *f);
+int sqlite_change_token(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS], uint64_t *ret_others);

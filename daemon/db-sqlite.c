@@ -584,6 +584,7 @@ const db_backend db_sqlite_backend = {
         .table_exists = sqlite_table_exists_op,
         .has_user_tables = sqlite_has_user_tables,
         .check_identity = sqlite_check_identity,
+        .change_token = sqlite_change_token,
         .backup_complete = sqlite_backup_complete,
         .info = sqlite_info,
         .inspect_backup = sqlite_inspect_backup,

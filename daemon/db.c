@@ -270,6 +270,27 @@ int db_info(db *d, json_t *status) {
         return d->backend->info ? d->backend->info(d, status) : -EOPNOTSUPP;
 }
 
+void db_change_token_get(db *d, db_change_token *ret) {
+        *ret = (db_change_token) {};
+        uint64_t ignored;
+
+        if (!d->backend->change_token || d->backend->change_token(d, ret->main, &ret->others) < 0)
+                return;
+        if (d->own && (!d->own->backend->change_token ||
+                       d->own->backend->change_token(d->own, ret->own, &ignored) < 0))
+                return;
+        ret->known = true;
+}
+
+bool db_change_token_equal(const db_change_token *a, const db_change_token *b) {
+        return a->known && b->known && memcmp(a->main, b->main, sizeof(a->main)) == 0 &&
+               memcmp(a->own, b->own, sizeof(a->own)) == 0;
+}
+
+bool db_change_token_same_database(const db_change_token *a, const db_change_token *b) {
+        return a->known && b->known && memcmp(a->main, b->main, sizeof(a->main)) == 0;
+}
+
 int db_check_integrity(db *d, bool full, db_failure *f) {
         return d->backend->check_integrity ? d->backend->check_integrity(d, full, f) : -EOPNOTSUPP;
 }

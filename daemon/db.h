@@ -115,6 +115,17 @@ typedef struct db_event {
 /* A backend: one file (or a few) and one row in db.c's registry. Every operation above the
  * "optional" line is required; an optional one left NULL means "this backend cannot", and its
  * wrapper answers -EOPNOTSUPP (or false) so that the caller can say so or skip it. */
+/* What one connection can tell of the database's committed content: equal tokens, taken on the
+ * same connection, mean that nothing was committed in between, by this connection or any other
+ * (same files, sizes, mtimes, SQLite's data_version and the connection's own change count). */
+#define DB_CHANGE_TOKEN_WORDS 10
+typedef struct db_change_token {
+        bool known;
+        uint64_t main[DB_CHANGE_TOKEN_WORDS];
+        uint64_t own[DB_CHANGE_TOKEN_WORDS]; /* of db.own, when migrated's tables live apart */
+        uint64_t others; /* commits by other connections (SQLite's data_version) */
+} db_change_token;
+
 typedef struct db_backend {
         const char *name;
         /* The suffix of its backup files ("<db>-<time>-v<version>-job<id>.sqlite"). */
@@ -198,6 +209,8 @@ typedef struct db_backend {
          * leaving out the tables in skip; history (NULL: none): a table whose rows follow as
          * INSERT statements. */
         int (*schema_dump)(db *d, const char *const *skip, const char *history, FILE *out, db_failure *f);
+        /* optional: a token of the committed content (see db_change_token) */
+        int (*change_token)(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS], uint64_t *ret_others);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -276,6 +289,11 @@ int db_restore_from(db *d, const char *path, const char *scratch, const db_event
 
 /* Optional operations: -EOPNOTSUPP when the backend cannot. */
 int db_info(db *d, json_t *status);
+/* ret->known false when the backend cannot tell (then nothing may be assumed unchanged). */
+void db_change_token_get(db *d, db_change_token *ret);
+bool db_change_token_equal(const db_change_token *a, const db_change_token *b);
+/* The same, for the database alone (not migrated's own tables kept apart). */
+bool db_change_token_same_database(const db_change_token *a, const db_change_token *b);
 int db_check_integrity(db *d, bool full, db_failure *f);
 int db_size(db *d, uint64_t *ret_bytes);
 int db_inspect_backup(const db_backend *b, const char *path, bool full_check, int64_t *ret_version,

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "backups.h"
+#include "dirwatch.h"
 #include "engine.h"
 #include "macro.h"
 #include "migdir.h"
@@ -25,6 +26,12 @@ struct engine {
         migdir_errors dir_errors; /* problems of the last scan */
         int dir_errno;            /* the directory itself could not be read */
         bool dir_items_only;      /* every problem is about one item: the others stay usable */
+        dirwatch *watch;          /* whether the directory changed since that scan */
+        uint64_t scans;           /* scans done: a cached view older than the last is stale */
+        bool cache_status;        /* a read-only engine keeps its last status (engine-status.c) */
+        json_t *status_cache;
+        db_change_token status_token; /* the database when status_cache was built */
+        db_change_token verified; /* the database as the last passing integrity check saw it */
         atomic_bool interrupted;
         _Atomic int stop_reason; /* engine_stop_reason */
         char *seeds_dir;
@@ -42,6 +49,8 @@ int engine_check_identity(engine *e, engine_error *err);
 /* Rescans the directory and reads the applied set; then, for jobs, requires a valid directory and
  * builds the plan (refusals become err). */
 int engine_load(engine *e, applied_set *applied, engine_error *err);
+/* Rescans the directory when it changed since the last scan (e->scans counts the scans). */
+int engine_scan(engine *e);
 int engine_build_plan(engine *e, const plan_request *req, plan **ret, int64_t *ret_current, engine_error *err);
 
 /* A migration job once the writer lock is held (engine-lock.c takes it: engine_run_plan). */

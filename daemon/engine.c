@@ -96,6 +96,7 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
         e->seed_retries = o->seed_retries;
         e->seed_backoff_ms = o->seed_backoff_ms ?: 200;
         e->allow_reset = o->allow_reset;
+        e->cache_status = o->read_only;
         if (!e->seeds_dir || !e->database || !e->migrations_dir || (o->backup_dir && !e->backup_dir)) {
                 free(e->database);
                 free(e->migrations_dir);
@@ -103,11 +104,14 @@ int engine_new(const engine_options *o, engine **ret, engine_error *err) {
                 free(e->seeds_dir);
                 return -ENOMEM;
         }
-        r = db_open(&dbo, &e->db, &f);
+        r = dirwatch_new(e->migrations_dir, &e->watch);
+        if (r == 0)
+                r = db_open(&dbo, &e->db, &f);
         if (r == 0)
                 r = choose_format(e, o, &f);
         if (r != 0) {
                 db_close(e->db);
+                dirwatch_free(e->watch);
                 free(e->format_reason);
                 free(e->database);
                 free(e->migrations_dir);
@@ -124,6 +128,8 @@ engine *engine_free(engine *e) {
                 return NULL;
         db_close(e->db);
         migration_set_free(e->set);
+        dirwatch_free(e->watch);
+        json_decref(e->status_cache);
         migdir_errors_clear(&e->dir_errors);
         free(e->database);
         free(e->migrations_dir);
@@ -206,30 +212,6 @@ uint64_t engine_last_job_id(engine *e) {
         return b > last ? b : last;
 }
 
-/* Rescans the directory. Keeps the previous good set when the new scan is invalid, but reports
- * the problems: read views still answer, jobs refuse. Problems of single items (a bad Prisma
- * folder) leave the other items usable: jobs refuse only plans that would need a bad one. */
-static int engine_scan(engine *e) {
-        migration_set *s = NULL;
-        int r;
-
-        migdir_errors_clear(&e->dir_errors);
-        e->dir_errno = 0;
-        r = migdir_load_format_items(e->migrations_dir, e->format, e->set, &s, &e->dir_errors);
-        e->dir_items_only = r == 0 && e->dir_errors.n > 0;
-        if (r < 0 && r != -ENOMEM) {
-                e->dir_errno = -r;
-                return 0;
-        }
-        if (r < 0)
-                return r;
-        if (r == 0) {
-                migration_set_free(e->set);
-                e->set = s;
-        }
-        return 0;
-}
-
 int engine_load(engine *e, applied_set *applied, engine_error *err) {
         db_failure f = {};
         int r;
@@ -263,50 +245,6 @@ int engine_require_valid_directory(engine *e, engine_error *err) {
         if (!e->set)
                 return engine_fail(err, PROTOCOL_ERROR_DIRECTORY_INVALID, NULL, "the migrations directory %s was not read",
                                    e->migrations_dir);
-        return 0;
-}
-
-int engine_status(engine *e, json_t **ret, engine_error *err) {
-        _cleanup_free_ char *dir_problem = NULL;
-        applied_set applied = {};
-        migdir_errors extra = {};
-        const migdir_errors *errors = &e->dir_errors;
-        json_t *o, *info;
-        int r;
-
-        r = engine_load(e, &applied, err);
-        if (r != 0)
-                return r;
-        /* the backend's own facts (its journal mode, say): where the status always had them, and
-         * as "backend" {name, facts…} for clients that render whatever a backend reports */
-        info = json_object();
-        if (info)
-                (void) db_info(e->db, info);
-        if (e->dir_errno != 0) {
-                if (asprintf(&dir_problem, "cannot read the migrations directory %s: %s", e->migrations_dir,
-                             strerror(e->dir_errno)) < 0)
-                        dir_problem = NULL;
-                extra.messages = &dir_problem;
-                extra.n = dir_problem ? 1 : 0;
-                errors = &extra;
-        }
-        o = report_status(e->database, e->set, &applied, info, errors);
-        if (o && info) {
-                json_t *backend = json_pack("{s:s}", "name", db_get_backend(e->db)->name);
-                if (backend)
-                        json_object_update(backend, info);
-                json_object_set_new(o, "backend", backend ?: json_null());
-        }
-        json_decref(info);
-        if (!e->set)
-                json_object_set_new(o, "migrations_dir", json_string(e->migrations_dir));
-        json_object_set_new(o, "format", json_string(migdir_format_to_string(e->format)));
-        json_object_set_new(o, "format_reason", json_string(e->format_reason));
-        json_object_set_new(o, "history_table", json_string(db_history_table(e->db)));
-        applied_set_clear(&applied);
-        if (!o)
-                return -ENOMEM;
-        *ret = o;
         return 0;
 }
 
@@ -512,6 +450,9 @@ int engine_execute(engine *e, const engine_job *job, engine_progress_fn progress
 
         if (r != 0)
                 return r;
+        /* only a migration job proves what it committed (its check runs in its transaction) */
+        if (job->kind != ENGINE_JOB_MIGRATE && job->kind != ENGINE_JOB_BACKUP && job->kind != ENGINE_JOB_REHEARSE)
+                e->verified.known = false;
         switch (job->kind) {
         case ENGINE_JOB_BACKUP: return engine_backup_now(e, job, ret_result, err);
         case ENGINE_JOB_RESTORE: return engine_restore(e, job, progress, userdata, ret_result, err);
@@ -582,6 +523,7 @@ typedef struct run_state {
         json_t *pending_done; /* done in the open transaction, not yet committed */
         const plan_step *failed_step;
         db_failure failure;
+        const char *integrity_before; /* what check_before did: the check's name, "skipped", "off" */
 } run_state;
 
 static void emit(run_state *s, const char *event, json_t *fields) {
@@ -644,9 +586,22 @@ static int apply_step(run_state *s, size_t k, bool in_transaction) {
         return 0;
 }
 
+/* The group's check passed inside its transaction: what it committed is the verified database,
+ * provided no other connection committed in between (the next job's check then may be skipped). */
+static void note_verified(engine *e, const db_change_token *before_commit) {
+        db_change_token now;
+
+        db_change_token_get(e->db, &now);
+        if (now.known && before_commit->known && now.others == before_commit->others)
+                e->verified = now;
+        else
+                e->verified.known = false;
+}
+
 /* Runs steps [i, j) and commits them. The last group also marks the attempt succeeded inside its
  * transaction, so that history and schema can never disagree. */
 static int run_group(run_state *s, size_t i, size_t j) {
+        db_change_token before_commit = {};
         db *d = s->e->db;
         bool txn = s->p->steps[i].transaction, last = j == s->p->n;
         int r;
@@ -678,10 +633,14 @@ static int run_group(run_state *s, size_t i, size_t j) {
                 r = db_check_identity(d, &s->failure);
         if (r == 0)
                 r = engine_notify_commit(s->e, s->p->to_version, &s->failure);
+        if (r == 0 && s->e->integrity != ENGINE_INTEGRITY_OFF)
+                db_change_token_get(d, &before_commit);
         if (r == 0)
                 r = db_commit(d, &s->failure);
         if (r != 0)
                 goto rollback;
+        if (s->e->integrity != ENGINE_INTEGRITY_OFF)
+                note_verified(s->e, &before_commit);
         /* the newest versioned step: a repeatable (Flyway's) is no version to reach */
         for (size_t k = j; k > 0; k--)
                 if (!(s->p->steps[k - 1].migration->up.flags & MIGRATION_REPEATABLE)) {
@@ -758,16 +717,31 @@ static json_t *versions_json(const plan *p) {
         return v;
 }
 
-/* Integrity before the job: a damaged database is refused before anything is touched. */
-static int check_before(engine *e, engine_error *err) {
+/* Integrity before the job: a damaged database is refused before anything is touched. Skipped
+ * when the database is provably the one the last passing check saw (db_change_token): the check
+ * after the previous job, inside its transaction, or the check before it. */
+static int check_before(engine *e, const engine_job *job, const char **ret_what, engine_error *err) {
+        db_change_token now;
         db_failure f = {};
         int r;
 
+        *ret_what = "off";
         if (e->integrity == ENGINE_INTEGRITY_OFF)
                 return 0;
-        r = db_check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f);
-        if (r == 0)
+        db_change_token_get(e->db, &now);
+        if (db_change_token_same_database(&now, &e->verified)) {
+                log_info("Job %" PRIu64 ": integrity check before the job skipped: the database is unchanged since "
+                         "the last check passed", job->id);
+                *ret_what = "skipped";
                 return 0;
+        }
+        e->verified.known = false;
+        *ret_what = e->integrity == ENGINE_INTEGRITY_FULL ? "integrity_check" : "quick_check";
+        r = db_check_integrity(e->db, e->integrity == ENGINE_INTEGRITY_FULL, &f);
+        if (r == 0) {
+                e->verified = now; /* taken before the check: a commit meanwhile makes it stale */
+                return 0;
+        }
         if (r < 0)
                 return r;
         r = engine_fail(err, f.code, NULL, "the database fails its check before the job, so nothing was changed: %s",
@@ -832,7 +806,7 @@ int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, e
                                       job->request.direction == PLAN_UP ? "up" : "down", "from_version",
                                       (json_int_t) p->from_version, "to_version", (json_int_t) p->to_version, "total",
                                       (json_int_t) p->n, "atomic", p->atomic && !job->per_migration));
-        r = check_before(e, err);
+        r = check_before(e, job, &s.integrity_before, err);
         if (r != 0)
                 return r;
 
@@ -888,6 +862,7 @@ int engine_run_plan_locked(engine *e, const engine_job *job, bool take_backup, e
                                         (json_int_t) p->from_version, "to_version", (json_int_t) s.reached, done_key,
                                         s.done, "duration_ms", (json_int_t) (now_ms() - t0));
                 json_object_set(*ret_result, "backup", backup ?: json_null());
+                json_object_set_new(*ret_result, "integrity_before", json_string(s.integrity_before));
         }
         json_decref(backup);
         db_failure_clear(&s.failure);

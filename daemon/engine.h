@@ -82,6 +82,9 @@ void engine_interrupt(engine *e, engine_stop_reason why);
  * check). Safe from any thread. */
 engine_stop_reason engine_stop_requested(engine *e);
 
+/* The next request rescans the migrations directory and rereads every file (SIGHUP). */
+void engine_rescan_directory(engine *e);
+
 /* The backend the engine's database was opened with (set once: safe from any thread). */
 const db_backend *engine_backend(engine *e);
 

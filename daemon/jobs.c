@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -223,6 +224,10 @@ static bool job_moves_schema(const job *jb) {
 }
 
 /* The end of every job: reply to each subscriber, report, and let the next job run. */
+static void trim_memory(void *userdata) {
+        (void) malloc_trim(0);
+}
+
 void job_finish(job *jb) {
         jobs *j = jb->owner;
         server *s = j->server;
@@ -277,6 +282,10 @@ void job_finish(job *jb) {
         server_notify_idle(s);
         server_job_finished(s);
         jobs_start_next(j);
+        /* idle again: what the job allocated goes back to the system, off the loop (the replies
+         * are still to be written) and once, instead of at each free */
+        if (!j->running)
+                (void) worker_submit(s->job_worker, trim_memory, NULL, NULL);
 }
 
 static void gate_warn(int r) {

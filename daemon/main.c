@@ -43,6 +43,8 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
                 return;
         }
         if (sig == SIGHUP) {
+                engine_rescan_directory(s->read_engine);
+                engine_rescan_directory(s->job_engine);
                 if (!s->shutting_down)
                         server_refresh(s, "SIGHUP: rescanning the migrations directory");
                 return;

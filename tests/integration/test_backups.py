@@ -918,6 +918,32 @@ class IntegrityTest(BackupTestCase):
         c.close()
         return bad, mig
 
+    def test_check_before_skipped_only_when_the_database_is_unchanged(self):
+        db = self.path("skip.sqlite")
+        mig = harness.write_migrations(self.path("migrations-skip"), {
+            v: ("t%d" % v, "CREATE TABLE t%d (id INTEGER PRIMARY KEY);\n" % v, None) for v in range(1, 5)
+        })
+        d = self.daemon(db, mig)
+        r = d.ctl("up", "--to", 1)
+        self.assertCtl(r, 0)
+        self.assertEqual(r.json["integrity_before"], "quick_check")
+        # nothing touched the database since the check inside the last job's transaction
+        r = d.ctl("up", "--to", 2)
+        self.assertCtl(r, 0)
+        self.assertEqual(r.json["integrity_before"], "skipped")
+        self.assertIn("integrity check before the job skipped", d.log())
+        # another connection's commit: checked again
+        with contextlib.closing(sqlite3.connect(db)) as c:
+            c.execute("INSERT INTO t1 DEFAULT VALUES")
+            c.commit()
+        r = d.ctl("up", "--to", 3)
+        self.assertCtl(r, 0)
+        self.assertEqual(r.json["integrity_before"], "quick_check")
+        # and the database that check saw is unchanged again
+        r = d.ctl("up")
+        self.assertCtl(r, 0)
+        self.assertEqual(r.json["integrity_before"], "skipped")
+
     def test_full_integrity_refuses_corrupt_database_before_the_job(self):
         bad, mig = self._corrupt_copy()
         bdir = self.path("bk")

@@ -288,6 +288,69 @@ class DaemonTest(harness.TestCase):
         self.assertIn(applied_versions(db), ([], [1]))
         self.assertEqual(st["current_version"] or 0, current_version(db))
 
+    def test_status_sees_a_commit_made_outside_the_daemon(self):
+        # status may be answered from what the daemon built before: a commit by another process
+        # (a history row removed by hand) and a new file must still show in the next status.
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", None),
+            2: ("two", "CREATE TABLE two (id INTEGER PRIMARY KEY);\n", None),
+        })
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        self.assertCtl(d.ctl("up"), 0)
+        self.assertEqual(d.status()["pending"], [])
+        self.assertEqual(d.status()["current_version"], 2)
+        c = sqlite3.connect(db)
+        c.execute("DELETE FROM migrated_schema WHERE version = 2")
+        c.execute("DROP TABLE two")
+        c.commit()
+        c.close()
+        st = d.status()
+        self.assertEqual(st["current_version"], 1)
+        self.assertEqual([p["version"] for p in st["pending"]], [2])
+        harness.write_migrations(mig, {3: ("three", "CREATE TABLE three (id INTEGER PRIMARY KEY);\n", None)})
+        self.assertEqual([p["version"] for p in d.status()["pending"]], [2, 3])
+        self.assertCtl(d.ctl("up"), 0)
+        st = d.status()
+        self.assertEqual((st["current_version"], st["pending"]), (3, []))
+
+    def test_text_status_lists_the_last_applied_and_all_with_all(self):
+        mig = harness.write_migrations(self.path("migrations"), {
+            v: ("step%d" % v, "CREATE TABLE t%d (id INTEGER PRIMARY KEY);\n" % v, None) for v in range(1, 15)
+        })
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        self.assertCtl(d.ctl("up", "--to", 12), 0)
+        r = d.ctl("status", json_out=False)
+        self.assertCtl(r, 0)
+        self.assertIn("Applied (12; the last 10, --all lists every one):", r.out)
+        self.assertNotIn("step2 ", r.out)
+        self.assertIn("step3 ", r.out)
+        self.assertIn("step12 ", r.out)
+        self.assertIn("step13", r.out)   # every pending one
+        self.assertIn("step14", r.out)
+        r = d.ctl("status", "--all", json_out=False)
+        self.assertCtl(r, 0)
+        self.assertIn("Applied (12):", r.out)
+        self.assertIn("step1 ", r.out)
+        self.assertEqual(len(d.ctl("status").json["applied"]), 12)
+
+    def test_sqlite_daemon_and_client_load_no_postgresql_or_systemd_client_library(self):
+        # libpq (and what it brings: TLS, Kerberos, LDAP) is loaded only for a PostgreSQL
+        # database; migratectl loads SQLite and libsystemd only for lock-check --database.
+        mig = harness.write_migrations(self.path("migrations"), {
+            1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", None)})
+        d = self.daemon(self.path("db.sqlite"), mig)
+        self.assertCtl(d.ctl("up"), 0)
+        with open("/proc/%d/maps" % d.pid) as f:
+            maps = f.read()
+        self.assertFalse("libpq" in maps, "a SQLite daemon mapped libpq")
+        self.assertTrue("libsqlite3" in maps, "no libsqlite3 in the daemon's maps")
+        r = subprocess.run(["ldd", harness.MIGRATECTL_BIN], capture_output=True, text=True)
+        if r.returncode == 0:
+            for lib in ("libpq", "libsystemd", "libsqlite3"):
+                self.assertNotIn(lib, r.stdout)
+
     def test_sighup_rescans_directory(self):
         mig = harness.write_migrations(self.path("migrations"), {
             1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", "DROP TABLE one;\n"),

@@ -289,6 +289,28 @@ class TamperedMigrationTest(harness.TestCase):
         self.assertCtl(d.ctl("up"), 0)
         self.assertEqual(harness.current_version(self.db), self.examples[-1][0])
 
+    def test_file_rewritten_in_place_within_one_mtime_tick(self):
+        # Same inode, same size, same mtime: only the content differs. The daemon must not reuse
+        # what it read of the file before, on the very next request (no SIGHUP).
+        d = self.daemon(self.db, self.mig)
+        self.assertCtl(d.ctl("up", "--to", 3), 0)
+        self.assertEqual(d.status()["problems"], [])
+        _, final = d.rpc("plan")   # the job side has read the directory too
+        old_sum = harness.sha256_file(self.first)
+        st = os.stat(self.first)
+        with open(self.first, "r+b") as f:
+            data = f.read()
+            flipped = data.replace(b"CREATE", b"create", 1)
+            self.assertNotEqual(flipped, data)
+            f.seek(0)
+            f.write(flipped)
+        os.utime(self.first, ns=(st.st_atime_ns, st.st_mtime_ns))
+        after = os.stat(self.first)
+        self.assertEqual((after.st_ino, after.st_size, after.st_mtime_ns), (st.st_ino, st.st_size, st.st_mtime_ns))
+        new_sum = harness.sha256_file(self.first)
+        self.assertNotEqual(old_sum, new_sum)
+        self.assertRefusedEverywhere(d, old_sum, new_sum)
+
     def test_edited_file_found_by_a_restarted_daemon(self):
         d = self.daemon(self.db, self.mig)
         self.assertCtl(d.ctl("up", "--to", 3), 0)
