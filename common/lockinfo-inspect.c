@@ -278,13 +278,45 @@ static int compare_locks(const void *a, const void *b) {
         return x->owner < y->owner ? -1 : x->owner > y->owner;
 }
 
-/* Every lock of /proc/locks on our files. The files are known by the device and inode stat
- * gives, and by those the holders' fdinfo prints (on overlayfs and btrfs they differ). */
+static bool same_lock(const proc_lock *a, const proc_lock *b) {
+        return streq(a->kind, b->kind) && a->write == b->write && a->waiting == b->waiting && a->pid == b->pid &&
+               a->major == b->major && a->minor == b->minor && a->inode == b->inode && a->start == b->start &&
+               a->end == b->end;
+}
+
+/* Adds l on file to the locks found, once. */
+static int add_lock(inspection *in, const proc_lock *l, unsigned file) {
+        found_lock *m;
+
+        for (size_t i = 0; i < in->n_locks; i++)
+                if (in->locks[i].file == file && same_lock(&in->locks[i].l, l))
+                        return 0;
+        m = realloc(in->locks, (in->n_locks + 1) * sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        in->locks = m;
+        m[in->n_locks++] = (found_lock) {
+                .l = *l,
+                .file = file,
+                .owner = lock_owner(in, l, file),
+                /* an flock (migrated's own one-writer lock) is none of SQLite's */
+                .locks = streq(l->kind, "FLOCK") ? 0 : lockinfo_sqlite_locks(file, l->start, l->end, l->write),
+                .self = l->pid == getpid(),
+        };
+        return 0;
+}
+
+/* Every lock on our files: those of /proc/locks, and those the holders' fdinfo lists. The files
+ * are known by the device and inode stat gives, and by those the holders' fdinfo prints (on
+ * overlayfs and btrfs they differ). /proc/locks alone is not enough: the kernel prints it a page
+ * per read() and finds its place again by position, so a lock released meanwhile earlier in the
+ * list (other processes' SQLite locks come and go all the time) makes a held one vanish from the
+ * scan; a holder's fdinfo is printed whole. */
 static int scan_locks(inspection *in) {
         _cleanup_(fclosep) FILE *f = NULL;
         _cleanup_free_ char *line = NULL;
         size_t size = 0;
-        pid_t self = getpid();
+        int r;
 
         for (size_t i = 0; i < in->n_holders; i++)
                 for (unsigned j = 0; j < _HOLDER_FILE_MAX; j++)
@@ -293,28 +325,32 @@ static int scan_locks(inspection *in) {
         if (!f)
                 return -errno;
         while (getline(&line, &size, f) > 0) {
-                found_lock *m;
                 proc_lock l;
                 int file;
 
                 if (lockinfo_parse_lock_line(line, &l) < 0 || (file = lock_file(in, &l)) < 0)
                         continue;
-                m = realloc(in->locks, (in->n_locks + 1) * sizeof(*m));
-                if (!m)
-                        return -ENOMEM;
-                in->locks = m;
-                m[in->n_locks++] = (found_lock) {
-                        .l = l,
-                        .file = (unsigned) file,
-                        .owner = lock_owner(in, &l, (unsigned) file),
-                        /* an flock (migrated's own one-writer lock) is none of SQLite's */
-                        .locks = streq(l.kind, "FLOCK") ? 0
-                                                        : lockinfo_sqlite_locks((unsigned) file, l.start, l.end, l.write),
-                        .self = l.pid == self,
-                };
+                r = add_lock(in, &l, (unsigned) file);
+                if (r < 0)
+                        return r;
         }
         if (ferror(f))
                 return -EIO;
+        for (size_t i = 0; i < in->n_holders; i++)
+                for (unsigned j = 0; j < _HOLDER_FILE_MAX; j++)
+                        for (const char *s = in->holders[i].fd_locks[j]; s && *s;
+                             s += strcspn(s, "\n") + (s[strcspn(s, "\n")] ? 1 : 0)) {
+                                _cleanup_free_ char *one = strndup(s, strcspn(s, "\n"));
+                                proc_lock l;
+
+                                if (!one)
+                                        return -ENOMEM;
+                                if (lockinfo_parse_lock_line(one, &l) < 0)
+                                        continue;
+                                r = add_lock(in, &l, j);
+                                if (r < 0)
+                                        return r;
+                        }
         if (in->n_locks > 1)
                 qsort(in->locks, in->n_locks, sizeof(*in->locks), compare_locks);
         return 0;

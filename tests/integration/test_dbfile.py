@@ -14,6 +14,7 @@ import secrets
 import shutil
 import sqlite3
 import stat
+import subprocess
 import sys
 import unittest
 
@@ -120,6 +121,33 @@ class OneDaemonPerDatabase(harness.TestCase):
         self.assertTrue(report["migration_possible"], report)
         mine = [l for l in report["locks"] if l["kind"] == "FLOCK"]
         self.assertEqual([(l["pid"], l["sqlite_lock"]) for l in mine], [(d.pid, None)], report["locks"])
+
+    def test_lock_check_finds_the_daemons_flock_while_other_locks_come_and_go(self):
+        # /proc/locks is printed a page per read(), and a lock released earlier in the list
+        # between two reads made a still-held one vanish from that scan: three processes take and
+        # release POSIX locks on 200 files each (as busy SQLite connections do) while lock-check
+        # looks for the daemon's flock again and again.
+        mig = harness.write_migrations(self.path("migrations"), THREE)
+        db = self.path("db.sqlite")
+        d = self.daemon(db, mig)
+        churn = os.path.join(self.tmp, "churn")
+        os.mkdir(churn)
+        script = ("import fcntl, os, sys\n"
+                  "files = [open(os.path.join(sys.argv[1], sys.argv[2] + str(i)), 'w') for i in range(200)]\n"
+                  "print('ready', flush=True)\n"
+                  "while True:\n"
+                  "    for f in files: fcntl.lockf(f, fcntl.LOCK_EX)\n"
+                  "    for f in files: fcntl.lockf(f, fcntl.LOCK_UN)\n")
+        for k in range(3):
+            proc = subprocess.Popen([sys.executable, "-c", script, churn, "c%d-" % k], stdout=subprocess.PIPE,
+                                    text=True)
+            self.addCleanup(lambda proc=proc: (proc.kill(), proc.wait(), proc.stdout.close()))
+            self.assertEqual(proc.stdout.readline().strip(), "ready")
+        for _ in range(200):
+            r = harness.ctl("lock-check", "--database", db, json_out=True)
+            self.assertEqual(r.rc, 0, r.json)
+            mine = [l["pid"] for l in r.json["locks"] if l["kind"] == "FLOCK"]
+            self.assertEqual(mine, [d.pid], r.json["locks"])
 
     def test_deleting_lock_files_does_not_admit_a_second_daemon(self):
         # The database's directory belongs to the service's user, who deletes whatever lock
