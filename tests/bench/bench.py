@@ -819,8 +819,9 @@ def bench_status(ctx, seconds=1.5):
         for k in LEVELS + ("paced",):
             st, hello = res[k]
             p99 = st["p99_us"] / 1e3
-            tgt = "p99 ≤ 1 ms" if k == 100 else "(info)"
-            v = verdict(p99 <= 1.0) if k == 100 else ""
+            # the target: 100 clients at 20 req/s each (paced); the closed loop is saturation
+            tgt = "p99 ≤ 1 ms" if k == "paced" else "(info)"
+            v = verdict(p99 <= 1.0) if k == "paced" else ""
             extra = ""
             if st.get("unexpected"):
                 extra = " (%d replies not 'running')" % st["unexpected"]
