@@ -1000,8 +1000,9 @@ def bench_backup(ctx, reps=3):
     ctx.row(label + " (`migratectl backup`)", fmt_s(a), "cp: " + fmt_s(b), ratio(a, b), "(info)", "")
     ctx.row("backup, same run, against a durable copy", fmt_s(a), "cp + sync FILE: " + fmt_s(bs), ratio(a, bs),
             "≤ 1.50×", verdict(a <= 1.5 * bs))
-    ctx.note("backup: the daemon's own backup.duration_ms %s (a file copy under a read transaction, or the backup API, + fsync of the file and the directory); the rest of the "
-             "migratectl run is queueing, the job and the client" % inner)
+    ctx.note("backup: the daemon's own backup.duration_ms %s (a file copy under a read transaction, or the backup "
+             "API, + fsync of the file and the directory); the rest of the migratectl run is queueing, the job and "
+             "the client" % inner)
 
 
 def remove_created_files(ctx, result, since):
