@@ -20,6 +20,7 @@ typedef struct db_sqlite {
         db_file_identity wal_identity; /* its -wal file, once one exists */
         unsigned busy_timeout_ms;
         atomic_bool *cancel;
+        int sync_restore;              /* synchronous + 1 to put back when the transaction ends; 0: none */
 } db_sqlite;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
@@ -42,6 +43,9 @@ void sqlite_clone_remove(const char *target);
 int sqlite_disk_size(const char *target, uint64_t *ret_bytes);
 int sqlite_find_holders(const char *target, size_t *ret_n, char **ret_description, json_t **ret_holders);
 int sqlite_lock_report(const char *target, json_t **ret_report);
+
+/* db-sqlite-filecopy.c: *ret_done false when the caller must copy the pages instead */
+int sqlite_backup_file_copy(db_sqlite *s, int fd, bool *ret_done);
 
 /* db-sqlite-identity.c */
 /* Records which file the path names now (refusing if it is not *expected, when known). */

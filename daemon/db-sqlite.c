@@ -192,12 +192,57 @@ static int sqlite_begin(db *d, db_failure *f) {
         return sqlite_exec_simple(to_sqlite(d), "BEGIN IMMEDIATE", f, "cannot start a write transaction");
 }
 
+/* The level synchronous had before sqlite_begin_unsynced() lowered it, put back once the
+ * transaction has ended (SQLite refuses to change it inside one). */
+static void restore_synchronous(db_sqlite *s) {
+        char sql[48];
+
+        if (s->sync_restore == 0 || !sqlite3_get_autocommit(s->conn))
+                return;
+        snprintf(sql, sizeof(sql), "PRAGMA synchronous = %d", s->sync_restore - 1);
+        (void) sqlite3_exec(s->conn, sql, NULL, NULL, NULL);
+        s->sync_restore = 0;
+}
+
+static int pragma_int(db_sqlite *s, const char *sql, int fallback) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (sqlite3_prepare_v2(s->conn, sql, -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+                return fallback;
+        return sqlite3_column_int(st, 0);
+}
+
+/* In WAL mode a commit at synchronous=NORMAL is appended to the -wal without an fsync: it
+ * survives a crash of the process (the kernel has it), and the next commit at FULL makes the -wal
+ * durable up to and including it, since frames are only appended and each carries a running
+ * checksum (recovery keeps a prefix of the commits, never a later one without an earlier one).
+ * A rollback journal gives no such ordering: there it is an ordinary begin. */
+static int sqlite_begin_unsynced(db *d, db_failure *f) {
+        db_sqlite *s = to_sqlite(d);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        bool wal = false;
+        int level, r;
+
+        if (sqlite3_prepare_v2(s->conn, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                wal = streq((const char *) sqlite3_column_text(st, 0) ?: "", "wal");
+        level = pragma_int(s, "PRAGMA synchronous", 0);
+        if (wal && level > 1 && sqlite3_get_autocommit(s->conn) &&
+            sqlite3_exec(s->conn, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) == SQLITE_OK)
+                s->sync_restore = level + 1;
+        r = sqlite_begin(d, f);
+        if (r != 0)
+                restore_synchronous(s);
+        return r;
+}
+
 static int sqlite_commit(db *d, db_failure *f) {
         db_sqlite *s = to_sqlite(d);
         int r = sqlite_exec_simple(s, "COMMIT", f, "cannot commit");
 
         if (r != 0 && !sqlite3_get_autocommit(s->conn))
                 sqlite3_exec(s->conn, "ROLLBACK", NULL, NULL, NULL);
+        restore_synchronous(s);
         return r;
 }
 
@@ -206,6 +251,7 @@ void sqlite_rollback(db *d) {
 
         if (!sqlite3_get_autocommit(s->conn))
                 sqlite3_exec(s->conn, "ROLLBACK", NULL, NULL, NULL);
+        restore_synchronous(s);
 }
 
 static unsigned line_of(const char *sql, const char *at) {
@@ -457,13 +503,21 @@ static int backup_failed(db_failure *f, const char *path, sqlite3 *dest, int rc)
         return f->message ? DB_FAILED : -ENOMEM;
 }
 
-/* The destination skips journaling (an incomplete backup is never published) and is made durable
- * through the caller's fd. */
+/* The database file copied by the kernel when that is provably one consistent snapshot
+ * (db-sqlite-filecopy.c: large databases), else every page through the backup API. The
+ * destination skips journaling (an incomplete backup is never published); the caller makes it
+ * durable (backups_publish: one fsync of the file, one of the directory). */
 static int sqlite_backup_to(db *d, const char *path, int fd, db_failure *f) {
         db_sqlite *s = to_sqlite(d);
         sqlite3 *dest = NULL;
+        bool done = false;
         int rc, r;
 
+        r = sqlite_backup_file_copy(s, fd, &done);
+        if (r < 0)
+                return backup_failed(f, path, NULL, SQLITE_IOERR);
+        if (done)
+                return 0;
         rc = open_own_file(path, fd, &dest);
         if (rc == SQLITE_OK)
                 rc = sqlite3_exec(dest, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF", NULL, NULL, NULL);
@@ -482,9 +536,9 @@ static int sqlite_backup_to(db *d, const char *path, int fd, db_failure *f) {
         /* Stored in rollback-journal mode (header bytes 18 and 19, the file format's write and read
          * versions: 1 = legacy, 2 = WAL), a backup can be opened and checked without growing a -wal
          * and -shm beside it; a restore into a WAL database marks it WAL again. Written directly: a
-         * journal_mode change would re-read the whole schema. Then the copy is made durable. */
+         * journal_mode change would re-read the whole schema. */
         static const unsigned char legacy[2] = { 1, 1 };
-        if (pwrite(fd, legacy, 2, 18) != 2 || fsync(fd) < 0)
+        if (pwrite(fd, legacy, 2, 18) != 2)
                 return backup_failed(f, path, NULL, SQLITE_IOERR);
         return 0;
 }
@@ -572,6 +626,7 @@ const db_backend db_sqlite_backend = {
         .close = sqlite_close,
         .interrupt = sqlite_interrupt,
         .begin = sqlite_begin,
+        .begin_unsynced = sqlite_begin_unsynced,
         .commit = sqlite_commit,
         .rollback = sqlite_rollback,
         .exec_script = sqlite_exec_script,

@@ -135,6 +135,10 @@ int db_commit(db *d, db_failure *f) {
         return d->backend->commit(d, f);
 }
 
+int db_begin_unsynced(db *d, db_failure *f) {
+        return d->backend->begin_unsynced ? d->backend->begin_unsynced(d, f) : d->backend->begin(d, f);
+}
+
 void db_rollback(db *d) {
         d->backend->rollback(d);
 }

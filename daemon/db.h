@@ -155,7 +155,7 @@ typedef struct db_backend {
 
         /* ---- backups ---- */
         /* An online, consistent copy of the whole database into the empty file at path, which the
-         * caller created exclusively and holds open as fd; made durable through fd. */
+         * caller created exclusively and holds open as fd, and makes durable (fsync) itself. */
         int (*backup_to)(db *d, const char *path, int fd, db_failure *f);
         /* Replaces the database's content with the backup at path, in one transaction, keeping the
          * live history (every attempt survives a restore) and recording ev in the same transaction.
@@ -211,6 +211,10 @@ typedef struct db_backend {
         int (*schema_dump)(db *d, const char *const *skip, const char *history, FILE *out, db_failure *f);
         /* optional: a token of the committed content (see db_change_token) */
         int (*change_token)(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS], uint64_t *ret_others);
+        /* optional: begin() for a transaction whose commit survives a crash of the process but
+         * reaches the disk only with the next synced commit on the same database (SQLite in WAL
+         * mode: synchronous=NORMAL for that one commit); NULL or not applicable: begin(). */
+        int (*begin_unsynced)(db *d, db_failure *f);
 } db_backend;
 
 typedef struct history_format history_format;
@@ -244,6 +248,9 @@ bool db_dialect_postgres(db *d);
 void db_interrupt(db *d);
 int db_begin(db *d, db_failure *f);
 int db_commit(db *d, db_failure *f);
+/* A transaction whose commit is not waited for on disk: only for a record that the job's own
+ * synced commit on the same database follows (see db_backend.begin_unsynced). */
+int db_begin_unsynced(db *d, db_failure *f);
 void db_rollback(db *d);
 int db_exec_script(db *d, const char *sql, size_t size, bool in_transaction, db_failure *f);
 int db_check_foreign_keys(db *d, db_failure *f);

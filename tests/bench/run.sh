@@ -9,7 +9,9 @@
 # prints one table: each figure beside a reference measured in the same run, the ratio and the
 # target (printed, never asserted). --rev REV benchmarks a commit instead of the working tree
 # (git archive REV, built in build-bench-rev/). Needs python3, a C compiler, meson, ninja, the
-# sqlite3 CLI; the downtime row needs root and systemd (a private user manager, tests/systemd/)
+# sqlite3 CLI; the peer column is dbmate (npm @dbmate/linux-x64, pinned by tests/oracles/package-lock.json,
+# installed with `npm ci` on first use like the oracle tests; without node, npm or the registry the
+# peer's cells say so and nothing fails); the downtime row needs root and systemd (a private user manager, tests/systemd/)
 # and is a TODO row without them; the PostgreSQL rows (tests/bench/bench_pg.py: W1–W4 beside
 # psql on a cluster the run starts, and the network-cut times) need root, PostgreSQL 15 and psql,
 # and are a TODO row without. About 3 minutes on 2 idle cores, more on a busy machine;

@@ -866,9 +866,18 @@ def npm_install(package_dir, program, what):
     """The program (relative to the install) of the package.json and package-lock.json in
     package_dir, installed by `npm ci` once per lockfile into MIGRATED_TEST_NPM_DIR; exits 77 (or
     fails under CI=true) without node and npm or when the registry cannot be reached."""
+    prog, why = npm_install_or_reason(package_dir, program, what)
+    if prog is None:
+        cannot_run(why)
+    return prog
+
+
+def npm_install_or_reason(package_dir, program, what):
+    """npm_install() for a caller that goes on without the program (the benchmarks' peer rows):
+    (path, None), or (None, why it cannot be had)."""
     for tool in ("node", "npm"):
         if not shutil.which(tool):
-            cannot_run("%s is not installed (packaging/install-deps.sh test installs nodejs and npm)" % tool)
+            return None, "%s is not installed (packaging/install-deps.sh test installs nodejs and npm)" % tool
     h = hashlib.sha256()
     for f in ("package.json", "package-lock.json"):
         with open(os.path.join(package_dir, f), "rb") as fh:
@@ -877,15 +886,18 @@ def npm_install(package_dir, program, what):
     d = os.path.join(base, h.hexdigest()[:16])
     prog = os.path.join(d, program)
     if os.access(prog, os.X_OK):
-        return prog
+        return prog, None
     os.makedirs(d, exist_ok=True)
     for f in ("package.json", "package-lock.json"):
         shutil.copy(os.path.join(package_dir, f), d)
-    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=d,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=NPM_TIMEOUT)
+    try:
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=d,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=NPM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, "npm ci of %s took longer than %.0f s (is the npm registry reachable?)" % (what, NPM_TIMEOUT)
     if r.returncode != 0 or not os.access(prog, os.X_OK):
-        cannot_run("npm ci of %s failed (is the npm registry reachable?):\n%s" % (what, r.stdout.decode(errors="replace")))
-    return prog
+        return None, "npm ci of %s failed (is the npm registry reachable?):\n%s" % (what, r.stdout.decode(errors="replace"))
+    return prog, None
 
 
 class WriterLog:

@@ -212,6 +212,28 @@ static void test_transactions(void **st) {
         assert_int_equal(db_check_identity(s->d, &f), 0);
 }
 
+/* A transaction whose commit is not waited for on disk commits and rolls back like any other,
+ * and leaves the connection's durability as it was: the next commit (the plan's) is synced. */
+static void test_unsynced_commit(void **st) {
+        state *s = *st;
+        bool sqlite = streq(current->name, "sqlite");
+        db_failure f = {};
+        int64_t level = sqlite ? count(s->d, "PRAGMA synchronous") : 0;
+
+        exec_ok(s->d, "CREATE TABLE u (id INTEGER PRIMARY KEY);", false);
+        assert_int_equal(db_begin_unsynced(s->d, &f), 0);
+        exec_ok(s->d, "INSERT INTO u (id) VALUES (1);", true);
+        assert_int_equal(db_commit(s->d, &f), 0);
+        if (sqlite)
+                assert_int_equal(count(s->d, "PRAGMA synchronous"), level);
+        assert_int_equal(db_begin_unsynced(s->d, &f), 0);
+        exec_ok(s->d, "INSERT INTO u (id) VALUES (2);", true);
+        db_rollback(s->d);
+        if (sqlite)
+                assert_int_equal(count(s->d, "PRAGMA synchronous"), level);
+        assert_int_equal(count(s->d, "SELECT count(*) FROM u"), 1);
+}
+
 /* A failing statement names its line; transaction control inside a migration is refused. */
 static void test_script_failures(void **st) {
         static const char bad[] = "CREATE TABLE a (id INTEGER);\n\nSELECT * FROM missing;\n";
@@ -403,6 +425,7 @@ static void test_optional_operations(void **st) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_transactions, setup_native, teardown),
+                cmocka_unit_test_setup_teardown(test_unsynced_commit, setup_native, teardown),
                 cmocka_unit_test_setup_teardown(test_script_failures, setup_native, teardown),
                 cmocka_unit_test_setup_teardown(test_query_api, setup_native, teardown),
                 cmocka_unit_test_setup_teardown(test_bookkeeping, setup_native, teardown),
