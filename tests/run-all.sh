@@ -28,10 +28,13 @@ run_suite build-asan "--no-suite crash --no-suite dependents --no-suite oracles 
 # Fuzzing (libFuzzer, 60 s per target) and the integration tests with the daemon under valgrind;
 # each counts as one test below (NAME=OK or NAME=FAIL).
 extra_results=()
+# Each step's output also goes to build-test/extra-logs/NAME.log, so the summary at the end can
+# repeat what failed where a reader of only the last lines will see it.
+mkdir -p build-test/extra-logs
 run_extra() { # name, command...
         local name=$1
         shift
-        if "$@"; then
+        if "$@" 2>&1 | tee "build-test/extra-logs/$name.log"; then
                 extra_results+=("$name=OK")
         else
                 extra_results+=("$name=FAIL")
@@ -49,7 +52,7 @@ rotate:*) run_extra mutants tests/mutants/run.py --rotate "${MIGRATED_MUTANTS#ro
 esac
 
 python3 - build-test build-asan "${extra_results[@]}" <<'PY'
-import json, sys
+import json, re, sys
 passed = failed = skipped = 0
 for d in sys.argv[1:]:
     if "=" in d:
@@ -59,6 +62,15 @@ for d in sys.argv[1:]:
         else:
             failed += 1
             print(f"FAILED: {name}")
+            # the lines that say what failed, from that step's log
+            try:
+                with open(f"build-test/extra-logs/{name}.log", errors="replace") as f:
+                    said = [l.rstrip() for l in f
+                            if re.search(r"crash|FAIL|ERROR|SUMMARY|runtime error|survived|[Ee]rror:", l)]
+            except OSError:
+                said = []
+            for l in said[:12]:
+                print(f"    {l[:200]}")
         continue
     with open(f"{d}/meson-logs/testlog.json") as f:
         for line in f:

@@ -101,8 +101,10 @@ static void check_set(const migration_set *s) {
                         fatal("a migration of another format in the set");
                 if (i > 0 && m->format->compare(&s->items[i - 1], m) >= 0)
                         fatal("the set is not strictly ascending in its format's order");
-                if (!m->version_key || !*m->version_key)
-                        fatal("a migration without its version as written");
+                /* a repeatable (Flyway's R__) has no version, as Flyway records it */
+                if ((m->up.flags & MIGRATION_REPEATABLE) ? m->version_key != NULL
+                                                         : !m->version_key || !*m->version_key)
+                        fatal("a versioned migration without its version as written, or a repeatable with one");
                 if (!m->name || !m->up.file || !m->up.sql || m->up.sql[m->up.size] != '\0')
                         fatal("incomplete migration in the set");
                 if (m->down.file && (!m->down.sql || m->down.sql[m->down.size] != '\0'))
@@ -114,8 +116,15 @@ static void check_set(const migration_set *s) {
                 if (!migration_record_name(m))
                         fatal("a migration without a record name");
         }
-        if (migration_set_latest(s) != (s->n ? s->items[s->n - 1].version : 0))
-                fatal("migration_set_latest is not the last version");
+        int64_t last_versioned = 0;
+        for (size_t i = 0; i < s->n; i++)
+                if (!(s->items[i].up.flags & MIGRATION_REPEATABLE)) {
+                        if (i > 0 && (s->items[i - 1].up.flags & MIGRATION_REPEATABLE))
+                                fatal("a versioned migration after a repeatable");
+                        last_versioned = s->items[i].version;
+                }
+        if (migration_set_latest(s) != last_versioned)
+                fatal("migration_set_latest is not the last versioned migration");
         if (migration_set_version_width(s) < 4)
                 fatal("version width below 4");
         if (f->new_files) {
