@@ -223,7 +223,7 @@ static int verb_status(const verb *v, int argc, char **argv) {
                 { "all", no_argument, NULL, ARG_ALL },
                 {}
         };
-        json_auto_t *result = NULL;
+        json_auto_t *result = NULL, *params = NULL;
         request_args a = {};
         int r;
 
@@ -231,8 +231,15 @@ static int verb_status(const verb *v, int argc, char **argv) {
         if (r != CONTINUE)
                 return r;
 
-        r = call_daemon(v->method, a.drift ? json_pack("{s:b}", "drift", true) : NULL,
-                        a.all ? render_status_all : render_status, &result);
+        params = json_object();
+        if (!params)
+                return EXIT_FAILED;
+        if (a.drift)
+                json_object_set_new(params, "drift", json_true());
+        /* a person sees the newest applied: the daemon sends no more (--json and --all: all) */
+        if (!a.all && !arg_json)
+                json_object_set_new(params, "applied_last", json_integer(STATUS_APPLIED_SHOWN));
+        r = call_daemon(v->method, TAKE_PTR(params), a.all ? render_status_all : render_status, &result);
         if (r != EXIT_OK || !a.check)
                 return r;
         if (has_checksum_mismatch(result))

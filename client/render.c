@@ -265,10 +265,8 @@ static int table_add_version(table *t, json_t *o) {
         return table_addf(t, "%04" PRId64, v);
 }
 
-/* A human status lists this many applied migrations, the newest; --all lists every one. */
-#define STATUS_APPLIED_SHOWN 10u
-
-static int render_applied(json_t *applied, bool all) {
+/* total: "applied_count", when the daemon sent only the newest (status applied_last) */
+static int render_applied(json_t *applied, int64_t total, bool all) {
         _cleanup_(table_freep) table *t = table_new(4);
         size_t n = json_array_size(applied), from = all || n <= STATUS_APPLIED_SHOWN ? 0 : n - STATUS_APPLIED_SHOWN;
         int r;
@@ -290,7 +288,9 @@ static int render_applied(json_t *applied, bool all) {
         }
         if (r < 0)
                 return r;
-        if (from > 0)
+        if (total > (int64_t) n)
+                n = (size_t) total;
+        if (n > STATUS_APPLIED_SHOWN && !all)
                 printf("\nApplied (%zu; the last %u, --all lists every one):\n", n, STATUS_APPLIED_SHOWN);
         else
                 printf("\nApplied (%zu):\n", n);
@@ -466,12 +466,14 @@ static int render_status_header(json_t *result) {
 }
 
 static int render_status_full(json_t *result, bool all) {
+        int64_t total = 0;
         int r;
 
         r = render_status_header(result);
         if (r < 0)
                 return r;
-        r = render_applied(json_get_array(result, "applied"), all);
+        r = render_applied(json_get_array(result, "applied"),
+                           json_get_int(result, "applied_count", &total) ? total : 0, all);
         if (r < 0)
                 return r;
         r = render_pending(json_get_array(result, "pending"));

@@ -21,6 +21,8 @@ int render_event(json_t *event, void *userdata);
 void progress_end(progress *p);
 
 void render_error(json_t *error);
+/* A human status lists this many applied migrations, the newest; --all lists every one. */
+#define STATUS_APPLIED_SHOWN 10u
 /* The last few applied migrations; render_status_all: every one. */
 int render_status(json_t *result);
 int render_status_all(json_t *result);

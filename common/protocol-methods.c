@@ -47,6 +47,7 @@ static const param_spec baseline_params[] = {
 };
 static const param_spec status_params[] = {
         { "drift", PARAM_BOOL, 0, 0 },
+        { "applied_last", PARAM_INT, 0, 1000000 },
 };
 static const param_spec repair_params[] = {
         { "migration", PARAM_STRING, 0, 255 },

@@ -229,6 +229,56 @@ static char *encode_line(json_t *obj) {
         return b.data;
 }
 
+/* v encoded as encode_line encodes (without the newline), into a buffer of our own. Borrows v. */
+char *protocol_encode_value(json_t *v, size_t *ret_len) {
+        line_buffer b = {};
+
+        if (!v || json_dump_callback(v, line_append, &b,
+                                     JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) < 0 ||
+            !b.data) {
+                free(b.data);
+                return NULL;
+        }
+        b.data[b.size] = '\0';
+        *ret_len = b.size;
+        return b.data;
+}
+
+char *protocol_encode_result_spliced(json_t *id, const char *fixed, size_t fixed_len, json_t *more) {
+        _cleanup_free_ char *id_text = NULL, *more_text = NULL;
+        size_t id_len = 0, more_len = 0;
+        line_buffer b = {};
+        bool fixed_empty, more_empty;
+
+        if (fixed_len < 2 || fixed[0] != '{' || fixed[fixed_len - 1] != '}')
+                goto fail;
+        id_text = protocol_encode_value(id ?: json_null(), &id_len);
+        if (more)
+                more_text = protocol_encode_value(more, &more_len);
+        else {
+                more_text = strdup("{}");
+                more_len = 2;
+        }
+        if (!id_text || !more_text || more_text[0] != '{')
+                goto fail;
+        fixed_empty = fixed_len == 2;
+        more_empty = more_len == 2;
+        /* {"id":ID,"result":{FIXED-MEMBERS,MORE-MEMBERS}}\n */
+        if (line_append("{\"id\":", 6, &b) < 0 || line_append(id_text, id_len, &b) < 0 ||
+            line_append(",\"result\":", 10, &b) < 0 || line_append(fixed, fixed_len - 1, &b) < 0 ||
+            (!fixed_empty && !more_empty && line_append(",", 1, &b) < 0) ||
+            line_append(more_text + 1, more_len - 1, &b) < 0 || line_append("}", 1, &b) < 0)
+                goto fail;
+        json_decref(more);
+        b.data[b.size] = '\n';
+        b.data[b.size + 1] = '\0';
+        return b.data;
+fail:
+        json_decref(more);
+        free(b.data);
+        return NULL;
+}
+
 static json_t *reply_base(json_t *id) {
         json_t *o = json_object();
 

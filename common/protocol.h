@@ -121,6 +121,12 @@ char *protocol_utf8_sanitize(const char *s);
 /* Encoders return a malloc'd line ending in '\n', or NULL on OOM. They steal the json_t passed
  * as payload. */
 char *protocol_encode_result(json_t *id, json_t *result);
+/* The same reply where part of the result is already encoded: fixed is an object's encoding (as
+ * protocol_encode_value gives it), more (stolen, may be NULL) an object whose members join it.
+ * What a large, unchanged result costs once instead of at every request. */
+char *protocol_encode_result_spliced(json_t *id, const char *fixed, size_t fixed_len, json_t *more);
+/* v (borrowed) encoded as replies are, without the newline: malloc'd, its length in *ret_len. */
+char *protocol_encode_value(json_t *v, size_t *ret_len);
 char *protocol_encode_error(json_t *id, protocol_error_code code, const char *message, json_t *extra);
 char *protocol_encode_event(json_t *id, const char *event, json_t *fields);
 char *protocol_encode_request(json_t *id, const char *method, json_t *params);

@@ -93,6 +93,8 @@ typedef struct read_task {
         bool strict;
         bool drift; /* status --drift */
         bool with_history; /* schema --with-history */
+        unsigned applied_last; /* status: only the newest so many applied (0: all) */
+        json_t *more;          /* status: what joins the snapshot in the reply (hosts, drift) */
         int r;
         json_t *result;
         engine_error err;
@@ -123,10 +125,12 @@ static void read_run(void *userdata) {
         switch (t->kind) {
         case READ_STATUS:
                 t->r = engine_status(e, &t->result, &t->err);
+                if (t->r == 0 && !(t->more = json_object()))
+                        t->r = -ENOMEM;
                 if (t->r == 0)
-                        (void) engine_add_hosts(e, t->result);
+                        (void) engine_add_hosts(e, t->more);
                 if (t->r == 0 && t->drift)
-                        add_drift(e, t->result);
+                        add_drift(e, t->more);
                 break;
         case READ_DIFF: t->r = engine_diff(e, &t->result, &t->err); break;
         case READ_SCHEMA: t->r = engine_schema(e, t->with_history, &t->result, &t->err); break;
@@ -211,6 +215,7 @@ static void read_reply(void *userdata, int query_r, unit_state *st, size_t n) {
                 server_reply_error(s, rq->peer.conn_id, rq->id, PROTOCOL_ERROR_INTERNAL, strerror(-t->r), NULL);
         engine_error_clear(&t->err);
         json_decref(t->result);
+        json_decref(t->more);
         request_free(rq);
         free(t);
 }
@@ -227,17 +232,15 @@ static void read_done(void *userdata) {
                 free(t);
                 return;
         }
-        if (t->r == 0 && t->kind == READ_STATUS) {
-                server_set_snapshot(s, json_incref(t->result));
-                json_decref(t->result);
-                t->result = server_status(s);
-        }
-        if (t->r == 0 && t->kind == READ_HOSTS) {
-                json_t *status = server_status(s), *list = json_object_get(t->result, "hosts");
-                if (status && list)
-                        json_object_set(status, "hosts", list);
-                json_decref(t->result);
-                t->result = status;
+        if (t->r == 0 && (t->kind == READ_STATUS || t->kind == READ_HOSTS)) {
+                if (t->kind == READ_STATUS)
+                        server_set_snapshot(s, TAKE_PTR(t->result));
+                else
+                        t->more = TAKE_PTR(t->result); /* the hosts, beside the job's snapshot */
+                server_reply_status(s, rq->peer.conn_id, rq->id, t->applied_last, TAKE_PTR(t->more));
+                request_free(rq);
+                free(t);
+                return;
         }
         if (t->r == 0 && t->kind == READ_HISTORY)
                 unrecorded_merge(s->state_fd, s->cfg->database, t->result, t->limit);
@@ -277,10 +280,13 @@ static void cmd_status(request *rq) {
         read_task *t;
 
         /* the drift replay reads committed state only: it needs no snapshot */
+        unsigned applied_last = (unsigned) param_int(rq, "applied_last", 0);
+
         if (param_bool(rq, "drift")) {
                 t = read_task_new(rq, READ_STATUS);
                 if (t) {
                         t->drift = true;
+                        t->applied_last = applied_last;
                         submit_read(rq, t);
                 }
                 return;
@@ -288,18 +294,22 @@ static void cmd_status(request *rq) {
         /* a shared server's hosts are read even then: the writer's transaction blocks nothing */
         if (jobs_busy(rq->server->jobs) && rq->server->snapshot && rq->server->hosts) {
                 t = read_task_new(rq, READ_HOSTS);
-                if (t)
+                if (t) {
+                        t->applied_last = applied_last;
                         submit_read(rq, t);
+                }
                 return;
         }
         if (jobs_busy(rq->server->jobs) && rq->server->snapshot) {
-                server_reply_result(rq->server, rq->peer.conn_id, rq->id, server_status(rq->server));
+                server_reply_status(rq->server, rq->peer.conn_id, rq->id, applied_last, NULL);
                 request_free(rq);
                 return;
         }
         t = read_task_new(rq, READ_STATUS);
-        if (t)
+        if (t) {
+                t->applied_last = applied_last;
                 submit_read(rq, t);
+        }
 }
 
 static void plan_from_params(request *rq, plan_request *p, plan_direction dir) {

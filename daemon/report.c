@@ -95,6 +95,8 @@ json_t *report_status(const char *database, const migration_set *set, const appl
         json_object_set_new(o, "latest_version",
                             set && set->n > 0 ? json_integer(migration_set_latest(set)) : json_null());
         json_object_set_new(o, "applied", app);
+        /* the total, also when a reply lists only the newest (status applied_last) */
+        json_object_set_new(o, "applied_count", json_integer((json_int_t) applied->n));
         json_object_set_new(o, "pending", pend);
         json_object_set_new(o, "problems", report_problems(set, applied, dir_errors));
         return o;

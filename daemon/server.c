@@ -159,9 +159,28 @@ void server_add_waiter(server *s, uint64_t conn_id, json_t *id, unsigned timeout
         evtimer_add(w->timer, &tv);
 }
 
+/* A status read from the engine's cached one shares every member with it (engine-status.c). */
+static bool same_members(json_t *a, json_t *b) {
+        const char *key;
+        json_t *v;
+
+        if (!a || !b || json_object_size(a) != json_object_size(b))
+                return false;
+        json_object_foreach(a, key, v)
+                if (json_object_get(b, key) != v)
+                        return false;
+        return true;
+}
+
 void server_set_snapshot(server *s, json_t *snapshot) {
         if (!snapshot)
                 return;
+        /* unchanged: keep the old one, and what was encoded of it */
+        if (same_members(s->snapshot, snapshot)) {
+                json_decref(snapshot);
+                return;
+        }
+        status_texts_clear(&s->status_texts);
         json_decref(s->snapshot);
         s->snapshot = snapshot;
         metrics_set_snapshot(s->metrics, snapshot);
@@ -237,15 +256,31 @@ void server_notify_idle(server *s) {
         server_notify_status(s, "Idle at version %" JSON_INTEGER_FORMAT, json_is_integer(cur) ? json_integer_value(cur) : 0);
 }
 
-json_t *server_status(server *s) {
-        /* shallow copy: the snapshot's members are shared, never modified after publication */
-        json_t *o = s->snapshot ? json_copy(s->snapshot) : json_object();
+void server_reply_status(server *s, uint64_t conn_id, json_t *id, unsigned applied_last, json_t *more) {
+        bool keys;
+        const char *fixed;
+        size_t len;
 
-        if (o) {
-                jobs_describe(s->jobs, o);
-                json_object_set_new(o, "gate", gate_describe(&s->gate, s->snapshot));
+        if (conn_id == 0) {
+                json_decref(more);
+                return;
         }
-        return o;
+        keys = control_protocol(s->control, conn_id) >= 2;
+        if (!more)
+                more = json_object();
+        if (more) {
+                jobs_describe(s->jobs, more);
+                json_object_set_new(more, "gate", gate_describe(&s->gate, s->snapshot));
+        }
+        more = wire(s, conn_id, more);
+        fixed = status_texts_get(&s->status_texts, s->snapshot, keys, server_wire_format(s), applied_last, &len);
+        if (!fixed || !more) {
+                json_decref(more);
+                (void) control_send(s->control, conn_id, final_line(NULL), true);
+                return;
+        }
+        (void) control_send(s->control, conn_id, final_line(protocol_encode_result_spliced(id, fixed, len, more)),
+                            true);
 }
 
 /* Exit once every reply is written (or after two seconds, for clients that stopped reading). */
@@ -543,6 +578,7 @@ server *server_free(server *s) {
                 event_free(s->watchdog);
         s->job_engine = engine_free(s->job_engine);
         s->read_engine = engine_free(s->read_engine);
+        status_texts_clear(&s->status_texts);
         json_decref(s->snapshot);
         gate_done(&s->gate);
         if (s->state_fd >= 0)

@@ -14,6 +14,7 @@
 #include "gate.h"
 #include "metrics.h"
 #include "settings.h"
+#include "status-texts.h"
 #include "worker.h"
 
 /* --one-shot: the connected socket migratectl passes (the first fd after stdio, as systemd's). */
@@ -33,6 +34,7 @@ typedef struct server {
         engine *read_engine;
         jobs *jobs;
         json_t *snapshot; /* the last status document, answered from while a job runs */
+        status_texts status_texts; /* what was encoded of it */
         deps *deps;       /* NULL when no dependents are configured */
         waiter *waiters;  /* "wait" requests until the schema is current */
         int state_fd;     /* the state directory (statedir.h) */
@@ -86,8 +88,10 @@ void server_gate_changed(server *s);
 void server_notify_status(server *s, const char *fmt, ...) _printf_(2, 3);
 void server_notify_idle(server *s);
 
-/* The status document: snapshot plus live state. */
-json_t *server_status(server *s);
+/* Answers a status request: the snapshot, plus the live state (state, job, queue, gate) and
+ * more's members (hosts, drift; more is stolen, may be NULL). applied_last > 0: only the newest
+ * so many applied migrations ("applied_count" keeps the total). */
+void server_reply_status(server *s, uint64_t conn_id, json_t *id, unsigned applied_last, json_t *more);
 
 /* Begins a clean shutdown: stop accepting, fail queued jobs, interrupt the running one. */
 void server_shutdown(server *s);

@@ -334,6 +334,19 @@ class DaemonTest(harness.TestCase):
         self.assertIn("Applied (12):", r.out)
         self.assertIn("step1 ", r.out)
         self.assertEqual(len(d.ctl("status").json["applied"]), 12)
+        # what a person's status asks for: the newest applied only, with the whole count
+        st = d.call("status", {"applied_last": 3})
+        self.assertEqual(([m["version"] for m in st["applied"]], st["applied_count"]), ([10, 11, 12], 12))
+        self.assertEqual((st["state"], st["gate"]["latest"], len(st["pending"])), ("idle", 14, 2))
+        self.assertEqual(d.call("status", {"applied_last": 3}), st)
+        full = d.call("status")
+        self.assertEqual(([m["version"] for m in full["applied"]], full["applied_count"]), (list(range(1, 13)), 12))
+        # a change answers anew, in every variant
+        self.assertCtl(d.ctl("up"), 0)
+        st = d.call("status", {"applied_last": 3})
+        self.assertEqual(([m["version"] for m in st["applied"]], st["applied_count"]), ([12, 13, 14], 14))
+        self.assertEqual((st["pending"], st["gate"]["pending"]), ([], 0))
+        self.assertEqual(len(d.call("status")["applied"]), 14)
 
     def test_sqlite_daemon_and_client_load_no_postgresql_or_systemd_client_library(self):
         # libpq (and what it brings: TLS, Kerberos, LDAP) is loaded only for a PostgreSQL
