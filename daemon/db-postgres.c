@@ -368,6 +368,22 @@ static int pg_begin(db *d, db_failure *f) {
         return r;
 }
 
+/* An asynchronous commit (synchronous_commit off for this transaction only): the server returns
+ * before its WAL reaches the disk, and the next synchronous commit flushes the WAL up to and past
+ * it (WAL is written in order), so a server crash can lose it only together with everything after
+ * it: for the "running" attempt record, a database still as it was. */
+static int pg_begin_unsynced(db *d, db_failure *f) {
+        db_pg *p = to_pg(d);
+        int r = pg_begin(d, f);
+
+        if (r == 0 && !p->read_only) {
+                r = pg_exec_simple(p, "SET LOCAL synchronous_commit = off", f, "cannot set synchronous_commit");
+                if (r != 0)
+                        pg_rollback(d);
+        }
+        return r;
+}
+
 static void release_begin_lock(db_pg *p) {
         if (p->lock_by_begin) {
                 p->lock_by_begin = false;
@@ -588,6 +604,7 @@ const db_backend db_postgres_backend = {
         .close = pg_close,
         .interrupt = pg_interrupt,
         .begin = pg_begin,
+        .begin_unsynced = pg_begin_unsynced,
         .commit = pg_commit,
         .rollback = pg_rollback,
         .exec_script = pg_exec_script,

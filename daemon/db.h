@@ -213,7 +213,8 @@ typedef struct db_backend {
         int (*change_token)(db *d, uint64_t ret[static DB_CHANGE_TOKEN_WORDS], uint64_t *ret_others);
         /* optional: begin() for a transaction whose commit survives a crash of the process but
          * reaches the disk only with the next synced commit on the same database (SQLite in WAL
-         * mode: synchronous=NORMAL for that one commit); NULL or not applicable: begin(). */
+         * mode: synchronous=NORMAL for that one commit; PostgreSQL: synchronous_commit off for
+         * that transaction); NULL or not applicable: begin(). */
         int (*begin_unsynced)(db *d, db_failure *f);
 } db_backend;
 

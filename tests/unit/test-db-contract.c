@@ -216,16 +216,21 @@ static void test_transactions(void **st) {
  * and leaves the connection's durability as it was: the next commit (the plan's) is synced. */
 static void test_unsynced_commit(void **st) {
         state *s = *st;
-        bool sqlite = streq(current->name, "sqlite");
+        static const char pg_async[] = "SELECT (current_setting('synchronous_commit') = 'off')::int";
+        bool sqlite = streq(current->name, "sqlite"), pg = streq(current->name, "postgresql");
         db_failure f = {};
         int64_t level = sqlite ? count(s->d, "PRAGMA synchronous") : 0;
 
         exec_ok(s->d, "CREATE TABLE u (id INTEGER PRIMARY KEY);", false);
         assert_int_equal(db_begin_unsynced(s->d, &f), 0);
+        if (pg) /* for this transaction only */
+                assert_int_equal(count(s->d, pg_async), 1);
         exec_ok(s->d, "INSERT INTO u (id) VALUES (1);", true);
         assert_int_equal(db_commit(s->d, &f), 0);
         if (sqlite)
                 assert_int_equal(count(s->d, "PRAGMA synchronous"), level);
+        if (pg)
+                assert_int_equal(count(s->d, pg_async), 0);
         assert_int_equal(db_begin_unsynced(s->d, &f), 0);
         exec_ok(s->d, "INSERT INTO u (id) VALUES (2);", true);
         db_rollback(s->d);
