@@ -350,7 +350,7 @@ class DaemonTest(harness.TestCase):
 
     def test_sqlite_daemon_and_client_load_no_postgresql_or_systemd_client_library(self):
         # libpq (and what it brings: TLS, Kerberos, LDAP) is loaded only for a PostgreSQL
-        # database; migratectl loads SQLite and libsystemd only for lock-check --database.
+        # database, libpg_query only for a PostgreSQL plan to classify; migratectl loads SQLite and libsystemd only for lock-check --database.
         mig = harness.write_migrations(self.path("migrations"), {
             1: ("one", "CREATE TABLE one (id INTEGER PRIMARY KEY);\n", None)})
         d = self.daemon(self.path("db.sqlite"), mig)
@@ -358,6 +358,7 @@ class DaemonTest(harness.TestCase):
         with open("/proc/%d/maps" % d.pid) as f:
             maps = f.read()
         self.assertFalse("libpq" in maps, "a SQLite daemon mapped libpq")
+        self.assertFalse("libpg_query" in maps, "a SQLite daemon mapped PostgreSQL's parser")
         self.assertTrue("libsqlite3" in maps, "no libsqlite3 in the daemon's maps")
         r = subprocess.run(["ldd", harness.MIGRATECTL_BIN], capture_output=True, text=True)
         if r.returncode == 0:
