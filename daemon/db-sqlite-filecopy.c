@@ -15,10 +15,6 @@
 #include "log.h"
 #include "macro.h"
 
-/* Below this logical size the backup API's page copy, from memory, costs less than what a file
- * copy may need first: a checkpoint, with its two fsyncs, when the -wal holds frames. */
-#define FILE_COPY_MIN_BYTES (8u * 1024u * 1024u)
-
 static int64_t logical_size(db_sqlite *s) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
@@ -115,7 +111,7 @@ int sqlite_backup_file_copy(db_sqlite *s, int fd, bool *ret_done) {
         int r = 0;
 
         *ret_done = false;
-        if (!sqlite3_get_autocommit(s->conn) || logical_size(s) < (int64_t) FILE_COPY_MIN_BYTES)
+        if (!sqlite3_get_autocommit(s->conn) || logical_size(s) < (int64_t) SQLITE_FILE_COPY_MIN_BYTES)
                 return 0;
         if (sqlite3_exec(s->conn, "BEGIN; SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK)
                 goto end;

@@ -44,6 +44,10 @@ int sqlite_disk_size(const char *target, uint64_t *ret_bytes);
 int sqlite_find_holders(const char *target, size_t *ret_n, char **ret_description, json_t **ret_holders);
 int sqlite_lock_report(const char *target, json_t **ret_report);
 
+/* Below this logical size the backup API's page copy, from memory, costs less than what a file
+ * copy may need first: a checkpoint, with its two fsyncs, when the -wal holds frames. */
+#define SQLITE_FILE_COPY_MIN_BYTES (8u * 1024u * 1024u)
+
 /* db-sqlite-filecopy.c: *ret_done false when the caller must copy the pages instead */
 int sqlite_backup_file_copy(db_sqlite *s, int fd, bool *ret_done);
 

@@ -85,5 +85,46 @@ class BackupFileCopyTest(harness.TestCase):
             reader.close()
 
 
+class SmallBackupTest(harness.TestCase):
+    """Below 8 MiB the pages are gathered in memory and written at once: the same backup, whatever
+    the page size, with the commits still in the -wal."""
+
+    def check_page_size(self, page_size):
+        db = self.path("db-%d.sqlite" % page_size)
+        c = sqlite3.connect(db, isolation_level=None)
+        c.execute("PRAGMA page_size = %d" % page_size)
+        c.execute("PRAGMA journal_mode = WAL")
+        c.execute("CREATE TABLE marker (tag TEXT NOT NULL)")
+        c.execute("CREATE TABLE filler (x BLOB)")
+        c.close()
+        mig = harness.write_migrations(self.path("migrations-%d" % page_size), {
+            1: ("more", "INSERT INTO marker VALUES ('migrated');\n", None)})
+        d = self.daemon(db, mig)
+        c = db_connect(db)
+        c.execute("PRAGMA wal_autocheckpoint = 0")
+        c.executescript("INSERT INTO filler SELECT randomblob(3000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL "
+                        "SELECT 3); INSERT INTO marker VALUES ('in the wal');")
+        c.close()
+        self.assertGreater(wal_size(db), 0)
+        expected = rows(db)
+        res = d.call("up")
+        path = res["backup"]["path"]
+        self.assertEqual(integrity(path), ["ok"])
+        self.assertEqual(header_journal_bytes(path), (1, 1))
+        self.assertEqual(os.path.getsize(path), logical_size(path))
+        self.assertEqual(rows(path, readonly=True), expected)
+        b = ro_connect(path)
+        try:
+            self.assertEqual(b.execute("PRAGMA page_size").fetchone()[0], page_size)
+        finally:
+            b.close()
+        self.assertEqual(rows(db)[1], [("in the wal",), ("migrated",)])
+
+    def test_default_small_and_large_page_sizes(self):
+        for page_size in (4096, 1024, 65536):
+            with self.subTest(page_size=page_size):
+                self.check_page_size(page_size)
+
+
 if __name__ == "__main__":
     harness.main()
