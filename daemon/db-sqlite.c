@@ -533,22 +533,25 @@ static int backup_through_memory(db_sqlite *s, int fd, bool *ret_done) {
                 return 0;
         /* an in-memory destination takes the source's page size before the copy, not from it */
         snprintf(sql, sizeof(sql), "PRAGMA page_size = %d", pragma_int(s, "PRAGMA page_size", 4096));
-        rc = sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        /* SQLite's memdb VFS: its one buffer is the database file, handed out without a copy (a
+         * plain ":memory:" database would be serialized by reading its pages with SQL); a name
+         * without a leading "/" keeps it private to this connection */
+        rc = sqlite3_open_v2("migrated-backup", &mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             "memdb");
         if (rc == SQLITE_OK)
                 rc = sqlite3_exec(mem, sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK)
                 rc = copy_pages(mem, s->conn);
         if (rc == SQLITE_OK)
-                data = sqlite3_serialize(mem, "main", &size, 0);
-        sqlite3_close(mem);
+                data = sqlite3_serialize(mem, "main", &size, SQLITE_SERIALIZE_NOCOPY);
         if (!data || size < 100) {
-                sqlite3_free(data);
+                sqlite3_close(mem);
                 return 0;
         }
         /* stored in rollback-journal mode, as every backup is (see sqlite_backup_to) */
         data[18] = data[19] = 1;
         r = write_all_at_start(fd, data, (size_t) size);
-        sqlite3_free(data);
+        sqlite3_close(mem);
         if (r < 0)
                 return ftruncate(fd, 0) < 0 ? -errno : r;
         *ret_done = true;
