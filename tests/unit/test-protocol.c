@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "macro.h"
 #include "protocol-methods.h"
 #include "protocol.h"
 
@@ -498,6 +499,43 @@ static void test_encode_result(void **state) {
         json_decref(id);
 }
 
+/* A result spliced from an encoded part and live members is the line protocol_encode_result
+ * writes for the same members, whichever part is empty. */
+static void test_encode_result_spliced(void **state) {
+        static const char *const fixed_docs[] = { "{\"applied\":[1,2],\"note\":\"caf\\u00e9\"}", "{}" };
+        json_t *ids[] = { json_integer(7), json_string("a\"b") };
+
+        for (size_t i = 0; i < ELEMENTSOF(fixed_docs); i++)
+                for (size_t k = 0; k < ELEMENTSOF(ids); k++)
+                        for (int with_more = 0; with_more < 2; with_more++) {
+                                json_t *fixed = json_loads(fixed_docs[i], 0, NULL);
+                                json_t *more = with_more ? json_pack("{s:s,s:n}", "state", "idle", "job") : NULL;
+                                json_t *whole = json_deep_copy(fixed);
+                                size_t len;
+                                char *text, *spliced, *expected;
+
+                                assert_non_null(fixed);
+                                if (more)
+                                        assert_int_equal(json_object_update(whole, more), 0);
+                                text = protocol_encode_value(fixed, &len);
+                                assert_non_null(text);
+                                assert_int_equal(len, strlen(text));
+                                spliced = protocol_encode_result_spliced(ids[k], text, len, more);
+                                expected = protocol_encode_result(ids[k], whole);
+                                assert_one_line(spliced);
+                                assert_string_equal(spliced, expected);
+                                free(spliced);
+                                free(expected);
+                                free(text);
+                                json_decref(fixed);
+                        }
+        /* what is not an object's encoding is refused, and more is still consumed */
+        assert_null(protocol_encode_result_spliced(ids[0], "[1]", 3, json_object()));
+        assert_null(protocol_encode_result_spliced(ids[0], "{", 1, NULL));
+        for (size_t k = 0; k < ELEMENTSOF(ids); k++)
+                json_decref(ids[k]);
+}
+
 static void test_encode_error(void **state) {
         json_t *id = json_string("install-1"), *root, *body;
         protocol_reply_kind kind = PROTOCOL_REPLY_RESULT;
@@ -837,6 +875,7 @@ int main(void) {
                 cmocka_unit_test(test_valid_utf8),
                 cmocka_unit_test(test_check_params),
                 cmocka_unit_test(test_encode_result),
+                cmocka_unit_test(test_encode_result_spliced),
                 cmocka_unit_test(test_encode_error),
                 cmocka_unit_test(test_encode_event),
                 cmocka_unit_test(test_encode_request_roundtrip),
