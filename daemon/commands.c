@@ -277,11 +277,10 @@ static read_task *read_task_new(request *rq, read_kind kind) {
 /* While a job runs the database is changing under the writer's transaction: answer from the
  * snapshot the job worker published, plus the job's live progress. */
 static void cmd_status(request *rq) {
+        unsigned applied_last = (unsigned) param_int(rq, "applied_last", 0);
         read_task *t;
 
         /* the drift replay reads committed state only: it needs no snapshot */
-        unsigned applied_last = (unsigned) param_int(rq, "applied_last", 0);
-
         if (param_bool(rq, "drift")) {
                 t = read_task_new(rq, READ_STATUS);
                 if (t) {
