@@ -15,7 +15,7 @@
 #include "log.h"
 #include "macro.h"
 
-static int64_t logical_size(db_sqlite *s) {
+int64_t sqlite_logical_size(db_sqlite *s) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
         if (sqlite3_prepare_v2(s->conn, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
@@ -111,14 +111,14 @@ int sqlite_backup_file_copy(db_sqlite *s, int fd, bool *ret_done) {
         int r = 0;
 
         *ret_done = false;
-        if (!sqlite3_get_autocommit(s->conn) || logical_size(s) < (int64_t) SQLITE_FILE_COPY_MIN_BYTES)
+        if (!sqlite3_get_autocommit(s->conn) || sqlite_logical_size(s) < (int64_t) SQLITE_FILE_COPY_MIN_BYTES)
                 return 0;
         if (sqlite3_exec(s->conn, "BEGIN; SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK)
                 goto end;
         src = connection_fd(s);
         if (src < 0 || !same_file(s, src) || !checkpoint_all(s->path))
                 goto end;
-        size = logical_size(s);
+        size = sqlite_logical_size(s);
         if (size <= 0 || fstat(src, &st) < 0 || st.st_size < size)
                 goto end;
         r = copy_range(src, fd, (uint64_t) size);

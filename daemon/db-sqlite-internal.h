@@ -48,7 +48,10 @@ int sqlite_lock_report(const char *target, json_t **ret_report);
  * copy may need first: a checkpoint, with its two fsyncs, when the -wal holds frames. */
 #define SQLITE_FILE_COPY_MIN_BYTES (8u * 1024u * 1024u)
 
-/* db-sqlite-filecopy.c: *ret_done false when the caller must copy the pages instead */
+/* db-sqlite-filecopy.c: the database's logical size (page count times page size; what a backup
+ * holds, whatever the -wal has), or -1 */
+int64_t sqlite_logical_size(db_sqlite *s);
+/* *ret_done false when the caller must copy the pages instead */
 int sqlite_backup_file_copy(db_sqlite *s, int fd, bool *ret_done);
 
 /* db-sqlite-identity.c */

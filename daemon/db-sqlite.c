@@ -503,8 +503,6 @@ static int backup_failed(db_failure *f, const char *path, sqlite3 *dest, int rc)
         return f->message ? DB_FAILED : -ENOMEM;
 }
 
-static int sqlite_size(db *d, uint64_t *ret_bytes);
-
 static int write_all_at_start(int fd, const unsigned char *data, size_t size) {
         for (size_t done = 0; done < size;) {
                 ssize_t n = pwrite(fd, data + done, size - done, (off_t) done);
@@ -524,12 +522,12 @@ static int backup_through_memory(db_sqlite *s, int fd, bool *ret_done) {
         sqlite3 *mem = NULL;
         unsigned char *data = NULL;
         sqlite3_int64 size = 0;
-        uint64_t logical = 0;
+        int64_t logical = sqlite_logical_size(s);
         char sql[48];
         int rc, r;
 
         *ret_done = false;
-        if (sqlite_size(&s->base, &logical) < 0 || logical >= SQLITE_FILE_COPY_MIN_BYTES)
+        if (logical < 0 || logical >= (int64_t) SQLITE_FILE_COPY_MIN_BYTES)
                 return 0;
         /* an in-memory destination takes the source's page size before the copy, not from it */
         snprintf(sql, sizeof(sql), "PRAGMA page_size = %d", pragma_int(s, "PRAGMA page_size", 4096));
@@ -668,13 +666,11 @@ static int sqlite_check_integrity(db *d, bool full, db_failure *f) {
 /* The database's logical size (pages times page size): what a backup copies, and comparable
  * before and after a change whatever the WAL holds. */
 static int sqlite_size(db *d, uint64_t *ret_bytes) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        db_sqlite *s = to_sqlite(d);
+        int64_t size = sqlite_logical_size(to_sqlite(d));
 
-        if (sqlite3_prepare_v2(s->conn, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-                               -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+        if (size < 0)
                 return -EIO;
-        *ret_bytes = (uint64_t) sqlite3_column_int64(st, 0);
+        *ret_bytes = (uint64_t) size;
         return 0;
 }
 
